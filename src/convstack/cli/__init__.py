@@ -1,0 +1,54 @@
+"""The ``convstack`` command: argument parsing and dispatch to one module per subcommand.
+
+Each subcommand module exposes ``register(subparsers)``, which adds its parser and
+sets ``func`` to a callable taking the parsed namespace and returning an exit code.
+No maths lives here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from . import _demo, _edges, _extrema, _filter, _fuse, _lab
+from ._common import UserError
+
+__all__ = ["main"]
+
+_COMMANDS = (_demo, _fuse, _filter, _edges, _extrema, _lab)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the top-level parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="convstack",
+        description="Convolution, classic filters and focus stacking in NumPy.",
+    )
+    parser.add_argument("--version", action="version", version=f"convstack {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _COMMANDS:
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Border padding: how much to pad (PyTorch's ``padding``) and with what (SciPy's ``mode``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from . import _validate as v
+from ._modes import IGNORES_CVAL, MODES, border_indices
+
+__all__ = ["pad", "resolve_padding"]
+
+Pads = tuple[tuple[int, int], ...]
+
+
+def resolve_padding(
+    padding: Any,
+    kernel_shape: tuple[int, ...],
+    dilation: tuple[int, ...],
+    *,
+    flipped: bool = False,
+) -> Pads:
+    """Turn a ``padding`` argument into (before, after) per spatial axis.
+
+    Parameters
+    ----------
+    padding : {"same", "valid", "full"}, int, sequence of int, or sequence of (int, int)
+        "same" keeps the anchor (index ``k // 2`` of the kernel) over each input
+        sample, "valid" pads nothing, "full" pads ``dilation * (k - 1)`` on both sides.
+    kernel_shape, dilation : tuple of int
+        One entry per spatial axis.
+    flipped : bool
+        True for convolution: the anchor ``k // 2`` of the original kernel sits at
+        index ``k - 1 - k // 2`` of the flipped kernel that is correlated.
+
+    Returns
+    -------
+    tuple of (int, int)
+        Padding before and after along each spatial axis.
+    """
+    ndim = len(kernel_shape)
+    if isinstance(padding, str):
+        v.choice(padding, "padding", ("same", "valid", "full"))
+        pads = []
+        for k, d in zip(kernel_shape, dilation, strict=True):
+            span = d * (k - 1)
+            if padding == "valid":
+                pads.append((0, 0))
+            elif padding == "full":
+                pads.append((span, span))
+            else:
+                anchor = k - 1 - k // 2 if flipped else k // 2
+                pads.append((d * anchor, span - d * anchor))
+        return tuple(pads)
+    rule = (
+        f"be 'same', 'valid', 'full', an int >= 0, {ndim} ints >= 0, "
+        f"or {ndim} (before, after) pairs of ints >= 0"
+    )
+
+    def is_int(x: Any) -> bool:
+        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+    if is_int(padding):
+        items: list[Any] = [padding] * ndim
+    elif isinstance(padding, (list, tuple)) and len(padding) == ndim:
+        items = list(padding)
+    else:
+        raise v.fail("padding", rule, padding, kind=TypeError)
+    pairs = []
+    for item in items:
+        if is_int(item):
+            pairs.append((int(item), int(item)))
+        elif isinstance(item, (list, tuple)) and len(item) == 2 and all(is_int(x) for x in item):
+            pairs.append((int(item[0]), int(item[1])))
+        else:
+            raise v.fail("padding", rule, padding, kind=TypeError)
+    if any(b < 0 or a < 0 for b, a in pairs):
+        raise v.fail("padding", rule, padding)
+    return tuple(pairs)
+
+
+def check_mode(mode: Any, cval: Any) -> float:
+    """Validate ``mode`` and ``cval`` together; return ``cval`` as a float."""
+    v.choice(mode, "mode", MODES)
+    try:
+        value = float(cval)
+    except (TypeError, ValueError) as exc:
+        raise v.fail("cval", "be a real number", cval, kind=TypeError) from exc
+    if mode in IGNORES_CVAL and value != 0.0:
+        raise v.fail("cval", f"be 0 with mode={mode!r}, which ignores it", cval)
+    return value
+
+
+def pad_spatial(array: NDArray[Any], pads: Pads, mode: str, cval: float) -> NDArray[Any]:
+    """Pad the trailing ``len(pads)`` axes of ``array`` (leading axes are batch/channel).
+
+    No validation: ``mode`` and ``pads`` must already be checked.
+    """
+    lead = array.ndim - len(pads)
+    if all(b == 0 and a == 0 for b, a in pads):
+        return array
+    if mode in ("constant", "mean"):
+        out_shape = array.shape[:lead] + tuple(
+            n + b + a for n, (b, a) in zip(array.shape[lead:], pads, strict=True)
+        )
+        out = np.empty(out_shape, dtype=array.dtype)
+        if mode == "constant":
+            out.fill(cval)
+        else:
+            spatial = tuple(range(lead, array.ndim))
+            out[...] = array.mean(axis=spatial, keepdims=True, dtype=np.float64).astype(array.dtype)
+        inner = (slice(None),) * lead + tuple(
+            slice(b, b + n) for n, (b, _) in zip(array.shape[lead:], pads, strict=True)
+        )
+        out[inner] = array
+        return out
+    result = array
+    for axis, (n, (b, a)) in enumerate(zip(array.shape[lead:], pads, strict=True)):
+        if b or a:
+            result = np.take(result, border_indices(n, b, a, mode), axis=lead + axis)
+    return result
+
+
+def pad(
+    image: ArrayLike,
+    padding: Any,
+    *,
+    mode: str = "constant",
+    cval: float = 0.0,
+    channel_axis: int | None = None,
+) -> NDArray[Any]:
+    """Pad an image as OpenCV's ``copyMakeBorder`` or ``numpy.pad`` would.
+
+    Parameters
+    ----------
+    image : array_like
+        1-D, 2-D or N-D array of real numbers.
+    padding : int, sequence of int, or sequence of (int, int)
+        Amount before and after each spatial axis.
+    mode : str
+        'constant', 'nearest', 'reflect', 'mirror', 'wrap' or 'mean'.
+    cval : float
+        Fill value for mode='constant'.
+    channel_axis : int, optional
+        Axis of colour channels, which is not padded.
+
+    Returns
+    -------
+    ndarray
+        The padded array, same dtype as ``image``.
+
+    Examples
+    --------
+    >>> pad([1, 2, 3], 2, mode="reflect").tolist()
+    [2, 1, 1, 2, 3, 3, 2]
+    """
+    array = v.as_real_array(image, "image")
+    cval = check_mode(mode, cval)
+    axis = v.channel_axis_index(channel_axis, array.ndim)
+    work = array if axis is None else np.moveaxis(array, axis, 0)
+    spatial = work.ndim - (axis is not None)
+    pads = resolve_padding(padding, (1,) * spatial, (1,) * spatial)
+    out = pad_spatial(work, pads, mode, cval)
+    if out is work:
+        out = work.copy()
+    return out if axis is None else np.moveaxis(out, 0, axis)

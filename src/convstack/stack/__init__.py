@@ -1,0 +1,1 @@
+"""Focus stacking: fuse photos focused at different depths into one sharp image."""
