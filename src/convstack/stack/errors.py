@@ -1,0 +1,31 @@
+"""The focus-stacking error family: one base class, one subclass per kind of failure."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlignmentError",
+    "FrameMismatchError",
+    "FrameReadError",
+    "OutputError",
+    "StackError",
+]
+
+
+class StackError(Exception):
+    """Base class of every focus-stacking failure."""
+
+
+class FrameReadError(StackError):
+    """A frame could not be read (missing, unreadable, corrupt, unsupported)."""
+
+
+class FrameMismatchError(StackError, ValueError):
+    """Frames disagree in size, channel count or bit depth, or there are too few."""
+
+
+class AlignmentError(StackError):
+    """Alignment of a frame to the reference diverged or found no match."""
+
+
+class OutputError(StackError):
+    """An output cannot be written: exists without overwrite, missing folder, unknown format."""
