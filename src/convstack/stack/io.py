@@ -1,0 +1,478 @@
+"""Image files in and out: PNG, JPEG and TIFF, grey or RGB, 8-bit, 16-bit and float.
+
+Libraries, not hand-written codecs:
+
+- Pillow reads and writes PNG and JPEG (8-bit, and 16-bit grey PNG).
+- pypng reads and writes 16-bit *colour* PNG, which Pillow (13.x) cannot hold: it has
+  no 16-bit RGB mode and would silently truncate such files to 8 bits.
+- tifffile reads and writes every TIFF (8/16-bit integer and float, grey or RGB).
+
+Arrays are ``(rows, cols)`` for grey and ``(rows, cols, 3)`` for RGB, of dtype
+``uint8``, ``uint16`` or ``float32``. An alpha channel is dropped on reading (a focus
+stack has no use for it; a non-opaque alpha is logged). Palette, bilevel and CMYK
+images are converted to RGB or grey by Pillow.
+
+Writing is atomic: the image goes to a temporary file in the output folder, which is
+renamed over the target only once complete, so an interrupted run leaves no
+half-written image. An existing file is never replaced unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import logging
+import os
+import re
+import tempfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import png  # pypng
+import tifffile
+from numpy.typing import ArrayLike, NDArray
+from PIL import Image
+
+from .errors import FrameReadError, OutputError
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageMetadata",
+    "list_frames",
+    "natural_key",
+    "read_image",
+    "read_metadata",
+    "write_image",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File extensions read and written (lower case, with the dot).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}
+_EXIF_HEADER = b"Exif\x00\x00"
+_TIFF_ICC_TAG = 34675
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@dataclass(frozen=True)
+class ImageMetadata:
+    """Metadata carried from an input frame to an output.
+
+    Attributes
+    ----------
+    exif : bytes or None
+        Raw EXIF block as Pillow writes it (``b"Exif\\0\\0"`` followed by a TIFF header).
+    icc_profile : bytes or None
+        The embedded ICC colour profile.
+    """
+
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _png_header(path: Path) -> tuple[int, int] | None:
+    """Bit depth and colour type from a PNG's IHDR chunk, or None if not a PNG."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    if len(head) < 26 or not head.startswith(_PNG_SIGNATURE) or head[12:16] != b"IHDR":
+        return None
+    return head[24], head[25]
+
+
+def _read_png16(path: Path) -> NDArray[Any]:
+    """A 16-bit PNG with colour or alpha, through pypng."""
+    with open(path, "rb") as fh:
+        cols, rows, pixels, info = png.Reader(file=fh).asDirect()
+        planes = int(info["planes"])
+        data = np.vstack([np.asarray(row, dtype=np.uint16) for row in pixels])
+    data = data.reshape(rows, cols, planes)
+    if info.get("alpha"):
+        _note_alpha(path, data[..., -1], 65535)
+        data = data[..., :-1]
+    return data[..., 0] if data.shape[-1] == 1 else data
+
+
+def _note_alpha(path: Path, alpha: NDArray[Any], opaque: int) -> None:
+    if np.any(alpha != opaque):
+        logger.warning("%s: alpha channel is not opaque; it is ignored.", path)
+
+
+def _read_pillow(path: Path) -> NDArray[Any]:
+    with Image.open(path) as im:
+        im.load()
+        mode = im.mode
+        if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
+            return np.asarray(im, dtype=np.uint16).copy()
+        if mode == "F":
+            return np.asarray(im, dtype=np.float32).copy()
+        if mode == "I":
+            data = np.asarray(im)
+            if data.min() >= 0 and data.max() <= 65535:
+                return data.astype(np.uint16)
+            raise FrameReadError(f"{path}: 32-bit integer images are not supported.")
+        if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+            rgba = im.convert("RGBA" if mode != "LA" else "LA")
+            data = np.asarray(rgba)
+            _note_alpha(path, data[..., -1], 255)
+            return data[..., :-1].copy() if mode != "LA" else data[..., 0].copy()
+        if mode == "L":
+            return np.asarray(im, dtype=np.uint8).copy()
+        if mode == "1":
+            return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+        if mode == "P":
+            converted = im.convert("RGB")
+        elif mode != "RGB":
+            converted = im.convert("RGB")  # CMYK, YCbCr, LAB, ...
+        else:
+            converted = im
+        return np.asarray(converted, dtype=np.uint8).copy()
+
+
+def _read_tiff(path: Path) -> NDArray[Any]:
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages.first
+        data = page.asarray()
+        axes = page.axes
+    if axes.startswith("S") and data.ndim == 3:  # planar configuration: samples first
+        data = np.moveaxis(data, 0, -1)
+    data = np.squeeze(data) if data.ndim > 3 else data
+    if data.ndim == 3:
+        if data.shape[-1] == 1:
+            data = data[..., 0]
+        elif data.shape[-1] in (2, 4):  # grey + alpha, RGB + alpha
+            opaque = np.iinfo(data.dtype).max if data.dtype.kind in "ui" else 1
+            _note_alpha(path, data[..., -1], opaque)
+            data = data[..., :-1]
+            data = data[..., 0] if data.shape[-1] == 1 else data
+        elif data.shape[-1] != 3:
+            raise FrameReadError(f"{path}: TIFF with {data.shape[-1]} samples per pixel.")
+    if data.ndim not in (2, 3):
+        raise FrameReadError(f"{path}: TIFF of shape {data.shape} is not a 2-D image.")
+    if data.dtype == np.bool_:
+        return data.astype(np.uint8) * np.uint8(255)
+    if data.dtype in (np.uint8, np.uint16):
+        return data
+    if data.dtype.kind == "f":
+        return data.astype(np.float32)
+    raise FrameReadError(f"{path}: TIFF sample type {data.dtype} is not supported.")
+
+
+def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
+    """Read an image file into an array.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A PNG, JPEG or TIFF file (the format is found from the content; the
+        extension only picks TIFF handling).
+
+    Returns
+    -------
+    ndarray
+        ``(rows, cols)`` grey or ``(rows, cols, 3)`` RGB, dtype ``uint8``, ``uint16``
+        or ``float32``, exactly as stored (16-bit stays 16-bit). Alpha is dropped.
+
+    Raises
+    ------
+    FrameReadError
+        If the file is missing, unreadable, corrupt or of an unsupported kind; the
+        message names the file.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FrameReadError(f"{file}: no such file.")
+    try:
+        if file.suffix.lower() in (".tif", ".tiff"):
+            return _read_tiff(file)
+        header = _png_header(file)
+        if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
+            return _read_png16(file)
+        return _read_pillow(file)
+    except FrameReadError:
+        raise
+    except Exception as exc:  # decoders raise many kinds (zlib.error, png.Error, ...)
+        raise FrameReadError(f"{file}: cannot read the image ({exc}).") from exc
+
+
+def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
+    """Read the EXIF block and the ICC profile of an image file.
+
+    Returns empty fields where the file has none or its format cannot be parsed for
+    them; raises ``FrameReadError`` only for a missing file.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise FrameReadError(f"{file}: no such file.")
+    exif: bytes | None = None
+    icc: bytes | None = None
+    try:
+        with Image.open(file) as im:
+            icc = im.info.get("icc_profile") or None
+            raw = im.info.get("exif")
+            if isinstance(raw, bytes) and raw:
+                exif = raw if raw.startswith(_EXIF_HEADER) else _EXIF_HEADER + raw
+            else:
+                tags = im.getexif()
+                exif = tags.tobytes() if len(tags) else None
+    except Exception:  # unreadable metadata is simply absent
+        pass
+    if icc is None and file.suffix.lower() in (".tif", ".tiff"):
+        try:
+            with tifffile.TiffFile(file) as tif:
+                tag = tif.pages.first.tags.get(_TIFF_ICC_TAG)
+                if tag is not None:
+                    icc = bytes(tag.value)
+        except (OSError, ValueError, tifffile.TiffFileError):
+            pass
+    return ImageMetadata(exif=exif, icc_profile=icc)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _check_image(image: ArrayLike) -> NDArray[Any]:
+    array = np.asarray(image)
+    if array.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
+        raise TypeError(
+            f"`image` must be uint8, uint16, float32 or float64; got dtype {array.dtype}."
+        )
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] != 3) or array.size == 0:
+        raise ValueError(
+            f"`image` must have shape (rows, cols) or (rows, cols, 3); got {array.shape}."
+        )
+    return array
+
+
+def _to_uint8(array: NDArray[Any], path: Path) -> NDArray[Any]:
+    logger.warning("%s: JPEG holds 8 bits per sample; 16-bit data is rounded to 8 bits.", path)
+    return np.round(array.astype(np.float64) / 257.0).astype(np.uint8)
+
+
+def _png16_colour(array: NDArray[Any], meta: ImageMetadata | None) -> bytes:
+    rows, cols = array.shape[:2]
+    writer = png.Writer(width=cols, height=rows, greyscale=False, bitdepth=16)
+    buffer = io.BytesIO()
+    writer.write(buffer, array.reshape(rows, cols * 3))
+    data = buffer.getvalue()
+    if meta is None or (meta.exif is None and meta.icc_profile is None):
+        return data
+    chunks = list(png.Reader(bytes=data).chunks())
+    extra: list[tuple[bytes, bytes]] = []
+    if meta.icc_profile:
+        extra.append((b"iCCP", b"ICC profile\x00\x00" + zlib.compress(meta.icc_profile)))
+    if meta.exif:
+        raw = meta.exif[len(_EXIF_HEADER) :] if meta.exif.startswith(_EXIF_HEADER) else meta.exif
+        extra.append((b"eXIf", raw))
+    out = io.BytesIO()
+    png.write_chunks(out, chunks[:1] + extra + chunks[1:])  # after IHDR, before IDAT
+    return out.getvalue()
+
+
+def _encode(
+    array: NDArray[Any], fmt: str, path: Path, meta: ImageMetadata | None, quality: int
+) -> bytes:
+    exif = meta.exif if meta else None
+    icc = meta.icc_profile if meta else None
+    if fmt == "TIFF":
+        if array.dtype == np.float64:
+            array = array.astype(np.float32)
+        buffer = io.BytesIO()
+        if exif:
+            logger.info("%s: EXIF is not written to TIFF outputs (ICC is).", path)
+        tifffile.imwrite(
+            buffer,
+            array,
+            photometric="rgb" if array.ndim == 3 else "minisblack",
+            compression="zlib",
+            iccprofile=icc,
+            metadata=None,
+        )
+        return buffer.getvalue()
+    if array.dtype.kind == "f":
+        raise TypeError(
+            f"`image` of dtype {array.dtype} can only be written to TIFF; "
+            f"convert it to uint8 or uint16 to write {path.name}."
+        )
+    if fmt == "JPEG" and array.dtype == np.uint16:
+        array = _to_uint8(array, path)
+    if fmt == "PNG" and array.dtype == np.uint16 and array.ndim == 3:
+        return _png16_colour(array, meta)
+    image = Image.fromarray(array)
+    options: dict[str, Any] = {}
+    if icc:
+        options["icc_profile"] = icc
+    if exif:
+        options["exif"] = exif
+    if fmt == "JPEG":
+        options["quality"] = quality
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def write_image(
+    path: str | os.PathLike[str],
+    image: ArrayLike,
+    *,
+    overwrite: bool = False,
+    metadata: ImageMetadata | None = None,
+    quality: int = 95,
+) -> Path:
+    """Write an image atomically, keeping its bit depth.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Target file; the format comes from the extension: ``.png``, ``.jpg``/``.jpeg``,
+        ``.tif``/``.tiff``.
+    image : array_like
+        ``(rows, cols)`` or ``(rows, cols, 3)`` of dtype uint8, uint16, float32 or
+        float64. uint16 gives 16-bit PNG/TIFF; JPEG holds 8 bits only, so 16-bit data
+        is rounded to 8 bits (``round(x / 257)``) and a warning is logged. Floats can
+        only go to TIFF (written as float32).
+    overwrite : bool
+        Replace an existing file. Default False: an existing file is an error.
+    metadata : ImageMetadata, optional
+        EXIF and ICC to embed: PNG and JPEG keep both, TIFF keeps the ICC profile only
+        (tifffile does not write an EXIF directory; logged).
+    quality : int
+        JPEG quality, 1 to 100.
+
+    Returns
+    -------
+    Path
+        The path written.
+
+    Raises
+    ------
+    OutputError
+        Unknown extension, missing output folder, or existing file without ``overwrite``.
+    TypeError, ValueError
+        An image of unsupported dtype or shape.
+
+    Notes
+    -----
+    The data go to a temporary file in the same folder, renamed over ``path`` with
+    ``os.replace`` once complete; on any error the temporary file is removed.
+    """
+    file = Path(path)
+    fmt = _FORMATS.get(file.suffix.lower())
+    if fmt is None:
+        raise OutputError(
+            f"{file}: unknown image extension {file.suffix!r}; "
+            f"use one of {', '.join(IMAGE_EXTENSIONS)}."
+        )
+    folder = file.parent if str(file.parent) else Path(".")
+    if not folder.is_dir():
+        raise OutputError(f"{file}: the output folder {folder} does not exist.")
+    if file.is_dir():
+        raise OutputError(f"{file}: is a folder.")
+    if file.exists() and not overwrite:
+        raise OutputError(f"{file}: already exists (use overwrite / --force to replace it).")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"`quality` must lie in [1, 100]; got {quality!r}.")
+    array = _check_image(image)
+    data = _encode(array, fmt, file, metadata, int(quality))
+    fd, temp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(temp_name, 0o666 & ~_umask())
+        os.replace(temp_name, file)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return file
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def natural_key(text: str) -> tuple[Any, ...]:
+    """Sort key that orders digit runs by value: ``"frame2" < "frame10"``.
+
+    >>> sorted(["f10.png", "f2.png", "F1.png"], key=natural_key)
+    ['F1.png', 'f2.png', 'f10.png']
+    """
+    parts = re.split(r"(\d+)", text)
+    folded = tuple(
+        (0, int(part), "") if part.isdigit() else (1, 0, part.casefold()) for part in parts if part
+    )
+    return (folded, text)
+
+
+def _path_key(path: Path) -> tuple[Any, ...]:
+    return (natural_key(str(path.parent)), natural_key(path.name))
+
+
+def _is_image(path: Path) -> bool:
+    return (
+        path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    )
+
+
+def list_frames(inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str]) -> list[Path]:
+    """Expand files, folders and globs into the list of frame files.
+
+    Parameters
+    ----------
+    inputs : sequence of str or path-like
+        Each entry is an image file, a folder (its image files, not recursive, hidden
+        files skipped) or a glob pattern (``*``, ``?``, ``[...]``).
+
+    Returns
+    -------
+    list of Path
+        Every frame once, in natural name order (``frame2`` before ``frame10``;
+        folder first, then file name), which is taken as the focus order.
+
+    Raises
+    ------
+    FrameReadError
+        If an entry names nothing, or a folder or pattern holds no image files.
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    if len(inputs) == 0:
+        raise FrameReadError("`inputs` must name at least one file, folder or pattern; got none.")
+    found: dict[Path, None] = {}
+    for entry in inputs:
+        text = os.fspath(entry)
+        path = Path(text).expanduser()
+        if path.is_dir():
+            matches = [p for p in path.iterdir() if _is_image(p)]
+            if not matches:
+                raise FrameReadError(f"{text}: folder holds no image files ({_ext_list()}).")
+        elif path.is_file():
+            matches = [path]
+        elif glob.has_magic(text):
+            matches = [Path(p) for p in glob.glob(os.path.expanduser(text)) if _is_image(Path(p))]
+            if not matches:
+                raise FrameReadError(f"{text}: pattern matched no image files ({_ext_list()}).")
+        else:
+            raise FrameReadError(f"{text}: no such file or folder.")
+        for match in matches:
+            found.setdefault(match, None)
+    return sorted(found, key=_path_key)
+
+
+def _ext_list() -> str:
+    return ", ".join(IMAGE_EXTENSIONS)
