@@ -68,8 +68,15 @@ def fft(
     return np.ascontiguousarray(full[(slice(None),) + valid], dtype=padded.dtype)
 
 
-def rank_terms(kernel: NDArray[Any], rtol: float = 1e-7) -> list[tuple[NDArray[Any], ...]]:
-    """Split a 2-D kernel into outer products of 1-D factors (SVD), dropping tiny terms."""
+def rank_terms(kernel: NDArray[Any], rtol: float | None = None) -> list[tuple[NDArray[Any], ...]]:
+    """Split a 2-D kernel into outer products of 1-D factors (SVD), dropping tiny terms.
+
+    A term is dropped only when its singular value is below ``rtol`` times the largest
+    (default: a few float64 epsilons per kernel side), so that what is dropped stays
+    under float rounding.
+    """
+    if rtol is None:
+        rtol = 4 * np.finfo(np.float64).eps * max(kernel.shape)
     u, s, vt = np.linalg.svd(kernel.astype(np.float64))
     keep = s > rtol * s[0] if s[0] > 0 else s > 0
     terms: list[tuple[NDArray[Any], ...]] = []

@@ -83,7 +83,9 @@ def positive_float(value: Any, name: str, *, allow_zero: bool = False) -> float:
     except (TypeError, ValueError) as exc:
         raise fail(name, "be a real number", value, kind=TypeError) from exc
     if not np.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
-        raise fail(name, ">= 0" if allow_zero else "be > 0", value)
+        raise fail(
+            name, "be a finite number >= 0" if allow_zero else "be a finite number > 0", value
+        )
     return number
 
 

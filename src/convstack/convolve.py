@@ -72,7 +72,9 @@ def _filter(
     v.choice(method, "method", METHOD_NAMES)
     axis = v.channel_axis_index(channel_axis, array.ndim)
     spatial_ndim = array.ndim - (axis is not None)
-    if weights.ndim != spatial_ndim or spatial_ndim == 0:
+    if spatial_ndim == 0:
+        raise v.fail("image", "have at least one spatial axis besides `channel_axis`", array)
+    if weights.ndim != spatial_ndim:
         raise ValueError(
             f"`kernel` must have one axis per spatial axis of `image` ({spatial_ndim}); "
             f"got a {weights.ndim}-D kernel of shape {weights.shape}."

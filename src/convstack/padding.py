@@ -55,8 +55,8 @@ def resolve_padding(
                 pads.append((d * anchor, span - d * anchor))
         return tuple(pads)
     rule = (
-        f"be 'same', 'valid', 'full', an int >= 0, {ndim} ints >= 0, "
-        f"or {ndim} (before, after) pairs of ints >= 0"
+        f"be 'same', 'valid', 'full', an int >= 0, one int >= 0 per spatial axis ({ndim}), "
+        "or one (before, after) pair of ints >= 0 per spatial axis"
     )
 
     def is_int(x: Any) -> bool:
@@ -64,6 +64,13 @@ def resolve_padding(
 
     if is_int(padding):
         items: list[Any] = [padding] * ndim
+    elif (
+        ndim == 1
+        and isinstance(padding, (list, tuple))
+        and len(padding) == 2
+        and all(is_int(x) for x in padding)
+    ):
+        items = [tuple(padding)]  # one axis: (before, after), as numpy.pad reads it
     elif isinstance(padding, (list, tuple)) and len(padding) == ndim:
         items = list(padding)
     else:
@@ -161,6 +168,8 @@ def pad(
     axis = v.channel_axis_index(channel_axis, array.ndim)
     work = array if axis is None else np.moveaxis(array, axis, 0)
     spatial = work.ndim - (axis is not None)
+    if isinstance(padding, str):
+        raise v.fail("padding", "be an int, one int per axis or (before, after) pairs", padding)
     pads = resolve_padding(padding, (1,) * spatial, (1,) * spatial)
     out = pad_spatial(work, pads, mode, cval)
     if out is work:
