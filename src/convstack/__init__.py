@@ -2,6 +2,15 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .calculus import (
+    Extremum,
+    derivative,
+    extrema,
+    gradient,
+    gradient_direction,
+    gradient_magnitude,
+    second_derivatives,
+)
 from .convolve import convolve, correlate
 from .padding import pad
 
@@ -10,4 +19,16 @@ try:
 except PackageNotFoundError:  # running from a source tree without installation
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__", "convolve", "correlate", "pad"]
+__all__ = [
+    "Extremum",
+    "__version__",
+    "convolve",
+    "correlate",
+    "derivative",
+    "extrema",
+    "gradient",
+    "gradient_direction",
+    "gradient_magnitude",
+    "pad",
+    "second_derivatives",
+]
