@@ -43,7 +43,7 @@ def _data_range(a: NDArray[Any], b: NDArray[Any], data_range: float | None) -> f
         return float(info.max) - float(info.min)
     low = min(float(a.min()), float(b.min()))
     high = max(float(a.max()), float(b.max()))
-    if a.dtype.kind == "f" and 0.0 <= low and high <= 1.0:
+    if a.dtype.kind == "f" and low >= 0.0 and high <= 1.0:
         return 1.0
     raise ValueError(
         "`data_range` must be given for float images outside [0, 1] or mixed dtypes; "
