@@ -1,6 +1,24 @@
-"""Focus stacking: fuse photos focused at different depths into one sharp image."""
+"""Focus stacking: fuse photos focused at different depths into one sharp image.
 
-from .fusion import weighted_merge
+``fuse`` runs the whole pipeline (load, align, sharpness, depth, merge) on arrays or
+paths, streaming; ``sharpness_mask`` and ``weighted_merge`` are the lab's two functions.
+"""
+
+from .errors import AlignmentError, FrameMismatchError, FrameReadError, OutputError, StackError
+from .fusion import METHODS, weighted_merge
+from .pipeline import DEFAULT_METHOD, FuseResult, fuse
 from .sharpness import sharpness_mask
 
-__all__ = ["sharpness_mask", "weighted_merge"]
+__all__ = [
+    "DEFAULT_METHOD",
+    "METHODS",
+    "AlignmentError",
+    "FrameMismatchError",
+    "FrameReadError",
+    "FuseResult",
+    "OutputError",
+    "StackError",
+    "fuse",
+    "sharpness_mask",
+    "weighted_merge",
+]

@@ -1,0 +1,315 @@
+"""The focus-stacking pipeline: load -> align -> sharpness -> depth -> fuse, streaming.
+
+Frames are read one at a time, in two passes:
+
+1. from the reference frame outwards (``ref, ref+1, ..., n-1, ref-1, ..., 0``), each
+   frame is registered to its neighbour on the reference's side and the transforms
+   are chained to the reference; the aligned frame's focus measure updates a
+   running argmax (the raw depth map) and the single-pass merges (``'weighted'``,
+   ``'maxabs'``) update their running sums;
+2. the depth map is regularised, then the frames that the depth map uses are read
+   again, warped with the stored transforms and blended (``'depthmap'``,
+   ``'pyramid'``).
+
+At most two frames (the current one and its neighbour's luma) plus a fixed number of
+frame-sized accumulators are held, whatever the number of frames.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .. import _validate as v
+from ..progress import ProgressCallback, report
+from ..warp import warp
+from . import align as _align
+from . import io as _io
+from .depth import FocusAccumulator, regularize_depth
+from .errors import FrameMismatchError, FrameReadError
+from .fusion import (
+    METHODS,
+    DepthAccumulator,
+    MaxAbsAccumulator,
+    PyramidAccumulator,
+    WeightedAccumulator,
+    apply_gamma,
+    lab_gamma,
+)
+from .sharpness import MEASURES, sharpness, sharpness_mask, to_gray, to_unit_float
+
+__all__ = ["DEFAULT_METHOD", "FuseResult", "fuse"]
+
+#: The method :func:`fuse` uses unless told otherwise (chosen by bench/fusion.py).
+DEFAULT_METHOD = "pyramid"
+
+StepCallback = Callable[[str, NDArray[Any]], None]
+_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass(frozen=True)
+class FuseResult:
+    """What :func:`fuse` returns.
+
+    Attributes
+    ----------
+    image : ndarray
+        The fused image, shape and dtype of the input frames (float input gives float32).
+    depth : ndarray of float32, shape (rows, cols)
+        Smoothed depth map: fractional index of the sharpest frame, in [0, n - 1].
+    transforms : list of ndarray (3, 3)
+        Per frame, the matrix mapping reference pixel coordinates to that frame's.
+    reference : int
+        Index of the reference frame.
+    method : str
+        The merge method used.
+    confidence : ndarray of float32, shape (rows, cols)
+        How clearly one frame was the sharpest (0 = flat, ambiguous).
+    """
+
+    image: NDArray[Any]
+    depth: NDArray[np.float32]
+    transforms: list[NDArray[np.float64]]
+    reference: int
+    method: str
+    confidence: NDArray[np.float32] = field(repr=False)
+
+
+class _Source:
+    """Frames from arrays or paths, loaded on demand and checked against the first."""
+
+    def __init__(self, frames: Any) -> None:
+        if isinstance(frames, (str, os.PathLike)):
+            raise v.fail("frames", "be a sequence of arrays or paths", frames, kind=TypeError)
+        if isinstance(frames, np.ndarray):
+            if frames.ndim not in (3, 4):
+                raise v.fail(
+                    "frames",
+                    "be a (frames, rows, cols[, channels]) array or a sequence of frames",
+                    frames,
+                )
+            items: list[Any] = list(frames)
+        elif isinstance(frames, Sequence):
+            items = list(frames)
+        else:
+            raise v.fail("frames", "be a sequence of arrays or paths", frames, kind=TypeError)
+        if len(items) < 2:
+            raise FrameMismatchError(f"focus stacking needs at least two frames; got {len(items)}.")
+        self.items = items
+        self.names = [
+            str(item) if isinstance(item, (str, os.PathLike)) else f"frames[{i}]"
+            for i, item in enumerate(items)
+        ]
+        self.shape: tuple[int, ...] | None = None
+        self.dtype: np.dtype[Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def raw(self, index: int) -> NDArray[Any]:
+        item = self.items[index]
+        name = self.names[index]
+        if isinstance(item, (str, os.PathLike)):
+            try:
+                array = _io.read_image(item)
+            except FrameReadError:
+                raise
+            except Exception as exc:  # codec errors of every kind
+                raise FrameReadError(f"{name}: cannot read the image ({exc}).") from exc
+        else:
+            array = v.as_real_array(item, name)
+        if array.ndim == 3 and array.shape[2] == 1:
+            array = array[..., 0]
+        if array.ndim not in (2, 3) or array.dtype not in _DTYPES:
+            raise FrameMismatchError(
+                f"{name}: frames must be (rows, cols) or (rows, cols, channels) arrays of "
+                f"uint8, uint16 or float; got shape {array.shape}, dtype {array.dtype}."
+            )
+        if self.shape is None:
+            self.shape, self.dtype = array.shape, array.dtype
+        elif array.shape != self.shape or array.dtype != self.dtype:
+            raise FrameMismatchError(
+                f"{name}: shape {array.shape} and dtype {array.dtype} differ from the first "
+                f"frame's ({self.shape}, {self.dtype}); all frames must match."
+            )
+        return array
+
+    def unit(self, index: int) -> NDArray[np.float32]:
+        return to_unit_float(self.raw(index), self.names[index])
+
+
+def _order(count: int, reference: int) -> list[tuple[int, int | None]]:
+    """(frame, neighbour towards the reference) in processing order."""
+    order: list[tuple[int, int | None]] = [(reference, None)]
+    order += [(i, i - 1) for i in range(reference + 1, count)]
+    order += [(i, i + 1) for i in range(reference - 1, -1, -1)]
+    return order
+
+
+def _to_dtype(image: NDArray[np.float32], dtype: np.dtype[Any]) -> NDArray[Any]:
+    image = np.clip(image, 0.0, 1.0)
+    if dtype.kind in "ui":
+        top = float(np.iinfo(dtype).max)
+        return np.rint(image * np.float32(top)).astype(dtype)
+    return image.astype(np.float32, copy=False)
+
+
+def _warped(frame: NDArray[np.float32], matrix: NDArray[np.float64]) -> NDArray[np.float32]:
+    """``frame`` resampled onto the reference grid (cubic; edges repeated, not black)."""
+    if np.allclose(matrix, np.eye(3)):
+        return frame
+    return warp(frame, matrix, order=3, mode="nearest").astype(np.float32, copy=False)
+
+
+def fuse(
+    frames: Sequence[Any] | NDArray[Any],
+    *,
+    method: str = DEFAULT_METHOD,
+    align: str = "similarity",
+    reference: int | None = None,
+    measure: str = "log_energy",
+    gamma_correction: bool = False,
+    levels: int | None = None,
+    progress: ProgressCallback | None = None,
+    on_step: StepCallback | None = None,
+) -> FuseResult:
+    """Fuse a focus stack into one image that is sharp everywhere, plus its depth map.
+
+    Parameters
+    ----------
+    frames : sequence of array_like or paths, or ndarray (frames, rows, cols[, channels])
+        The frames in focus order, all the same size, channel count and dtype (uint8,
+        uint16, or float on [0, 1]). Paths are read lazily, one frame at a time.
+    method : {'pyramid', 'depthmap', 'weighted', 'maxabs'}
+        How to merge (see :mod:`convstack.stack.fusion`); default ``DEFAULT_METHOD``.
+    align : {'similarity', 'none', 'translation', 'affine', 'homography'}
+        Motion model for aligning each frame to the reference (chained through
+        neighbours); 'none' skips alignment.
+    reference : int, optional
+        Index of the reference frame (its geometry is the output's); default the middle.
+    measure : str
+        Focus measure for the depth map (see :func:`convstack.stack.sharpness.sharpness`).
+    gamma_correction : bool
+        With ``method='weighted'``: the lab's automatic gamma correction of the result.
+    levels : int, optional
+        Pyramid levels for 'pyramid' and 'maxabs' (default: automatic).
+    progress : callable, optional
+        ``progress(stage, done, total)`` for stages 'align' (first pass, per frame),
+        'depth' and 'fuse' (second pass, per frame).
+    on_step : callable, optional
+        ``on_step(name, array)`` with intermediate images as they are made:
+        ``'aligned_007'`` (float32 frame), ``'sharpness_007'`` (focus measure),
+        ``'depth_raw'``, ``'confidence'``. Nothing is kept for it.
+
+    Returns
+    -------
+    FuseResult
+        ``image`` (dtype of the frames), ``depth``, ``transforms``, ...
+
+    Raises
+    ------
+    FrameMismatchError
+        Fewer than two frames, or frames that differ in size, channels or dtype.
+    FrameReadError
+        A path that cannot be read (named).
+    AlignmentError
+        Registration of a frame failed (named).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> sharp = rng.random((32, 32)).astype(np.float32)
+    >>> soft = np.full_like(sharp, 0.5)
+    >>> left = np.hstack([sharp[:, :16], soft[:, 16:]])
+    >>> right = np.hstack([soft[:, :16], sharp[:, 16:]])
+    >>> result = fuse([left, right], align="none")
+    >>> bool(np.abs(result.image - sharp)[4:-4, 4:12].max() < 0.05)
+    True
+    """
+    v.choice(method, "method", METHODS)
+    v.choice(align, "align", _align.MODELS)
+    v.choice(measure, "measure", MEASURES)
+    source = _Source(frames)
+    count = len(source)
+    ref = count // 2 if reference is None else reference
+    if isinstance(ref, bool) or not isinstance(ref, (int, np.integer)) or not 0 <= ref < count:
+        raise v.fail("reference", f"be a frame index in [0, {count - 1}]", reference)
+    ref = int(ref)
+
+    transforms: list[NDArray[np.float64]] = [np.eye(3)] * count
+    focus = FocusAccumulator()
+    weighted = WeightedAccumulator() if method == "weighted" else None
+    maxabs = MaxAbsAccumulator(levels) if method == "maxabs" else None
+    grays: dict[int, NDArray[np.float32]] = {}
+    report(progress, "align", 0, count)
+    for done, (index, neighbour) in enumerate(_order(count, ref), start=1):
+        frame = source.unit(index)
+        gray = to_gray(frame)
+        if neighbour is not None and align != "none":
+            step = _align.estimate_transform(
+                grays[neighbour], gray, model=align, name=source.names[index]
+            )
+            matrix = step @ transforms[neighbour]
+            transforms[index] = matrix / matrix[2, 2]
+        # keep only the lumas a later frame registers against
+        grays = {k: g for k, g in grays.items() if k == ref}
+        grays[index] = gray
+        if not np.allclose(transforms[index], np.eye(3)):
+            frame = _warped(frame, transforms[index])
+            gray = to_gray(frame)
+        measured = sharpness(gray, measure=measure)
+        focus.add(index, measured, gray)
+        if weighted is not None:
+            weighted.add(frame, sharpness_mask(frame))
+        if maxabs is not None:
+            maxabs.add(frame)
+        if on_step is not None:
+            on_step(f"aligned_{index:03d}", frame)
+            on_step(f"sharpness_{index:03d}", measured)
+        del frame, measured
+        report(progress, "align", done, count)
+    del grays
+
+    report(progress, "depth", 0, 1)
+    confidence = focus.confidence()
+    raw = focus.raw_depth()
+    if on_step is not None:
+        on_step("depth_raw", raw.astype(np.float32))
+        on_step("confidence", confidence)
+    depth = regularize_depth(raw, confidence, count=count, guide=focus.guide)
+    del focus, raw
+    report(progress, "depth", 1, 1)
+
+    if weighted is not None:
+        image = weighted.result()
+        if gamma_correction:
+            image = apply_gamma(image, lab_gamma(image))
+    elif maxabs is not None:
+        image = maxabs.result()
+    else:
+        acc: DepthAccumulator | PyramidAccumulator
+        acc = DepthAccumulator(depth) if method == "depthmap" else PyramidAccumulator(depth, levels)
+        report(progress, "fuse", 0, count)
+        for index in range(count):
+            if acc.needs(index):
+                frame = source.unit(index)
+                frame = _warped(frame, transforms[index])
+                acc.add(index, frame)
+                del frame
+            report(progress, "fuse", index + 1, count)
+        image = acc.result()
+    assert source.dtype is not None
+    return FuseResult(
+        image=_to_dtype(image, source.dtype),
+        depth=depth,
+        transforms=list(transforms),
+        reference=ref,
+        method=method,
+        confidence=confidence,
+    )
