@@ -175,7 +175,7 @@ def _names(node: ast.AST) -> set[str]:
 def _evaluate(node: ast.AST, x: NDArray[np.float64]) -> Any:
     """Compute a checked node (errstate is set by the caller)."""
     if isinstance(node, ast.Constant):
-        return np.float64(node.value)
+        return np.float64(float(node.value))  # type: ignore[arg-type]
     if isinstance(node, ast.Name):
         return x if node.id == VARIABLE else np.float64(CONSTANTS[node.id])
     if isinstance(node, ast.UnaryOp):
