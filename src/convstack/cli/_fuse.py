@@ -1,19 +1,148 @@
-"""`convstack fuse`: placeholder until its issue lands."""
+"""`convstack fuse`: merge a focus stack into one sharp image (and a depth map)."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
-from ._common import UserError
+import numpy as np
+from numpy.typing import NDArray
+
+from ..stack import DEFAULT_METHOD, METHODS, StackError, fuse
+from ..stack import io as _io
+from ..stack.align import MODELS
+from ..stack.depth import depth_to_image
+from ._common import UserError, progress_bar
+
+__all__ = ["register", "run"]
 
 
 def register(subparsers: Any) -> None:
     """Add the `fuse` subcommand."""
-    parser = subparsers.add_parser("fuse", help="(not available yet)")
+    parser = subparsers.add_parser(
+        "fuse",
+        help="fuse a focus stack into one sharp image",
+        description=(
+            "Align the frames of a focus stack to a reference frame, measure where each "
+            "is sharp and merge them into one image that is sharp everywhere. The output "
+            "keeps the frames' bit depth (8 or 16) and the reference frame's EXIF/ICC."
+        ),
+    )
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="frames: files, a folder or a glob, in focus order by (natural) name",
+    )
+    parser.add_argument(
+        "-o", "--output", required=True, help="fused image (.png, .jpg, .tif); format by extension"
+    )
+    parser.add_argument("--depth-map", metavar="FILE", help="also write the depth map here")
+    parser.add_argument(
+        "--align",
+        choices=MODELS,
+        default="similarity",
+        metavar="MODEL",
+        help="motion model: " + ", ".join(MODELS) + " (default: similarity)",
+    )
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default=DEFAULT_METHOD,
+        metavar="NAME",
+        help="merge method: " + ", ".join(METHODS) + f" (default: {DEFAULT_METHOD})",
+    )
+    parser.add_argument(
+        "--reference",
+        type=int,
+        metavar="N",
+        help="index of the reference frame, 0 = first (default: the middle one)",
+    )
+    parser.add_argument(
+        "--save-steps",
+        metavar="DIR",
+        help="write intermediate images (aligned frames, sharpness, depth) as 16-bit PNG to DIR",
+    )
+    parser.add_argument("--force", action="store_true", help="replace existing output files")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
+
+
+def _check_output(path: Path, force: bool, what: str) -> None:
+    """Refuse an output early (before the slow work) for the reasons write_image would."""
+    if path.suffix.lower() not in _io.IMAGE_EXTENSIONS:
+        raise UserError(
+            f"{what} {path}: unknown image extension {path.suffix!r}; "
+            f"use one of {', '.join(_io.IMAGE_EXTENSIONS)}."
+        )
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UserError(f"{what} {path}: the output folder {folder} does not exist.")
+    if path.is_dir():
+        raise UserError(f"{what} {path}: is a folder.")
+    if path.exists() and not force:
+        raise UserError(f"{what} {path} already exists (use --force to replace it).")
+
+
+def _step_image(name: str, array: NDArray[Any]) -> NDArray[Any]:
+    """An intermediate array as a 16-bit image (maps rescaled to their maximum)."""
+    data = np.asarray(array, dtype=np.float32)
+    if not name.startswith("aligned"):
+        top = float(data.max())
+        data = data / np.float32(top) if top > 0 else data
+    return np.rint(np.clip(data, 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    raise UserError("`convstack fuse` is not available in this build yet.")
+    output = Path(args.output)
+    _check_output(output, args.force, "output")
+    depth_path = Path(args.depth_map) if args.depth_map else None
+    if depth_path is not None:
+        _check_output(depth_path, args.force, "depth map")
+        if depth_path.resolve() == output.resolve():
+            raise UserError("--depth-map must differ from the output file.")
+    try:
+        frames = _io.list_frames(args.inputs)
+    except StackError as exc:
+        raise UserError(str(exc)) from None
+    if len(frames) < 2:
+        raise UserError(f"focus stacking needs at least two frames; got {len(frames)}.")
+    if output.resolve() in {f.resolve() for f in frames}:
+        raise UserError(f"output {output} is one of the input frames.")
+    if args.reference is not None and not 0 <= args.reference < len(frames):
+        raise UserError(
+            f"--reference must be a frame index in [0, {len(frames) - 1}]; got {args.reference}."
+        )
+
+    steps_dir = Path(args.save_steps) if args.save_steps else None
+    on_step = None
+    if steps_dir is not None:
+        try:
+            steps_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"--save-steps {steps_dir}: cannot create it ({exc}).") from None
+        folder = steps_dir
+
+        def on_step(name: str, array: NDArray[Any]) -> None:
+            _io.write_image(folder / f"{name}.png", _step_image(name, array), overwrite=True)
+
+    try:
+        result = fuse(
+            frames,
+            method=args.method,
+            align=args.align,
+            reference=args.reference,
+            progress=progress_bar(args.quiet),
+            on_step=on_step,
+        )
+        metadata = _io.read_metadata(frames[result.reference])
+        _io.write_image(output, result.image, overwrite=args.force, metadata=metadata)
+        if depth_path is not None:
+            jpeg = depth_path.suffix.lower() in (".jpg", ".jpeg")
+            depth = depth_to_image(result.depth, len(frames), np.uint8 if jpeg else np.uint16)
+            _io.write_image(depth_path, depth, overwrite=args.force)
+    except (StackError, ValueError, TypeError) as exc:
+        raise UserError(str(exc)) from None
+    return 0

@@ -204,7 +204,8 @@ def fuse(
     on_step : callable, optional
         ``on_step(name, array)`` with intermediate images as they are made:
         ``'aligned_007'`` (float32 frame), ``'sharpness_007'`` (focus measure),
-        ``'depth_raw'``, ``'confidence'``. Nothing is kept for it.
+        ``'depth_raw'``, ``'confidence'``, ``'depth'`` (scaled to [0, 1]). Nothing is
+        kept for it.
 
     Returns
     -------
@@ -284,6 +285,8 @@ def fuse(
         on_step("confidence", confidence)
     depth = regularize_depth(raw, confidence, count=count, guide=focus.guide)
     del focus, raw
+    if on_step is not None:
+        on_step("depth", depth / np.float32(max(count - 1, 1)))
     report(progress, "depth", 1, 1)
 
     if weighted is not None:
