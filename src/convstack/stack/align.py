@@ -1,0 +1,870 @@
+"""Stage 2 of focus stacking: register every frame to a reference frame.
+
+:func:`estimate_transform` finds the 3x3 matrix that maps reference pixel
+coordinates ``(row, col, 1)`` to moving-frame coordinates, so that
+``convstack.warp.warp(moving, matrix)`` lies on the reference grid.
+:func:`align_stack` does it for a whole stack, chaining neighbours to the
+reference and holding at most three frames' pyramids at a time.
+
+Method
+------
+Inverse-compositional Gauss-Newton (Baker & Matthews 2004) on a Gaussian
+pyramid, coarse to fine, with the error normalised as in the enhanced
+correlation coefficient (ECC, Evangelidis & Psarakis 2008): at every iteration
+the warped frame is brought to the reference's mean and standard deviation over
+the overlap, so brightness and contrast changes between frames do not bias the
+result. Every level is smoothed with a binomial filter (sigma about one level
+pixel) before it is compared: a symmetric blur leaves the optimum where it was,
+so frames that differ in focus still align without bias, and the basin of
+convergence widens. The coarsest level starts from the better of the identity
+and a phase-correlation translation. Iterations stop when the update moves no
+image corner by more than ``tolerance`` level pixels; a step that lowers the
+correlation is halved. Parameters are expressed in centred coordinates
+normalised by half the image's larger side, which keeps the normal equations
+well conditioned and makes them the same at every level.
+
+By default the finest level used is the first with at most about two million
+pixels (half resolution for a 6 MP frame): at half resolution the result is
+already accurate to a few hundredths of a full-resolution pixel on textured
+frames (see the test-suite and the note in bench/README.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import fft as sp_fft
+
+from .. import _validate as v
+from ..convolve import correlate
+from ..progress import ProgressCallback, report
+from ..warp import as_matrix, warp
+from .errors import AlignmentError
+
+__all__ = [
+    "MODELS",
+    "align_stack",
+    "estimate_gain",
+    "estimate_transform",
+    "to_gray",
+]
+
+#: Motion models, from the fewest parameters to the most.
+MODELS = ("none", "translation", "similarity", "affine", "homography")
+_N_PARAMS = {"none": 0, "translation": 2, "similarity": 4, "affine": 6, "homography": 8}
+
+#: ITU-R BT.601 luma weights for R, G, B.
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+#: Binomial smoothing (sigma = 1) used both as the pyramid's anti-alias filter and
+#: as the pre-smoothing of each level.
+_BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / 16.0
+_DIFF = np.array([-0.5, 0.0, 0.5], dtype=np.float32)
+#: The coarsest automatic level keeps at least this many pixels on its shorter side.
+_MIN_COARSE_SIDE = 32
+#: Automatic finest level: the first level with at most this many pixels.
+_WORK_PIXELS = 2_000_000
+#: The overlap of the warped frame and the reference must keep this fraction of pixels.
+_MIN_OVERLAP = 0.2
+#: Pixels at the edge of a level (its smoothing and gradient saw the border rule).
+_EDGE_BAND = 3
+#: Tolerance (level pixels) of the levels coarser than the finest one.
+_COARSE_TOLERANCE = 0.05
+
+
+def to_gray(image: ArrayLike, name: str = "image") -> NDArray[np.float32]:
+    """Return a float32 gray copy: BT.601 luma of RGB(A), the first channel of gray+alpha.
+
+    Values keep their scale (a uint8 image gives 0..255).
+
+    Examples
+    --------
+    >>> gray = to_gray(np.array([[[255, 0, 0], [0, 0, 255]]], dtype=np.uint8))
+    >>> np.round(gray.astype(np.float64), 3).tolist()
+    [[76.245, 29.07]]
+    """
+    array = v.as_real_array(image, name)
+    if array.ndim == 2:
+        gray = array.astype(np.float32)
+    elif array.ndim == 3 and array.shape[2] in (1, 2):
+        gray = array[:, :, 0].astype(np.float32)
+    elif array.ndim == 3 and array.shape[2] in (3, 4):
+        gray = (
+            array[:, :, 0].astype(np.float32) * _LUMA[0]
+            + array[:, :, 1].astype(np.float32) * _LUMA[1]
+            + array[:, :, 2].astype(np.float32) * _LUMA[2]
+        )
+    else:
+        raise v.fail(name, "be 2-D (rows, cols) or (rows, cols, 1..4 channels)", array)
+    if not np.all(np.isfinite(gray)):
+        raise v.fail(name, "contain only finite values", array)
+    return gray
+
+
+def _smooth(image: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Separable binomial [1 4 6 4 1]/16 smoothing with edge repetition."""
+    out = image
+    if image.shape[0] > 1:
+        out = correlate(out, _BINOMIAL[:, None], mode="nearest")
+    if image.shape[1] > 1:
+        out = correlate(out, _BINOMIAL[None, :], mode="nearest")
+    return np.asarray(out, dtype=np.float32)
+
+
+def _gaussian(image: NDArray[np.float32], sigma: float) -> NDArray[np.float32]:
+    """Separable Gaussian smoothing (truncated at 3 sigma) with edge repetition."""
+    radius = max(1, int(np.ceil(3.0 * sigma)))
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    kernel = np.exp(-0.5 * (t / sigma) ** 2)
+    kernel = (kernel / kernel.sum()).astype(np.float32)
+    out = correlate(image, kernel[:, None], mode="nearest")
+    return np.asarray(correlate(out, kernel[None, :], mode="nearest"), dtype=np.float32)
+
+
+#: Relative blurs tried by the blur matching, in level pixels: > 0 blurs the
+#: reference, < 0 the moving frame.
+_BLUR_GRID = (-4.0, -3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+#: The blur matching looks at a central crop of at most this many pixels per side.
+_BLUR_CROP = 384
+
+
+def _nan_border(image: NDArray[np.float32], band: int) -> NDArray[np.float32]:
+    """Copy with a NaN frame of ``band`` pixels: samples the edge smoothing made up are invalid."""
+    h, w = image.shape
+    band = min(band, min(h, w) // 8)
+    out = image.copy()
+    if band > 0:
+        out[:band] = np.nan
+        out[h - band :] = np.nan
+        out[:, :band] = np.nan
+        out[:, w - band :] = np.nan
+    return out
+
+
+def _pearson(a: NDArray[np.float32], b: NDArray[np.float32]) -> float:
+    ac = a - a.mean(dtype=np.float64)
+    bc = b - b.mean(dtype=np.float64)
+    denom = float(np.sqrt(np.vdot(ac, ac) * np.vdot(bc, bc)))
+    return float(np.vdot(ac, bc)) / denom if denom > 0 else -1.0
+
+
+def _match_blur(
+    template: NDArray[np.float32],
+    usable: NDArray[np.bool_],
+    moving: NDArray[np.float32],
+    pixel_matrix: NDArray[np.float64],
+) -> float:
+    """Relative blur (level pixels; > 0: the reference is sharper) that best equalises the frames.
+
+    Frames focused at different depths differ in blur, and a blurred feature looks
+    larger: left alone, that biases the scale of the registration. Smoothing the
+    sharper frame to the other's blur removes the bias. The search runs on a
+    central crop of the current registration.
+    """
+    warped = warp(moving, pixel_matrix, mode="constant", cval=np.nan)
+    valid = usable & np.isfinite(warped)
+    warped = np.where(valid, warped, template)
+    h, w = template.shape
+    r0 = max(0, (h - _BLUR_CROP) // 2)
+    c0 = max(0, (w - _BLUR_CROP) // 2)
+    crop = (slice(r0, r0 + _BLUR_CROP), slice(c0, c0 + _BLUR_CROP))
+    t, m, ok = template[crop], warped[crop], valid[crop]
+    if np.count_nonzero(ok) < 64:
+        return 0.0
+    scores = []
+    for delta in _BLUR_GRID:
+        if delta > 0:
+            score = _pearson(_gaussian(t, delta)[ok], m[ok])
+        elif delta < 0:
+            score = _pearson(t[ok], _gaussian(m, -delta)[ok])
+        else:
+            score = _pearson(t[ok], m[ok])
+        scores.append(score)
+    best = int(np.argmax(scores))
+    if 0 < best < len(scores) - 1:
+        # Parabola through the best grid point and its neighbours (uneven spacing).
+        x0, x1, x2 = _BLUR_GRID[best - 1 : best + 2]
+        y0, y1, y2 = scores[best - 1 : best + 2]
+        denom = (x0 - x1) * (x0 - x2) * (x1 - x2)
+        a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / denom
+        b = (x2 * x2 * (y0 - y1) + x1 * x1 * (y2 - y0) + x0 * x0 * (y1 - y2)) / denom
+        if a < 0:
+            return float(np.clip(-b / (2 * a), x0, x2))
+    return float(_BLUR_GRID[best])
+
+
+def _model_matrix(model: str, p: NDArray[np.float64]) -> NDArray[np.float64]:
+    """The warp D(p) in normalised (y, x) coordinates; D(0) is the identity."""
+    d = np.eye(3)
+    if model == "translation":
+        d[0, 2], d[1, 2] = p
+    elif model == "similarity":
+        d[0, 0] = d[1, 1] = 1.0 + p[0]
+        d[0, 1], d[1, 0] = p[1], -p[1]
+        d[0, 2], d[1, 2] = p[2], p[3]
+    elif model == "affine":
+        d[:2, :] += p.reshape(2, 3)
+    elif model == "homography":
+        d.ravel()[:8] += p
+    return d
+
+
+def _steepest_descent(
+    model: str, gy: NDArray[np.float32], gx: NDArray[np.float32], y: Any, x: Any
+) -> NDArray[np.float32]:
+    """Rows ``grad T . dW/dp_k`` at p = 0, one per parameter, each flattened."""
+    if model == "translation":
+        rows = [gy, gx]
+    elif model == "similarity":
+        rows = [gy * y + gx * x, gy * x - gx * y, gy, gx]
+    elif model == "affine":
+        rows = [gy * y, gy * x, gy, gx * y, gx * x, gx]
+    else:  # homography
+        radial = gy * y + gx * x
+        rows = [gy * y, gy * x, gy, gx * y, gx * x, gx, -y * radial, -x * radial]
+    shape = gy.shape
+    return np.stack([np.broadcast_to(r, shape).ravel() for r in rows]).astype(np.float32)
+
+
+class _Pyramid:
+    """Gray, smoothed pyramid of one frame plus its cached template data (private)."""
+
+    def __init__(self, gray: NDArray[np.float32], levels: int, finest: int) -> None:
+        self.shape = gray.shape
+        self.levels: list[NDArray[np.float32] | None] = [None] * levels
+        current = gray
+        for k in range(levels):
+            smooth = _smooth(current)
+            if k >= finest:
+                self.levels[k] = smooth
+            if k + 1 < levels:
+                current = np.ascontiguousarray(smooth[::2, ::2])
+        self._templates: dict[tuple[int, str], tuple[Any, ...]] = {}
+
+    def template(
+        self,
+        level: int,
+        model: str,
+        mask: NDArray[np.bool_] | None,
+        scale: float,
+        blur: float = 0.0,
+    ) -> tuple[Any, ...]:
+        """(image, steepest-descent rows, full Hessian, usable-pixel mask) at ``level``.
+
+        ``blur`` > 0 smooths the level further (Gaussian sigma in level pixels) first.
+        """
+        key = (level, model)
+        cacheable = mask is None and blur == 0.0
+        if cacheable and key in self._templates:
+            return self._templates[key]
+        image = self.levels[level]
+        assert image is not None
+        if blur > 0:
+            image = _gaussian(image, blur)
+        h, w = image.shape
+        f = float(2**level)
+        gy = correlate(image, _DIFF[:, None], mode="nearest") * np.float32(1.0 / (scale * f))
+        gx = correlate(image, _DIFF[None, :], mode="nearest") * np.float32(1.0 / (scale * f))
+        cy, cx = (self.shape[0] - 1) / 2.0, (self.shape[1] - 1) / 2.0
+        y = ((np.arange(h) * f - cy) * scale).astype(np.float32)[:, None]
+        x = ((np.arange(w) * f - cx) * scale).astype(np.float32)[None, :]
+        sd = _steepest_descent(model, gy, gx, y, x)
+        usable = np.zeros((h, w), dtype=bool)
+        # Pixels whose smoothing or gradient reached past the edge are left out.
+        border = min(_EDGE_BAND + int(np.ceil(3.0 * blur)), min(h, w) // 8)
+        usable[border : h - border or None, border : w - border or None] = True
+        if mask is not None:
+            usable &= mask[:: int(f), :: int(f)][:h, :w]
+        sd *= usable.ravel()[None, :]
+        hessian = (sd.astype(np.float64) @ sd.T.astype(np.float64)) if sd.shape[0] else None
+        data = (image, sd, hessian, usable)
+        if cacheable:
+            self._templates[key] = data
+        return data
+
+
+def _auto_levels(shape: tuple[int, ...]) -> int:
+    levels = 1
+    while min(shape[0], shape[1]) / 2**levels >= _MIN_COARSE_SIDE:
+        levels += 1
+    return levels
+
+
+def _auto_finest(shape: tuple[int, ...], levels: int) -> int:
+    finest = 0
+    while finest < levels - 1 and shape[0] * shape[1] / 4**finest > _WORK_PIXELS:
+        finest += 1
+    return finest
+
+
+def _normaliser(shape: tuple[int, ...]) -> tuple[NDArray[np.float64], float]:
+    """Q: full-resolution pixel (row, col) -> centred coordinates scaled by half the larger side."""
+    scale = 2.0 / max(shape[0], shape[1])
+    q = np.array(
+        [
+            [scale, 0.0, -scale * (shape[0] - 1) / 2.0],
+            [0.0, scale, -scale * (shape[1] - 1) / 2.0],
+            [0.0, 0.0, 1.0],
+        ]
+    )
+    return q, scale
+
+
+def _level_matrix(q: NDArray[np.float64], level: int) -> NDArray[np.float64]:
+    """Level pixel -> normalised coordinates (level pixel * 2**level = full-resolution pixel)."""
+    f = float(2**level)
+    return q @ np.diag([f, f, 1.0])
+
+
+class _Diverged(Exception):
+    pass
+
+
+def _evaluate(
+    template: NDArray[np.float32],
+    usable: NDArray[np.bool_],
+    moving: NDArray[np.float32],
+    pixel_matrix: NDArray[np.float64],
+) -> tuple[float, NDArray[np.float32], NDArray[np.bool_]]:
+    """Correlation coefficient, normalised error image and valid mask of one warp."""
+    warped = warp(moving, pixel_matrix, mode="constant", cval=np.nan)
+    valid = usable & np.isfinite(warped)
+    count = int(np.count_nonzero(valid))
+    if count < _MIN_OVERLAP * max(1, int(np.count_nonzero(usable))) or count < 8:
+        raise _Diverged("the overlap with the reference became too small")
+    w = np.where(valid, warped, np.float32(0.0))
+    t = np.where(valid, template, np.float32(0.0))
+    mean_w = float(w.sum(dtype=np.float64)) / count
+    mean_t = float(t.sum(dtype=np.float64)) / count
+    wc = np.where(valid, w - np.float32(mean_w), np.float32(0.0))
+    tc = np.where(valid, t - np.float32(mean_t), np.float32(0.0))
+    var_w = float(np.vdot(wc, wc))
+    var_t = float(np.vdot(tc, tc))
+    if var_w <= 0.0 or var_t <= 0.0:
+        raise _Diverged("the overlap has no texture (constant intensity)")
+    cc = float(np.vdot(wc, tc)) / np.sqrt(var_w * var_t)
+    error = wc * np.float32(np.sqrt(var_t / var_w)) - tc
+    return cc, error, valid
+
+
+def _phase_translation(template: NDArray[np.float32], moving: NDArray[np.float32]) -> NDArray[Any]:
+    """Shift d (level pixels, (row, col)) with moving(p + d) ~ template(p), by phase correlation."""
+    h, w = template.shape
+    window = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
+    a = sp_fft.rfft2((template - template.mean()) * window)
+    b = sp_fft.rfft2((moving - moving.mean()) * window)
+    cross = b * np.conj(a)
+    cross /= np.abs(cross) + 1e-12 * float(np.abs(cross).max() + 1e-30)
+    surface = sp_fft.irfft2(cross, s=(h, w))
+    peak = np.unravel_index(int(np.argmax(surface)), surface.shape)
+    shift = []
+    for axis, (index, n) in enumerate(zip(peak, (h, w), strict=True)):
+        before = list(peak)
+        after = list(peak)
+        before[axis] = (index - 1) % n
+        after[axis] = (index + 1) % n
+        lo, mid, hi = surface[tuple(before)], surface[peak], surface[tuple(after)]
+        denom = lo - 2 * mid + hi
+        sub = 0.5 * (lo - hi) / denom if denom < 0 else 0.0
+        signed = index if index <= n // 2 else index - n
+        shift.append(signed + float(np.clip(sub, -0.5, 0.5)))
+    return np.array(shift)
+
+
+def _check_sane(a: NDArray[np.float64], corners: NDArray[np.float64], limit: float) -> None:
+    if not np.all(np.isfinite(a)):
+        raise _Diverged("the transform has non-finite entries")
+    det = float(np.linalg.det(a[:2, :2]))
+    if not 0.25 < det < 4.0:
+        raise _Diverged(f"the transform's scale factor exploded (area ratio {det:.3g})")
+    homog = corners @ a.T
+    if np.any(homog[:, 2] <= 0):
+        raise _Diverged("the transform folds the image (projective horizon crossed)")
+    moved = homog[:, :2] / homog[:, 2:]
+    if float(np.abs(moved - corners[:, :2]).max()) > limit:
+        raise _Diverged("the transform moves the image corners by more than half its size")
+
+
+def _register(
+    template: _Pyramid,
+    moving: _Pyramid,
+    model: str,
+    start: NDArray[np.float64] | None,
+    *,
+    coarsest: int,
+    finest: int,
+    iterations: int,
+    tolerance: float,
+    mask: NDArray[np.bool_] | None,
+    match_blur: bool = True,
+) -> tuple[NDArray[np.float64], float]:
+    """Coarse-to-fine inverse-compositional Gauss-Newton; returns (A normalised, correlation)."""
+    q, scale = _normaliser(template.shape)
+    a = np.eye(3) if start is None else q @ start @ np.linalg.inv(q)
+    h, w = template.shape[:2]
+    # Corners of the image in normalised coordinates, for the step size and sanity checks.
+    corners_px = np.array([[0, 0, 1], [0, w - 1, 1], [h - 1, 0, 1], [h - 1, w - 1, 1]], float)
+    corners = corners_px @ q.T
+    limit = 0.5 * np.hypot(h, w) * scale
+    cc = float("nan")
+    for level in range(coarsest, finest - 1, -1):
+        image, sd, hessian_full, usable = template.template(level, model, mask, scale)
+        mov = moving.levels[level]
+        assert mov is not None
+        lq = _level_matrix(q, level)
+        lq_inv = np.linalg.inv(lq)
+        px_per_unit = 1.0 / (scale * 2**level)
+        tol = tolerance if level == finest else max(tolerance, _COARSE_TOLERANCE)
+        if level == coarsest and start is None:
+            shift = _phase_translation(image, mov)
+            shifted = np.eye(3)
+            shifted[:2, 2] = shift / px_per_unit
+            try:
+                cc_id = _evaluate(image, usable, mov, lq_inv @ a @ lq)[0]
+                cc_pc = _evaluate(image, usable, mov, lq_inv @ shifted @ lq)[0]
+                if cc_pc > cc_id:
+                    a = shifted
+            except _Diverged:
+                a = shifted
+        blur = 0.0
+        if match_blur and level == finest:
+            blur = _match_blur(image, usable, mov, lq_inv @ a @ lq)
+            if blur > 0.05:
+                image, sd, hessian_full, usable = template.template(
+                    level, model, mask, scale, blur=blur
+                )
+            elif blur < -0.05:
+                mov = _gaussian(mov, -blur)
+        mov = _nan_border(mov, _EDGE_BAND + int(np.ceil(3.0 * max(0.0, -blur))))
+        cc, error, valid = _evaluate(image, usable, mov, lq_inv @ a @ lq)
+        flat_valid = valid.ravel()
+        for _ in range(iterations):
+            b = sd @ error.ravel()
+            missing = np.flatnonzero(usable.ravel() & ~flat_valid)
+            hessian = hessian_full
+            if missing.size:
+                part = sd[:, missing].astype(np.float64)
+                hessian = hessian_full - part @ part.T
+            try:
+                dp = np.linalg.solve(hessian, b.astype(np.float64))
+            except np.linalg.LinAlgError as exc:
+                raise _Diverged("the normal equations became singular") from exc
+            if not np.all(np.isfinite(dp)):
+                raise _Diverged("the update became non-finite")
+            step = 1.0
+            while True:
+                d = _model_matrix(model, step * dp)
+                candidate = a @ np.linalg.inv(d)
+                try:
+                    _check_sane(candidate, corners, limit)
+                    new = _evaluate(image, usable, mov, lq_inv @ candidate @ lq)
+                except _Diverged:
+                    if step < 0.1:
+                        raise
+                    step *= 0.5
+                    continue
+                if new[0] >= cc - 1e-6 or step < 0.1:
+                    break
+                step *= 0.5
+            a = candidate
+            cc, error, valid = new
+            flat_valid = valid.ravel()
+            homog = corners @ d.T
+            moved = homog[:, :2] / homog[:, 2:] - corners[:, :2]
+            if float(np.abs(moved).max()) * px_per_unit < tol:
+                break
+    return a, cc
+
+
+def _check_model(model: Any) -> str:
+    return v.choice(model, "model", MODELS)
+
+
+def _resolve_levels(
+    shape: tuple[int, ...], levels: int | None, finest_level: int | None
+) -> tuple[int, int]:
+    possible = 1
+    while min(shape[0], shape[1]) / 2**possible >= 8:
+        possible += 1
+    if levels is None:
+        n_levels = _auto_levels(shape)
+    else:
+        if isinstance(levels, bool) or not isinstance(levels, (int, np.integer)) or levels < 1:
+            raise v.fail("levels", "be an int >= 1 or None", levels)
+        n_levels = min(int(levels), possible)
+    if finest_level is None:
+        finest = _auto_finest(shape, n_levels)
+    else:
+        if (
+            isinstance(finest_level, bool)
+            or not isinstance(finest_level, (int, np.integer))
+            or finest_level < 0
+        ):
+            raise v.fail("finest_level", "be an int >= 0 or None", finest_level)
+        finest = min(int(finest_level), n_levels - 1)
+    return n_levels, finest
+
+
+def _check_options(
+    iterations: Any, tolerance: Any, min_correlation: Any
+) -> tuple[int, float, float]:
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)):
+        raise v.fail("iterations", "be an int >= 1", iterations, kind=TypeError)
+    if iterations < 1:
+        raise v.fail("iterations", "be an int >= 1", iterations)
+    tol = v.positive_float(tolerance, "tolerance")
+    try:
+        floor = float(min_correlation)
+    except (TypeError, ValueError) as exc:
+        raise v.fail(
+            "min_correlation", "be a real number", min_correlation, kind=TypeError
+        ) from exc
+    if not -1.0 <= floor <= 1.0:
+        raise v.fail("min_correlation", "lie in [-1, 1]", min_correlation)
+    return int(iterations), tol, floor
+
+
+def _label(name: str | None) -> str:
+    return "the moving frame" if name is None else f"frame {name!r}"
+
+
+def _finish(
+    a: NDArray[np.float64], cc: float, shape: tuple[int, ...], floor: float, name: str | None
+) -> NDArray[np.float64]:
+    if not cc >= floor:
+        raise AlignmentError(
+            f"alignment of {_label(name)} failed: correlation with the reference is "
+            f"{cc:.3f} after registration (below {floor}); the frames may not overlap."
+        )
+    q, _ = _normaliser(shape)
+    m = np.linalg.inv(q) @ a @ q
+    return np.asarray(m / m[2, 2], dtype=np.float64)
+
+
+def estimate_transform(
+    reference: ArrayLike,
+    moving: ArrayLike,
+    *,
+    model: str = "similarity",
+    levels: int | None = None,
+    finest_level: int | None = None,
+    iterations: int = 50,
+    tolerance: float = 0.005,
+    initial: ArrayLike | None = None,
+    mask: ArrayLike | None = None,
+    min_correlation: float = 0.2,
+    match_blur: bool = True,
+    name: str | None = None,
+) -> NDArray[np.float64]:
+    """Estimate the transform that maps reference pixel coordinates to ``moving``'s.
+
+    Parameters
+    ----------
+    reference, moving : array_like, shape (rows, cols) or (rows, cols, channels)
+        Frames of the same size; colour is reduced to BT.601 luma. Not modified.
+    model : {'similarity', 'none', 'translation', 'affine', 'homography'}
+        Motion model. 'similarity' (scale, rotation, shift) covers focus
+        breathing; 'none' returns the identity.
+    levels : int, optional
+        Pyramid levels; default: halve until the shorter side would drop below 32.
+    finest_level : int, optional
+        Finest level refined (0 = full resolution); default: the first level with
+        at most two million pixels.
+    iterations : int
+        Most Gauss-Newton iterations per level.
+    tolerance : float
+        Stop a level's iterations when an update moves no image corner by more than
+        this many pixels of the finest level used (coarser levels use 0.05).
+    initial : array_like (3, 3), optional
+        Starting transform (reference -> moving, full-resolution pixels). Default:
+        the identity or a phase-correlation translation, whichever correlates better.
+    mask : array_like of bool, shape (rows, cols), optional
+        Reference pixels to use (True); default all.
+    min_correlation : float
+        Smallest acceptable correlation coefficient of the smoothed frames after
+        registration; below it the registration is reported as failed.
+    match_blur : bool
+        Before the finest level, smooth the sharper frame to the blur of the other
+        (a Gaussian whose sigma is found by a 1-D search on a central crop). Frames
+        focused at different depths otherwise bias scale and perspective slightly.
+    name : str, optional
+        Name of the moving frame in error messages.
+
+    Returns
+    -------
+    ndarray, shape (3, 3), float64
+        ``m`` with ``m @ (row, col, 1)`` = moving coordinates (divide by the third
+        component); ``convstack.warp.warp(moving, m)`` is aligned to ``reference``.
+        ``m[2, 2] == 1``.
+
+    Raises
+    ------
+    AlignmentError
+        The registration diverged (non-finite or exploding parameters, overlap
+        below 20 %) or ended with a correlation below ``min_correlation``.
+    ValueError, TypeError
+        Bad arguments.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> texture = _smooth(_smooth(rng.random((96, 128)).astype(np.float32)))
+    >>> m = estimate_transform(texture[4:, 4:], texture[2:-2, 1:-3], model="translation")
+    >>> np.round(m[:2, 2], 2).tolist()  # reference (r, c) is moving (r + 2, c + 3)
+    [2.0, 3.0]
+    """
+    model = _check_model(model)
+    ref = to_gray(reference, "reference")
+    mov = to_gray(moving, "moving")
+    if ref.shape != mov.shape:
+        raise ValueError(
+            f"`moving` must have the size of `reference` ({ref.shape[0]} x {ref.shape[1]}); "
+            f"got {mov.shape[0]} x {mov.shape[1]}."
+        )
+    n_iter, tol, floor = _check_options(iterations, tolerance, min_correlation)
+    n_levels, finest = _resolve_levels(ref.shape, levels, finest_level)
+    start = None if initial is None else as_matrix(initial, "initial")
+    if start is not None:
+        start = start / start[2, 2] if start[2, 2] != 0 else start
+    mask_arr = None
+    if mask is not None:
+        mask_arr = np.asarray(mask)
+        if mask_arr.shape != ref.shape or mask_arr.dtype != np.bool_:
+            raise v.fail("mask", f"be a bool array of shape {ref.shape}", mask_arr)
+        if not mask_arr.any():
+            raise v.fail("mask", "select at least one pixel", mask_arr)
+    if model == "none":
+        return np.eye(3)
+    ref_pyr = _Pyramid(ref, n_levels, finest)
+    mov_pyr = _Pyramid(mov, n_levels, finest)
+    coarsest = n_levels - 1
+    try:
+        a, cc = _register(
+            ref_pyr,
+            mov_pyr,
+            model,
+            start,
+            coarsest=coarsest,
+            finest=finest,
+            iterations=n_iter,
+            tolerance=tol,
+            mask=mask_arr,
+            match_blur=bool(match_blur),
+        )
+    except _Diverged as exc:
+        raise AlignmentError(f"alignment of {_label(name)} diverged: {exc}.") from None
+    return _finish(a, cc, ref.shape, floor, name)
+
+
+def align_stack(
+    frames: Sequence[ArrayLike] | Callable[[int], ArrayLike],
+    *,
+    model: str = "similarity",
+    reference: int | None = None,
+    chain: bool = True,
+    refine: bool = False,
+    count: int | None = None,
+    progress: ProgressCallback | None = None,
+    names: Sequence[str] | None = None,
+    levels: int | None = None,
+    finest_level: int | None = None,
+    iterations: int = 50,
+    tolerance: float = 0.005,
+    min_correlation: float = 0.2,
+    match_blur: bool = True,
+) -> list[NDArray[np.float64]]:
+    """Transforms that map the reference frame's pixel coordinates to each frame's.
+
+    Parameters
+    ----------
+    frames : sequence of array_like, or callable
+        The frames (same size), or ``loader(index) -> array`` together with
+        ``count``; a loader (or a lazy sequence) lets the frames stream from disk:
+        at most three frames' pyramids are held at once.
+    model : str
+        Motion model, as in :func:`estimate_transform`.
+    reference : int, optional
+        Index of the reference frame; default the middle one, ``count // 2``.
+    chain : bool
+        True (default): register each frame to its neighbour on the reference's side
+        (similar focus, so robust) and compose; False: register each frame directly
+        to the reference (no accumulated error, but frames far from the reference
+        differ more in blur).
+    refine : bool
+        With ``chain``, refine each composed transform against the reference at the
+        finest level used.
+    count : int, optional
+        Number of frames; required when ``frames`` is a callable.
+    progress : callable, optional
+        ``progress("align", done, total)`` after each frame.
+    names : sequence of str, optional
+        Frame names for error messages (default: their indices).
+    levels, finest_level, iterations, tolerance, min_correlation, match_blur
+        As in :func:`estimate_transform`.
+
+    Returns
+    -------
+    list of ndarray (3, 3)
+        One transform per frame, the identity for the reference; warp frame ``i``
+        with ``convstack.warp.warp(frame_i, transforms[i])``.
+
+    Raises
+    ------
+    AlignmentError
+        Naming the frame whose registration failed.
+    """
+    model = _check_model(model)
+    n_iter, tol, floor = _check_options(iterations, tolerance, min_correlation)
+    if callable(frames) and not isinstance(frames, Sequence):
+        if count is None:
+            raise TypeError("`count` must be given when `frames` is a callable; got None.")
+        loader: Callable[[int], ArrayLike] = frames
+        total = count
+    else:
+        sequence = frames
+        total = len(sequence) if count is None else count
+
+        def loader(index: int) -> ArrayLike:
+            return sequence[index]
+
+    if isinstance(total, bool) or not isinstance(total, (int, np.integer)) or total < 1:
+        raise v.fail("count", "be an int >= 1", total)
+    total = int(total)
+    ref_index = total // 2 if reference is None else reference
+    if (
+        isinstance(ref_index, bool)
+        or not isinstance(ref_index, (int, np.integer))
+        or not 0 <= ref_index < total
+    ):
+        raise v.fail("reference", f"be a frame index in [0, {total - 1}]", reference)
+    ref_index = int(ref_index)
+    if names is not None and len(names) != total:
+        raise v.fail("names", f"have one name per frame ({total})", names)
+    labels = [str(i) for i in range(total)] if names is None else [str(n) for n in names]
+
+    transforms: list[NDArray[np.float64] | None] = [None] * total
+    transforms[ref_index] = np.eye(3)
+    done = 1
+    report(progress, "align", done, total)
+    if total == 1:
+        return [np.eye(3)]
+
+    ref_gray = to_gray(loader(ref_index), f"frames[{ref_index}]")
+    shape = ref_gray.shape
+    n_levels, finest = _resolve_levels(shape, levels, finest_level)
+    ref_pyr = _Pyramid(ref_gray, n_levels, finest)
+    del ref_gray
+    q, _ = _normaliser(shape)
+    q_inv = np.linalg.inv(q)
+    options: dict[str, Any] = {
+        "finest": finest,
+        "iterations": n_iter,
+        "tolerance": tol,
+        "mask": None,
+        "match_blur": bool(match_blur),
+    }
+    for direction in (1, -1):
+        previous = ref_pyr
+        previous_m = np.eye(3)
+        index = ref_index + direction
+        while 0 <= index < total:
+            label = labels[index]
+            gray = to_gray(loader(index), f"frames[{index}]")
+            if gray.shape != shape:
+                raise AlignmentError(
+                    f"frame {label!r} is {gray.shape[0]} x {gray.shape[1]}, "
+                    f"the reference is {shape[0]} x {shape[1]}."
+                )
+            current = _Pyramid(gray, n_levels, finest)
+            del gray
+            if model == "none":
+                m = np.eye(3)
+            else:
+                try:
+                    if chain:
+                        a, cc = _register(
+                            previous, current, model, None, coarsest=n_levels - 1, **options
+                        )
+                        step = _finish(a, cc, shape, floor, label)
+                        m = step @ previous_m
+                        if refine and previous is not ref_pyr:
+                            a, cc = _register(
+                                ref_pyr, current, model, m, coarsest=finest, **options
+                            )
+                            m = _finish(a, cc, shape, floor, label)
+                    else:
+                        a, cc = _register(
+                            ref_pyr, current, model, None, coarsest=n_levels - 1, **options
+                        )
+                        m = _finish(a, cc, shape, floor, label)
+                except _Diverged as exc:
+                    raise AlignmentError(f"alignment of frame {label!r} diverged: {exc}.") from None
+                m = m / m[2, 2]
+            transforms[index] = m
+            previous, previous_m = current, m
+            done += 1
+            report(progress, "align", done, total)
+            index += direction
+    del q_inv
+    return [np.asarray(t) for t in transforms if t is not None]
+
+
+def _luma_nan(array: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Luma of a float64 image that may hold NaN (gray passes through)."""
+    if array.ndim == 3 and array.shape[2] >= 3:
+        luma = _LUMA.astype(np.float64)
+        return np.asarray(
+            array[..., 0] * luma[0] + array[..., 1] * luma[1] + array[..., 2] * luma[2]
+        )
+    return array[..., 0] if array.ndim == 3 else array
+
+
+def estimate_gain(
+    reference: ArrayLike,
+    warped: ArrayLike,
+    *,
+    iterations: int = 10,
+) -> tuple[float, float]:
+    """Robust (Huber) least-squares fit ``reference ~ gain * warped + offset``.
+
+    NaN pixels (outside a 'constant' warp with ``cval=nan``) are ignored; colour is
+    reduced to luma first. Apply as ``gain * warped + offset``.
+
+    Examples
+    --------
+    >>> ref = np.arange(20.0).reshape(4, 5)
+    >>> gain, offset = estimate_gain(ref, (ref - 3.0) / 2.0)
+    >>> round(gain, 6), round(offset, 6)
+    (2.0, 3.0)
+    """
+    ref = np.asarray(v.as_real_array(reference, "reference"), dtype=np.float64)
+    mov = np.asarray(v.as_real_array(warped, "warped"), dtype=np.float64)
+    if ref.shape != mov.shape:
+        raise v.fail("warped", f"have the shape of `reference` {ref.shape}", mov)
+    ref = _luma_nan(ref)
+    mov = _luma_nan(mov)
+    ok = np.isfinite(ref) & np.isfinite(mov)
+    x = mov[ok]
+    y = ref[ok]
+    if x.size < 2 or float(np.ptp(x)) == 0.0:
+        return 1.0, 0.0
+    weights = np.ones_like(x)
+    gain, offset = 1.0, 0.0
+    for _ in range(max(1, int(iterations))):
+        sw = weights.sum()
+        mx = float((weights * x).sum() / sw)
+        my = float((weights * y).sum() / sw)
+        var = float((weights * (x - mx) ** 2).sum())
+        if var <= 0:
+            break
+        gain = float((weights * (x - mx) * (y - my)).sum() / var)
+        offset = my - gain * mx
+        resid = np.abs(y - gain * x - offset)
+        scale = 1.4826 * float(np.median(resid))
+        if scale <= 0:
+            break
+        k = 1.345 * scale
+        weights = np.where(resid <= k, 1.0, k / np.maximum(resid, 1e-300))
+    return gain, offset
