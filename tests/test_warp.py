@@ -1,0 +1,182 @@
+"""warp(): hand-computed cases, SciPy's affine_transform / map_coordinates as oracles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+from convstack import warp as warp_module
+from convstack.warp import transform_points, warp
+
+RNG = np.random.default_rng(20261125)
+
+
+def _random_affine(rng: np.random.Generator) -> np.ndarray:
+    m = np.eye(3)
+    m[:2, :2] += rng.normal(0.0, 0.15, (2, 2))
+    m[:2, 2] = rng.normal(0.0, 4.0, 2)
+    return m
+
+
+@pytest.mark.parametrize("order", [0, 1, 3])
+@pytest.mark.parametrize("channels", [None, 3])
+def test_integer_shift_equals_a_slice(order: int, channels: int | None) -> None:
+    shape = (20, 30) if channels is None else (20, 30, channels)
+    image = RNG.random(shape)
+    m = np.array([[1.0, 0.0, 3.0], [0.0, 1.0, 5.0], [0.0, 0.0, 1.0]])
+    out = warp(image, m, output_shape=(17, 25), order=order)
+    np.testing.assert_allclose(out, image[3:, 5:], rtol=0, atol=1e-12)
+
+
+def test_rotation_by_90_degrees_matches_rot90() -> None:
+    image = np.arange(12.0).reshape(3, 4)
+    rows, cols = image.shape
+    # output (r, c) <- input (c, cols - 1 - r): numpy's counter-clockwise rot90.
+    m = np.array([[0.0, 1.0, 0.0], [-1.0, 0.0, cols - 1.0], [0.0, 0.0, 1.0]])
+    out = warp(image, m, output_shape=(cols, rows), mode="constant", cval=-1.0)
+    np.testing.assert_allclose(out, np.rot90(image), atol=1e-12)
+
+
+def test_hand_computed_half_pixel_shift() -> None:
+    image = np.array([[0.0, 2.0, 4.0], [10.0, 12.0, 14.0]])
+    m = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.25], [0.0, 0.0, 1.0]])
+    out = warp(image, m, mode="constant", cval=-7.0)
+    # (0, 0) samples (0.5, 0.25): mean of rows 0 and 1 at column 0.25 -> (0.5 + 10.5) / 2.
+    assert out[0, 0] == pytest.approx(5.5)
+    assert out[0, 1] == pytest.approx(7.5)
+    assert out[0, 2] == -7.0  # column 2.25 is outside
+    assert np.all(out[1] == -7.0)  # row 1.5 is outside
+
+
+@pytest.mark.parametrize("mode", ["nearest", "constant"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint8])
+def test_bilinear_matches_scipy_affine_transform(mode: str, dtype: type) -> None:
+    rng = np.random.default_rng(7)
+    image = (rng.random((31, 43)) * 200).astype(dtype)
+    for _ in range(4):
+        m = _random_affine(rng)
+        ours = warp(image, m, output_shape=(35, 40), mode=mode, cval=3.5)
+        oracle = ndi.affine_transform(
+            image.astype(np.float64),
+            m[:2, :2],
+            m[:2, 2],
+            output_shape=(35, 40),
+            order=1,
+            mode=mode,
+            cval=3.5,
+        )
+        tol = 1e-10 if dtype == np.float64 else 2e-4 * 200
+        np.testing.assert_allclose(ours, oracle, rtol=0, atol=tol)
+
+
+def test_colour_is_warped_per_channel() -> None:
+    rng = np.random.default_rng(3)
+    image = rng.random((25, 33, 3))
+    m = _random_affine(rng)
+    out = warp(image, m, mode="constant", cval=-1.0)
+    assert out.shape == image.shape
+    for ch in range(3):
+        oracle = ndi.affine_transform(
+            image[..., ch], m[:2, :2], m[:2, 2], order=1, mode="constant", cval=-1.0
+        )
+        np.testing.assert_allclose(out[..., ch], oracle, atol=1e-12)
+
+
+def test_homography_matches_map_coordinates() -> None:
+    rng = np.random.default_rng(11)
+    image = rng.random((40, 50))
+    m = np.array([[1.02, 0.03, 2.0], [-0.02, 0.98, -1.5], [4e-4, -3e-4, 1.0]])
+    rows, cols = np.mgrid[0:40, 0:50].astype(np.float64)
+    w = m[2, 0] * rows + m[2, 1] * cols + m[2, 2]
+    src_r = (m[0, 0] * rows + m[0, 1] * cols + m[0, 2]) / w
+    src_c = (m[1, 0] * rows + m[1, 1] * cols + m[1, 2]) / w
+    oracle = ndi.map_coordinates(image, [src_r, src_c], order=1, mode="nearest")
+    np.testing.assert_allclose(warp(image, m), oracle, atol=1e-12)
+
+
+def test_strips_give_the_same_result_as_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(5)
+    image = rng.random((37, 29, 2))
+    m = _random_affine(rng)
+    whole = warp(image, m, order=3)
+    monkeypatch.setattr(warp_module, "_STRIP_PIXELS", 50)  # 1 row per strip
+    np.testing.assert_array_equal(warp(image, m, order=3), whole)
+
+
+def test_cubic_reproduces_a_quadratic_inside() -> None:
+    rows, cols = np.mgrid[0:30, 0:30].astype(np.float64)
+    image = 0.5 * rows**2 - 0.25 * rows * cols + 2.0 * cols + 1.0
+    m = np.array([[0.9, 0.05, 3.3], [-0.04, 0.95, 2.7], [0.0, 0.0, 1.0]])
+    out = warp(image, m, order=3, mode="constant", cval=np.nan)
+    src_r = m[0, 0] * rows + m[0, 1] * cols + m[0, 2]
+    src_c = m[1, 0] * rows + m[1, 1] * cols + m[1, 2]
+    expected = 0.5 * src_r**2 - 0.25 * src_r * src_c + 2.0 * src_c + 1.0
+    inner = (src_r >= 1) & (src_r <= 27) & (src_c >= 1) & (src_c <= 27)
+    np.testing.assert_allclose(out[inner], expected[inner], atol=1e-9)
+
+
+def test_nearest_neighbour_order_zero() -> None:
+    image = np.arange(9.0).reshape(3, 3)
+    m = np.array([[1.0, 0.0, 0.4], [0.0, 1.0, 0.6], [0.0, 0.0, 1.0]])
+    out = warp(image, m, order=0)
+    # (r, c) samples (r + 0.4, c + 0.6) -> nearest pixel (r, c + 1), clamped at the edge.
+    np.testing.assert_array_equal(out, [[1, 2, 2], [4, 5, 5], [7, 8, 8]])
+
+
+def test_dtype_policy_and_input_unchanged() -> None:
+    image8 = (RNG.random((10, 12, 3)) * 255).astype(np.uint8)
+    copy8 = image8.copy()
+    m = _random_affine(np.random.default_rng(1))
+    out8 = warp(image8, m)
+    assert out8.dtype == np.float32
+    assert float(out8.max()) <= 255.0  # values are not rescaled
+    np.testing.assert_array_equal(image8, copy8)
+    assert warp(image8.astype(np.float64), m).dtype == np.float64
+    assert warp(image8.astype(np.uint16), m).dtype == np.float32
+    assert warp(image8 > 100, m).dtype == np.float32
+
+
+def test_nan_cval_marks_the_outside() -> None:
+    image = np.ones((8, 8))
+    m = np.array([[1.0, 0.0, 4.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    out = warp(image, m, mode="constant", cval=np.nan)
+    assert np.isnan(out[4:]).all()
+    assert np.isfinite(out[:4]).all()
+
+
+def test_points_behind_a_projective_centre_are_outside() -> None:
+    m = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [-0.5, 0.0, 1.0]])  # w <= 0 from row 2 on
+    out = warp(np.ones((5, 5)), m, mode="constant", cval=-1.0)
+    assert np.all(out[2:] == -1.0)
+
+
+def test_transform_points() -> None:
+    m = np.array([[2.0, 0.0, 1.0], [0.0, 1.0, -1.0], [0.0, 0.0, 2.0]])
+    np.testing.assert_allclose(transform_points(m, [[1.0, 4.0]]), [[1.5, 1.5]])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"matrix": np.eye(2)}, ValueError, r"`matrix` must have shape \(3, 3\)"),
+        ({"matrix": np.full((3, 3), np.nan)}, ValueError, "`matrix` must contain only finite"),
+        ({"order": 2}, ValueError, "`order` must be 0, 1 or 3; got 2"),
+        ({"mode": "wrap"}, ValueError, "`mode` must be one of 'nearest', 'constant'; got 'wrap'"),
+        ({"output_shape": (0, 3)}, ValueError, "`output_shape` must be >= 1"),
+        ({"cval": "x"}, TypeError, "`cval` must be a real number"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, error: type, match: str) -> None:
+    args = {"matrix": np.eye(3)}
+    args.update(kwargs)
+    matrix = args.pop("matrix")
+    with pytest.raises(error, match=match):
+        warp(np.zeros((4, 4)), matrix, **args)
+
+
+def test_bad_image() -> None:
+    with pytest.raises(ValueError, match="`image` must be 2-D"):
+        warp(np.zeros((2, 3, 4, 5)), np.eye(3))
+    with pytest.raises(TypeError, match="`image` must be an array of real numbers"):
+        warp(np.zeros((3, 3), dtype=complex), np.eye(3))
