@@ -1,8 +1,9 @@
-"""`convstack lab`: placeholder until its issue lands."""
+"""`convstack lab`: run every section and task of lab 3 and write an HTML report."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from ._common import UserError
@@ -10,10 +11,42 @@ from ._common import UserError
 
 def register(subparsers: Any) -> None:
     """Add the `lab` subcommand."""
-    parser = subparsers.add_parser("lab", help="(not available yet)")
+    parser = subparsers.add_parser(
+        "lab",
+        help="run the convolution lab on built-in data and write an HTML report",
+        description=(
+            "Run every section and task of lab 3 (convolution) with convstack on built-in "
+            "data and write OUT/report.html with its figures in OUT/figures. "
+            'Needs matplotlib: pip install "convstack[plots]".'
+        ),
+    )
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder of the report")
+    parser.add_argument(
+        "--bug", metavar="DIR", help="the lab's bug set (b_bigbug*.png, result.png) for Task 4"
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing report")
+    parser.add_argument("--small", action="store_true", help="small images: a quick run")
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    raise UserError("`convstack lab` is not available in this build yet.")
+    from ..lab import run_lab
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if done < total:
+            print(f"[{done + 1}/{total}] {stage}", file=sys.stderr, flush=True)
+
+    try:
+        path = run_lab(
+            args.out,
+            bug=args.bug,
+            small=args.small,
+            overwrite=args.force,
+            progress=None if args.quiet else progress,
+        )
+    except (FileExistsError, FileNotFoundError, ImportError) as exc:
+        raise UserError(str(exc)) from exc
+    print(path)
+    return 0
