@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
+from . import filters, kernels
 from .calculus import (
     Extremum,
     derivative,
@@ -12,6 +13,16 @@ from .calculus import (
     second_derivatives,
 )
 from .convolve import convolve, correlate
+from .filters import (
+    bilateral,
+    box_blur,
+    gaussian_blur,
+    laplacian,
+    median_blur,
+    scharr,
+    sobel,
+    unsharp_mask,
+)
 from .padding import pad
 
 try:
@@ -22,13 +33,23 @@ except PackageNotFoundError:  # running from a source tree without installation
 __all__ = [
     "Extremum",
     "__version__",
+    "bilateral",
+    "box_blur",
     "convolve",
     "correlate",
     "derivative",
     "extrema",
+    "filters",
+    "gaussian_blur",
     "gradient",
     "gradient_direction",
     "gradient_magnitude",
+    "kernels",
+    "laplacian",
+    "median_blur",
     "pad",
+    "scharr",
     "second_derivatives",
+    "sobel",
+    "unsharp_mask",
 ]

@@ -1,0 +1,100 @@
+"""Shared plumbing for the filters: input checks, padding, OpenCV-style rounding.
+
+dtype policy: integer images come back in their own dtype, rounded to nearest
+(ties to even, as OpenCV's ``cvRound``/``saturate_cast``) and clipped to the
+dtype's range; floats keep their precision.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .. import _validate as v
+from .._modes import MODES
+from ..padding import pad
+
+__all__ = ["check_image", "check_mode", "check_odd", "pad_image", "saturate", "strips"]
+
+SUPPORTED = (np.uint8, np.uint16, np.float32, np.float64)
+
+
+def check_image(image: ArrayLike, name: str = "image") -> NDArray[Any]:
+    """Return ``image`` as a (rows, cols) or (rows, cols, channels) array of a supported dtype."""
+    array = v.as_real_array(image, name)
+    if array.ndim not in (2, 3):
+        raise ValueError(
+            f"`{name}` must be 2-D (rows, cols) or 3-D (rows, cols, channels); "
+            f"got shape {array.shape}."
+        )
+    if array.dtype not in SUPPORTED:
+        raise TypeError(
+            f"`{name}` must have dtype uint8, uint16, float32 or float64; got {array.dtype}."
+        )
+    return array
+
+
+def check_mode(mode: Any) -> str:
+    """Border mode for a filter: one of the engine's modes (no ``cval``: constant means 0)."""
+    return v.choice(mode, "mode", MODES)
+
+
+def check_odd(size: Any, name: str = "size", *, minimum: int = 1) -> int:
+    """A single odd int >= ``minimum``."""
+    if not isinstance(size, (int, np.integer)) or isinstance(size, bool):
+        raise v.fail(name, "be an odd int", size, kind=TypeError)
+    if size < minimum or size % 2 == 0:
+        raise v.fail(name, f"be an odd int >= {minimum}", size)
+    return int(size)
+
+
+def pad_image(
+    image: NDArray[Any], before: tuple[int, int], after: tuple[int, int], mode: str
+) -> NDArray[Any]:
+    """Pad the two spatial axes of a channel-last image (rows, cols[, channels])."""
+    padding = ((before[0], after[0]), (before[1], after[1]))
+    if all(p == 0 for p in before + after):
+        return image
+    channel_axis = 2 if image.ndim == 3 else None
+    return pad(image, padding, mode=mode, channel_axis=channel_axis)
+
+
+def saturate(values: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
+    """Round half to even and clip into ``dtype`` (OpenCV's ``saturate_cast``) for integers."""
+    if np.dtype(dtype).kind == "f":
+        return values.astype(dtype, copy=False)
+    info = np.iinfo(dtype)
+    out = np.rint(values)
+    np.clip(out, info.min, info.max, out=out)
+    return out.astype(dtype)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+    return _POOL
+
+
+def strips(rows: int, row_bytes: int, work: Callable[[int, int], None]) -> None:
+    """Run ``work(start, stop)`` over row strips of about 256 KiB, on a small thread pool.
+
+    NumPy releases the GIL inside its loops, so strips of one image run in
+    parallel; small images run in the calling thread.
+    """
+    step = max(8, (256 * 1024) // max(row_bytes, 1))
+    bounds = [(s, min(s + step, rows)) for s in range(0, rows, step)]
+    if len(bounds) <= 2:
+        for start, stop in bounds:
+            work(start, stop)
+        return
+    for future in [_pool().submit(work, a, b) for a, b in bounds]:
+        future.result()
