@@ -32,7 +32,9 @@ def separable_valid(
     flat = padded.reshape(padded.shape[0], -1)
     out = flat
     if row_kernel is not None and row_kernel.size > 1:
-        out = correlate(out, row_kernel[None, :], padding="valid", dilation=(1, channels), method="direct")
+        out = correlate(
+            out, row_kernel[None, :], padding="valid", dilation=(1, channels), method="direct"
+        )
     if col_kernel is not None and col_kernel.size > 1:
         out = correlate(out, col_kernel[:, None], padding="valid", method="direct")
     if out is flat:
