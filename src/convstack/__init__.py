@@ -2,7 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version
 
-from . import filters, kernels
+from . import calculus, edges, filters, kernels
 from .calculus import (
     Extremum,
     derivative,
@@ -13,6 +13,7 @@ from .calculus import (
     second_derivatives,
 )
 from .convolve import convolve, correlate
+from .edges import focus_measure, laplacian_edges, sobel_magnitude
 from .filters import (
     bilateral,
     box_blur,
@@ -35,21 +36,26 @@ __all__ = [
     "__version__",
     "bilateral",
     "box_blur",
+    "calculus",
     "convolve",
     "correlate",
     "derivative",
+    "edges",
     "extrema",
     "filters",
+    "focus_measure",
     "gaussian_blur",
     "gradient",
     "gradient_direction",
     "gradient_magnitude",
     "kernels",
     "laplacian",
+    "laplacian_edges",
     "median_blur",
     "pad",
     "scharr",
     "second_derivatives",
     "sobel",
+    "sobel_magnitude",
     "unsharp_mask",
 ]

@@ -389,7 +389,9 @@ def _diff(
     kernel = taps[:, None] if axis == 0 else taps[None, :]
     channel_axis = -1 if channels else None
     if mode != "one-sided":
-        out = correlate(work, kernel, mode=mode, cval=cval, channel_axis=channel_axis)
+        out = correlate(
+            work, kernel, mode=mode, cval=cval, channel_axis=channel_axis, method="direct"
+        )
         return out / step**order
     length = work.shape[axis]
     if length < order + 1:
@@ -398,7 +400,7 @@ def _diff(
             f"`image` must have at least {order + 1} {name} for order-{order} differences "
             f"with mode='one-sided'; got shape {work.shape}."
         )
-    out = correlate(work, kernel, mode="nearest", channel_axis=channel_axis)
+    out = correlate(work, kernel, mode="nearest", channel_axis=channel_axis, method="direct")
     moved = np.moveaxis(out, axis, 0)  # a view: edits land in ``out``
     source = np.moveaxis(work, axis, 0)
     if order == 1:
@@ -491,7 +493,7 @@ def gradient_direction(
 ) -> NDArray[np.floating[Any]]:
     """Direction of the :func:`gradient` in radians, ``arctan2(d_rows, d_cols)``.
 
-    The angle lies in [-pi, pi]; 0 points along increasing columns and pi/2 along
+    The angle lies in (-pi, pi]; 0 points along increasing columns and pi/2 along
     increasing rows (down the image). Where the gradient is zero the angle is 0.
 
     Examples
@@ -503,7 +505,8 @@ def gradient_direction(
     d_rows, d_cols = gradient(
         image, spacing=spacing, mode=mode, cval=cval, channel_axis=channel_axis
     )
-    result: NDArray[np.floating[Any]] = np.arctan2(d_rows, d_cols)
+    # + 0.0 turns -0.0 into +0.0, so that a leftward gradient gives pi, not -pi
+    result: NDArray[np.floating[Any]] = np.arctan2(d_rows + 0.0, d_cols + 0.0)
     return result
 
 
@@ -550,7 +553,14 @@ def second_derivatives(
         d_rc = _diff(across, 0, 1, mode, value, steps[0], channels)
     else:
         cross = np.array([[1.0, 0.0, -1.0], [0.0, 0.0, 0.0], [-1.0, 0.0, 1.0]]) / 4.0
-        d_rc = correlate(work, cross, mode=mode, cval=value, channel_axis=-1 if channels else None)
+        d_rc = correlate(
+            work,
+            cross,
+            mode=mode,
+            cval=value,
+            channel_axis=-1 if channels else None,
+            method="direct",
+        )
         d_rc = d_rc / (steps[0] * steps[1])
     return _restore(d_rr, axis), _restore(d_cc, axis), _restore(d_rc, axis)
 
@@ -587,6 +597,11 @@ def laplace(
     wr, wc = 1.0 / steps[0] ** 2, 1.0 / steps[1] ** 2
     kernel = np.array([[0.0, wr, 0.0], [wc, -2 * (wr + wc), wc], [0.0, wr, 0.0]])
     out = correlate(
-        work, kernel, mode=mode, cval=float(cval), channel_axis=-1 if channels else None
+        work,
+        kernel,
+        mode=mode,
+        cval=float(cval),
+        channel_axis=-1 if channels else None,
+        method="direct",
     )
     return _restore(out, axis)
