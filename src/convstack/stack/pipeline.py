@@ -283,7 +283,7 @@ def fuse(
     if on_step is not None:
         on_step("depth_raw", raw.astype(np.float32))
         on_step("confidence", confidence)
-    depth = regularize_depth(raw, confidence, count=count, guide=focus.guide)
+    depth = regularize_depth(raw, confidence, count=count)
     del focus, raw
     if on_step is not None:
         on_step("depth", depth / np.float32(max(count - 1, 1)))

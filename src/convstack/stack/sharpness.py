@@ -120,7 +120,7 @@ def sharpness_mask(image: ArrayLike, *, gamma: float = 1.0) -> NDArray[np.float3
     """
     gamma = v.positive_float(gamma, "gamma")
     gray = to_gray(image)
-    edges = np.abs(correlate(gray, _LAPLACE4, mode="mirror"))
+    edges = np.abs(correlate(gray, _LAPLACE4, mode="mirror", method="direct"))
     low, high = float(edges.min()), float(edges.max())
     if high <= low:
         return np.zeros_like(edges)
@@ -173,12 +173,12 @@ def sharpness(
     window = v.positive_float(window, "window", allow_zero=True)
     gray = to_gray(image)
     if measure == "laplacian":
-        return np.abs(correlate(gray, _LAPLACE4, mode="mirror"))
+        return np.abs(correlate(gray, _LAPLACE4, mode="mirror", method="direct"))
     if measure == "laplacian_energy":
-        lap = correlate(gray, _LAPLACE4, mode="mirror")
+        lap = correlate(gray, _LAPLACE4, mode="mirror", method="direct")
         energy = lap * lap
     elif measure == "log_energy":
-        lap = correlate(gaussian_window(gray, sigma), _LAPLACE4, mode="mirror")
+        lap = correlate(gaussian_window(gray, sigma), _LAPLACE4, mode="mirror", method="direct")
         energy = lap * lap
     else:  # tenengrad
         gy = separable(gray, _SOBEL_DIFF, _SOBEL_SMOOTH)

@@ -1,0 +1,81 @@
+"""Stage 5: depth from focus, its regularisation and the depth image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from convstack.stack import depth as D
+from test_stack_fusion import two_depth_stack
+
+
+@pytest.mark.parametrize("smooth_depth", [True, False])
+def test_depth_finds_the_focused_frame(smooth_depth: bool) -> None:
+    frames, _ = two_depth_stack(count=4)
+    d = D.depth_map(frames, smooth_depth=smooth_depth)
+    assert d.dtype == np.float32 and d.shape == (48, 64)
+    assert np.abs(d[:, 4:24] - 0).max() < 0.5
+    assert np.abs(d[:, 40:60] - 3).max() < 0.5
+    assert d.min() >= 0 and d.max() <= 3
+
+
+def test_regularize_fills_flat_areas_from_confident_neighbours() -> None:
+    index = np.zeros((40, 40))
+    index[:, 20:] = 3
+    confidence = np.zeros((40, 40))
+    confidence[:, 8:12] = 1.0  # only a strip on the left is trusted
+    index[:, :8] = 2  # untrusted noise left of it
+    d = D.regularize_depth(index, confidence, count=4)
+    assert np.abs(d[:, :20]).max() < 0.05  # the trusted strip's depth spreads
+    assert np.abs(d[:, 20:]).max() < 0.05  # there is no trusted 3 anywhere
+
+
+def test_regularize_constant_and_empty() -> None:
+    d = D.regularize_depth(np.full((9, 9), 2), np.ones((9, 9)), count=5)
+    np.testing.assert_allclose(d, 2.0, atol=1e-5)
+    d = D.regularize_depth(np.full((9, 9), 2), np.zeros((9, 9)), count=5)
+    np.testing.assert_allclose(d, 2.0)  # nothing trusted: the middle frame
+
+
+def test_regularize_shape_check() -> None:
+    with pytest.raises(ValueError, match="`confidence` must be 2-D with the shape"):
+        D.regularize_depth(np.zeros((4, 4)), np.zeros((4, 5)), count=2)
+
+
+def test_guided_filter_properties() -> None:
+    rng = np.random.default_rng(5)
+    src = rng.random((30, 30)).astype(np.float32)
+    flat = np.full((30, 30), 0.5, np.float32)
+    # a flat guide gives a = 0, b = box(p): the output is box(box(p)) (SciPy 'reflect')
+    once = ndi.uniform_filter(src.astype(np.float64), 5, mode="reflect")
+    expected = ndi.uniform_filter(once, 5, mode="reflect")
+    np.testing.assert_allclose(D.guided_filter(flat, src, 2, 1e-3), expected, atol=1e-4)
+    # the guide itself passes through when eps is tiny
+    np.testing.assert_allclose(D.guided_filter(src, src, 2, 1e-8), src, atol=1e-3)
+
+
+def test_smooth_matches_gaussian() -> None:
+    rng = np.random.default_rng(6)
+    image = ndi.gaussian_filter(rng.random((128, 160)), 4).astype(np.float32)
+    for sigma in (2.0, 12.0):
+        expected = ndi.gaussian_filter(image, sigma, mode="mirror")
+        got = D.smooth(image, sigma)
+        assert np.abs(got - expected)[16:-16, 16:-16].max() < 0.02 * np.ptp(image)
+
+
+def test_depth_to_image_16bit() -> None:
+    got = D.depth_to_image(np.array([[0.0, 2.0, 4.0]]), 5, np.uint16)
+    np.testing.assert_array_equal(got, [[0, 32768, 65535]])
+    with pytest.raises(TypeError, match="`dtype` must be uint8 or uint16"):
+        D.depth_to_image(np.zeros((2, 2)), 2, np.float32)
+
+
+def test_focus_accumulator_is_a_running_argmax() -> None:
+    rng = np.random.default_rng(7)
+    maps = rng.random((5, 6, 7)).astype(np.float32)
+    acc = D.FocusAccumulator()
+    for i, m in enumerate(maps):
+        acc.add(i, m)
+    np.testing.assert_array_equal(acc.raw_depth(), maps.argmax(axis=0))
+    np.testing.assert_allclose(acc.confidence(), maps.max(0) - maps.mean(0), atol=1e-6)

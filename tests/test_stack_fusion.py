@@ -1,0 +1,161 @@
+"""Stage 4: merge methods, against hand values, the lab's recipe and a synthetic truth."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.metrics import peak_signal_noise_ratio
+
+from convstack.stack import fusion as F
+from convstack.stack import sharpness_mask, weighted_merge
+from convstack.stack.depth import depth_map
+
+
+def two_depth_stack(
+    rows: int = 48, cols: int = 64, count: int = 3, seed: int = 0, colour: bool = True
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Left half in focus in frame 0, right half in the last frame; uint8 frames + truth.
+
+    The blur of each half grows with the frame's distance from that half's focus
+    (Gaussian, SciPy as the independent renderer).
+    """
+    rng = np.random.default_rng(seed)
+    shape = (rows, cols, 3) if colour else (rows, cols)
+    sigma = (1.0, 1.0, 0) if colour else 1.0
+    truth = ndi.gaussian_filter(rng.random(shape), sigma)
+    truth = (truth - truth.min()) / (truth.max() - truth.min())
+    left = np.arange(cols) < cols // 2
+    if colour:
+        left = left[None, :, None]
+    frames = []
+    for i in range(count):
+        blur_left = 1.5 * i
+        blur_right = 1.5 * (count - 1 - i)
+        a = ndi.gaussian_filter(truth, _per_axis(blur_left, colour)) if blur_left else truth
+        b = ndi.gaussian_filter(truth, _per_axis(blur_right, colour)) if blur_right else truth
+        frames.append(np.rint(np.where(left, a, b) * 255).astype(np.uint8))
+    return frames, np.rint(truth * 255).astype(np.uint8)
+
+
+def _per_axis(s: float, colour: bool) -> tuple[float, ...] | float:
+    return (s, s, 0.0) if colour else s
+
+
+def lab_merge_reference(frames: list[np.ndarray], masks: list[np.ndarray]) -> np.ndarray:
+    """The lab's merge written out with NumPy + OpenCV (its HSV gamma), rounding at the end."""
+    num = sum(f.astype(np.float64) * m[..., None] for f, m in zip(frames, masks, strict=True))
+    den = sum(m.astype(np.float64) for m in masks)[..., None]
+    merged = np.rint(num / den).astype(np.uint8)
+    value = cv2.cvtColor(merged, cv2.COLOR_RGB2HSV)[..., 2]
+    gamma = np.log(0.5 * 255) / np.log(value.mean())
+    return np.rint((merged / 255.0) ** (1.0 / gamma) * 255).astype(np.uint8)
+
+
+def test_weighted_merge_is_the_weighted_mean() -> None:
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 256, (6, 7, 3), dtype=np.uint8) for _ in range(3)]
+    masks = [rng.random((6, 7)) + 0.1 for _ in range(3)]
+    num = sum(f * m[..., None] for f, m in zip(frames, masks, strict=True))
+    den = sum(masks)[..., None]
+    expected = np.rint(num / den).astype(np.uint8)
+    got = weighted_merge(frames, masks)
+    assert got.dtype == np.uint8
+    np.testing.assert_allclose(got.astype(int), expected.astype(int), atol=1)
+
+
+def test_weighted_merge_lab_gamma() -> None:
+    frames, _ = two_depth_stack()
+    masks = [sharpness_mask(f) + 1e-3 for f in frames]
+    got = weighted_merge(frames, masks, gamma_correction=True)
+    np.testing.assert_allclose(got.astype(int), lab_merge_reference(frames, masks), atol=2)
+
+
+def test_weighted_merge_all_zero_masks_gives_mean() -> None:
+    a = np.full((2, 2), 10, np.uint16)
+    b = np.full((2, 2), 30, np.uint16)
+    got = weighted_merge([a, b], [np.zeros((2, 2)), np.zeros((2, 2))])
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, np.full((2, 2), 20))
+
+
+@pytest.mark.parametrize(
+    ("masks", "error", "match"),
+    [
+        ([np.ones((4, 4))], ValueError, "`masks` must hold one mask per frame"),
+        ([np.ones((4, 4)), -np.ones((4, 4))], ValueError, r"`masks\[1\]` must be >= 0"),
+        ([np.ones((4, 4)), np.ones((4, 5))], ValueError, r"`masks\[1\]` must have shape"),
+    ],
+)
+def test_weighted_merge_errors(masks: list[np.ndarray], error: type, match: str) -> None:
+    frames = [np.zeros((4, 4)), np.zeros((4, 4))]
+    with pytest.raises(error, match=match):
+        weighted_merge(frames, masks)
+
+
+def test_weighted_merge_frames_must_match() -> None:
+    with pytest.raises(ValueError, match=r"`frames\[1\]` must match frames\[0\]"):
+        weighted_merge([np.zeros((4, 4)), np.zeros((4, 5))], [np.ones((4, 4))] * 2)
+
+
+def test_pyramid_roundtrip() -> None:
+    image = np.random.default_rng(2).random((37, 53, 3)).astype(np.float32)
+    bands = F.laplacian_pyramid(image, 4)
+    assert [b.shape[:2] for b in bands] == [(37, 53), (19, 27), (10, 14), (5, 7)]
+    np.testing.assert_allclose(F.collapse(bands), image, atol=1e-5)
+
+
+@pytest.mark.parametrize("merge", [F.depth_merge, F.pyramid_merge])
+def test_integer_depth_selects_that_frame(merge) -> None:  # type: ignore[no-untyped-def]
+    frames, _ = two_depth_stack(count=4)
+    for k in range(4):
+        got = merge(frames, np.full(frames[0].shape[:2], float(k)))
+        np.testing.assert_allclose(got.astype(int), frames[k].astype(int), atol=1)
+
+
+@pytest.mark.parametrize("merge", [F.depth_merge, F.pyramid_merge, F.maxabs_merge])
+def test_identical_frames_unchanged(merge) -> None:  # type: ignore[no-untyped-def]
+    frame = np.random.default_rng(3).random((30, 40)).astype(np.float32) * 0.8 + 0.1
+    depth = np.random.default_rng(4).random((30, 40)) * 2
+    args = () if merge is F.maxabs_merge else (depth,)
+    got = merge([frame, frame, frame], *args)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, frame, atol=1e-5)
+
+
+def test_depth_merge_interpolates_between_frames() -> None:
+    a = np.zeros((1, 3), np.float32)
+    b = np.ones((1, 3), np.float32)
+    got = F.depth_merge([a, b], np.array([[0.0, 0.3, 1.0]]))
+    np.testing.assert_allclose(got, [[0.0, 0.3, 1.0]], atol=1e-6)
+
+
+def test_depth_shape_checked() -> None:
+    with pytest.raises(ValueError, match="`depth` must have shape"):
+        F.depth_merge([np.zeros((4, 4))] * 2, np.zeros((3, 4)))
+
+
+@pytest.mark.parametrize("colour", [True, False])
+def test_quality_against_truth(colour: bool) -> None:
+    """Every method of ours beats the lab's weighted mean clearly on a known scene."""
+    frames, truth = two_depth_stack(colour=colour)
+    depth = depth_map(frames)
+    lab = weighted_merge(frames, [sharpness_mask(f) for f in frames])
+    lab_psnr = peak_signal_noise_ratio(truth, lab)
+    for merged in (F.depth_merge(frames, depth), F.pyramid_merge(frames, depth)):
+        score = peak_signal_noise_ratio(truth[:, 4:-4], merged[:, 4:-4])
+        assert score > 31 and score > lab_psnr + 5
+    maxabs = peak_signal_noise_ratio(truth[:, 4:-4], F.maxabs_merge(frames)[:, 4:-4])
+    assert maxabs > lab_psnr + 3
+
+
+def test_inputs_unchanged() -> None:
+    frames, _ = two_depth_stack()
+    before = [f.copy() for f in frames]
+    depth = np.ones(frames[0].shape[:2])
+    F.pyramid_merge(frames, depth)
+    F.depth_merge(frames, depth)
+    F.maxabs_merge(frames)
+    for f, b in zip(frames, before, strict=True):
+        np.testing.assert_array_equal(f, b)
