@@ -95,29 +95,35 @@ def _sample_strip(
     src_c: NDArray[np.float64],
     order: int,
     work: np.dtype[Any],
+    projective: bool,
 ) -> tuple[NDArray[Any], NDArray[np.bool_]]:
     """Interpolate ``flat`` (H*W, C) at the coordinates; return values (n, C) and inside mask."""
     h, w = shape
     sr = src_r.ravel()
     sc = src_c.ravel()
-    finite = np.isfinite(sr) & np.isfinite(sc)
     inside = (
-        finite
-        & (sr >= -_EDGE_TOLERANCE)
+        (sr >= -_EDGE_TOLERANCE)
         & (sr <= h - 1 + _EDGE_TOLERANCE)
         & (sc >= -_EDGE_TOLERANCE)
         & (sc <= w - 1 + _EDGE_TOLERANCE)
-    )
+    )  # False for NaN
+    if projective:  # NaN where undefined: sample pixel (0, 0), marked outside
+        finite = np.isfinite(sr) & np.isfinite(sc)
+        sr = np.where(finite, sr, 0.0)
+        sc = np.where(finite, sc, 0.0)
     # 'nearest' extension: clamp to the image, so every sample is defined.
-    sr = np.clip(np.where(finite, sr, 0.0), 0.0, h - 1)
-    sc = np.clip(np.where(finite, sc, 0.0), 0.0, w - 1)
+    sr = np.clip(sr, 0.0, h - 1)
+    sc = np.clip(sc, 0.0, w - 1)
     if order == 0:
         idx = np.floor(sr + 0.5).astype(np.intp) * w + np.floor(sc + 0.5).astype(np.intp)
         return flat[idx].astype(work, copy=False), inside
     r0 = np.floor(sr)
     c0 = np.floor(sc)
-    fr = (sr - r0).astype(work)[:, None]
-    fc = (sc - c0).astype(work)[:, None]
+    fr = (sr - r0).astype(work)
+    fc = (sc - c0).astype(work)
+    if flat.ndim == 2:  # colour: one weight per pixel, broadcast over the channels
+        fr = fr[:, None]
+        fc = fc[:, None]
     ri = r0.astype(np.intp)
     ci = c0.astype(np.intp)
     if order == 1:
@@ -229,6 +235,9 @@ def warp(
     h, w = int(array.shape[0]), int(array.shape[1])
     channels = 1 if array.ndim == 2 else int(array.shape[2])
     flat = np.ascontiguousarray(array).reshape(h * w, channels)
+    if channels == 1:
+        flat = flat[:, 0]
+    projective = bool(m[2, 0] != 0.0 or m[2, 1] != 0.0 or m[2, 2] != 1.0)
     out = np.empty((out_rows, out_cols, channels), dtype=work)
     strip = max(1, _STRIP_PIXELS // out_cols)
     cols = np.arange(out_cols, dtype=np.float64)
@@ -236,7 +245,7 @@ def warp(
         stop = min(out_rows, start + strip)
         rows = np.arange(start, stop, dtype=np.float64)
         src_r, src_c = _source_coords(m, rows, cols)
-        values, inside = _sample_strip(flat, (h, w), src_r, src_c, order, work)
+        values, inside = _sample_strip(flat, (h, w), src_r, src_c, order, work, projective)
         if mode == "constant":
             values[~inside] = fill
         out[start:stop] = values.reshape(stop - start, out_cols, channels)

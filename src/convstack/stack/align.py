@@ -125,9 +125,9 @@ def _gaussian(image: NDArray[np.float32], sigma: float) -> NDArray[np.float32]:
 
 #: Relative blurs tried by the blur matching, in level pixels: > 0 blurs the
 #: reference, < 0 the moving frame.
-_BLUR_GRID = (-4.0, -3.0, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
+_BLUR_GRID = (-4.0, -2.5, -1.5, -0.75, 0.0, 0.75, 1.5, 2.5, 4.0)
 #: The blur matching looks at a central crop of at most this many pixels per side.
-_BLUR_CROP = 384
+_BLUR_CROP = 256
 
 
 def _nan_border(image: NDArray[np.float32], band: int) -> NDArray[np.float32]:
@@ -143,10 +143,12 @@ def _nan_border(image: NDArray[np.float32], band: int) -> NDArray[np.float32]:
     return out
 
 
-def _pearson(a: NDArray[np.float32], b: NDArray[np.float32]) -> float:
-    ac = a - a.mean(dtype=np.float64)
-    bc = b - b.mean(dtype=np.float64)
-    denom = float(np.sqrt(np.vdot(ac, ac) * np.vdot(bc, bc)))
+def _pearson(a: NDArray[np.float32], b: NDArray[np.float32], weight: NDArray[np.float32]) -> float:
+    """Correlation coefficient of ``a`` and ``b`` over the pixels where ``weight`` is 1."""
+    count = float(weight.sum())
+    ac = (a - np.float32(np.vdot(a, weight) / count)) * weight
+    bc = (b - np.float32(np.vdot(b, weight) / count)) * weight
+    denom = float(np.sqrt(float(np.vdot(ac, ac)) * float(np.vdot(bc, bc))))
     return float(np.vdot(ac, bc)) / denom if denom > 0 else -1.0
 
 
@@ -170,17 +172,19 @@ def _match_blur(
     r0 = max(0, (h - _BLUR_CROP) // 2)
     c0 = max(0, (w - _BLUR_CROP) // 2)
     crop = (slice(r0, r0 + _BLUR_CROP), slice(c0, c0 + _BLUR_CROP))
-    t, m, ok = template[crop], warped[crop], valid[crop]
-    if np.count_nonzero(ok) < 64:
+    t = np.ascontiguousarray(template[crop])
+    m = np.ascontiguousarray(warped[crop])
+    ok = valid[crop].astype(np.float32)
+    if float(ok.sum()) < 64:
         return 0.0
     scores = []
     for delta in _BLUR_GRID:
         if delta > 0:
-            score = _pearson(_gaussian(t, delta)[ok], m[ok])
+            score = _pearson(_gaussian(t, delta), m, ok)
         elif delta < 0:
-            score = _pearson(t[ok], _gaussian(m, -delta)[ok])
+            score = _pearson(t, _gaussian(m, -delta), ok)
         else:
-            score = _pearson(t[ok], m[ok])
+            score = _pearson(t, m, ok)
         scores.append(score)
     best = int(np.argmax(scores))
     if 0 < best < len(scores) - 1:
@@ -278,7 +282,8 @@ class _Pyramid:
         if mask is not None:
             usable &= mask[:: int(f), :: int(f)][:h, :w]
         sd *= usable.ravel()[None, :]
-        hessian = (sd.astype(np.float64) @ sd.T.astype(np.float64)) if sd.shape[0] else None
+        # float32 products are enough: the Hessian sets the step, not the fixed point.
+        hessian = (sd @ sd.T).astype(np.float64) if sd.shape[0] else None
         data = (image, sd, hessian, usable)
         if cacheable:
             self._templates[key] = data
@@ -694,7 +699,10 @@ def align_stack(
         differ more in blur).
     refine : bool
         With ``chain``, refine each composed transform against the reference at the
-        finest level used.
+        finest level used. Off by default: on synthetic stacks whose blur varies
+        across the frame it was less accurate than the chain alone (corner error
+        0.03-0.05 px against 0.02-0.03 px; registering directly to the reference:
+        0.04-0.06 px).
     count : int, optional
         Number of frames; required when ``frames`` is a callable.
     progress : callable, optional
