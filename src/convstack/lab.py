@@ -91,17 +91,17 @@ code { background: #f3f3f3; padding: 0 3px; }
 
 
 def photo_like_image(size: int = 256, *, seed: int = 3) -> NDArray[np.uint8]:
-    """A synthetic colour "photograph": sky gradient, shaded objects, fine textures.
+    """A synthetic colour "photograph" in place of the lab's Lenna: the demo's scene.
 
-    Stands in for the lab's Lenna: smooth regions, sharp and soft edges, fine periodic and
-    random texture, and a little sensor noise, so that every filter has something to show.
+    `convstack.stack.synthetic.make_scene` in focus everywhere: textured wall and ground,
+    a sky band, objects with sharp and soft edges, rounded to uint8.
 
     Parameters
     ----------
     size : int
         Rows and columns (>= 32).
     seed : int
-        Seed of the noise and texture.
+        Seed of the scene.
 
     Returns
     -------
@@ -112,40 +112,12 @@ def photo_like_image(size: int = 256, *, seed: int = 3) -> NDArray[np.uint8]:
     >>> photo_like_image(64).shape
     (64, 64, 3)
     """
-    if not isinstance(size, int) or size < 32:
+    from .stack.synthetic import make_scene
+
+    if not isinstance(size, int) or isinstance(size, bool) or size < 32:
         raise ValueError(f"`size` must be an int >= 32; got {size!r}.")
-    rng = np.random.default_rng(seed)
-    r, c = np.mgrid[0:size, 0:size] / size
-    # sky: a vertical blue-to-warm gradient; ground: textured green-brown below a horizon
-    img = np.empty((size, size, 3))
-    img[..., 0] = 0.45 + 0.35 * r
-    img[..., 1] = 0.6 + 0.15 * r
-    img[..., 2] = 0.95 - 0.35 * r
-    horizon = 0.62 + 0.04 * np.sin(6 * np.pi * c)
-    ground = r > horizon
-    grass = 0.5 + 0.5 * np.sin(2 * np.pi * (c * 40 + 3 * r) + rng.random() * 6)
-    img[ground, 0] = 0.35 + 0.12 * grass[ground]
-    img[ground, 1] = 0.45 + 0.2 * grass[ground]
-    img[ground, 2] = 0.2 + 0.05 * grass[ground]
-    # a shaded sphere (soft shading, sharp outline)
-    d = np.hypot(r - 0.4, c - 0.3)
-    ball = d < 0.17
-    shade = np.clip(1.0 - ((r - 0.33) ** 2 + (c - 0.24) ** 2) / 0.06, 0.15, 1.0)
-    img[ball] = np.stack([0.9 * shade, 0.25 * shade, 0.2 * shade], -1)[ball]
-    # a house-like block with a checkered facade (high frequency, straight edges)
-    block = (r > 0.35) & (r < 0.75) & (c > 0.58) & (c < 0.9)
-    checks = ((np.floor(r * size / 6) + np.floor(c * size / 6)) % 2).astype(float)
-    img[block] = np.stack([0.85 - 0.5 * checks, 0.82 - 0.5 * checks, 0.7 - 0.4 * checks], -1)[block]
-    roof = (r < 0.35) & (r > 0.35 - (0.16 - np.abs(c - 0.74))) & (np.abs(c - 0.74) < 0.16)
-    img[roof] = (0.45, 0.2, 0.15)
-    # a zone-plate patch: frequency rising to the corner (aliasing shows blur differences)
-    zone = (r > 0.78) & (c < 0.3)
-    rings = 0.5 + 0.5 * np.cos(400 * ((r - 0.78) ** 2 + c**2))
-    img[zone] = rings[zone, None] * np.array([0.95, 0.95, 0.9])
-    # fine random texture on the ground and sensor noise everywhere
-    img[ground] *= (0.85 + 0.3 * rng.random((size, size)))[ground, None]
-    img += rng.normal(0.0, 0.015, img.shape)
-    return np.clip(np.round(img * 255), 0, 255).astype(np.uint8)
+    image = make_scene((size, size), seed=seed).image
+    return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
 
 
 def to_gray(image: NDArray[Any]) -> NDArray[np.uint8]:
@@ -824,8 +796,8 @@ def run_lab(
             step()
     intro = (
         "<p>Lab 3 (convolution), every section and task computed by convstack on built-in "
-        "data: a synthetic photograph-like image instead of Lenna, and the demo's synthetic "
-        "focus stack"
+        "data: a synthetic photograph-like image instead of Lenna (the demo's scene, all in "
+        "focus), and the demo's synthetic focus stack"
         + (" and the lab's bug set" if bug_dir is not None else "")
         + ". Pictures are in <code>figures/</code> beside this file.</p>"
     )

@@ -57,7 +57,13 @@ def show_image(
     if image.ndim == 3:
         shown = ax.imshow(display_rgb(image[..., :3]), interpolation="nearest")
     else:
-        low, high = finite_range(image)
+        if image.dtype.kind in "ui":  # integer gray: the dtype's range, as a viewer shows it
+            low, high = 0.0, float(np.iinfo(image.dtype).max)
+        else:
+            low, high = finite_range(image)
+            if low < 0 < high:  # signed values (derivatives): 0 is mid-gray
+                bound = max(-low, high)
+                low, high = -bound, bound
         shown = ax.imshow(
             image,
             cmap=cmap,
@@ -97,8 +103,9 @@ def image_grid(
     images : sequence of array_like
         Gray (rows, cols) or colour (rows, cols, 3 or 4) images. Integer colour images
         are scaled by their dtype's maximum; float colour images must lie in [0, 1]
-        (outside values are clipped). Gray images are shown over their own range
-        (min to max) unless ``vmin`` / ``vmax`` are given.
+        (outside values are clipped). Integer gray images are shown over their dtype's
+        range (0 to 255 for uint8), float ones over their own range (min to max, or
+        symmetric about 0 when they have both signs) unless ``vmin`` / ``vmax`` are given.
     titles : sequence of str, optional
         One per image.
     cols : int, optional
