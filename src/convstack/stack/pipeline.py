@@ -107,6 +107,7 @@ class _Source:
         ]
         self.shape: tuple[int, ...] | None = None
         self.dtype: np.dtype[Any] | None = None
+        self.first = ""  # the frame read first (the reference) sets shape and dtype
 
     def __len__(self) -> int:
         return len(self.items)
@@ -131,11 +132,12 @@ class _Source:
                 f"uint8, uint16 or float; got shape {array.shape}, dtype {array.dtype}."
             )
         if self.shape is None:
-            self.shape, self.dtype = array.shape, array.dtype
+            self.shape, self.dtype, self.first = array.shape, array.dtype, name
         elif array.shape != self.shape or array.dtype != self.dtype:
             raise FrameMismatchError(
-                f"{name}: shape {array.shape} and dtype {array.dtype} differ from the first "
-                f"frame's ({self.shape}, {self.dtype}); all frames must match."
+                f"{name}: shape {array.shape} and dtype {array.dtype} differ from those of "
+                f"the reference frame {self.first} ({self.shape}, {self.dtype}); "
+                "all frames must have the same size, channels and bit depth."
             )
         return array
 

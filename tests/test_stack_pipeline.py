@@ -1,0 +1,174 @@
+"""The fuse pipeline: arrays and paths, dtypes, alignment, streaming, progress, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage as ndi
+from skimage.metrics import peak_signal_noise_ratio
+
+from convstack.stack import (
+    DEFAULT_METHOD,
+    METHODS,
+    AlignmentError,
+    FrameMismatchError,
+    FrameReadError,
+    fuse,
+    sharpness_mask,
+    weighted_merge,
+)
+from convstack.stack import io as stack_io
+from test_stack_fusion import two_depth_stack
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_every_method_on_arrays(method: str) -> None:
+    frames, truth = two_depth_stack()
+    result = fuse(frames, method=method, align="none")
+    assert result.image.dtype == np.uint8 and result.image.shape == truth.shape
+    assert result.depth.shape == truth.shape[:2] and result.method == method
+    assert len(result.transforms) == 3 and result.reference == 1
+    score = peak_signal_noise_ratio(truth[:, 4:-4], result.image[:, 4:-4])
+    lab = weighted_merge(frames, [sharpness_mask(f) for f in frames])
+    if method == "weighted":
+        np.testing.assert_allclose(result.image.astype(int), lab.astype(int), atol=1)
+    else:
+        assert score > peak_signal_noise_ratio(truth, lab) + 3
+
+
+def test_default_method_is_one_of_ours() -> None:
+    assert DEFAULT_METHOD in ("pyramid", "depthmap")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_bit_depth_kept(dtype: type) -> None:
+    frames, truth = two_depth_stack(colour=False)
+    if dtype is np.uint16:
+        frames = [f.astype(np.uint16) * 257 for f in frames]
+    elif dtype is np.float32:
+        frames = [f.astype(np.float32) / 255 for f in frames]
+    result = fuse(np.stack(frames), align="none")
+    assert result.image.dtype == dtype
+    scaled = result.image.astype(np.float64) / {np.uint8: 255, np.uint16: 65535}.get(dtype, 1)
+    assert peak_signal_noise_ratio(truth[:, 4:-4] / 255, scaled[:, 4:-4], data_range=1) > 30
+
+
+def test_alignment_recovers_shifts() -> None:
+    frames, truth = two_depth_stack(rows=96, cols=128, count=3)
+    shifts = [(2.0, -3.0), (0.0, 0.0), (-1.5, 2.5)]
+    moved = [
+        np.clip(
+            np.rint(ndi.shift(f.astype(float), (dr, dc, 0), order=3, mode="nearest")), 0, 255
+        ).astype(np.uint8)
+        for f, (dr, dc) in zip(frames, shifts, strict=True)
+    ]
+    result = fuse(moved, align="translation")
+    for matrix, (dr, dc) in zip(result.transforms, shifts, strict=True):
+        # reference (r, c) is moving (r + dr, c + dc)
+        np.testing.assert_allclose(matrix[:2, 2], [dr, dc], atol=0.1)
+    inner = (slice(8, -8), slice(8, -8))
+    unaligned = fuse(moved, align="none")
+    good = peak_signal_noise_ratio(truth[inner], result.image[inner])
+    assert good > peak_signal_noise_ratio(truth[inner], unaligned.image[inner]) + 3
+
+
+def test_paths_are_streamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    frames, truth = two_depth_stack(count=5)
+    paths = []
+    for i, f in enumerate(frames):
+        paths.append(tmp_path / f"f{i}.png")
+        Image.fromarray(f).save(paths[-1])
+    reads: list[str] = []
+    original = stack_io.read_image
+
+    def counting(path):  # type: ignore[no-untyped-def]
+        reads.append(Path(path).name)
+        return original(path)
+
+    monkeypatch.setattr(stack_io, "read_image", counting)
+    result = fuse(paths, align="none")
+    in_memory = fuse(frames, align="none")
+    np.testing.assert_array_equal(result.image, in_memory.image)
+    # one read per frame for the first pass, at most one more for the blend
+    assert all(1 <= reads.count(p.name) <= 2 for p in paths)
+
+
+def test_progress_and_steps() -> None:
+    frames, _ = two_depth_stack()
+    calls: list[tuple[str, int, int]] = []
+    steps: list[str] = []
+    fuse(
+        frames,
+        align="none",
+        progress=lambda s, d, t: calls.append((s, d, t)),
+        on_step=lambda name, array: steps.append(name),
+    )
+    stages = [c[0] for c in calls]
+    assert stages[0] == "align" and "depth" in stages and stages[-1] == "fuse"
+    assert ("align", 3, 3) in calls and ("fuse", 3, 3) in calls
+    assert {"aligned_000", "sharpness_002", "depth_raw", "confidence", "depth"} <= set(steps)
+
+
+def test_reference_frame_sets_geometry() -> None:
+    frames, _ = two_depth_stack(rows=64, cols=96)
+    shifted = [np.roll(f, 3 * i, axis=1) for i, f in enumerate(frames)]
+    result = fuse(shifted, align="translation", reference=0)
+    assert result.reference == 0
+    np.testing.assert_allclose(result.transforms[0], np.eye(3))
+    assert abs(result.transforms[2][1, 2] - 6.0) < 0.2
+
+
+def test_too_few_frames() -> None:
+    with pytest.raises(FrameMismatchError, match="at least two frames; got 1"):
+        fuse([np.zeros((8, 8))])
+
+
+def test_mismatched_frames_named() -> None:
+    # the reference (the middle frame, read first) sets the size and the dtype
+    with pytest.raises(FrameMismatchError, match=r"frames\[0\]: shape \(8, 9\) .* frames\[1\]"):
+        fuse([np.zeros((8, 9)), np.zeros((8, 8))], align="none")
+    with pytest.raises(FrameMismatchError, match=r"frames\[2\]: .*dtype uint16 differ"):
+        frames = [np.zeros((8, 8), np.uint8)] * 2 + [np.zeros((8, 8), np.uint16)]
+        fuse(frames, align="none")
+    with pytest.raises(FrameMismatchError, match=r"frames\[1\]: frames must be"):
+        fuse([np.zeros((8, 8), np.int64), np.zeros((8, 8), np.int64)], align="none")
+
+
+def test_unreadable_frame_named(tmp_path: Path) -> None:
+    good = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(good)
+    bad = tmp_path / "b.png"
+    bad.write_bytes(b"not a png at all")
+    with pytest.raises(FrameReadError, match="b.png"):
+        fuse([good, bad], align="none")
+
+
+def test_alignment_failure_named() -> None:
+    a = np.zeros((64, 64))
+    a[10:20, 10:20] = 1
+    b = np.zeros((64, 64))
+    b[40:60, 5:9] = 1
+    with pytest.raises(AlignmentError, match=r"frames\[1\]"):
+        fuse([a, b], reference=0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"method": "median"}, "`method` must be one of"),
+        ({"align": "rigid"}, "`align` must be one of"),
+        ({"measure": "variance"}, "`measure` must be one of"),
+        ({"reference": 3}, r"`reference` must be a frame index in \[0, 1\]"),
+    ],
+)
+def test_bad_options(kwargs: dict, match: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError, match=match):
+        fuse([np.zeros((8, 8)), np.zeros((8, 8))], **kwargs)
+
+
+def test_frames_must_be_a_sequence() -> None:
+    with pytest.raises(TypeError, match="`frames` must be a sequence"):
+        fuse("frames/*.png")  # type: ignore[arg-type]
