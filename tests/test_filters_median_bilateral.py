@@ -1,0 +1,158 @@
+"""median_blur and bilateral against OpenCV and SciPy, plus the median networks themselves."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from convstack import filters
+from convstack.filters import median as median_module
+
+cv2 = pytest.importorskip("cv2")
+ndimage = pytest.importorskip("scipy.ndimage")
+
+
+def make(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "u":
+        return rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+    return rng.random(shape).astype(dtype)
+
+
+# ------------------------------------------------------------------------ median
+
+
+@pytest.mark.parametrize("shape", [(23, 29), (18, 21, 3), (3, 40), (2, 2)])
+@pytest.mark.parametrize("size", [3, 5, 7, 9, 15])
+def test_median_uint8_matches_cv2(shape, size):
+    image = make(shape, np.uint8)
+    np.testing.assert_array_equal(filters.median_blur(image, size), cv2.medianBlur(image, size))
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+@pytest.mark.parametrize("shape", [(23, 29), (18, 21, 3)])
+@pytest.mark.parametrize("size", [3, 5])
+def test_median_uint16_float32_match_cv2(dtype, shape, size):
+    image = make(shape, dtype, seed=1)
+    np.testing.assert_array_equal(filters.median_blur(image, size), cv2.medianBlur(image, size))
+
+
+@pytest.mark.parametrize("mode", ["nearest", "mirror", "reflect", "wrap", "constant"])
+@pytest.mark.parametrize("size", [3, 5, 7])
+def test_median_matches_scipy_every_mode(mode, size):
+    image = make((20, 26), np.float64, seed=2)
+    theirs = ndimage.median_filter(image, size=size, mode=mode)
+    np.testing.assert_array_equal(filters.median_blur(image, size, mode=mode), theirs)
+
+
+def test_median_with_ties_and_plateaus():
+    image = np.random.default_rng(3).integers(0, 3, (30, 31)).astype(np.uint8)
+    for size in (3, 5):
+        np.testing.assert_array_equal(filters.median_blur(image, size), cv2.medianBlur(image, size))
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_selection_network_on_every_zero_one_input(k):
+    # The 0-1 principle: a min/max network that selects the median of every 0-1
+    # input (with sorted columns, as the first stage guarantees) does so for all inputs.
+    steps, target = median_module.merge_network(k)
+    for counts in itertools.product(range(k + 1), repeat=k):
+        wires = {c * k + r: int(r >= k - n) for c, n in enumerate(counts) for r in range(k)}
+        for a, b, _, _ in steps:
+            wires[a], wires[b] = min(wires[a], wires[b]), max(wires[a], wires[b])
+        assert wires[target] == int(sum(counts) > (k * k) // 2)
+
+
+def test_sort_network_sorts_every_zero_one_input():
+    for n in (3, 5, 7):
+        ops, order = median_module.sort_network(n)
+        for bits in itertools.product((0, 1), repeat=n):
+            wires = list(bits)
+            for a, b in ops:
+                wires[a], wires[b] = min(wires[a], wires[b]), max(wires[a], wires[b])
+            assert [wires[i] for i in order] == sorted(bits)
+
+
+# --------------------------------------------------------------------- bilateral
+
+BILATERAL_CASES = [(5, 30.0, 3.0), (9, 75.0, 75.0), (7, 10.0, 2.0), (0, 20.0, 3.0), (3, 50, 1)]
+
+
+@pytest.mark.parametrize("shape", [(25, 33), (21, 24, 3)])
+@pytest.mark.parametrize(("diameter", "sigma_color", "sigma_space"), BILATERAL_CASES)
+@pytest.mark.parametrize("mode", ["mirror", "reflect", "nearest"])
+def test_bilateral_uint8_matches_cv2(shape, diameter, sigma_color, sigma_space, mode):
+    border = {
+        "mirror": cv2.BORDER_REFLECT_101,
+        "reflect": cv2.BORDER_REFLECT,
+        "nearest": cv2.BORDER_REPLICATE,
+    }
+    image = make(shape, np.uint8)
+    theirs = cv2.bilateralFilter(image, diameter, sigma_color, sigma_space, borderType=border[mode])
+    ours = filters.bilateral(image, diameter, sigma_color, sigma_space, mode=mode)
+    assert ours.dtype == np.uint8
+    diff = np.abs(ours.astype(int) - theirs.astype(int))
+    # OpenCV's IPP back end takes over some gray cases and rounds a few pixels differently
+    assert diff.max() <= 1
+    assert np.mean(diff) < 0.6
+
+
+@pytest.mark.parametrize("shape", [(25, 33), (21, 24, 3)])
+@pytest.mark.parametrize(("diameter", "sigma_color", "sigma_space"), BILATERAL_CASES)
+def test_bilateral_uint8_reflect_nearly_exact(shape, diameter, sigma_color, sigma_space):
+    image = make(shape, np.uint8, seed=5)
+    theirs = cv2.bilateralFilter(
+        image, diameter, sigma_color, sigma_space, borderType=cv2.BORDER_REFLECT
+    )
+    ours = filters.bilateral(image, diameter, sigma_color, sigma_space, mode="reflect")
+    assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
+    assert np.count_nonzero(ours != theirs) <= ours.size // 200
+
+
+@pytest.mark.parametrize("shape", [(25, 33), (21, 24, 3)])
+@pytest.mark.parametrize(("diameter", "sigma_color", "sigma_space"), BILATERAL_CASES)
+@pytest.mark.parametrize("mode", ["mirror", "reflect"])
+def test_bilateral_float32_matches_cv2(shape, diameter, sigma_color, sigma_space, mode):
+    border = {"mirror": cv2.BORDER_REFLECT_101, "reflect": cv2.BORDER_REFLECT}
+    image = make(shape, np.float32, seed=6)
+    sc = sigma_color / 255
+    theirs = cv2.bilateralFilter(image, diameter, sc, sigma_space, borderType=border[mode])
+    ours = filters.bilateral(image, diameter, sc, sigma_space, mode=mode)
+    assert ours.dtype == np.float32
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_bilateral_limits():
+    image = make((20, 20), np.uint8, seed=7)
+    # tiny sigmas: a copy, as OpenCV
+    np.testing.assert_array_equal(filters.bilateral(image, 5, 0, 3), image)
+    # a huge colour sigma turns it into a Gaussian-weighted disk average
+    flat = np.full((12, 12, 3), 77, dtype=np.uint8)
+    np.testing.assert_array_equal(filters.bilateral(flat, 7, 1e6, 2), flat)
+    # float64 and uint16 follow the float method
+    f64 = make((15, 16), np.float64, seed=8)
+    f32 = filters.bilateral(f64.astype(np.float32), 5, 0.1, 2)
+    np.testing.assert_allclose(filters.bilateral(f64, 5, 0.1, 2), f32, atol=1e-5)
+    u16 = (f64 * 65535).astype(np.uint16)
+    out16 = filters.bilateral(u16, 5, 0.1 * 65535, 2)
+    assert out16.dtype == np.uint16
+
+
+def test_errors_and_input_unchanged():
+    image = make((8, 9), np.uint8)
+    before = image.copy()
+    filters.median_blur(image, 3)
+    filters.bilateral(image, 5, 10, 10)
+    np.testing.assert_array_equal(image, before)
+    with pytest.raises(ValueError, match="`size` must be an odd int >= 1"):
+        filters.median_blur(image, 4)
+    with pytest.raises(TypeError, match="`size` must be an odd int"):
+        filters.median_blur(image, 3.0)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`diameter` must be an int"):
+        filters.bilateral(image, 5.0, 10, 10)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`sigma_color` must be a real number"):
+        filters.bilateral(image, 5, None, 10)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        filters.median_blur(image, 3, mode="replicate")

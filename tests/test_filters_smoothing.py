@@ -1,0 +1,240 @@
+"""box_blur, gaussian_blur and unsharp_mask against OpenCV, SciPy, scikit-image and the lab."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import convstack
+from convstack import filters, kernels
+
+cv2 = pytest.importorskip("cv2")
+ndimage = pytest.importorskip("scipy.ndimage")
+
+BORDERS = {
+    "mirror": cv2.BORDER_REFLECT_101,
+    "reflect": cv2.BORDER_REFLECT,
+    "nearest": cv2.BORDER_REPLICATE,
+    "constant": cv2.BORDER_CONSTANT,
+}
+DTYPES = [np.uint8, np.uint16, np.float32, np.float64]
+SHAPES = [(23, 31), (19, 26, 3)]
+
+
+def make(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind == "u":
+        return rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+    return rng.random(shape).astype(dtype)
+
+
+def assert_close(ours, theirs, *, exact_int=True):
+    assert ours.dtype == theirs.dtype
+    assert ours.shape == theirs.shape
+    if theirs.dtype.kind == "u":
+        diff = np.abs(ours.astype(np.int64) - theirs.astype(np.int64))
+        assert diff.max() <= (0 if exact_int else 1)
+    else:
+        scale = max(1.0, float(np.abs(theirs).max()))
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * scale)
+
+
+# --------------------------------------------------------------------------- box
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("mode", list(BORDERS))
+@pytest.mark.parametrize("size", [3, 5, 7, 11])
+def test_box_blur_matches_cv2_odd_square(dtype, shape, mode, size):
+    image = make(shape, dtype)
+    expected = cv2.blur(image, (size, size), borderType=BORDERS[mode])
+    # uint16 sums above 2**24 pass through float32 inside OpenCV: allow one level there
+    assert_close(filters.box_blur(image, size, mode=mode), expected, exact_int=dtype == np.uint8)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+@pytest.mark.parametrize("size", [1, 2, 4, (2, 3), (3, 8), (1, 9), 16, 21])
+def test_box_blur_other_sizes_within_one_level(dtype, size):
+    image = make((40, 37, 3), dtype, seed=1)
+    rows, cols = (size, size) if isinstance(size, int) else size
+    expected = cv2.blur(image, (cols, rows))
+    assert_close(filters.box_blur(image, size), expected, exact_int=False)
+
+
+def test_box_blur_matches_scipy_uniform_filter():
+    image = make((30, 41), np.float64, seed=2)
+    for size in (3, 9, 25):
+        ours = filters.box_blur(image, size, mode="reflect")
+        theirs = ndimage.uniform_filter(image, size, mode="reflect")
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
+def test_box_blur_large_window_float32_stays_accurate():
+    image = make((300, 260), np.float32, seed=3) * 1000
+    ours = filters.box_blur(image, 101)
+    theirs = ndimage.uniform_filter(image.astype(np.float64), 101, mode="mirror")
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------- gaussian
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("mode", list(BORDERS))
+@pytest.mark.parametrize(("size", "sigma"), [(3, 0), (5, 0), (7, 0), (9, 0), (11, 0), (5, 1.0)])
+def test_gaussian_blur_matches_cv2(dtype, shape, mode, size, sigma):
+    image = make(shape, dtype)
+    expected = cv2.GaussianBlur(image, (size, size), sigma, borderType=BORDERS[mode])
+    assert_close(filters.gaussian_blur(image, size, sigma, mode=mode), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize(
+    ("size", "sigma", "sigma_y"),
+    [((3, 7), 0, None), ((9, 5), 2.0, 0.7), (21, 3.0, None), (0, 1.7, None), ((0, 0), 2.2, 1.1)],
+)
+def test_gaussian_blur_anisotropic_and_auto_size(dtype, size, sigma, sigma_y):
+    image = make((45, 52, 3), dtype, seed=4)
+    rows, cols = (size, size) if isinstance(size, int) else size
+    expected = cv2.GaussianBlur(image, (cols, rows), sigma, sigmaY=sigma_y or 0)
+    assert_close(filters.gaussian_blur(image, size, sigma, sigma_y=sigma_y), expected)
+
+
+def test_gaussian_blur_uint8_bit_exact_on_larger_image():
+    image = make((300, 257, 3), np.uint8, seed=5)
+    for size in (3, 5, 7, 15):
+        ours = filters.gaussian_blur(image, size)
+        np.testing.assert_array_equal(ours, cv2.GaussianBlur(image, (size, size), 0))
+
+
+def test_gaussian_blur_matches_scipy_gaussian_filter():
+    image = make((33, 40), np.float64, seed=6)
+    sigma, radius = 1.6, 6
+    ours = filters.gaussian_blur(image, 2 * radius + 1, sigma, mode="nearest")
+    theirs = ndimage.gaussian_filter(image, sigma, mode="nearest", truncate=radius / sigma)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
+
+
+def test_gaussian_blur_single_row_like_opencv():
+    image = make((1, 30), np.uint8, seed=7)
+    np.testing.assert_array_equal(
+        filters.gaussian_blur(image, 5), cv2.GaussianBlur(image, (5, 5), 0)
+    )
+
+
+# ----------------------------------------------------------------------- unsharp
+
+
+def test_unsharp_mask_matches_skimage():
+    skfilters = pytest.importorskip("skimage.filters")
+    image = make((40, 44), np.float64, seed=8)
+    ours = filters.unsharp_mask(image, 1.5, 0.8, mode="reflect")
+    theirs = skfilters.unsharp_mask(image, radius=1.5, amount=0.8, preserve_range=True)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12)
+
+
+def test_unsharp_mask_uint8_saturates_and_rounds():
+    skfilters = pytest.importorskip("skimage.filters")
+    image = make((30, 32), np.uint8, seed=9)
+    ours = filters.unsharp_mask(image, 1.0, 2.0, mode="reflect")
+    theirs = skfilters.unsharp_mask(
+        image.astype(np.float64), radius=1.0, amount=2.0, preserve_range=True
+    )
+    assert ours.dtype == np.uint8
+    np.testing.assert_array_equal(ours, np.clip(np.rint(theirs), 0, 255).astype(np.uint8))
+    colour = make((20, 22, 3), np.uint8, seed=11)
+    per_channel = [filters.unsharp_mask(colour[..., c], 1.0, 2.0) for c in range(3)]
+    np.testing.assert_array_equal(filters.unsharp_mask(colour, 1.0, 2.0), np.dstack(per_channel))
+
+
+def test_unsharp_mask_amount_zero_is_identity_and_flat_stays_flat():
+    image = make((10, 12), np.uint16, seed=10)
+    np.testing.assert_array_equal(filters.unsharp_mask(image, 2.0, 0.0), image)
+    flat = np.full((9, 9), 0.25, dtype=np.float32)
+    np.testing.assert_allclose(filters.unsharp_mask(flat, 1.0, 3.0), flat, atol=1e-6)
+
+
+# -------------------------------------------------------------------- lab task 3
+
+
+def lab_cvconv(f, g):
+    """The lab's ``cvconv``: zero border by copyMakeBorder, filter2D, crop."""
+    pv, ph = (g.shape[0] - 1) // 2, (g.shape[1] - 1) // 2
+    fb = cv2.copyMakeBorder(f, pv, pv, ph, ph, cv2.BORDER_CONSTANT, 0)
+    out = cv2.filter2D(fb.astype(g.dtype), -1, g)
+    return out[pv : fb.shape[0] - pv, ph : fb.shape[1] - ph]
+
+
+def lab_gaussian_kernel(size, sig=3.0):
+    vec = np.linspace(-(size // 2), size // 2, size)
+    vec = 1 / (np.sqrt(2 * np.pi) * sig) * np.e ** (-np.power(vec / sig, 2) / 2)
+    kernel = np.outer(vec, vec)
+    return kernel / kernel.max()
+
+
+@pytest.fixture(scope="module")
+def rgb():
+    data = pytest.importorskip("skimage.data")
+    return np.ascontiguousarray(data.astronaut()[100:228, 150:278])
+
+
+def test_lab_task3_box_11_per_channel(rgb):
+    expected = lab_cvconv(rgb, np.ones((11, 11)) / 121)
+    ours = filters.box_blur(rgb, 11, mode="constant")
+    assert np.abs(ours.astype(float) - expected).max() <= 0.5 + 1e-9
+    per_channel = np.stack(
+        [filters.box_blur(rgb[..., c], 11, mode="constant") for c in range(3)], axis=-1
+    )
+    np.testing.assert_array_equal(ours, per_channel)
+
+
+def test_lab_task3_gaussian_21_sums_to_one_unlike_the_lab(rgb):
+    lab_kernel = lab_gaussian_kernel(21, 3.0)
+    ours_kernel = kernels.gaussian(21, 3.0)
+    # Same shape of bell, different normalisation: ours sums to 1, the lab's peaks at 1.
+    np.testing.assert_allclose(ours_kernel, lab_kernel / lab_kernel.sum(), rtol=1e-12)
+    assert lab_kernel.sum() > 50
+    ours = filters.gaussian_blur(rgb, 21, 3.0, mode="constant")
+    bordered = cv2.GaussianBlur(rgb, (21, 21), 3.0, borderType=cv2.BORDER_CONSTANT)
+    np.testing.assert_array_equal(ours, bordered)
+    # OpenCV's (and our) uint8 path quantises the taps to 1/256: within 1.5 of the float result
+    assert np.abs(ours.astype(float) - lab_cvconv(rgb, ours_kernel)).max() < 1.5
+    # The lab's kernel multiplies the brightness by its sum (~57): everything saturates.
+    brightened = lab_cvconv(rgb, lab_kernel)
+    centre = (slice(20, -20), slice(20, -20))
+    assert brightened[centre].mean() > 40 * rgb[centre].mean()
+    assert abs(ours[centre].mean() - rgb[centre].mean()) < 0.02 * rgb[centre].mean()
+
+
+# ------------------------------------------------------------------------ errors
+
+
+def test_inputs_unchanged_and_top_level_exports():
+    image = make((12, 13, 3), np.uint8)
+    before = image.copy()
+    for f in (convstack.box_blur, convstack.gaussian_blur):
+        f(image, 3)
+    convstack.unsharp_mask(image)
+    np.testing.assert_array_equal(image, before)
+
+
+def test_errors():
+    image = make((8, 8), np.uint8)
+    with pytest.raises(ValueError, match="`size` must be odd for every axis"):
+        filters.gaussian_blur(image, 4)
+    with pytest.raises(ValueError, match="`size` must be >= 1"):
+        filters.box_blur(image, 0)
+    with pytest.raises(ValueError, match="`mode` must be one of"):
+        filters.box_blur(image, 3, mode="edge")
+    with pytest.raises(TypeError, match="`image` must have dtype uint8, uint16, float32"):
+        filters.box_blur(image.astype(np.int32), 3)
+    with pytest.raises(ValueError, match=r"`image` must be 2-D \(rows, cols\) or 3-D"):
+        filters.gaussian_blur(np.zeros(5, np.float32), 3)
+    with pytest.raises(TypeError, match="`sigma` must be a real number"):
+        filters.gaussian_blur(image, 3, "wide")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`sigma` must be"):
+        filters.unsharp_mask(image, 0.0)
+    with pytest.raises(ValueError, match="`image` must not be empty"):
+        filters.box_blur(np.zeros((0, 3), np.uint8), 3)
