@@ -43,7 +43,7 @@ class ProgressBar:
         if stage != self.stage:
             if self.stage is not None and self.interactive:
                 self.stream.write("\n")
-            self.stage, self.start = stage, now
+            self.stage, self.start, self.last_draw = stage, now, 0.0
         finished = total > 0 and done >= total
         if not self.interactive and not finished and now - self.last_draw < 2.0:
             return
