@@ -361,7 +361,8 @@ def _phase_translation(template: NDArray[np.float32], moving: NDArray[np.float32
     a = sp_fft.rfft2((template - template.mean()) * window)
     b = sp_fft.rfft2((moving - moving.mean()) * window)
     cross = b * np.conj(a)
-    cross /= np.abs(cross) + 1e-12 * float(np.abs(cross).max() + 1e-30)
+    magnitude = np.abs(cross)
+    cross /= np.maximum(magnitude, 1e-9 * float(magnitude.max()) or 1.0)
     surface = sp_fft.irfft2(cross, s=(h, w))
     peak = np.unravel_index(int(np.argmax(surface)), surface.shape)
     shift = []
@@ -422,6 +423,8 @@ def _register(
         lq_inv = np.linalg.inv(lq)
         px_per_unit = 1.0 / (scale * 2**level)
         tol = tolerance if level == finest else max(tolerance, _COARSE_TOLERANCE)
+        if level == coarsest and (float(np.ptp(image)) == 0.0 or float(np.ptp(mov)) == 0.0):
+            raise _Diverged("a frame has no texture (constant intensity)")
         if level == coarsest and start is None:
             shift = _phase_translation(image, mov)
             shifted = np.eye(3)

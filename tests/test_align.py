@@ -1,0 +1,381 @@
+"""Alignment: the oracle is the transform used to render the moving frame.
+
+Frames are sums of random cosines evaluated analytically at transformed
+coordinates, so the moving frame is exact (no interpolation error) and its
+Gaussian blur is exact too (each cosine's amplitude times exp(-2 pi^2 sigma^2 f^2)).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+
+from convstack.stack.align import (
+    align_stack,
+    estimate_gain,
+    estimate_transform,
+    to_gray,
+)
+from convstack.stack.errors import AlignmentError
+from convstack.warp import warp
+
+SHAPE = (192, 256)
+
+
+def _scene(seed: int, n: int = 60) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    freq = rng.uniform(0.01, 0.2, n)
+    theta = rng.uniform(0.0, np.pi, n)
+    phase = rng.uniform(0.0, 2.0 * np.pi, n)
+    amp = rng.uniform(0.5, 1.0, n) / np.sqrt(n)
+    return freq * np.cos(theta), freq * np.sin(theta), phase, amp
+
+
+def _render(
+    scene: tuple[np.ndarray, ...],
+    to_moving: np.ndarray | None = None,
+    *,
+    shape: tuple[int, int] = SHAPE,
+    sigma: float = 0.0,
+    noise: float = 0.0,
+    seed: int = 0,
+) -> np.ndarray:
+    """The frame whose pixel ``to_moving @ p`` shows what the reference shows at ``p``."""
+    fy, fx, phase, amp = scene
+    inv = np.linalg.inv(np.eye(3) if to_moving is None else to_moving)
+    r, c = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    w = inv[2, 0] * r + inv[2, 1] * c + inv[2, 2]
+    y = (inv[0, 0] * r + inv[0, 1] * c + inv[0, 2]) / w
+    x = (inv[1, 0] * r + inv[1, 1] * c + inv[1, 2]) / w
+    out = np.zeros(shape)
+    for k in range(len(fy)):
+        a = amp[k] * np.exp(-2.0 * np.pi**2 * sigma**2 * (fy[k] ** 2 + fx[k] ** 2))
+        out += a * np.cos(2.0 * np.pi * (fy[k] * y + fx[k] * x) + phase[k])
+    if noise:
+        out += np.random.default_rng(seed).normal(0.0, noise, shape)
+    return out.astype(np.float32)
+
+
+def _corner_rms(estimate: np.ndarray, truth: np.ndarray, shape: tuple[int, int] = SHAPE) -> float:
+    h, w = shape
+    pts = np.array([[0, 0, 1], [0, w - 1, 1], [h - 1, 0, 1], [h - 1, w - 1, 1]], float)
+    a = pts @ estimate.T
+    b = pts @ truth.T
+    diff = a[:, :2] / a[:, 2:] - b[:, :2] / b[:, 2:]
+    return float(np.sqrt((diff**2).sum(axis=1).mean()))
+
+
+def _similarity(scale: float, degrees: float, shift: tuple[float, float]) -> np.ndarray:
+    """Scale and rotation about the image centre, then a shift; (row, col) coordinates."""
+    t = np.deg2rad(degrees)
+    lin = scale * np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+    centre = np.array([(SHAPE[0] - 1) / 2.0, (SHAPE[1] - 1) / 2.0])
+    m = np.eye(3)
+    m[:2, :2] = lin
+    m[:2, 2] = centre - lin @ centre + np.asarray(shift)
+    return m
+
+
+TRUTHS = {
+    "translation": np.array([[1.0, 0.0, 3.3], [0.0, 1.0, -17.6], [0.0, 0.0, 1.0]]),
+    "similarity": _similarity(1.025, 1.7, (12.0, -8.5)),
+    "affine": _similarity(0.98, -2.0, (9.0, 14.0))
+    @ np.array([[1.0, 0.012, 0.0], [0.006, 1.01, 0.0], [0.0, 0.0, 1.0]]),
+    "homography": _similarity(1.01, 1.0, (3.0, 4.0))
+    @ np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1e-5, 2e-5, 1.0]]),
+}
+
+
+@pytest.mark.parametrize("model", list(TRUTHS))
+@pytest.mark.parametrize(("sigma", "noise"), [(0.0, 0.0), (2.0, 0.02)])
+def test_known_transform_is_recovered(model: str, sigma: float, noise: float) -> None:
+    scene = _scene(1)
+    truth = TRUTHS[model]
+    reference = _render(scene)
+    moving = _render(scene, truth, sigma=sigma, noise=noise, seed=5)
+    estimate = estimate_transform(reference, moving, model=model)
+    assert _corner_rms(estimate, truth) < 0.05
+    assert estimate[2, 2] == 1.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_focus_breathing_is_recovered(seed: int) -> None:
+    """Scale 0.97-1.03, rotation up to 2 degrees, shift up to 20 px, blur 2, noise."""
+    rng = np.random.default_rng(100 + seed)
+    truth = _similarity(
+        rng.uniform(0.97, 1.03),
+        rng.uniform(-2.0, 2.0),
+        (rng.uniform(-20.0, 20.0), rng.uniform(-20.0, 20.0)),
+    )
+    scene = _scene(seed)
+    reference = _render(scene)
+    moving = _render(scene, truth, sigma=2.0, noise=0.02, seed=seed)
+    # Either frame may be the sharper one.
+    if seed % 2:
+        estimate = estimate_transform(reference, moving)
+        assert _corner_rms(estimate, truth) < 0.05
+    else:
+        estimate = estimate_transform(moving, reference)
+        assert _corner_rms(estimate, np.linalg.inv(truth) / np.linalg.inv(truth)[2, 2]) < 0.05
+
+
+def test_blur_matching_reduces_the_focus_bias() -> None:
+    scene = _scene(0)
+    truth = TRUTHS["homography"]
+    reference = _render(scene)
+    moving = _render(scene, truth, sigma=2.0)
+    matched = _corner_rms(estimate_transform(reference, moving, model="homography"), truth)
+    plain = _corner_rms(
+        estimate_transform(reference, moving, model="homography", match_blur=False), truth
+    )
+    assert matched < plain
+
+
+def test_identical_frames_give_the_identity() -> None:
+    frame = _render(_scene(2))
+    estimate = estimate_transform(frame, frame.copy(), model="affine")
+    assert _corner_rms(estimate, np.eye(3)) < 1e-3
+
+
+def test_model_none_is_the_identity() -> None:
+    scene = _scene(2)
+    reference = _render(scene)
+    moving = _render(scene, TRUTHS["translation"])
+    np.testing.assert_array_equal(estimate_transform(reference, moving, model="none"), np.eye(3))
+
+
+def test_brightness_and_contrast_change_do_not_matter() -> None:
+    scene = _scene(3)
+    truth = TRUTHS["similarity"]
+    reference = _render(scene)
+    moving = 0.6 * _render(scene, truth) + 0.3
+    assert _corner_rms(estimate_transform(reference, moving), truth) < 0.05
+
+
+def test_colour_uint8_frames_and_inputs_unchanged() -> None:
+    scene = _scene(4)
+    truth = TRUTHS["similarity"]
+
+    def colour(gray: np.ndarray) -> np.ndarray:
+        rgb = np.stack([gray, 0.8 * gray, 1.2 * gray], axis=-1)
+        return np.clip(rgb * 80 + 128, 0, 255).astype(np.uint8)
+
+    reference = colour(_render(scene))
+    moving = colour(_render(scene, truth))
+    ref_copy, mov_copy = reference.copy(), moving.copy()
+    estimate = estimate_transform(reference, moving)
+    assert _corner_rms(estimate, truth) < 0.05
+    np.testing.assert_array_equal(reference, ref_copy)
+    np.testing.assert_array_equal(moving, mov_copy)
+
+
+def test_initial_guess_and_mask() -> None:
+    scene = _scene(5)
+    truth = TRUTHS["similarity"]
+    reference = _render(scene)
+    moving = _render(scene, truth)
+    mask = np.zeros(SHAPE, dtype=bool)
+    mask[20:170, 30:220] = True
+    start = truth.copy()
+    start[:2, 2] += (2.0, -3.0)
+    estimate = estimate_transform(reference, moving, initial=start, mask=mask)
+    assert _corner_rms(estimate, truth) < 0.05
+
+
+def test_warping_with_the_estimate_aligns_the_frames() -> None:
+    scene = _scene(6)
+    truth = TRUTHS["affine"]
+    reference = _render(scene)
+    moving = _render(scene, truth)
+    estimate = estimate_transform(reference, moving, model="affine")
+    aligned = warp(moving, estimate, mode="constant", cval=np.nan)
+    ideal = warp(moving, truth, mode="constant", cval=np.nan)
+    inside = np.isfinite(aligned) & np.isfinite(ideal)
+    # Same resampling, transforms a few hundredths of a pixel apart: values agree to a
+    # small fraction of the image's range (about +-2).
+    assert float(np.abs(aligned - ideal)[inside].max()) < 0.05
+    rms = float(np.sqrt(np.mean((aligned - reference)[inside] ** 2)))
+    assert rms < 0.1 * float(np.std(reference))
+
+
+def test_unrelated_frames_raise_an_alignment_error_naming_the_frame() -> None:
+    rng = np.random.default_rng(0)
+    a = ndi.gaussian_filter(rng.random(SHAPE), 2.0)
+    b = ndi.gaussian_filter(rng.random(SHAPE), 2.0)
+    with pytest.raises(AlignmentError, match="frame 'IMG_0042.JPG'"):
+        estimate_transform(a, b, name="IMG_0042.JPG")
+
+
+def test_flat_frame_raises_an_alignment_error() -> None:
+    with pytest.raises(AlignmentError, match="frame 'flat.png'.*no texture"):
+        estimate_transform(_render(_scene(1)), np.full(SHAPE, 7.0), name="flat.png")
+
+
+def test_wild_initial_guess_raises_instead_of_returning_garbage() -> None:
+    scene = _scene(1)
+    start = np.diag([30.0, 30.0, 1.0])
+    with pytest.raises(AlignmentError, match="the moving frame"):
+        estimate_transform(_render(scene), _render(scene), initial=start)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"model": "rigid"}, ValueError, "`model` must be one of 'none', 'translation'"),
+        ({"levels": 0}, ValueError, "`levels` must be an int >= 1 or None; got 0"),
+        ({"finest_level": -1}, ValueError, "`finest_level` must be an int >= 0"),
+        ({"iterations": 0}, ValueError, "`iterations` must be an int >= 1; got 0"),
+        ({"tolerance": -1.0}, ValueError, r"`tolerance` must be .*> 0; got -1.0"),
+        ({"min_correlation": 2.0}, ValueError, r"`min_correlation` must lie in \[-1, 1\]"),
+        ({"initial": np.eye(2)}, ValueError, r"`initial` must have shape \(3, 3\)"),
+        ({"mask": np.ones((3, 3), bool)}, ValueError, "`mask` must be a bool array of shape"),
+        ({"mask": np.zeros(SHAPE, bool)}, ValueError, "`mask` must select at least one pixel"),
+    ],
+)
+def test_bad_arguments(kwargs: dict, error: type, match: str) -> None:
+    frame = _render(_scene(1))
+    with pytest.raises(error, match=match):
+        estimate_transform(frame, frame, **kwargs)
+
+
+def test_bad_frames() -> None:
+    frame = np.zeros(SHAPE)
+    with pytest.raises(ValueError, match=r"`moving` must have the size of `reference` \(192 x 256"):
+        estimate_transform(frame, np.zeros((10, 10)))
+    with pytest.raises(ValueError, match="`reference` must be 2-D"):
+        estimate_transform(np.zeros((4, 4, 5)), np.zeros((4, 4, 5)))
+    with pytest.raises(ValueError, match="`moving` must contain only finite values"):
+        estimate_transform(frame, np.full(SHAPE, np.nan))
+
+
+def test_to_gray_uses_bt601_weights() -> None:
+    rgb = np.array([[[10.0, 20.0, 30.0]]])
+    assert to_gray(rgb)[0, 0] == pytest.approx(0.299 * 10 + 0.587 * 20 + 0.114 * 30)
+    assert to_gray(np.ones((2, 2, 2)) * [5.0, 255.0])[0, 0] == 5.0  # gray + alpha
+
+
+# --- stacks --------------------------------------------------------------------------
+
+
+def _stack(seed: int, n: int = 5) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Frames with focus breathing; the blur grows with the distance to frame 0's focus."""
+    scene = _scene(seed)
+    rng = np.random.default_rng(seed)
+    truths = []
+    frames = []
+    for k in range(n):
+        step = k - n // 2
+        truth = _similarity(1.0 + 0.006 * step, 0.2 * step, (1.5 * step, -2.0 * step))
+        if step == 0:
+            truth = np.eye(3)
+        truths.append(truth)
+        frames.append(_render(scene, truth, sigma=0.4 + 0.5 * k, noise=0.01, seed=k))
+        rng.normal()
+    return frames, truths
+
+
+@pytest.mark.parametrize("chain", [True, False])
+def test_align_stack_recovers_each_frame(chain: bool) -> None:
+    frames, truths = _stack(7)
+    calls: list[tuple[str, int, int]] = []
+    transforms = align_stack(frames, chain=chain, progress=lambda *args: calls.append(args))
+    assert len(transforms) == len(frames)
+    np.testing.assert_array_equal(transforms[2], np.eye(3))
+    for estimate, truth in zip(transforms, truths, strict=True):
+        assert _corner_rms(estimate, truth) < 0.05
+    assert calls[-1] == ("align", 5, 5)
+    assert [c[1] for c in calls] == [1, 2, 3, 4, 5]
+
+
+def test_align_stack_streams_from_a_loader() -> None:
+    frames, truths = _stack(8)
+    loaded: list[int] = []
+
+    def loader(index: int) -> np.ndarray:
+        loaded.append(index)
+        return frames[index]
+
+    transforms = align_stack(loader, count=5, reference=1, refine=True)
+    assert sorted(loaded) == [0, 1, 2, 3, 4]  # every frame read exactly once
+    to_ref1 = np.linalg.inv(truths[1])
+    for estimate, truth in zip(transforms, truths, strict=True):
+        expected = truth @ to_ref1
+        assert _corner_rms(estimate, expected / expected[2, 2]) < 0.05
+
+
+def test_align_stack_names_the_frame_that_fails() -> None:
+    frames, _ = _stack(9, n=3)
+    frames[2] = np.full(SHAPE, 3.0, dtype=np.float32)
+    with pytest.raises(AlignmentError, match="frame 'c.tif'"):
+        align_stack(frames, names=["a.tif", "b.tif", "c.tif"])
+
+
+def test_align_stack_model_none_and_single_frame() -> None:
+    frames, _ = _stack(9, n=3)
+    assert all(np.array_equal(t, np.eye(3)) for t in align_stack(frames, model="none"))
+    assert len(align_stack(frames[:1])) == 1
+
+
+def test_align_stack_bad_arguments() -> None:
+    frames, _ = _stack(9, n=3)
+    with pytest.raises(TypeError, match="`count` must be given when `frames` is a callable"):
+        align_stack(lambda i: frames[i])
+    with pytest.raises(ValueError, match=r"`reference` must be a frame index in \[0, 2\]; got 3"):
+        align_stack(frames, reference=3)
+    with pytest.raises(ValueError, match=r"`names` must have one name per frame \(3\)"):
+        align_stack(frames, names=["a"])
+    with pytest.raises(AlignmentError, match="frame '1' is 10 x 10"):
+        align_stack([frames[0], np.zeros((10, 10)), frames[2]], reference=0)
+
+
+def test_estimate_gain_is_robust_to_outliers() -> None:
+    rng = np.random.default_rng(3)
+    warped = rng.random((50, 60)) * 100
+    reference = 1.3 * warped - 7.0
+    reference[::10, ::10] = 1e4  # speculars, misregistered edges...
+    warped_nan = warped.copy()
+    warped_nan[:3] = np.nan  # outside a 'constant' warp
+    gain, offset = estimate_gain(reference, warped_nan)
+    assert gain == pytest.approx(1.3, rel=1e-6)
+    assert offset == pytest.approx(-7.0, abs=1e-4)
+
+
+# --- real frames -----------------------------------------------------------------------
+
+
+def _ncc(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    x = a[ok] - a[ok].mean()
+    y = b[ok] - b[ok].mean()
+    return float((x * y).sum() / np.sqrt((x * x).sum() * (y * y).sum()))
+
+
+def test_real_pcb_frames_correlate_better_after_alignment(shared_data: Path) -> None:
+    image_module = pytest.importorskip("PIL.Image")
+    folder = shared_data / "pcb" / "pcb"
+    if not (folder / "pcb_001.jpg").is_file():
+        pytest.skip("the PCB frames are not present")
+
+    def load(name: str) -> np.ndarray:
+        with image_module.open(folder / name) as im:
+            return np.asarray(im.convert("L").reduce(4), dtype=np.float32)  # 512 x 384
+
+    reference = load("pcb_004.jpg")
+    for name in ("pcb_001.jpg", "pcb_003.jpg"):
+        moving = load(name)
+        estimate = estimate_transform(reference, moving, model="affine", name=name)
+        before = _ncc(reference, moving)
+        after = _ncc(reference, warp(moving, estimate, mode="constant", cval=np.nan))
+        assert after > before + 0.02
+        # Oracle: OpenCV's ECC (Evangelidis & Psarakis) in its (x, y) convention.
+        cv2 = pytest.importorskip("cv2")
+        criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 200, 1e-6)
+        _, xy = cv2.findTransformECC(
+            reference, moving, np.eye(2, 3, dtype=np.float32), cv2.MOTION_AFFINE, criteria, None, 5
+        )
+        swap = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+        theirs = swap @ np.vstack([xy, [0.0, 0.0, 1.0]]) @ swap
+        assert _corner_rms(estimate, theirs, reference.shape) < 0.15
