@@ -8,6 +8,7 @@ type rules (16-bit stays 16-bit, ``--scale`` for derivative filters) are in
 from __future__ import annotations
 
 import argparse
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -60,11 +61,12 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "filter",
         help="apply a classic filter (blur, median, bilateral, Sobel, ...) to an image",
-        description=(
+        description=textwrap.fill(
             "Apply one filter to a PNG, JPEG or TIFF image, as OpenCV does by default. "
             "The output keeps the input's sample type (16-bit stays 16-bit; float TIFF "
             "stays float). Derivative filters give signed values: for integer images "
-            "--scale says how they become samples."
+            "--scale says how they become samples.",
+            width=78,
         ),
         epilog="filters and their options (with defaults):\n" + _defaults_table(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
