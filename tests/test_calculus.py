@@ -378,3 +378,18 @@ def test_2d_input_unchanged_and_integer_input_is_float64():
 def test_2d_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.floats(-4, -0.5), st.floats(0.5, 4), st.floats(0.2, 3), st.sampled_from([-1.0, 1.0]))
+def test_cubic_turning_points_match_numpy_roots(r1, r2, scale, sign):
+    # p' = sign*scale*(x - r1)(x - r2): turning points at r1 and r2 exactly.
+    dpoly = sign * scale * np.poly1d([r1, r2], r=True)
+    poly = dpoly.integ()
+    x = np.arange(-5.0, 5.0, 0.01)
+    found = extrema(poly(x), x)
+    roots, kinds = _analytic_extrema(poly, x[0], x[-1])
+    np.testing.assert_allclose(roots, [r1, r2], atol=1e-9)
+    assert [e.kind for e in found] == kinds
+    # three-point vertex error is about h**2 * |p'''| / (6 |p''|) <= 4e-5 here
+    np.testing.assert_allclose([e.x for e in found], roots, atol=1e-4)
