@@ -10,7 +10,9 @@ Libraries, not hand-written codecs:
 Arrays are ``(rows, cols)`` for grey and ``(rows, cols, 3)`` for RGB, of dtype
 ``uint8``, ``uint16`` or ``float32``. An alpha channel is dropped on reading (a focus
 stack has no use for it; a non-opaque alpha is logged). Palette, bilevel and CMYK
-images are converted to RGB or grey by Pillow.
+images are converted to RGB or grey by Pillow. The EXIF orientation tag is not
+applied: pixels come back as stored, so every frame of a stack keeps one geometry
+and the EXIF block copied to the output stays true.
 
 Writing is atomic: the image goes to a temporary file in the output folder, which is
 renamed over the target only once complete, so an interrupted run leaves no
