@@ -157,8 +157,9 @@ def naive_correlate(f: NDArray[Any], g: NDArray[Any]) -> NDArray[np.float64]:
 def _fmt(value: float, decimals: int = 4) -> str:
     if not np.isfinite(value):
         return str(value)
-    if float(value).is_integer() and abs(value) < 1e12:
-        return str(int(value))
+    rounded = round(float(value), decimals)
+    if rounded.is_integer() and abs(rounded) < 1e12:
+        return str(int(rounded))
     return f"{value:.{decimals}f}"
 
 
@@ -553,7 +554,8 @@ def _task3(rep: Report, image: NDArray[np.uint8]) -> None:
     )
     rep.figure(
         s, "task3_kernels_box",
-        lambda p: viz.kernel_plot(g1, title="g1: box 11x11", path=p, overwrite=rep.overwrite),
+        lambda p: viz.kernel_plot(g1, title="g1: box 11x11, every weight 1/121", path=p,
+                                  overwrite=rep.overwrite),
         "g1",
     )  # fmt: skip
     rep.figure(
@@ -625,9 +627,9 @@ def _stack_section(
     rep.figure(
         s, f"{prefix}_sharpness",
         lambda p: viz.sharpness_maps(masks, titles, cols=4, label="lab sharpness mask",
-                                     path=p, overwrite=rep.overwrite),
+                                     scale="sqrt", path=p, overwrite=rep.overwrite),
         "The lab's sharpness mask per frame (|Laplacian| of the gray frame rescaled to [0, 1]), "
-        "on one colour scale.",
+        "on one colour scale (square-root spaced, so that weak detail shows).",
     )  # fmt: skip
     last = float(len(frames) - 1)
 
@@ -656,8 +658,8 @@ def _stack_section(
         names.insert(0, "authors' composite result.png")
     rep.figure(
         s, f"{prefix}_results",
-        lambda p: viz.image_grid(panels, names, cols=4 if len(panels) >= 4 else None,
-                                 path=p, overwrite=rep.overwrite),
+        lambda p: viz.image_grid(panels, names, cols=2, panel_width=5.0, path=p,
+                                 overwrite=rep.overwrite),
         "Fusion results side by side.",
     )  # fmt: skip
     if truth is not None:

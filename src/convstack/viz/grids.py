@@ -190,7 +190,11 @@ def kernel_plot(
     """
     weights = as_2d(kernel, "kernel").astype(np.float64)
     rows, cols = weights.shape
-    low, high = finite_range(weights)
+    low, high = float(np.nanmin(weights)), float(np.nanmax(weights))
+    if low == high:  # a constant kernel (box): show it against 0
+        low, high = min(low, 0.0), max(high, 0.0)
+        if low == high:
+            low, high = -1.0, 1.0
     if low < 0 < high:
         bound = max(-low, high)
         low, high, cmap = -bound, bound, "RdBu_r"

@@ -27,6 +27,7 @@ def sharpness_maps(
     cmap: str = "magma",
     vmax: float | None = None,
     label: str = "sharpness",
+    scale: str = "linear",
     panel_width: float = 2.8,
     path: str | os.PathLike[str] | None = None,
     overwrite: bool = False,
@@ -48,6 +49,9 @@ def sharpness_maps(
         0, or the smallest value when some are negative.
     label : str
         Label of the colour bar.
+    scale : {"linear", "sqrt"}
+        Colour scale: "sqrt" spreads the small values, for maps whose few strong
+        peaks would leave the rest dark (the colour bar keeps the true values).
     panel_width : float
         Width of each map in inches.
     path : path-like, optional
@@ -75,6 +79,14 @@ def sharpness_maps(
     low = min(low, 0.0)
     if vmax is not None:
         high = v.positive_float(vmax, "vmax")
+    v.choice(scale, "scale", ("linear", "sqrt"))
+    from matplotlib.colors import Normalize, PowerNorm
+
+    norm = (
+        PowerNorm(0.5, vmin=low, vmax=high)
+        if scale == "sqrt" and low >= 0
+        else Normalize(vmin=low, vmax=high)
+    )
     rows, ncols = _grid_shape(len(arrays), cols)
     width, height = panel_size(arrays[0].shape, panel_width)
     fig = new_figure(ncols * width + 1.2, rows * (height + 0.4))
@@ -86,7 +98,7 @@ def sharpness_maps(
         if index >= len(arrays):
             ax.axis("off")
             continue
-        shown = ax.imshow(arrays[index], cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
+        shown = ax.imshow(arrays[index], cmap=cmap, norm=norm, interpolation="nearest")
         ax.set_title(names[index], fontsize=10)
     fig.colorbar(shown, ax=axes, fraction=0.03, pad=0.02, label=label)
     return finish(fig, path, overwrite)

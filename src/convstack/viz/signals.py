@@ -115,7 +115,7 @@ def signal_plot(
     ax.grid(True, alpha=0.4)
     ax.set_xlabel("x")
     ax.set_ylabel("value")
-    ax.legend(loc="best", fontsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=4, fontsize=9, frameon=False)
     ax.margins(x=0.01, y=0.12)
     if title:
         ax.set_title(title)

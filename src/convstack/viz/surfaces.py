@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
 from ._common import finish, finite_range, new_figure
@@ -15,6 +15,22 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["surface"]
+
+
+def _bilinear(
+    z: NDArray[np.float64], rows: NDArray[np.float64], cols: NDArray[np.float64]
+) -> NDArray[np.float64]:
+    """``z`` sampled bilinearly at the fractional ``rows`` x ``cols`` grid."""
+    r0 = np.clip(np.floor(rows).astype(int), 0, max(z.shape[0] - 2, 0))
+    c0 = np.clip(np.floor(cols).astype(int), 0, max(z.shape[1] - 2, 0))
+    r1 = np.minimum(r0 + 1, z.shape[0] - 1)
+    c1 = np.minimum(c0 + 1, z.shape[1] - 1)
+    fr = (rows - r0)[:, None]
+    fc = (cols - c0)[None, :]
+    top = z[np.ix_(r0, c0)] * (1 - fc) + z[np.ix_(r0, c1)] * fc
+    bottom = z[np.ix_(r1, c0)] * (1 - fc) + z[np.ix_(r1, c1)] * fc
+    result: NDArray[np.float64] = top * (1 - fr) + bottom * fr
+    return result
 
 
 def surface(
@@ -39,7 +55,7 @@ def surface(
     cmap : str
         Colormap of the heights (symmetric about 0 when they have both signs).
     zlabel : str
-        Label of the height axis and the colour bar.
+        Label of the colour bar (the heights).
     elevation, azimuth : float
         Viewing angles in degrees.
     path : path-like, optional
@@ -62,27 +78,41 @@ def surface(
         bound = max(-low, high)
         low, high = -bound, bound
     rows, cols = height.shape
-    grid_r, grid_c = np.mgrid[0:rows, 0:cols]
+    # Subdivide each cell (bilinear) so that colours follow the heights across a cell, as
+    # in the lab's plotly surfaces, instead of one flat colour per coarse face.
+    step = max(1, min(6, 48 // max(rows, cols)))
+    fine_r = np.linspace(0, rows - 1, (rows - 1) * step + 1)
+    fine_c = np.linspace(0, cols - 1, (cols - 1) * step + 1)
+    fine = _bilinear(height, fine_r, fine_c)
+    grid_c, grid_r = np.meshgrid(fine_c, fine_r)
     fig = new_figure(5.6, 4.6)
     ax = fig.add_subplot(projection="3d")
     # matplotlib's own surface shading would hide the colormap; draw flat colours instead.
     mesh = ax.plot_surface(
         grid_c,
         grid_r,
-        height,
+        fine,
         cmap=cmap,
         vmin=low,
         vmax=high,
         rstride=1,
         cstride=1,
-        linewidth=0.3,
-        edgecolor=(0.2, 0.2, 0.2, 0.4),
-        antialiased=True,
+        linewidth=0,
+        antialiased=False,
         shade=False,
     )
+    # the sample grid itself, as thin lines through the samples
+    ax.plot_wireframe(
+        *np.meshgrid(np.arange(cols), np.arange(rows)),
+        height,
+        color=(0.15, 0.15, 0.15, 0.5),
+        linewidth=0.4,
+    )
+    from matplotlib.ticker import MaxNLocator
+
     ax.set_xlabel("col")
     ax.set_ylabel("row")
-    ax.set_zlabel(zlabel)
+    ax.zaxis.set_major_locator(MaxNLocator(5))
     ax.set_ylim(rows - 1, 0)  # row 0 at the back, as an image is read from the top
     ax.view_init(elev=elevation, azim=azimuth)
     ax.set_box_aspect((cols, rows, 0.6 * max(rows, cols)))

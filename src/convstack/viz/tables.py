@@ -21,13 +21,14 @@ def format_number(value: float, decimals: int = 2) -> str:
 
     Examples
     --------
-    >>> format_number(4.0), format_number(-0.125), format_number(float("nan"))
-    ('4', '-0.12', 'nan')
+    >>> format_number(4.0), format_number(-0.125), format_number(0.9999999)
+    ('4', '-0.12', '1')
     """
     if not np.isfinite(value):
         return str(value)
-    if float(value).is_integer():
-        return str(int(value))
+    rounded = round(float(value), decimals)
+    if rounded.is_integer():  # also 0.9999999 from float arithmetic: shown as 1
+        return str(int(rounded))
     return f"{value:.{decimals}f}"
 
 
