@@ -23,7 +23,7 @@ ORDERS = (0, 1, 3)
 
 #: Output pixels computed per strip: keeps the coordinate and weight arrays of a
 #: 6 MP colour frame to a few megabytes instead of several hundred.
-_STRIP_PIXELS = 1 << 17
+_STRIP_PIXELS = 1 << 16
 
 #: Coordinates this far outside ``[0, n - 1]`` still count as inside (rounding of
 #: the matrix product, for example ``cos(pi / 2)``).
@@ -117,6 +117,27 @@ def _sample_strip(
     if order == 0:
         idx = np.floor(sr + 0.5).astype(np.intp) * w + np.floor(sc + 0.5).astype(np.intp)
         return flat[idx].astype(work, copy=False), inside
+    if order == 1:
+        # ``flat`` has an extra (repeated) last row and column here, so the
+        # neighbours at +1 always exist; the coordinates are >= 0, so truncation
+        # is the floor.
+        ri = sr.astype(np.intp)
+        ci = sc.astype(np.intp)
+        fr1 = (sr - ri).astype(work)
+        fc1 = (sc - ci).astype(work)
+        if flat.ndim == 2:
+            fr1 = fr1[:, None]
+            fc1 = fc1[:, None]
+        stride = w + 1
+        idx = ri * stride + ci
+        v00 = flat[idx].astype(work, copy=False)
+        v01 = flat[idx + 1].astype(work, copy=False)
+        idx += stride
+        v10 = flat[idx].astype(work, copy=False)
+        v11 = flat[idx + 1].astype(work, copy=False)
+        upper = v00 + (v01 - v00) * fc1
+        lower = v10 + (v11 - v10) * fc1
+        return upper + (lower - upper) * fr1, inside
     r0 = np.floor(sr)
     c0 = np.floor(sc)
     fr = (sr - r0).astype(work)
@@ -126,18 +147,6 @@ def _sample_strip(
         fc = fc[:, None]
     ri = r0.astype(np.intp)
     ci = c0.astype(np.intp)
-    if order == 1:
-        r1 = np.minimum(ri + 1, h - 1)
-        c1 = np.minimum(ci + 1, w - 1)
-        top = ri * w
-        bottom = r1 * w
-        v00 = flat[top + ci].astype(work, copy=False)
-        v01 = flat[top + c1].astype(work, copy=False)
-        v10 = flat[bottom + ci].astype(work, copy=False)
-        v11 = flat[bottom + c1].astype(work, copy=False)
-        upper = v00 + (v01 - v00) * fc
-        lower = v10 + (v11 - v10) * fc
-        return upper + (lower - upper) * fr, inside
     # order 3: Keys cubic convolution on a 4x4 neighbourhood, indices clamped.
     wr = _cubic_weights(fr)
     wc = _cubic_weights(fc)
@@ -234,7 +243,11 @@ def warp(
         array = array.astype(np.uint8)
     h, w = int(array.shape[0]), int(array.shape[1])
     channels = 1 if array.ndim == 2 else int(array.shape[2])
-    flat = np.ascontiguousarray(array).reshape(h * w, channels)
+    if order == 1:  # repeat the last row and column once (see _sample_strip)
+        grid = array if array.ndim == 3 else array[:, :, None]
+        flat = np.pad(grid, ((0, 1), (0, 1), (0, 0)), mode="edge").reshape(-1, channels)
+    else:
+        flat = np.ascontiguousarray(array).reshape(h * w, channels)
     if channels == 1:
         flat = flat[:, 0]
     projective = bool(m[2, 0] != 0.0 or m[2, 1] != 0.0 or m[2, 2] != 1.0)

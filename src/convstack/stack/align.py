@@ -70,6 +70,9 @@ _WORK_PIXELS = 2_000_000
 _MIN_OVERLAP = 0.2
 #: Pixels at the edge of a level (its smoothing and gradient saw the border rule).
 _EDGE_BAND = 3
+#: A step is halved only when it lowers the correlation by more than this: near the
+#: optimum the correlation is flat and changes of the overlap move it slightly.
+_CC_SLACK = 5e-4
 #: Tolerance (level pixels) of the levels coarser than the finest one.
 _COARSE_TOLERANCE = 0.05
 
@@ -473,7 +476,7 @@ def _register(
                         raise
                     step *= 0.5
                     continue
-                if new[0] >= cc - 1e-6 or step < 0.1:
+                if new[0] >= cc - _CC_SLACK or step < 0.1:
                     break
                 step *= 0.5
             a = candidate
