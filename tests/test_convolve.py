@@ -410,3 +410,43 @@ def test_output_is_contiguous_and_new() -> None:
         assert out.flags.c_contiguous
         assert not np.shares_memory(out, image)
         np.testing.assert_allclose(out, image, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", SCIPY_MODES + ("mean",))
+@pytest.mark.parametrize(("stride", "dilation"), [(1, 1), ((2, 1), (1, 3)), (3, 2)])
+def test_many_strips_tiles_and_threads(monkeypatch, mode, stride, dilation) -> None:
+    """Tiny strips, small FFT tiles and forced threading give the same answer as torch/scipy."""
+    from convstack import _methods
+
+    monkeypatch.setattr(_methods, "STRIP_BYTES", 600)
+    monkeypatch.setattr(_methods, "THREAD_MIN_WORK", 0)
+    monkeypatch.setattr(_methods, "_sides", lambda span, n: [(32, 32 - span + 1)])
+    image = rng(34).random((2, 101, 87)).astype(np.float32)
+    kernel = rng(35).normal(size=(5, 6)).astype(np.float32)
+    reference = convolve(
+        image.astype(np.float64),
+        kernel,
+        mode=mode,
+        stride=stride,
+        dilation=dilation,
+        channel_axis=0,
+        method="direct",
+    )
+    if stride == 1 and dilation == 1 and mode != "mean":
+        for c in range(2):
+            np.testing.assert_allclose(
+                reference[c],
+                ndi.convolve(image[c].astype(np.float64), kernel, mode=mode),
+                atol=1e-9,
+            )
+    for method in METHODS:
+        got = convolve(
+            image,
+            kernel,
+            mode=mode,
+            stride=stride,
+            dilation=dilation,
+            channel_axis=0,
+            method=method,
+        )
+        np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-4, err_msg=method)

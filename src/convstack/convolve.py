@@ -7,6 +7,7 @@ centre element, index ``k // 2`` on each axis.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _methods
 from . import _validate as v
-from .padding import check_mode, pad_spatial, resolve_padding
+from .padding import check_mode, resolve_padding
 
 __all__ = ["choose_method", "convolve", "correlate", "output_shape"]
 
@@ -35,22 +36,90 @@ def output_shape(
     )
 
 
+def _passes(groups: list[tuple[float, list[Any]]]) -> int:
+    """Ufunc passes that _methods._accumulate makes for these weight groups."""
+    count = 0
+    for w, offs in groups:
+        count += len(offs) - 1 + (1 if w in (1.0, -1.0) else 2)
+    return max(count - 1, 1)
+
+
 def choose_method(
-    padded_shape: tuple[int, ...],
+    spatial: tuple[int, ...],
     kernel: NDArray[Any],
     out_shape: tuple[int, ...],
+    pads: tuple[tuple[int, int], ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
 ) -> str:
-    """Pick the cheapest method by a cost model (see bench/README.md for its constants)."""
-    out_size = float(np.prod(out_shape))
-    taps = float(np.count_nonzero(kernel))
-    direct_cost = taps * out_size
-    costs = {"direct": direct_cost}
-    if kernel.ndim == 2 and min(kernel.shape) > 1:
-        rank = len(_methods.rank_terms(kernel))
-        costs["separable"] = rank * (kernel.shape[0] + kernel.shape[1]) * out_size * 1.3
-    padded_size = float(np.prod(padded_shape))
-    costs["fft"] = 12.0 * padded_size * max(np.log2(padded_size), 1.0) + out_size
+    """Pick the cheapest method for one image (per channel) by a measured cost model.
+
+    Estimated times in ns, with the constants of ``convstack._methods``:
+
+    - direct: ``PASS_NS * (passes + 2) * grid + CALL_NS * (passes + 2) * strips``, where
+      ``passes`` counts one multiply and one add per distinct non-zero tap weight (taps
+      with equal weights are summed first: one add each), ``grid`` is output rows times
+      the padded width (times the column stride) and the 2 extra passes pad each strip
+      and copy it out;
+    - separable (2-D kernels): the same with the passes of the column and the row
+      pass of every rank term (one term for a Gaussian or a box, up to k for a
+      dense random kernel);
+    - fft: per overlap-save tile of ``n`` samples ``FFT_NS * n * log2(n)`` (twice that
+      for tiles over ``FFT_CACHE_SAMPLES``) ``+ FFT_TILE_NS + FFT_FILL_NS * n``, for the
+      cheapest tiling (:func:`convstack._methods.fft_plan`).
+
+    N-D kernels (3 or more axes) use direct below 64 taps per padded sample, else FFT.
+    The constants were measured with ``python bench/conv.py --calibrate`` on the
+    development machine (2 shared vCPUs); bench/README.md, section "conv", records
+    the figures. The choice is cached per (shapes, kernel bytes).
+    """
+    key = (kernel.shape, kernel.dtype.str, kernel.tobytes())
+    costs = _costs(
+        tuple(spatial), key, tuple(out_shape), tuple(pads), tuple(stride), tuple(dilation)
+    )
     return min(costs, key=costs.__getitem__)
+
+
+@functools.lru_cache(maxsize=256)
+def _costs(
+    spatial: tuple[int, ...],
+    key: tuple[tuple[int, ...], str, bytes],
+    out_shape: tuple[int, ...],
+    pads: tuple[tuple[int, int], ...],
+    stride: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> dict[str, float]:
+    """Estimated ns per method (see :func:`choose_method`)."""
+    kernel = np.frombuffer(key[2], dtype=key[1]).reshape(key[0])
+    padded = tuple(n + b + a for n, (b, a) in zip(spatial, pads, strict=True))
+    if kernel.ndim > 2:
+        taps = float(np.count_nonzero(kernel))
+        if taps * float(np.prod(out_shape)) < 64 * float(np.prod(padded)):
+            return {"direct": 0.0}
+        return {"fft": 0.0}
+    m = _methods
+    span = [d * (k - 1) + 1 for k, d in zip(kernel.shape, dilation, strict=True)]
+    rows = out_shape[0] if kernel.ndim == 2 else 1
+    grid = float(rows) * padded[-1] * stride[-1]
+    strips = max(1.0, grid * kernel.itemsize / m.STRIP_BYTES)
+
+    def cost(passes: int) -> float:
+        return (m.PASS_NS * grid + m.CALL_NS * strips) * (passes + 2)
+
+    offsets = list(range(kernel.size))
+    costs = {"direct": cost(_passes(m._groups(kernel, offsets)))}
+    if kernel.ndim == 2 and min(kernel.shape) > 1:
+        n_sep = 0
+        for col, row in m.rank_terms(kernel):
+            n_sep += _passes(m._groups(col.astype(kernel.dtype), offsets[: col.size]))
+            n_sep += _passes(m._groups(row.astype(kernel.dtype), offsets[: row.size])) + 1
+        costs["separable"] = cost(n_sep)
+    if kernel.ndim == 2:
+        full = (padded[0] - span[0] + 1, padded[1] - span[1] + 1)
+        costs["fft"] = m.fft_plan((span[0], span[1]), full)[2]
+    else:
+        costs["fft"] = m.fft_plan((1, span[0]), (1, padded[0] - span[0] + 1))[2]
+    return costs
 
 
 def _filter(
@@ -100,12 +169,22 @@ def _filter(
                 f"{n + b + a} (size {n}, padding {(b, a)})."
             )
     out_shape = output_shape(spatial, taps.shape, pads, stride_t, dilation_t)
-    padded = np.ascontiguousarray(pad_spatial(work, pads, mode, cval))
+    border = _border(work, pads, mode, cval)
     if method == "auto":
-        method = choose_method(padded.shape[1:], taps, out_shape)
-    result = _methods.METHODS[method](padded, taps, dilation_t, stride_t, out_shape)
+        method = choose_method(spatial, taps, out_shape, pads, stride_t, dilation_t)
+    with np.errstate(invalid="ignore", over="ignore"):
+        result = _methods.METHODS[method](work, border, taps, dilation_t, stride_t, out_shape)
     result = result[0] if axis is None else np.moveaxis(result, 0, axis)
     return np.ascontiguousarray(result)
+
+
+def _border(work: NDArray[Any], pads: tuple[tuple[int, int], ...], mode: str, cval: float) -> Any:
+    """Describe the padding; 'mean' is 'constant' with each batch item's mean."""
+    if mode == "mean":
+        means = work.reshape(work.shape[0], -1).mean(axis=1, dtype=np.float64)
+        return _methods.Border(pads, "constant", means.astype(work.dtype))
+    fill = np.full(work.shape[0], cval, dtype=work.dtype)
+    return _methods.Border(pads, mode, fill)
 
 
 _DOC = """{summary}

@@ -1,0 +1,204 @@
+"""Time convstack.correlate against cv2.filter2D, scipy.ndimage, scipy.signal and torch.
+
+    python bench/conv.py            # 512, 2048, 4096 squared; kernels 3 5 11 21 51 + gauss
+    python bench/conv.py --quick    # 512 and 2048 only
+    python bench/conv.py --sizes 1024 --kernels 3 5 --methods auto direct fft
+
+Float32 images, dense random kernels (and a separable Gaussian). Every time is the
+minimum over repeats; each ratio is ``ours / peer`` (below 1: convstack is
+faster), measured in the same run. A missing peer is skipped. Slow
+peers (scipy.ndimage with large kernels on large images) get fewer repeats or are
+skipped with a note, so the full table stays within a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import convstack
+
+#: Estimated peer seconds above which it is skipped (time budget of the table).
+SKIP_ABOVE_S = 8.0
+
+
+def best_time(func: Callable[[], Any], repeats: int, budget: float = 1.5) -> float:
+    """Minimum wall time over ``repeats`` calls (fewer if the budget runs out)."""
+    func()  # warm-up: caches, thread pools, FFT plans
+    times = []
+    start = time.perf_counter()
+    for _ in range(repeats):
+        gc.collect()
+        t0 = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget and len(times) >= 2:
+            break
+    return min(times)
+
+
+def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+    x = np.arange(size) - (size - 1) / 2
+    g = np.exp(-(x**2) / (2 * sigma**2))
+    g /= g.sum()
+    return np.outer(g, g).astype(np.float32)
+
+
+def peers() -> dict[str, Callable[[np.ndarray, np.ndarray], Callable[[], Any]] | None]:
+    table: dict[str, Callable[[np.ndarray, np.ndarray], Callable[[], Any]] | None] = {}
+    try:
+        import cv2
+
+        cv2.setNumThreads(os.cpu_count() or 1)
+        table["cv2"] = lambda img, k: lambda: cv2.filter2D(img, -1, k)  # BORDER_REFLECT_101
+    except ImportError:
+        table["cv2"] = None
+    try:
+        import scipy.ndimage as ndi
+        import scipy.signal as sig
+
+        table["ndimage"] = lambda img, k: lambda: ndi.correlate(img, k, mode="mirror")
+        table["fftconv"] = lambda img, k: lambda: sig.fftconvolve(img, k[::-1, ::-1], "same")
+    except ImportError:
+        table["ndimage"] = table["fftconv"] = None
+    try:
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+
+        def torch_case(img: np.ndarray, k: np.ndarray) -> Callable[[], Any]:
+            x = torch.from_numpy(img)[None, None]
+            w = torch.from_numpy(np.ascontiguousarray(k))[None, None]
+            pad = (k.shape[0] // 2, k.shape[1] // 2)
+
+            def run() -> Any:
+                with torch.no_grad():
+                    return torch.nn.functional.conv2d(x, w, padding=pad)
+
+            return run
+
+        table["torch"] = torch_case
+    except ImportError:
+        table["torch"] = None
+    return table
+
+
+def calibrate(repeats: int) -> None:
+    """Measure the constants of convstack's cost model (method="auto") on this machine."""
+    import scipy.fft
+
+    from convstack import _methods
+
+    rng = np.random.default_rng(1)
+    image = rng.random((2048, 2048), dtype=np.float32)
+    grid = 2048.0 * 2050.0
+
+    def direct(k: int) -> float:
+        kernel = rng.standard_normal((k, k)).astype(np.float32)
+        return best_time(
+            lambda: convstack.correlate(image, kernel, mode="mirror", method="direct"), repeats
+        )
+
+    t3, t7 = direct(3), direct(7)
+    per_pass = (t7 - t3) / ((2 * 49 - 1) - (2 * 9 - 1)) / grid
+    base = t3 - 17 * per_pass * grid
+    print(f"PASS_NS = {per_pass * 1e9:.3f}  (direct 3x3 {t3 * 1e3:.1f} ms, 7x7 {t7 * 1e3:.1f} ms)")
+    print(f"(fixed part of a 2048^2 direct call, padding + copy: {base * 1e3:.1f} ms)")
+    for n in (128, 256, 512, 1024, 2048):
+        tile = rng.random((n, n), dtype=np.float32)
+        spec = scipy.fft.rfft2(tile)
+
+        def one(tile: np.ndarray = tile, spec: np.ndarray = spec, n: int = n) -> Any:
+            s = scipy.fft.rfft2(tile, workers=1)
+            s *= spec
+            return scipy.fft.irfft2(s, s=(n, n), workers=1)
+
+        t = best_time(one, repeats * 3)
+        print(
+            f"FFT tile {n:>4}: {t * 1e3:8.3f} ms = {t * 1e9 / (n * n * np.log2(n * n)):.3f} "
+            "ns per n log2 n"
+        )
+    print(
+        f"(current constants: PASS {_methods.PASS_NS}, "
+        f"FFT {_methods.FFT_NS}, tile {_methods.FFT_TILE_NS} ns)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="512 and 2048 only")
+    parser.add_argument("--sizes", type=int, nargs="+", help="image sides (default 512 2048 4096)")
+    parser.add_argument("--kernels", nargs="+", default=["3", "5", "11", "21", "51", "gauss"])
+    parser.add_argument("--methods", nargs="+", default=["auto"], help="convstack methods")
+    parser.add_argument("--peers", nargs="+", default=["cv2", "ndimage", "fftconv", "torch"])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--calibrate", action="store_true", help="measure cost-model constants")
+    args = parser.parse_args(argv)
+    if args.calibrate:
+        calibrate(args.repeats)
+        return 0
+    sizes = args.sizes or ([512, 2048] if args.quick else [512, 2048, 4096])
+    available = peers()
+    names = [p for p in args.peers if available.get(p) is not None]
+    missing = [p for p in args.peers if available.get(p) is None]
+    rng = np.random.default_rng(0)
+    print(f"# convstack {convstack.__version__}, numpy {np.__version__}, {os.cpu_count()} cores")
+    if missing:
+        print(f"# skipped (not installed): {', '.join(missing)}")
+    cols = [f"ours:{m}" for m in args.methods] + names
+    head = f"{'size':>5} {'kernel':>8} " + " ".join(f"{c:>12}" for c in cols)
+    head += "  " + " ".join(f"{'/' + n:>9}" for n in names)
+    print("# times in ms (min of repeats); /peer = ours (first method) / peer, < 1 is faster")
+    print(head)
+    notes: list[str] = []
+    for size in sizes:
+        image = rng.random((size, size), dtype=np.float32)
+        for name in args.kernels:
+            if name == "gauss":
+                kernel, label = gaussian_kernel(19, 3.0), "gauss19"
+            else:
+                k = int(name)
+                kernel, label = rng.standard_normal((k, k)).astype(np.float32), f"{k}x{k}"
+            times: dict[str, float | None] = {}
+            for m in args.methods:
+                times[f"ours:{m}"] = best_time(
+                    lambda m=m, image=image, kernel=kernel: convstack.correlate(
+                        image, kernel, mode="mirror", method=m
+                    ),
+                    args.repeats,
+                )
+            for n in names:
+                factory = available[n]
+                assert factory is not None
+                taps = kernel.size * size * size
+                if n == "ndimage" and taps > 2e9:  # ~0.6 ns per tap on this machine
+                    est = taps * 0.6e-9
+                    if est > SKIP_ABOVE_S:
+                        times[n] = None
+                        notes.append(f"ndimage {size} {label}: skipped (~{est:.0f} s a call)")
+                        continue
+                    times[n] = best_time(factory(image, kernel), 1, budget=0)
+                    continue
+                times[n] = best_time(factory(image, kernel), args.repeats)
+            ours = times[f"ours:{args.methods[0]}"]
+            row = f"{size:>5} {label:>8} " + " ".join(
+                f"{times[c] * 1e3:>12.2f}" if times[c] is not None else f"{'-':>12}" for c in cols
+            )
+            ratios = " ".join(
+                f"{ours / times[n]:>9.2f}" if times[n] and ours else f"{'-':>9}" for n in names
+            )
+            print(row + "  " + ratios, flush=True)
+    for note in notes:
+        print("# " + note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
