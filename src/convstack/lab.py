@@ -68,12 +68,14 @@ LAB_SOFT_SQUARE = np.array(
 LAPLACE_LAB = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], np.float32)
 
 CSS = """
-body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em;
+body { font-family: sans-serif; max-width: 1300px; margin: 2em auto; padding: 0 1em;
        line-height: 1.45; color: #222; }
 h1 { border-bottom: 2px solid #444; }
 h2 { margin-top: 2.2em; border-bottom: 1px solid #bbb; }
 figure { display: inline-block; margin: 0.6em 1em 0.6em 0; vertical-align: top; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
+figure.third { width: 31%; }
+figure.half { width: 47%; }
 figcaption { font-size: 0.9em; color: #444; max-width: 560px; }
 table.array, table.array td { border: 1px solid black; border-collapse: collapse;
        background-color: rgb(250,250,250); min-width: 24px; height: 24px; text-align: center;
@@ -90,7 +92,7 @@ code { background: #f3f3f3; padding: 0 3px; }
 # ----------------------------------------------------------------- data
 
 
-def photo_like_image(size: int = 256, *, seed: int = 3) -> NDArray[np.uint8]:
+def photo_like_image(size: int = 256, *, seed: int = 1) -> NDArray[np.uint8]:
     """A synthetic colour "photograph" in place of the lab's Lenna: the demo's scene.
 
     `convstack.stack.synthetic.make_scene` in focus everywhere: textured wall and ground,
@@ -116,7 +118,9 @@ def photo_like_image(size: int = 256, *, seed: int = 3) -> NDArray[np.uint8]:
 
     if not isinstance(size, int) or isinstance(size, bool) or size < 32:
         raise ValueError(f"`size` must be an int >= 32; got {size!r}.")
-    image = make_scene((size, size), seed=seed).image
+    # Rendered at twice the size and shrunk, as a camera's resampling would: the fine
+    # textures settle into photograph-like grain.
+    image = downscale(make_scene((2 * size, 2 * size), seed=seed).image, 2)
     return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -225,15 +229,17 @@ class Report:
         caption: str,
         *,
         suffix: str = ".png",
+        width: str = "",
     ) -> None:
-        """Save a figure as ``figures/<name><suffix>`` via ``draw(path)`` and show it."""
+        """Save a figure as ``figures/<name><suffix>`` via ``draw(path)`` and show it
+        (``width`` "third" or "half" of the page, or its natural size)."""
         path = self.figures / f"{name}{suffix}"
         result = draw(path)
         if hasattr(result, "clear"):  # a Figure: free it now, the report is long
             result.clear()
         rel = f"figures/{path.name}"
         section.html(
-            f'<figure><img src="{html.escape(rel)}" alt="{html.escape(caption)}">'
+            f'<figure class="{width}"><img src="{html.escape(rel)}" alt="{html.escape(caption)}">'
             f"<figcaption>{caption}</figcaption></figure>"
         )
 
@@ -326,8 +332,8 @@ def _convolution(rep: Report) -> None:
         "symmetric so convolve gives the same) returns:"
     )
     e.html(
-        "<p>f: " + array_html(f) + " g: " + array_html(k) + " f padded: " + array_html(padded)
-        + " f * g: " + array_html(fg) + "</p>"
+        "<div>f: " + array_html(f) + " g: " + array_html(k) + " f padded: " + array_html(padded)
+        + " f * g: " + array_html(fg) + "</div>"
     )  # fmt: skip
     for name, array, title in (
         ("example_f", f, "f"),
@@ -360,8 +366,8 @@ def _task1(rep: Report) -> None:
         "The input is never modified (the lab's Note 1)."
     )
     s.html(
-        "<p>f: " + array_html(f) + " g: " + array_html(g) + " correlate(f, g): "
-        + array_html(ours) + " convolve(f, g): " + array_html(conv) + "</p>"
+        "<div>f: " + array_html(f) + " g: " + array_html(g) + " correlate(f, g): "
+        + array_html(ours) + " convolve(f, g): " + array_html(conv) + "</div>"
     )  # fmt: skip
     rep.figure(
         s,
@@ -451,6 +457,7 @@ def _surfaces(rep: Report) -> None:
             name,
             lambda p: viz.surface(z, title=title, path=p, overwrite=rep.overwrite),
             title,
+            width="third",
         )
 
     s = rep.section("2D derivative")
@@ -461,7 +468,7 @@ def _surfaces(rep: Report) -> None:
         "divides these by the step of its sine samples, 0.01; an image's step is 1 pixel, so "
         "we do not.)"
     )
-    s.html("<p>" + array_html(LAB_SQUARE, 0) + "</p>")
+    s.html("<div>" + array_html(LAB_SQUARE, 0) + "</div>")
     d_col = correlate(LAB_SQUARE, [[-1, 1]], mode="constant")
     d_row = correlate(LAB_SQUARE, [[-1], [1]], mode="constant")
     surface(s, "d2_image", LAB_SQUARE, "the binary image s")
@@ -474,7 +481,7 @@ def _surfaces(rep: Report) -> None:
         "([[1, -2, 1]]) and the rows ([[1], [-2], [1]]): the second derivative is largest where "
         "the first changes fastest, at the edges."
     )
-    s2.html("<p>" + array_html(LAB_SOFT_SQUARE) + "</p>")
+    s2.html("<div>" + array_html(LAB_SOFT_SQUARE) + "</div>")
     surface(s2, "d2nd_image", LAB_SOFT_SQUARE, "the soft image s")
     surface(
         s2, "d2nd_col", correlate(LAB_SOFT_SQUARE, [[1, -2, 1]], mode="constant"),
@@ -526,8 +533,8 @@ def _filters(rep: Report, image: NDArray[np.uint8]) -> None:
         s,
         "filters",
         lambda p: viz.image_grid(
-            [r[0] for r in results], [r[1] for r in results], cols=4, colorbar=True, path=p,
-            overwrite=rep.overwrite,
+            [r[0] for r in results], [r[1] for r in results], cols=4, colorbar=True,
+            panel_width=2.6, path=p, overwrite=rep.overwrite,
         ),
         "box, Gaussian, Laplacian, Sobel, median and bilateral filters.",
     )  # fmt: skip
