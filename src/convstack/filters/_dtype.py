@@ -53,13 +53,31 @@ def check_odd(size: Any, name: str = "size", *, minimum: int = 1) -> int:
     return int(size)
 
 
+_NUMPY_MODES = {
+    "constant": "constant",
+    "nearest": "edge",
+    "reflect": "symmetric",
+    "mirror": "reflect",
+    "wrap": "wrap",
+}
+
+
 def pad_image(
     image: NDArray[Any], before: tuple[int, int], after: tuple[int, int], mode: str
 ) -> NDArray[Any]:
-    """Pad the two spatial axes of a channel-last image (rows, cols[, channels])."""
+    """Pad the two spatial axes of a channel-last image (rows, cols[, channels]).
+
+    ``numpy.pad`` (slice copies, ~30x faster than gathering by index) serves
+    every mode whose pads are narrower than the image; wider pads and 'mean'
+    go through ``convstack.pad``, which reflects and wraps as often as needed.
+    """
     padding = ((before[0], after[0]), (before[1], after[1]))
     if all(p == 0 for p in before + after):
         return image
+    narrow = all(max(b, a) <= n - 1 for n, (b, a) in zip(image.shape[:2], padding, strict=True))
+    if mode in _NUMPY_MODES and (narrow or mode in ("constant", "nearest")):
+        widths = padding + (((0, 0),) if image.ndim == 3 else ())
+        return np.pad(image, widths, mode=_NUMPY_MODES[mode])  # type: ignore[call-overload]
     channel_axis = 2 if image.ndim == 3 else None
     return pad(image, padding, mode=mode, channel_axis=channel_axis)
 
@@ -84,13 +102,16 @@ def _pool() -> ThreadPoolExecutor:
     return _POOL
 
 
-def strips(rows: int, row_bytes: int, work: Callable[[int, int], None]) -> None:
-    """Run ``work(start, stop)`` over row strips of about 256 KiB, on a small thread pool.
+def strips(
+    rows: int, row_bytes: int, work: Callable[[int, int], None], *, target: int = 512 * 1024
+) -> None:
+    """Run ``work(start, stop)`` over row strips of about ``target`` bytes on a thread pool.
 
-    NumPy releases the GIL inside its loops, so strips of one image run in
-    parallel; small images run in the calling thread.
+    ``row_bytes`` is the working memory one output row needs. NumPy releases the
+    GIL inside its loops, so strips of one image run in parallel; images of one
+    or two strips run in the calling thread.
     """
-    step = max(8, (256 * 1024) // max(row_bytes, 1))
+    step = max(16, target // max(row_bytes, 1))
     bounds = [(s, min(s + step, rows)) for s in range(0, rows, step)]
     if len(bounds) <= 2:
         for start, stop in bounds:
