@@ -203,3 +203,17 @@ def test_cli_module_runs_lab_help():
         [sys.executable, "-m", "convstack.cli", "lab", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "--bug" in result.stdout
+
+
+@pytest.mark.slow
+def test_bug_set_section(shared_data, tmp_path):
+    bug = shared_data / "bug"
+    if not bug.is_dir():
+        pytest.skip("the bug set is not present")
+    out = lab.run_lab(tmp_path / "r", bug=bug, small=True)
+    parser = parse(out.parent)
+    assert "The bug set" in parser.headings
+    bug_images = [src for src in parser.images if "task4_bug" in src]
+    assert len(bug_images) == 4
+    for src in bug_images:
+        assert (out.parent / src).stat().st_size > 500
