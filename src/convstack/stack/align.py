@@ -23,10 +23,11 @@ correlation is halved. Parameters are expressed in centred coordinates
 normalised by half the image's larger side, which keeps the normal equations
 well conditioned and makes them the same at every level.
 
-By default the finest level used is the first with at most about two million
-pixels (half resolution for a 6 MP frame): at half resolution the result is
-already accurate to a few hundredths of a full-resolution pixel on textured
-frames (see the test-suite and the note in bench/README.md).
+By default the finest level used is the first with at most 1.5 million pixels
+(half resolution for 3 to 6 MP frames). Measured on rendered 2048 x 1536 frames
+(similarity, blur sigma 2, noise): corner error 0.0005 px stopping at half
+resolution, the same as at full resolution for a seventh of the time; 0.001-0.003
+px at quarter resolution.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ _DIFF = np.array([-0.5, 0.0, 0.5], dtype=np.float32)
 #: The coarsest automatic level keeps at least this many pixels on its shorter side.
 _MIN_COARSE_SIDE = 32
 #: Automatic finest level: the first level with at most this many pixels.
-_WORK_PIXELS = 2_000_000
+_WORK_PIXELS = 1_500_000
 #: The overlap of the warped frame and the reference must keep this fraction of pixels.
 _MIN_OVERLAP = 0.2
 #: Pixels at the edge of a level (its smoothing and gradient saw the border rule).
@@ -249,6 +250,10 @@ class _Pyramid:
             if k + 1 < levels:
                 current = np.ascontiguousarray(smooth[::2, ::2])
         self._templates: dict[tuple[int, str], tuple[Any, ...]] = {}
+
+    def release_templates(self) -> None:
+        """Drop the cached gradients and steepest-descent images."""
+        self._templates.clear()
 
     def template(
         self,
@@ -582,7 +587,7 @@ def estimate_transform(
         Pyramid levels; default: halve until the shorter side would drop below 32.
     finest_level : int, optional
         Finest level refined (0 = full resolution); default: the first level with
-        at most two million pixels.
+        at most 1.5 million pixels.
     iterations : int
         Most Gauss-Newton iterations per level.
     tolerance : float
@@ -817,6 +822,8 @@ def align_stack(
                     raise AlignmentError(f"alignment of frame {label!r} diverged: {exc}.") from None
                 m = m / m[2, 2]
             transforms[index] = m
+            if previous is not ref_pyr or not refine:
+                previous.release_templates()  # gradients are not needed again
             previous, previous_m = current, m
             done += 1
             report(progress, "align", done, total)
