@@ -138,7 +138,7 @@ def _describe(geometry: Sweep) -> str:
             if isinstance(item, tuple):
                 return str(item[0]) if item[0] == item[1] else f"{item[0]} before, {item[1]} after"
             return str(item)
-        return " x ".join(str(x) for x in chosen)
+        return f"{chosen[0]} (rows) x {chosen[1]} (cols)"
 
     return (
         f"padding {text(geometry.pads)}, stride {text(geometry.stride)}, "
