@@ -189,3 +189,17 @@ def test_animation_bad_input(tmp_path, kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):
         viz.convolution_animation(**kwargs, path=tmp_path / "a.gif")
     assert not (tmp_path / "a.gif").exists()
+
+
+def test_image_grid_value_ranges():
+    gray8 = np.array([[10, 20], [30, 40]], np.uint8)
+    signed = np.array([[-1.0, 0.5], [0.0, 0.25]])
+    labels = np.array([[0, 1], [2, 3]], np.int64)
+    fig = viz.image_grid([gray8, signed, labels])
+    limits = [ax.images[0].get_clim() for ax in fig.axes]
+    assert limits == [(0.0, 255.0), (-1.0, 1.0), (0.0, 3.0)]
+
+
+def test_kernel_plot_constant_kernel_is_drawn_against_zero():
+    fig = viz.kernel_plot(np.full((3, 3), 1 / 9))
+    assert fig.axes[0].images[0].get_clim() == (0.0, pytest.approx(1 / 9))

@@ -21,9 +21,17 @@ if TYPE_CHECKING:
 __all__ = ["display_rgb", "image_grid", "kernel_plot"]
 
 
+def _integer_peak(image: NDArray[Any]) -> float:
+    """White of an integer image: 255 for uint8, 65535 for uint16; for other integer
+    types 255 when the values fit, else 65535."""
+    if image.dtype in (np.uint8, np.uint16):
+        return float(np.iinfo(image.dtype).max)
+    return 255.0 if int(image.max()) <= 255 else 65535.0
+
+
 def display_rgb(image: NDArray[Any]) -> NDArray[np.float64]:
-    """Colour image as floats in [0, 1]: integers scaled by their dtype's maximum,
-    floats taken to be in [0, 1] already (clipped).
+    """Colour image as floats in [0, 1]: integers scaled by their white (255 for uint8,
+    65535 for uint16), floats taken to be in [0, 1] already (clipped).
 
     Examples
     --------
@@ -31,7 +39,7 @@ def display_rgb(image: NDArray[Any]) -> NDArray[np.float64]:
     [[[0.0, 1.0, 0.2]]]
     """
     if image.dtype.kind in "ui":
-        scaled = image.astype(np.float64) / float(np.iinfo(image.dtype).max)
+        scaled = image.astype(np.float64) / _integer_peak(image)
     else:
         scaled = image.astype(np.float64)
     return np.clip(scaled, 0.0, 1.0)
@@ -57,7 +65,7 @@ def show_image(
     if image.ndim == 3:
         shown = ax.imshow(display_rgb(image[..., :3]), interpolation="nearest")
     else:
-        if image.dtype.kind in "ui":  # integer gray: the dtype's range, as a viewer shows it
+        if image.dtype in (np.uint8, np.uint16):  # the dtype's range, as a viewer shows it
             low, high = 0.0, float(np.iinfo(image.dtype).max)
         else:
             low, high = finite_range(image)
@@ -101,11 +109,12 @@ def image_grid(
     Parameters
     ----------
     images : sequence of array_like
-        Gray (rows, cols) or colour (rows, cols, 3 or 4) images. Integer colour images
-        are scaled by their dtype's maximum; float colour images must lie in [0, 1]
-        (outside values are clipped). Integer gray images are shown over their dtype's
-        range (0 to 255 for uint8), float ones over their own range (min to max, or
-        symmetric about 0 when they have both signs) unless ``vmin`` / ``vmax`` are given.
+        Gray (rows, cols) or colour (rows, cols, 3 or 4) images. Colour images: uint8
+        and uint16 scaled by 255 and 65535 (other integers by 255 when they fit, else
+        65535), floats must lie in [0, 1] (outside values are clipped). Gray images:
+        uint8 and uint16 over their dtype's range, others over their own range (min to
+        max, symmetric about 0 when they have both signs), unless ``vmin`` / ``vmax``
+        are given.
     titles : sequence of str, optional
         One per image.
     cols : int, optional
