@@ -13,7 +13,19 @@ from numpy.typing import NDArray
 
 from ..convolve import correlate
 
-__all__ = ["separable_valid"]
+__all__ = ["filter_float", "separable_valid"]
+
+
+def filter_float(
+    image: NDArray[Any], kernel: NDArray[Any], mode: str, *, method: str = "separable"
+) -> NDArray[Any]:
+    """Correlate a float channel-last image with a 2-D kernel through the engine.
+
+    The engine pads strip by strip and splits a rank-1 kernel into two 1-D
+    passes itself, so nothing image-sized is built here.
+    """
+    channel_axis = 2 if image.ndim == 3 else None
+    return correlate(image, kernel, mode=mode, channel_axis=channel_axis, method=method)
 
 
 def separable_valid(

@@ -24,6 +24,9 @@ __all__ = ["NETWORK_MAX", "median_blur", "merge_network", "sort_network"]
 #: Largest window size served by the min/max networks.
 NETWORK_MAX = 5
 
+#: Bytes of one wire (one strip of the image) in the networks.
+_STRIP_BYTES = 128 * 1024
+
 Op = tuple[int, int]  # compare-exchange: wire a gets the min, wire b the max
 
 
@@ -146,7 +149,7 @@ def _network_median(padded: NDArray[Any], k: int, shape: tuple[int, ...]) -> NDA
         result = values[target]
         out[start:stop] = result if result.shape == (h, width) else result[:, :width]
 
-    strips(rows, width * padded.itemsize * 4 * k, lambda a, b: work(a, b))
+    strips(rows, width * padded.itemsize, work, target=_STRIP_BYTES)
     return out.reshape(shape)
 
 
