@@ -7,6 +7,8 @@ Gaussian blur is exact too (each cosine's amplitude times exp(-2 pi^2 sigma^2 f^
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -304,6 +306,23 @@ def test_align_stack_streams_from_a_loader() -> None:
     for estimate, truth in zip(transforms, truths, strict=True):
         expected = truth @ to_ref1
         assert _corner_rms(estimate, expected / expected[2, 2]) < 0.05
+
+
+def test_align_stack_holds_few_frames_at_once() -> None:
+    frames, _ = _stack(10, n=7)
+    alive: list[weakref.ref] = []
+    most = 0
+
+    def loader(index: int) -> np.ndarray:
+        nonlocal most
+        gc.collect()
+        most = max(most, sum(ref() is not None for ref in alive))
+        frame = frames[index].copy()  # a fresh array, as if read from disk
+        alive.append(weakref.ref(frame))
+        return frame
+
+    align_stack(loader, count=7)
+    assert most <= 2  # with the frame being loaded: at most three
 
 
 def test_align_stack_names_the_frame_that_fails() -> None:
