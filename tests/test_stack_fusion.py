@@ -106,20 +106,32 @@ def test_pyramid_roundtrip() -> None:
     np.testing.assert_allclose(F.collapse(bands), image, atol=1e-5)
 
 
-@pytest.mark.parametrize("merge", [F.depth_merge, F.pyramid_merge])
-def test_integer_depth_selects_that_frame(merge) -> None:  # type: ignore[no-untyped-def]
+def test_integer_depth_selects_that_frame() -> None:
     frames, _ = two_depth_stack(count=4)
     for k in range(4):
-        got = merge(frames, np.full(frames[0].shape[:2], float(k)))
+        got = F.depth_merge(frames, np.full(frames[0].shape[:2], float(k)))
         np.testing.assert_allclose(got.astype(int), frames[k].astype(int), atol=1)
 
 
-@pytest.mark.parametrize("merge", [F.depth_merge, F.pyramid_merge, F.maxabs_merge])
-def test_identical_frames_unchanged(merge) -> None:  # type: ignore[no-untyped-def]
+def test_pyramid_selects_the_frame_with_the_detail() -> None:
+    """Where one frame has all the detail and the others are flat, it is copied."""
+    rng = np.random.default_rng(11)
+    detail = rng.random((40, 48)).astype(np.float32)
+    flat = np.full_like(detail, float(detail.mean()))
+    got = F.pyramid_merge([flat, detail, flat], np.ones((40, 48)))
+    np.testing.assert_allclose(got, detail, atol=1e-5)
+    # the classic rule (mean base) keeps all the detail but not the base
+    assert np.corrcoef(F.pyramid_merge([flat, detail, flat]).ravel(), detail.ravel())[0, 1] > 0.9
+
+
+@pytest.mark.parametrize(
+    ("merge", "with_depth"),
+    [(F.depth_merge, True), (F.pyramid_merge, True), (F.pyramid_merge, False)],
+)
+def test_identical_frames_unchanged(merge, with_depth: bool) -> None:  # type: ignore[no-untyped-def]
     frame = np.random.default_rng(3).random((30, 40)).astype(np.float32) * 0.8 + 0.1
     depth = np.random.default_rng(4).random((30, 40)) * 2
-    args = () if merge is F.maxabs_merge else (depth,)
-    got = merge([frame, frame, frame], *args)
+    got = merge([frame, frame, frame], depth if with_depth else None)
     assert got.dtype == np.float32
     np.testing.assert_allclose(got, frame, atol=1e-5)
 
@@ -146,8 +158,8 @@ def test_quality_against_truth(colour: bool) -> None:
     for merged in (F.depth_merge(frames, depth), F.pyramid_merge(frames, depth)):
         score = peak_signal_noise_ratio(truth[:, 4:-4], merged[:, 4:-4])
         assert score > 31 and score > lab_psnr + 5
-    maxabs = peak_signal_noise_ratio(truth[:, 4:-4], F.maxabs_merge(frames)[:, 4:-4])
-    assert maxabs > lab_psnr + 3
+    classic = peak_signal_noise_ratio(truth[:, 4:-4], F.pyramid_merge(frames)[:, 4:-4])
+    assert classic > lab_psnr + 3
 
 
 def test_inputs_unchanged() -> None:
@@ -156,6 +168,6 @@ def test_inputs_unchanged() -> None:
     depth = np.ones(frames[0].shape[:2])
     F.pyramid_merge(frames, depth)
     F.depth_merge(frames, depth)
-    F.maxabs_merge(frames)
+    F.pyramid_merge(frames)
     for f, b in zip(frames, before, strict=True):
         np.testing.assert_array_equal(f, b)

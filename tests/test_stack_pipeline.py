@@ -108,7 +108,7 @@ def test_progress_and_steps() -> None:
     )
     stages = [c[0] for c in calls]
     assert stages[0] == "align" and "depth" in stages and stages[-1] == "fuse"
-    assert ("align", 3, 3) in calls and ("fuse", 3, 3) in calls
+    assert ("align", 3, 3) in calls and ("fuse", 1, 1) in calls
     assert {"aligned_000", "sharpness_002", "depth_raw", "confidence", "depth"} <= set(steps)
 
 

@@ -37,7 +37,6 @@ __all__ = [
     "METHODS",
     "depth_merge",
     "lab_gamma",
-    "maxabs_merge",
     "pyramid_merge",
     "weighted_merge",
 ]
@@ -252,62 +251,53 @@ class DepthAccumulator:
 
 
 class PyramidAccumulator:
-    """Running band-wise ``sum(G(w_i) L(f_i))``: the multiresolution spline."""
+    """Running per-level selection of the frames' Laplacian-pyramid coefficients.
 
-    def __init__(self, depth: F32, levels: int | None = None) -> None:
-        self.depth = depth
-        self.levels = pyramid_levels(depth.shape, levels)
-        self.bands: list[F32] | None = None
-
-    def needs(self, index: int) -> bool:
-        return bool(np.any(np.abs(self.depth - np.float32(index)) < 1.0))
-
-    def add(self, index: int, frame: F32) -> None:
-        weights = gaussian_pyramid(frame_weight(self.depth, index), self.levels)
-        bands = laplacian_pyramid(frame, self.levels)
-        if self.bands is None:
-            self.bands = [np.zeros(b.shape, np.float32) for b in bands]
-        for total, band, w in zip(self.bands, bands, weights, strict=True):
-            total += band * (w[..., None] if band.ndim == 3 else w)
-
-    def result(self) -> F32:
-        assert self.bands is not None
-        return collapse(self.bands)
-
-
-class MaxAbsAccumulator:
-    """Running per-level best coefficients (largest local energy) and mean base."""
+    Every detail level keeps, per pixel, the coefficient with the largest local
+    energy (luma coefficient squared, 5-tap binomial window) seen so far, and that
+    energy: two frame-sized sums, whatever the number of frames. The low-pass bases
+    (``1 / 4**(levels - 1)`` of a frame each, a few kilobytes) are kept per frame
+    and blended at the end, by depth-map weights or evenly.
+    """
 
     def __init__(self, levels: int | None = None) -> None:
         self.levels_arg = levels
+        self.levels = 0
         self.bands: list[F32] | None = None
         self.energy: list[F32] | None = None
-        self.count = 0
+        self.bases: dict[int, F32] = {}
 
-    def add(self, frame: F32) -> None:
-        levels = pyramid_levels(frame.shape, self.levels_arg)
-        bands = laplacian_pyramid(frame, levels)
-        energies = []
-        for band in bands[:-1]:
-            gray = to_gray(band) if band.ndim == 3 else band
-            energies.append(_blur5(gray * gray))
+    def add(self, index: int, frame: F32) -> None:
+        """Take in frame ``index`` (float32, aligned)."""
         if self.bands is None or self.energy is None:
-            self.bands = [b.copy() for b in bands]
-            self.energy = energies
-        else:
-            for k, (band, e) in enumerate(zip(bands[:-1], energies, strict=True)):
-                better = e > self.energy[k]
-                self.energy[k] = np.where(better, e, self.energy[k])
-                sel = better[..., None] if band.ndim == 3 else better
-                self.bands[k] = np.where(sel, band, self.bands[k])
-            self.bands[-1] = self.bands[-1] + bands[-1]
-        self.count += 1
+            self.levels = pyramid_levels(frame.shape, self.levels_arg)
+        bands = laplacian_pyramid(frame, self.levels)
+        if self.bands is None or self.energy is None:
+            self.bands = [np.zeros(b.shape, np.float32) for b in bands[:-1]]
+            self.energy = [np.full(b.shape[:2], -1.0, np.float32) for b in bands[:-1]]
+        for k, band in enumerate(bands[:-1]):
+            gray = to_gray(band) if band.ndim == 3 else band
+            energy = _blur5(gray * gray)
+            better = energy > self.energy[k]
+            np.maximum(self.energy[k], energy, out=self.energy[k])
+            pick = better[..., None] if band.ndim == 3 else better
+            np.copyto(self.bands[k], band, where=pick)
+        self.bases[index] = bands[-1]
 
-    def result(self) -> F32:
+    def result(self, depth: F32 | None = None) -> F32:
+        """Collapse; the base is blended by ``frame_weight(depth, i)`` or evenly."""
         assert self.bands is not None
-        bands = list(self.bands)
-        bands[-1] = bands[-1] / np.float32(self.count)
-        return collapse(bands)
+        order = sorted(self.bases)
+        base = np.zeros_like(self.bases[order[0]])
+        if depth is None:
+            for i in order:
+                base += self.bases[i] / np.float32(len(order))
+        else:
+            coarse = gaussian_pyramid(depth.astype(np.float32), self.levels)[-1]
+            for i in order:
+                w = frame_weight(coarse, i)
+                base += self.bases[i] * (w[..., None] if base.ndim == 3 else w)
+        return collapse([*self.bands, base])
 
 
 def _check_stack(frames: Iterable[ArrayLike]) -> tuple[list[F32], np.dtype[Any]]:
@@ -361,18 +351,20 @@ def depth_merge(frames: Sequence[ArrayLike] | NDArray[Any], depth: ArrayLike) ->
 
 def pyramid_merge(
     frames: Sequence[ArrayLike] | NDArray[Any],
-    depth: ArrayLike,
+    depth: ArrayLike | None = None,
     *,
     levels: int | None = None,
 ) -> NDArray[Any]:
-    """Blend the frames band by band with depth-map weights (multiresolution spline).
+    """Laplacian-pyramid fusion: per level and pixel, the coefficient of largest local energy.
 
     Parameters
     ----------
     frames : sequence of array_like
         Aligned frames in focus order, same shape and dtype.
-    depth : array_like, shape (rows, cols)
-        Fractional frame index per pixel; frame ``i`` gets weight ``max(0, 1 - |d - i|)``.
+    depth : array_like, shape (rows, cols), optional
+        Fractional frame index per pixel: the low-pass base is blended with weights
+        ``max(0, 1 - |d - i|)`` (at the base's scale). None: the plain mean of the
+        bases (the classic rule, ``method='maxabs'``).
     levels : int, optional
         Pyramid levels (default: until the coarsest side is about 16 pixels).
 
@@ -382,27 +374,17 @@ def pyramid_merge(
 
     Notes
     -----
-    Level ``k`` of the result is ``sum_i G_k(w_i) * L_k(f_i)`` where ``G_k`` is the
-    Gaussian and ``L_k`` the Laplacian pyramid (5-tap binomial, Burt & Adelson 1983).
-    Since the weights sum to one, a stack of identical frames is returned unchanged.
+    Detail level ``k`` of the result takes, at each position, the coefficient of
+    the frame whose local energy ``B * (luma of L_k)**2`` is largest (``L_k``: the
+    5-tap binomial Laplacian pyramid of Burt & Adelson 1983, ``B``: the same 5-tap
+    window). Selection, not averaging, keeps fine detail at full contrast; since a
+    defocused frame's glow around a bright edge is low-frequency, it loses to the
+    focused frame's edge at the fine levels and halos stay out. Identical frames are
+    returned unchanged.
     """
     stack, dtype = _check_stack(frames)
-    acc = PyramidAccumulator(_check_depth(depth, stack[0].shape, len(stack)), levels)
+    acc = PyramidAccumulator(levels)
     for i, f in enumerate(stack):
         acc.add(i, f)
-    return _like_input(np.clip(acc.result(), 0.0, 1.0), dtype)
-
-
-def maxabs_merge(
-    frames: Sequence[ArrayLike] | NDArray[Any], *, levels: int | None = None
-) -> NDArray[Any]:
-    """Classic pyramid fusion: per level the coefficient of largest local energy.
-
-    The base (low-pass) level is the mean of the frames' bases. No depth map, no
-    consistency check: the reference point that the depth-guided methods improve on.
-    """
-    stack, dtype = _check_stack(frames)
-    acc = MaxAbsAccumulator(levels)
-    for f in stack:
-        acc.add(f)
-    return _like_input(np.clip(acc.result(), 0.0, 1.0), dtype)
+    d = None if depth is None else _check_depth(depth, stack[0].shape, len(stack))
+    return _like_input(np.clip(acc.result(d), 0.0, 1.0), dtype)

@@ -5,11 +5,11 @@ Frames are read one at a time, in two passes:
 1. from the reference frame outwards (``ref, ref+1, ..., n-1, ref-1, ..., 0``), each
    frame is registered to its neighbour on the reference's side and the transforms
    are chained to the reference; the aligned frame's focus measure updates a
-   running argmax (the raw depth map) and the single-pass merges (``'weighted'``,
-   ``'maxabs'``) update their running sums;
-2. the depth map is regularised, then the frames that the depth map uses are read
-   again, warped with the stored transforms and blended (``'depthmap'``,
-   ``'pyramid'``).
+   running argmax (the raw depth map) and the single-pass merges (``'pyramid'``,
+   ``'maxabs'``, ``'weighted'``) update their running selections or sums;
+2. the depth map is regularised; ``'pyramid'`` blends its tiny low-pass bases with
+   it; only ``'depthmap'`` reads again the frames that the depth map uses, warps
+   them with the stored transforms and blends them.
 
 At most two frames (the current one and its neighbour's luma) plus a fixed number of
 frame-sized accumulators are held, whatever the number of frames.
@@ -35,7 +35,6 @@ from .errors import FrameMismatchError, FrameReadError
 from .fusion import (
     METHODS,
     DepthAccumulator,
-    MaxAbsAccumulator,
     PyramidAccumulator,
     WeightedAccumulator,
     apply_gamma,
@@ -248,7 +247,7 @@ def fuse(
     transforms: list[NDArray[np.float64]] = [np.eye(3)] * count
     focus = FocusAccumulator()
     weighted = WeightedAccumulator() if method == "weighted" else None
-    maxabs = MaxAbsAccumulator(levels) if method == "maxabs" else None
+    pyramid = PyramidAccumulator(levels) if method in ("pyramid", "maxabs") else None
     grays: dict[int, NDArray[np.float32]] = {}
     report(progress, "align", 0, count)
     for done, (index, neighbour) in enumerate(_order(count, ref), start=1):
@@ -270,8 +269,8 @@ def fuse(
         focus.add(index, measured, gray)
         if weighted is not None:
             weighted.add(frame, sharpness_mask(frame))
-        if maxabs is not None:
-            maxabs.add(frame)
+        if pyramid is not None:
+            pyramid.add(index, frame)
         if on_step is not None:
             on_step(f"aligned_{index:03d}", frame)
             on_step(f"sharpness_{index:03d}", measured)
@@ -291,24 +290,26 @@ def fuse(
         on_step("depth", depth / np.float32(max(count - 1, 1)))
     report(progress, "depth", 1, 1)
 
-    if weighted is not None:
-        image = weighted.result()
-        if gamma_correction:
-            image = apply_gamma(image, lab_gamma(image))
-    elif maxabs is not None:
-        image = maxabs.result()
-    else:
-        acc: DepthAccumulator | PyramidAccumulator
-        acc = DepthAccumulator(depth) if method == "depthmap" else PyramidAccumulator(depth, levels)
+    if method == "depthmap":
+        acc = DepthAccumulator(depth)
         report(progress, "fuse", 0, count)
         for index in range(count):
             if acc.needs(index):
-                frame = source.unit(index)
-                frame = _warped(frame, transforms[index])
+                frame = _warped(source.unit(index), transforms[index])
                 acc.add(index, frame)
                 del frame
             report(progress, "fuse", index + 1, count)
         image = acc.result()
+    else:
+        report(progress, "fuse", 0, 1)
+        if weighted is not None:
+            image = weighted.result()
+            if gamma_correction:
+                image = apply_gamma(image, lab_gamma(image))
+        else:
+            assert pyramid is not None
+            image = pyramid.result(depth if method == "pyramid" else None)
+        report(progress, "fuse", 1, 1)
     assert source.dtype is not None
     return FuseResult(
         image=_to_dtype(image, source.dtype),

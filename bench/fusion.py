@@ -1,0 +1,319 @@
+"""Focus-stacking quality and speed: convstack's methods against the lab and the peers.
+
+    python bench/fusion.py                 # synthetic stacks + bug + PCB (about 5-10 min)
+    python bench/fusion.py --quick         # three synthetic stacks only
+    python bench/fusion.py --out /tmp/fb   # also keep every output and 1:1 edge crops
+
+Inputs
+  synthetic  convstack.stack.synthetic scenes (480 x 640, 9 frames) rendered with a thin-lens
+             defocus model: 'aligned' (no motion, no noise), 'breathing' (0.4 % magnification
+             per frame + random shifts up to 3 px + noise sigma 0.01) and 'halo' (bright sharp
+             objects over a dark background), two seeds each. Scored against the scene's
+             all-in-focus truth (PSNR, SSIM; a 16 px border is left out).
+  bug        ../shared/data/bug (13 frames, 1344 x 1021): scored against result.png (the
+             authors' composite) after registering each output to it (similarity, our align).
+  pcb        ../shared/data/pcb/pcb (7 JPEG frames, 2048 x 1536): no truth; wall time and a
+             no-reference sharpness figure (variance of OpenCV's Laplacian of the luma on the
+             central 80 %), reported for information only: ringing and noise raise it too.
+
+Methods (one run, same files)
+  mean         plain per-pixel mean, no alignment
+  lab          the lab's recipe: |Laplacian| masks, weighted mean, automatic gamma, no alignment
+  <ours>       convstack.stack.fuse(paths, method=...) for every method (similarity alignment,
+               except 'none' on the aligned/halo stacks, as for the peers)
+  enfuse       align_image_stack -m -a (reference frame first) + enfuse focus-stacking options
+  focusweave   focusweave FOLDER --keep-size (its defaults: middle reference, sharpness 4)
+
+Wall time includes reading the frames and writing the result for every entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import tifffile
+from PIL import Image
+
+from convstack.metrics import psnr, ssim
+from convstack.stack import METHODS, fuse, sharpness_mask, weighted_merge
+from convstack.stack import io as stack_io
+from convstack.stack.align import estimate_transform
+from convstack.stack.synthetic import make_scene, render_stack
+from convstack.warp import warp
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+BORDER = 16
+
+SYNTHETIC = {
+    "aligned-0": dict(seed=0, kind="default", motion={}),
+    "aligned-3": dict(seed=3, kind="default", motion={}),
+    "breathing-1": dict(
+        seed=1, kind="default", motion=dict(breathing=0.004, shift=3.0, noise=0.01)
+    ),
+    "breathing-4": dict(
+        seed=4, kind="default", motion=dict(breathing=0.004, shift=3.0, noise=0.01)
+    ),
+    "halo-2": dict(seed=2, kind="halo", motion={}),
+    "halo-5": dict(seed=5, kind="halo", motion=dict(noise=0.005)),
+}
+QUICK = ("aligned-0", "breathing-1", "halo-2")
+
+
+def to_u8(image: np.ndarray) -> np.ndarray:
+    return np.clip(np.rint(np.asarray(image, dtype=np.float64) * 255), 0, 255).astype(np.uint8)
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            data = tifffile.imread(path)
+        except ValueError:  # LZW without imagecodecs: Pillow reads it
+            with Image.open(path) as im:
+                data = np.asarray(im)
+    else:
+        with Image.open(path) as im:
+            data = np.asarray(im.convert("RGB"))
+    if data.ndim == 3 and data.shape[2] == 4:
+        data = data[..., :3]
+    if data.dtype == np.uint16:
+        data = np.rint(data / 257.0).astype(np.uint8)
+    return data
+
+
+# ------------------------------------------------------------------------- methods
+def run_mean(paths: list[Path], out: Path, align: str) -> None:
+    total = None
+    for p in paths:
+        frame = stack_io.read_image(p).astype(np.float64)
+        total = frame if total is None else total + frame
+    assert total is not None
+    stack_io.write_image(out, np.rint(total / len(paths)).astype(np.uint8), overwrite=True)
+
+
+def run_lab(paths: list[Path], out: Path, align: str) -> None:
+    frames = [stack_io.read_image(p) for p in paths]
+    masks = [sharpness_mask(f) for f in frames]
+    stack_io.write_image(out, weighted_merge(frames, masks, gamma_correction=True), overwrite=True)
+
+
+def ours(method: str) -> Callable[[list[Path], Path, str], None]:
+    def run(paths: list[Path], out: Path, align: str) -> None:
+        result = fuse(paths, method=method, align=align)
+        stack_io.write_image(out, result.image, overwrite=True)
+
+    return run
+
+
+def run_enfuse(paths: list[Path], out: Path, align: str) -> None:
+    work = Path(tempfile.mkdtemp(prefix="enfuse_"))
+    try:
+        ref = len(paths) // 2
+        ordered = [paths[ref]] + [p for i, p in enumerate(paths) if i != ref]
+        if align == "none":
+            aligned = [str(p) for p in ordered]
+        else:
+            subprocess.run(
+                ["align_image_stack", "-m", "-a", str(work / "al_"), *map(str, ordered)],
+                check=True,
+                capture_output=True,
+            )
+            aligned = sorted(str(p) for p in work.glob("al_*.tif"))
+        target = work / "out.tif"
+        subprocess.run(
+            [
+                "enfuse",
+                "--exposure-weight=0",
+                "--saturation-weight=0",
+                "--contrast-weight=1",
+                "--hard-mask",
+                "--contrast-window-size=9",
+                "--gray-projector=l-star",
+                "-o",
+                str(target),
+                *aligned,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        stack_io.write_image(out, load_rgb(target), overwrite=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_focusweave(paths: list[Path], out: Path, align: str) -> None:
+    work = Path(tempfile.mkdtemp(prefix="fw_"))
+    try:
+        for p in paths:  # focusweave takes a folder
+            os.symlink(p.resolve(), work / p.name)
+        target = work.parent / (work.name + ".png")
+        args = ["focusweave", str(work), "--output", str(target), "--keep-size"]
+        if align == "none":
+            args.append("--no-align")
+        subprocess.run(args, check=True, capture_output=True)
+        stack_io.write_image(out, load_rgb(target), overwrite=True)
+        target.unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def available_methods() -> dict[str, Callable[[list[Path], Path, str], None]]:
+    methods: dict[str, Callable[[list[Path], Path, str], None]] = {
+        "mean": run_mean,
+        "lab": run_lab,
+    }
+    for name in METHODS:
+        methods[name] = ours(name)
+    if shutil.which("enfuse") and shutil.which("align_image_stack"):
+        methods["enfuse"] = run_enfuse
+    if shutil.which("focusweave"):
+        methods["focusweave"] = run_focusweave
+    return methods
+
+
+# ------------------------------------------------------------------------- scoring
+def score(truth: np.ndarray, image: np.ndarray) -> tuple[float, float]:
+    b = BORDER
+    t, o = truth[b:-b, b:-b], image[b:-b, b:-b]
+    return psnr(t, o, data_range=255), ssim(t, o, data_range=255, channel_axis=2)
+
+
+def register_to(reference: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """``image`` resampled onto ``reference``'s grid (similarity, convstack.align)."""
+    matrix = estimate_transform(reference, image, model="similarity")
+    return to_u8(warp(image, matrix, order=3, mode="nearest") / 255.0)
+
+
+def laplacian_variance(image: np.ndarray) -> float:
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    r, c = gray.shape
+    inner = gray[r // 10 : r - r // 10, c // 10 : c - c // 10]
+    return float(cv2.Laplacian(inner, cv2.CV_32F).var())
+
+
+def timed(func: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+def crops(truth: np.ndarray | None, outputs: dict[str, np.ndarray], path: Path) -> None:
+    """1:1 crops around the strongest edges (labelled columns: truth first)."""
+    first = next(iter(outputs.values()))
+    gray = cv2.cvtColor(truth if truth is not None else first, cv2.COLOR_RGB2GRAY)
+    edges = np.abs(cv2.Laplacian(cv2.GaussianBlur(gray, (0, 0), 3).astype(np.float32), -1))
+    b = 64
+    edges[:b], edges[-b:], edges[:, :b], edges[:, -b:] = 0, 0, 0, 0
+    rows = []
+    picked: list[tuple[int, int]] = []
+    for _ in range(3):
+        r, c = np.unravel_index(int(np.argmax(edges)), edges.shape)
+        picked.append((int(r), int(c)))
+        edges[max(0, r - 96) : r + 96, max(0, c - 96) : c + 96] = 0
+    images = ([truth] if truth is not None else []) + list(outputs.values())
+    for r, c in picked:
+        rows.append(np.hstack([im[r - 48 : r + 48, c - 48 : c + 48] for im in images]))
+    Image.fromarray(np.vstack(rows)).save(path)
+
+
+# ---------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="three synthetic stacks only")
+    parser.add_argument("--out", type=Path, help="keep outputs and crops here")
+    parser.add_argument("--methods", nargs="*", help="subset of methods to run")
+    parser.add_argument("--cases", nargs="*", help="subset of cases to run")
+    args = parser.parse_args(argv)
+    methods = available_methods()
+    if args.methods:
+        methods = {k: v for k, v in methods.items() if k in args.methods}
+    keep = args.out
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench_fusion_"))
+    rows: list[tuple[str, str, str, str, str]] = []
+    print(f"methods: {', '.join(methods)}", file=sys.stderr)
+    try:
+        cases: list[tuple[str, Any]] = []
+        names = QUICK if args.quick else tuple(SYNTHETIC)
+        cases += [(n, SYNTHETIC[n]) for n in names]
+        if not args.quick:
+            cases += [("bug", None), ("pcb", None)]
+        if args.cases:
+            cases = [c for c in cases if c[0] in args.cases]
+        for name, spec in cases:
+            folder = work / name
+            folder.mkdir()
+            truth: np.ndarray | None
+            align = "similarity"
+            if spec is not None:
+                scene = make_scene((480, 640), seed=spec["seed"], kind=spec["kind"])
+                stack = render_stack(scene, 9, seed=spec["seed"], **spec["motion"])
+                truth = to_u8(scene.image)
+                paths = []
+                for i, frame in enumerate(stack.frames):
+                    paths.append(folder / f"frame_{i:02d}.png")
+                    stack_io.write_image(paths[-1], to_u8(frame))
+                if not spec["motion"].get("shift") and not spec["motion"].get("breathing"):
+                    align = "none"
+            elif name == "bug":
+                bug = DATA / "bug"
+                if not bug.is_dir():
+                    continue
+                paths = sorted(bug.glob("b_bigbug*.png"))
+                truth = load_rgb(bug / "result.png")
+            else:
+                pcb = DATA / "pcb" / "pcb"
+                if not pcb.is_dir():
+                    continue
+                paths = sorted(pcb.glob("pcb_*.jpg"))
+                truth = None
+            outputs: dict[str, np.ndarray] = {}
+            for method, run in methods.items():
+                out = folder / f"out_{method}.png"
+                try:
+                    seconds = timed(lambda r=run, o=out, p=paths, a=align: r(p, o, a))
+                except (subprocess.CalledProcessError, Exception) as exc:  # noqa: BLE001
+                    print(f"{name:12s} {method:10s} FAILED: {exc}", file=sys.stderr)
+                    rows.append((name, method, "failed", "", ""))
+                    continue
+                image = load_rgb(out)
+                if truth is not None and name == "bug":
+                    image = register_to(truth, image)
+                outputs[method] = image
+                if truth is not None:
+                    p, s = score(truth, image)
+                    figures = (f"{p:.2f}", f"{s:.4f}")
+                else:
+                    figures = (f"LapVar {laplacian_variance(image):.1f}", "")
+                rows.append((name, method, *figures, f"{seconds:.2f}"))
+                print(
+                    f"{name:12s} {method:10s} {' '.join(figures):>18s} {seconds:7.2f}s",
+                    file=sys.stderr,
+                )
+                if keep is not None:
+                    Image.fromarray(image).save(keep / f"{name}_{method}.png")
+            if keep is not None and outputs:
+                crops(truth, outputs, keep / f"{name}_crops.png")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("| stack | method | PSNR dB | SSIM | wall s |")
+    print("|---|---|---:|---:|---:|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
