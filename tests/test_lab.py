@@ -217,3 +217,13 @@ def test_bug_set_section(shared_data, tmp_path):
     assert len(bug_images) == 4
     for src in bug_images:
         assert (out.parent / src).stat().st_size > 500
+
+
+def test_stale_figures_are_kept_without_force(tmp_path):
+    figures = tmp_path / "r" / "figures"
+    figures.mkdir(parents=True)
+    (figures / "mine.png").write_text("keep")
+    with pytest.raises(FileExistsError, match="`out` must not hold a report or figures"):
+        lab.run_lab(tmp_path / "r", small=True)
+    assert (figures / "mine.png").read_text() == "keep"
+    assert not (tmp_path / "r" / "report.html").exists()

@@ -768,7 +768,7 @@ def run_lab(
     Raises
     ------
     FileExistsError
-        ``out/report.html`` exists and ``overwrite`` is False.
+        ``out/report.html`` or files in ``out/figures`` exist and ``overwrite`` is False.
     FileNotFoundError
         ``bug`` is not a folder.
     ImportError
@@ -776,9 +776,11 @@ def run_lab(
     """
     folder = Path(out)
     target = folder / "report.html"
-    if target.exists() and not overwrite:
+    figures = folder / "figures"
+    if not overwrite and (target.exists() or (figures.is_dir() and any(figures.iterdir()))):
         raise FileExistsError(
-            f"`out` must not hold a report already (use --force); got '{target}'."
+            f"`out` must not hold a report or figures already (overwrite=True, or --force "
+            f"on the command line, replaces them); got '{folder}'."
         )
     bug_dir = None if bug is None else Path(bug)
     if bug_dir is not None and not bug_dir.is_dir():
