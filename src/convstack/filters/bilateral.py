@@ -108,45 +108,58 @@ def _real(value: Any, name: str) -> float:
 def _bilateral_u8(
     padded: NDArray[np.uint8], shape: tuple[int, ...], radius: int, sc: float, ss: float
 ) -> NDArray[np.uint8]:
+    """OpenCV's 8-bit bilateral, each pair of opposite offsets weighted once.
+
+    The weight of neighbour ``p + o`` seen from ``p`` equals the weight of ``p``
+    seen from ``p + o`` (same distance, same colour difference), so one weight
+    grid per offset pair serves both directions: half the exps.
+    """
     cn = shape[2] if len(shape) == 3 else 1
     rows, cols = shape[0], shape[1]
     gauss_color = np.float32(-0.5 / (sc * sc))
     gauss_space = float(np.float32(-0.5 / (ss * ss)))
-    offsets = _offsets(radius, gauss_space, centre=True)
+    half = [(i, j, w) for i, j, w in _offsets(radius, gauss_space, centre=True) if (i, j) > (0, 0)]
     out = np.empty(shape, dtype=np.uint8)
     fpad = padded.astype(np.float32)
+    R = radius
 
     def work(start: int, stop: int) -> None:
         h = stop - start
-        centre = padded[start + radius : stop + radius, radius : radius + cols]
-        total = np.zeros((h, cols) + ((cn,) if cn > 1 else ()), dtype=np.float32)
+        centre_f = fpad[start + R : stop + R, R : R + cols]
+        total = centre_f.copy()  # the centre: colour and space weight 1
+        wsum = np.ones((h, cols), dtype=np.float32)
         product = np.empty_like(total)
-        wsum = np.zeros((h, cols), dtype=np.float32)
-        diff = np.empty(centre.shape, dtype=np.uint8)
-        low = np.empty(centre.shape, dtype=np.uint8)
-        l1 = np.empty((h, cols), dtype=np.uint16)
-        weight = np.empty((h, cols), dtype=np.float32)
-        for i, j, space_weight in offsets:
-            r0, c0 = start + radius + i, radius + j
-            nb = padded[r0 : r0 + h, c0 : c0 + cols]
-            np.maximum(nb, centre, out=diff)
-            np.minimum(nb, centre, out=low)
-            diff -= low
+        for i, j, space_weight in half:
+            c_lo, c_hi = min(0, -j), cols + max(0, -j)
+            q = padded[start - i + R : stop + R, R + c_lo : R + c_hi]
+            qo = padded[start + R : stop + R + i, R + c_lo + j : R + c_hi + j]
+            diff = np.maximum(q, qo)
+            diff -= np.minimum(q, qo)
             if cn == 1:
-                np.copyto(weight, diff, casting="unsafe")
+                square = np.multiply(diff, diff, dtype=np.uint16)  # exact: <= 255**2
             else:
-                np.add(diff[:, :, 0], diff[:, :, 1], out=l1, dtype=np.uint16)
+                l1 = np.add(diff[:, :, 0], diff[:, :, 1], dtype=np.uint32)
                 for ch in range(2, cn):
                     l1 += diff[:, :, ch]
-                np.copyto(weight, l1, casting="unsafe")
+                square = np.multiply(l1, l1)
             # colour weight exp(c*c*coeff) in float32, as OpenCV's table holds it
-            np.multiply(weight, weight, out=weight)
-            weight *= gauss_color
-            np.exp(weight, out=weight)
-            weight *= np.float32(space_weight)
-            wsum += weight
-            fnb = fpad[r0 : r0 + h, c0 : c0 + cols]
-            np.multiply(fnb, weight if cn == 1 else weight[:, :, None], out=product)
+            grid = np.multiply(square, gauss_color, dtype=np.float32)
+            np.exp(grid, out=grid)
+            grid *= np.float32(space_weight)
+            forward = grid[i : i + h, -c_lo : -c_lo + cols]  # weight of p + o seen from p
+            backward = grid[:h, -c_lo - j : -c_lo - j + cols]  # weight of p - o seen from p
+            wsum += forward
+            wsum += backward
+            ahead = fpad[start + R + i : stop + R + i, R + j : R + j + cols]
+            behind = fpad[start + R - i : stop + R - i, R - j : R - j + cols]
+            if cn == 1:
+                np.multiply(ahead, forward, out=product)
+                total += product
+                np.multiply(behind, backward, out=product)
+            else:
+                np.multiply(ahead, forward[:, :, None], out=product)
+                total += product
+                np.multiply(behind, backward[:, :, None], out=product)
             total += product
         if cn == 1:
             total /= wsum

@@ -1,0 +1,229 @@
+"""Time convstack.filters against OpenCV and SciPy / scikit-image, in one run.
+
+    python bench/filters.py            # 512x512 and 2048x2048 gray, 4096x4096 colour
+    python bench/filters.py --quick    # 512x512 and 2048x2048 gray only
+    python bench/filters.py --only median bilateral
+
+Every time is the minimum over a few repeats (after a warm-up call); ratios are
+``ours / cv2`` (below 1: convstack is faster) and ``peer / ours`` (how many times
+faster than SciPy or scikit-image), all measured in the same run. ``maxdiff`` is
+the largest difference from OpenCV's output (grey levels for integers). A peer
+whose estimated time is above ``SKIP_ABOVE_S`` (extrapolated from the smaller
+image by pixel count) is skipped and marked ``skip``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from convstack import filters
+
+SKIP_ABOVE_S = 6.0
+
+
+def best_time(func: Callable[[], Any], repeats: int = 5, budget: float = 1.5) -> float:
+    """Minimum wall time over ``repeats`` calls (fewer if the budget runs out)."""
+    func()
+    times = []
+    start = time.perf_counter()
+    for _ in range(repeats):
+        gc.collect()
+        t0 = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - start > budget and len(times) >= 2:
+            break
+    return min(times)
+
+
+def cases(cv2: Any, ndi: Any, skr: Any) -> list[tuple[str, str, Callable, Callable, Any]]:
+    """(name, dtype, ours(img), cv2(img), (peer name, peer(img)) or None)."""
+
+    def per_channel(f: Callable) -> Callable:
+        """SciPy's filters take no channel axis: run them channel by channel."""
+
+        def run(img: np.ndarray) -> np.ndarray:
+            if img.ndim == 2:
+                return f(img)
+            return np.dstack([f(img[..., c]) for c in range(img.shape[2])])
+
+        return run
+
+    return [
+        (
+            "box_blur 3",
+            "uint8",
+            lambda im: filters.box_blur(im, 3),
+            lambda im: cv2.blur(im, (3, 3)),
+            ("ndimage.uniform_filter", per_channel(lambda x: ndi.uniform_filter(x, 3))),
+        ),
+        (
+            "box_blur 3",
+            "float32",
+            lambda im: filters.box_blur(im, 3),
+            lambda im: cv2.blur(im, (3, 3)),
+            ("ndimage.uniform_filter", per_channel(lambda x: ndi.uniform_filter(x, 3))),
+        ),
+        (
+            "box_blur 21",
+            "float32",
+            lambda im: filters.box_blur(im, 21),
+            lambda im: cv2.blur(im, (21, 21)),
+            ("ndimage.uniform_filter", per_channel(lambda x: ndi.uniform_filter(x, 21))),
+        ),
+        (
+            "gaussian_blur 5",
+            "uint8",
+            lambda im: filters.gaussian_blur(im, 5),
+            lambda im: cv2.GaussianBlur(im, (5, 5), 0),
+            (
+                "ndimage.gaussian_filter",
+                per_channel(lambda x: ndi.gaussian_filter(x, 1.1, truncate=2 / 1.1)),
+            ),
+        ),
+        (
+            "gaussian_blur 11",
+            "uint8",
+            lambda im: filters.gaussian_blur(im, 11),
+            lambda im: cv2.GaussianBlur(im, (11, 11), 0),
+            (
+                "ndimage.gaussian_filter",
+                per_channel(lambda x: ndi.gaussian_filter(x, 2.0, truncate=5 / 2.0)),
+            ),
+        ),
+        (
+            "gaussian_blur 5",
+            "float32",
+            lambda im: filters.gaussian_blur(im, 5),
+            lambda im: cv2.GaussianBlur(im, (5, 5), 0),
+            (
+                "ndimage.gaussian_filter",
+                per_channel(lambda x: ndi.gaussian_filter(x, 1.1, truncate=2 / 1.1)),
+            ),
+        ),
+        (
+            "gaussian_blur 11",
+            "float32",
+            lambda im: filters.gaussian_blur(im, 11),
+            lambda im: cv2.GaussianBlur(im, (11, 11), 0),
+            (
+                "ndimage.gaussian_filter",
+                per_channel(lambda x: ndi.gaussian_filter(x, 2.0, truncate=5 / 2.0)),
+            ),
+        ),
+        (
+            "sobel dx=1",
+            "uint8",
+            lambda im: filters.sobel(im, 1, 0),
+            lambda im: cv2.Sobel(im, cv2.CV_32F, 1, 0),
+            ("ndimage.sobel", per_channel(lambda x: ndi.sobel(x.astype(np.float32), axis=1))),
+        ),
+        (
+            "laplacian 1",
+            "uint8",
+            lambda im: filters.laplacian(im),
+            lambda im: cv2.Laplacian(im, cv2.CV_32F),
+            ("ndimage.laplace", per_channel(lambda x: ndi.laplace(x.astype(np.float32)))),
+        ),
+        (
+            "median_blur 3",
+            "uint8",
+            lambda im: filters.median_blur(im, 3),
+            lambda im: cv2.medianBlur(im, 3),
+            ("ndimage.median_filter", per_channel(lambda x: ndi.median_filter(x, 3))),
+        ),
+        (
+            "median_blur 5",
+            "uint8",
+            lambda im: filters.median_blur(im, 5),
+            lambda im: cv2.medianBlur(im, 5),
+            ("ndimage.median_filter", per_channel(lambda x: ndi.median_filter(x, 5))),
+        ),
+        (
+            "bilateral 9,75,75",
+            "uint8",
+            lambda im: filters.bilateral(im, 9, 75, 75),
+            lambda im: cv2.bilateralFilter(im, 9, 75, 75),
+            (
+                "skimage denoise_bilateral",
+                lambda im: skr.denoise_bilateral(
+                    im,
+                    win_size=9,
+                    sigma_color=75 / 255,
+                    sigma_spatial=75,
+                    channel_axis=-1 if im.ndim == 3 else None,
+                ),
+            ),
+        ),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="gray 512 and 2048 only")
+    parser.add_argument("--only", nargs="*", help="filter names to keep (substring match)")
+    args = parser.parse_args(argv)
+
+    import cv2
+    import scipy.ndimage as ndi
+    import skimage.restoration as skr
+
+    cv2.setNumThreads(os.cpu_count() or 1)
+    rng = np.random.default_rng(0)
+    shapes = [(512, 512), (2048, 2048)] + ([] if args.quick else [(4096, 4096, 3)])
+    table = cases(cv2, ndi, skr)
+    if args.only:
+        table = [c for c in table if any(word in c[0] for word in args.only)]
+    print(
+        f"# convstack.filters vs OpenCV {cv2.__version__} and SciPy/scikit-image; "
+        f"{os.cpu_count()} CPUs; min of repeats, ms"
+    )
+    header = (
+        f"| {'filter':<18} | {'dtype':<7} | {'image':<14} | {'ours':>8} | {'cv2':>8} "
+        f"| {'ours/cv2':>8} | {'maxdiff':>7} | {'peer':<25} | {'peer ms':>9} | {'peer/ours':>9} |"
+    )
+    print(header)
+    print("|" + "|".join("-" * (len(p)) for p in header.split("|")[1:-1]) + "|")
+    peer_rate: dict[tuple[str, str], float] = {}  # seconds per pixel at the smaller size
+    for shape in shapes:
+        for name, dtype, ours, theirs, peer in table:
+            if dtype == "uint8":
+                image = rng.integers(0, 256, shape, dtype=np.uint8)
+            else:
+                image = rng.random(shape, dtype=np.float32)
+            t_ours = best_time(lambda ours=ours, image=image: ours(image))
+            t_cv = best_time(lambda theirs=theirs, image=image: theirs(image))
+            a = np.asarray(ours(image), dtype=np.float64)
+            b = np.asarray(theirs(image), dtype=np.float64)
+            diff = float(np.abs(a - b).max())
+            peer_name, peer_ms, peer_ratio = "-", "-", "-"
+            if peer is not None:
+                peer_name = peer[0]
+                key = (name, dtype)
+                estimate = peer_rate.get(key, 0.0) * image.size
+                if estimate > SKIP_ABOVE_S:
+                    peer_ms, peer_ratio = f"skip~{estimate:.0f}s", "-"
+                else:
+                    t_peer = best_time(lambda image=image, f=peer[1]: f(image), repeats=3)
+                    peer_rate[key] = t_peer / image.size
+                    peer_ms, peer_ratio = f"{t_peer * 1e3:.1f}", f"{t_peer / t_ours:.1f}x"
+            label = "x".join(str(s) for s in shape)
+            print(
+                f"| {name:<18} | {dtype:<7} | {label:<14} | {t_ours * 1e3:8.2f} | "
+                f"{t_cv * 1e3:8.2f} | {t_ours / t_cv:7.2f}x | {diff:7.2g} | {peer_name:<25} "
+                f"| {peer_ms:>9} | {peer_ratio:>9} |",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
