@@ -39,10 +39,23 @@ from ._modes import border_indices
 Shape = tuple[int, ...]
 Pads = tuple[tuple[int, int], ...]
 
-#: Bytes of one strip buffer (accumulator or temporary); three of them sit in L2.
-STRIP_BYTES = 512 * 1024
-#: Threads used over strips and FFT tiles.
-THREADS = max(1, min(2, os.cpu_count() or 1))
+#: Bytes of one strip buffer (padded strip, accumulator, temporary and, for
+#: separable, the column-pass result): together they stay inside a 2 MiB L2 cache.
+#: 256 KiB measured best of 32 KiB-1 MiB (bench/README.md).
+STRIP_BYTES = 256 * 1024
+
+
+#: Threads used over strips and FFT tiles. One by default: on the 2-vCPU development
+#: machine two threads (or two processes) get no more throughput than one, and under
+#: load the hand-offs made strips up to 2x slower. Set CONVSTACK_THREADS to change it.
+def _threads_from_env() -> int:
+    try:
+        return max(1, int(os.environ.get("CONVSTACK_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
+THREADS = _threads_from_env()
 #: Cost model of the strip methods (see convolve.choose_method): ns per element of
 #: the strip grid for one ufunc pass, and ns per ufunc call on a strip.
 PASS_NS = 0.1
@@ -239,7 +252,7 @@ def _strip_engine(
     ``nr * wp``: output rows at the padded row pitch) from the padded ``strip``.
     """
     batch, n_r, n_c = image.shape
-    dtype = image.dtype
+    dtype = border.fill.dtype
     (rb, ra), (cb, ca) = border.pads
     wp = n_c + cb + ca
     maps = border.index_maps((n_r, n_c))
@@ -358,7 +371,7 @@ def separable(
     """Sum over the rank terms of a 2-D kernel of a column pass then a row pass."""
     if kernel.ndim != 2:
         return direct(image, border, kernel, dilation, stride, out_shape)
-    dtype = image.dtype
+    dtype = border.fill.dtype
     terms = [(c.astype(dtype), r.astype(dtype)) for c, r in rank_terms(kernel)]
     kh, kw = kernel.shape
     span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
@@ -389,6 +402,17 @@ def separable(
 def _kernel_spectrum(
     kernel: NDArray[Any], dilation: Shape, lengths: Shape, dtype: np.dtype[Any]
 ) -> NDArray[Any]:
+    """rfftn of the flipped, dilated kernel at ``lengths`` (cached: read-only result)."""
+    key = (kernel.shape, kernel.tobytes(), tuple(dilation), tuple(lengths), np.dtype(dtype).str)
+    return _spectrum_cached(*key)
+
+
+@functools.lru_cache(maxsize=16)
+def _spectrum_cached(
+    shape: Shape, data: bytes, dilation: Shape, lengths: Shape, dtype_str: str
+) -> NDArray[Any]:
+    dtype = np.dtype(dtype_str)
+    kernel = np.frombuffer(data, dtype=dtype).reshape(shape)
     ndim = kernel.ndim
     span = tuple(d * (k - 1) + 1 for k, d in zip(kernel.shape, dilation, strict=True))
     dilated = np.zeros(span, dtype=dtype)
@@ -399,17 +423,19 @@ def _kernel_spectrum(
     spectrum = scipy.fft.rfft(flipped, n=lengths[-1], axis=-1)
     for axis in range(ndim - 1):
         spectrum = scipy.fft.fft(spectrum, n=lengths[axis], axis=axis)
+    spectrum = np.ascontiguousarray(spectrum)
+    spectrum.setflags(write=False)
     return spectrum
 
 
 #: Candidate FFT tile sides (all 2-3-5-smooth) for the tiled 2-D FFT.
 TILE_SIDES = (64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048)
 #: Cost of one forward + inverse real FFT tile, ns per ``n * log2(n)`` for ``n``
-#: samples (doubled above ``FFT_CACHE_SAMPLES``, where tiles leave the cache), plus a
+#: samples (1.5x above ``FFT_CACHE_SAMPLES``, where tiles leave the cache), plus a
 #: fixed cost per tile and a padding cost per sample. Measured in bench/README.md.
-FFT_NS = 0.28
+FFT_NS = 0.3
 FFT_CACHE_SAMPLES = 1024 * 1024
-FFT_TILE_NS = 20_000.0
+FFT_TILE_NS = 50_000.0
 FFT_FILL_NS = 0.6
 
 
@@ -436,7 +462,7 @@ def fft_plan(span: Shape, full: Shape) -> tuple[tuple[int, int], tuple[int, int]
         for cols in _sides(span[1], full[1]):
             samples = rows[0] * cols[0]
             tiles = -(-full[0] // rows[1]) * -(-full[1] // cols[1])
-            per_sample = FFT_NS * (2.0 if samples > FFT_CACHE_SAMPLES else 1.0)
+            per_sample = FFT_NS * (1.5 if samples > FFT_CACHE_SAMPLES else 1.0)
             cost = tiles * (
                 per_sample * samples * np.log2(max(samples, 2))
                 + FFT_TILE_NS
@@ -466,7 +492,7 @@ def fft(
     work, kshape, dil, st, oshape = _as_2d(image, kernel.shape, dilation, stride, out_shape)
     border = _border_2d(border)
     taps = kernel.reshape(kshape)
-    dtype = work.dtype
+    dtype = border.fill.dtype
     batch, n_r, n_c = work.shape
     (rb, ra), (cb, ca) = border.pads
     span = tuple(d * (k - 1) + 1 for k, d in zip(kshape, dil, strict=True))
@@ -514,6 +540,7 @@ def fft(
 
 def pad_array(image: NDArray[Any], border: Border) -> NDArray[Any]:
     """The padded array itself (batch, *padded spatial), for the N-D paths."""
+    image = image.astype(border.fill.dtype, copy=False)
     maps = border.index_maps(image.shape[1:])
     shape = image.shape[:1] + tuple(len(m) for m in maps)
     if border.mode == "constant":

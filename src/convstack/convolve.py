@@ -56,17 +56,17 @@ def choose_method(
 
     Estimated times in ns, with the constants of ``convstack._methods``:
 
-    - direct: ``PASS_NS * (passes + 2) * grid + CALL_NS * (passes + 2) * strips``, where
+    - direct: ``PASS_NS * (passes + 3) * grid + CALL_NS * (passes + 3) * strips``, where
       ``passes`` counts one multiply and one add per distinct non-zero tap weight (taps
       with equal weights are summed first: one add each), ``grid`` is output rows times
-      the padded width (times the column stride) and the 2 extra passes pad each strip
-      and copy it out;
+      the padded width (times the column stride) and the 3 extra passes pad each strip,
+      copy it out and fault in the output's pages;
     - separable (2-D kernels): the same with the passes of the column and the row
       pass of every rank term (one term for a Gaussian or a box, up to k for a
       dense random kernel);
-    - fft: per overlap-save tile of ``n`` samples ``FFT_NS * n * log2(n)`` (twice that
-      for tiles over ``FFT_CACHE_SAMPLES``) ``+ FFT_TILE_NS + FFT_FILL_NS * n``, for the
-      cheapest tiling (:func:`convstack._methods.fft_plan`).
+    - fft: per overlap-save tile of ``n`` samples ``FFT_NS * n * log2(n)`` (1.5 times
+      that for tiles over ``FFT_CACHE_SAMPLES``) ``+ FFT_TILE_NS + FFT_FILL_NS * n``,
+      for the cheapest tiling (:func:`convstack._methods.fft_plan`).
 
     N-D kernels (3 or more axes) use direct below 64 taps per padded sample, else FFT.
     The constants were measured with ``python bench/conv.py --calibrate`` on the
@@ -104,7 +104,7 @@ def _costs(
     strips = max(1.0, grid * kernel.itemsize / m.STRIP_BYTES)
 
     def cost(passes: int) -> float:
-        return (m.PASS_NS * grid + m.CALL_NS * strips) * (passes + 2)
+        return (m.PASS_NS * grid + m.CALL_NS * strips) * (passes + 3)
 
     offsets = list(range(kernel.size))
     costs = {"direct": cost(_passes(m._groups(kernel, offsets)))}
@@ -154,7 +154,7 @@ def _filter(
     dtype = v.float_dtype(array)
     work = array if axis is None else np.moveaxis(array, axis, 0)
     work = work.reshape((1,) + work.shape) if axis is None else work
-    work = work.astype(dtype, copy=False)
+    # no cast here: strips and tiles are cast to ``dtype`` as they are padded
     taps = weights.astype(dtype)
     if flip:
         taps = taps[(slice(None, None, -1),) * taps.ndim]
@@ -169,7 +169,7 @@ def _filter(
                 f"{n + b + a} (size {n}, padding {(b, a)})."
             )
     out_shape = output_shape(spatial, taps.shape, pads, stride_t, dilation_t)
-    border = _border(work, pads, mode, cval)
+    border = _border(work, pads, mode, cval, dtype)
     if method == "auto":
         method = choose_method(spatial, taps, out_shape, pads, stride_t, dilation_t)
     with np.errstate(invalid="ignore", over="ignore"):
@@ -178,13 +178,21 @@ def _filter(
     return np.ascontiguousarray(result)
 
 
-def _border(work: NDArray[Any], pads: tuple[tuple[int, int], ...], mode: str, cval: float) -> Any:
-    """Describe the padding; 'mean' is 'constant' with each batch item's mean."""
+def _border(
+    work: NDArray[Any],
+    pads: tuple[tuple[int, int], ...],
+    mode: str,
+    cval: float,
+    dtype: np.dtype[Any],
+) -> Any:
+    """Describe the padding; 'mean' is 'constant' with each batch item's mean.
+
+    The fill values carry the working float dtype.
+    """
     if mode == "mean":
         means = work.reshape(work.shape[0], -1).mean(axis=1, dtype=np.float64)
-        return _methods.Border(pads, "constant", means.astype(work.dtype))
-    fill = np.full(work.shape[0], cval, dtype=work.dtype)
-    return _methods.Border(pads, mode, fill)
+        return _methods.Border(pads, "constant", means.astype(dtype))
+    return _methods.Border(pads, mode, np.full(work.shape[0], cval, dtype=dtype))
 
 
 _DOC = """{summary}
