@@ -126,14 +126,36 @@ def _network_median(padded: NDArray[Any], k: int, shape: tuple[int, ...]) -> NDA
     col_ops, col_order = sort_network(k)
     steps, target = merge_network(k)
 
-    def work(start: int, stop: int) -> None:
-        h = stop - start
-        wires = [flat[start + r : stop + r].copy() for r in range(k)]
+    def column_ranks(start: int, stop: int) -> list[NDArray[Any]]:
+        wires = [flat[start + r : stop + r] for r in range(k)]  # views; CEs make new arrays
         for a, b in col_ops:  # sort every column of k samples
-            lo = np.minimum(wires[a], wires[b])
-            np.maximum(wires[a], wires[b], out=wires[b])
-            wires[a] = lo
-        ranks = [wires[i] for i in col_order]
+            wires[a], wires[b] = np.minimum(wires[a], wires[b]), np.maximum(wires[a], wires[b])
+        return [wires[i] for i in col_order]
+
+    def med3(x: NDArray[Any], y: NDArray[Any], z: NDArray[Any], dst: NDArray[Any]) -> None:
+        low = np.minimum(x, y)
+        high = np.maximum(x, y)
+        np.minimum(high, z, out=high)
+        np.maximum(low, high, out=dst)
+
+    def work3(start: int, stop: int) -> None:
+        # The classic 3x3 form: median = med3(max of column minima, med3 of column
+        # medians, min of column maxima) -- 12 min/max after the column sorts.
+        lo, mid, hi = column_ranks(start, stop)
+
+        def col(arr: NDArray[Any], c: int) -> NDArray[Any]:
+            return arr[:, c * channels : c * channels + width]
+
+        top = np.maximum(col(lo, 0), col(lo, 1))
+        np.maximum(top, col(lo, 2), out=top)
+        bottom = np.minimum(col(hi, 0), col(hi, 1))
+        np.minimum(bottom, col(hi, 2), out=bottom)
+        middle = np.empty_like(top)
+        med3(col(mid, 0), col(mid, 1), col(mid, 2), middle)
+        med3(top, middle, bottom, out[start:stop])
+
+    def work(start: int, stop: int) -> None:
+        ranks = column_ranks(start, stop)
         values: dict[int, NDArray[Any]] = {}
         for c in range(k):
             for r in range(k):
@@ -146,10 +168,9 @@ def _network_median(padded: NDArray[Any], k: int, shape: tuple[int, ...]) -> NDA
                 values[a] = np.minimum(x, y)
             else:
                 values[b] = np.maximum(x, y)
-        result = values[target]
-        out[start:stop] = result if result.shape == (h, width) else result[:, :width]
+        out[start:stop] = values[target]
 
-    strips(rows, width * padded.itemsize, work, target=_STRIP_BYTES)
+    strips(rows, width * padded.itemsize, work3 if k == 3 else work, target=_STRIP_BYTES)
     return out.reshape(shape)
 
 
