@@ -117,11 +117,18 @@ def test_gaussian_blur_matches_scipy_gaussian_filter():
     np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
 
 
-def test_gaussian_blur_single_row_like_opencv():
-    image = make((1, 30), np.uint8, seed=7)
-    np.testing.assert_array_equal(
-        filters.gaussian_blur(image, 5), cv2.GaussianBlur(image, (5, 5), 0)
-    )
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 30), (30, 1), (3, 3), (4, 7, 3), (2, 9)])
+@pytest.mark.parametrize("mode", ["mirror", "reflect", "nearest"])
+def test_tiny_images_and_single_rows_like_opencv(dtype, shape, mode):
+    # OpenCV drops the kernel along an axis of length 1 and reflects again where
+    # the pad is wider than the image
+    image = make(shape, dtype, seed=7)
+    for size in (5, 11):
+        expected = cv2.GaussianBlur(image, (size, size), 0, borderType=BORDERS[mode])
+        assert_close(filters.gaussian_blur(image, size, mode=mode), expected)
+        expected = cv2.blur(image, (size, size), borderType=BORDERS[mode])
+        assert_close(filters.box_blur(image, size, mode=mode), expected, exact_int=False)
 
 
 # ----------------------------------------------------------------------- unsharp

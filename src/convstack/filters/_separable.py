@@ -51,5 +51,8 @@ def separable_valid(
         out = correlate(out, col_kernel[:, None], padding="valid", method="direct")
     if out is flat:
         out = correlate(out, np.ones((1, 1)), padding="valid", method="direct")
+    for k in (row_kernel, col_kernel):  # single taps that are not 1 (e.g. fixed-point one)
+        if k is not None and k.size == 1 and k.item() != 1:
+            out = out * k.item()
     cols = out.shape[1] // channels
     return out.reshape((out.shape[0], cols, channels) if padded.ndim == 3 else out.shape)
