@@ -19,6 +19,7 @@ from convstack.stack.align import (
     align_stack,
     estimate_gain,
     estimate_transform,
+    iter_aligned,
     to_gray,
 )
 from convstack.stack.errors import AlignmentError
@@ -323,6 +324,30 @@ def test_align_stack_holds_few_frames_at_once() -> None:
 
     align_stack(loader, count=7)
     assert most <= 2  # with the frame being loaded: at most three
+
+
+def test_iter_aligned_hands_over_each_frame_once_in_chain_order() -> None:
+    frames, truths = _stack(11)
+    loaded: list[int] = []
+
+    def loader(index: int) -> np.ndarray:
+        loaded.append(index)
+        return frames[index]
+
+    seen = []
+    for index, frame, matrix in iter_aligned(loader, count=5):
+        assert frame is frames[index]
+        assert _corner_rms(matrix, truths[index]) < 0.05
+        seen.append(index)
+    assert seen == [2, 3, 4, 1, 0] == loaded
+
+
+def test_iter_aligned_checks_arguments_before_loading() -> None:
+    def loader(index: int) -> np.ndarray:
+        raise AssertionError("nothing should be loaded")
+
+    with pytest.raises(ValueError, match="`model` must be one of"):
+        iter_aligned(loader, count=3, model="bogus")
 
 
 def test_align_stack_names_the_frame_that_fails() -> None:

@@ -32,7 +32,7 @@ px at quarter resolution.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,7 @@ __all__ = [
     "align_stack",
     "estimate_gain",
     "estimate_transform",
+    "iter_aligned",
     "to_gray",
 ]
 
@@ -674,7 +675,7 @@ def estimate_transform(
     return _finish(a, cc, ref.shape, floor, name)
 
 
-def align_stack(
+def iter_aligned(
     frames: Sequence[ArrayLike] | Callable[[int], ArrayLike],
     *,
     model: str = "similarity",
@@ -690,15 +691,20 @@ def align_stack(
     tolerance: float = 0.005,
     min_correlation: float = 0.2,
     match_blur: bool = True,
-) -> list[NDArray[np.float64]]:
-    """Transforms that map the reference frame's pixel coordinates to each frame's.
+) -> Iterator[tuple[int, NDArray[Any], NDArray[np.float64]]]:
+    """Load, register and hand over the frames one at a time: ``(index, frame, transform)``.
+
+    The order is the reference first, then the frames after it outwards, then the
+    frames before it outwards (each frame after the neighbour it is chained to).
+    Each frame is loaded once and given back as loaded (``numpy.asarray``), so a
+    streaming pipeline can warp and use it at once; the iterator itself keeps only
+    the gray pyramids of the reference and of the previous frame.
 
     Parameters
     ----------
     frames : sequence of array_like, or callable
         The frames (same size), or ``loader(index) -> array`` together with
-        ``count``; a loader (or a lazy sequence) lets the frames stream from disk:
-        at most three frames' pyramids are held at once.
+        ``count``.
     model : str
         Motion model, as in :func:`estimate_transform`.
     reference : int, optional
@@ -723,16 +729,20 @@ def align_stack(
     levels, finest_level, iterations, tolerance, min_correlation, match_blur
         As in :func:`estimate_transform`.
 
-    Returns
-    -------
-    list of ndarray (3, 3)
-        One transform per frame, the identity for the reference; warp frame ``i``
-        with ``convstack.warp.warp(frame_i, transforms[i])``.
+    Yields
+    ------
+    index : int
+    frame : ndarray
+        The frame as loaded.
+    transform : ndarray (3, 3), float64
+        Reference pixel coordinates -> this frame's; the identity for the reference.
 
     Raises
     ------
     AlignmentError
-        Naming the frame whose registration failed.
+        Naming the frame whose registration failed (raised while iterating).
+    ValueError, TypeError
+        Bad arguments (raised at the call, before any frame is loaded).
     """
     model = _check_model(model)
     n_iter, tol, floor = _check_options(iterations, tolerance, min_correlation)
@@ -740,7 +750,7 @@ def align_stack(
         if count is None:
             raise TypeError("`count` must be given when `frames` is a callable; got None.")
         loader: Callable[[int], ArrayLike] = frames
-        total = count
+        total: Any = count
     else:
         sequence = frames
         total = len(sequence) if count is None else count
@@ -762,52 +772,69 @@ def align_stack(
     if names is not None and len(names) != total:
         raise v.fail("names", f"have one name per frame ({total})", names)
     labels = [str(i) for i in range(total)] if names is None else [str(n) for n in names]
-
-    transforms: list[NDArray[np.float64] | None] = [None] * total
-    transforms[ref_index] = np.eye(3)
-    done = 1
-    report(progress, "align", done, total)
-    if total == 1:
-        return [np.eye(3)]
-
-    ref_gray = to_gray(loader(ref_index), f"frames[{ref_index}]")
-    shape = ref_gray.shape
-    n_levels, finest = _resolve_levels(shape, levels, finest_level)
-    ref_pyr = _Pyramid(ref_gray, n_levels, finest)
-    del ref_gray
-    q, _ = _normaliser(shape)
-    q_inv = np.linalg.inv(q)
     options: dict[str, Any] = {
-        "finest": finest,
         "iterations": n_iter,
         "tolerance": tol,
         "mask": None,
         "match_blur": bool(match_blur),
     }
+    return _aligned(
+        loader, total, ref_index, labels, model, chain, refine, floor, levels, finest_level,
+        options, progress,
+    )  # fmt: skip
+
+
+def _aligned(
+    loader: Callable[[int], ArrayLike],
+    total: int,
+    ref_index: int,
+    labels: list[str],
+    model: str,
+    chain: bool,
+    refine: bool,
+    floor: float,
+    levels: int | None,
+    finest_level: int | None,
+    options: dict[str, Any],
+    progress: ProgressCallback | None,
+) -> Iterator[tuple[int, NDArray[Any], NDArray[np.float64]]]:
+    """The generator behind :func:`iter_aligned` (arguments already checked)."""
+    frame = np.asarray(loader(ref_index))
+    ref_gray = to_gray(frame, f"frames[{ref_index}]")
+    shape = ref_gray.shape
+    report(progress, "align", 1, total)
+    yield ref_index, frame, np.eye(3)
+    del frame
+    if total == 1:
+        return
+    n_levels, finest = _resolve_levels(shape, levels, finest_level)
+    ref_pyr = _Pyramid(ref_gray, n_levels, finest) if model != "none" else None
+    del ref_gray
+    options = dict(options, finest=finest)
+    done = 1
     for direction in (1, -1):
         previous = ref_pyr
         previous_m = np.eye(3)
         index = ref_index + direction
         while 0 <= index < total:
             label = labels[index]
-            gray = to_gray(loader(index), f"frames[{index}]")
+            frame = np.asarray(loader(index))
+            gray = to_gray(frame, f"frames[{index}]")
             if gray.shape != shape:
                 raise AlignmentError(
                     f"frame {label!r} is {gray.shape[0]} x {gray.shape[1]}, "
                     f"the reference is {shape[0]} x {shape[1]}."
                 )
-            current = _Pyramid(gray, n_levels, finest)
-            del gray
-            if model == "none":
-                m = np.eye(3)
-            else:
+            m = np.eye(3)
+            current = None
+            if ref_pyr is not None and previous is not None:
+                current = _Pyramid(gray, n_levels, finest)
                 try:
                     if chain:
                         a, cc = _register(
                             previous, current, model, None, coarsest=n_levels - 1, **options
                         )
-                        step = _finish(a, cc, shape, floor, label)
-                        m = step @ previous_m
+                        m = _finish(a, cc, shape, floor, label) @ previous_m
                         if refine and previous is not ref_pyr:
                             a, cc = _register(
                                 ref_pyr, current, model, m, coarsest=finest, **options
@@ -821,15 +848,80 @@ def align_stack(
                 except _Diverged as exc:
                     raise AlignmentError(f"alignment of frame {label!r} diverged: {exc}.") from None
                 m = m / m[2, 2]
-            transforms[index] = m
-            if previous is not ref_pyr or not refine:
-                previous.release_templates()  # gradients are not needed again
+                if previous is not ref_pyr or not refine:
+                    previous.release_templates()  # its gradients are not needed again
+            del gray
             previous, previous_m = current, m
             done += 1
             report(progress, "align", done, total)
+            yield index, frame, m
+            del frame
             index += direction
-    del q_inv
-    return [np.asarray(t) for t in transforms if t is not None]
+
+
+def align_stack(
+    frames: Sequence[ArrayLike] | Callable[[int], ArrayLike],
+    *,
+    model: str = "similarity",
+    reference: int | None = None,
+    chain: bool = True,
+    refine: bool = False,
+    count: int | None = None,
+    progress: ProgressCallback | None = None,
+    names: Sequence[str] | None = None,
+    levels: int | None = None,
+    finest_level: int | None = None,
+    iterations: int = 50,
+    tolerance: float = 0.005,
+    min_correlation: float = 0.2,
+    match_blur: bool = True,
+) -> list[NDArray[np.float64]]:
+    """Transforms that map the reference frame's pixel coordinates to each frame's.
+
+    Parameters
+    ----------
+    frames : sequence of array_like, or callable
+        The frames (same size), or ``loader(index) -> array`` together with
+        ``count``; a loader (or a lazy sequence) lets the frames stream from disk:
+        each is read once, and at most the reference's and two frames' gray
+        pyramids are held at a time (see :func:`iter_aligned`).
+    model, reference, chain, refine, count, progress, names
+        As in :func:`iter_aligned`.
+    levels, finest_level, iterations, tolerance, min_correlation, match_blur
+        As in :func:`estimate_transform`.
+
+    Returns
+    -------
+    list of ndarray (3, 3)
+        One transform per frame, the identity for the reference; warp frame ``i``
+        with ``convstack.warp.warp(frame_i, transforms[i])``.
+
+    Raises
+    ------
+    AlignmentError
+        Naming the frame whose registration failed.
+    """
+    transforms: list[NDArray[np.float64]] = []
+    order: list[int] = []
+    for index, _, matrix in iter_aligned(
+        frames,
+        model=model,
+        reference=reference,
+        chain=chain,
+        refine=refine,
+        count=count,
+        progress=progress,
+        names=names,
+        levels=levels,
+        finest_level=finest_level,
+        iterations=iterations,
+        tolerance=tolerance,
+        min_correlation=min_correlation,
+        match_blur=match_blur,
+    ):
+        order.append(index)
+        transforms.append(matrix)
+    return [transforms[order.index(i)] for i in range(len(order))]
 
 
 def _luma_nan(array: NDArray[np.float64]) -> NDArray[np.float64]:
