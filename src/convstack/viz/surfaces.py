@@ -85,7 +85,7 @@ def surface(
     fine_c = np.linspace(0, cols - 1, (cols - 1) * step + 1)
     fine = _bilinear(height, fine_r, fine_c)
     grid_c, grid_r = np.meshgrid(fine_c, fine_r)
-    fig = new_figure(5.6, 4.6)
+    fig = new_figure(4.8, 4.0)
     ax = fig.add_subplot(projection="3d")
     # matplotlib's own surface shading would hide the colormap; draw flat colours instead.
     mesh = ax.plot_surface(
@@ -116,7 +116,7 @@ def surface(
     ax.set_ylim(rows - 1, 0)  # row 0 at the back, as an image is read from the top
     ax.view_init(elev=elevation, azim=azimuth)
     ax.set_box_aspect((cols, rows, 0.6 * max(rows, cols)))
-    fig.colorbar(mesh, ax=ax, shrink=0.6, pad=0.1, label=zlabel)
+    fig.colorbar(mesh, ax=ax, shrink=0.65, pad=0.04, label=zlabel)
     if title:
         ax.set_title(title)
     return finish(fig, path, overwrite)
