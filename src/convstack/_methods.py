@@ -63,6 +63,9 @@ CALL_NS = 1000.0
 #: Below this many multiply-adds a call runs on the calling thread only.
 THREAD_MIN_WORK = 8_000_000
 
+#: Scratch buffers up to this size stay allocated per thread between calls.
+KEEP_BUFFER_BYTES = 8 * 1024 * 1024
+
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _local = threading.local()
@@ -87,7 +90,9 @@ def _run(tasks: Sequence[Callable[[], None]], work: float) -> None:
 
 
 def _buffer(name: str, size: int, dtype: np.dtype[Any]) -> NDArray[Any]:
-    """A per-thread scratch vector of at least ``size`` elements (reused across calls)."""
+    """A per-thread scratch vector of ``size`` elements, reused across calls up to 8 MiB."""
+    if size * dtype.itemsize > KEEP_BUFFER_BYTES:
+        return np.empty(size, dtype=dtype)
     key = (name, dtype.str)
     cache: dict[tuple[str, str], NDArray[Any]] = getattr(_local, "buffers", None) or {}
     _local.buffers = cache
@@ -440,13 +445,19 @@ FFT_FILL_NS = 0.6
 
 
 def _sides(span: int, n_full: int) -> list[tuple[int, int]]:
-    """(FFT length, outputs per tile) candidates along one axis; the whole axis first."""
+    """(FFT length, outputs per tile) candidates along one axis.
+
+    The whole axis is a candidate up to 1024 samples (or when no tile fits): longer
+    whole-axis transforms were slower than square tiles in measurements.
+    """
     whole = scipy.fft.next_fast_len(n_full + span - 1, real=True)
-    options = [(whole, n_full)]
+    options = []
     for side in TILE_SIDES:
         valid = side - span + 1
         if valid >= max(span, 16) and side < whole:
             options.append((side, valid))
+    if whole <= 1024 or not options:
+        options.append((whole, n_full))
     return options
 
 
