@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validate as v
@@ -138,29 +139,24 @@ def _sample_strip(
         upper = v00 + (v01 - v00) * fc1
         lower = v10 + (v11 - v10) * fc1
         return upper + (lower - upper) * fr1, inside
-    r0 = np.floor(sr)
-    c0 = np.floor(sc)
-    fr = (sr - r0).astype(work)
-    fc = (sc - c0).astype(work)
-    if flat.ndim == 2:  # colour: one weight per pixel, broadcast over the channels
-        fr = fr[:, None]
-        fc = fc[:, None]
-    ri = r0.astype(np.intp)
-    ci = c0.astype(np.intp)
-    # order 3: Keys cubic convolution on a 4x4 neighbourhood, indices clamped.
-    wr = _cubic_weights(fr)
-    wc = _cubic_weights(fc)
-    cols = [np.clip(ci + k, 0, w - 1) for k in (-1, 0, 1, 2)]
+    # order 3: Keys cubic convolution on a 4x4 neighbourhood. ``flat`` is here a
+    # window view: row p holds the 4 pixels (all channels) from p on, of an image
+    # padded by 1 before and 2 after on both axes, so row ri*(w+3)+ci starts the
+    # top row of taps of (ri, ci) and no index needs clamping.
+    ri = sr.astype(np.intp)
+    ci = sc.astype(np.intp)
+    wr = _cubic_weights((sr - ri).astype(work))
+    wc = np.stack(_cubic_weights((sc - ci).astype(work)), axis=1)
+    stride = w + 3
+    base = ri * stride + ci
+    channels = flat.shape[1] // 4
     result: NDArray[Any] | None = None
-    for i, k in enumerate((-1, 0, 1, 2)):
-        base = np.clip(ri + k, 0, h - 1) * w
-        row_val = wc[0] * flat[base + cols[0]]
-        for j in (1, 2, 3):
-            row_val = row_val + wc[j] * flat[base + cols[j]]
-        term = wr[i] * row_val
+    for k in range(4):
+        taps = flat[base + k * stride].astype(work, copy=False).reshape(-1, 4, channels)
+        term = np.einsum("nk,nkc->nc", wc, taps) * wr[k][:, None]
         result = term if result is None else result + term
     assert result is not None
-    return result.astype(work, copy=False), inside
+    return result if channels > 1 else result[:, 0], inside
 
 
 def warp(
@@ -246,9 +242,19 @@ def warp(
     if order == 1:  # repeat the last row and column once (see _sample_strip)
         grid = array if array.ndim == 3 else array[:, :, None]
         flat = np.pad(grid, ((0, 1), (0, 1), (0, 0)), mode="edge").reshape(-1, channels)
+    elif order == 3:  # window view of a padded copy (see _sample_strip)
+        grid = array if array.ndim == 3 else array[:, :, None]
+        padded = np.pad(grid, ((1, 2), (1, 2), (0, 0)), mode="edge").reshape(-1)
+        size = padded.itemsize
+        flat = as_strided(
+            padded,
+            shape=(padded.size // channels - 3, 4 * channels),
+            strides=(channels * size, size),
+            writeable=False,
+        )
     else:
         flat = np.ascontiguousarray(array).reshape(h * w, channels)
-    if channels == 1:
+    if channels == 1 and order != 3:
         flat = flat[:, 0]
     projective = bool(m[2, 0] != 0.0 or m[2, 1] != 0.0 or m[2, 2] != 1.0)
     out = np.empty((out_rows, out_cols, channels), dtype=work)
