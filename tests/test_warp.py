@@ -116,6 +116,38 @@ def test_cubic_reproduces_a_quadratic_inside() -> None:
     np.testing.assert_allclose(out[inner], expected[inner], atol=1e-9)
 
 
+def _keys(t: float) -> float:
+    """Keys (1981) cubic-convolution kernel, a = -0.5."""
+    t = abs(t)
+    if t < 1:
+        return 1.5 * t**3 - 2.5 * t**2 + 1
+    if t < 2:
+        return -0.5 * t**3 + 2.5 * t**2 - 4 * t + 2
+    return 0.0
+
+
+@pytest.mark.parametrize("channels", [None, 2])
+def test_cubic_matches_a_loop_over_the_taps(channels: int | None) -> None:
+    rng = np.random.default_rng(9)
+    shape = (9, 11) if channels is None else (9, 11, channels)
+    image = (rng.random(shape) * 255).astype(np.uint8)
+    m = np.array([[0.93, 0.12, 0.4], [-0.1, 1.05, -0.7], [0.004, -0.003, 1.0]])
+    out = warp(image, m, order=3)
+    grid = image.astype(np.float64).reshape(9, 11, -1)
+    for r in range(9):
+        for c in range(11):
+            w = m[2, 0] * r + m[2, 1] * c + m[2, 2]
+            y = min(max((m[0, 0] * r + m[0, 1] * c + m[0, 2]) / w, 0.0), 8.0)
+            x = min(max((m[1, 0] * r + m[1, 1] * c + m[1, 2]) / w, 0.0), 10.0)
+            expected = np.zeros(grid.shape[2])
+            for i in range(int(y) - 1, int(y) + 3):
+                for j in range(int(x) - 1, int(x) + 3):
+                    pixel = grid[min(max(i, 0), 8), min(max(j, 0), 10)]
+                    expected += _keys(y - i) * _keys(x - j) * pixel
+            got = out[r, c] if channels is None else out[r, c, :]
+            np.testing.assert_allclose(got, expected.squeeze(), atol=1e-3)
+
+
 def test_nearest_neighbour_order_zero() -> None:
     image = np.arange(9.0).reshape(3, 3)
     m = np.array([[1.0, 0.0, 0.4], [0.0, 1.0, 0.6], [0.0, 0.0, 1.0]])
