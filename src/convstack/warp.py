@@ -150,12 +150,16 @@ def _sample_strip(
     stride = w + 3
     base = ri * stride + ci
     channels = flat.shape[1] // 4
-    result: NDArray[Any] | None = None
+    # Combine the 4 rows of taps first (vertical weights), then the columns.
+    column: NDArray[Any] | None = None
     for k in range(4):
         taps = flat[base + k * stride].astype(work, copy=False).reshape(-1, 4, channels)
-        term = np.einsum("nk,nkc->nc", wc, taps) * wr[k][:, None]
-        result = term if result is None else result + term
-    assert result is not None
+        if column is None:
+            column = taps * wr[k][:, None, None]
+        else:
+            column += taps * wr[k][:, None, None]
+    assert column is not None
+    result = np.einsum("nk,nkc->nc", wc, column)
     return result if channels > 1 else result[:, 0], inside
 
 
@@ -203,7 +207,8 @@ def warp(
     ``order=1`` equals ``scipy.ndimage.affine_transform(image, matrix[:2, :2],
     matrix[:2, 2], order=1)`` for 'nearest' and 'constant' (SciPy's ``constant``
     also interpolates only inside the image). The output is computed in strips of
-    rows, so the temporary arrays stay small whatever the image size. Points that a
+    rows, so besides the result only one edge-padded copy of the input (orders 1
+    and 3) and a few megabytes of coordinates and weights are allocated. Points that a
     projective matrix maps behind its centre (``w <= 0``) count as outside.
 
     Examples
