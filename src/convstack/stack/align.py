@@ -4,7 +4,9 @@
 coordinates ``(row, col, 1)`` to moving-frame coordinates, so that
 ``convstack.warp.warp(moving, matrix)`` lies on the reference grid.
 :func:`align_stack` does it for a whole stack, chaining neighbours to the
-reference and holding at most three frames' pyramids at a time.
+reference; :func:`iter_aligned` is the same as a stream of ``(index, frame,
+transform)``, reading each frame once and keeping only the gray pyramids of the
+reference and of the previous frame.
 
 Method
 ------
@@ -13,12 +15,17 @@ pyramid, coarse to fine, with the error normalised as in the enhanced
 correlation coefficient (ECC, Evangelidis & Psarakis 2008): at every iteration
 the warped frame is brought to the reference's mean and standard deviation over
 the overlap, so brightness and contrast changes between frames do not bias the
-result. Every level is smoothed with a binomial filter (sigma about one level
-pixel) before it is compared: a symmetric blur leaves the optimum where it was,
-so frames that differ in focus still align without bias, and the basin of
-convergence widens. The coarsest level starts from the better of the identity
-and a phase-correlation translation. Iterations stop when the update moves no
-image corner by more than ``tolerance`` level pixels; a step that lowers the
+result. Every level is smoothed with a binomial filter (sigma one level pixel),
+which widens the basin of convergence; pixels whose smoothing or gradient
+reached past the image edge are left out. Frames focused at different depths
+differ in blur; a symmetric blur leaves a translation unbiased, but a blurred
+feature looks larger, which biases scale and perspective. So before the finest
+level the sharper frame is smoothed to the other's blur, with a Gaussian whose
+sigma a 1-D search picks (blur matching; on rendered frames with a blur
+difference of sigma 2 it cuts the homography corner error from about 0.05 px to
+0.01 px). The coarsest level starts from the better of the identity and a
+phase-correlation translation. Iterations stop when the update moves no image
+corner by more than ``tolerance`` level pixels; a step that lowers the
 correlation is halved. Parameters are expressed in centred coordinates
 normalised by half the image's larger side, which keeps the normal equations
 well conditioned and makes them the same at every level.
