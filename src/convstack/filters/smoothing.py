@@ -133,7 +133,9 @@ def box_blur(
     scale = 1.0 / area
 
     def work(start: int, stop: int) -> None:
-        src = flat[start : stop + kr - 1].astype(acc)
+        src = flat[start : stop + kr - 1]
+        if src.dtype != acc:
+            src = src.astype(acc)
         sums = _window_sum(_window_sum(src, kr, 0), kc, 1)
         if array.dtype == np.uint8 and area <= 256 and area % 2 == 0:
             out[start:stop] = _box_divide_u8(sums, area)
@@ -142,6 +144,8 @@ def box_blur(
             mean = sums.astype(np.float32)
             mean *= np.float32(scale)
             out[start:stop] = saturate(mean, array.dtype)
+        elif array.dtype.kind == "f":
+            np.multiply(sums, scale, out=out[start:stop], casting="same_kind")
         else:
             out[start:stop] = saturate(sums * scale, array.dtype)
 
