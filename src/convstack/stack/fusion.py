@@ -251,33 +251,69 @@ class DepthAccumulator:
 
 
 class PyramidAccumulator:
-    """Running per-level selection of the frames' Laplacian-pyramid coefficients.
+    """Running per-level fusion of the frames' Laplacian-pyramid coefficients.
 
-    Every detail level keeps, per pixel, the coefficient with the largest local
-    energy (luma coefficient squared, 5-tap binomial window) seen so far, and that
-    energy: two frame-sized sums, whatever the number of frames. The low-pass bases
-    (``1 / 4**(levels - 1)`` of a frame each, a few kilobytes) are kept per frame
-    and blended at the end, by depth-map weights or evenly.
+    Detail levels from ``soft_levels`` on keep, per pixel, the coefficient with the
+    largest local energy ``E`` (luma coefficient squared, 5-tap binomial window)
+    seen so far, and that energy. The finest ``soft_levels`` levels instead keep a
+    running weighted sum with weights ``(1 + E / tau) ** power``, ``tau`` = ``floor``
+    times the median energy of that level in the first frame taken in (about the
+    sensor-noise energy where much of the frame is out of focus): where one frame's
+    detail stands out this is a selection, where every frame holds only noise it is
+    an average, which lowers the noise instead of picking its largest sample. The
+    sums are kept relative to the running largest log-weight (an online softmax),
+    so they stay finite whatever the energy ratios.
+    Either way two frame-sized arrays per level, whatever the number of frames.
+    The low-pass bases (``1 / 4**(levels - 1)`` of a frame each, a few kilobytes)
+    are kept per frame and blended at the end, by depth-map weights or evenly.
     """
 
-    def __init__(self, levels: int | None = None) -> None:
+    def __init__(
+        self,
+        levels: int | None = None,
+        *,
+        soft_levels: int = 1,
+        power: float = 8.0,
+        floor: float = 8.0,
+    ) -> None:
         self.levels_arg = levels
         self.levels = 0
+        self.soft_levels = soft_levels
+        self.power = power
+        self.floor = floor
         self.bands: list[F32] | None = None
-        self.energy: list[F32] | None = None
+        self.energy: list[NDArray[Any]] | None = None
+        self.weight: list[F32] = []  # soft levels: sum of weights / exp(log_max)
+        self.tau: list[float] = []
         self.bases: dict[int, F32] = {}
 
     def add(self, index: int, frame: F32) -> None:
         """Take in frame ``index`` (float32, aligned)."""
-        if self.bands is None or self.energy is None:
+        if self.bands is None:
             self.levels = pyramid_levels(frame.shape, self.levels_arg)
         bands = laplacian_pyramid(frame, self.levels)
         if self.bands is None or self.energy is None:
             self.bands = [np.zeros(b.shape, np.float32) for b in bands[:-1]]
-            self.energy = [np.full(b.shape[:2], -1.0, np.float32) for b in bands[:-1]]
+            self.energy = [np.full(b.shape[:2], -np.inf, np.float32) for b in bands[:-1]]
+            self.weight = [np.zeros(b.shape[:2], np.float32) for b in bands[: self.soft_levels]]
         for k, band in enumerate(bands[:-1]):
             gray = to_gray(band) if band.ndim == 3 else band
             energy = _blur5(gray * gray)
+            if k < self.soft_levels:
+                # weights (1 + E/tau)**power, summed in the log domain against the running
+                # largest log-weight (as an online softmax): finite whatever the ratios
+                if len(self.tau) <= k:
+                    self.tau.append(max(float(np.median(energy)) * self.floor, 1e-12))
+                log_w = np.float32(self.power) * np.log1p(energy / np.float32(self.tau[k]))
+                top = np.maximum(self.energy[k], log_w)
+                old = np.exp(self.energy[k] - top)
+                new = np.exp(log_w - top)
+                self.energy[k] = top
+                self.weight[k] = self.weight[k] * old + new
+                if band.ndim == 3:
+                    old, new = old[..., None], new[..., None]
+                self.bands[k] = self.bands[k] * old + band * new
+                continue
             better = energy > self.energy[k]
             np.maximum(self.energy[k], energy, out=self.energy[k])
             pick = better[..., None] if band.ndim == 3 else better
@@ -286,7 +322,10 @@ class PyramidAccumulator:
 
     def result(self, depth: F32 | None = None) -> F32:
         """Collapse; the base is blended by ``frame_weight(depth, i)`` or evenly."""
-        assert self.bands is not None
+        assert self.bands is not None and self.energy is not None
+        details = list(self.bands)
+        for k, total in enumerate(self.weight):
+            details[k] = details[k] / (total[..., None] if details[k].ndim == 3 else total)
         order = sorted(self.bases)
         base = np.zeros_like(self.bases[order[0]])
         if depth is None:
@@ -297,7 +336,7 @@ class PyramidAccumulator:
             for i in order:
                 w = frame_weight(coarse, i)
                 base += self.bases[i] * (w[..., None] if base.ndim == 3 else w)
-        return collapse([*self.bands, base])
+        return collapse([*details, base])
 
 
 def _check_stack(frames: Iterable[ArrayLike]) -> tuple[list[F32], np.dtype[Any]]:
