@@ -295,7 +295,8 @@ class PyramidAccumulator:
         if self.bands is None or self.energy is None:
             self.bands = [np.zeros(b.shape, np.float32) for b in bands[:-1]]
             self.energy = [np.full(b.shape[:2], -np.inf, np.float32) for b in bands[:-1]]
-            self.weight = [np.zeros(b.shape[:2], np.float32) for b in bands[: self.soft_levels]]
+            soft = bands[:-1][: self.soft_levels]
+            self.weight = [np.zeros(b.shape[:2], np.float32) for b in soft]
         for k, band in enumerate(bands[:-1]):
             gray = to_gray(band) if band.ndim == 3 else band
             energy = _blur5(gray * gray)
