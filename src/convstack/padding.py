@@ -108,6 +108,8 @@ def pad_spatial(array: NDArray[Any], pads: Pads, mode: str, cval: float) -> NDAr
     lead = array.ndim - len(pads)
     if all(b == 0 and a == 0 for b, a in pads):
         return array
+    if lead <= 1 and len(pads) <= 2:
+        return _pad_rows(array, pads, mode, cval)
     if mode in ("constant", "mean"):
         out_shape = array.shape[:lead] + tuple(
             n + b + a for n, (b, a) in zip(array.shape[lead:], pads, strict=True)
@@ -128,6 +130,35 @@ def pad_spatial(array: NDArray[Any], pads: Pads, mode: str, cval: float) -> NDAr
         if b or a:
             result = np.take(result, border_indices(n, b, a, mode), axis=lead + axis)
     return result
+
+
+def _pad_rows(array: NDArray[Any], pads: Pads, mode: str, cval: float) -> NDArray[Any]:
+    """1-D and 2-D (with at most one leading batch axis) through the engine's block filler."""
+    from ._methods import Border, _fill_block  # the engine imports this module
+
+    lead = array.ndim - len(pads)
+    work = array if lead else array[None]
+    if len(pads) == 1:
+        work = work[:, None, :]
+        pads = ((0, 0),) + pads
+    batch, n_r, n_c = work.shape
+    fill = np.empty(batch, dtype=array.dtype)
+    if mode == "mean":
+        means = work.reshape(batch, -1).mean(axis=1, dtype=np.float64)
+        fill[...] = means.astype(array.dtype)
+        mode = "constant"
+    else:
+        fill.fill(cval)
+    border = Border(pads, mode, fill)
+    maps = border.index_maps((n_r, n_c))
+    rows, cols = len(maps[0]), len(maps[1])
+    out = np.empty((batch, rows, cols), dtype=array.dtype)
+    for item in range(batch):
+        _fill_block(work[item], maps, border, item, (0, rows), (0, cols), out[item])
+    shape = array.shape[:lead] + tuple(
+        n + b + a for n, (b, a) in zip(array.shape[lead:], pads[-array.ndim + lead :], strict=True)
+    )
+    return out.reshape(shape)
 
 
 def pad(
