@@ -59,13 +59,34 @@ def _blur5(image: F32, gain: float = 1.0) -> F32:
 
 
 def _reduce(image: F32) -> F32:
-    return np.ascontiguousarray(_blur5(image)[::2, ::2])
+    """Blur with the 5-tap binomial and keep every other row and column."""
+    axis = 2 if image.ndim == 3 else None
+    rows = correlate(image, _BINOMIAL[:, None], mode="mirror", channel_axis=axis)[::2]
+    out = correlate(np.ascontiguousarray(rows), _BINOMIAL[None, :], mode="mirror", channel_axis=axis)
+    return np.ascontiguousarray(out[:, ::2]).astype(np.float32, copy=False)
+
+
+def _expand_axis(image: F32, size: int, axis: int) -> F32:
+    """Upsample by two along ``axis`` to ``size`` samples (polyphase 5-tap binomial).
+
+    Equal to inserting zeros between samples and correlating with
+    ``[1, 4, 6, 4, 1] / 8``: even outputs are ``(x[j-1] + 6 x[j] + x[j+1]) / 8``, odd
+    ones ``(x[j] + x[j+1]) / 2`` (borders mirrored), without multiplying the zeros.
+    """
+    x = np.moveaxis(image, axis, 0)
+    padded = np.concatenate([x[1:2], x, x[-2:-1]]) if x.shape[0] > 1 else np.concatenate([x] * 3)
+    even = (padded[:-2] + padded[2:] + np.float32(6.0) * padded[1:-1]) * np.float32(0.125)
+    odd = (padded[1:-1] + padded[2:]) * np.float32(0.5)
+    out = np.empty((2 * x.shape[0],) + x.shape[1:], np.float32)
+    out[0::2] = even
+    out[1::2] = odd
+    return np.moveaxis(out[:size], 0, axis)
 
 
 def _expand(image: F32, shape: tuple[int, ...]) -> F32:
-    up = np.zeros(shape[:2] + image.shape[2:], dtype=np.float32)
-    up[::2, ::2] = image
-    return _blur5(up, 2.0)
+    """Upsample a pyramid level to ``shape[:2]`` (the inverse step of :func:`_reduce`)."""
+    rows = _expand_axis(image, shape[0], 0)
+    return np.ascontiguousarray(_expand_axis(rows, shape[1], 1))
 
 
 def pyramid_levels(shape: tuple[int, ...], levels: int | None = None, min_size: int = 16) -> int:
