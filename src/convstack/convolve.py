@@ -66,7 +66,8 @@ def choose_method(
       dense random kernel);
     - fft: per overlap-save tile of ``n`` samples ``FFT_NS * n * log2(n)`` (1.5 times
       that for tiles over ``FFT_CACHE_SAMPLES``) ``+ FFT_TILE_NS + FFT_FILL_NS * n``,
-      for the cheapest tiling (:func:`convstack._methods.fft_plan`).
+      for the cheapest tiling (:func:`convstack._methods.fft_plan`), plus
+      ``FFT_OUT_NS`` per output sample.
 
     N-D kernels (3 or more axes) use direct below 64 taps per padded sample, else FFT.
     The constants were measured with ``python bench/conv.py --calibrate`` on the
@@ -106,6 +107,7 @@ def _costs(
     def cost(passes: int) -> float:
         return (m.PASS_NS * grid + m.CALL_NS * strips) * (passes + 3)
 
+    outputs = float(np.prod(out_shape))
     offsets = list(range(kernel.size))
     costs = {"direct": cost(_passes(m._groups(kernel, offsets)))}
     if kernel.ndim == 2 and min(kernel.shape) > 1:
@@ -116,9 +118,10 @@ def _costs(
         costs["separable"] = cost(n_sep)
     if kernel.ndim == 2:
         full = (padded[0] - span[0] + 1, padded[1] - span[1] + 1)
-        costs["fft"] = m.fft_plan((span[0], span[1]), full)[2]
+        costs["fft"] = m.fft_plan((span[0], span[1]), full)[2] + m.FFT_OUT_NS * outputs
     else:
         costs["fft"] = m.fft_plan((1, span[0]), (1, padded[0] - span[0] + 1))[2]
+        costs["fft"] += m.FFT_OUT_NS * outputs
     return costs
 
 
