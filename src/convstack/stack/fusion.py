@@ -62,7 +62,8 @@ def _reduce(image: F32) -> F32:
     """Blur with the 5-tap binomial and keep every other row and column."""
     axis = 2 if image.ndim == 3 else None
     rows = correlate(image, _BINOMIAL[:, None], mode="mirror", channel_axis=axis)[::2]
-    out = correlate(np.ascontiguousarray(rows), _BINOMIAL[None, :], mode="mirror", channel_axis=axis)
+    rows = np.ascontiguousarray(rows)
+    out = correlate(rows, _BINOMIAL[None, :], mode="mirror", channel_axis=axis)
     return np.ascontiguousarray(out[:, ::2]).astype(np.float32, copy=False)
 
 
@@ -278,8 +279,8 @@ class PyramidAccumulator:
     largest local energy ``E`` (luma coefficient squared, 5-tap binomial window)
     seen so far, and that energy. The finest ``soft_levels`` levels instead keep a
     running weighted sum with weights ``(1 + E / tau) ** power``, ``tau`` = ``floor``
-    times the median energy of that level in the first frame taken in (about the
-    sensor-noise energy where much of the frame is out of focus): where one frame's
+    times the ``quantile`` (10 %) of that level's energy in the first frame taken in
+    (the sensor-noise energy of its flattest areas): where one frame's
     detail stands out this is a selection, where every frame holds only noise it is
     an average, which lowers the noise instead of picking its largest sample. The
     sums are kept relative to the running largest log-weight (an online softmax),
@@ -295,13 +296,15 @@ class PyramidAccumulator:
         *,
         soft_levels: int = 1,
         power: float = 8.0,
-        floor: float = 8.0,
+        floor: float = 16.0,
+        quantile: float = 0.1,
     ) -> None:
         self.levels_arg = levels
         self.levels = 0
         self.soft_levels = soft_levels
         self.power = power
         self.floor = floor
+        self.quantile = quantile
         self.bands: list[F32] | None = None
         self.energy: list[NDArray[Any]] | None = None
         self.weight: list[F32] = []  # soft levels: sum of weights / exp(log_max)
@@ -325,7 +328,8 @@ class PyramidAccumulator:
                 # weights (1 + E/tau)**power, summed in the log domain against the running
                 # largest log-weight (as an online softmax): finite whatever the ratios
                 if len(self.tau) <= k:
-                    self.tau.append(max(float(np.median(energy)) * self.floor, 1e-12))
+                    level = float(np.quantile(energy, self.quantile))
+                    self.tau.append(max(level * self.floor, 1e-12))
                 log_w = np.float32(self.power) * np.log1p(energy / np.float32(self.tau[k]))
                 top = np.maximum(self.energy[k], log_w)
                 old = np.exp(self.energy[k] - top)
