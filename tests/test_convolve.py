@@ -450,3 +450,19 @@ def test_many_strips_tiles_and_threads(monkeypatch, mode, stride, dilation) -> N
             method=method,
         )
         np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-4, err_msg=method)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_non_contiguous_and_odd_layouts(method: str) -> None:
+    """Views with steps, negative strides, Fortran order and big-endian data all work."""
+    base = rng(36).random((30, 40, 3))
+    kernel = rng(37).normal(size=(3, 5))
+    for image in (
+        base[::2, ::-3, 1],
+        np.asfortranarray(base[..., 0]),
+        base[..., 2].astype(">f8"),
+        base[:, :, 0].T,
+    ):
+        expected = ndi.correlate(np.array(image, dtype=np.float64), kernel, mode="wrap")
+        got = correlate(image, kernel, mode="wrap", method=method)
+        np.testing.assert_allclose(got, expected, atol=1e-10)
