@@ -140,10 +140,11 @@ def box_blur(
         if array.dtype == np.uint8 and area <= 256 and area % 2 == 0:
             out[start:stop] = _box_divide_u8(sums, area)
         elif array.dtype.kind == "u" and area <= 32768:
-            # float32 is exact enough here (and is what OpenCV's 16-bit path uses)
-            mean = sums.astype(np.float32)
-            mean *= np.float32(scale)
-            out[start:stop] = saturate(mean, array.dtype)
+            # float32 is exact enough here (and is what OpenCV's 16-bit path uses);
+            # a mean never leaves the dtype's range, so no clipping pass
+            mean = np.multiply(sums, np.float32(scale), dtype=np.float32)
+            np.rint(mean, out=mean)
+            np.copyto(out[start:stop], mean, casting="unsafe")
         elif array.dtype.kind == "f":
             np.multiply(sums, scale, out=out[start:stop], casting="same_kind")
         else:
