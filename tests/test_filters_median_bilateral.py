@@ -25,7 +25,7 @@ def make(shape, dtype, seed=0):
 
 
 @pytest.mark.parametrize("shape", [(23, 29), (18, 21, 3), (3, 40), (2, 2)])
-@pytest.mark.parametrize("size", [3, 5, 7, 9, 15])
+@pytest.mark.parametrize("size", [3, 5, 7, 9, 15, 17])
 def test_median_uint8_matches_cv2(shape, size):
     image = make(shape, np.uint8)
     np.testing.assert_array_equal(filters.median_blur(image, size), cv2.medianBlur(image, size))
@@ -53,16 +53,17 @@ def test_median_with_ties_and_plateaus():
         np.testing.assert_array_equal(filters.median_blur(image, size), cv2.medianBlur(image, size))
 
 
-@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("k", [3, 5, 7])
 def test_selection_network_on_every_zero_one_input(k):
     # The 0-1 principle: a min/max network that selects the median of every 0-1
-    # input (with sorted columns, as the first stage guarantees) does so for all inputs.
+    # input (with sorted columns, as the first stage guarantees) does so for all
+    # inputs. All (k + 1)**k such inputs at once, as boolean vectors.
     steps, target = median_module.merge_network(k)
-    for counts in itertools.product(range(k + 1), repeat=k):
-        wires = {c * k + r: int(r >= k - n) for c, n in enumerate(counts) for r in range(k)}
-        for a, b, _, _ in steps:
-            wires[a], wires[b] = min(wires[a], wires[b]), max(wires[a], wires[b])
-        assert wires[target] == int(sum(counts) > (k * k) // 2)
+    counts = np.array(list(itertools.product(range(k + 1), repeat=k)), dtype=np.int16)
+    wires = {c * k + r: r >= k - counts[:, c] for c in range(k) for r in range(k)}
+    for a, b, _, _ in steps:
+        wires[a], wires[b] = wires[a] & wires[b], wires[a] | wires[b]
+    np.testing.assert_array_equal(wires[target], counts.sum(axis=1) > (k * k) // 2)
 
 
 def test_sort_network_sorts_every_zero_one_input():

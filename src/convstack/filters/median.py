@@ -22,7 +22,10 @@ from ._dtype import check_image, check_mode, check_odd, pad_image, strips
 __all__ = ["NETWORK_MAX", "median_blur", "merge_network", "sort_network"]
 
 #: Largest window size served by the min/max networks.
-NETWORK_MAX = 5
+NETWORK_MAX = 15
+
+#: Largest size whose network is also checked on every 0-1 input ((k+1)**k of them).
+_SIMPLIFY_MAX = 5
 
 #: Bytes of one wire (one strip of the image) in the networks.
 _STRIP_BYTES = 128 * 1024
@@ -77,10 +80,10 @@ def merge_network(k: int) -> tuple[tuple[tuple[int, int, bool, bool], ...], int]
     Wire ``c * k + r`` is rank ``r`` of column ``c``. The rank rows are sorted
     across the columns; then only the ``(r, c)`` cells that can still be the
     median remain (at most ``m`` cells are <= them and at most ``m`` >= them,
-    ``m`` the median's rank) and their middle one is selected. Comparators
-    whose order is already implied by the sorted columns are dropped (checked
-    on every 0-1 input, which by the 0-1 principle covers all inputs), then
-    everything the median does not depend on. Returns the steps
+    ``m`` the median's rank) and their middle one is selected. For small
+    ``k`` comparators whose order is already implied by the sorted columns are
+    dropped (checked on every 0-1 input, which by the 0-1 principle covers all
+    inputs); then everything the median does not depend on is pruned. Returns the steps
     ``(a, b, need_min, need_max)`` and the wire that ends with the median.
     """
     ops: list[Op] = []
@@ -98,15 +101,17 @@ def merge_network(k: int) -> tuple[tuple[tuple[int, int, bool, bool], ...], int]
                 candidates.append(rows[r][c])
     order = _merge_all([[w] for w in candidates], ops)
     target = order[m - below]
-    # 0-1 inputs with sorted columns: column c holds counts[c] ones at the top.
-    counts = np.array(list(itertools.product(range(k + 1), repeat=k)), dtype=np.int16)
-    bits = {c * k + r: r >= k - counts[:, c] for c in range(k) for r in range(k)}
-    kept: list[Op] = []
-    for a, b in ops:
-        x, y = bits[a], bits[b]
-        if np.any(x & ~y):
-            kept.append((a, b))
-            bits[a], bits[b] = x & y, x | y
+    kept: list[Op] = ops
+    if k <= _SIMPLIFY_MAX:
+        # 0-1 inputs with sorted columns: column c holds counts[c] ones at the top.
+        counts = np.array(list(itertools.product(range(k + 1), repeat=k)), dtype=np.int16)
+        bits = {c * k + r: r >= k - counts[:, c] for c in range(k) for r in range(k)}
+        kept = []
+        for a, b in ops:
+            x, y = bits[a], bits[b]
+            if np.any(x & ~y):
+                kept.append((a, b))
+                bits[a], bits[b] = x & y, x | y
     needed = {target}
     steps: list[tuple[int, int, bool, bool]] = []
     for a, b in reversed(kept):
@@ -205,6 +210,13 @@ def median_blur(image: ArrayLike, size: int, *, mode: str = "nearest") -> NDArra
     -------
     ndarray
         Same shape and dtype (the median of an odd count is a sample: exact).
+
+    Notes
+    -----
+    Sizes up to 15 run min/max networks in row strips (3x3: 18 element-wise
+    min/max per pixel; 5x5: 132; the count grows about as ``size**3``), larger
+    sizes a partial sort of every window. OpenCV switches to histograms for
+    large uint8 windows, whose cost does not grow with the size.
 
     Examples
     --------
