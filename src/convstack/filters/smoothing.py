@@ -333,6 +333,12 @@ def gaussian_blur(
     bit-exact path: the 1-D kernels become integers with 8 (uint8) or 16
     (uint16) fraction bits, both passes are exact, and the result is rounded
     once (``(v + 2**(b-1)) >> b``), so the output is identical to OpenCV's.
+    The kernel sums to 1, so the mean brightness is kept. The lab's task 3
+    normalised its Gaussian by the maximum tap instead: a 21x21 kernel with
+    sigma 3 then sums to about 57, multiplying every pixel's brightness by 57
+    (everything saturates in uint8), which is why the lab had to rescale the
+    result afterwards.
+
     uint8 runs in integer row strips on a small thread pool; kernels whose
     taps share a factor of 16 (sizes 3 and 5 with ``sigma=0``) entirely in uint16.
 
