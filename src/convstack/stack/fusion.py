@@ -296,7 +296,7 @@ class PyramidAccumulator:
         *,
         soft_levels: int = 1,
         power: float = 8.0,
-        floor: float = 16.0,
+        floor: float = 4.0,
         quantile: float = 0.1,
     ) -> None:
         self.levels_arg = levels

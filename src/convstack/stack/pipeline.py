@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -260,8 +261,9 @@ def fuse(
     weighted = WeightedAccumulator() if method == "weighted" else None
     pyramid = PyramidAccumulator(levels) if method in ("pyramid", "maxabs") else None
     grays: dict[int, NDArray[np.float32]] = {}
-    report(progress, "align", 0, count)
-    for done, (index, neighbour) in enumerate(_order(count, ref), start=1):
+
+    def prepare(index: int, neighbour: int | None) -> tuple[NDArray[np.float32], NDArray[Any]]:
+        """Read, register (to the neighbour towards the reference) and warp one frame."""
         frame = source.unit(index)
         gray = to_gray(frame)
         if neighbour is not None and align != "none":
@@ -275,23 +277,36 @@ def fuse(
             matrix = step @ transforms[neighbour]
             transforms[index] = matrix / matrix[2, 2]
         # keep only the lumas a later frame registers against
-        grays = {k: g for k, g in grays.items() if k == ref}
+        for k in [k for k in grays if k != ref]:
+            del grays[k]
         grays[index] = gray
         if not np.allclose(transforms[index], np.eye(3)):
             frame = _warped(frame, transforms[index])
             gray = to_gray(frame)
-        measured = sharpness(gray, measure=measure)
-        focus.add(index, measured, gray)
-        if weighted is not None:
-            weighted.add(frame, sharpness_mask(frame))
-        if pyramid is not None:
-            pyramid.add(index, frame)
-        if on_step is not None:
-            on_step(f"aligned_{index:03d}", frame)
-            on_step(f"sharpness_{index:03d}", measured)
-        del frame, measured
-        report(progress, "align", done, count)
-    del grays
+        return frame, gray
+
+    # one frame is read, registered and warped in a worker thread while the previous
+    # one is measured and merged here (NumPy releases the GIL): two frames in flight
+    order = _order(count, ref)
+    report(progress, "align", 0, count)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(prepare, *order[0])
+        for done, (index, _) in enumerate(order, start=1):
+            frame, gray = pending.result()
+            if done < count:
+                pending = pool.submit(prepare, *order[done])
+            measured = sharpness(gray, measure=measure)
+            focus.add(index, measured)
+            if weighted is not None:
+                weighted.add(frame, sharpness_mask(frame))
+            if pyramid is not None:
+                pyramid.add(index, frame)
+            if on_step is not None:
+                on_step(f"aligned_{index:03d}", frame)
+                on_step(f"sharpness_{index:03d}", measured)
+            del frame, gray, measured
+            report(progress, "align", done, count)
+    grays.clear()
 
     report(progress, "depth", 0, 1)
     confidence = focus.confidence()
