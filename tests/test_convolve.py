@@ -466,3 +466,13 @@ def test_non_contiguous_and_odd_layouts(method: str) -> None:
         expected = ndi.correlate(np.array(image, dtype=np.float64), kernel, mode="wrap")
         got = correlate(image, kernel, mode="wrap", method=method)
         np.testing.assert_allclose(got, expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["direct", "separable"])
+def test_nan_stays_local_without_warnings(method: str) -> None:
+    image = np.ones((9, 9))
+    image[4, 4] = np.nan
+    out = correlate(image, np.ones((3, 3)), mode="nearest", method=method)
+    assert np.isnan(out[3:6, 3:6]).all()
+    assert np.isfinite(np.delete(np.delete(out, [3, 4, 5], 0), [3, 4, 5], 1)).all()
+    assert np.isnan(correlate(image, np.ones((3, 3)), method="fft")).any()

@@ -207,7 +207,8 @@ image : array_like
 kernel : array_like
     Real array with one axis per spatial axis of ``image``.
 padding : {{"same", "valid", "full"}}, int, sequence of int or of (before, after)
-    How much to pad. "same" gives ``ceil(n / stride)`` samples per axis.
+    How much to pad. "same" gives ``ceil(n / stride)`` samples per axis; for a
+    1-D image a pair of ints is (before, after).
 mode : {{"constant", "nearest", "reflect", "mirror", "wrap", "mean"}}
     What the padding holds (see the mode table in the README).
 cval : float
@@ -233,6 +234,15 @@ ValueError
     with a mode that ignores it.
 TypeError
     Complex, object or string arrays; non-integer stride or dilation.
+
+Notes
+-----
+The anchor is the kernel's centre element, index ``k // 2`` per axis: "same" pads
+``dilation * (k // 2)`` before and the rest after (for ``convolve``, of the flipped
+kernel). ``method="auto"`` picks by a cost model measured on the development machine
+(:func:`choose_method`). The "fft" method spreads a NaN or inf in the input to every
+output of its overlap-save tile; "direct" and "separable" keep it local. Integer and
+bool images are cast to float64 strip by strip, never as a whole.
 
 Examples
 --------
