@@ -3,6 +3,7 @@
     python bench/fusion.py                 # synthetic stacks + bug + PCB (about 5-10 min)
     python bench/fusion.py --quick         # three synthetic stacks only
     python bench/fusion.py --out /tmp/fb   # also keep every output and 1:1 edge crops
+    python bench/fusion.py --memory 10 40  # peak RSS of fuse() on N frames of 2000 x 3000 RGB
 
 Inputs
   synthetic  convstack.stack.synthetic scenes (480 x 640, 9 frames) rendered with a thin-lens
@@ -227,6 +228,54 @@ def crops(truth: np.ndarray | None, outputs: dict[str, np.ndarray], path: Path) 
     Image.fromarray(np.vstack(rows)).save(path)
 
 
+# -------------------------------------------------------------------------- memory
+def write_big_stack(folder: Path, count: int, shape: tuple[int, int] = (2000, 3000)) -> list[Path]:
+    """``count`` 6 MP RGB PNG frames: a texture sharp in one band per frame, shifted a bit."""
+    from convstack.stack.sharpness import gaussian_window
+
+    rng = np.random.default_rng(0)
+    base = rng.random(shape + (3,), dtype=np.float32)
+    soft = np.stack([gaussian_window(base[..., c], 3.0) for c in range(3)], axis=2)
+    cols = np.arange(shape[1])
+    paths = []
+    for k in range(count):
+        band = (cols * count // shape[1]) == k
+        frame = np.where(band[None, :, None], base, soft)
+        frame = np.roll(frame, (k % 3, (k * 2) % 5), axis=(0, 1))
+        paths.append(folder / f"big_{k:03d}.png")
+        Image.fromarray(to_u8(frame)).save(paths[-1], compress_level=1)
+    return paths
+
+
+def measure_memory(counts: list[int]) -> None:
+    """Peak RSS of a fresh process running ``fuse`` (default options) on each stack."""
+    work = Path(tempfile.mkdtemp(prefix="bench_fusion_mem_"))
+    try:
+        paths = write_big_stack(work, max(counts))
+        print("| frames (2000 x 3000 RGB, 8-bit PNG) | peak RSS MiB | wall s |")
+        print("|---:|---:|---:|")
+        for n in counts:
+            # the middle of the folder for N < max: a contiguous focus range
+            chosen = paths[:n]
+            code = (
+                "import resource, sys, time\n"
+                "from convstack.stack import fuse\n"
+                "t = time.perf_counter()\n"
+                "fuse(sys.argv[1:])\n"
+                "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+                "print(f'{rss:.0f} {time.perf_counter() - t:.1f}')\n"
+            )
+            out = subprocess.run(
+                [sys.executable, "-c", code, *map(str, chosen)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            print(f"| {n} | {out[0]} | {out[1]} |", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -234,7 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="keep outputs and crops here")
     parser.add_argument("--methods", nargs="*", help="subset of methods to run")
     parser.add_argument("--cases", nargs="*", help="subset of cases to run")
+    parser.add_argument(
+        "--memory", nargs="+", type=int, metavar="N", help="peak RSS for stacks of N frames"
+    )
     args = parser.parse_args(argv)
+    if args.memory:
+        measure_memory(args.memory)
+        return 0
     methods = available_methods()
     if args.methods:
         methods = {k: v for k, v in methods.items() if k in args.methods}
