@@ -476,3 +476,36 @@ def test_nan_stays_local_without_warnings(method: str) -> None:
     assert np.isnan(out[3:6, 3:6]).all()
     assert np.isfinite(np.delete(np.delete(out, [3, 4, 5], 0), [3, 4, 5], 1)).all()
     assert np.isnan(correlate(image, np.ones((3, 3)), method="fft")).any()
+
+
+@pytest.mark.parametrize("mode", SCIPY_MODES + ("mean",))
+@pytest.mark.parametrize("kshape", [(3, 3), (4, 5), (1, 6), (7, 2), (2, 1)])
+@pytest.mark.parametrize("dilation", [1, (2, 3)])
+def test_direct_in_place_path(monkeypatch, mode, kshape, dilation) -> None:
+    """Images tall enough for direct's unpadded in-place path agree with scipy and strips."""
+    from convstack import _methods
+
+    monkeypatch.setattr(_methods, "STRIP_BYTES", 700)  # several interior strips
+    used = []
+    original = _methods._direct_in_place
+
+    def spy(*args, **kwargs):
+        result = original(*args, **kwargs)
+        used.append(result is not None)
+        return result
+
+    monkeypatch.setattr(_methods, "_direct_in_place", spy)
+    image = rng(38).random((3, 40, 37))
+    kernel = rng(39).normal(size=kshape)
+    kwargs = {"mode": mode, "dilation": dilation, "channel_axis": 0, "method": "direct"}
+    got = convolve(image, kernel, **kwargs)
+    got32 = convolve(image.astype(np.float32), kernel, **kwargs)
+    assert used == [True, True]
+    monkeypatch.setattr(_methods, "IN_PLACE", False)
+    strips = convolve(image, kernel, **kwargs)
+    np.testing.assert_allclose(got, strips, atol=1e-12)
+    np.testing.assert_allclose(got32, strips, rtol=1e-4, atol=1e-4)
+    if dilation == 1 and mode != "mean":
+        for c in range(3):
+            expected = ndi.convolve(image[c], kernel, mode=mode)
+            np.testing.assert_allclose(got[c], expected, atol=1e-10)

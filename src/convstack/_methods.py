@@ -63,6 +63,9 @@ CALL_NS = 1000.0
 #: Below this many multiply-adds a call runs on the calling thread only.
 THREAD_MIN_WORK = 8_000_000
 
+#: Whether direct may accumulate straight into the output (no padded strips) where
+#: the layout allows it (stride 1, output as wide as the image, contiguous rows).
+IN_PLACE = True
 #: Scratch buffers up to this size stay allocated per thread between calls.
 KEEP_BUFFER_BYTES = 8 * 1024 * 1024
 
@@ -242,6 +245,39 @@ def _border_2d(border: Border) -> Border:
     return border
 
 
+def _block(
+    image: NDArray[Any],
+    maps: list[NDArray[np.intp]],
+    border: Border,
+    item: int,
+    passes: Callable[[NDArray[Any], int, int, NDArray[Any], NDArray[Any]], None],
+    span: Shape,
+    stride: Shape,
+    rows: tuple[int, int],
+    cols: tuple[int, int],
+    dest: NDArray[Any],
+) -> None:
+    """Output rows and columns [r0, r1) x [c0, c1) of one image, into ``dest``.
+
+    The padded block they need is filled into a scratch buffer whose row pitch ``wb``
+    is the block's padded width; ``passes(strip, nr, wb, acc, tmp)`` then fills the
+    flat accumulator ``acc`` (output rows at that pitch, ``span - 1`` unused columns
+    per row) and the wanted columns are copied out.
+    """
+    (r0, r1), (c0, c1) = rows, cols
+    nr, nc = r1 - r0, c1 - c0
+    dtype = border.fill.dtype
+    n_in = (nr - 1) * stride[0] + span[0]
+    wb = (nc - 1) * stride[1] + span[1]
+    strip = _buffer("strip", n_in * wb, dtype).reshape(n_in, wb)
+    top, left = r0 * stride[0], c0 * stride[1]
+    _fill_block(image[item], maps, border, item, (top, top + n_in), (left, left + wb), strip)
+    acc = _buffer("acc", nr * wb, dtype)
+    tmp = _buffer("tmp", nr * wb, dtype)
+    passes(strip, nr, wb, acc, tmp)
+    dest[...] = acc.reshape(nr, wb)[:, : wb - span[1] + 1 : stride[1]]
+
+
 def _strip_engine(
     image: NDArray[Any],
     border: Border,
@@ -250,39 +286,133 @@ def _strip_engine(
     stride: Shape,
     out_shape: Shape,
     cost: float,
+    out: NDArray[Any] | None = None,
+    rows: tuple[int, int] | None = None,
 ) -> NDArray[Any]:
     """Shared strip loop for direct and separable on 2-D work arrays.
 
-    ``passes(strip, nr, wp, acc, tmp)`` fills the flat accumulator ``acc`` (length
-    ``nr * wp``: output rows at the padded row pitch) from the padded ``strip``.
+    Computes output rows ``rows`` (default: all) of every image, full width, in strips
+    of about ``STRIP_BYTES`` (see :func:`_block`).
     """
     batch, n_r, n_c = image.shape
     dtype = border.fill.dtype
-    (rb, ra), (cb, ca) = border.pads
-    wp = n_c + cb + ca
     maps = border.index_maps((n_r, n_c))
-    out = np.empty((batch,) + out_shape, dtype=dtype)
-    w_full = wp - span[1] + 1
-
-    def task(item: int, r0: int, r1: int) -> None:
-        nr = r1 - r0
-        n_in = (nr - 1) * stride[0] + span[0]
-        strip = _buffer("strip", n_in * wp, dtype).reshape(n_in, wp)
-        _fill_block(
-            image[item], maps, border, item, (r0 * stride[0], r0 * stride[0] + n_in), (0, wp), strip
-        )
-        acc = _buffer("acc", nr * wp, dtype)
-        tmp = _buffer("tmp", nr * wp, dtype)
-        passes(strip, nr, wp, acc, tmp)
-        rows = acc.reshape(nr, wp)[:, : w_full : stride[1]]
-        out[item, r0:r1] = rows
-
+    if out is None:
+        out = np.empty((batch,) + out_shape, dtype=dtype)
+    lo, hi = rows if rows is not None else (0, out_shape[0])
+    wb = (out_shape[1] - 1) * stride[1] + span[1]
+    target = out
     tasks = [
-        functools.partial(task, item, r0, r1)
+        functools.partial(
+            _block,
+            image,
+            maps,
+            border,
+            item,
+            passes,
+            span,
+            stride,
+            (lo + r0, lo + r1),
+            (0, out_shape[1]),
+            target[item, lo + r0 : lo + r1],
+        )
         for item in range(batch)
-        for r0, r1 in _strips(out_shape[0], wp * dtype.itemsize * stride[0])
+        for r0, r1 in _strips(hi - lo, wb * dtype.itemsize * stride[0])
     ]
     _run(tasks, cost)
+    return out
+
+
+def _direct_in_place(
+    image: NDArray[Any],
+    border: Border,
+    groups: list[tuple[float, list[Any]]],
+    passes: Callable[[NDArray[Any], int, int, NDArray[Any], NDArray[Any]], None],
+    span: Shape,
+    dilation: Shape,
+    out_shape: Shape,
+    cost: float,
+) -> NDArray[Any] | None:
+    """Stride-1 correlation whose output rows have the image's width, without padding.
+
+    Interior output rows are accumulated straight into the output from flat views of
+    the (C-contiguous, working-dtype) image; a view that runs past a row's end reads
+    the next row, which only spoils the ``before`` and ``after`` border columns, and
+    those, with the top and bottom rows, are recomputed from padded blocks. Returns
+    None when the layout does not allow it.
+    """
+    batch, n_r, n_c = image.shape
+    dtype = border.fill.dtype
+    (rb, _), (cb, ca) = border.pads
+    item_size = image.itemsize
+    if (
+        image.dtype != dtype
+        or out_shape[1] != n_c
+        or image.strides[1:] != (n_c * item_size, item_size)
+        or max(cb, ca) >= n_c
+    ):
+        return None
+    r_lo = rb + (1 if cb else 0)
+    r_hi = min(out_shape[0], n_r + rb - span[0] + 1 - (1 if ca else 0))
+    if r_hi - r_lo < 8:
+        return None
+    out = np.empty((batch,) + out_shape, dtype=dtype)
+    maps = border.index_maps((n_r, n_c))
+
+    def interior(item: int, r0: int, r1: int) -> None:
+        flat = image[item].reshape(-1)
+        length = (r1 - r0) * n_c
+        base = (r0 - rb) * n_c - cb
+        acc = out[item, r0:r1].reshape(-1)
+        tmp = _buffer("tmp", length, dtype)
+        view = lambda off: flat[base + off : base + off + length]  # noqa: E731
+        if not _accumulate(groups, view, acc, tmp, False):
+            acc[...] = 0
+
+    rows = list(_strips(r_hi - r_lo, n_c * item_size))
+    _run(
+        [functools.partial(interior, i, r_lo + a, r_lo + b) for i in range(batch) for a, b in rows],
+        cost,
+    )
+    edges: list[Callable[[], None]] = []
+    for item in range(batch):
+        for lo, hi in ((0, r_lo), (r_hi, out_shape[0])):
+            for a, b in _strips(hi - lo, (n_c + span[1]) * item_size):
+                edges.append(
+                    functools.partial(
+                        _block,
+                        image,
+                        maps,
+                        border,
+                        item,
+                        passes,
+                        span,
+                        (1, 1),
+                        (lo + a, lo + b),
+                        (0, n_c),
+                        out[item, lo + a : lo + b],
+                    )
+                )
+        for c0, c1 in ((0, cb), (n_c - ca, n_c)):
+            if c1 <= c0:
+                continue
+            for a, b in _strips(r_hi - r_lo, (c1 - c0 + span[1]) * item_size):
+                edges.append(
+                    functools.partial(
+                        _block,
+                        image,
+                        maps,
+                        border,
+                        item,
+                        passes,
+                        span,
+                        (1, 1),
+                        (r_lo + a, r_lo + b),
+                        (c0, c1),
+                        out[item, r_lo + a : r_lo + b, c0:c1],
+                    )
+                )
+    _run(edges, cost * 0.1)
     return out
 
 
@@ -334,7 +464,17 @@ def direct(
             a_v[...] = 0
 
     cost = float(np.prod(oshape)) * work.shape[0] * np.count_nonzero(kernel) * st[1]
-    out = _strip_engine(work, border, passes, span, st, oshape, cost)
+    out = None
+    if st == (1, 1) and IN_PLACE:
+        offsets = [
+            a * dil[0] * work.shape[2] + b * dil[1]
+            for a in range(kshape[0])
+            for b in range(kshape[1])
+        ]
+        groups = _groups(taps2d, offsets)
+        out = _direct_in_place(work, border, groups, passes, span, dil, oshape, cost)
+    if out is None:
+        out = _strip_engine(work, border, passes, span, st, oshape, cost)
     return out.reshape((image.shape[0],) + out_shape)
 
 
