@@ -1,22 +1,25 @@
 """Stage 4 of focus stacking: merge aligned frames into one sharp image.
 
-Three methods, each available as a function on a whole stack and as a small
-streaming accumulator (one frame at a time, memory independent of the number of
-frames) that :func:`convstack.stack.fuse` drives:
+Each method is a function on a whole stack and a small streaming accumulator (one
+frame at a time, memory independent of the number of frames) that
+:func:`convstack.stack.fuse` drives:
 
+- ``'pyramid'`` (the default; :func:`pyramid_merge`): Laplacian-pyramid fusion
+  (Burt & Adelson). Every detail level takes, per pixel, the coefficient of the
+  frame with the largest local energy; the finest level softens that into weights
+  ``(1 + E / tau) ** 8`` so that flat, noisy areas are averaged over the frames
+  instead of keeping the largest noise sample; the low-pass base is blended by the
+  depth map. Halo-safe: a defocused frame's glow around a bright edge is
+  low-frequency, so it loses to the focused frame's edge at every fine level.
+- ``'maxabs'``: the same, with the classic evenly averaged base (no depth map).
+- ``'depthmap'``: per pixel, the frame at the regularised, fractional depth map,
+  linearly interpolated between the two nearest frames (:func:`depth_merge`).
+  Needs a second read of the frames; softer at depth seams.
 - ``'weighted'``: the lab's weighted mean ``sum(w_i f_i) / sum(w_i)`` with the lab's
   sharpness masks as weights (:func:`weighted_merge`), optionally with its automatic
   gamma correction. The floor: it blurs and leaves halos, since every frame leaks in.
-- ``'depthmap'``: per pixel, the frame at the (smoothed, fractional) depth map,
-  linearly interpolated between the two nearest frames (:func:`depth_merge`).
-- ``'pyramid'``: the same depth-guided weights blended band by band in a Laplacian
-  pyramid (Burt & Adelson's multiresolution spline): seams between depth regions
-  are feathered over each band's own scale, fine detail is never averaged across
-  depths, and low frequencies (which defocus hardly changes) are mixed smoothly.
-- ``'maxabs'``: the classic pyramid rule without a depth map: per level the
-  coefficient with the largest local energy, the base level averaged. Kept as a
-  reference point: it is single-pass but amplifies noise and rings at strong edges.
 
+bench/fusion.py compares them (and enfuse, focusweave); bench/README.md has the figures.
 Frames are float32 on [0, 1] here; integer conversion is the pipeline's job.
 """
 
