@@ -420,6 +420,7 @@ def test_many_strips_tiles_and_threads(monkeypatch, mode, stride, dilation) -> N
 
     monkeypatch.setattr(_methods, "STRIP_BYTES", 600)
     monkeypatch.setattr(_methods, "THREAD_MIN_WORK", 0)
+    monkeypatch.setattr(_methods, "THREADS", 2)
     monkeypatch.setattr(_methods, "_sides", lambda span, n: [(32, 32 - span + 1)])
     image = rng(34).random((2, 101, 87)).astype(np.float32)
     kernel = rng(35).normal(size=(5, 6)).astype(np.float32)

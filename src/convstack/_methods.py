@@ -8,12 +8,15 @@ spatial shape; it returns (batch, *out_shape). No validation happens here.
 For 1-D and 2-D images the work is split into row strips (about ``STRIP_BYTES``
 each) that are padded on the fly into small per-thread buffers, so that no
 temporary is ever image-sized: every pass of a kernel tap runs over a strip that
-stays in the L2 cache. Strips run on a small module-level thread pool (NumPy and
-``scipy.fft`` release the GIL). Within a strip a stride-1 tap is a single flat,
-contiguous slice ("wide rows": the row pitch of the padded strip is kept, the
-``span - 1`` extra columns per row are computed and dropped), so each pass is one
-long vectorised loop. Taps with equal weights are summed first and multiplied
-once (symmetric and box kernels need about half the passes).
+stays in the L2 cache. Within a strip a stride-1 tap is a single flat, contiguous
+slice ("wide rows": the row pitch of the padded strip is kept, the ``span - 1``
+extra columns per row are computed and dropped), so each pass is one long
+vectorised loop. Taps with equal weights are summed first and multiplied once
+(symmetric and box kernels need about half the passes). Where the output is as
+wide as the image, direct skips the padding for interior rows and accumulates
+straight into the output (:func:`_direct_in_place`). Strips and FFT tiles can run
+on a small module-level thread pool (NumPy and ``scipy.fft`` release the GIL); it
+is off by default (``THREADS``).
 
 N-D images (3 or more spatial axes) take a simple whole-array path.
 """
@@ -286,22 +289,17 @@ def _strip_engine(
     stride: Shape,
     out_shape: Shape,
     cost: float,
-    out: NDArray[Any] | None = None,
-    rows: tuple[int, int] | None = None,
 ) -> NDArray[Any]:
     """Shared strip loop for direct and separable on 2-D work arrays.
 
-    Computes output rows ``rows`` (default: all) of every image, full width, in strips
-    of about ``STRIP_BYTES`` (see :func:`_block`).
+    Computes every output row of every image, full width, in strips of about
+    ``STRIP_BYTES`` (see :func:`_block`).
     """
     batch, n_r, n_c = image.shape
     dtype = border.fill.dtype
     maps = border.index_maps((n_r, n_c))
-    if out is None:
-        out = np.empty((batch,) + out_shape, dtype=dtype)
-    lo, hi = rows if rows is not None else (0, out_shape[0])
+    out = np.empty((batch,) + out_shape, dtype=dtype)
     wb = (out_shape[1] - 1) * stride[1] + span[1]
-    target = out
     tasks = [
         functools.partial(
             _block,
@@ -312,12 +310,12 @@ def _strip_engine(
             passes,
             span,
             stride,
-            (lo + r0, lo + r1),
+            (r0, r1),
             (0, out_shape[1]),
-            target[item, lo + r0 : lo + r1],
+            out[item, r0:r1],
         )
         for item in range(batch)
-        for r0, r1 in _strips(hi - lo, wb * dtype.itemsize * stride[0])
+        for r0, r1 in _strips(out_shape[0], wb * dtype.itemsize * stride[0])
     ]
     _run(tasks, cost)
     return out
@@ -329,7 +327,6 @@ def _direct_in_place(
     groups: list[tuple[float, list[Any]]],
     passes: Callable[[NDArray[Any], int, int, NDArray[Any], NDArray[Any]], None],
     span: Shape,
-    dilation: Shape,
     out_shape: Shape,
     cost: float,
 ) -> NDArray[Any] | None:
@@ -472,7 +469,7 @@ def direct(
             for b in range(kshape[1])
         ]
         groups = _groups(taps2d, offsets)
-        out = _direct_in_place(work, border, groups, passes, span, dil, oshape, cost)
+        out = _direct_in_place(work, border, groups, passes, span, oshape, cost)
     if out is None:
         out = _strip_engine(work, border, passes, span, st, oshape, cost)
     return out.reshape((image.shape[0],) + out_shape)
