@@ -510,3 +510,25 @@ def test_direct_in_place_path(monkeypatch, mode, kshape, dilation) -> None:
         for c in range(3):
             expected = ndi.convolve(image[c], kernel, mode=mode)
             np.testing.assert_allclose(got[c], expected, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", SCIPY_MODES)
+@pytest.mark.parametrize(("stride", "dilation"), [(1, 1), (3, 2)])
+def test_long_1d_signal_in_column_chunks(monkeypatch, mode, stride, dilation) -> None:
+    """Rows longer than a strip are cut into column chunks; the result does not change."""
+    from convstack import _methods
+
+    signal = rng(40).random(1000)
+    kernel = rng(41).normal(size=7)
+    whole = {
+        m: correlate(signal, kernel, mode=mode, stride=stride, dilation=dilation, method=m)
+        for m in METHODS
+    }
+    monkeypatch.setattr(_methods, "STRIP_BYTES", 256)  # 32 float64 outputs per chunk
+    for m in METHODS:
+        got = correlate(signal, kernel, mode=mode, stride=stride, dilation=dilation, method=m)
+        np.testing.assert_allclose(got, whole[m], atol=1e-12, err_msg=m)
+    if stride == 1 and dilation == 1:
+        np.testing.assert_allclose(
+            whole["direct"], ndi.correlate(signal, kernel, mode=mode), atol=1e-10
+        )

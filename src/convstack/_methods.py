@@ -299,7 +299,10 @@ def _strip_engine(
     dtype = border.fill.dtype
     maps = border.index_maps((n_r, n_c))
     out = np.empty((batch,) + out_shape, dtype=dtype)
-    wb = (out_shape[1] - 1) * stride[1] + span[1]
+    n_out = out_shape[1]
+    # rows longer than a strip (long 1-D signals) are cut into column chunks too
+    chunk = max(1, min(n_out, STRIP_BYTES // (dtype.itemsize * stride[1])))
+    wb = (chunk - 1) * stride[1] + span[1]
     tasks = [
         functools.partial(
             _block,
@@ -311,11 +314,12 @@ def _strip_engine(
             span,
             stride,
             (r0, r1),
-            (0, out_shape[1]),
-            out[item, r0:r1],
+            (c0, min(c0 + chunk, n_out)),
+            out[item, r0:r1, c0 : c0 + chunk],
         )
         for item in range(batch)
         for r0, r1 in _strips(out_shape[0], wb * dtype.itemsize * stride[0])
+        for c0 in range(0, n_out, chunk)
     ]
     _run(tasks, cost)
     return out
