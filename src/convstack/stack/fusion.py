@@ -61,36 +61,73 @@ def _blur5(image: F32, gain: float = 1.0) -> F32:
     return out.astype(np.float32, copy=False)
 
 
+def _decimate(image: F32, axis: int) -> F32:
+    """5-tap binomial blur along ``axis`` (0 or 1), kept at even positions only.
+
+    ``out[j] = (x[2j-2] + 4 x[2j-1] + 6 x[2j] + 4 x[2j+1] + x[2j+2]) / 16`` with mirrored
+    borders (OpenCV's BORDER_REFLECT_101, our 'mirror'); only the kept half is computed.
+    """
+    n = image.shape[axis]
+    m = (n + 1) // 2
+    pad = [(0, 0)] * image.ndim
+    pad[axis] = (2, 2)
+    padded = np.pad(image, pad, mode="reflect") if n > 2 else np.pad(image, pad, mode="edge")
+
+    def tap(offset: int) -> F32:
+        index = slice(offset, offset + 2 * m - 1, 2)
+        return padded[index] if axis == 0 else padded[:, index]
+
+    out = tap(0) + tap(4)
+    out += np.float32(4.0) * (tap(1) + tap(3))
+    out += np.float32(6.0) * tap(2)
+    out *= np.float32(1.0 / 16.0)
+    return out
+
+
 def _reduce(image: F32) -> F32:
     """Blur with the 5-tap binomial and keep every other row and column."""
-    axis = 2 if image.ndim == 3 else None
-    rows = correlate(image, _BINOMIAL[:, None], mode="mirror", channel_axis=axis)[::2]
-    rows = np.ascontiguousarray(rows)
-    out = correlate(rows, _BINOMIAL[None, :], mode="mirror", channel_axis=axis)
-    return np.ascontiguousarray(out[:, ::2]).astype(np.float32, copy=False)
+    return _decimate(_decimate(image, 0), 1)
 
 
-def _expand_axis(image: F32, size: int, axis: int) -> F32:
-    """Upsample by two along ``axis`` to ``size`` samples (polyphase 5-tap binomial).
+def _upsample(padded: F32, size: int, axis: int) -> F32:
+    """Polyphase 2x upsampling of an edge-padded array along ``axis`` (0 or 1)."""
 
-    Equal to inserting zeros between samples and correlating with
-    ``[1, 4, 6, 4, 1] / 8``: even outputs are ``(x[j-1] + 6 x[j] + x[j+1]) / 8``, odd
-    ones ``(x[j] + x[j+1]) / 2`` (borders mirrored), without multiplying the zeros.
-    """
-    x = np.moveaxis(image, axis, 0)
-    padded = np.concatenate([x[1:2], x, x[-2:-1]]) if x.shape[0] > 1 else np.concatenate([x] * 3)
-    even = (padded[:-2] + padded[2:] + np.float32(6.0) * padded[1:-1]) * np.float32(0.125)
-    odd = (padded[1:-1] + padded[2:]) * np.float32(0.5)
-    out = np.empty((2 * x.shape[0],) + x.shape[1:], np.float32)
-    out[0::2] = even
-    out[1::2] = odd
-    return np.moveaxis(out[:size], 0, axis)
+    def cut(start: int, stop: int | None) -> Any:
+        return (slice(start, stop),) if axis == 0 else (slice(None), slice(start, stop))
+
+    left, mid, right = padded[cut(0, -2)], padded[cut(1, -1)], padded[cut(2, None)]
+    shape = list(mid.shape)
+    shape[axis] *= 2
+    out = np.empty(shape, np.float32)
+    even = left + right
+    even += np.float32(6.0) * mid
+    even *= np.float32(0.125)
+    odd = mid + right
+    odd *= np.float32(0.5)
+    if axis == 0:
+        out[0::2], out[1::2] = even, odd
+        return out[:size]
+    out[:, 0::2], out[:, 1::2] = even, odd
+    return out[:, :size]
 
 
 def _expand(image: F32, shape: tuple[int, ...]) -> F32:
-    """Upsample a pyramid level to ``shape[:2]`` (the inverse step of :func:`_reduce`)."""
-    rows = _expand_axis(image, shape[0], 0)
-    return np.ascontiguousarray(_expand_axis(rows, shape[1], 1))
+    """Upsample a pyramid level to ``shape[:2]`` (the inverse step of :func:`_reduce`).
+
+    Equal to inserting zeros between samples and correlating with ``[1, 4, 6, 4, 1] / 8``
+    along each axis: even outputs are ``(x[j-1] + 6 x[j] + x[j+1]) / 8``, odd ones
+    ``(x[j] + x[j+1]) / 2`` (borders mirrored), without multiplying the zeros.
+    """
+    if image.shape[0] > 1:
+        rows = np.concatenate([image[1:2], image, image[-2:-1]], axis=0)
+    else:
+        rows = np.concatenate([image] * 3, axis=0)
+    tall = _upsample(rows, shape[0], 0)
+    if tall.shape[1] > 1:
+        cols = np.concatenate([tall[:, 1:2], tall, tall[:, -2:-1]], axis=1)
+    else:
+        cols = np.concatenate([tall] * 3, axis=1)
+    return _upsample(cols, shape[1], 1)
 
 
 def pyramid_levels(shape: tuple[int, ...], levels: int | None = None, min_size: int = 16) -> int:
@@ -333,15 +370,22 @@ class PyramidAccumulator:
                 if len(self.tau) <= k:
                     level = float(np.quantile(energy, self.quantile))
                     self.tau.append(max(level * self.floor, 1e-12))
-                log_w = np.float32(self.power) * np.log1p(energy / np.float32(self.tau[k]))
+                energy *= np.float32(1.0 / self.tau[k])
+                log_w = np.log1p(energy, out=energy)
+                log_w *= np.float32(self.power)
                 top = np.maximum(self.energy[k], log_w)
-                old = np.exp(self.energy[k] - top)
-                new = np.exp(log_w - top)
+                old = np.subtract(self.energy[k], top, out=self.energy[k])
+                np.exp(old, out=old)
+                new = np.subtract(log_w, top, out=log_w)
+                np.exp(new, out=new)
                 self.energy[k] = top
-                self.weight[k] = self.weight[k] * old + new
+                self.weight[k] *= old
+                self.weight[k] += new
                 if band.ndim == 3:
                     old, new = old[..., None], new[..., None]
-                self.bands[k] = self.bands[k] * old + band * new
+                self.bands[k] *= old
+                band *= new
+                self.bands[k] += band
                 continue
             better = energy > self.energy[k]
             np.maximum(self.energy[k], energy, out=self.energy[k])
