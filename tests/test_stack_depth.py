@@ -79,3 +79,24 @@ def test_focus_accumulator_is_a_running_argmax() -> None:
         acc.add(i, m)
     np.testing.assert_array_equal(acc.raw_depth(), maps.argmax(axis=0))
     np.testing.assert_allclose(acc.confidence(), maps.max(0) - maps.mean(0), atol=1e-6)
+
+
+def test_zoom_is_bilinear_resize() -> None:
+    from skimage.transform import resize
+
+    small = np.random.default_rng(8).random((13, 17)).astype(np.float32)
+    expected = resize(small, (52, 68), order=1, mode="edge", anti_aliasing=False)
+    np.testing.assert_allclose(D._zoom(small, 4), expected, atol=1e-5)
+    np.testing.assert_allclose(D._resize_bilinear(small, (52, 68)), expected, atol=1e-5)
+
+
+def test_regularize_large_map_fills_and_keeps_steps() -> None:
+    """The decimated coarse scales (maps >= 64 px) behave as the direct ones."""
+    index = np.zeros((128, 160))
+    index[:, 80:] = 3
+    confidence = np.zeros((128, 160))
+    confidence[:, 20:30] = 1.0
+    confidence[:, 120:130] = 1.0
+    d = D.regularize_depth(index, confidence, count=4)
+    assert np.abs(d[:, :70]).max() < 0.05
+    assert np.abs(d[:, 90:] - 3).max() < 0.05
