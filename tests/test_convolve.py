@@ -188,7 +188,7 @@ def test_scipy_parity_1d(method: str, mode: str, ksize: int) -> None:
 
 
 @pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("mode", ["nearest", "reflect", "mirror", "wrap"])
+@pytest.mark.parametrize("mode", SCIPY_MODES)
 def test_image_smaller_than_kernel(method: str, mode: str) -> None:
     """'same' padding lets a 9x7 kernel run over a 3x2 image (pads wider than the image)."""
     image = rng(13).random((3, 2))
