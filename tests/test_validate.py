@@ -40,6 +40,9 @@ def test_as_real_array() -> None:
         (np.uint8, np.float64),
         (np.int64, np.float64),
         (np.bool_, np.float64),
+        (">f4", np.float32),
+        (">f8", np.float64),
+        (np.longdouble, np.float64),
     ],
 )
 def test_float_dtype(dtype, expected) -> None:

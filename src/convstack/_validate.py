@@ -51,10 +51,9 @@ def as_real_array(value: ArrayLike, name: str) -> NDArray[Any]:
 
 
 def float_dtype(array: NDArray[Any]) -> np.dtype[Any]:
-    """Working dtype: float32 and float64 keep their precision, everything else is float64."""
-    if array.dtype in (np.float32, np.float64):
-        return array.dtype
-    if array.dtype == np.float16:
+    """Working dtype (native byte order): float16 and float32 compute in float32, every
+    other real dtype (float64, longdouble, integers, bool) in float64."""
+    if array.dtype.kind == "f" and array.dtype.itemsize <= 4:
         return np.dtype(np.float32)
     return np.dtype(np.float64)
 
