@@ -5,13 +5,14 @@ frame at a time, memory independent of the number of frames) that
 :func:`convstack.stack.fuse` drives:
 
 - ``'pyramid'`` (the default; :func:`pyramid_merge`): Laplacian-pyramid fusion
-  (Burt & Adelson). Every detail level takes, per pixel, the coefficient of the
-  frame with the largest local energy; the finest level softens that into weights
-  ``(1 + E / tau) ** 8`` so that flat, noisy areas are averaged over the frames
-  instead of keeping the largest noise sample; the low-pass base is blended by the
-  depth map. Halo-safe: a defocused frame's glow around a bright edge is
-  low-frequency, so it loses to the focused frame's edge at every fine level.
-- ``'maxabs'``: the same, with the classic evenly averaged base (no depth map).
+  (Burt & Adelson). Every detail level weights the frames' coefficients by
+  ``(1 + E / tau) ** 8`` (``E`` local energy, ``tau`` a noise floor): nearly a
+  selection of the sharpest frame where one stands out, an average (less noise,
+  no blotches) where none does; the low-pass base is blended by the depth map.
+  Halo-safe: a defocused frame's glow around a bright edge is low-frequency, so it
+  loses to the focused frame's edge at every fine level.
+- ``'maxabs'``: the classic rule, for comparison: the coefficient of largest local
+  energy at every level, the bases averaged evenly (no depth map).
 - ``'depthmap'``: per pixel, the frame at the regularised, fractional depth map,
   linearly interpolated between the two nearest frames (:func:`depth_merge`).
   Needs a second read of the frames; softer at depth seams.
@@ -315,17 +316,17 @@ class DepthAccumulator:
 class PyramidAccumulator:
     """Running per-level fusion of the frames' Laplacian-pyramid coefficients.
 
-    Detail levels from ``soft_levels`` on keep, per pixel, the coefficient with the
-    largest local energy ``E`` (luma coefficient squared, 5-tap binomial window)
-    seen so far, and that energy. The finest ``soft_levels`` levels instead keep a
-    running weighted sum with weights ``(1 + E / tau) ** power``, ``tau`` = ``floor``
+    The finest ``soft_levels`` detail levels (default: all) keep a running weighted
+    sum of the frames' coefficients with weights ``(1 + E / tau) ** power``, ``E`` the
+    local energy (luma coefficient squared, 5-tap binomial window), ``tau`` = ``floor``
     times the ``quantile`` (10 %) of that level's energy in the first frame taken in
     (the sensor-noise energy of its flattest areas): where one frame's
     detail stands out this is a selection, where every frame holds only noise it is
     an average, which lowers the noise instead of picking its largest sample. The
     sums are kept relative to the running largest log-weight (an online softmax),
-    so they stay finite whatever the energy ratios.
-    Either way two frame-sized arrays per level, whatever the number of frames.
+    so they stay finite whatever the energy ratios. Coarser levels (none by default;
+    all with ``soft_levels=0``, the classic rule) keep the coefficient of largest
+    energy. Either way two frame-sized arrays per level, whatever the number of frames.
     The low-pass bases (``1 / 4**(levels - 1)`` of a frame each, a few kilobytes)
     are kept per frame and blended at the end, by depth-map weights or evenly.
     """
@@ -334,14 +335,14 @@ class PyramidAccumulator:
         self,
         levels: int | None = None,
         *,
-        soft_levels: int = 1,
+        soft_levels: int | None = None,
         power: float = 8.0,
         floor: float = 4.0,
         quantile: float = 0.1,
     ) -> None:
         self.levels_arg = levels
         self.levels = 0
-        self.soft_levels = soft_levels
+        self.soft_levels = 1 << 30 if soft_levels is None else soft_levels
         self.power = power
         self.floor = floor
         self.quantile = quantile
@@ -466,8 +467,9 @@ def pyramid_merge(
     depth: ArrayLike | None = None,
     *,
     levels: int | None = None,
+    soft_levels: int | None = None,
 ) -> NDArray[Any]:
-    """Laplacian-pyramid fusion: per level and pixel, the coefficient of largest local energy.
+    """Laplacian-pyramid fusion: per level, coefficients weighted by their local energy.
 
     Parameters
     ----------
@@ -476,9 +478,13 @@ def pyramid_merge(
     depth : array_like, shape (rows, cols), optional
         Fractional frame index per pixel: the low-pass base is blended with weights
         ``max(0, 1 - |d - i|)`` (at the base's scale). None: the plain mean of the
-        bases (the classic rule, ``method='maxabs'``).
+        bases.
     levels : int, optional
         Pyramid levels (default: until the coarsest side is about 16 pixels).
+    soft_levels : int, optional
+        How many of the finest detail levels use the soft weights (default: all);
+        the others keep the coefficient of largest energy. ``soft_levels=0`` with
+        ``depth=None`` is the classic rule (``method='maxabs'``).
 
     Returns
     -------
@@ -486,16 +492,18 @@ def pyramid_merge(
 
     Notes
     -----
-    Detail level ``k`` of the result takes, at each position, the coefficient of
-    the frame whose local energy ``B * (luma of L_k)**2`` is largest (``L_k``: the
+    Detail level ``k`` of the result is ``sum_i w_i L_k(f_i) / sum_i w_i`` with
+    ``w_i = (1 + E_i / tau_k) ** 8``, ``E_i = B * (luma of L_k(f_i))**2`` (``L_k``: the
     5-tap binomial Laplacian pyramid of Burt & Adelson 1983, ``B``: the same 5-tap
-    window). Selection, not averaging, keeps fine detail at full contrast; since a
-    defocused frame's glow around a bright edge is low-frequency, it loses to the
-    focused frame's edge at the fine levels and halos stay out. Identical frames are
-    returned unchanged.
+    window, ``tau_k``: 4x the 10 % energy quantile of the first frame, a noise
+    floor). The eighth power makes it nearly a selection wherever one frame's
+    detail stands out, which keeps fine detail at full contrast; since a defocused
+    frame's glow around a bright edge is low-frequency, it loses to the focused
+    frame's edge at the fine levels and halos stay out. Identical frames are
+    returned unchanged. See :class:`PyramidAccumulator`.
     """
     stack, dtype = _check_stack(frames)
-    acc = PyramidAccumulator(levels)
+    acc = PyramidAccumulator(levels, soft_levels=soft_levels)
     for i, f in enumerate(stack):
         acc.add(i, f)
     d = None if depth is None else _check_depth(depth, stack[0].shape, len(stack))
