@@ -43,9 +43,10 @@ class ProgressBar:
         if stage != self.stage:
             if self.stage is not None and self.interactive:
                 self.stream.write("\n")
-            self.stage, self.start, self.last_draw = stage, now, 0.0
+            self.stage, self.start = stage, now
+            self.last_draw = 0.0 if self.interactive else now
         finished = total > 0 and done >= total
-        if not self.interactive and not finished and now - self.last_draw < 2.0:
+        if not self.interactive and not finished and (done == 0 or now - self.last_draw < 2.0):
             return
         if self.interactive and not finished and now - self.last_draw < 0.1 and done > 0:
             return
