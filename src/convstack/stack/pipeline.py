@@ -176,10 +176,11 @@ def _finest_level(shape: tuple[int, ...]) -> int:
     return max(0, math.ceil(math.log(pixels / 5e5, 4))) if pixels > 5e5 else 0
 
 
-def _warped(frame: NDArray[np.float32], matrix: NDArray[np.float64]) -> NDArray[np.float32]:
-    """``frame`` resampled onto the reference grid (cubic; edges repeated, not black)."""
-    if np.allclose(matrix, np.eye(3)):
-        return frame
+def _warped(frame: NDArray[Any], matrix: NDArray[np.float64]) -> NDArray[np.float32]:
+    """``frame`` resampled onto the reference grid (cubic; edges repeated, not black).
+
+    Integer frames keep their scale (float32 out); float frames are made float32.
+    """
     return warp(frame, matrix, order=3, mode="nearest").astype(np.float32, copy=False)
 
 
@@ -273,8 +274,8 @@ def fuse(
 
     def prepare(index: int, neighbour: int | None) -> tuple[NDArray[np.float32], NDArray[Any]]:
         """Read, register (to the neighbour towards the reference) and warp one frame."""
-        frame = source.unit(index)
-        gray = to_gray(frame)
+        raw = source.raw(index)
+        gray = to_gray(raw)
         if neighbour is not None and align != "none":
             step = _align.estimate_transform(
                 grays[neighbour],
@@ -289,10 +290,13 @@ def fuse(
         for k in [k for k in grays if k != ref]:
             del grays[k]
         grays[index] = gray
-        if not np.allclose(transforms[index], np.eye(3)):
-            frame = _warped(frame, transforms[index])
-            gray = to_gray(frame)
-        return frame, gray
+        if np.allclose(transforms[index], np.eye(3)):
+            return to_unit_float(raw), gray
+        # warp the integers as they are (cheaper), then scale to [0, 1]
+        frame = _warped(raw, transforms[index])
+        if raw.dtype.kind in "ui":
+            frame *= np.float32(1.0 / np.iinfo(raw.dtype).max)
+        return frame, to_gray(frame)
 
     # one frame is read, registered and warped in a worker thread while the previous
     # one is measured and merged here (NumPy releases the GIL): two frames in flight
@@ -334,7 +338,9 @@ def fuse(
         report(progress, "fuse", 0, count)
         for index in range(count):
             if acc.needs(index):
-                frame = _warped(source.unit(index), transforms[index])
+                frame = source.unit(index)
+                if not np.allclose(transforms[index], np.eye(3)):
+                    frame = _warped(frame, transforms[index])
                 acc.add(index, frame)
                 del frame
             report(progress, "fuse", index + 1, count)
