@@ -91,6 +91,8 @@ def bilateral(
     radius = max(radius, 1)
     padded = np.ascontiguousarray(pad_image(array, (radius, radius), (radius, radius), mode))
     if array.dtype == np.uint8:
+        if array.ndim == 2:
+            return _bilateral_u8_gray(padded, array.shape, radius, sc, ss)
         return _bilateral_u8(padded, array.shape, radius, sc, ss)
     return _bilateral_float(array, padded, radius, sc, ss)
 
@@ -103,6 +105,79 @@ def _real(value: Any, name: str) -> float:
     if not math.isfinite(number):
         raise v.fail(name, "be finite", value)
     return number
+
+
+def _bilateral_u8_gray(
+    padded: NDArray[np.uint8], shape: tuple[int, ...], radius: int, sc: float, ss: float
+) -> NDArray[np.uint8]:
+    """OpenCV's 8-bit gray bilateral on flat, contiguous slices of the padded image.
+
+    The padded image is one flat float32 array; an offset ``(i, j)`` is then a
+    shift by ``i * padded_cols + j`` and every per-offset operation runs on
+    contiguous 1-D slices (NumPy's fastest loops, ~2x faster than 2-D views
+    with a column offset). Outputs are computed over whole padded rows and the
+    border columns dropped at the end (``2 * radius`` of ``padded_cols`` wasted).
+
+    Per pair of opposite offsets ``+-o`` (one weight array serves both: the
+    weight of ``p + o`` seen from ``p`` equals that of ``p`` seen from ``p + o``):
+    ``d = k * (x[a] - x[a + o])`` with ``k = sqrt(-coeff)`` pre-multiplied into
+    the image, the weight ``w = exp(ln(space_weight) - d * d)`` (OpenCV's
+    colour table value ``exp(coeff * diff**2)`` times the space weight, in one
+    exp; a NumPy gather from a 256-entry table is ~2x slower than the
+    vectorised exp), and the result is accumulated as ``x + sum(w * (x_q - x))
+    / sum(w)``: one product ``w * d`` per pair serves both directions (it is
+    ``-k * w * (x_q - x)`` seen from ``a`` and ``+`` seen from ``a + o``), so a
+    pair costs 8 passes and an exp instead of 10 and an exp. The weights agree
+    with OpenCV's table to float32 rounding.
+    """
+    rows, cols = shape
+    wp = cols + 2 * radius
+    coeff = -0.5 / (sc * sc)
+    scale = math.sqrt(-coeff)
+    gauss_space = float(np.float32(-0.5 / (ss * ss)))
+    half = [
+        (i * wp + j, np.float32(math.log(w)))
+        for i, j, w in _offsets(radius, gauss_space, centre=True)
+        if (i, j) > (0, 0)
+    ]
+    margin = radius  # reads reach ``radius`` samples before / after the padded image
+    scaled = np.empty(padded.size + 2 * margin, dtype=np.float32)
+    scaled[:margin] = 0
+    scaled[-margin:] = 0
+    np.multiply(padded.reshape(-1), np.float32(scale), out=scaled[margin:-margin])
+    max_shift = radius * wp + radius
+    out = np.empty((rows, cols), dtype=np.uint8)
+
+    def work(start: int, stop: int) -> None:
+        h = stop - start
+        n = h * wp
+        base = margin + (start + radius) * wp
+        moved = np.zeros(n, dtype=np.float32)  # sum of w * k * (x_q - x)
+        wsum = np.ones(n, dtype=np.float32)  # the centre: colour and space weight 1
+        diff = np.empty(n + max_shift, dtype=np.float32)
+        grid = np.empty(n + max_shift, dtype=np.float32)
+        for o, log_space in half:
+            d, g = diff[: n + o], grid[: n + o]
+            # anchors a in [base - o, base + n): the pair (a, a + o)
+            np.subtract(scaled[base - o : base + n], scaled[base : base + n + o], out=d)
+            np.multiply(d, d, out=g)
+            np.subtract(log_space, g, out=g)
+            np.exp(g, out=g)
+            wsum += g[o : o + n]  # weight of p + o seen from p
+            wsum += g[:n]  # weight of p - o seen from p
+            d *= g
+            moved -= d[o : o + n]  # p sees p + o: x_q - x_p = -(x[p] - x[p + o])
+            moved += d[:n]  # p sees p - o: x_q - x_p = x[p - o] - x[p]
+        moved /= wsum
+        moved += scaled[base : base + n]
+        moved *= np.float32(1 / scale)
+        np.rint(moved, out=moved)
+        np.copyto(
+            out[start:stop], moved.reshape(h, wp)[:, radius : radius + cols], casting="unsafe"
+        )
+
+    strips(rows, wp * 4 * 5, work, target=2 << 20)
+    return out
 
 
 def _bilateral_u8(
