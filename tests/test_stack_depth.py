@@ -100,3 +100,18 @@ def test_regularize_large_map_fills_and_keeps_steps() -> None:
     d = D.regularize_depth(index, confidence, count=4)
     assert np.abs(d[:, :70]).max() < 0.05
     assert np.abs(d[:, 90:] - 3).max() < 0.05
+
+
+def test_regularize_decimated_path_matches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 2x-decimated voting used for large maps gives nearly the same depth."""
+    rng = np.random.default_rng(13)
+    index = np.zeros((96, 128))
+    index[:, 64:] = 4
+    index[40:60, 20:40] = 2
+    noisy = np.where(rng.random(index.shape) < 0.1, rng.integers(0, 5, index.shape), index)
+    confidence = rng.random(index.shape) + 0.5
+    full = D.regularize_depth(noisy, confidence, count=5)
+    monkeypatch.setattr(D, "_HALF_VOTE_PIXELS", 1)
+    half = D.regularize_depth(noisy, confidence, count=5)
+    assert np.mean(np.abs(full - half) < 0.5) > 0.95
+    assert np.abs(half[:, 70:] - 4).max() < 0.5 and np.abs(half[45:55, 25:35] - 2).max() < 0.5
