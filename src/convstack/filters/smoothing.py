@@ -60,10 +60,10 @@ def _window_sum(
         if k & bit:
             piece = part(power, offset, n_out)
             if result is None:
-                result = piece.copy() if bit != last or out is None else None
-                if result is None:  # k is a power of two: one piece, straight into out
+                if bit == last and out is not None:  # k is a power of two: one piece
                     np.copyto(out, piece)
                     return out
+                result = piece.copy()
             elif bit == last and out is not None:
                 np.add(result, piece, out=out)
                 return out
