@@ -131,6 +131,63 @@ def test_tiny_images_and_single_rows_like_opencv(dtype, shape, mode):
         assert_close(filters.box_blur(image, size, mode=mode), expected, exact_int=False)
 
 
+@pytest.fixture
+def small_strips(monkeypatch):
+    """Cut every image into 16-row strips: inner strips read the image in place,
+    the first and last ones gather border rows by index."""
+    from convstack.filters import _dtype, smoothing
+
+    real = _dtype.strips
+
+    def tiny(rows, row_bytes, work, *, target=0):
+        real(rows, row_bytes, work, target=16 * row_bytes)
+
+    monkeypatch.setattr(smoothing, "strips", tiny)
+
+
+SCIPY_MODES = ["constant", "nearest", "reflect", "mirror", "wrap"]
+
+
+@pytest.mark.parametrize("mode", SCIPY_MODES)
+def test_strip_filters_match_scipy_in_every_mode(small_strips, mode):
+    # colour floats, gray uint8 and colour box means on many strips, against
+    # SciPy's per-channel correlation with the same taps and border rule
+    image = make((75, 23, 3), np.float64, seed=11)
+    for size, sigma in ((5, 0.0), (11, 2.5), (3, 0.8)):
+        taps = kernels.gaussian(size, sigma, ndim=1)
+        theirs = ndimage.correlate1d(image, taps, axis=0, mode=mode)
+        theirs = ndimage.correlate1d(theirs, taps, axis=1, mode=mode)
+        ours = filters.gaussian_blur(image, size, sigma, mode=mode)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-14)
+        box = ndimage.uniform_filter(image, (size, size, 1), mode=mode)
+        np.testing.assert_allclose(filters.box_blur(image, size, mode=mode), box, atol=1e-12)
+    gray = make((70, 37), np.uint8, seed=12)
+    for size in (5, 7):  # binomial (uint16 only) and general (uint32 columns) paths
+        exact = ndimage.correlate(
+            gray.astype(np.int64),
+            np.outer(
+                *[np.array(filters.smoothing._fixed_point(kernels.gaussian(size, 0.0, ndim=1), 8))]
+                * 2
+            ),
+            mode=mode,
+        )
+        expected = ((exact + (1 << 15)) >> 16).astype(np.uint8)
+        np.testing.assert_array_equal(filters.gaussian_blur(gray, size, mode=mode), expected)
+    assert filters.box_blur(gray, 4, mode=mode).shape == gray.shape
+
+
+def test_strip_filters_match_cv2_on_many_strips(small_strips):
+    image = make((90, 41, 3), np.uint8, seed=13)
+    for size in (3, 5, 9):
+        np.testing.assert_array_equal(
+            filters.gaussian_blur(image, size), cv2.GaussianBlur(image, (size, size), 0)
+        )
+        np.testing.assert_array_equal(filters.box_blur(image, size), cv2.blur(image, (size, size)))
+    floats = make((90, 41, 3), np.float32, seed=14)
+    assert_close(filters.gaussian_blur(floats, 7), cv2.GaussianBlur(floats, (7, 7), 0))
+    assert_close(filters.box_blur(floats, 21), cv2.blur(floats, (21, 21)))
+
+
 # ----------------------------------------------------------------------- unsharp
 
 

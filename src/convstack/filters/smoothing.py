@@ -274,12 +274,10 @@ def _fixed_point(kernel: NDArray[np.float64], bits: int) -> list[int]:
     return taps
 
 
-def _sym_pass(
-    get: Any, taps: list[int], dst: NDArray[Any], tmp: NDArray[Any], *, first: Any = None
-) -> None:
+def _sym_pass(get: Any, taps: list[Any], dst: NDArray[Any], tmp: NDArray[Any]) -> None:
     """``dst = sum(taps[i] * get(i))`` for a symmetric kernel, pairing mirrored taps.
 
-    All arrays share ``dst``'s unsigned dtype, so NumPy runs same-type SIMD loops.
+    All arrays share ``dst``'s dtype (and the taps are of it), so NumPy runs same-type SIMD loops.
     """
     n = len(taps)
     c = n // 2
@@ -460,6 +458,48 @@ def _gaussian_u8_integer(
     return out.reshape(shape)
 
 
+def _gaussian_float(
+    array: NDArray[Any], kx: NDArray[np.float64], ky: NDArray[np.float64], mode: str
+) -> NDArray[Any]:
+    """Separable symmetric Gaussian on float row strips, in the image's precision.
+
+    Columns first, straight from the image's rows (a view for inner strips, no
+    padded copy), into a strip buffer with room for the horizontal border,
+    which is then filled from the buffer itself; then rows, on the
+    interleaved channel-last rows as flat arrays (a horizontal tap is a shift
+    by the channel count), straight into the output. Mirrored taps are paired
+    (``x[i-t] + x[i+t]``, then one multiply): 3 passes per pair plus one for
+    the centre.
+    """
+    dtype = array.dtype
+    channels = array.shape[2] if array.ndim == 3 else 1
+    rows, cols = array.shape[0], array.shape[1]
+    rx, ry = kx.size // 2, ky.size // 2
+    tx = [dtype.type(t) for t in kx]
+    ty = [dtype.type(t) for t in ky]
+    load, fill_border, padded_cols, inner = _strip_source(array, (ry, ry), (rx, rx), mode, dtype)
+    width = cols * channels
+    out = np.empty((rows, width), dtype=dtype)
+
+    def work(start: int, stop: int) -> None:
+        h = stop - start
+        block = load(start, stop)
+        vp = np.empty((h, padded_cols, channels), dtype=dtype)
+        target = vp[:, inner]
+        _sym_pass(lambda j: block[j : j + h], ty, target, np.empty(target.shape, dtype))
+        fill_border(vp, 0)
+        flat = vp.reshape(h, -1)
+        _sym_pass(
+            lambda i: flat[:, i * channels : i * channels + width],
+            tx,
+            out[start:stop],
+            np.empty((h, width), dtype),
+        )
+
+    strips(rows, width * dtype.itemsize * 4, work, target=1 << 20)
+    return out.reshape(array.shape)
+
+
 def _is_binomial(taps: list[int]) -> bool:
     return taps == [math.comb(len(taps) - 1, i) for i in range(len(taps))]
 
@@ -520,6 +560,8 @@ def gaussian_blur(
 
     uint8 runs in integer row strips on a small thread pool; kernels whose
     taps share a factor of 16 (sizes 3 and 5 with ``sigma=0``) entirely in uint16.
+    Float colour images run as separable passes on the interleaved rows (no
+    per-channel split); float gray images go through ``convstack.correlate``.
 
     Examples
     --------
@@ -548,6 +590,10 @@ def gaussian_blur(
     if kr == 1 and kc == 1:
         return array.copy()
     if array.dtype.kind == "f":
+        if array.ndim == 3:
+            return _gaussian_float(array, kx, ky, mode)
+        # gray: the engine's direct path (accumulating inner rows in place) is
+        # 20-30 % faster than _gaussian_float; with channels it is ~1.5x slower
         return filter_float(array, np.outer(ky, kx), mode).astype(array.dtype, copy=False)
     if array.dtype == np.uint8:
         return _gaussian_u8_integer(array, _fixed_point(kx, 8), _fixed_point(ky, 8), mode)
