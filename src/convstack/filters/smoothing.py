@@ -416,13 +416,16 @@ def _gaussian_u8_integer(
         if bias:
             inner += bias
         fill_border(vp, bias)
-        a, b = vp, np.empty_like(vp)
-        w = padded_width
+        # rows as one flat array: a tap is a shift by ``channels`` elements (1-D
+        # contiguous loops, ~20 % faster than 2-D views); sums that straddle two
+        # rows land only in the border columns, which are dropped
+        a, b = vp.reshape(-1), np.empty(vp.size, dtype=np.uint16)
+        length = a.size
         for _ in range(nx - 1):
-            w -= channels
-            np.add(a[:, :w], a[:, channels : w + channels], out=b[:, :w])
+            length -= channels
+            np.add(a[:length], a[channels : length + channels], out=b[:length])
             a, b = b, a
-        finish(a[:, :width], bias, start, stop)
+        finish(a.reshape(h, padded_width)[:, :width], bias, start, stop)
 
     def work(start: int, stop: int) -> None:
         # Rows first here: a uint32 pass over whole rows (aligned, contiguous)
@@ -433,17 +436,30 @@ def _gaussian_u8_integer(
         buf = np.empty((n, padded_width), dtype=np.uint16)
         load(start, stop, buf[:, voff : voff + vwidth])
         fill_border(buf, 0)
-        row = np.empty((n, width), dtype=np.uint16)
+        # rows as one flat array (see work_binomial); the border columns of
+        # ``row`` hold sums across two rows and are dropped
+        flat_buf = buf.reshape(-1)
+        length = flat_buf.size - 2 * halo
+        row = np.empty((n, padded_width), dtype=np.uint16)
+        row_flat = row.reshape(-1)[:length]
         if nx > 1:
             _sym_pass(
-                lambda i: buf[:, i * channels : i * channels + width], bx, row, np.empty_like(row)
+                lambda i: flat_buf[i * channels : i * channels + length],
+                bx,
+                row_flat,
+                np.empty(length, dtype=np.uint16),
             )
         else:
-            np.multiply(buf, bx[0], out=row)
+            np.multiply(flat_buf, bx[0], out=row_flat)
         bias = offset >> first_rows_bits if offset >= 1 << first_rows_bits else 0
         if bias:
-            row += bias
-        wide = row if row_dtype is np.uint16 else row.astype(np.uint32)
+            row_flat += bias
+        inner_row = row[:, :width]
+        wide = (
+            np.ascontiguousarray(inner_row)
+            if row_dtype is np.uint16
+            else inner_row.astype(np.uint32)
+        )
         total = np.empty((h, width), dtype=row_dtype)
         if ny > 1:
             _sym_pass(lambda j: wide[j : j + h], by, total, np.empty_like(total))
