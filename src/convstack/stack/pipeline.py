@@ -15,7 +15,7 @@ At most two frames are in flight (one read, registered and warped in a worker
 thread while the previous one is measured and merged), plus two lumas for
 registration and a fixed number of frame-sized accumulators, whatever the number of
 frames; only the pyramid's low-pass bases (a few kilobytes each) are kept per frame.
-Peak RSS measured for 2000 x 3000 RGB frames: 992 MiB for 10 frames, 1078 MiB for 40
+Peak RSS measured for 2000 x 3000 RGB frames: 956 MiB for 10 frames, 982 MiB for 40
 (bench/README.md).
 """
 
