@@ -48,10 +48,18 @@ def _window_sum(
         np.copyto(out, a, casting="unsafe")
         return out
     if k <= 4:
-        out = np.add(part(a, 0, n_out), part(a, 1, n_out), out=out)
-        for i in range(2, k):
-            out += part(a, i, n_out)
-        return out
+        # NumPy runs an in-place add on a strided view (``out`` inside a padded
+        # strip buffer) through a buffered loop at half speed: accumulate in a
+        # contiguous array and write ``out`` only with the last add
+        if k == 2 or out is None or out.flags.c_contiguous:
+            acc = np.add(part(a, 0, n_out), part(a, 1, n_out), out=out if k == 2 else None)
+        else:
+            acc = np.add(part(a, 0, n_out), part(a, 1, n_out))
+        if k == 2:
+            return acc
+        for i in range(2, k - 1):
+            acc += part(a, i, n_out)
+        return np.add(acc, part(a, k - 1, n_out), out=out)
     result: NDArray[Any] | None = None
     power, width, offset = a, 1, 0
     bit = 1
@@ -281,17 +289,20 @@ def _sym_pass(get: Any, taps: list[Any], dst: NDArray[Any], tmp: NDArray[Any]) -
     """
     n = len(taps)
     c = n // 2
+    pairs = [i for i in range(c) if taps[i] != 0]
+    # in-place adds on a strided view (``dst`` inside a padded strip buffer) run
+    # through a buffered loop at half speed: accumulate in a contiguous array,
+    # write ``dst`` only with the last add
+    acc = dst if dst.flags.c_contiguous or not pairs else np.empty(dst.shape, dst.dtype)
     if taps[c] == 1:
-        np.copyto(dst, get(c))
+        np.copyto(acc, get(c))
     else:
-        np.multiply(get(c), taps[c], out=dst)
-    for i in range(c):
-        if taps[i] == 0:
-            continue
+        np.multiply(get(c), taps[c], out=acc)
+    for i in pairs:
         np.add(get(i), get(n - 1 - i), out=tmp)
         if taps[i] != 1:
             tmp *= taps[i]
-        dst += tmp
+        np.add(acc, tmp, out=dst if i == pairs[-1] else acc)
 
 
 def _gaussian_u8_integer(
@@ -402,19 +413,16 @@ def _gaussian_u8_integer(
         load(start, stop, a)
         vp = np.empty((h, padded_width), dtype=np.uint16)
         inner = vp[:, voff : voff + vwidth]
-        if ny == 1:
-            np.copyto(inner, a)
-        else:
-            b = np.empty_like(a)
-            n = a.shape[0]
-            for step in range(ny - 1):
-                n -= 1
-                target = inner if step == ny - 2 else b[:n]
-                np.add(a[:n], a[1 : n + 1], out=target)
-                a, b = b, a
         bias = offset >> first_cols_bits if offset >= 1 << first_cols_bits else 0
-        if bias:
-            inner += bias
+        b = np.empty_like(a)
+        n = a.shape[0]
+        for _ in range(ny - 1):
+            n -= 1
+            np.add(a[:n], a[1 : n + 1], out=b[:n])
+            a, b = b, a
+        # the last write goes out-of-place into the strided strip buffer (an
+        # in-place add on a strided view runs at half speed)
+        np.add(a[:h], bias, out=inner)
         fill_border(vp, bias)
         # rows as one flat array: a tap is a shift by ``channels`` elements (1-D
         # contiguous loops, ~20 % faster than 2-D views); sums that straddle two
