@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 
 import numpy as np
@@ -157,3 +158,26 @@ def test_errors_and_input_unchanged():
         filters.bilateral(image, 5, None, 10)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`mode` must be one of"):
         filters.median_blur(image, 3, mode="replicate")
+
+
+@pytest.mark.parametrize("shape", [(70, 29), (64, 23, 3)])
+def test_bilateral_uint8_on_many_strips(monkeypatch, shape):
+    # 16-row strips: every strip's flat slices reach into the rows of its
+    # neighbours and into the border rows and columns
+    from convstack.filters import _dtype
+
+    bilateral_module = importlib.import_module("convstack.filters.bilateral")
+    real = _dtype.strips
+
+    def tiny(rows, row_bytes, work, *, target=0):
+        real(rows, row_bytes, work, target=16 * row_bytes)
+
+    monkeypatch.setattr(bilateral_module, "strips", tiny)
+    image = make(shape, np.uint8, seed=9)
+    for diameter, sigma_color, sigma_space, mode in ((9, 75, 75, "reflect"), (7, 30, 3, "nearest")):
+        border = cv2.BORDER_REFLECT if mode == "reflect" else cv2.BORDER_REPLICATE
+        theirs = cv2.bilateralFilter(image, diameter, sigma_color, sigma_space, borderType=border)
+        ours = filters.bilateral(image, diameter, sigma_color, sigma_space, mode=mode)
+        diff = np.abs(ours.astype(int) - theirs.astype(int))
+        assert diff.max() <= 1
+        assert np.count_nonzero(diff) <= diff.size // 200
