@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .edges import to_gray as _unit_gray
 from .progress import ProgressCallback, report
 
 __all__ = ["LAB_SQUARE", "LAB_SOFT_SQUARE", "photo_like_image", "run_lab"]
@@ -125,9 +126,8 @@ def photo_like_image(size: int = 256, *, seed: int = 1) -> NDArray[np.uint8]:
 
 
 def to_gray(image: NDArray[Any]) -> NDArray[np.uint8]:
-    """RGB uint8 to gray uint8 with OpenCV's weights (0.299, 0.587, 0.114)."""
-    gray = image[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-    return np.clip(np.round(gray), 0, 255).astype(np.uint8)
+    """RGB uint8 to gray uint8: :func:`convstack.edges.to_gray` (BT.601) rounded to 0-255."""
+    return np.clip(np.round(_unit_gray(image) * 255.0), 0, 255).astype(np.uint8)
 
 
 def downscale(image: NDArray[Any], factor: int) -> NDArray[Any]:
