@@ -375,44 +375,28 @@ def _direct_in_place(
         [functools.partial(interior, i, r_lo + a, r_lo + b) for i in range(batch) for a, b in rows],
         cost,
     )
-    edges: list[Callable[[], None]] = []
-    for item in range(batch):
-        for lo, hi in ((0, r_lo), (r_hi, out_shape[0])):
-            for a, b in _strips(hi - lo, (n_c + span[1]) * item_size):
-                edges.append(
-                    functools.partial(
-                        _block,
-                        image,
-                        maps,
-                        border,
-                        item,
-                        passes,
-                        span,
-                        (1, 1),
-                        (lo + a, lo + b),
-                        (0, n_c),
-                        out[item, lo + a : lo + b],
-                    )
-                )
-        for c0, c1 in ((0, cb), (n_c - ca, n_c)):
-            if c1 <= c0:
-                continue
-            for a, b in _strips(r_hi - r_lo, (c1 - c0 + span[1]) * item_size):
-                edges.append(
-                    functools.partial(
-                        _block,
-                        image,
-                        maps,
-                        border,
-                        item,
-                        passes,
-                        span,
-                        (1, 1),
-                        (r_lo + a, r_lo + b),
-                        (c0, c1),
-                        out[item, r_lo + a : r_lo + b, c0:c1],
-                    )
-                )
+    # (first row, rows, first column, last column) of every region left to recompute:
+    # the top and bottom rows at full width, the border columns of the interior rows
+    regions = [(lo, hi - lo, 0, n_c) for lo, hi in ((0, r_lo), (r_hi, out_shape[0]))]
+    regions += [(r_lo, r_hi - r_lo, c0, c1) for c0, c1 in ((0, cb), (n_c - ca, n_c)) if c1 > c0]
+    edges: list[Callable[[], None]] = [
+        functools.partial(
+            _block,
+            image,
+            maps,
+            border,
+            item,
+            passes,
+            span,
+            (1, 1),
+            (top + a, top + b),
+            (c0, c1),
+            out[item, top + a : top + b, c0:c1],
+        )
+        for item in range(batch)
+        for top, n_rows, c0, c1 in regions
+        for a, b in _strips(n_rows, (c1 - c0 + span[1]) * item_size)
+    ]
     _run(edges, cost * 0.1)
     return out
 
@@ -439,6 +423,12 @@ def _acc_view(acc: NDArray[Any], nr: int, wp: int, length: int, row_step: int) -
     return acc.reshape(nr, wp)[:, : length - (nr - 1) * wp]
 
 
+def _tap_offsets(kernel_shape: Shape, dilation: Shape, pitch: int) -> list[int]:
+    """Flat offset of every tap of a 2-D kernel, row by row, in rows ``pitch`` long."""
+    rows, cols = kernel_shape
+    return [a * dilation[0] * pitch + b * dilation[1] for a in range(rows) for b in range(cols)]
+
+
 def direct(
     image: NDArray[Any],
     border: Border,
@@ -457,7 +447,7 @@ def direct(
 
     def passes(strip: NDArray[Any], nr: int, wp: int, acc: NDArray[Any], tmp: NDArray[Any]) -> None:
         length = nr * wp - span[1] + 1
-        offsets = [a * dil[0] * wp + b * dil[1] for a in range(kshape[0]) for b in range(kshape[1])]
+        offsets = _tap_offsets(kshape, dil, wp)
         view = _flat_views(strip, nr, wp, length, st[0])
         a_v = _acc_view(acc, nr, wp, length, st[0])
         t_v = _acc_view(tmp, nr, wp, length, st[0])
@@ -467,12 +457,7 @@ def direct(
     cost = float(np.prod(oshape)) * work.shape[0] * np.count_nonzero(kernel) * st[1]
     out = None
     if st == (1, 1) and IN_PLACE:
-        offsets = [
-            a * dil[0] * work.shape[2] + b * dil[1]
-            for a in range(kshape[0])
-            for b in range(kshape[1])
-        ]
-        groups = _groups(taps2d, offsets)
+        groups = _groups(taps2d, _tap_offsets(kshape, dil, work.shape[2]))
         out = _direct_in_place(work, border, groups, passes, span, oshape, cost)
     if out is None:
         out = _strip_engine(work, border, passes, span, st, oshape, cost)
