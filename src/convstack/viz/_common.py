@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -96,3 +97,31 @@ def finite_range(array: NDArray[Any]) -> tuple[float, float]:
     if low == high:
         low, high = low - 0.5, high + 0.5
     return low, high
+
+
+def symmetric_range(low: float, high: float) -> tuple[float, float]:
+    """``(low, high)`` widened to be symmetric about 0 when it holds both signs.
+
+    Signed values (derivatives, kernels) then show 0 at the middle of the colormap.
+
+    Examples
+    --------
+    >>> symmetric_range(-1.0, 3.0), symmetric_range(0.5, 2.0)
+    ((-3.0, 3.0), (0.5, 2.0))
+    """
+    if low < 0 < high:
+        bound = max(-low, high)
+        return -bound, bound
+    return low, high
+
+
+def text_colour(rgba: ArrayLike) -> str:
+    """ "white" or "black": the text colour that reads on a cell of colour ``rgba``."""
+    dark = float(np.dot(np.asarray(rgba)[:3], [0.3, 0.59, 0.11])) < 0.5
+    return "white" if dark else "black"
+
+
+def check_titles(titles: Sequence[str] | None, count: int, what: str) -> None:
+    """Refuse ``titles`` unless it is None or has one entry per ``what`` (``count``)."""
+    if titles is not None and len(titles) != count:
+        raise ValueError(f"`titles` must have one entry per {what} ({count}); got {len(titles)}.")

@@ -11,7 +11,15 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
-from ._common import as_2d, finish, finite_range, new_figure
+from ._common import (
+    as_2d,
+    check_titles,
+    finish,
+    finite_range,
+    new_figure,
+    symmetric_range,
+    text_colour,
+)
 from .tables import format_number
 
 if TYPE_CHECKING:
@@ -68,10 +76,8 @@ def show_image(
         if image.dtype in (np.uint8, np.uint16):  # the dtype's range, as a viewer shows it
             low, high = 0.0, float(np.iinfo(image.dtype).max)
         else:
-            low, high = finite_range(image)
-            if low < 0 < high:  # signed values (derivatives): 0 is mid-gray
-                bound = max(-low, high)
-                low, high = -bound, bound
+            # signed values (derivatives): 0 is mid-gray
+            low, high = symmetric_range(*finite_range(image))
         shown = ax.imshow(
             image,
             cmap=cmap,
@@ -144,10 +150,7 @@ def image_grid(
     for i, array in enumerate(arrays):
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
             raise v.fail(f"images[{i}]", "be (rows, cols) or (rows, cols, 3 or 4)", array)
-    if titles is not None and len(titles) != len(arrays):
-        raise ValueError(
-            f"`titles` must have one entry per image ({len(arrays)}); got {len(titles)}."
-        )
+    check_titles(titles, len(arrays), "image")
     rows, ncols = _grid_shape(len(arrays), cols)
     width, height = panel_size(arrays[0].shape, panel_width)
     extra = 0.9 if colorbar else 0.0
@@ -204,11 +207,8 @@ def kernel_plot(
         low, high = min(low, 0.0), max(high, 0.0)
         if low == high:
             low, high = -1.0, 1.0
-    if low < 0 < high:
-        bound = max(-low, high)
-        low, high, cmap = -bound, bound, "RdBu_r"
-    else:
-        cmap = "viridis"
+    cmap = "RdBu_r" if low < 0 < high else "viridis"
+    low, high = symmetric_range(low, high)
     if annotate is None:
         annotate = max(rows, cols) <= 11
     cell = 0.6 if max(rows, cols) <= 11 else 5.0 / max(rows, cols)
@@ -222,7 +222,6 @@ def kernel_plot(
         colours = colormaps[cmap](Normalize(low, high)(weights))
         for r in range(rows):
             for c in range(cols):
-                dark = float(np.dot(colours[r, c][:3], [0.3, 0.59, 0.11])) < 0.5
                 ax.text(
                     c,
                     r,
@@ -230,7 +229,7 @@ def kernel_plot(
                     ha="center",
                     va="center",
                     fontsize=8 if max(rows, cols) > 5 else 10,
-                    color="white" if dark else "black",
+                    color=text_colour(colours[r, c]),
                 )
     ax.set_xticks(range(cols) if cols <= 11 else [0, cols // 2, cols - 1])
     ax.set_yticks(range(rows) if rows <= 11 else [0, rows // 2, rows - 1])

@@ -10,7 +10,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import _validate as v
-from ._common import finish, finite_range, new_figure
+from ._common import check_titles, finish, finite_range, new_figure
 from .grids import _grid_shape, panel_size
 
 if TYPE_CHECKING:
@@ -70,10 +70,7 @@ def sharpness_maps(
     for i, array in enumerate(arrays):
         if array.shape != arrays[0].shape or array.ndim != 2:
             raise v.fail(f"maps[{i}]", f"be 2-D of shape {arrays[0].shape}", array)
-    if titles is not None and len(titles) != len(arrays):
-        raise ValueError(
-            f"`titles` must have one entry per map ({len(arrays)}); got {len(titles)}."
-        )
+    check_titles(titles, len(arrays), "map")
     names = list(titles) if titles is not None else [f"frame {i}" for i in range(len(arrays))]
     low, high = finite_range(np.stack(arrays))
     low = min(low, 0.0)

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
-from ._common import finish, finite_range, new_figure
+from ._common import finish, finite_range, new_figure, symmetric_range
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -74,9 +74,7 @@ def surface(
     low, high = finite_range(height)
     if low < 0 < high and cmap == "viridis":
         cmap = "coolwarm"
-    if low < 0 < high:
-        bound = max(-low, high)
-        low, high = -bound, bound
+    low, high = symmetric_range(low, high)
     rows, cols = height.shape
     # Subdivide each cell (bilinear) so that colours follow the heights across a cell, as
     # in the lab's plotly surfaces, instead of one flat colour per coarse face.

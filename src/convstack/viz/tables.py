@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._common import as_2d, finish, finite_range, new_figure
+from ._common import as_2d, finish, finite_range, new_figure, symmetric_range, text_colour
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -83,10 +83,7 @@ def array_table(
         from matplotlib import colormaps
         from matplotlib.colors import Normalize
 
-        low, high = finite_range(array)
-        if low < 0 < high:
-            bound = max(-low, high)
-            low, high = -bound, bound
+        low, high = symmetric_range(*finite_range(array))
         colours = colormaps[cmap](Normalize(low, high)(array))
     from matplotlib.patches import Rectangle
 
@@ -99,7 +96,6 @@ def array_table(
                     (c, r), 1, 1, facecolor=face, edgecolor="black", linewidth=2.5 if bold else 1
                 )
             )
-            dark = colours is not None and float(np.dot(colours[r, c][:3], [0.3, 0.59, 0.11])) < 0.5
             text = format_number(float(array[r, c]), decimals)
             size = 11 if len(text) <= 4 else max(6, 11 - (len(text) - 4))
             ax.text(
@@ -109,7 +105,7 @@ def array_table(
                 ha="center",
                 va="center",
                 fontsize=size,
-                color="white" if dark else "black",
+                color="black" if colours is None else text_colour(colours[r, c]),
                 fontweight="bold" if bold else "normal",
             )
     ax.set_xlim(-0.05, cols + 0.05)
