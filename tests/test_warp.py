@@ -197,6 +197,7 @@ def test_transform_points() -> None:
         ({"mode": "wrap"}, ValueError, "`mode` must be one of 'nearest', 'constant'; got 'wrap'"),
         ({"output_shape": (0, 3)}, ValueError, "`output_shape` must be >= 1"),
         ({"cval": "x"}, TypeError, "`cval` must be a real number"),
+        ({"tolerance": -0.1}, ValueError, "`tolerance` must be a finite number >= 0"),
     ],
 )
 def test_bad_arguments(kwargs: dict, error: type, match: str) -> None:
@@ -212,3 +213,59 @@ def test_bad_image() -> None:
         warp(np.zeros((2, 3, 4, 5)), np.eye(3))
     with pytest.raises(TypeError, match="`image` must be an array of real numbers"):
         warp(np.zeros((3, 3), dtype=complex), np.eye(3))
+
+
+def _keys_oracle(image: np.ndarray, m: np.ndarray, out_shape: tuple[int, int]) -> np.ndarray:
+    """2-D Keys cubic interpolation by a loop over the 16 taps (affine, edges repeated)."""
+    h, w = image.shape[:2]
+    grid = image.astype(np.float64).reshape(h, w, -1)
+    out = np.zeros(out_shape + (grid.shape[2],))
+    for r in range(out_shape[0]):
+        for c in range(out_shape[1]):
+            y = min(max(m[0, 0] * r + m[0, 1] * c + m[0, 2], 0.0), h - 1.0)
+            x = min(max(m[1, 0] * r + m[1, 1] * c + m[1, 2], 0.0), w - 1.0)
+            for i in range(int(y) - 1, int(y) + 3):
+                for j in range(int(x) - 1, int(x) + 3):
+                    pixel = grid[min(max(i, 0), h - 1), min(max(j, 0), w - 1)]
+                    out[r, c] += _keys(y - i) * _keys(x - j) * pixel
+    return out if image.ndim == 3 else out[..., 0]
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+@pytest.mark.parametrize("scale", [(1.0, 1.0), (0.97, 1.04), (1.6, 0.55)])
+def test_cubic_scale_and_shift_matches_the_loop(
+    channels: int | None, scale: tuple[float, float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # no rotation: the separable two-pass path, which must equal the 2-D kernel
+    rng = np.random.default_rng(11)
+    shape = (13, 17) if channels is None else (13, 17, channels)
+    image = (rng.random(shape) * 255).astype(np.uint8)
+    m = np.array([[scale[0], 0.0, -1.3], [0.0, scale[1], 2.6], [0.0, 0.0, 1.0]])
+    monkeypatch.setattr(warp_module, "_STRIP_PIXELS", 40)  # several strips
+    out = warp(image, m, output_shape=(15, 12), order=3)
+    np.testing.assert_allclose(out, _keys_oracle(image, m, (15, 12)), atol=2e-3)
+    outside = warp(image, m, output_shape=(15, 12), order=3, mode="constant", cval=np.nan)
+    rows, cols = np.mgrid[0:15, 0:12]
+    src_r, src_c = m[0, 0] * rows + m[0, 2], m[1, 1] * cols + m[1, 2]
+    inside = (src_r >= 0) & (src_r <= 12) & (src_c >= 0) & (src_c <= 16)
+    assert np.array_equal(np.isnan(outside if channels is None else outside[..., 0]), ~inside)
+
+
+def test_tolerance_bounds_the_error_of_the_fast_path_for_small_rotations() -> None:
+    # a smooth image, so that a position error of t pixels moves values by <= t * |gradient|
+    rows, cols = np.mgrid[0:60, 0:300].astype(np.float64)
+    image = np.sin(rows / 5.0) + np.cos(cols / 7.0)
+    angle = 2e-4
+    m = np.array(
+        [[np.cos(angle), np.sin(angle), 0.7], [-np.sin(angle), np.cos(angle), -1.9], [0, 0, 1]]
+    )
+    exact = warp(image, m, order=3)
+    fast = warp(image, m, order=3, tolerance=1 / 256)
+    assert not np.array_equal(fast, exact)  # the banded path did run
+    gradient = 1 / 5.0 + 1 / 7.0
+    assert np.abs(fast - exact).max() <= (1 / 256 + 2 * angle) * gradient * 1.5
+    # a large rotation stays on the exact path whatever the tolerance
+    big = np.array([[0.9, 0.3, 0.0], [-0.3, 0.9, 0.0], [0, 0, 1]])
+    np.testing.assert_array_equal(
+        warp(image, big, order=3, tolerance=1 / 256), warp(image, big, order=3)
+    )
