@@ -375,6 +375,20 @@ def _restore(result: NDArray[Any], axis: int | None) -> NDArray[Any]:
     return result if axis is None else np.moveaxis(result, -1, axis)
 
 
+def _correlate_2d(
+    work: NDArray[np.floating[Any]],
+    kernel: NDArray[np.float64],
+    mode: str,
+    cval: float,
+    channels: bool,
+) -> NDArray[np.floating[Any]]:
+    """``work`` (channels last when ``channels``) correlated with a small 2-D kernel."""
+    out: NDArray[np.floating[Any]] = correlate(
+        work, kernel, mode=mode, cval=cval, channel_axis=-1 if channels else None, method="direct"
+    )
+    return out
+
+
 def _diff(
     work: NDArray[np.floating[Any]],
     axis: int,
@@ -387,12 +401,8 @@ def _diff(
     """Central difference of ``order`` along spatial ``axis`` (0 rows, 1 cols)."""
     taps = np.array([-0.5, 0.0, 0.5]) if order == 1 else np.array([1.0, -2.0, 1.0])
     kernel = taps[:, None] if axis == 0 else taps[None, :]
-    channel_axis = -1 if channels else None
     if mode != "one-sided":
-        out = correlate(
-            work, kernel, mode=mode, cval=cval, channel_axis=channel_axis, method="direct"
-        )
-        return out / step**order
+        return _correlate_2d(work, kernel, mode, cval, channels) / step**order
     length = work.shape[axis]
     if length < order + 1:
         name = "rows" if axis == 0 else "cols"
@@ -400,7 +410,7 @@ def _diff(
             f"`image` must have at least {order + 1} {name} for order-{order} differences "
             f"with mode='one-sided'; got shape {work.shape}."
         )
-    out = correlate(work, kernel, mode="nearest", channel_axis=channel_axis, method="direct")
+    out = _correlate_2d(work, kernel, "nearest", 0.0, channels)
     moved = np.moveaxis(out, axis, 0)  # a view: edits land in ``out``
     source = np.moveaxis(work, axis, 0)
     if order == 1:
@@ -553,15 +563,7 @@ def second_derivatives(
         d_rc = _diff(across, 0, 1, mode, value, steps[0], channels)
     else:
         cross = np.array([[1.0, 0.0, -1.0], [0.0, 0.0, 0.0], [-1.0, 0.0, 1.0]]) / 4.0
-        d_rc = correlate(
-            work,
-            cross,
-            mode=mode,
-            cval=value,
-            channel_axis=-1 if channels else None,
-            method="direct",
-        )
-        d_rc = d_rc / (steps[0] * steps[1])
+        d_rc = _correlate_2d(work, cross, mode, value, channels) / (steps[0] * steps[1])
     return _restore(d_rr, axis), _restore(d_cc, axis), _restore(d_rc, axis)
 
 
@@ -596,12 +598,4 @@ def laplace(
         return _restore(d_rr + d_cc, axis)
     wr, wc = 1.0 / steps[0] ** 2, 1.0 / steps[1] ** 2
     kernel = np.array([[0.0, wr, 0.0], [wc, -2 * (wr + wc), wc], [0.0, wr, 0.0]])
-    out = correlate(
-        work,
-        kernel,
-        mode=mode,
-        cval=float(cval),
-        channel_axis=-1 if channels else None,
-        method="direct",
-    )
-    return _restore(out, axis)
+    return _restore(_correlate_2d(work, kernel, mode, float(cval), channels), axis)
