@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .edges import LAB_LAPLACIAN
 from .edges import to_gray as _unit_gray
 from .progress import ProgressCallback, report
 
@@ -65,8 +66,6 @@ LAB_SOFT_SQUARE = np.array(
     ],
     np.float32,
 )
-
-LAPLACE_LAB = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], np.float32)
 
 CSS = """
 body { font-family: sans-serif; max-width: 1300px; margin: 2em auto; padding: 0 1em;
@@ -493,7 +492,7 @@ def _surfaces(rep: Report) -> None:
     )  # fmt: skip
 
     s3 = rep.section("Laplacian")
-    lap = correlate(LAB_SOFT_SQUARE, LAPLACE_LAB, mode="constant")
+    lap = correlate(LAB_SOFT_SQUARE, LAB_LAPLACIAN, mode="constant")
     s3.text(
         "Adding the two second differences (with the lab's sign) gives the Laplacian kernel "
         "[[0, -1, 0], [-1, 4, -1], [0, -1, 0]], which finds edges in both directions at once. "
@@ -501,7 +500,7 @@ def _surfaces(rep: Report) -> None:
     )
     rep.figure(
         s3, "laplacian_kernel",
-        lambda p: viz.kernel_plot(LAPLACE_LAB, title="the lab's Laplacian kernel", path=p,
+        lambda p: viz.kernel_plot(LAB_LAPLACIAN, title="the lab's Laplacian kernel", path=p,
                                   overwrite=rep.overwrite),
         "The Laplacian kernel (sum 0).",
     )  # fmt: skip
@@ -584,7 +583,7 @@ def _edges(rep: Report, image: NDArray[np.uint8]) -> None:
 
     s = rep.section("Edge detection")
     gray = to_gray(image) / 255.0
-    edges = correlate(gray, LAPLACE_LAB, mode="mirror")
+    edges = correlate(gray, LAB_LAPLACIAN, mode="mirror")
     magnitude = np.abs(edges)
     scaled = (magnitude - magnitude.min()) / max(float(np.ptp(magnitude)), 1e-12)
     s.text(
