@@ -17,6 +17,7 @@ from convstack.calculus import (
     laplace,
     second_derivatives,
 )
+from convstack.lab import LAB_SOFT_SQUARE
 
 RNG = np.random.default_rng(1234)
 
@@ -307,20 +308,8 @@ def test_spacing_scales_second_derivatives():
     np.testing.assert_allclose(laplace(f, spacing=(h_r, h_c), mode="nearest")[1:-1, 1:-1], 8.0)
 
 
-# The lab's images (section "2nd order derivative").
-LAB_S = np.array(
-    [
-        [0, 0, 0, 0, 0, 0, 0, 0],
-        [0, 1, 1, 0.8, 0.5, 0.1, 0, 0],
-        [0, 1, 1, 0.8, 0.6, 0.2, 0, 0],
-        [0, 1, 1, 1, 0.7, 0.3, 0.05, 0],
-        [0, 1, 1, 1, 0.7, 0.3, 0.05, 0],
-        [0, 1, 1, 1, 0.5, 0.3, 0, 0],
-        [0, 1, 1, 1, 0.3, 0.1, 0, 0],
-        [0, 0, 0, 0, 0, 0, 0, 0],
-    ],
-    np.float32,
-)
+# The lab's image (section "2nd order derivative").
+LAB_S = LAB_SOFT_SQUARE
 
 
 def _cvconv(f, g):
