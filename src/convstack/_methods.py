@@ -38,6 +38,7 @@ from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
 from ._modes import border_indices
+from .padding import dilated_span
 
 Shape = tuple[int, ...]
 Pads = tuple[tuple[int, int], ...]
@@ -442,7 +443,7 @@ def direct(
         return _direct_nd(image, border, kernel, dilation, stride, out_shape)
     work, kshape, dil, st, oshape = _as_2d(image, kernel.shape, dilation, stride, out_shape)
     border = _border_2d(border)
-    span = tuple(d * (k - 1) + 1 for k, d in zip(kshape, dil, strict=True))
+    span = dilated_span(kshape, dil)
     taps2d = kernel.reshape(kshape)
 
     def passes(strip: NDArray[Any], nr: int, wp: int, acc: NDArray[Any], tmp: NDArray[Any]) -> None:
@@ -505,7 +506,7 @@ def separable(
     dtype = border.fill.dtype
     terms = [(c.astype(dtype), r.astype(dtype)) for c, r in rank_terms(kernel)]
     kh, kw = kernel.shape
-    span = (dilation[0] * (kh - 1) + 1, dilation[1] * (kw - 1) + 1)
+    span = dilated_span((kh, kw), dilation)
 
     def passes(strip: NDArray[Any], nr: int, wp: int, acc: NDArray[Any], tmp: NDArray[Any]) -> None:
         mid = _buffer("mid", nr * wp, dtype)
@@ -545,7 +546,7 @@ def _spectrum_cached(
     dtype = np.dtype(dtype_str)
     kernel = np.frombuffer(data, dtype=dtype).reshape(shape)
     ndim = kernel.ndim
-    span = tuple(d * (k - 1) + 1 for k, d in zip(kernel.shape, dilation, strict=True))
+    span = dilated_span(kernel.shape, dilation)
     dilated = np.zeros(span, dtype=dtype)
     dilated[tuple(slice(None, None, d) for d in dilation)] = kernel
     flipped = dilated[(slice(None, None, -1),) * ndim]
@@ -635,7 +636,7 @@ def fft(
     dtype = border.fill.dtype
     batch, n_r, n_c = work.shape
     (rb, ra), (cb, ca) = border.pads
-    span = tuple(d * (k - 1) + 1 for k, d in zip(kshape, dil, strict=True))
+    span = dilated_span(kshape, dil)
     full = (n_r + rb + ra - span[0] + 1, n_c + cb + ca - span[1] + 1)  # stride-1 outputs
     (len_r, t_r), (len_c, t_c), _ = fft_plan(span, full)
     spectrum = _kernel_spectrum(taps, dil, (len_r, len_c), dtype)
@@ -735,7 +736,7 @@ def _fft_nd(
     padded = pad_array(image, border)
     ndim = kernel.ndim
     axes = tuple(range(1, ndim + 1))
-    span = tuple(d * (k - 1) + 1 for k, d in zip(kernel.shape, dilation, strict=True))
+    span = dilated_span(kernel.shape, dilation)
     lengths = tuple(scipy.fft.next_fast_len(n, real=True) for n in padded.shape[1:])
     spectrum = scipy.fft.rfftn(padded, s=lengths, axes=axes, workers=THREADS)
     spectrum *= _kernel_spectrum(kernel, dilation, lengths, padded.dtype)

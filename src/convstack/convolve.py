@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _methods
 from . import _validate as v
-from .padding import check_mode, resolve_padding
+from .padding import check_mode, dilated_span, resolve_padding
 
 __all__ = ["choose_method", "convolve", "correlate", "output_shape"]
 
@@ -30,9 +30,9 @@ def output_shape(
     dilation: tuple[int, ...],
 ) -> tuple[int, ...]:
     """PyTorch's rule: ``floor((n + before + after - dilation*(k-1) - 1) / stride) + 1``."""
+    spans = dilated_span(kernel_shape, dilation)
     return tuple(
-        (n + b + a - d * (k - 1) - 1) // s + 1
-        for n, k, (b, a), s, d in zip(shape, kernel_shape, pads, stride, dilation, strict=True)
+        (n + b + a - w) // s + 1 for n, w, (b, a), s in zip(shape, spans, pads, stride, strict=True)
     )
 
 
@@ -99,7 +99,7 @@ def _costs(
             return {"direct": 0.0}
         return {"fft": 0.0}
     m = _methods
-    span = [d * (k - 1) + 1 for k, d in zip(kernel.shape, dilation, strict=True)]
+    span = dilated_span(kernel.shape, dilation)
     rows = out_shape[0] if kernel.ndim == 2 else 1
     grid = float(rows) * padded[-1] * stride[-1]
     strips = max(1.0, grid * kernel.itemsize / m.STRIP_BYTES)
@@ -164,11 +164,12 @@ def _filter(
 
     pads = resolve_padding(padding, taps.shape, dilation_t, flipped=flip)
     spatial = work.shape[1:]
-    for i, (n, (b, a), k, d) in enumerate(zip(spatial, pads, taps.shape, dilation_t, strict=True)):
-        if n + b + a < d * (k - 1) + 1:
+    spans = dilated_span(taps.shape, dilation_t)
+    for i, (n, (b, a), w) in enumerate(zip(spatial, pads, spans, strict=True)):
+        if n + b + a < w:
             raise ValueError(
                 f"`kernel` must fit inside the padded image: along spatial axis {i} the "
-                f"dilated kernel spans {d * (k - 1) + 1} samples but the padded image has "
+                f"dilated kernel spans {w} samples but the padded image has "
                 f"{n + b + a} (size {n}, padding {(b, a)})."
             )
     out_shape = output_shape(spatial, taps.shape, pads, stride_t, dilation_t)

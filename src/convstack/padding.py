@@ -15,6 +15,17 @@ __all__ = ["pad", "resolve_padding"]
 Pads = tuple[tuple[int, int], ...]
 
 
+def dilated_span(kernel_shape: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[int, ...]:
+    """Samples a dilated kernel covers along each axis, ``dilation * (k - 1) + 1``.
+
+    Examples
+    --------
+    >>> dilated_span((3, 4), (2, 1))
+    (5, 4)
+    """
+    return tuple(d * (k - 1) + 1 for k, d in zip(kernel_shape, dilation, strict=True))
+
+
 def resolve_padding(
     padding: Any,
     kernel_shape: tuple[int, ...],

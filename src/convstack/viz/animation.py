@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from .. import _validate as v
 from ..convolve import output_shape
-from ..padding import resolve_padding
+from ..padding import dilated_span, resolve_padding
 from ._common import atomic_write, check_target, new_figure
 
 __all__ = ["Sweep", "convolution_animation", "sweep"]
@@ -100,11 +100,12 @@ def sweep(
     strides = v.per_axis_ints(stride, "stride", ndim, minimum=1)
     dilations = v.per_axis_ints(dilation, "dilation", ndim, minimum=1)
     pads = resolve_padding(padding, kshape, dilations)
-    for axis, (n, (b, a), k, d) in enumerate(zip(shape, pads, kshape, dilations, strict=True)):
-        if n + b + a < d * (k - 1) + 1:
+    spans = dilated_span(kshape, dilations)
+    for axis, (n, (b, a), w) in enumerate(zip(shape, pads, spans, strict=True)):
+        if n + b + a < w:
             raise ValueError(
                 f"`kernel_shape` must fit inside the padded input: along axis {axis} the "
-                f"dilated kernel spans {d * (k - 1) + 1} cells but the padded input has "
+                f"dilated kernel spans {w} cells but the padded input has "
                 f"{n + b + a}."
             )
     out = output_shape(shape, kshape, pads, strides, dilations)
