@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
 from ..convolve import correlate
-from .sharpness import to_gray, to_unit_float
+from .sharpness import to_unit_float
 
 __all__ = [
     "METHODS",
@@ -48,6 +48,7 @@ __all__ = [
 #: Names accepted as ``method`` by :func:`convstack.stack.fuse`.
 METHODS = ("pyramid", "depthmap", "weighted", "maxabs")
 
+_BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / np.float32(16.0)
 F32 = NDArray[Any]  # float32 in practice
 
@@ -62,8 +63,13 @@ def _blur5(image: F32, gain: float = 1.0) -> F32:
     return out.astype(np.float32, copy=False)
 
 
+def _along(axis: int, index: Any) -> tuple[Any, ...]:
+    """Index tuple that applies ``index`` to ``axis`` (every axis before it whole)."""
+    return (slice(None),) * axis + (index,)
+
+
 def _decimate(image: F32, axis: int) -> F32:
-    """5-tap binomial blur along ``axis`` (0 or 1), kept at even positions only.
+    """5-tap binomial blur along ``axis``, kept at even positions only.
 
     ``out[j] = (x[2j-2] + 4 x[2j-1] + 6 x[2j] + 4 x[2j+1] + x[2j+2]) / 16`` with mirrored
     borders (OpenCV's BORDER_REFLECT_101, our 'mirror'); only the kept half is computed.
@@ -75,8 +81,7 @@ def _decimate(image: F32, axis: int) -> F32:
     padded = np.pad(image, pad, mode="reflect") if n > 2 else np.pad(image, pad, mode="edge")
 
     def tap(offset: int) -> F32:
-        index = slice(offset, offset + 2 * m - 1, 2)
-        return padded[index] if axis == 0 else padded[:, index]
+        return padded[_along(axis, slice(offset, offset + 2 * m - 1, 2))]
 
     out = tap(0) + tap(4)
     out += np.float32(4.0) * (tap(1) + tap(3))
@@ -85,18 +90,25 @@ def _decimate(image: F32, axis: int) -> F32:
     return out
 
 
-def _reduce(image: F32) -> F32:
-    """Blur with the 5-tap binomial and keep every other row and column."""
-    return _decimate(_decimate(image, 0), 1)
+def _reduce(image: F32, axes: tuple[int, int] = (0, 1)) -> F32:
+    """Blur with the 5-tap binomial and keep every other row and column.
+
+    ``axes``: the (row, column) axes; (1, 2) for planar (channels, rows, cols) arrays.
+    """
+    return _decimate(_decimate(image, axes[0]), axes[1])
 
 
-def _upsample(padded: F32, size: int, axis: int) -> F32:
-    """Polyphase 2x upsampling of an edge-padded array along ``axis`` (0 or 1)."""
-
-    def cut(start: int, stop: int | None) -> Any:
-        return (slice(start, stop),) if axis == 0 else (slice(None), slice(start, stop))
-
-    left, mid, right = padded[cut(0, -2)], padded[cut(1, -1)], padded[cut(2, None)]
+def _upsample(image: F32, size: int, axis: int) -> F32:
+    """Polyphase 2x upsampling along ``axis`` to ``size`` samples (borders mirrored)."""
+    n = image.shape[axis]
+    if n > 1:
+        edges = (image[_along(axis, slice(1, 2))], image, image[_along(axis, slice(-2, -1))])
+    else:
+        edges = (image, image, image)
+    padded = np.concatenate(edges, axis=axis)
+    left = padded[_along(axis, slice(0, -2))]
+    mid = padded[_along(axis, slice(1, -1))]
+    right = padded[_along(axis, slice(2, None))]
     shape = list(mid.shape)
     shape[axis] *= 2
     out = np.empty(shape, np.float32)
@@ -105,30 +117,32 @@ def _upsample(padded: F32, size: int, axis: int) -> F32:
     even *= np.float32(0.125)
     odd = mid + right
     odd *= np.float32(0.5)
-    if axis == 0:
-        out[0::2], out[1::2] = even, odd
-        return out[:size]
-    out[:, 0::2], out[:, 1::2] = even, odd
-    return out[:, :size]
+    out[_along(axis, slice(0, None, 2))] = even
+    out[_along(axis, slice(1, None, 2))] = odd
+    return out[_along(axis, slice(0, size))]
 
 
-def _expand(image: F32, shape: tuple[int, ...]) -> F32:
-    """Upsample a pyramid level to ``shape[:2]`` (the inverse step of :func:`_reduce`).
+def _expand(image: F32, shape: tuple[int, ...], axes: tuple[int, int] = (0, 1)) -> F32:
+    """Upsample a pyramid level to the size ``shape`` has on ``axes`` (inverse of :func:`_reduce`).
 
     Equal to inserting zeros between samples and correlating with ``[1, 4, 6, 4, 1] / 8``
     along each axis: even outputs are ``(x[j-1] + 6 x[j] + x[j+1]) / 8``, odd ones
-    ``(x[j] + x[j+1]) / 2`` (borders mirrored), without multiplying the zeros.
+    ``(x[j] + x[j+1]) / 2`` (borders mirrored), without multiplying the zeros. The
+    columns are upsampled first, on the half-height array (the interleaving stores
+    along a row are the costly part).
     """
-    if image.shape[0] > 1:
-        rows = np.concatenate([image[1:2], image, image[-2:-1]], axis=0)
-    else:
-        rows = np.concatenate([image] * 3, axis=0)
-    tall = _upsample(rows, shape[0], 0)
-    if tall.shape[1] > 1:
-        cols = np.concatenate([tall[:, 1:2], tall, tall[:, -2:-1]], axis=1)
-    else:
-        cols = np.concatenate([tall] * 3, axis=1)
-    return _upsample(cols, shape[1], 1)
+    wide = _upsample(image, shape[axes[1]], axes[1])
+    return _upsample(wide, shape[axes[0]], axes[0])
+
+
+def _planar_luma(image: F32) -> F32:
+    """Luma of a planar (channels, rows, cols) array, as :func:`to_gray` of the interleaved."""
+    if image.shape[0] >= 3:
+        gray = image[0] * _BT601[0]
+        gray += image[1] * _BT601[1]
+        gray += image[2] * _BT601[2]
+        return gray
+    return image[0]
 
 
 def pyramid_levels(shape: tuple[int, ...], levels: int | None = None, min_size: int = 16) -> int:
@@ -139,13 +153,13 @@ def pyramid_levels(shape: tuple[int, ...], levels: int | None = None, min_size: 
     return max(1, int(math.floor(math.log2(max(side, 1) / min_size))) + 1)
 
 
-def laplacian_pyramid(image: F32, levels: int) -> list[F32]:
+def laplacian_pyramid(image: F32, levels: int, axes: tuple[int, int] = (0, 1)) -> list[F32]:
     """Laplacian pyramid: ``levels - 1`` band-pass images, then the low-pass base."""
     bands: list[F32] = []
     current = image
     for _ in range(levels - 1):
-        smaller = _reduce(current)
-        bands.append(current - _expand(smaller, current.shape))
+        smaller = _reduce(current, axes)
+        bands.append(current - _expand(smaller, current.shape, axes))
         current = smaller
     bands.append(current)
     return bands
@@ -159,11 +173,11 @@ def gaussian_pyramid(image: F32, levels: int) -> list[F32]:
     return out
 
 
-def collapse(bands: Sequence[F32]) -> F32:
+def collapse(bands: Sequence[F32], axes: tuple[int, int] = (0, 1)) -> F32:
     """Invert :func:`laplacian_pyramid`."""
     current = bands[-1]
     for band in reversed(bands[:-1]):
-        current = band + _expand(current, band.shape)
+        current = band + _expand(current, band.shape, axes)
     return current
 
 
@@ -351,19 +365,23 @@ class PyramidAccumulator:
         self.weight: list[F32] = []  # soft levels: sum of weights / exp(log_max)
         self.tau: list[float] = []
         self.bases: dict[int, F32] = {}
+        self.axes = (0, 1)
 
     def add(self, index: int, frame: F32) -> None:
         """Take in frame ``index`` (float32, aligned)."""
         if self.bands is None:
             self.levels = pyramid_levels(frame.shape, self.levels_arg)
-        bands = laplacian_pyramid(frame, self.levels)
+        if frame.ndim == 3:  # planar inside: per-pixel weights broadcast over channels
+            frame = np.ascontiguousarray(np.moveaxis(frame, 2, 0))
+        self.axes = (1, 2) if frame.ndim == 3 else (0, 1)
+        bands = laplacian_pyramid(frame, self.levels, self.axes)
         if self.bands is None or self.energy is None:
             self.bands = [np.zeros(b.shape, np.float32) for b in bands[:-1]]
-            self.energy = [np.full(b.shape[:2], -np.inf, np.float32) for b in bands[:-1]]
+            self.energy = [np.full(b.shape[-2:], -np.inf, np.float32) for b in bands[:-1]]
             soft = bands[:-1][: self.soft_levels]
-            self.weight = [np.zeros(b.shape[:2], np.float32) for b in soft]
+            self.weight = [np.zeros(b.shape[-2:], np.float32) for b in soft]
         for k, band in enumerate(bands[:-1]):
-            gray = to_gray(band) if band.ndim == 3 else band
+            gray = _planar_luma(band) if band.ndim == 3 else band
             energy = _blur5(gray * gray)
             if k < self.soft_levels:
                 # weights (1 + E/tau)**power, summed in the log domain against the running
@@ -382,16 +400,13 @@ class PyramidAccumulator:
                 self.energy[k] = top
                 self.weight[k] *= old
                 self.weight[k] += new
-                if band.ndim == 3:
-                    old, new = old[..., None], new[..., None]
                 self.bands[k] *= old
                 band *= new
                 self.bands[k] += band
                 continue
             better = energy > self.energy[k]
             np.maximum(self.energy[k], energy, out=self.energy[k])
-            pick = better[..., None] if band.ndim == 3 else better
-            np.copyto(self.bands[k], band, where=pick)
+            np.copyto(self.bands[k], band, where=better)
         self.bases[index] = bands[-1]
 
     def result(self, depth: F32 | None = None) -> F32:
@@ -399,7 +414,7 @@ class PyramidAccumulator:
         assert self.bands is not None and self.energy is not None
         details = list(self.bands)
         for k, total in enumerate(self.weight):
-            details[k] = details[k] / (total[..., None] if details[k].ndim == 3 else total)
+            details[k] = details[k] / total
         order = sorted(self.bases)
         base = np.zeros_like(self.bases[order[0]])
         if depth is None:
@@ -408,9 +423,11 @@ class PyramidAccumulator:
         else:
             coarse = gaussian_pyramid(depth.astype(np.float32), self.levels)[-1]
             for i in order:
-                w = frame_weight(coarse, i)
-                base += self.bases[i] * (w[..., None] if base.ndim == 3 else w)
-        return collapse([*details, base])
+                base += self.bases[i] * frame_weight(coarse, i)
+        image = collapse([*details, base], self.axes)
+        if image.ndim == 3:
+            image = np.ascontiguousarray(np.moveaxis(image, 0, 2))
+        return image
 
 
 def _check_stack(frames: Iterable[ArrayLike]) -> tuple[list[F32], np.dtype[Any]]:
