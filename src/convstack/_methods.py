@@ -282,6 +282,35 @@ def _block(
     dest[...] = acc.reshape(nr, wb)[:, : wb - span[1] + 1 : stride[1]]
 
 
+def _block_tasks(
+    image: NDArray[Any],
+    maps: list[NDArray[np.intp]],
+    border: Border,
+    passes: Callable[[NDArray[Any], int, int, NDArray[Any], NDArray[Any]], None],
+    span: Shape,
+    stride: Shape,
+    out: NDArray[Any],
+    blocks: list[tuple[int, tuple[int, int], tuple[int, int]]],
+) -> list[Callable[[], None]]:
+    """One :func:`_block` task per ``(item, (r0, r1), (c0, c1))``, writing that part of ``out``."""
+    return [
+        functools.partial(
+            _block,
+            image,
+            maps,
+            border,
+            item,
+            passes,
+            span,
+            stride,
+            rows,
+            cols,
+            out[item, rows[0] : rows[1], cols[0] : cols[1]],
+        )
+        for item, rows, cols in blocks
+    ]
+
+
 def _strip_engine(
     image: NDArray[Any],
     border: Border,
@@ -304,25 +333,13 @@ def _strip_engine(
     # rows longer than a strip (long 1-D signals) are cut into column chunks too
     chunk = max(1, min(n_out, STRIP_BYTES // (dtype.itemsize * stride[1])))
     wb = (chunk - 1) * stride[1] + span[1]
-    tasks = [
-        functools.partial(
-            _block,
-            image,
-            maps,
-            border,
-            item,
-            passes,
-            span,
-            stride,
-            (r0, r1),
-            (c0, min(c0 + chunk, n_out)),
-            out[item, r0:r1, c0 : c0 + chunk],
-        )
+    blocks = [
+        (item, (r0, r1), (c0, min(c0 + chunk, n_out)))
         for item in range(batch)
         for r0, r1 in _strips(out_shape[0], wb * dtype.itemsize * stride[0])
         for c0 in range(0, n_out, chunk)
     ]
-    _run(tasks, cost)
+    _run(_block_tasks(image, maps, border, passes, span, stride, out, blocks), cost)
     return out
 
 
@@ -380,25 +397,13 @@ def _direct_in_place(
     # the top and bottom rows at full width, the border columns of the interior rows
     regions = [(lo, hi - lo, 0, n_c) for lo, hi in ((0, r_lo), (r_hi, out_shape[0]))]
     regions += [(r_lo, r_hi - r_lo, c0, c1) for c0, c1 in ((0, cb), (n_c - ca, n_c)) if c1 > c0]
-    edges: list[Callable[[], None]] = [
-        functools.partial(
-            _block,
-            image,
-            maps,
-            border,
-            item,
-            passes,
-            span,
-            (1, 1),
-            (top + a, top + b),
-            (c0, c1),
-            out[item, top + a : top + b, c0:c1],
-        )
+    blocks = [
+        (item, (top + a, top + b), (c0, c1))
         for item in range(batch)
         for top, n_rows, c0, c1 in regions
         for a, b in _strips(n_rows, (c1 - c0 + span[1]) * item_size)
     ]
-    _run(edges, cost * 0.1)
+    _run(_block_tasks(image, maps, border, passes, span, (1, 1), out, blocks), cost * 0.1)
     return out
 
 
