@@ -385,6 +385,19 @@ def main(argv: list[str] | None = None) -> int:
         f"within 1 frame {(inner(r_err) <= 1).mean() * 100:.1f} %"
     )
 
+    raw_d = steps["depth_raw"].astype(np.float32)
+    print(
+        f"  foreground spread: pixels at index < 0.5 (the bar): truth {(truth_idx < 0.5).sum()}, "
+        f"raw {(raw_d < 0.5).sum()}, regularised {(result.depth < 0.5).sum()}; index < 2.5 "
+        f"in rows < 300 (the blob): truth {(truth_idx[:300] < 2.5).sum()}, raw "
+        f"{(raw_d[:300] < 2.5).sum()}, regularised {(result.depth[:300] < 2.5).sum()}"
+    )
+    for name, d in (("raw", raw_d), ("regularised", result.depth)):
+        print(
+            f"  {name}: mean |err| rows 0-15 (border) {np.abs(d - truth_idx)[:16].mean():.3f}, "
+            f"rows 16-59 (smooth sky) {np.abs(d - truth_idx)[16:60, 16:-16].mean():.3f}"
+        )
+
     # 6. progress -------------------------------------------------------------------
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -490,6 +503,35 @@ def main(argv: list[str] | None = None) -> int:
             f"{int((t8 == 0).any(axis=2).sum())}); darker than truth by > 20/255: "
             f"{int(dark.sum())}, {int((dark & near).sum())} of them 1-8 px from a bright object"
         )
+    below = (ours.astype(int) < hframes.astype(int).min(axis=0)).any(axis=2)
+    dark = ((ours.astype(int) - t8) < -20).any(axis=2)
+    print(
+        f"  pyramid: {int((dark & below).sum())} of the {int(dark.sum())} pixels darker than "
+        "the truth by > 20/255 are darker than every frame there (undershoot)"
+    )
+    # which frame the default's output resembles at each distance from a bright object
+    dist = np.zeros(front.shape, np.int32)
+    reach = front.copy()
+    for step in range(1, 9):
+        nxt = reach.copy()
+        nxt[1:] |= reach[:-1]
+        nxt[:-1] |= reach[1:]
+        nxt[:, 1:] |= reach[:, :-1]
+        nxt[:, :-1] |= reach[:, 1:]
+        dist[nxt & ~reach] = step
+        reach = nxt
+    dist[:BORDER] = dist[-BORDER:] = 0
+    dist[:, :BORDER] = dist[:, -BORDER:] = 0
+    closest = []
+    for step in range(1, 9):
+        where = dist == step
+        errs = [
+            np.abs(ours.astype(int) - f.astype(int)).mean(axis=2)[where].mean() for f in hframes
+        ]
+        closest.append(f"{step} px: frame {int(np.argmin(errs))}")
+        if step <= 2:
+            closest[-1] += f" (|diff| {min(errs):.1f} vs frame 8 {errs[-1]:.1f} levels)"
+    print("  pyramid output closest to, by distance from a bright object:", "; ".join(closest))
     fig = viz.image_grid(
         [shrink(htruth, 2), shrink(ours, 2), shrink(lab, 2), shrink(mean, 2)],
         ["truth", "pyramid (default)", "weighted (lab)", "plain mean"],
