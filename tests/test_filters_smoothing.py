@@ -135,7 +135,7 @@ def test_tiny_images_and_single_rows_like_opencv(dtype, shape, mode):
 def small_strips(monkeypatch):
     """Cut every image into 16-row strips: inner strips read the image in place,
     the first and last ones gather border rows by index."""
-    from convstack.filters import _dtype, smoothing
+    from convstack.filters import _dtype, _separable, smoothing
 
     real = _dtype.strips
 
@@ -143,6 +143,7 @@ def small_strips(monkeypatch):
         real(rows, row_bytes, work, target=16 * row_bytes)
 
     monkeypatch.setattr(smoothing, "strips", tiny)
+    monkeypatch.setattr(_separable, "strips", tiny)
 
 
 SCIPY_MODES = ["constant", "nearest", "reflect", "mirror", "wrap"]
@@ -186,6 +187,17 @@ def test_strip_filters_match_cv2_on_many_strips(small_strips):
     floats = make((90, 41, 3), np.float32, seed=14)
     assert_close(filters.gaussian_blur(floats, 7), cv2.GaussianBlur(floats, (7, 7), 0))
     assert_close(filters.box_blur(floats, 21), cv2.blur(floats, (21, 21)))
+    # colour derivatives share the strip passes (antisymmetric taps, two terms)
+    for mode in ("mirror", "nearest", "constant"):
+        border = BORDERS[mode]
+        for dx, dy, size in ((1, 0, 3), (0, 1, 5), (1, 1, 3), (2, 0, 7)):
+            theirs = cv2.Sobel(image, cv2.CV_32F, dx, dy, ksize=size, borderType=border)
+            assert_close(filters.sobel(image, dx, dy, size, mode=mode), theirs)
+        for size in (1, 3):
+            theirs = cv2.Laplacian(image, cv2.CV_32F, ksize=size, borderType=border)
+            assert_close(filters.laplacian(image, size, mode=mode), theirs)
+        theirs = cv2.Scharr(floats, cv2.CV_32F, 0, 1, borderType=border)
+        assert_close(filters.scharr(floats, 0, 1, mode=mode), theirs)
 
 
 # ----------------------------------------------------------------------- unsharp
