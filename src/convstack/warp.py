@@ -89,17 +89,24 @@ def _cubic_weights(t: NDArray[Any]) -> list[NDArray[Any]]:
     ]
 
 
-def _cubic_taps(
-    pos: NDArray[np.float64], n: int, work: np.dtype[Any]
+def _taps(
+    pos: NDArray[np.float64], n: int, order: int, work: np.dtype[Any]
 ) -> tuple[NDArray[np.intp], list[NDArray[Any]]]:
-    """First tap and the 4 Keys weights of 1-D positions (clamped to ``[0, n - 1]``).
+    """First tap and the weights (2 linear, 4 Keys) of 1-D positions clamped to ``[0, n - 1]``.
 
-    The taps of ``pos`` are ``first + k`` (k = 0..3) in an axis padded by 1 before
-    and 2 after, so no index needs clamping.
+    The taps of ``pos`` are ``first + k`` in an axis padded by ``_PAD[order]``, so no
+    index needs clamping.
     """
     pos = np.clip(pos, 0.0, n - 1)
     first = pos.astype(np.intp)  # floor: pos >= 0
-    return first, _cubic_weights((pos - first).astype(work))
+    frac = (pos - first).astype(work)
+    if order == 1:
+        return first, [1 - frac, frac]
+    return first, _cubic_weights(frac)
+
+
+#: Edge padding (before, after) of each axis for the taps of :func:`_taps`.
+_PAD = {1: (0, 1), 3: (1, 2)}
 
 
 def _bands(slope: float, count: int, tolerance: float) -> list[tuple[int, int]]:
@@ -108,14 +115,15 @@ def _bands(slope: float, count: int, tolerance: float) -> list[tuple[int, int]]:
     return [(start, min(count, start + size)) for start in range(0, count, size)]
 
 
-def _separable_cubic(
+def _separable(
     array: NDArray[Any],
     m: NDArray[np.float64],
     out_shape: tuple[int, int],
+    order: int,
     work: np.dtype[Any],
     tolerance: float,
 ) -> NDArray[Any]:
-    """Affine Keys cubic warp in two 1-D passes (rows, then columns), 'nearest' edges.
+    """Affine linear or Keys cubic warp in two 1-D passes (rows, then columns), 'nearest' edges.
 
     Output ``(r, c)`` samples the input at ``(A r + B c + C, D r + E c + F)``.
     Pass 1 resamples each input row ``y`` along its columns at ``g(y, c) = s c +
@@ -124,7 +132,7 @@ def _separable_cubic(
     bands over which the offset varies by at most ``2 * tolerance`` pixels, so one
     set of weights serves a whole band and every tap is a gather of whole slices.
     Without rotation or shear (``B = D = 0``) there is one band and the result is the
-    2-D Keys interpolation exactly; otherwise sample positions move by at most
+    2-D interpolation exactly; otherwise sample positions move by at most
     ``tolerance`` (the caller checks the slant of the taps, ``2 |D / A|``).
     """
     h, w, channels = array.shape
@@ -134,8 +142,10 @@ def _separable_cubic(
     slope_y = d / a
     scale_c = e - d * b / a
     offset_c = f0 - d * c0 / a
-    padded = np.pad(array, ((1, 2), (1, 2), (0, 0)), mode="edge")
-    padded = padded.reshape(h + 3, (w + 3) * channels)
+    before, after = _PAD[order]
+    padded = np.pad(array, ((before, after), (before, after), (0, 0)), mode="edge")
+    padded = padded.reshape(padded.shape[0], padded.shape[1] * channels)
+    count = before + after + 1
     lanes = np.arange(channels, dtype=np.intp)
     cols = np.arange(out_cols, dtype=np.float64)
     col_bands = _bands(b, out_cols, tolerance)
@@ -147,14 +157,15 @@ def _separable_cubic(
         # input rows this strip reads (padded indices), then pass 1 over them
         corners = a * rows[[0, -1]][:, None] + b * cols[[0, -1]][None, :] + c0
         low = int(np.clip(corners.min(), 0.0, h - 1))
-        high = int(np.clip(corners.max(), 0.0, h - 1)) + 3
+        high = int(np.clip(corners.max(), 0.0, h - 1)) + count - 1
         inter = np.empty((high - low + 1, out_cols * channels), dtype=work)
         for lo, hi in _bands(slope_y, high - low + 1, tolerance):
-            y_mid = np.clip(low + (lo + hi - 1) / 2.0 - 1.0, 0.0, h - 1)
-            first, weights = _cubic_taps(scale_c * cols + (slope_y * y_mid + offset_c), w, work)
+            y_mid = np.clip(low + (lo + hi - 1) / 2.0 - before, 0.0, h - 1)
+            position = scale_c * cols + (slope_y * y_mid + offset_c)
+            first, weights = _taps(position, w, order, work)
             block = padded[low + lo : low + hi]
             acc = inter[lo:hi]
-            for k in range(4):
+            for k in range(count):
                 index = ((first + k) * channels)[:, None] + lanes
                 taps = np.take(block, index.ravel(), axis=1)
                 weight = np.repeat(weights[k], channels)
@@ -165,11 +176,11 @@ def _separable_cubic(
         # pass 2: down the columns, one band of columns at a time
         for lo, hi in col_bands:
             c_mid = (lo + hi - 1) / 2.0
-            first, weights = _cubic_taps(a * rows + (b * c_mid + c0), h, work)
+            first, weights = _taps(a * rows + (b * c_mid + c0), h, order, work)
             first = first - low
             span = slice(lo * channels, hi * channels)
             dest = out[start:stop, span]
-            for k in range(4):
+            for k in range(count):
                 taps = inter[first + k, span]
                 if k == 0:
                     np.multiply(taps, weights[k][:, None], out=dest)
@@ -179,7 +190,7 @@ def _separable_cubic(
 
 
 def _separable_ok(m: NDArray[np.float64], tolerance: float) -> bool:
-    """Whether :func:`_separable_cubic` serves affine ``m`` within ``tolerance`` pixels."""
+    """Whether :func:`_separable` serves affine ``m`` within ``tolerance`` pixels."""
     a, b, d = float(m[0, 0]), float(m[0, 1]), float(m[1, 0])
     if b == 0.0 and d == 0.0:
         return a != 0.0
@@ -314,7 +325,7 @@ def warp(
     cval : float
         Fill value of 'constant' mode.
     tolerance : float
-        Largest error in pixels allowed in the sample positions of ``order=3`` on a
+        Largest error in pixels allowed in the sample positions of orders 1 and 3 on a
         slightly rotated or sheared affine matrix, in exchange for a fast separable
         path (default 0: exact). Without rotation or shear the fast path is exact
         and always taken; see Notes.
@@ -336,11 +347,11 @@ def warp(
     and 3) and a few megabytes of coordinates and weights are allocated. Points that a
     projective matrix maps behind its centre (``w <= 0``) count as outside.
 
-    ``order=3`` on an affine matrix without rotation or shear (scale and shift, the
-    focus-breathing case) runs as two 1-D passes whose weights are shared by whole
+    Orders 1 and 3 on an affine matrix without rotation or shear (scale and shift,
+    the focus-breathing case) run as two 1-D passes whose weights are shared by whole
     rows and columns (several times faster, same result). With ``tolerance > 0`` a
     small rotation takes that path too: rows and columns are resampled in bands
-    that share one offset (each sample moves by at most ``tolerance``), and the 4
+    that share one offset (each sample moves by at most ``tolerance``), and the
     taps of the column pass lie on the rotated line through the sample (the row
     pass's positions), which moves them by ``2 |D / A|`` pixels at most
     (``D / A`` about the rotation angle); it is taken while that is <= ``tolerance``
@@ -379,9 +390,9 @@ def warp(
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)
     projective = bool(m[2, 0] != 0.0 or m[2, 1] != 0.0 or m[2, 2] != 1.0)
-    if order == 3 and not projective and _separable_ok(m, limit):
+    if order != 0 and not projective and _separable_ok(m, limit):
         grid = array if array.ndim == 3 else array[:, :, None]
-        out = _separable_cubic(grid, m, (out_rows, out_cols), work, limit)
+        out = _separable(grid, m, (out_rows, out_cols), order, work, limit)
         if mode == "constant":
             _fill_outside(out, m, grid.shape[:2], fill)
         return out[:, :, 0] if array.ndim == 2 else out
