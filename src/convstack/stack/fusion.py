@@ -68,25 +68,57 @@ def _along(axis: int, index: Any) -> tuple[Any, ...]:
     return (slice(None),) * axis + (index,)
 
 
+def _binomial_taps(source: F32, axis: int, count: int, out: F32) -> None:
+    """``out[j] = (s[2j] + 4 s[2j+1] + 6 s[2j+2] + 4 s[2j+3] + s[2j+4]) / 16``, j < ``count``."""
+
+    def tap(offset: int) -> F32:
+        return source[_along(axis, slice(offset, offset + 2 * count - 1, 2))]
+
+    np.add(tap(0), tap(4), out=out)
+    inner = tap(1) + tap(3)
+    inner *= np.float32(4.0)
+    out += inner
+    np.multiply(tap(2), np.float32(6.0), out=inner)
+    out += inner
+    out *= np.float32(1.0 / 16.0)
+
+
 def _decimate(image: F32, axis: int) -> F32:
     """5-tap binomial blur along ``axis``, kept at even positions only.
 
     ``out[j] = (x[2j-2] + 4 x[2j-1] + 6 x[2j] + 4 x[2j+1] + x[2j+2]) / 16`` with mirrored
-    borders (OpenCV's BORDER_REFLECT_101, our 'mirror'); only the kept half is computed.
+    borders (OpenCV's BORDER_REFLECT_101, our 'mirror'); only the kept half is computed,
+    and only the first and last few samples go through a mirrored (padded) copy.
     """
     n = image.shape[axis]
     m = (n + 1) // 2
-    pad = [(0, 0)] * image.ndim
-    pad[axis] = (2, 2)
-    padded = np.pad(image, pad, mode="reflect") if n > 2 else np.pad(image, pad, mode="edge")
-
-    def tap(offset: int) -> F32:
-        return padded[_along(axis, slice(offset, offset + 2 * m - 1, 2))]
-
-    out = tap(0) + tap(4)
-    out += np.float32(4.0) * (tap(1) + tap(3))
-    out += np.float32(6.0) * tap(2)
-    out *= np.float32(1.0 / 16.0)
+    shape = list(image.shape)
+    shape[axis] = m
+    out = np.empty(shape, np.float32)
+    if n < 8:
+        pad = [(0, 0)] * image.ndim
+        pad[axis] = (2, 2)
+        padded = np.pad(image, pad, mode="reflect" if n > 2 else "edge")
+        _binomial_taps(padded, axis, m, out)
+        return out
+    inner = (n - 3) // 2  # outputs 1..inner read x[0..n-1] only
+    head = [(0, 0)] * image.ndim
+    head[axis] = (2, 0)
+    _binomial_taps(
+        np.pad(image[_along(axis, slice(0, 3))], head, mode="reflect"),
+        axis,
+        1,
+        out[_along(axis, slice(0, 1))],
+    )
+    _binomial_taps(image, axis, inner, out[_along(axis, slice(1, inner + 1))])
+    tail = [(0, 0)] * image.ndim
+    tail[axis] = (0, 2)
+    _binomial_taps(
+        np.pad(image[_along(axis, slice(2 * inner, None))], tail, mode="reflect"),
+        axis,
+        m - inner - 1,
+        out[_along(axis, slice(inner + 1, None))],
+    )
     return out
 
 
