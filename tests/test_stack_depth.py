@@ -115,3 +115,22 @@ def test_regularize_decimated_path_matches(monkeypatch: pytest.MonkeyPatch) -> N
     half = D.regularize_depth(noisy, confidence, count=5)
     assert np.mean(np.abs(full - half) < 0.5) > 0.95
     assert np.abs(half[:, 70:] - 4).max() < 0.5 and np.abs(half[45:55, 25:35] - 2).max() < 0.5
+
+
+def test_regularize_removes_a_confident_speckle_but_keeps_a_region() -> None:
+    # frame 2 everywhere with low confidence; a 5x5 blob claims frame 6 with high
+    # confidence (a blurred edge spread into a flat area), a 40-pixel-wide band
+    # claims frame 5 the same way: the blob is a speckle, the band is a region
+    index = np.full((96, 96), 2)
+    confidence = np.full((96, 96), 0.1)
+    index[20:25, 20:25] = 6
+    confidence[20:25, 20:25] = 1.0
+    index[:, 56:] = 5
+    confidence[:, 56:] = 1.0
+    d = D.regularize_depth(index, confidence, count=8)
+    assert np.abs(d[20:25, 20:25] - 2.0).max() < 0.5
+    assert np.abs(d[:, 64:] - 5.0).max() < 0.5
+    assert np.abs(d[60:90, 5:40] - 2.0).max() < 0.5
+    # without the speckle removal the blob's confidence wins (the test can fail)
+    off = D.regularize_depth(index, confidence, count=8, outlier=0.0)
+    assert np.abs(off[21:24, 21:24] - 6.0).max() < 0.5
