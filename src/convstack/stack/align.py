@@ -51,6 +51,7 @@ from ..convolve import correlate
 from ..progress import ProgressCallback, report
 from ..warp import as_matrix, warp
 from .errors import AlignmentError
+from .sharpness import to_gray
 
 __all__ = [
     "MODELS",
@@ -86,32 +87,11 @@ _CC_SLACK = 5e-4
 _COARSE_TOLERANCE = 0.05
 
 
-def to_gray(image: ArrayLike, name: str = "image") -> NDArray[np.float32]:
-    """Return a float32 gray copy: BT.601 luma of RGB(A), the first channel of gray+alpha.
-
-    Values keep their scale (a uint8 image gives 0..255).
-
-    Examples
-    --------
-    >>> gray = to_gray(np.array([[[255, 0, 0], [0, 0, 255]]], dtype=np.uint8))
-    >>> np.round(gray.astype(np.float64), 3).tolist()
-    [[76.245, 29.07]]
-    """
-    array = v.as_real_array(image, name)
-    if array.ndim == 2:
-        gray = array.astype(np.float32)
-    elif array.ndim == 3 and array.shape[2] in (1, 2):
-        gray = array[:, :, 0].astype(np.float32)
-    elif array.ndim == 3 and array.shape[2] in (3, 4):
-        gray = (
-            array[:, :, 0].astype(np.float32) * _LUMA[0]
-            + array[:, :, 1].astype(np.float32) * _LUMA[1]
-            + array[:, :, 2].astype(np.float32) * _LUMA[2]
-        )
-    else:
-        raise v.fail(name, "be 2-D (rows, cols) or (rows, cols, 1..4 channels)", array)
+def _checked_gray(image: ArrayLike, name: str) -> NDArray[np.float32]:
+    """:func:`to_gray` of a frame to register, which must be finite everywhere."""
+    gray = to_gray(image, name)
     if not np.all(np.isfinite(gray)):
-        raise v.fail(name, "contain only finite values", array)
+        raise v.fail(name, "contain only finite values", image)
     return gray
 
 
@@ -646,8 +626,8 @@ def estimate_transform(
     [2.0, 3.0]
     """
     model = _check_model(model)
-    ref = to_gray(reference, "reference")
-    mov = to_gray(moving, "moving")
+    ref = _checked_gray(reference, "reference")
+    mov = _checked_gray(moving, "moving")
     if ref.shape != mov.shape:
         raise ValueError(
             f"`moving` must have the size of `reference` ({ref.shape[0]} x {ref.shape[1]}); "
@@ -813,7 +793,7 @@ def _aligned(
 ) -> Iterator[tuple[int, NDArray[Any], NDArray[np.float64]]]:
     """The generator behind :func:`iter_aligned` (arguments already checked)."""
     frame = np.asarray(loader(ref_index))
-    ref_gray = to_gray(frame, f"frames[{ref_index}]")
+    ref_gray = _checked_gray(frame, f"frames[{ref_index}]")
     shape = ref_gray.shape
     report(progress, "align", 1, total)
     yield ref_index, frame, np.eye(3)
@@ -832,7 +812,7 @@ def _aligned(
         while 0 <= index < total:
             label = labels[index]
             frame = np.asarray(loader(index))
-            gray = to_gray(frame, f"frames[{index}]")
+            gray = _checked_gray(frame, f"frames[{index}]")
             if gray.shape != shape:
                 raise AlignmentError(
                     f"frame {label!r} is {gray.shape[0]} x {gray.shape[1]}, "

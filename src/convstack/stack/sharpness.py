@@ -43,12 +43,14 @@ def to_unit_float(image: ArrayLike, name: str = "image") -> NDArray[np.float32]:
     return array.astype(np.float32, copy=False)
 
 
-def to_gray(image: ArrayLike) -> NDArray[np.float32]:
+def to_gray(image: ArrayLike, name: str = "image") -> NDArray[np.float32]:
     """Luma of a (rows, cols) or (rows, cols, channels) frame in float32 on [0, 1].
 
     Colour uses the BT.601 weights 0.299 R + 0.587 G + 0.114 B (as OpenCV's
     ``COLOR_RGB2GRAY``); a fourth (alpha) channel is ignored, one or two channels
-    take the first.
+    (gray, gray + alpha) take the first. Integer frames are scaled by their dtype's
+    maximum, floats are kept as they are (see :func:`to_unit_float`). The one gray
+    conversion of the stacking pipeline (registration uses it too).
 
     Examples
     --------
@@ -56,14 +58,16 @@ def to_gray(image: ArrayLike) -> NDArray[np.float32]:
     >>> to_gray(np.array([[[255, 255, 255]]], dtype=np.uint8))
     array([[1.]], dtype=float32)
     """
-    array = to_unit_float(image)
+    array = to_unit_float(image, name)
     if array.ndim == 2:
         return array
-    if array.ndim != 3:
-        raise v.fail("image", "be 2-D (rows, cols) or 3-D (rows, cols, channels)", array)
+    if array.ndim != 3 or not 1 <= array.shape[2] <= 4:
+        raise v.fail(name, "be 2-D (rows, cols) or (rows, cols, 1..4 channels)", array)
     if array.shape[2] >= 3:
-        gray = array[..., 0] * _BT601[0] + array[..., 1] * _BT601[1] + array[..., 2] * _BT601[2]
-        return gray.astype(np.float32, copy=False)
+        gray = array[..., 0] * _BT601[0]
+        gray += array[..., 1] * _BT601[1]
+        gray += array[..., 2] * _BT601[2]
+        return gray
     return np.ascontiguousarray(array[..., 0])
 
 
