@@ -200,23 +200,29 @@ def _separable_ok(m: NDArray[np.float64], tolerance: float) -> bool:
     return 2.0 * slant <= tolerance and max(slant, abs(b)) * 16.0 <= 2.0 * tolerance
 
 
+def _inside(
+    src_r: NDArray[np.float64], src_c: NDArray[np.float64], shape: tuple[int, int]
+) -> NDArray[np.bool_]:
+    """Where the source coordinates lie in ``[0, rows - 1] x [0, cols - 1]`` (False for NaN)."""
+    h, w = shape
+    return (
+        (src_r >= -_EDGE_TOLERANCE)
+        & (src_r <= h - 1 + _EDGE_TOLERANCE)
+        & (src_c >= -_EDGE_TOLERANCE)
+        & (src_c <= w - 1 + _EDGE_TOLERANCE)
+    )
+
+
 def _fill_outside(
     out: NDArray[Any], m: NDArray[np.float64], shape: tuple[int, int], fill: float
 ) -> None:
     """Set ``fill`` where the affine ``m`` maps output pixels outside the input, in place."""
-    h, w = shape
     cols = np.arange(out.shape[1], dtype=np.float64)
     strip = max(1, _STRIP_PIXELS // out.shape[1])
     for start in range(0, out.shape[0], strip):
         rows = np.arange(start, min(out.shape[0], start + strip), dtype=np.float64)
         src_r, src_c = _source_coords(m, rows, cols)
-        inside = (
-            (src_r >= -_EDGE_TOLERANCE)
-            & (src_r <= h - 1 + _EDGE_TOLERANCE)
-            & (src_c >= -_EDGE_TOLERANCE)
-            & (src_c <= w - 1 + _EDGE_TOLERANCE)
-        )
-        out[start : start + len(rows)][~inside] = fill
+        out[start : start + len(rows)][~_inside(src_r, src_c, shape)] = fill
 
 
 def _sample_strip(
@@ -232,12 +238,7 @@ def _sample_strip(
     h, w = shape
     sr = src_r.ravel()
     sc = src_c.ravel()
-    inside = (
-        (sr >= -_EDGE_TOLERANCE)
-        & (sr <= h - 1 + _EDGE_TOLERANCE)
-        & (sc >= -_EDGE_TOLERANCE)
-        & (sc <= w - 1 + _EDGE_TOLERANCE)
-    )  # False for NaN
+    inside = _inside(sr, sc, shape)
     if projective:  # NaN where undefined: sample pixel (0, 0), marked outside
         finite = np.isfinite(sr) & np.isfinite(sc)
         sr = np.where(finite, sr, 0.0)
