@@ -51,7 +51,7 @@ from ..convolve import correlate
 from ..progress import ProgressCallback, report
 from ..warp import as_matrix, warp
 from .errors import AlignmentError
-from .sharpness import to_gray
+from .sharpness import _BT601, to_gray
 
 __all__ = [
     "MODELS",
@@ -67,7 +67,7 @@ MODELS = ("none", "translation", "similarity", "affine", "homography")
 _N_PARAMS = {"none": 0, "translation": 2, "similarity": 4, "affine": 6, "homography": 8}
 
 #: ITU-R BT.601 luma weights for R, G, B.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_LUMA = _BT601
 #: Binomial smoothing (sigma = 1) used both as the pyramid's anti-alias filter and
 #: as the pre-smoothing of each level.
 _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / 16.0

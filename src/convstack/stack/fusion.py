@@ -35,7 +35,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
 from ..convolve import correlate
-from .sharpness import to_unit_float
+from .sharpness import _BT601, to_unit_float
 
 __all__ = [
     "METHODS",
@@ -48,7 +48,6 @@ __all__ = [
 #: Names accepted as ``method`` by :func:`convstack.stack.fuse`.
 METHODS = ("pyramid", "depthmap", "weighted", "maxabs")
 
-_BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / np.float32(16.0)
 F32 = NDArray[Any]  # float32 in practice
 

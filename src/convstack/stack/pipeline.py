@@ -43,6 +43,7 @@ from .fusion import (
     DepthAccumulator,
     PyramidAccumulator,
     WeightedAccumulator,
+    _like_input,
     apply_gamma,
     lab_gamma,
 )
@@ -156,14 +157,6 @@ def _order(count: int, reference: int) -> list[tuple[int, int | None]]:
     order += [(i, i - 1) for i in range(reference + 1, count)]
     order += [(i, i + 1) for i in range(reference - 1, -1, -1)]
     return order
-
-
-def _to_dtype(image: NDArray[np.float32], dtype: np.dtype[Any]) -> NDArray[Any]:
-    image = np.clip(image, 0.0, 1.0)
-    if dtype.kind in "ui":
-        top = float(np.iinfo(dtype).max)
-        return np.rint(image * np.float32(top)).astype(dtype)
-    return image.astype(np.float32, copy=False)
 
 
 def _finest_level(shape: tuple[int, ...]) -> int:
@@ -365,7 +358,7 @@ def fuse(
         report(progress, "fuse", 1, 1)
     assert source.dtype is not None
     return FuseResult(
-        image=_to_dtype(image, source.dtype),
+        image=_like_input(np.clip(image, 0.0, 1.0), source.dtype),
         depth=depth,
         transforms=list(transforms),
         reference=ref,
