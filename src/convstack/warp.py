@@ -216,13 +216,30 @@ def _inside(
 def _fill_outside(
     out: NDArray[Any], m: NDArray[np.float64], shape: tuple[int, int], fill: float
 ) -> None:
-    """Set ``fill`` where the affine ``m`` maps output pixels outside the input, in place."""
+    """Set ``fill`` where the affine ``m`` maps output pixels outside the input, in place.
+
+    Each output row's inside part is one interval of columns (the constraints are
+    linear in the column), found per row instead of mapping every pixel.
+    """
+    rows = np.arange(out.shape[0], dtype=np.float64)
+    lo = np.full(out.shape[0], -np.inf)
+    hi = np.full(out.shape[0], np.inf)
+    for axis, size in enumerate(shape):
+        start = m[axis, 0] * rows + m[axis, 2]  # source coordinate at column 0
+        slope = float(m[axis, 1])
+        low, high = -_EDGE_TOLERANCE - start, size - 1 + _EDGE_TOLERANCE - start
+        if slope == 0.0:  # all columns or none
+            lo = np.where((low <= 0) & (high >= 0), lo, np.inf)
+        else:
+            a, b = low / slope, high / slope
+            lo = np.maximum(lo, np.minimum(a, b))
+            hi = np.minimum(hi, np.maximum(a, b))
     cols = np.arange(out.shape[1], dtype=np.float64)
     strip = max(1, _STRIP_PIXELS // out.shape[1])
-    for start in range(0, out.shape[0], strip):
-        rows = np.arange(start, min(out.shape[0], start + strip), dtype=np.float64)
-        src_r, src_c = _source_coords(m, rows, cols)
-        out[start : start + len(rows)][~_inside(src_r, src_c, shape)] = fill
+    for r0 in range(0, out.shape[0], strip):
+        r1 = min(out.shape[0], r0 + strip)
+        inside = (cols >= lo[r0:r1, None]) & (cols <= hi[r0:r1, None])
+        out[r0:r1][~inside] = fill
 
 
 def _sample_strip(
