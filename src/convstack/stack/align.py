@@ -157,16 +157,24 @@ def _match_blur(
     sharper frame to the other's blur removes the bias. The search runs on a
     central crop of the current registration.
     """
-    warped = warp(moving, pixel_matrix, mode="constant", cval=np.nan, tolerance=_WARP_TOLERANCE)
-    valid = usable & np.isfinite(warped)
-    warped = np.where(valid, warped, template)
     h, w = template.shape
     r0 = max(0, (h - _BLUR_CROP) // 2)
     c0 = max(0, (w - _BLUR_CROP) // 2)
     crop = (slice(r0, r0 + _BLUR_CROP), slice(c0, c0 + _BLUR_CROP))
     t = np.ascontiguousarray(template[crop])
-    m = np.ascontiguousarray(warped[crop])
-    ok = valid[crop].astype(np.float32)
+    # only the crop is warped: output (r, c) of the crop is (r0 + r, c0 + c) of the level
+    offset = np.array([[1.0, 0.0, r0], [0.0, 1.0, c0], [0.0, 0.0, 1.0]])
+    warped = warp(
+        moving,
+        pixel_matrix @ offset,
+        output_shape=t.shape,
+        mode="constant",
+        cval=np.nan,
+        tolerance=_WARP_TOLERANCE,
+    )
+    valid = usable[crop] & np.isfinite(warped)
+    m = np.where(valid, warped, t)
+    ok = valid.astype(np.float32)
     if float(ok.sum()) < 64:
         return 0.0
     scores = []
