@@ -423,3 +423,19 @@ def test_real_pcb_frames_correlate_better_after_alignment(shared_data: Path) -> 
         swap = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
         theirs = swap @ np.vstack([xy, [0.0, 0.0, 1.0]]) @ swap
         assert _corner_rms(estimate, theirs, reference.shape) < 0.15
+
+
+def test_reused_pyramids_give_the_same_chain_as_estimate_transform() -> None:
+    # the pipeline builds each frame's pyramid once and uses it for two pairs
+    from convstack.stack import align as A
+
+    scene = _scene(21)
+    truths = [_similarity(1.0 + 0.004 * k, 0.05 * k, (0.7 * k, -0.5 * k)) for k in range(3)]
+    frames = [_render(scene, m) for m in truths]
+    pyramids = [A._gray_pyramid(f) for f in frames]
+    for k in (1, 2):
+        direct = estimate_transform(frames[k - 1], frames[k])
+        reused = A._register_pyramids(pyramids[k - 1], pyramids[k], model="similarity")
+        np.testing.assert_array_equal(reused, direct)
+        expected = truths[k] @ np.linalg.inv(truths[k - 1])
+        assert _corner_rms(reused, expected) < 0.05

@@ -237,6 +237,7 @@ class _Pyramid:
 
     def __init__(self, gray: NDArray[np.float32], levels: int, finest: int) -> None:
         self.shape = gray.shape
+        self.finest = finest
         self.levels: list[NDArray[np.float32] | None] = [None] * levels
         current = gray
         for k in range(levels):
@@ -655,25 +656,61 @@ def estimate_transform(
             raise v.fail("mask", "select at least one pixel", mask_arr)
     if model == "none":
         return np.eye(3)
-    ref_pyr = _Pyramid(ref, n_levels, finest)
-    mov_pyr = _Pyramid(mov, n_levels, finest)
-    coarsest = n_levels - 1
+    return _register_pyramids(
+        _Pyramid(ref, n_levels, finest),
+        _Pyramid(mov, n_levels, finest),
+        model=model,
+        name=name,
+        start=start,
+        iterations=n_iter,
+        tolerance=tol,
+        min_correlation=floor,
+        mask=mask_arr,
+        match_blur=bool(match_blur),
+    )
+
+
+def _gray_pyramid(gray: NDArray[np.float32], finest_level: int | None = None) -> _Pyramid:
+    """The smoothed pyramid that registration works on, for reuse across pairs (private).
+
+    ``gray`` must be a finite float32 luma; a stack registered frame by frame builds
+    each frame's pyramid once with this and passes it to :func:`_register_pyramids`
+    as the moving frame, then as the next frame's reference.
+    """
+    n_levels, finest = _resolve_levels(gray.shape, None, finest_level)
+    return _Pyramid(gray, n_levels, finest)
+
+
+def _register_pyramids(
+    reference: _Pyramid,
+    moving: _Pyramid,
+    *,
+    model: str,
+    name: str | None = None,
+    start: NDArray[np.float64] | None = None,
+    iterations: int = 50,
+    tolerance: float = 0.005,
+    min_correlation: float = 0.2,
+    mask: NDArray[np.bool_] | None = None,
+    match_blur: bool = True,
+) -> NDArray[np.float64]:
+    """:func:`estimate_transform` on pyramids from :func:`_gray_pyramid` (options checked)."""
     try:
         a, cc = _register(
-            ref_pyr,
-            mov_pyr,
+            reference,
+            moving,
             model,
             start,
-            coarsest=coarsest,
-            finest=finest,
-            iterations=n_iter,
-            tolerance=tol,
-            mask=mask_arr,
-            match_blur=bool(match_blur),
+            coarsest=len(reference.levels) - 1,
+            finest=reference.finest,
+            iterations=iterations,
+            tolerance=tolerance,
+            mask=mask,
+            match_blur=match_blur,
         )
     except _Diverged as exc:
         raise AlignmentError(f"alignment of {_label(name)} diverged: {exc}.") from None
-    return _finish(a, cc, ref.shape, floor, name)
+    return _finish(a, cc, reference.shape, min_correlation, name)
 
 
 def iter_aligned(

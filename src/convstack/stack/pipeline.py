@@ -271,26 +271,29 @@ def fuse(
         pyramid = PyramidAccumulator(levels)
     elif method == "maxabs":  # the classic rule: hard max at every level, mean base
         pyramid = PyramidAccumulator(levels, soft_levels=0)
-    grays: dict[int, NDArray[np.float32]] = {}
+    # registration pyramids of the frames a later frame registers against (each is
+    # built once: as the moving frame, then as its neighbour's reference)
+    pyramids: dict[int, Any] = {}
 
     def prepare(index: int, neighbour: int | None) -> tuple[NDArray[np.float32], NDArray[Any]]:
         """Read, register (to the neighbour towards the reference) and warp one frame."""
         raw = source.raw(index)
         gray = to_gray(raw)
-        if neighbour is not None and align != "none":
-            step = _align.estimate_transform(
-                grays[neighbour],
-                gray,
-                model=align,
-                finest_level=_finest_level(gray.shape),
-                name=source.names[index],
-            )
-            matrix = step @ transforms[neighbour]
-            transforms[index] = matrix / matrix[2, 2]
-        # keep only the lumas a later frame registers against
-        for k in [k for k in grays if k != ref]:
-            del grays[k]
-        grays[index] = gray
+        if align != "none":
+            if not np.all(np.isfinite(gray)):
+                raise v.fail(source.names[index], "contain only finite values", gray)
+            pyramid = _align._gray_pyramid(gray, _finest_level(gray.shape))
+            if neighbour is not None:
+                step = _align._register_pyramids(
+                    pyramids[neighbour], pyramid, model=align, name=source.names[index]
+                )
+                matrix = step @ transforms[neighbour]
+                transforms[index] = matrix / matrix[2, 2]
+            # keep only the pyramids a later frame registers against
+            for k in [k for k in pyramids if k != ref]:
+                del pyramids[k]
+            pyramid.release_templates()  # its gradients were for the previous pair
+            pyramids[index] = pyramid
         if np.allclose(transforms[index], np.eye(3)):
             return to_unit_float(raw), gray
         # warp the integers as they are (cheaper), then scale to [0, 1]
@@ -320,7 +323,7 @@ def fuse(
                 on_step(f"sharpness_{index:03d}", measured)
             del frame, gray, measured
             report(progress, "align", done, count)
-    grays.clear()
+    pyramids.clear()
 
     report(progress, "depth", 0, 1)
     confidence = focus.confidence()
