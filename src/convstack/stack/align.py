@@ -328,6 +328,9 @@ def _level_matrix(q: NDArray[np.float64], level: int) -> NDArray[np.float64]:
     return q @ np.diag([f, f, 1.0])
 
 
+#: Gauss-Newton steps in a row without a better correlation that end a level.
+_STALE_STEPS = 4
+
 #: Sample-position error (pixels) the registration's warps may spend on speed
 #: (:func:`convstack.warp.warp`'s separable path for near-zero rotations): far
 #: below the 0.01-0.025 px accuracy of the registration itself.
@@ -459,6 +462,7 @@ def _register(
         mov = _nan_border(mov, _EDGE_BAND + int(np.ceil(3.0 * max(0.0, -blur))))
         cc, error, valid = _evaluate(image, usable, mov, lq_inv @ a @ lq)
         flat_valid = valid.ravel()
+        best_cc, best_a, stale = cc, a, 0
         for _ in range(iterations):
             b = sd @ error.ravel()
             missing = np.flatnonzero(usable.ravel() & ~flat_valid)
@@ -494,6 +498,16 @@ def _register(
             moved = homog[:, :2] / homog[:, 2:] - corners[:, :2]
             if float(np.abs(moved).max()) * px_per_unit < tol:
                 break
+            # Steps that the slack accepts without improving can bounce between two
+            # nearby states (pixels entering and leaving the valid area change the
+            # normal equations): after _STALE_STEPS of them, keep the best state.
+            if cc > best_cc:
+                best_cc, best_a, stale = cc, a, 0
+            else:
+                stale += 1
+                if stale >= _STALE_STEPS:
+                    a, cc = best_a, best_cc
+                    break
     return a, cc
 
 
