@@ -10,7 +10,10 @@ frame at a time, memory independent of the number of frames) that
   selection of the sharpest frame where one stands out, an average (less noise,
   no blotches) where none does; the low-pass base is blended by the depth map.
   Halo-safe: a defocused frame's glow around a bright edge is low-frequency, so it
-  loses to the focused frame's edge at every fine level.
+  loses to the focused frame's edge at every fine level; and the result's local
+  mean (Gaussian level 2, 4 px) is pulled back into the per-pixel [min, max] of the
+  frames' local means, which removes the dark rim (undershoot) and glow that mixing
+  levels from different frames leaves beside bright edges over a dark background.
 - ``'maxabs'``: the classic rule, for comparison: the coefficient of largest local
   energy at every level, the bases averaged evenly (no depth map).
 - ``'depthmap'``: per pixel, the frame at the regularised, fractional depth map,
@@ -141,14 +144,13 @@ def pyramid_levels(shape: tuple[int, ...], levels: int | None = None, min_size: 
 
 def laplacian_pyramid(image: F32, levels: int) -> list[F32]:
     """Laplacian pyramid: ``levels - 1`` band-pass images, then the low-pass base."""
-    bands: list[F32] = []
-    current = image
-    for _ in range(levels - 1):
-        smaller = _reduce(current)
-        bands.append(current - _expand(smaller, current.shape))
-        current = smaller
-    bands.append(current)
-    return bands
+    return _bands(gaussian_pyramid(image, levels))
+
+
+def _bands(gauss: Sequence[F32]) -> list[F32]:
+    """Laplacian pyramid from a Gaussian one: ``g[k] - expand(g[k + 1])``, then ``g[-1]``."""
+    pairs = zip(gauss[:-1], gauss[1:], strict=True)
+    return [*(g - _expand(smaller, g.shape) for g, smaller in pairs), gauss[-1]]
 
 
 def gaussian_pyramid(image: F32, levels: int) -> list[F32]:
@@ -329,6 +331,17 @@ class PyramidAccumulator:
     energy. Either way two frame-sized arrays per level, whatever the number of frames.
     The low-pass bases (``1 / 4**(levels - 1)`` of a frame each, a few kilobytes)
     are kept per frame and blended at the end, by depth-map weights or evenly.
+
+    With ``envelope`` (the default) it also keeps the per-pixel running minimum and
+    maximum over the frames of their Gaussian level 2 (``ENVELOPE_LEVEL``: local
+    means over about 4 px; two arrays of 1/16 of a frame), and :meth:`result` moves
+    the fused image's own level-2 local mean into that [min, max] envelope (the
+    correction is expanded back to full size, so fine texture is kept). Next to a
+    bright edge over a dark background the fine levels come from the far-focused
+    frame, whose blurred glow ends in a sharp knee that the pyramid keeps as a dark
+    rim, while the coarse levels come from the near-focused frame: the mix is darker
+    than every frame's local mean there, which is what the envelope catches. The
+    same check caps a glow: a local mean brighter than in every frame.
     """
 
     def __init__(
@@ -339,6 +352,7 @@ class PyramidAccumulator:
         power: float = 8.0,
         floor: float = 4.0,
         quantile: float = 0.1,
+        envelope: bool = True,
     ) -> None:
         self.levels_arg = levels
         self.levels = 0
@@ -351,12 +365,28 @@ class PyramidAccumulator:
         self.weight: list[F32] = []  # soft levels: sum of weights / exp(log_max)
         self.tau: list[float] = []
         self.bases: dict[int, F32] = {}
+        self.envelope = envelope
+        self.low: F32 | None = None  # running min / max of the frames' level-2 means
+        self.high: F32 | None = None
+
+    def _envelope_level(self) -> int:
+        """Gaussian level of the envelope check (0: off, for tiny images)."""
+        return min(ENVELOPE_LEVEL, self.levels - 1) if self.envelope else 0
 
     def add(self, index: int, frame: F32) -> None:
         """Take in frame ``index`` (float32, aligned)."""
         if self.bands is None:
             self.levels = pyramid_levels(frame.shape, self.levels_arg)
-        bands = laplacian_pyramid(frame, self.levels)
+        gauss = gaussian_pyramid(frame, self.levels)
+        check = self._envelope_level()
+        if check > 0:
+            if self.low is None or self.high is None:
+                self.low, self.high = gauss[check].copy(), gauss[check].copy()
+            else:
+                np.minimum(self.low, gauss[check], out=self.low)
+                np.maximum(self.high, gauss[check], out=self.high)
+        bands = _bands(gauss)
+        del gauss
         if self.bands is None or self.energy is None:
             self.bands = [np.zeros(b.shape, np.float32) for b in bands[:-1]]
             self.energy = [np.full(b.shape[:2], -np.inf, np.float32) for b in bands[:-1]]
@@ -410,7 +440,35 @@ class PyramidAccumulator:
             for i in order:
                 w = frame_weight(coarse, i)
                 base += self.bases[i] * (w[..., None] if base.ndim == 3 else w)
-        return collapse([*details, base])
+        out = collapse([*details, base])
+        if self.low is not None and self.high is not None:
+            out = clamp_local_mean(out, self.low, self.high, self._envelope_level())
+        return out
+
+
+#: Gaussian level whose per-pixel [min, max] over the frames bounds the pyramid's
+#: local mean (2: about 4 px; 1 also removes the rim but costs fine detail elsewhere,
+#: 0, a per-pixel clamp, wipes out texture that the pyramid rightly sharpens).
+ENVELOPE_LEVEL = 2
+
+
+def clamp_local_mean(image: F32, low: F32, high: F32, level: int) -> F32:
+    """Move ``image``'s local mean into ``[low, high]``, keeping its finer detail.
+
+    ``low`` and ``high`` have the shape of Gaussian level ``level`` of ``image``
+    (:func:`gaussian_pyramid`); where that level of ``image`` lies outside them, the
+    difference to the nearest bound is expanded back to full size and added, so
+    only the local mean changes. One step, not a projection: the expanded
+    correction is smooth, so a narrow excursion is only partly removed (iterating
+    removes more of it, but also more real detail elsewhere).
+    """
+    gauss = gaussian_pyramid(image, level + 1)
+    mean = gauss[-1]
+    correction = np.clip(mean, low, high)
+    correction -= mean
+    for finer in reversed(gauss[:-1]):
+        correction = _expand(correction, finer.shape)
+    return image + correction
 
 
 def _check_stack(frames: Iterable[ArrayLike]) -> tuple[list[F32], np.dtype[Any]]:
@@ -468,6 +526,7 @@ def pyramid_merge(
     *,
     levels: int | None = None,
     soft_levels: int | None = None,
+    envelope: bool = True,
 ) -> NDArray[Any]:
     """Laplacian-pyramid fusion: per level, coefficients weighted by their local energy.
 
@@ -484,7 +543,12 @@ def pyramid_merge(
     soft_levels : int, optional
         How many of the finest detail levels use the soft weights (default: all);
         the others keep the coefficient of largest energy. ``soft_levels=0`` with
-        ``depth=None`` is the classic rule (``method='maxabs'``).
+        ``depth=None`` is the classic rule (``method='maxabs'``, which has
+        ``envelope=False``).
+    envelope : bool
+        Keep the result's local mean (Gaussian level 2) within the per-pixel
+        [min, max] of the frames' local means: no dark rim or glow beside bright
+        edges (see :class:`PyramidAccumulator`).
 
     Returns
     -------
@@ -499,11 +563,16 @@ def pyramid_merge(
     floor). The eighth power makes it nearly a selection wherever one frame's
     detail stands out, which keeps fine detail at full contrast; since a defocused
     frame's glow around a bright edge is low-frequency, it loses to the focused
-    frame's edge at the fine levels and halos stay out. Identical frames are
-    returned unchanged. See :class:`PyramidAccumulator`.
+    frame's edge at the fine levels. The glow's outer knee is not: there the fine
+    levels of the far-focused frame win over the coarse levels of the near-focused
+    one and their mix undershoots (a dark rim 6-10 px out). With ``envelope`` the
+    result's level-2 Gaussian is clipped per pixel to ``[min_i G_2(f_i),
+    max_i G_2(f_i)]`` and the clipping residual expanded back and added
+    (:func:`clamp_local_mean`). Identical frames are returned unchanged. See
+    :class:`PyramidAccumulator`.
     """
     stack, dtype = _check_stack(frames)
-    acc = PyramidAccumulator(levels, soft_levels=soft_levels)
+    acc = PyramidAccumulator(levels, soft_levels=soft_levels, envelope=envelope)
     for i, f in enumerate(stack):
         acc.add(i, f)
     d = None if depth is None else _check_depth(depth, stack[0].shape, len(stack))

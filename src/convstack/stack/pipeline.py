@@ -269,7 +269,7 @@ def fuse(
     if method == "pyramid":
         pyramid = PyramidAccumulator(levels)
     elif method == "maxabs":  # the classic rule: hard max at every level, mean base
-        pyramid = PyramidAccumulator(levels, soft_levels=0)
+        pyramid = PyramidAccumulator(levels, soft_levels=0, envelope=False)
     grays: dict[int, NDArray[np.float32]] = {}
 
     def prepare(index: int, neighbour: int | None) -> tuple[NDArray[np.float32], NDArray[Any]]:
