@@ -33,13 +33,14 @@ def test_no_dark_rim_beside_bright_edges(seed: int) -> None:
     fused = fuse(frames, align="none").image.astype(np.float64).mean(axis=2)
     error = fused - truth
     # background band 4-12 px from the object: the texture is physically lost there,
-    # but the brightness must stay that of the background (no dark rim, no glow);
-    # without the envelope check the band is 2.5-3.2 levels too dark, rings down to -5
+    # but the brightness must stay that of the background (no dark rim, no glow).
+    # Without the envelope check the band is 2.8-3.2 levels (of 255) too dark and its
+    # darkest 2 px ring 4.4-5.3; with it 0.0-0.4 and 1.3-2.2
     band = (distance >= 4) & (distance <= 12)
-    assert abs(error[band].mean()) < 2.0
+    assert abs(error[band].mean()) < 1.5
     rings = [error[(distance >= d) & (distance < d + 2)].mean() for d in range(2, 16, 2)]
-    assert min(rings) > -4.0, rings
-    assert max(rings) < 4.0, rings
+    assert min(rings) > -3.5, rings
+    assert max(rings) < 3.5, rings
 
 
 @pytest.mark.parametrize("seed", [3, 4])
@@ -47,7 +48,7 @@ def test_fused_local_mean_pulled_into_frames_envelope(seed: int) -> None:
     """Where the fused 4 px local mean is darker than that of every frame (the rim)."""
     frames, _, distance, _ = _halo_case(seed)
     unit = [f.astype(np.float32) / np.float32(255) for f in frames]
-    level = F.ENVELOPE_LEVEL
+    level = F.ENVELOPE_LEVELS[0]
     lowest = np.min([F.gaussian_pyramid(f, level + 1)[-1] for f in unit], axis=0)
     background = distance[:: 2**level, :: 2**level] > 0
 
@@ -56,8 +57,8 @@ def test_fused_local_mean_pulled_into_frames_envelope(seed: int) -> None:
         mean = F.gaussian_pyramid(fused, level + 1)[-1]
         return int(np.count_nonzero((lowest - mean)[background] > 1 / 255))
 
-    # one smooth correction step, so not zero: 907 -> 249 and 567 -> 193 samples
-    assert darker(True) < 0.5 * darker(False)
+    # smooth correction steps, so not zero: 836 -> 79 and 503 -> 47 samples
+    assert darker(True) < 0.25 * darker(False)
 
 
 def test_clamp_local_mean_keeps_detail() -> None:

@@ -11,9 +11,10 @@ frame at a time, memory independent of the number of frames) that
   no blotches) where none does; the low-pass base is blended by the depth map.
   Halo-safe: a defocused frame's glow around a bright edge is low-frequency, so it
   loses to the focused frame's edge at every fine level; and the result's local
-  mean (Gaussian level 2, 4 px) is pulled back into the per-pixel [min, max] of the
-  frames' local means, which removes the dark rim (undershoot) and glow that mixing
-  levels from different frames leaves beside bright edges over a dark background;
+  means (Gaussian levels 2 and 1, 4 and 2 px) are pulled back into the per-pixel
+  [min, max] of the frames' local means, which removes most of the dark rim
+  (undershoot) and glow that mixing levels from different frames leaves beside
+  bright edges over a dark background;
   fine-level weights are lowered where a frame has coarse structure the others
   lack (a bright neighbour's blurred glow veiling the background).
 - ``'maxabs'``: the classic rule, for comparison: the coefficient of largest local
@@ -335,10 +336,11 @@ class PyramidAccumulator:
     are kept per frame and blended at the end, by depth-map weights or evenly.
 
     With ``envelope`` (the default) it also keeps the per-pixel running minimum and
-    maximum over the frames of their Gaussian level 2 (``ENVELOPE_LEVEL``: local
-    means over about 4 px; two arrays of 1/16 of a frame), and :meth:`result` moves
-    the fused image's own level-2 local mean into that [min, max] envelope (the
-    correction is expanded back to full size, so fine texture is kept). Next to a
+    maximum over the frames of their Gaussian levels 2 and 1 (``ENVELOPE_LEVELS``:
+    local means over about 4 and 2 px; four arrays, 0.6 of a frame together), and
+    :meth:`result` moves the fused image's own level-2, then level-1 local mean into
+    that [min, max] envelope (each correction is expanded back to full size, so
+    finer texture is kept). Next to a
     bright edge over a dark background the fine levels come from the far-focused
     frame, whose blurred glow ends in a sharp knee that the pyramid keeps as a dark
     rim, while the coarse levels come from the near-focused frame: the mix is darker
@@ -379,8 +381,9 @@ class PyramidAccumulator:
         self.tau_veil: list[float] = []
         self.bases: dict[int, F32] = {}
         self.envelope = envelope
-        self.low: F32 | None = None  # running min / max of the frames' level-2 means
-        self.high: F32 | None = None
+        # running per-pixel min / max of the frames' Gaussian levels ENVELOPE_LEVELS
+        self.low: dict[int, F32] = {}
+        self.high: dict[int, F32] = {}
 
     def _veil(self, k: int, bands: list[F32]) -> F32:
         """``veil * log(1 + E / tau)`` of level ``k + VEIL_STEP``, at level ``k``'s size.
@@ -403,22 +406,23 @@ class PyramidAccumulator:
             penalty = _expand(penalty, finer.shape[:2])
         return penalty
 
-    def _envelope_level(self) -> int:
-        """Gaussian level of the envelope check (0: off, for tiny images)."""
-        return min(ENVELOPE_LEVEL, self.levels - 1) if self.envelope else 0
+    def _envelope_levels(self) -> tuple[int, ...]:
+        """Gaussian levels of the envelope check, coarse first (none for tiny images)."""
+        if not self.envelope:
+            return ()
+        return tuple(k for k in ENVELOPE_LEVELS if 0 < k < self.levels)
 
     def add(self, index: int, frame: F32) -> None:
         """Take in frame ``index`` (float32, aligned)."""
         if self.bands is None:
             self.levels = pyramid_levels(frame.shape, self.levels_arg)
         gauss = gaussian_pyramid(frame, self.levels)
-        check = self._envelope_level()
-        if check > 0:
-            if self.low is None or self.high is None:
-                self.low, self.high = gauss[check].copy(), gauss[check].copy()
+        for check in self._envelope_levels():
+            if check not in self.low:
+                self.low[check], self.high[check] = gauss[check].copy(), gauss[check].copy()
             else:
-                np.minimum(self.low, gauss[check], out=self.low)
-                np.maximum(self.high, gauss[check], out=self.high)
+                np.minimum(self.low[check], gauss[check], out=self.low[check])
+                np.maximum(self.high[check], gauss[check], out=self.high[check])
         bands = _bands(gauss)
         del gauss
         if self.bands is None or self.energy is None:
@@ -477,15 +481,16 @@ class PyramidAccumulator:
                 w = frame_weight(coarse, i)
                 base += self.bases[i] * (w[..., None] if base.ndim == 3 else w)
         out = collapse([*details, base])
-        if self.low is not None and self.high is not None:
-            out = clamp_local_mean(out, self.low, self.high, self._envelope_level())
+        for check in self._envelope_levels():
+            out = clamp_local_mean(out, self.low[check], self.high[check], check)
         return out
 
 
-#: Gaussian level whose per-pixel [min, max] over the frames bounds the pyramid's
-#: local mean (2: about 4 px; 1 also removes the rim but costs fine detail elsewhere,
-#: 0, a per-pixel clamp, wipes out texture that the pyramid rightly sharpens).
-ENVELOPE_LEVEL = 2
+#: Gaussian levels whose per-pixel [min, max] over the frames bound the pyramid's
+#: local means, applied coarse to fine (2: about 4 px, 1: about 2 px). Level 1 alone,
+#: or more passes, cost fine detail elsewhere; level 0, a per-pixel clamp, wipes out
+#: texture that the pyramid rightly sharpens.
+ENVELOPE_LEVELS = (2, 1)
 
 #: How many levels coarser the structure is that :class:`PyramidAccumulator`'s
 #: ``veil`` penalty measures (the fine levels' weights are divided by it).
@@ -586,8 +591,8 @@ def pyramid_merge(
         ``depth=None`` is the classic rule (``method='maxabs'``, which has
         ``envelope=False``).
     envelope : bool
-        Keep the result's local mean (Gaussian level 2) within the per-pixel
-        [min, max] of the frames' local means: no dark rim or glow beside bright
+        Keep the result's local means (Gaussian levels 2 and 1) within the
+        per-pixel [min, max] of the frames' local means: no dark rim or glow beside bright
         edges (see :class:`PyramidAccumulator`).
 
     Returns
@@ -608,9 +613,10 @@ def pyramid_merge(
     one and their mix undershoots (a dark rim 6-10 px out). With ``envelope`` the
     result's level-2 Gaussian is clipped per pixel to ``[min_i G_2(f_i),
     max_i G_2(f_i)]`` and the clipping residual expanded back and added
-    (:func:`clamp_local_mean`); and the weights of the detail levels that have a
-    level two steps coarser are divided by ``(1 + E_c / tau_c) ** 5`` (``E_c`` that
-    level's energy, a veiling glow's signature). Identical frames are returned
+    (:func:`clamp_local_mean`), then the same at level 1; and the weights of the
+    detail levels that have a level two steps coarser are divided by
+    ``(1 + E_c / tau_c) ** 5`` (``E_c`` that level's energy, a veiling glow's
+    signature). Identical frames are returned
     unchanged. See
     :class:`PyramidAccumulator`.
     """
