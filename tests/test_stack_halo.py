@@ -79,21 +79,3 @@ def test_envelope_off_matches_plain_pyramid_on_identical_frames() -> None:
     for envelope in (True, False):
         out = F.pyramid_merge([frame, frame, frame], envelope=envelope)
         np.testing.assert_array_equal(out, frame)
-
-
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_veil_penalty_brings_background_texture_closer_to_the_edge(seed: int) -> None:
-    frames, truth, distance, _ = _halo_case(seed)
-    near = (distance >= 3) & (distance <= 6)  # under the far frames' glow
-    far = distance > 12
-
-    def rms(veil: float, where: np.ndarray) -> float:
-        acc = F.PyramidAccumulator(veil=veil)
-        for i, frame in enumerate(frames):
-            acc.add(i, frame.astype(np.float32) / np.float32(255))
-        fused = np.clip(acc.result(None), 0, 1).astype(np.float64).mean(axis=2) * 255
-        return float(np.sqrt(np.mean((fused - truth)[where] ** 2)))
-
-    # measured 8.2-8.5 levels without the penalty, 6.9-7.4 with it
-    assert rms(5.0, near) < rms(0.0, near) - 0.6
-    assert rms(5.0, far) <= rms(0.0, far) + 0.05  # no cost away from the object

@@ -14,9 +14,7 @@ frame at a time, memory independent of the number of frames) that
   means (Gaussian levels 2 and 1, 4 and 2 px) are pulled back into the per-pixel
   [min, max] of the frames' local means, which removes most of the dark rim
   (undershoot) and glow that mixing levels from different frames leaves beside
-  bright edges over a dark background;
-  fine-level weights are lowered where a frame has coarse structure the others
-  lack (a bright neighbour's blurred glow veiling the background).
+  bright edges over a dark background.
 - ``'maxabs'``: the classic rule, for comparison: the coefficient of largest local
   energy at every level, the bases averaged evenly (no depth map).
 - ``'depthmap'``: per pixel, the frame at the regularised, fractional depth map,
@@ -340,20 +338,12 @@ class PyramidAccumulator:
     local means over about 4 and 2 px; four arrays, 0.6 of a frame together), and
     :meth:`result` moves the fused image's own level-2, then level-1 local mean into
     that [min, max] envelope (each correction is expanded back to full size, so
-    finer texture is kept). Next to a
-    bright edge over a dark background the fine levels come from the far-focused
-    frame, whose blurred glow ends in a sharp knee that the pyramid keeps as a dark
-    rim, while the coarse levels come from the near-focused frame: the mix is darker
-    than every frame's local mean there, which is what the envelope catches. The
-    same check caps a glow: a local mean brighter than in every frame.
-
-    ``veil`` (default 5; 0 turns it off) divides the soft weights of a detail level
-    by ``(1 + E_c / tau_c) ** veil``, ``E_c`` the same energy two levels coarser
-    (``VEIL_STEP``) expanded back, ``tau_c`` its median in the first frame: a
-    frame whose fine texture sits under a blurred bright neighbour's glow has
-    coarse structure there that the near-focused frame lacks, and loses weight
-    (texture comes back 3-5 px closer to a bright edge); where every frame has the
-    same coarse structure the factor is common and cancels.
+    finer texture is kept). Next to a bright edge over a dark background the fine
+    levels come from the far-focused frame, whose blurred glow ends in a sharp
+    knee that the pyramid keeps as a dark rim, while the coarse levels come from
+    the near-focused frame: the mix is darker than every frame's local mean there,
+    which is what the envelope catches. The same check caps a glow: a local mean
+    brighter than in every frame.
     """
 
     def __init__(
@@ -362,7 +352,6 @@ class PyramidAccumulator:
         *,
         soft_levels: int | None = None,
         power: float = 8.0,
-        veil: float = 5.0,
         floor: float = 4.0,
         quantile: float = 0.1,
         envelope: bool = True,
@@ -371,40 +360,17 @@ class PyramidAccumulator:
         self.levels = 0
         self.soft_levels = 1 << 30 if soft_levels is None else soft_levels
         self.power = power
-        self.veil = veil
         self.floor = floor
         self.quantile = quantile
         self.bands: list[F32] | None = None
         self.energy: list[NDArray[Any]] | None = None
         self.weight: list[F32] = []  # soft levels: sum of weights / exp(log_max)
         self.tau: list[float] = []
-        self.tau_veil: list[float] = []
         self.bases: dict[int, F32] = {}
         self.envelope = envelope
         # running per-pixel min / max of the frames' Gaussian levels ENVELOPE_LEVELS
         self.low: dict[int, F32] = {}
         self.high: dict[int, F32] = {}
-
-    def _veil(self, k: int, bands: list[F32]) -> F32:
-        """``veil * log(1 + E / tau)`` of level ``k + VEIL_STEP``, at level ``k``'s size.
-
-        Coarse structure that one frame has and the others lack beside an edge is the
-        blurred glow of a bright neighbour; dividing that frame's fine-level weight
-        by it prefers the frames whose view of the background is not veiled. Where
-        every frame has the same coarse structure (an edge in any focus) the factor
-        is common and cancels.
-        """
-        coarse = bands[k + VEIL_STEP]
-        gray = to_gray(coarse) if coarse.ndim == 3 else coarse
-        energy = _blur5(gray * gray)
-        if len(self.tau_veil) <= k:
-            self.tau_veil.append(max(float(np.quantile(energy, 0.5)), 1e-12))
-        energy *= np.float32(1.0 / self.tau_veil[k])
-        penalty = np.log1p(energy, out=energy)
-        penalty *= np.float32(self.veil)
-        for finer in reversed(bands[k : k + VEIL_STEP]):
-            penalty = _expand(penalty, finer.shape[:2])
-        return penalty
 
     def _envelope_levels(self) -> tuple[int, ...]:
         """Gaussian levels of the envelope check, coarse first (none for tiny images)."""
@@ -442,8 +408,6 @@ class PyramidAccumulator:
                 energy *= np.float32(1.0 / self.tau[k])
                 log_w = np.log1p(energy, out=energy)
                 log_w *= np.float32(self.power)
-                if self.veil > 0 and k + VEIL_STEP < len(bands) - 1:
-                    log_w -= self._veil(k, bands)
                 top = np.maximum(self.energy[k], log_w)
                 old = np.subtract(self.energy[k], top, out=self.energy[k])
                 np.exp(old, out=old)
@@ -491,10 +455,6 @@ class PyramidAccumulator:
 #: or more passes, cost fine detail elsewhere; level 0, a per-pixel clamp, wipes out
 #: texture that the pyramid rightly sharpens.
 ENVELOPE_LEVELS = (2, 1)
-
-#: How many levels coarser the structure is that :class:`PyramidAccumulator`'s
-#: ``veil`` penalty measures (the fine levels' weights are divided by it).
-VEIL_STEP = 2
 
 
 def clamp_local_mean(image: F32, low: F32, high: F32, level: int) -> F32:
@@ -592,8 +552,8 @@ def pyramid_merge(
         ``envelope=False``).
     envelope : bool
         Keep the result's local means (Gaussian levels 2 and 1) within the
-        per-pixel [min, max] of the frames' local means: no dark rim or glow beside bright
-        edges (see :class:`PyramidAccumulator`).
+        per-pixel [min, max] of the frames' local means: no dark rim or glow beside
+        bright edges (see :class:`PyramidAccumulator`).
 
     Returns
     -------
@@ -613,12 +573,8 @@ def pyramid_merge(
     one and their mix undershoots (a dark rim 6-10 px out). With ``envelope`` the
     result's level-2 Gaussian is clipped per pixel to ``[min_i G_2(f_i),
     max_i G_2(f_i)]`` and the clipping residual expanded back and added
-    (:func:`clamp_local_mean`), then the same at level 1; and the weights of the
-    detail levels that have a level two steps coarser are divided by
-    ``(1 + E_c / tau_c) ** 5`` (``E_c`` that level's energy, a veiling glow's
-    signature). Identical frames are returned
-    unchanged. See
-    :class:`PyramidAccumulator`.
+    (:func:`clamp_local_mean`), then the same at level 1. Identical frames are
+    returned unchanged. See :class:`PyramidAccumulator`.
     """
     stack, dtype = _check_stack(frames)
     acc = PyramidAccumulator(levels, soft_levels=soft_levels, envelope=envelope)
