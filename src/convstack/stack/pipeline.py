@@ -270,7 +270,7 @@ def fuse(
     if method == "pyramid":
         pyramid = PyramidAccumulator(levels)
     elif method == "maxabs":  # the classic rule: hard max at every level, mean base
-        pyramid = PyramidAccumulator(levels, soft_levels=0)
+        pyramid = PyramidAccumulator(levels, soft_levels=0, envelope=False)
     # registration pyramids of the frames a later frame registers against (each is
     # built once: as the moving frame, then as its neighbour's reference)
     pyramids: dict[int, Any] = {}
