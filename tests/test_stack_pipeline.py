@@ -172,3 +172,31 @@ def test_bad_options(kwargs: dict, match: str) -> None:  # type: ignore[type-arg
 def test_frames_must_be_a_sequence() -> None:
     with pytest.raises(TypeError, match="`frames` must be a sequence"):
         fuse("frames/*.png")  # type: ignore[arg-type]
+
+
+def _drifted(frames: list[np.ndarray], gains: list[float], offsets: list[float]) -> list:
+    return [
+        np.clip(np.rint(f * g + o), 0, 255).astype(np.uint8)
+        for f, g, o in zip(frames, gains, offsets, strict=True)
+    ]
+
+
+def test_photometric_correction_undoes_exposure_drift() -> None:
+    frames, truth = two_depth_stack(rows=64, cols=96)
+    # frames 0 and 2 are exposed differently from the reference (frame 1)
+    drifted = _drifted(frames, [0.8, 1.0, 1.15], [20.0, 0.0, -12.0])
+    plain = fuse(drifted, align="none")
+    matched = fuse(drifted, align="none", photometric=True)
+    inner = (slice(None), slice(4, -4))
+    plain_score = peak_signal_noise_ratio(truth[inner], plain.image[inner])
+    matched_score = peak_signal_noise_ratio(truth[inner], matched.image[inner])
+    assert matched_score > plain_score + 3
+    reference = peak_signal_noise_ratio(truth[inner], fuse(frames, align="none").image[inner])
+    assert matched_score > reference - 3
+
+
+def test_photometric_correction_costs_nothing_without_drift() -> None:
+    frames, _ = two_depth_stack(rows=64, cols=96)
+    plain = fuse(frames, align="none").image
+    matched = fuse(frames, align="none", photometric=True).image
+    assert peak_signal_noise_ratio(plain, matched) > 45

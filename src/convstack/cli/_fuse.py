@@ -60,6 +60,11 @@ def register(subparsers: Any) -> None:
         help="index of the reference frame, 0 = first (default: the middle one)",
     )
     parser.add_argument(
+        "--photometric",
+        action="store_true",
+        help="match each frame's brightness and contrast to the reference (exposure drift)",
+    )
+    parser.add_argument(
         "--save-steps",
         metavar="DIR",
         help="write intermediate images (aligned frames, sharpness, depth) as 16-bit PNG to DIR",
@@ -134,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
             method=args.method,
             align=args.align,
             reference=args.reference,
+            photometric=args.photometric,
             progress=progress_bar(args.quiet),
             on_step=on_step,
         )
