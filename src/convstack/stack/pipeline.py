@@ -337,6 +337,10 @@ def fuse(
                     gray = gray * np.float32(gain) + np.float32(offset)
             measured = sharpness(gray, measure=measure)
             focus.add(index, measured)
+            if done == count:  # the worker is free now: it regularises the depth map
+                confidence = focus.confidence()  # while the last frame is merged here
+                raw = focus.raw_depth()
+                regularized = pool.submit(regularize_depth, raw, confidence, count=count)
             if weighted is not None:
                 weighted.add(frame, sharpness_mask(frame))
             if pyramid is not None:
@@ -349,12 +353,10 @@ def fuse(
     pyramids.clear()
 
     report(progress, "depth", 0, 1)
-    confidence = focus.confidence()
-    raw = focus.raw_depth()
     if on_step is not None:
         on_step("depth_raw", raw.astype(np.float32))
         on_step("confidence", confidence)
-    depth = regularize_depth(raw, confidence, count=count)
+    depth = regularized.result()
     del focus, raw
     if on_step is not None:
         on_step("depth", depth / np.float32(max(count - 1, 1)))
