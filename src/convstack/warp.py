@@ -149,7 +149,7 @@ def _separable(
     lanes = np.arange(channels, dtype=np.intp)
     cols = np.arange(out_cols, dtype=np.float64)
     col_bands = _bands(b, out_cols, tolerance)
-    row_step = max(1, min(out_rows, _STRIP_PIXELS * 4 // max(1, out_cols * channels)))
+    row_step = max(1, min(out_rows, _STRIP_PIXELS * 16 // max(1, out_cols * channels)))
     out = np.empty((out_rows, out_cols * channels), dtype=work)
     for start in range(0, out_rows, row_step):
         stop = min(out_rows, start + row_step)
@@ -165,6 +165,7 @@ def _separable(
             first, weights = _taps(position, w, order, work)
             block = padded[low + lo : low + hi]
             acc = inter[lo:hi]
+            scratch = np.empty(acc.shape, dtype=work)
             for k in range(count):
                 index = ((first + k) * channels)[:, None] + lanes
                 taps = np.take(block, index.ravel(), axis=1)
@@ -172,7 +173,8 @@ def _separable(
                 if k == 0:
                     np.multiply(taps, weight, out=acc, casting="unsafe")
                 else:
-                    acc += taps * weight
+                    np.multiply(taps, weight, out=scratch, casting="unsafe")
+                    acc += scratch
         # pass 2: down the columns, one band of columns at a time
         for lo, hi in col_bands:
             c_mid = (lo + hi - 1) / 2.0
@@ -181,11 +183,12 @@ def _separable(
             span = slice(lo * channels, hi * channels)
             dest = out[start:stop, span]
             for k in range(count):
-                taps = inter[first + k, span]
+                taps = inter[first + k, span]  # a gathered copy: weighted in place
                 if k == 0:
                     np.multiply(taps, weights[k][:, None], out=dest)
                 else:
-                    dest += taps * weights[k][:, None]
+                    taps *= weights[k][:, None]
+                    dest += taps
     return out.reshape(out_rows, out_cols, channels)
 
 
