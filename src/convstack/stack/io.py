@@ -255,6 +255,12 @@ def _check_image(image: ArrayLike) -> NDArray[Any]:
     return array
 
 
+#: zlib level of PNG outputs: level 1 encodes 3-4x faster than Pillow's default 6 for
+#: about 1 % more bytes on photographs (bug set frame: 0.09 s / 2352 KiB against
+#: 0.35 s / 2325 KiB), and a stack's write is a visible share of its wall time.
+PNG_COMPRESS_LEVEL = 1
+
+
 def _to_uint8(array: NDArray[Any], path: Path) -> NDArray[Any]:
     logger.warning("%s: JPEG holds 8 bits per sample; 16-bit data is rounded to 8 bits.", path)
     return np.round(array.astype(np.float64) / 257.0).astype(np.uint8)
@@ -262,7 +268,9 @@ def _to_uint8(array: NDArray[Any], path: Path) -> NDArray[Any]:
 
 def _png16_colour(array: NDArray[Any], meta: ImageMetadata | None) -> bytes:
     rows, cols = array.shape[:2]
-    writer = png.Writer(width=cols, height=rows, greyscale=False, bitdepth=16)
+    writer = png.Writer(
+        width=cols, height=rows, greyscale=False, bitdepth=16, compression=PNG_COMPRESS_LEVEL
+    )
     buffer = io.BytesIO()
     writer.write(buffer, array.reshape(rows, cols * 3))
     data = buffer.getvalue()
@@ -317,6 +325,8 @@ def _encode(
         options["exif"] = exif
     if fmt == "JPEG":
         options["quality"] = quality
+    if fmt == "PNG":
+        options["compress_level"] = PNG_COMPRESS_LEVEL
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
