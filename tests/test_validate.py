@@ -88,3 +88,16 @@ def test_choice() -> None:
         v.choice("x", "method", ("fft", "direct"))
     with pytest.raises(ValueError, match=r"`method` must be one of .*; got 3"):
         v.choice(3, "method", ("fft",))
+
+
+def test_real_number_and_finite_float_messages() -> None:
+
+    assert v.real_number("2.5", "x") == 2.5
+    assert np.isnan(v.real_number(float("nan"), "x"))
+    with pytest.raises(TypeError, match=r"`x` must be a real number; got 'a'\."):
+        v.real_number("a", "x")
+    assert v.finite_float(-1, "y") == -1.0
+    with pytest.raises(ValueError, match=r"`y` must be finite; got inf\."):
+        v.finite_float(float("inf"), "y")
+    with pytest.raises(TypeError, match=r"`y` must be a real number; got None\."):
+        v.finite_float(None, "y")

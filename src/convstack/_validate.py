@@ -75,12 +75,25 @@ def per_axis_ints(value: Any, name: str, ndim: int, *, minimum: int) -> tuple[in
     return values
 
 
-def positive_float(value: Any, name: str, *, allow_zero: bool = False) -> float:
-    """Return ``value`` as a finite float that is > 0 (or >= 0 with ``allow_zero``)."""
+def real_number(value: Any, name: str) -> float:
+    """Return ``value`` as a float (NaN and infinities pass); TypeError if it is none."""
     try:
-        number = float(value)
+        return float(value)
     except (TypeError, ValueError) as exc:
         raise fail(name, "be a real number", value, kind=TypeError) from exc
+
+
+def finite_float(value: Any, name: str) -> float:
+    """Return ``value`` as a finite float."""
+    number = real_number(value, name)
+    if not np.isfinite(number):
+        raise fail(name, "be finite", value)
+    return number
+
+
+def positive_float(value: Any, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a finite float that is > 0 (or >= 0 with ``allow_zero``)."""
+    number = real_number(value, name)
     if not np.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
         raise fail(
             name, "be a finite number >= 0" if allow_zero else "be a finite number > 0", value

@@ -109,12 +109,7 @@ def gaussian(size: int, sigma: float = 0.0, *, ndim: int = 2) -> NDArray[np.floa
     1.0
     """
     n = v.per_axis_ints(size, "size", 1, minimum=1)[0]
-    try:
-        s = float(sigma)
-    except (TypeError, ValueError) as exc:
-        raise v.fail("sigma", "be a real number", sigma, kind=TypeError) from exc
-    if not math.isfinite(s):
-        raise v.fail("sigma", "be finite", sigma)
+    s = v.finite_float(sigma, "sigma")
     if ndim not in (1, 2):
         raise v.fail("ndim", "be 1 or 2", ndim)
     k = _gaussian_1d(n, s)

@@ -102,10 +102,7 @@ def resolve_padding(
 def check_mode(mode: Any, cval: Any) -> float:
     """Validate ``mode`` and ``cval`` together; return ``cval`` as a float."""
     v.choice(mode, "mode", MODES)
-    try:
-        value = float(cval)
-    except (TypeError, ValueError) as exc:
-        raise v.fail("cval", "be a real number", cval, kind=TypeError) from exc
+    value = v.real_number(cval, "cval")
     if mode in IGNORES_CVAL and value != 0.0:
         raise v.fail("cval", f"be 0 with mode={mode!r}, which ignores it", cval)
     return value

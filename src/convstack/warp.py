@@ -393,10 +393,7 @@ def warp(
     if isinstance(order, bool) or order not in ORDERS:
         raise v.fail("order", "be 0, 1 or 3", order)
     v.choice(mode, "mode", MODES)
-    try:
-        fill = float(cval)
-    except (TypeError, ValueError) as exc:
-        raise v.fail("cval", "be a real number", cval, kind=TypeError) from exc
+    fill = v.real_number(cval, "cval")
     if output_shape is None:
         out_rows, out_cols = int(array.shape[0]), int(array.shape[1])
     else:

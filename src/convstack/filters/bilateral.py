@@ -85,8 +85,8 @@ def bilateral(
     mode = check_mode(mode)
     if not isinstance(diameter, (int, np.integer)) or isinstance(diameter, bool):
         raise v.fail("diameter", "be an int", diameter, kind=TypeError)
-    sc = _real(sigma_color, "sigma_color")
-    ss = _real(sigma_space, "sigma_space")
+    sc = v.finite_float(sigma_color, "sigma_color")
+    ss = v.finite_float(sigma_space, "sigma_space")
     if sc <= 1e-6 or ss <= 1e-6:
         return array.copy()
     radius = int(diameter) // 2 if diameter > 0 else int(np.rint(ss * 1.5))
@@ -95,16 +95,6 @@ def bilateral(
     if array.dtype == np.uint8:
         return _bilateral_u8_flat(padded, array.shape, radius, sc, ss)
     return _bilateral_float(array, padded, radius, sc, ss)
-
-
-def _real(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise v.fail(name, "be a real number", value, kind=TypeError) from exc
-    if not math.isfinite(number):
-        raise v.fail(name, "be finite", value)
-    return number
 
 
 def _bilateral_u8_flat(

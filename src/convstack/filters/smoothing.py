@@ -495,8 +495,8 @@ def gaussian_blur(
     """
     array = check_image(image)
     mode = check_mode(mode)
-    sx = _real(sigma, "sigma")
-    sy = sx if sigma_y is None else _real(sigma_y, "sigma_y")
+    sx = v.finite_float(sigma, "sigma")
+    sy = sx if sigma_y is None else v.finite_float(sigma_y, "sigma_y")
     if sy <= 0:
         sy = sx
     kr, kc = v.per_axis_ints(size, "size", 2, minimum=0)
@@ -530,16 +530,6 @@ def gaussian_blur(
         sums *= 2.0**-32
         return np.floor(sums).astype(np.uint16)
     raise AssertionError(array.dtype)  # pragma: no cover - check_image allows no other dtype
-
-
-def _real(value: Any, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as exc:
-        raise v.fail(name, "be a real number", value, kind=TypeError) from exc
-    if not math.isfinite(number):
-        raise v.fail(name, "be finite", value)
-    return number
 
 
 # ------------------------------------------------------------------------- unsharp
@@ -578,7 +568,7 @@ def unsharp_mask(
     array = check_image(image)
     mode = check_mode(mode)
     s = v.positive_float(sigma, "sigma")
-    k = _real(amount, "amount")
+    k = v.finite_float(amount, "amount")
     work = array if array.dtype.kind == "f" else array.astype(np.float64)
     blurred = gaussian_blur(work, 0, s, mode=mode)
     sharp = work + k * (work - blurred)

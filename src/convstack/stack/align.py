@@ -548,12 +548,7 @@ def _check_options(
     if iterations < 1:
         raise v.fail("iterations", "be an int >= 1", iterations)
     tol = v.positive_float(tolerance, "tolerance")
-    try:
-        floor = float(min_correlation)
-    except (TypeError, ValueError) as exc:
-        raise v.fail(
-            "min_correlation", "be a real number", min_correlation, kind=TypeError
-        ) from exc
+    floor = v.real_number(min_correlation, "min_correlation")
     if not -1.0 <= floor <= 1.0:
         raise v.fail("min_correlation", "lie in [-1, 1]", min_correlation)
     return int(iterations), tol, floor

@@ -550,10 +550,7 @@ def render_stack(
     aperture = v.positive_float(aperture, "aperture", allow_zero=True)
     shift = v.positive_float(shift, "shift", allow_zero=True)
     noise = v.positive_float(noise, "noise", allow_zero=True)
-    try:
-        breathing = float(breathing)
-    except (TypeError, ValueError) as exc:
-        raise v.fail("breathing", "be a real number", breathing, kind=TypeError) from exc
+    breathing = v.real_number(breathing, "breathing")
     if not (math.isfinite(breathing) and -0.5 < breathing < 0.5):
         raise v.fail("breathing", "lie in (-0.5, 0.5)", breathing)
     rng = np.random.default_rng(int(seed))
