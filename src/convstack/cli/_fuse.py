@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..stack import DEFAULT_METHOD, METHODS, StackError, fuse
+from ..stack import DEFAULT_METHOD, METHODS, OutputError, StackError, fuse
 from ..stack import io as _io
 from ..stack.align import MODELS
 from ..stack.depth import depth_to_image
@@ -76,18 +76,10 @@ def register(subparsers: Any) -> None:
 
 def _check_output(path: Path, force: bool, what: str) -> None:
     """Refuse an output early (before the slow work) for the reasons write_image would."""
-    if path.suffix.lower() not in _io.IMAGE_EXTENSIONS:
-        raise UserError(
-            f"{what} {path}: unknown image extension {path.suffix!r}; "
-            f"use one of {', '.join(_io.IMAGE_EXTENSIONS)}."
-        )
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UserError(f"{what} {path}: the output folder {folder} does not exist.")
-    if path.is_dir():
-        raise UserError(f"{what} {path}: is a folder.")
-    if path.exists() and not force:
-        raise UserError(f"{what} {path} already exists (use --force to replace it).")
+    try:
+        _io.check_output(path, overwrite=force)
+    except OutputError as exc:
+        raise UserError(f"{what} {exc}") from None
 
 
 def _step_image(name: str, array: NDArray[Any]) -> NDArray[Any]:

@@ -44,6 +44,7 @@ from .errors import FrameReadError, OutputError
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageMetadata",
+    "check_output",
     "list_frames",
     "natural_key",
     "read_image",
@@ -332,6 +333,33 @@ def _encode(
     return buffer.getvalue()
 
 
+def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Refuse an output path that :func:`write_image` could not write; return it as a Path.
+
+    Raises
+    ------
+    OutputError
+        Unknown extension, missing output folder, a folder at ``path``, or an
+        existing file without ``overwrite``.
+    """
+    file = Path(path)
+    if file.suffix.lower() not in _FORMATS:
+        raise OutputError(
+            f"{file}: unknown image extension {file.suffix!r}; "
+            f"use one of {', '.join(IMAGE_EXTENSIONS)}."
+        )
+    folder = file.parent
+    if not folder.is_dir():
+        raise OutputError(f"{file}: the output folder {folder} does not exist.")
+    if file.is_dir():
+        raise OutputError(f"{file}: is a folder.")
+    if file.exists() and not overwrite:
+        raise OutputError(
+            f"{file}: already exists (use --force, or overwrite=True in Python, to replace it)."
+        )
+    return file
+
+
 def write_image(
     path: str | os.PathLike[str],
     image: ArrayLike,
@@ -377,25 +405,13 @@ def write_image(
     The data go to a temporary file in the same folder, renamed over ``path`` with
     ``os.replace`` once complete; on any error the temporary file is removed.
     """
-    file = Path(path)
-    fmt = _FORMATS.get(file.suffix.lower())
-    if fmt is None:
-        raise OutputError(
-            f"{file}: unknown image extension {file.suffix!r}; "
-            f"use one of {', '.join(IMAGE_EXTENSIONS)}."
-        )
-    folder = file.parent if str(file.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError(f"{file}: the output folder {folder} does not exist.")
-    if file.is_dir():
-        raise OutputError(f"{file}: is a folder.")
-    if file.exists() and not overwrite:
-        raise OutputError(f"{file}: already exists (use overwrite / --force to replace it).")
+    file = check_output(path, overwrite=overwrite)
+    fmt = _FORMATS[file.suffix.lower()]
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"`quality` must lie in [1, 100]; got {quality!r}.")
     array = _check_image(image)
     data = _encode(array, fmt, file, metadata, int(quality))
-    fd, temp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=folder)
+    fd, temp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
