@@ -269,3 +269,29 @@ def test_tolerance_bounds_the_error_of_the_fast_path_for_small_rotations() -> No
     np.testing.assert_array_equal(
         warp(image, big, order=3, tolerance=1 / 256), warp(image, big, order=3)
     )
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+@pytest.mark.parametrize("angle", [0.0, 1e-5])
+@pytest.mark.parametrize("scale", [1.004, 0.993])
+def test_sliced_taps_equal_gathered_taps(
+    channels: int | None, angle: float, scale: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # near unit scale the separable path reads runs of taps as slices; forcing it to
+    # gather every tap instead must give the same numbers
+    rng = np.random.default_rng(3)
+    shape = (90, 400) if channels is None else (90, 400, channels)
+    image = (rng.random(shape) * 255).astype(np.uint8)
+    c, s = scale * np.cos(angle), scale * np.sin(angle)
+    m = np.array([[c, s, -1.3], [-s, c, 2.6], [0.0, 0.0, 1.0]])
+    sliced = warp(image, m, order=3, tolerance=1 / 256)
+    calls = []
+    original = warp_module._runs
+    monkeypatch.setattr(warp_module, "_runs", lambda first: calls.append(1) or original(first))
+    assert np.array_equal(warp(image, m, order=3, tolerance=1 / 256), sliced)
+    assert calls  # the sliced path was taken
+    monkeypatch.setattr(warp_module, "_MIN_RUN", 10**9)  # every run too short: gather
+    np.testing.assert_allclose(warp(image, m, order=3, tolerance=1 / 256), sliced, atol=1e-3)
+    if angle == 0.0:  # and both equal the 2-D cubic kernel
+        oracle = _keys_oracle(image, m, (30, 60))  # the output's top-left corner
+        np.testing.assert_allclose(sliced[:30, :60], oracle, atol=2e-3)

@@ -115,6 +115,52 @@ def _bands(slope: float, count: int, tolerance: float) -> list[tuple[int, int]]:
     return [(start, min(count, start + size)) for start in range(0, count, size)]
 
 
+#: Shortest mean run of consecutive taps (see :func:`_runs`) worth slicing instead
+#: of gathering: a slice is a view with no copy, but costs a few NumPy calls.
+_MIN_RUN = 16
+
+
+#: Taps are sliced only for this many column bands or fewer (each slice is a NumPy
+#: call; the narrow bands of a rotated warp are cheaper gathered).
+_MAX_SLICED_BANDS = 4
+
+
+def _runs(first: NDArray[np.intp]) -> list[tuple[int, int]] | None:
+    """Split ``first`` into runs ``[lo, hi)`` along which it steps by exactly 1.
+
+    Along a run, tap ``k`` of every sample is one slice of the input. Near unit
+    scale (focus breathing) a row has a handful of runs; ``None`` when they are
+    too short for slicing to pay (strong zoom, many clamped edge samples).
+    """
+    breaks = np.flatnonzero(np.diff(first) != 1) + 1
+    if first.size < _MIN_RUN * (breaks.size + 1):
+        return None
+    edges = [0, *breaks.tolist(), int(first.size)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+def _weigh_taps(
+    taps: list[NDArray[Any]],
+    weights: list[NDArray[Any]],
+    out: NDArray[Any],
+    scratch: NDArray[Any] | None = None,
+) -> None:
+    """``out = sum_k taps[k] * weights[k]``.
+
+    ``scratch`` is a temporary shaped like ``out``; without it the taps (fresh
+    gathered copies of ``out``'s dtype) are weighted in place.
+    """
+    for k, (tap, weight) in enumerate(zip(taps, weights, strict=True)):
+        if k == 0:
+            np.multiply(tap, weight, out=out, casting="unsafe")
+        elif scratch is None:
+            tap *= weight
+            out += tap
+        else:
+            np.multiply(tap, weight, out=scratch, casting="unsafe")
+            out += scratch
+
+
 def _separable(
     array: NDArray[Any],
     m: NDArray[np.float64],
@@ -130,7 +176,9 @@ def _separable(
     (D / A) y + o`` (the column where the output line through ``y`` meets it), pass 2
     each column at ``A r + B c + C``. Rows (pass 1) and columns (pass 2) are taken in
     bands over which the offset varies by at most ``2 * tolerance`` pixels, so one
-    set of weights serves a whole band and every tap is a gather of whole slices.
+    set of weights serves a whole band. Within a band, runs of samples whose taps
+    advance one input pixel per output pixel (all of them at unit scale) read each
+    tap as a slice of the input; elsewhere taps are gathered.
     Without rotation or shear (``B = D = 0``) there is one band and the result is the
     2-D interpolation exactly; otherwise sample positions move by at most
     ``tolerance`` (the caller checks the slant of the taps, ``2 |D / A|``).
@@ -150,6 +198,9 @@ def _separable(
     cols = np.arange(out_cols, dtype=np.float64)
     col_bands = _bands(b, out_cols, tolerance)
     row_step = max(1, min(out_rows, _STRIP_PIXELS * 16 // max(1, out_cols * channels)))
+    sliced = len(col_bands) <= _MAX_SLICED_BANDS and len(_bands(slope_y, row_step, tolerance)) <= 2
+    if sliced:  # smaller strips: the sliced passes are many short calls over cached rows
+        row_step = max(1, row_step // 4)
     out = np.empty((out_rows, out_cols * channels), dtype=work)
     for start in range(0, out_rows, row_step):
         stop = min(out_rows, start + row_step)
@@ -158,37 +209,61 @@ def _separable(
         corners = a * rows[[0, -1]][:, None] + b * cols[[0, -1]][None, :] + c0
         low = int(np.clip(corners.min(), 0.0, h - 1))
         high = int(np.clip(corners.max(), 0.0, h - 1)) + count - 1
-        inter = np.empty((high - low + 1, out_cols * channels), dtype=work)
+        block = padded[low : high + 1]
+        if sliced:  # sliced taps are read several times: convert once
+            block = block.astype(work)
+        inter = np.empty(block.shape[:1] + (out_cols * channels,), dtype=work)
+        scratch = np.empty(2 * inter.size, dtype=work)  # two temporaries of a run
         for lo, hi in _bands(slope_y, high - low + 1, tolerance):
             y_mid = np.clip(low + (lo + hi - 1) / 2.0 - before, 0.0, h - 1)
             position = scale_c * cols + (slope_y * y_mid + offset_c)
             first, weights = _taps(position, w, order, work)
-            block = padded[low + lo : low + hi]
-            acc = inter[lo:hi]
-            scratch = np.empty(acc.shape, dtype=work)
-            for k in range(count):
-                index = ((first + k) * channels)[:, None] + lanes
-                taps = np.take(block, index.ravel(), axis=1)
-                weight = np.repeat(weights[k], channels)
-                if k == 0:
-                    np.multiply(taps, weight, out=acc, casting="unsafe")
-                else:
-                    np.multiply(taps, weight, out=scratch, casting="unsafe")
-                    acc += scratch
+            wide = [np.repeat(weight, channels) for weight in weights]
+            runs = _runs(first) if sliced else None
+            if runs is None:
+                index = (first * channels)[:, None] + lanes
+                taps = [
+                    np.take(block[lo:hi], (index + k * channels).ravel(), axis=1)
+                    for k in range(count)
+                ]
+                _weigh_taps(taps, wide, inter[lo:hi], np.empty((hi - lo, inter.shape[1]), work))
+                continue
+            for c_lo, c_hi in runs:
+                span = slice(c_lo * channels, c_hi * channels)
+                tap0 = int(first[c_lo]) * channels
+                width = (c_hi - c_lo) * channels
+                taps = [
+                    block[lo:hi, tap0 + k * channels : tap0 + k * channels + width]
+                    for k in range(count)
+                ]
+                part = [weight[span] for weight in wide]
+                size = (hi - lo) * width
+                acc = scratch[:size].reshape(hi - lo, width)
+                tmp = scratch[size : 2 * size].reshape(hi - lo, width)
+                _weigh_taps(taps, part, acc, tmp)
+                inter[lo:hi, span] = acc
         # pass 2: down the columns, one band of columns at a time
+        if scratch.size < (stop - start) * out_cols * channels:
+            scratch = np.empty((stop - start) * out_cols * channels, dtype=work)
+        scratch2d = scratch[: (stop - start) * out_cols * channels].reshape(stop - start, -1)
         for lo, hi in col_bands:
             c_mid = (lo + hi - 1) / 2.0
             first, weights = _taps(a * rows + (b * c_mid + c0), h, order, work)
             first = first - low
             span = slice(lo * channels, hi * channels)
-            dest = out[start:stop, span]
-            for k in range(count):
-                taps = inter[first + k, span]  # a gathered copy: weighted in place
-                if k == 0:
-                    np.multiply(taps, weights[k][:, None], out=dest)
-                else:
-                    taps *= weights[k][:, None]
-                    dest += taps
+            runs = _runs(first) if sliced else None
+            if runs is None:
+                taps = [inter[first + k, span] for k in range(count)]  # gathered copies
+                part = [weight[:, None] for weight in weights]
+                _weigh_taps(taps, part, out[start:stop, span])
+                continue
+            for r_lo, r_hi in runs:
+                tap0 = int(first[r_lo])
+                n = r_hi - r_lo
+                taps = [inter[tap0 + k : tap0 + k + n, span] for k in range(count)]
+                part = [weight[r_lo:r_hi, None] for weight in weights]
+                dest = out[start + r_lo : start + r_hi, span]
+                _weigh_taps(taps, part, dest, scratch2d[:n, span])
     return out.reshape(out_rows, out_cols, channels)
 
 

@@ -218,18 +218,32 @@ def _model_matrix(model: str, p: NDArray[np.float64]) -> NDArray[np.float64]:
 def _steepest_descent(
     model: str, gy: NDArray[np.float32], gx: NDArray[np.float32], y: Any, x: Any
 ) -> NDArray[np.float32]:
-    """Rows ``grad T . dW/dp_k`` at p = 0, one per parameter, each flattened."""
+    """Rows ``grad T . dW/dp_k`` at p = 0, one per parameter, each flattened.
+
+    Each row is written straight into the result (no stacked copy of the rows).
+    """
+    count = {"translation": 2, "similarity": 4, "affine": 6}.get(model, 8)
+    out = np.empty((count, *gy.shape), dtype=np.float32)
     if model == "translation":
-        rows = [gy, gx]
+        out[0], out[1] = gy, gx
     elif model == "similarity":
-        rows = [gy * y + gx * x, gy * x - gx * y, gy, gx]
-    elif model == "affine":
-        rows = [gy * y, gy * x, gy, gx * y, gx * x, gx]
-    else:  # homography
-        radial = gy * y + gx * x
-        rows = [gy * y, gy * x, gy, gx * y, gx * x, gx, -y * radial, -x * radial]
-    shape = gy.shape
-    return np.stack([np.broadcast_to(r, shape).ravel() for r in rows]).astype(np.float32)
+        np.multiply(gy, y, out=out[0])
+        out[0] += gx * x
+        np.multiply(gy, x, out=out[1])
+        out[1] -= gx * y
+        out[2], out[3] = gy, gx
+    else:  # affine, and the homography's first six
+        np.multiply(gy, y, out=out[0])
+        np.multiply(gy, x, out=out[1])
+        out[2] = gy
+        np.multiply(gx, y, out=out[3])
+        np.multiply(gx, x, out=out[4])
+        out[5] = gx
+        if model == "homography":
+            radial = gy * y + gx * x
+            np.multiply(radial, -y, out=out[6])
+            np.multiply(radial, -x, out=out[7])
+    return out.reshape(count, -1)
 
 
 class _Pyramid:
