@@ -177,20 +177,31 @@ def _match_blur(
     ok = valid.astype(np.float32)
     if float(ok.sum()) < 64:
         return 0.0
-    scores = []
-    for delta in _BLUR_GRID:
+
+    def score(delta: float) -> float:
         if delta > 0:
-            score = _pearson(_gaussian(t, delta), m, ok)
-        elif delta < 0:
-            score = _pearson(t, _gaussian(m, -delta), ok)
-        else:
-            score = _pearson(t, m, ok)
-        scores.append(score)
-    best = int(np.argmax(scores))
-    if 0 < best < len(scores) - 1:
+            return _pearson(_gaussian(t, delta), m, ok)
+        if delta < 0:
+            return _pearson(t, _gaussian(m, -delta), ok)
+        return _pearson(t, m, ok)
+
+    # climb from no blur to the best grid point: neighbouring frames differ little in
+    # blur, so the large (costly) blurs are rarely tried; the same point as a full
+    # scan of the grid whenever the scores have a single peak
+    scores: dict[int, float] = {}
+    best = _BLUR_GRID.index(0.0)
+    while True:
+        for k in (best - 1, best, best + 1):
+            if 0 <= k < len(_BLUR_GRID) and k not in scores:
+                scores[k] = score(_BLUR_GRID[k])
+        step = max((best - 1, best, best + 1), key=lambda k: scores.get(k, -np.inf))
+        if step == best:
+            break
+        best = step
+    if 0 < best < len(_BLUR_GRID) - 1:
         # Parabola through the best grid point and its neighbours (uneven spacing).
         x0, x1, x2 = _BLUR_GRID[best - 1 : best + 2]
-        y0, y1, y2 = scores[best - 1 : best + 2]
+        y0, y1, y2 = scores[best - 1], scores[best], scores[best + 1]
         denom = (x0 - x1) * (x0 - x2) * (x1 - x2)
         a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / denom
         b = (x2 * x2 * (y0 - y1) + x1 * x1 * (y2 - y0) + x0 * x0 * (y1 - y2)) / denom
@@ -490,6 +501,14 @@ def _register(
                 raise _Diverged("the normal equations became singular") from exc
             if not np.all(np.isfinite(dp)):
                 raise _Diverged("the update became non-finite")
+            d = _model_matrix(model, dp)
+            homog = corners @ d.T
+            if (
+                float(np.abs(homog[:, :2] / homog[:, 2:] - corners[:, :2]).max()) * px_per_unit
+                < tol
+            ):
+                a = a @ np.linalg.inv(d)  # converged: a step this small needs no check
+                break
             step = 1.0
             while True:
                 d = _model_matrix(model, step * dp)
