@@ -23,6 +23,7 @@ from convstack.stack.align import (
     to_gray,
 )
 from convstack.stack.errors import AlignmentError
+from convstack.stack.fusion import _decimate
 from convstack.warp import warp
 
 SHAPE = (192, 256)
@@ -260,6 +261,18 @@ def test_to_gray_uses_bt601_weights() -> None:
     assert to_gray(np.ones((2, 2, 2)) * [5.0, 255.0])[0, 0] == 5.0  # gray + alpha
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [3, 4])
+def test_to_gray_scales_integer_colour_by_the_dtype_maximum(dtype: type, channels: int) -> None:
+    top = np.iinfo(dtype).max
+    rgb = np.random.default_rng(2).integers(0, top + 1, (5, 7, channels)).astype(dtype)
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    expected = (0.299 * r + 0.587 * g + 0.114 * b) / top  # alpha ignored
+    gray = to_gray(rgb)
+    assert gray.dtype == np.float32 and gray.shape == (5, 7)
+    np.testing.assert_allclose(gray, expected, rtol=1e-6, atol=1e-7)
+
+
 # --- stacks --------------------------------------------------------------------------
 
 
@@ -439,3 +452,18 @@ def test_reused_pyramids_give_the_same_chain_as_estimate_transform() -> None:
         np.testing.assert_array_equal(reused, direct)
         expected = truths[k] @ np.linalg.inv(truths[k - 1])
         assert _corner_rms(reused, expected) < 0.05
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (5, 6), (8, 9)])
+def test_edge_decimation_equals_smoothing_then_subsampling(shape: tuple[int, int]) -> None:
+    # the registration pyramid skips the full-size smoothing of levels it does not keep
+    image = np.random.default_rng(4).random(shape).astype(np.float32)
+    taps = np.array([1, 4, 6, 4, 1], np.float32) / 16
+    padded = np.pad(image.astype(np.float64), 2, mode="edge")  # 'nearest' borders
+    smooth = sum(
+        taps[i] * taps[j] * padded[i : i + shape[0], j : j + shape[1]]
+        for i in range(5)
+        for j in range(5)
+    )
+    decimated = _decimate(_decimate(image, 0, "edge"), 1, "edge")
+    np.testing.assert_allclose(decimated, smooth[::2, ::2], atol=1e-6)

@@ -51,6 +51,7 @@ from ..convolve import correlate
 from ..progress import ProgressCallback, report
 from ..warp import as_matrix, warp
 from .errors import AlignmentError
+from .fusion import _decimate
 from .sharpness import _BT601, to_gray
 
 __all__ = [
@@ -266,9 +267,11 @@ class _Pyramid:
         self.levels: list[NDArray[np.float32] | None] = [None] * levels
         current = gray
         for k in range(levels):
+            if k < finest:  # only its decimation is needed: compute just that
+                current = _decimate(_decimate(current, 0, "edge"), 1, "edge")
+                continue
             smooth = _smooth(current)
-            if k >= finest:
-                self.levels[k] = smooth
+            self.levels[k] = smooth
             if k + 1 < levels:
                 current = np.ascontiguousarray(smooth[::2, ::2])
         self._templates: dict[tuple[int, str], tuple[Any, ...]] = {}

@@ -86,12 +86,13 @@ def _binomial_taps(source: F32, axis: int, count: int, out: F32) -> None:
     out *= np.float32(1.0 / 16.0)
 
 
-def _decimate(image: F32, axis: int) -> F32:
+def _decimate(image: F32, axis: int, border: str = "reflect") -> F32:
     """5-tap binomial blur along ``axis``, kept at even positions only.
 
     ``out[j] = (x[2j-2] + 4 x[2j-1] + 6 x[2j] + 4 x[2j+1] + x[2j+2]) / 16`` with mirrored
-    borders (OpenCV's BORDER_REFLECT_101, our 'mirror'); only the kept half is computed,
-    and only the first and last few samples go through a mirrored (padded) copy.
+    borders (OpenCV's BORDER_REFLECT_101, our 'mirror'), or repeated edge samples with
+    ``border='edge'``; only the kept half is computed, and only the first and last few
+    samples go through a padded copy.
     """
     n = image.shape[axis]
     m = (n + 1) // 2
@@ -101,14 +102,14 @@ def _decimate(image: F32, axis: int) -> F32:
     if n < 8:
         pad = [(0, 0)] * image.ndim
         pad[axis] = (2, 2)
-        padded = np.pad(image, pad, mode="reflect" if n > 2 else "edge")
+        padded = np.pad(image, pad, mode=border if n > 2 else "edge")
         _binomial_taps(padded, axis, m, out)
         return out
     inner = (n - 3) // 2  # outputs 1..inner read x[0..n-1] only
     head = [(0, 0)] * image.ndim
     head[axis] = (2, 0)
     _binomial_taps(
-        np.pad(image[_along(axis, slice(0, 3))], head, mode="reflect"),
+        np.pad(image[_along(axis, slice(0, 3))], head, mode=border),
         axis,
         1,
         out[_along(axis, slice(0, 1))],
@@ -117,7 +118,7 @@ def _decimate(image: F32, axis: int) -> F32:
     tail = [(0, 0)] * image.ndim
     tail[axis] = (0, 2)
     _binomial_taps(
-        np.pad(image[_along(axis, slice(2 * inner, None))], tail, mode="reflect"),
+        np.pad(image[_along(axis, slice(2 * inner, None))], tail, mode=border),
         axis,
         m - inner - 1,
         out[_along(axis, slice(inner + 1, None))],

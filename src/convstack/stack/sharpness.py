@@ -58,7 +58,15 @@ def to_gray(image: ArrayLike, name: str = "image") -> NDArray[np.float32]:
     >>> to_gray(np.array([[[255, 255, 255]]], dtype=np.uint8))
     array([[1.]], dtype=float32)
     """
-    array = to_unit_float(image, name)
+    array = v.as_real_array(image, name)
+    if array.ndim == 3 and 3 <= array.shape[2] <= 4 and array.dtype.kind in "ui":
+        # integers straight to luma, the scale folded into the weights (no float copy)
+        weights = _BT601 / np.float32(np.iinfo(array.dtype).max)
+        gray = np.multiply(array[..., 0], weights[0], dtype=np.float32)
+        gray += np.multiply(array[..., 1], weights[1], dtype=np.float32)
+        gray += np.multiply(array[..., 2], weights[2], dtype=np.float32)
+        return gray
+    array = to_unit_float(array, name)
     if array.ndim == 2:
         return array
     if array.ndim != 3 or not 1 <= array.shape[2] <= 4:
