@@ -134,6 +134,40 @@ def _block_mean(image: F32, factor: int) -> F32:
     return out
 
 
+def _phases(image: NDArray[Any], factor: int) -> list[NDArray[Any]]:
+    """The ``factor**2`` phases ``image[i::factor, j::factor]`` (edge-padded to a multiple
+    of ``factor``, as :func:`_block_mean`), each contiguous, in the order (j, i)."""
+    rows, cols = image.shape
+    pr, pc = (-rows) % factor, (-cols) % factor
+    padded = np.pad(image, ((0, pr), (0, pc)), mode="edge") if pr or pc else image
+    return [
+        np.ascontiguousarray(padded[i::factor, j::factor])
+        for j in range(factor)
+        for i in range(factor)
+    ]
+
+
+def _phase_mean(hits: list[NDArray[np.bool_]], values: list[F32], factor: int) -> F32:
+    """:func:`_block_mean` of ``where(hit, value, 0)`` from per-phase hits and values.
+
+    Sums in :func:`_block_mean`'s order (down each block column, then across), so the
+    result is the same to the bit.
+    """
+    out: F32 | None = None
+    for j in range(factor):
+        column: F32 | None = None
+        for i in range(factor):
+            n = j * factor + i
+            term = np.where(hits[n], values[n], np.float32(0.0))
+            column = term if column is None else np.add(column, term, out=column)
+        assert column is not None
+        out = column if out is None else np.add(out, column, out=out)
+    assert out is not None
+    if factor > 1:
+        out *= np.float32(1.0 / (factor * factor))
+    return out
+
+
 def _zoom(small: F32, factor: int) -> F32:
     """Bilinear upsampling by an integer ``factor`` (pixel centres aligned, edges clamped).
 
@@ -276,17 +310,18 @@ def regularize_depth(
     support = zeros.copy()  # neighbourhood support of the winner so far
     top_support = zeros.copy()  # largest neighbourhood support of any frame
     top_k = np.zeros(grid, np.int32)
+    # the labels, confidences and trust split by phase on the voting grid, so each
+    # frame's masks are taken and block-averaged without a full-size temporary
+    label_phases = _phases(labels, factor)
+    conf_phases = _phases(conf, factor)
+    trust_phases = _phases(trust, factor)
     for k in range(count):
-        hit = labels == k
-        if hit.any():
-            mask = np.where(hit, conf, np.float32(0.0))
-            if factor > 1:
-                mask = _block_mean(mask, factor)
+        hits = [phase == k for phase in label_phases]
+        if any(hit.any() for hit in hits):
+            mask = _phase_mean(hits, conf_phases, factor)
             votes, near = _votes(mask, sigma / factor, fill)
             if outlier > 0:
-                share = np.where(hit, trust, np.float32(0.0))
-                if factor > 1:
-                    share = _block_mean(share, factor)
+                share = _phase_mean(hits, trust_phases, factor)
                 near = _votes(share, sigma / factor, fill, fine_scale=False)[1]
         else:
             votes, near = zeros, zeros

@@ -289,8 +289,14 @@ def fuse(
     # built once: as the moving frame, then as its neighbour's reference)
     pyramids: dict[int, Any] = {}
 
-    def prepare(index: int, neighbour: int | None) -> tuple[NDArray[np.float32], NDArray[Any]]:
-        """Read, register (to the neighbour towards the reference) and warp one frame."""
+    def prepare(
+        index: int, neighbour: int | None
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
+        """Read, register (to the neighbour towards the reference) and warp one frame.
+
+        Returns the frame and its luma, or None where the frame was warped (the luma of
+        the warped frame is left to the main thread, which has more time to spare).
+        """
         raw = source.raw(index)
         gray = to_gray(raw)
         if align != "none":
@@ -314,7 +320,7 @@ def fuse(
         frame = _warped(raw, transforms[index])
         if raw.dtype.kind in "ui":
             frame *= np.float32(1.0 / np.iinfo(raw.dtype).max)
-        return frame, to_gray(frame)
+        return frame, None
 
     # one frame is read, registered and warped in a worker thread while the previous
     # one is measured and merged here (NumPy releases the GIL): two frames in flight
@@ -324,7 +330,8 @@ def fuse(
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(prepare, *order[0])
         for done, (index, _) in enumerate(order, start=1):
-            frame, gray = pending.result()
+            frame, luma = pending.result()
+            gray = to_gray(frame) if luma is None else luma
             if done < count:
                 pending = pool.submit(prepare, *order[done])
             if photometric:  # the reference comes first in ``order``
