@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -86,7 +86,7 @@ def _binomial_taps(source: F32, axis: int, count: int, out: F32) -> None:
     out *= np.float32(1.0 / 16.0)
 
 
-def _decimate(image: F32, axis: int, border: str = "reflect") -> F32:
+def _decimate(image: F32, axis: int, border: Literal["reflect", "edge"] = "reflect") -> F32:
     """5-tap binomial blur along ``axis``, kept at even positions only.
 
     ``out[j] = (x[2j-2] + 4 x[2j-1] + 6 x[2j] + 4 x[2j+1] + x[2j+2]) / 16`` with mirrored
