@@ -44,8 +44,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import fft as sp_fft
 
+from .. import _methods
 from .. import _validate as v
 from ..convolve import correlate
 from ..progress import ProgressCallback, report
@@ -400,12 +400,13 @@ def _phase_translation(template: NDArray[np.float32], moving: NDArray[np.float32
     """Shift d (level pixels, (row, col)) with moving(p + d) ~ template(p), by phase correlation."""
     h, w = template.shape
     window = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
-    a = sp_fft.rfft2((template - template.mean()) * window)
-    b = sp_fft.rfft2((moving - moving.mean()) * window)
+    fft = _methods._scipy_fft()
+    a = fft.rfft2((template - template.mean()) * window)
+    b = fft.rfft2((moving - moving.mean()) * window)
     cross = b * np.conj(a)
     magnitude = np.abs(cross)
     cross /= np.maximum(magnitude, 1e-9 * float(magnitude.max()) or 1.0)
-    surface = sp_fft.irfft2(cross, s=(h, w))
+    surface = fft.irfft2(cross, s=(h, w))
     peak = np.unravel_index(int(np.argmax(surface)), surface.shape)
     shift = []
     for axis, (index, n) in enumerate(zip(peak, (h, w), strict=True)):
