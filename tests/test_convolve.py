@@ -532,3 +532,27 @@ def test_long_1d_signal_in_column_chunks(monkeypatch, mode, stride, dilation) ->
         np.testing.assert_allclose(
             whole["direct"], ndi.correlate(signal, kernel, mode=mode), atol=1e-10
         )
+
+
+def test_fast_lengths_match_scipy() -> None:
+    # the cost model's FFT lengths, computed without importing scipy.fft
+    import scipy.fft
+
+    from convstack._methods import next_fast_len
+
+    for n in [*range(1, 3000), 4097, 10007, 65537, 1_000_003]:
+        assert next_fast_len(n) == scipy.fft.next_fast_len(n, real=True), n
+
+
+def test_small_kernels_do_not_import_scipy_fft() -> None:
+    # a subprocess, so that the modules this test session imported do not count
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, convstack;"
+        "convstack.correlate(np.ones((64, 64), np.float32), np.ones((5, 5)));"
+        "print('scipy.fft' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -48,6 +48,28 @@ def _scipy_fft() -> Any:
     return scipy.fft
 
 
+@functools.lru_cache(maxsize=4096)
+def next_fast_len(n: int) -> int:
+    """Smallest 5-smooth number (2**a 3**b 5**c) >= ``n``: a fast real FFT length.
+
+    The lengths ``scipy.fft.next_fast_len(n, real=True)`` returns, without importing
+    SciPy (the cost model asks for them on every call).
+    """
+    if n <= 6:
+        return max(int(n), 1)
+    best = 1 << (int(n) - 1).bit_length()  # the next power of two always qualifies
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            quotient = -(-n // p35)  # the power of two that lifts p35 to >= n
+            candidate = p35 << (quotient - 1).bit_length()
+            best = min(best, candidate)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
 Shape = tuple[int, ...]
 Pads = tuple[tuple[int, int], ...]
 
@@ -593,7 +615,7 @@ def _sides(span: int, n_full: int) -> list[tuple[int, int]]:
     The whole axis is a candidate up to 1024 samples (or when no tile fits): longer
     whole-axis transforms were slower than square tiles in measurements.
     """
-    whole = _scipy_fft().next_fast_len(n_full + span - 1, real=True)
+    whole = next_fast_len(n_full + span - 1)
     options = []
     for side in TILE_SIDES:
         valid = side - span + 1
@@ -750,7 +772,7 @@ def _fft_nd(
     ndim = kernel.ndim
     axes = tuple(range(1, ndim + 1))
     span = dilated_span(kernel.shape, dilation)
-    lengths = tuple(_scipy_fft().next_fast_len(n, real=True) for n in padded.shape[1:])
+    lengths = tuple(next_fast_len(n) for n in padded.shape[1:])
     spectrum = _scipy_fft().rfftn(padded, s=lengths, axes=axes, workers=THREADS)
     spectrum *= _kernel_spectrum(kernel, dilation, lengths, padded.dtype)
     res = _scipy_fft().irfftn(spectrum, s=lengths, axes=axes, workers=THREADS)
