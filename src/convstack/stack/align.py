@@ -45,7 +45,6 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .. import _methods
 from .. import _validate as v
 from ..convolve import correlate
 from ..progress import ProgressCallback, report
@@ -400,7 +399,7 @@ def _phase_translation(template: NDArray[np.float32], moving: NDArray[np.float32
     """Shift d (level pixels, (row, col)) with moving(p + d) ~ template(p), by phase correlation."""
     h, w = template.shape
     window = np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
-    fft = _methods._scipy_fft()
+    fft = np.fft  # small arrays (the coarsest level): NumPy's is enough, no SciPy import
     a = fft.rfft2((template - template.mean()) * window)
     b = fft.rfft2((moving - moving.mean()) * window)
     cross = b * np.conj(a)
