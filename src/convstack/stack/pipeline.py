@@ -289,14 +289,8 @@ def fuse(
     # built once: as the moving frame, then as its neighbour's reference)
     pyramids: dict[int, Any] = {}
 
-    def prepare(
-        index: int, neighbour: int | None
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
-        """Read, register (to the neighbour towards the reference) and warp one frame.
-
-        Returns the frame and its luma, or None where the frame was warped (the luma of
-        the warped frame is left to the main thread, which has more time to spare).
-        """
+    def register(index: int, neighbour: int | None) -> tuple[NDArray[Any], NDArray[np.float32]]:
+        """Read one frame and register it to the neighbour towards the reference."""
         raw = source.raw(index)
         gray = to_gray(raw)
         if align != "none":
@@ -314,26 +308,45 @@ def fuse(
                 del pyramids[k]
             pyramid.release_templates()  # its gradients were for the previous pair
             pyramids[index] = pyramid
+        return raw, gray
+
+    def resample(
+        index: int, raw: NDArray[Any], gray: NDArray[np.float32]
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None, bool]:
+        """The registered frame on the reference grid, float32 on [0, 1], its luma (None
+        where it was warped: the main thread takes that luma) and True (resampled)."""
         if np.allclose(transforms[index], np.eye(3)):
-            return to_unit_float(raw), gray
+            return to_unit_float(raw), gray, True
         # warp the integers as they are (cheaper), then scale to [0, 1]
         frame = _warped(raw, transforms[index])
         if raw.dtype.kind in "ui":
             frame *= np.float32(1.0 / np.iinfo(raw.dtype).max)
-        return frame, None
+        return frame, None, True
+
+    def prepare(index: int, neighbour: int | None, warp: bool) -> tuple[Any, Any, bool]:
+        """The worker's share of one frame: read, register, and warp if ``warp``."""
+        raw, gray = register(index, neighbour)
+        return resample(index, raw, gray) if warp else (raw, gray, False)
 
     # one frame is read, registered and warped in a worker thread while the previous
-    # one is measured and merged here (NumPy releases the GIL): two frames in flight
+    # one is measured and merged here (NumPy releases the GIL): two frames in flight.
+    # Small frames are registered at full size, which costs more than merging them:
+    # there the main thread warps, to balance the two.
     order = _order(count, ref)
     reference_means: NDArray[np.float32] | None = None
     report(progress, "align", 0, count)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(prepare, *order[0])
+        pending = pool.submit(prepare, *order[0], True)
+        warp_in_worker = True
         for done, (index, _) in enumerate(order, start=1):
-            frame, luma = pending.result()
-            gray = to_gray(frame) if luma is None else luma
+            frame, luma, resampled = pending.result()
+            if done == 1:  # the reference frame: now the size is known
+                warp_in_worker = align == "none" or _finest_level(frame.shape) > 0
             if done < count:
-                pending = pool.submit(prepare, *order[done])
+                pending = pool.submit(prepare, *order[done], warp_in_worker)
+            if not resampled:
+                frame, luma, _ = resample(index, frame, luma)
+            gray = to_gray(frame) if luma is None else luma
             if photometric:  # the reference comes first in ``order``
                 means = _block_means(gray)
                 if reference_means is None:
