@@ -286,10 +286,13 @@ class _Pyramid:
         mask: NDArray[np.bool_] | None,
         scale: float,
         blur: float = 0.0,
+        gradients: bool = True,
     ) -> tuple[Any, ...]:
         """(image, steepest-descent rows, full Hessian, usable-pixel mask) at ``level``.
 
         ``blur`` > 0 smooths the level further (Gaussian sigma in level pixels) first.
+        ``gradients=False`` leaves out the steepest-descent rows and the Hessian (None),
+        for a look at the image that may be followed by a blurred template.
         """
         key = (level, model)
         cacheable = mask is None and blur == 0.0
@@ -300,19 +303,21 @@ class _Pyramid:
         if blur > 0:
             image = _gaussian(image, blur)
         h, w = image.shape
+        usable = np.zeros((h, w), dtype=bool)
+        # Pixels whose smoothing or gradient reached past the edge are left out.
+        border = min(_EDGE_BAND + int(np.ceil(3.0 * blur)), min(h, w) // 8)
+        usable[border : h - border or None, border : w - border or None] = True
         f = float(2**level)
+        if mask is not None:
+            usable &= mask[:: int(f), :: int(f)][:h, :w]
+        if not gradients:
+            return image, None, None, usable
         gy = correlate(image, _DIFF[:, None], mode="nearest") * np.float32(1.0 / (scale * f))
         gx = correlate(image, _DIFF[None, :], mode="nearest") * np.float32(1.0 / (scale * f))
         cy, cx = (self.shape[0] - 1) / 2.0, (self.shape[1] - 1) / 2.0
         y = ((np.arange(h) * f - cy) * scale).astype(np.float32)[:, None]
         x = ((np.arange(w) * f - cx) * scale).astype(np.float32)[None, :]
         sd = _steepest_descent(model, gy, gx, y, x)
-        usable = np.zeros((h, w), dtype=bool)
-        # Pixels whose smoothing or gradient reached past the edge are left out.
-        border = min(_EDGE_BAND + int(np.ceil(3.0 * blur)), min(h, w) // 8)
-        usable[border : h - border or None, border : w - border or None] = True
-        if mask is not None:
-            usable &= mask[:: int(f), :: int(f)][:h, :w]
         sd *= usable.ravel()[None, :]
         # float32 products are enough: the Hessian sets the step, not the fixed point.
         hessian = (sd @ sd.T).astype(np.float64) if sd.shape[0] else None
@@ -458,7 +463,10 @@ def _register(
     limit = 0.5 * np.hypot(h, w) * scale
     cc = float("nan")
     for level in range(coarsest, finest - 1, -1):
-        image, sd, hessian_full, usable = template.template(level, model, mask, scale)
+        blur_check = match_blur and level == finest  # its template may come blurred
+        image, sd, hessian_full, usable = template.template(
+            level, model, mask, scale, gradients=not blur_check
+        )
         mov = moving.levels[level]
         assert mov is not None
         lq = _level_matrix(q, level)
@@ -479,14 +487,13 @@ def _register(
             except _Diverged:
                 a = shifted
         blur = 0.0
-        if match_blur and level == finest:
+        if blur_check:
             blur = _match_blur(image, usable, mov, lq_inv @ a @ lq)
-            if blur > 0.05:
-                image, sd, hessian_full, usable = template.template(
-                    level, model, mask, scale, blur=blur
-                )
-            elif blur < -0.05:
+            if blur < -0.05:
                 mov = _gaussian(mov, -blur)
+            image, sd, hessian_full, usable = template.template(
+                level, model, mask, scale, blur=blur if blur > 0.05 else 0.0
+            )
         mov = _nan_border(mov, _EDGE_BAND + int(np.ceil(3.0 * max(0.0, -blur))))
         cc, error, valid = _evaluate(image, usable, mov, lq_inv @ a @ lq)
         flat_valid = valid.ravel()
