@@ -200,3 +200,34 @@ def test_photometric_correction_costs_nothing_without_drift() -> None:
     plain = fuse(frames, align="none").image
     matched = fuse(frames, align="none", photometric=True).image
     assert peak_signal_noise_ratio(plain, matched) > 45
+
+
+@pytest.mark.parametrize("photometric", [False, True])
+def test_the_split_between_threads_does_not_change_the_result(
+    monkeypatch: pytest.MonkeyPatch, photometric: bool
+) -> None:
+    # the worker thread warps and measures as much as balances the threads; whichever
+    # thread does a step, the numbers are the same
+    from convstack.stack import pipeline
+
+    frames, _ = two_depth_stack(rows=64, cols=96, count=5)
+    shifted = [np.roll(f, k - 2, axis=1) for k, f in enumerate(frames)]
+    results = []
+    for share in (0, 1, 2):
+        monkeypatch.setattr(pipeline, "_balanced_share", lambda costs, share=share: share)
+        results.append(fuse(shifted, align="translation", photometric=photometric))
+    for other in results[1:]:
+        np.testing.assert_array_equal(other.image, results[0].image)
+        np.testing.assert_array_equal(other.depth, results[0].depth)
+
+
+def test_balanced_share_moves_work_to_the_idle_thread() -> None:
+    from convstack.stack.pipeline import _balanced_share
+
+    def costs(register: float, warp: float, measure: float, merge: float) -> dict:  # type: ignore[type-arg]
+        return {"register": [register], "warp": [warp], "measure": [measure], "merge": [merge]}
+
+    assert _balanced_share({"register": [1.0]}) == 1  # not measured yet
+    assert _balanced_share(costs(80, 55, 30, 100)) == 1  # bug set: balanced as is
+    assert _balanced_share(costs(40, 130, 80, 190)) == 2  # large frames: merging dominates
+    assert _balanced_share(costs(40, 9, 6, 30)) == 0  # small frames: registration dominates

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -151,6 +152,17 @@ class _Source:
         return to_unit_float(self.raw(index), self.names[index])
 
 
+@dataclass
+class _Frame:
+    """One frame on its way through :func:`fuse` (raw until warped)."""
+
+    index: int
+    raw: NDArray[Any] | None
+    gray: NDArray[np.float32] | None
+    frame: NDArray[np.float32] | None = None
+    measured: NDArray[np.float32] | None = None
+
+
 def _order(count: int, reference: int) -> list[tuple[int, int | None]]:
     """(frame, neighbour towards the reference) in processing order."""
     order: list[tuple[int, int | None]] = [(reference, None)]
@@ -182,6 +194,23 @@ def _finest_level(shape: tuple[int, ...]) -> int:
 #: degrees) 0.16 s instead of 0.45-0.67 s per 3 MP colour frame, and at most 0.5
 #: (RMS 0.016) grey levels of 255 from the exact 2-D cubic warp.
 _WARP_TOLERANCE = 1.0 / 256.0
+
+
+def _balanced_share(costs: dict[str, list[float]]) -> int:
+    """How many steps after registration the worker thread takes (0, 1 warp, 2 warp and
+    measure) so that the busier of the two threads has the least to do.
+
+    ``costs`` holds the measured seconds per frame of 'register', 'warp', 'measure'
+    (wherever they ran) and 'merge' (this thread's own work); the last four of each
+    are averaged. 1 until every step has been measured.
+    """
+    if not all(costs.get(step) for step in ("register", "warp", "measure", "merge")):
+        return 1
+    mean = {step: sum(times[-4:]) / len(times[-4:]) for step, times in costs.items()}
+    steps = (mean["warp"], mean["measure"])
+    worker = [mean["register"] + sum(steps[:share]) for share in range(3)]
+    main = [mean["merge"] + sum(steps[share:]) for share in range(3)]
+    return min(range(3), key=lambda share: max(worker[share], main[share]))
 
 
 def _warped(frame: NDArray[Any], matrix: NDArray[np.float64]) -> NDArray[np.float32]:
@@ -310,43 +339,70 @@ def fuse(
             pyramids[index] = pyramid
         return raw, gray
 
-    def resample(
-        index: int, raw: NDArray[Any], gray: NDArray[np.float32]
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32] | None, bool]:
-        """The registered frame on the reference grid, float32 on [0, 1], its luma (None
-        where it was warped: the main thread takes that luma) and True (resampled)."""
-        if np.allclose(transforms[index], np.eye(3)):
-            return to_unit_float(raw), gray, True
+    def resample(item: _Frame) -> None:
+        """Put a registered frame on the reference grid, float32 on [0, 1]."""
+        raw, item.raw = item.raw, None
+        assert raw is not None
+        if np.allclose(transforms[item.index], np.eye(3)):
+            item.frame = to_unit_float(raw)
+            return
         # warp the integers as they are (cheaper), then scale to [0, 1]
-        frame = _warped(raw, transforms[index])
+        frame = _warped(raw, transforms[item.index])
         if raw.dtype.kind in "ui":
             frame *= np.float32(1.0 / np.iinfo(raw.dtype).max)
-        return frame, None, True
+        item.frame, item.gray = frame, None  # the luma of the raw frame is stale
 
-    def prepare(index: int, neighbour: int | None, warp: bool) -> tuple[Any, Any, bool]:
-        """The worker's share of one frame: read, register, and warp if ``warp``."""
+    # seconds per frame of each step, as measured (running means): they decide which
+    # steps the worker takes so that neither thread waits for the other
+    costs: dict[str, list[float]] = {"register": [], "warp": [], "measure": [], "merge": []}
+
+    def timed(step: str, started: float, index: int) -> None:
+        if index != ref:  # the reference is not registered, and merged first (set-up)
+            costs[step].append(time.perf_counter() - started)
+
+    def finish(item: _Frame, upto: int) -> _Frame:
+        """Take ``item`` through the steps after registration, up to step ``upto``
+        (0 none, 1 warp, 2 warp and measure; the photometric correction measures later)."""
+        if upto >= 1 and item.frame is None:
+            started = time.perf_counter()
+            resample(item)
+            timed("warp", started, item.index)
+        if upto >= 2 and item.measured is None and not photometric:
+            assert item.frame is not None
+            started = time.perf_counter()
+            if item.gray is None:
+                item.gray = to_gray(item.frame)
+            item.measured = sharpness(item.gray, measure=measure)
+            timed("measure", started, item.index)
+        return item
+
+    def prepare(index: int, neighbour: int | None, share: int) -> _Frame:
+        """The worker's part of one frame: read, register, then ``finish`` to ``share``."""
+        started = time.perf_counter()
         raw, gray = register(index, neighbour)
-        return resample(index, raw, gray) if warp else (raw, gray, False)
+        timed("register", started, index)
+        return finish(_Frame(index, raw, gray), share)
 
-    # one frame is read, registered and warped in a worker thread while the previous
-    # one is measured and merged here (NumPy releases the GIL): two frames in flight.
-    # Small frames are registered at full size, which costs more than merging them:
-    # there the main thread warps, to balance the two.
+    # One frame is read and registered in a worker thread while the previous one is
+    # merged here (NumPy releases the GIL): two frames in flight. Warping and
+    # measuring go to the worker or stay here, whichever balances the two threads
+    # by the measured step times (registration costs more than merging for small
+    # frames, less for large ones).
     order = _order(count, ref)
     reference_means: NDArray[np.float32] | None = None
     report(progress, "align", 0, count)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(prepare, *order[0], True)
-        warp_in_worker = True
+        pending = pool.submit(prepare, *order[0], 1)
         for done, (index, _) in enumerate(order, start=1):
-            frame, luma, resampled = pending.result()
-            if done == 1:  # the reference frame: now the size is known
-                warp_in_worker = align == "none" or _finest_level(frame.shape) > 0
+            item = pending.result()
             if done < count:
-                pending = pool.submit(prepare, *order[done], warp_in_worker)
-            if not resampled:
-                frame, luma, _ = resample(index, frame, luma)
-            gray = to_gray(frame) if luma is None else luma
+                pending = pool.submit(prepare, *order[done], _balanced_share(costs))
+            finish(item, 2)
+            started = time.perf_counter()
+            frame = item.frame
+            assert frame is not None
+            gray = to_gray(frame) if item.gray is None else item.gray
+            measured = item.measured
             if photometric:  # the reference comes first in ``order``
                 means = _block_means(gray)
                 if reference_means is None:
@@ -355,7 +411,8 @@ def fuse(
                     gain, offset = _align.estimate_gain(reference_means, means)
                     frame = frame * np.float32(gain) + np.float32(offset)
                     gray = gray * np.float32(gain) + np.float32(offset)
-            measured = sharpness(gray, measure=measure)
+            if measured is None:
+                measured = sharpness(gray, measure=measure)
             focus.add(index, measured)
             if done == count:  # the worker is free now: it regularises the depth map
                 confidence = focus.confidence()  # while the last frame is merged here
@@ -368,7 +425,8 @@ def fuse(
             if on_step is not None:
                 on_step(f"aligned_{index:03d}", frame)
                 on_step(f"sharpness_{index:03d}", measured)
-            del frame, gray, measured
+            timed("merge", started, index)
+            del frame, gray, measured, item
             report(progress, "align", done, count)
     pyramids.clear()
 
