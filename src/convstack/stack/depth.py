@@ -21,6 +21,7 @@ The result is a fractional frame index in [0, n_frames - 1].
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -315,28 +316,39 @@ def regularize_depth(
     label_phases = _phases(labels, factor)
     conf_phases = _phases(conf, factor)
     trust_phases = _phases(trust, factor)
-    for k in range(count):
+
+    def frame_votes(k: int) -> tuple[F32, F32]:
+        """Frame ``k``'s votes and the support of its neighbourhood."""
         hits = [phase == k for phase in label_phases]
-        if any(hit.any() for hit in hits):
-            mask = _phase_mean(hits, conf_phases, factor)
-            votes, near = _votes(mask, sigma / factor, fill)
-            if outlier > 0:
-                share = _phase_mean(hits, trust_phases, factor)
-                near = _votes(share, sigma / factor, fill, fine_scale=False)[1]
-        else:
-            votes, near = zeros, zeros
-        upper = np.where(best_k == k - 1, votes, upper)
-        better = votes > best
-        lower = np.where(better, previous, lower)
-        upper = np.where(better, np.float32(0.0), upper)
-        best_k[better] = k
-        np.maximum(best, votes, out=best)
+        if not any(hit.any() for hit in hits):
+            return zeros, zeros
+        mask = _phase_mean(hits, conf_phases, factor)
+        votes, near = _votes(mask, sigma / factor, fill)
         if outlier > 0:
-            np.copyto(support, near, where=better)
-            wider = near > top_support
-            top_k[wider] = k
-            np.maximum(top_support, near, out=top_support)
-        previous = votes
+            share = _phase_mean(hits, trust_phases, factor)
+            near = _votes(share, sigma / factor, fill, fine_scale=False)[1]
+        return votes, near
+
+    # frame k + 1's votes are counted in a second thread while frame k's are tallied
+    # here (the votes are most of the work; one frame ahead keeps memory flat)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        ahead = pool.submit(frame_votes, 0)
+        for k in range(count):
+            votes, near = ahead.result()
+            if k + 1 < count:
+                ahead = pool.submit(frame_votes, k + 1)
+            upper = np.where(best_k == k - 1, votes, upper)
+            better = votes > best
+            lower = np.where(better, previous, lower)
+            upper = np.where(better, np.float32(0.0), upper)
+            best_k[better] = k
+            np.maximum(best, votes, out=best)
+            if outlier > 0:
+                np.copyto(support, near, where=better)
+                wider = near > top_support
+                top_k[wider] = k
+                np.maximum(top_support, near, out=top_support)
+            previous = votes
     curvature = 2.0 * best - lower - upper
     offset = np.where(
         curvature > 0, 0.5 * (upper - lower) / np.maximum(curvature, np.float32(1e-12)), 0.0
