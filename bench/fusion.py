@@ -4,6 +4,8 @@
     python bench/fusion.py --quick         # three synthetic stacks only
     python bench/fusion.py --out /tmp/fb   # also keep every output and 1:1 edge crops
     python bench/fusion.py --memory 10 40  # peak RSS of fuse() on N frames of 2000 x 3000 RGB
+    python bench/fusion.py --alternate 5 --cases bug pcb breathing-1 breathing-4
+                                           # convstack (warm; command line) vs focusweave in turn
 
 Inputs
   synthetic  convstack.stack.synthetic scenes (480 x 640, 9 frames) rendered with a thin-lens
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,7 +50,7 @@ import tifffile
 from PIL import Image
 
 from convstack.metrics import psnr, ssim
-from convstack.stack import METHODS, fuse, sharpness_mask, weighted_merge
+from convstack.stack import DEFAULT_METHOD, METHODS, fuse, sharpness_mask, weighted_merge
 from convstack.stack import io as stack_io
 from convstack.stack.align import estimate_transform
 from convstack.stack.synthetic import make_scene, render_stack
@@ -276,6 +279,64 @@ def measure_memory(counts: list[int]) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def prepare_case(
+    name: str, spec: Any, folder: Path
+) -> tuple[list[Path], np.ndarray | None, str] | None:
+    """(frame paths, truth or None, alignment model) of one case; None if its data is absent."""
+    if spec is not None:
+        scene = make_scene((480, 640), seed=spec["seed"], kind=spec["kind"])
+        stack = render_stack(scene, 9, seed=spec["seed"], **spec["motion"])
+        paths = []
+        for i, frame in enumerate(stack.frames):
+            paths.append(folder / f"frame_{i:02d}.png")
+            stack_io.write_image(paths[-1], to_u8(frame))
+        moving = spec["motion"].get("shift") or spec["motion"].get("breathing")
+        return paths, to_u8(scene.image), "similarity" if moving else "none"
+    if name == "bug":
+        bug = DATA / "bug"
+        if not bug.is_dir():
+            return None
+        return sorted(bug.glob("b_bigbug*.png")), load_rgb(bug / "result.png"), "similarity"
+    pcb = DATA / "pcb" / "pcb"
+    if not pcb.is_dir():
+        return None
+    return sorted(pcb.glob("pcb_*.jpg")), None, "similarity"
+
+
+def alternate(name: str, paths: list[Path], align: str, rounds: int) -> None:
+    """Time convstack (warm, in this process; then its command line) and focusweave in turn."""
+    if not shutil.which("focusweave"):
+        print(f"{name}: focusweave not installed", file=sys.stderr)
+        return
+    work = Path(tempfile.mkdtemp(prefix="alt_"))
+    try:
+        folder = work / "frames"
+        folder.mkdir()
+        for p in paths:
+            os.symlink(p.resolve(), folder / p.name)
+        out = work / "out.png"
+        fw_args = ["focusweave", str(folder), "--output", str(out), "--keep-size"]
+        cli_args = ["convstack", "fuse", str(folder), "-o", str(out), "--quiet"]
+        if align == "none":
+            fw_args.append("--no-align")
+            cli_args += ["--align", "none"]
+        ours(DEFAULT_METHOD)(paths, out, align)  # warm-up
+        times: dict[str, list[float]] = {"ours": [], "ours CLI": [], "fw": []}
+        for _ in range(rounds):
+            for key, job in (
+                ("ours", lambda: ours(DEFAULT_METHOD)(paths, out, align)),
+                ("fw", lambda: subprocess.run(fw_args, check=True, capture_output=True)),
+                ("ours CLI", lambda: subprocess.run(cli_args, check=True)),
+                ("fw", lambda: subprocess.run(fw_args, check=True, capture_output=True)),
+            ):
+                out.unlink(missing_ok=True)
+                times[key].append(timed(job))
+        cells = [f"{min(t):.2f} / {statistics.median(t):.2f}" for t in times.values()]
+        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 # ---------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -285,6 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", nargs="*", help="subset of cases to run")
     parser.add_argument(
         "--memory", nargs="+", type=int, metavar="N", help="peak RSS for stacks of N frames"
+    )
+    parser.add_argument(
+        "--alternate",
+        type=int,
+        metavar="N",
+        help="time convstack (warm and from the command line) and focusweave in turn, N rounds",
     )
     args = parser.parse_args(argv)
     if args.memory:
@@ -299,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench_fusion_"))
     rows: list[tuple[str, str, str, str, str]] = []
     print(f"methods: {', '.join(methods)}", file=sys.stderr)
+    if args.alternate:
+        print("| stack | convstack warm min / median | convstack CLI | focusweave |")
+        print("|---|---:|---:|---:|")
     try:
         cases: list[tuple[str, Any]] = []
         names = QUICK if args.quick else tuple(SYNTHETIC)
@@ -310,30 +380,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, spec in cases:
             folder = work / name
             folder.mkdir()
-            truth: np.ndarray | None
-            align = "similarity"
-            if spec is not None:
-                scene = make_scene((480, 640), seed=spec["seed"], kind=spec["kind"])
-                stack = render_stack(scene, 9, seed=spec["seed"], **spec["motion"])
-                truth = to_u8(scene.image)
-                paths = []
-                for i, frame in enumerate(stack.frames):
-                    paths.append(folder / f"frame_{i:02d}.png")
-                    stack_io.write_image(paths[-1], to_u8(frame))
-                if not spec["motion"].get("shift") and not spec["motion"].get("breathing"):
-                    align = "none"
-            elif name == "bug":
-                bug = DATA / "bug"
-                if not bug.is_dir():
-                    continue
-                paths = sorted(bug.glob("b_bigbug*.png"))
-                truth = load_rgb(bug / "result.png")
-            else:
-                pcb = DATA / "pcb" / "pcb"
-                if not pcb.is_dir():
-                    continue
-                paths = sorted(pcb.glob("pcb_*.jpg"))
-                truth = None
+            prepared = prepare_case(name, spec, folder)
+            if prepared is None:
+                continue
+            paths, truth, align = prepared
+            if args.alternate:
+                alternate(name, paths, align, args.alternate)
+                continue
             outputs: dict[str, np.ndarray] = {}
             for method, run in methods.items():
                 out = folder / f"out_{method}.png"
@@ -363,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                 crops(truth, outputs, keep / f"{name}_crops.png")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.alternate:
+        return 0
     print("| stack | method | PSNR dB | SSIM | wall s |")
     print("|---|---|---:|---:|---:|")
     for row in rows:
