@@ -34,3 +34,32 @@ def test_stack_error_from_a_command_is_reported_without_traceback(capsys, monkey
     captured = capsys.readouterr()
     assert captured.err == "error: frame_001.tif: cannot be read (truncated file).\n"
     assert "Traceback" not in captured.err
+
+
+def test_start_up_imports_only_what_the_command_needs():
+    # `convstack fuse` must not pay for the filters, calculus, SciPy, TIFF or PNG-16
+    # libraries
+    code = (
+        "import sys; from convstack.cli import build_parser; build_parser();"
+        "import convstack.stack.pipeline;"
+        "print(' '.join(m for m in ('convstack.filters', 'convstack.calculus', 'scipy',"
+        " 'tifffile', 'png') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == ""
+
+
+def test_every_public_name_resolves():
+    for name in convstack.__all__:
+        assert getattr(convstack, name) is not None, name
+    assert set(convstack.__all__) <= set(dir(convstack))
+
+
+def test_convolve_is_the_function_whatever_was_imported_first():
+    code = (
+        "import convstack.stack.pipeline, convstack.convolve as m;"
+        "from convstack import convolve; print(callable(convolve), type(convolve).__name__)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["True", "function"], result.stderr

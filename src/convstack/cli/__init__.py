@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from .. import __version__
 from ..stack.errors import StackError
 from . import _demo, _edges, _extrema, _filter, _fuse, _lab
 from ._common import UserError
@@ -21,13 +21,26 @@ __all__ = ["main"]
 _COMMANDS = (_demo, _fuse, _filter, _edges, _extrema, _lab)
 
 
+class _Version(argparse.Action):
+    """``--version``, the installed version looked up only when asked (it is slow)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from .. import __version__
+
+        print(f"convstack {__version__}")  # on stdout, as argparse's own version action
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the top-level parser with every subcommand registered."""
     parser = argparse.ArgumentParser(
         prog="convstack",
         description="Convolution, classic filters and focus stacking in NumPy.",
     )
-    parser.add_argument("--version", action="version", version=f"convstack {__version__}")
+    parser.add_argument("--version", action=_Version, help="show the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _COMMANDS:
         module.register(subparsers)

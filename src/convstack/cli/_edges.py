@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import edges
 from .._modes import MODES
 from . import _images
 from ._common import UserError
@@ -42,6 +41,8 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
+    from .. import edges
+
     if args.method != "focus" and args.size is not None:
         raise UserError(f"--size applies to --method focus only; got --method {args.method}.")
     image = _images.load(args.input)

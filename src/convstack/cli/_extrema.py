@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 
 from .._expr import FUNCTIONS, compile_expression
-from ..calculus import extrema
 from ._common import UserError
 
 #: Refuse grids larger than this many samples (memory: 8 bytes each, several arrays).
@@ -86,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
             f"EXPR {args.expr!r} is not finite (nan or inf) at {int(bad.sum())} of {x.size} "
             f"samples, first at x = {first:.10g}; choose --from/--to inside its domain."
         )
+    from ..calculus import extrema  # here: the other commands do not need it
+
     found = extrema(y, x, include_ends=args.include_ends)
     if not found:
         print(f"no extrema of {args.expr} on [{args.start:g}, {args.stop:g})")

@@ -14,26 +14,26 @@ from typing import Any
 
 import numpy as np
 
-from .. import filters
 from .._modes import MODES
 from . import _images
 from ._common import UserError
 
-# name -> (function, {option: default}, is_derivative). The options are passed to the
-# function as keywords of the same name; None means the option is required/ignored.
-_FILTERS: dict[str, tuple[Callable[..., Any], dict[str, Any], bool]] = {
-    "box": (filters.box_blur, {"size": 3}, False),
-    "gaussian": (filters.gaussian_blur, {"size": 5, "sigma": 0.0}, False),
-    "median": (filters.median_blur, {"size": 5}, False),
+# name -> (function in convstack.filters, {option: default}, is_derivative). The options
+# are passed to the function as keywords of the same name; None means the option is
+# required/ignored. Functions by name: the filters are imported only when one runs.
+_FILTERS: dict[str, tuple[str, dict[str, Any], bool]] = {
+    "box": ("box_blur", {"size": 3}, False),
+    "gaussian": ("gaussian_blur", {"size": 5, "sigma": 0.0}, False),
+    "median": ("median_blur", {"size": 5}, False),
     "bilateral": (
-        filters.bilateral,
+        "bilateral",
         {"diameter": 9, "sigma_color": 75.0, "sigma_space": 75.0},
         False,
     ),
-    "laplacian": (filters.laplacian, {"size": 1}, True),
-    "sobel": (filters.sobel, {"dx": 1, "dy": 0, "size": 3}, True),
-    "scharr": (filters.scharr, {"dx": 1, "dy": 0}, True),
-    "unsharp": (filters.unsharp_mask, {"sigma": 1.0, "amount": 1.0}, False),
+    "laplacian": ("laplacian", {"size": 1}, True),
+    "sobel": ("sobel", {"dx": 1, "dy": 0, "size": 3}, True),
+    "scharr": ("scharr", {"dx": 1, "dy": 0}, True),
+    "unsharp": ("unsharp_mask", {"sigma": 1.0, "amount": 1.0}, False),
 }
 
 _OPTION_FLAGS = {
@@ -120,7 +120,10 @@ def _keywords(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    function, _, derivative = _FILTERS[args.name]
+    from .. import filters
+
+    name, _, derivative = _FILTERS[args.name]
+    function: Callable[..., Any] = getattr(filters, name)
     keywords = _keywords(args)
     image = _images.load(args.input)
     floating = image.dtype.kind == "f"

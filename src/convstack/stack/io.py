@@ -34,8 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import png  # pypng
-import tifffile
 from numpy.typing import ArrayLike, NDArray
 from PIL import Image
 
@@ -92,6 +90,7 @@ def _png_header(path: Path) -> tuple[int, int] | None:
 
 def _read_png16(path: Path) -> NDArray[Any]:
     """A 16-bit PNG with colour or alpha, through pypng."""
+    import png  # pypng; imported here, as tifffile below: most runs never need them
     with open(path, "rb") as fh:
         cols, rows, pixels, info = png.Reader(file=fh).asDirect()
         planes = int(info["planes"])
@@ -140,6 +139,8 @@ def _read_pillow(path: Path) -> NDArray[Any]:
 
 
 def _read_tiff(path: Path) -> NDArray[Any]:
+    import tifffile
+
     with tifffile.TiffFile(path) as tif:
         page = tif.pages.first
         data = page.asarray()
@@ -228,6 +229,8 @@ def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
     except Exception:  # unreadable metadata is simply absent
         pass
     if icc is None and file.suffix.lower() in (".tif", ".tiff"):
+        import tifffile
+
         try:
             with tifffile.TiffFile(file) as tif:
                 tag = tif.pages.first.tags.get(_TIFF_ICC_TAG)
@@ -268,6 +271,8 @@ def _to_uint8(array: NDArray[Any], path: Path) -> NDArray[Any]:
 
 
 def _png16_colour(array: NDArray[Any], meta: ImageMetadata | None) -> bytes:
+    import png
+
     rows, cols = array.shape[:2]
     writer = png.Writer(
         width=cols, height=rows, greyscale=False, bitdepth=16, compression=PNG_COMPRESS_LEVEL
@@ -295,6 +300,8 @@ def _encode(
     exif = meta.exif if meta else None
     icc = meta.icc_profile if meta else None
     if fmt == "TIFF":
+        import tifffile
+
         if array.dtype == np.float64:
             array = array.astype(np.float32)
         buffer = io.BytesIO()
