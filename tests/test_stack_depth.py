@@ -134,3 +134,18 @@ def test_regularize_removes_a_confident_speckle_but_keeps_a_region() -> None:
     # without the speckle removal the blob's confidence wins (the test can fail)
     off = D.regularize_depth(index, confidence, count=8, outlier=0.0)
     assert np.abs(off[21:24, 21:24] - 6.0).max() < 0.5
+
+
+@pytest.mark.parametrize("guided", [False, True])
+def test_depth_map_equals_the_depth_fuse_returns(guided: bool) -> None:
+    from convstack.stack import fuse
+
+    frames, _ = two_depth_stack(count=4)
+    from_fuse = fuse(frames, align="none").depth
+    alone = D.depth_map(frames, guided=guided)
+    if guided:  # the guided filter changes the map at the depth step, not away from it
+        assert not np.array_equal(alone, from_fuse)
+        for inner in (np.s_[:, 4:24], np.s_[:, 40:60]):
+            assert np.abs(alone[inner] - from_fuse[inner]).max() < 0.5
+    else:
+        np.testing.assert_array_equal(alone, from_fuse)

@@ -372,6 +372,7 @@ def depth_map(
     *,
     measure: str = "log_energy",
     smooth_depth: bool = True,
+    guided: bool = False,
 ) -> F32:
     """Depth from focus of an aligned stack: fractional index of the sharpest frame.
 
@@ -383,6 +384,10 @@ def depth_map(
         Focus measure (see :func:`convstack.stack.sharpness.sharpness`).
     smooth_depth : bool
         Regularise (:func:`regularize_depth`); ``False`` returns the raw argmax.
+    guided : bool
+        Also run the edge-aware guided filter steered by the sharpest pixels' luma
+        (off by default, as in :func:`convstack.stack.fuse`, whose depth map this
+        then equals for aligned frames: it blurs depth steps into intermediate frames).
 
     Returns
     -------
@@ -408,7 +413,8 @@ def depth_map(
         acc.add(i, sharpness(gray, measure=measure), gray)
     if not smooth_depth:
         return acc.raw_depth().astype(np.float32)
-    return regularize_depth(acc.raw_depth(), acc.confidence(), count=acc.count, guide=acc.guide)
+    guide = acc.guide if guided else None
+    return regularize_depth(acc.raw_depth(), acc.confidence(), count=acc.count, guide=guide)
 
 
 def depth_to_image(depth: ArrayLike, count: int, dtype: Any = np.uint8) -> NDArray[Any]:
