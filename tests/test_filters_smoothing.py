@@ -77,6 +77,124 @@ def test_box_blur_large_window_float32_stays_accurate():
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)
 
 
+@pytest.fixture
+def running_rows(monkeypatch):
+    """Make box_blur take running sums down the rows for every window size.
+
+    Returns a list that records the window of every running sum taken, so a
+    test can check that the path it means to test was the one taken.
+    """
+    from convstack.filters import smoothing
+
+    taken = []
+    real = smoothing._running_rows
+
+    def spy(block, k, out):
+        taken.append(k)
+        real(block, k, out)
+
+    monkeypatch.setattr(smoothing, "_CALL", -(10**12))
+    monkeypatch.setattr(smoothing, "_running_rows", spy)
+    return taken
+
+
+LARGE_SIZES = [31, 61, (61, 17), (9, 61)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(70, 90), (50, 66, 3)])
+@pytest.mark.parametrize("mode", list(BORDERS))
+@pytest.mark.parametrize("size", LARGE_SIZES)
+@pytest.mark.parametrize("running", [False, True])
+def test_box_blur_large_windows_match_cv2(request, dtype, shape, mode, size, running):
+    if running:
+        taken = request.getfixturevalue("running_rows")
+    image = make(shape, dtype, seed=5)
+    rows, cols = (size, size) if isinstance(size, int) else size
+    expected = cv2.blur(image, (cols, rows), borderType=BORDERS[mode])
+    ours = filters.box_blur(image, size, mode=mode)
+    assert_close(ours, expected, exact_int=dtype == np.uint8 and rows == cols)
+    if dtype == np.float32:  # tighter than assert_close: the ~1e-6 the docs promise
+        np.testing.assert_allclose(ours, expected, rtol=2e-6, atol=2e-6)
+    if running:
+        assert taken and taken[0] == rows
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("shape", [(1, 40), (2, 40), (3, 40, 3), (5, 40)])
+@pytest.mark.parametrize("size", [2, 3, 7, (4, 3), (9, 1)])
+@pytest.mark.parametrize("mode", ["mirror", "constant"])
+def test_box_blur_running_rows_on_short_images(running_rows, dtype, shape, size, mode):
+    # fewer rows than the window and than the 4 rows an integer step takes
+    image = make(shape, dtype, seed=6)
+    rows, cols = (size, size) if isinstance(size, int) else size
+    expected = cv2.blur(image, (cols, rows), borderType=BORDERS[mode])
+    assert_close(filters.box_blur(image, size, mode=mode), expected, exact_int=False)
+
+
+def test_box_blur_running_rows_on_many_strips(running_rows, small_strips):
+    # every 16-row strip restarts its running sum; integer sums wrap around
+    for dtype in (np.uint8, np.uint16, np.float32):
+        image = make((90, 41, 3), dtype, seed=7)
+        for size in (21, (33, 5)):
+            rows, cols = (size, size) if isinstance(size, int) else size
+            expected = cv2.blur(image, (cols, rows))
+            assert_close(filters.box_blur(image, size), expected, exact_int=rows == cols)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_box_blur_long_windows_take_running_sums_by_default(monkeypatch, dtype):
+    # a wide image with a long window: the default choice is the running sum
+    from convstack.filters import smoothing
+
+    taken = []
+    real = smoothing._running_rows
+    monkeypatch.setattr(
+        smoothing, "_running_rows", lambda block, k, out: (taken.append(k), real(block, k, out))
+    )
+    image = make((40, 3000), dtype, seed=8)
+    expected = cv2.blur(image, (3, 101))
+    assert_close(filters.box_blur(image, (101, 3)), expected, exact_int=False)
+    assert taken == [101]
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_box_blur_float32_leaves_no_trace_of_a_bright_region(request, running):
+    # a running sum in float32 carried the rounding error of the bright rows
+    # into the dark ones (7.5 % off); every output must be accurate relative
+    # to its own window
+    if running:
+        request.getfixturevalue("running_rows")
+    image = np.full((300, 40), 1e4, np.float32)
+    image[100:] = 1e-2
+    image[:, 20:] = image[:, :20][::-1]  # bright above dark and below it
+    image += make(image.shape, np.float32, seed=9) * np.float32(1e-3)
+    for img in (image, np.ascontiguousarray(image.T)):  # down the rows and along them
+        ours = filters.box_blur(img, 21)
+        theirs = ndimage.uniform_filter(img.astype(np.float64), 21, mode="mirror")
+        np.testing.assert_allclose(ours, theirs, rtol=2e-6)
+
+
+def test_box_blur_float32_running_sum_does_not_drift_on_a_tall_image(running_rows):
+    # 4096 rows of values near 1000: a float32 running sum over the whole
+    # column would drift; the sums must stay within ~1e-6 of float64 ones
+    image = 1000 + make((4096, 8), np.float32, seed=10)
+    ours = filters.box_blur(image, (101, 3))
+    theirs = ndimage.uniform_filter(image.astype(np.float64), (101, 3), mode="mirror")
+    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    assert running_rows
+
+
+def test_box_blur_uint16_running_sum_wraps_back_exactly(running_rows):
+    # uint32 running sums of uint16 rows wrap below zero on every step down
+    # from the bright half into the dark one; the means must still be exact
+    image = make((600, 6), np.uint16, seed=11) // 64
+    image[:300] = 16383 - image[:300]  # sums below 2**24: float32 means round exactly
+    ours = filters.box_blur(image, (255, 1), mode="nearest")
+    means = ndimage.uniform_filter(image.astype(np.float64), (255, 1), mode="nearest")
+    assert np.abs(ours - means).max() <= 0.5 + 1e-6
+
+
 # ---------------------------------------------------------------------- gaussian
 
 

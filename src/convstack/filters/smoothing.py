@@ -30,10 +30,13 @@ def _window_sum(
     of 2, 4, 8, ... samples built from each other (one add each), the binary
     digits of ``k`` picking which to add: about ``log2(k) + popcount(k)`` adds,
     exact for integers, at most ``log2(k)`` roundings per output for floats.
-    A running sum would cost the same for every ``k``, but NumPy's ``cumsum``
-    (float64, per strip, then one subtraction) is a scalar loop ~20x slower per
-    element than a vectorised add: measured at 2048x2048 float32 it took 133 ms
-    for k=101 where doubling takes 64 ms, so doubling wins for every practical k.
+    Along the rows (the contiguous axis) this is what ``box_blur`` uses for
+    every size: a running sum there is a scalar loop (NumPy's ``cumsum``, ~8x
+    slower per element than a vectorised add), and one that advances 32
+    pixels per step from sums of 32 pixels (``log2(32)`` doublings, a
+    subtraction, and adds of (rows, 32) blocks) measured 2x slower than
+    doubling up to k=511 at 2048x2048. Down the columns ``_running_rows`` wins
+    for long windows.
     """
     n_out = a.shape[axis] - k + 1
 
@@ -61,6 +64,7 @@ def _window_sum(
             acc += part(a, i, n_out)
         return np.add(acc, part(a, k - 1, n_out), out=out)
     result: NDArray[Any] | None = None
+    owned = False  # whether ``result`` is an array of our own yet (not a view of a piece)
     power, width, offset = a, 1, 0
     bit = 1
     last = 1 << (k.bit_length() - 1)
@@ -71,12 +75,15 @@ def _window_sum(
                 if bit == last and out is not None:  # k is a power of two: one piece
                     np.copyto(out, piece)
                     return out
-                result = piece.copy()
+                result = piece  # no copy: the next add makes a new array
             elif bit == last and out is not None:
                 np.add(result, piece, out=out)
                 return out
-            else:
+            elif owned:
                 np.add(result, piece, out=result)
+            else:
+                result = np.add(result, piece)
+                owned = True
             offset += width
         if bit * 2 <= k:
             length = power.shape[axis] - width
@@ -87,7 +94,76 @@ def _window_sum(
     if out is not None:
         np.copyto(out, result)
         return out
-    return result
+    return result if owned else result.copy()
+
+
+# Running sums down the rows: the cost per output is the same for every window size.
+_CALL = 6000  # NumPy's cost per call, in element-adds (~1.5 us at ~0.25 ns per add)
+_ROW_CHUNK = 4  # running sums down the rows advance this many rows per step (not float32)
+
+
+def _doubling_adds(k: int) -> int:
+    """Adds (passes over the data) ``_window_sum`` spends on a window of ``k``."""
+    if k <= 4:
+        return k - 1
+    return k.bit_length() - 1 + bin(k).count("1")
+
+
+def _wide(dtype: np.dtype[Any]) -> Any:
+    """Accumulator dtype of a running sum: float32 runs in float64.
+
+    A float running sum carries the rounding error of every value it has passed
+    over: in float32, a window that leaves a bright region (1e4) for a dark one
+    (1e-2) came out 7.5 % wrong. In float64 the sums of a few float32 values
+    and their differences are exact (up to exponent spreads of ~2**29), so the
+    values that enter a running sum leave it again without a trace. Integer
+    sums wrap around in their unsigned dtype and come back exact as long as
+    the final sums fit.
+    """
+    return np.float64 if dtype == np.float32 else dtype
+
+
+def _pair_sums(a: NDArray[Any], m: int, step: int, wide: Any) -> NDArray[Any]:
+    """Sums of ``m`` (a power of two) samples ``step`` apart along axis 0, in ``wide``."""
+    width = 1
+    while width < m:
+        shift = width * step
+        a = np.add(a[:-shift], a[shift:], dtype=wide)
+        width *= 2
+    return a
+
+
+def _running_rows(block: NDArray[Any], k: int, out: NDArray[Any]) -> None:
+    """``out[i] = sum(block[i : i + k])`` by a running sum down the rows.
+
+    ``S[i + m] = S[i] + (W[i + k] - W[i])`` with ``W`` the sums of
+    ``m = _ROW_CHUNK`` rows: ``log2(m)`` passes for ``W``, one subtraction
+    pass, and one or two NumPy calls per ``m`` rows, whatever ``k`` (``m``
+    rows per call keep the calls few: the strips run on threads, and each
+    call hands the GIL over).
+    """
+    h = out.shape[0]
+    wide = _wide(block.dtype)
+    # float32 one row per step: float64 sums of m rows cost more than the calls they save
+    m = _ROW_CHUNK if h >= _ROW_CHUNK and wide is block.dtype else 1
+    wins = _pair_sums(block, m, 1, wide)  # h + k - m rows
+    q, r = divmod(k, m)
+    state = np.add.reduce(wins[: q * m].reshape(q, m, *wins.shape[1:]), axis=0, dtype=wide)
+    for t in range(q * m, k):  # the r rows left over
+        state += block[t : t + m]
+    diff = np.subtract(wins[k : k + h - m], wins[: h - m], dtype=wide)
+    if wide is block.dtype:  # integers, float64: the sums themselves are the state
+        np.copyto(out[:m], state)
+        for i in range(m, h, m):
+            w = min(m, h - i)
+            np.add(out[i - m : i - m + w], diff[i - m : i - m + w], out=out[i : i + w])
+        return
+    np.copyto(out[:m], state, casting="same_kind")
+    for i in range(m, h, m):
+        w = min(m, h - i)
+        part = state[:w]
+        part += diff[i - m : i - m + w]
+        np.copyto(out[i : i + w], part, casting="same_kind")
 
 
 def _box_divide_u8(sums: NDArray[Any], area: int) -> NDArray[np.uint8]:
@@ -132,10 +208,16 @@ def box_blur(
 
     Notes
     -----
-    Window sums are built by doubling (windows of 2, 4, 8, ... samples), so the
-    cost grows only as ``log2(size)``. Integer sums are exact; float sums run in
-    the input precision, restarted on every row strip, so there is no
-    summed-area-table drift (float32 stays within ~1e-6 relative). uint8 means
+    Window sums along the rows are built by doubling (windows of 2, 4, 8, ...
+    samples: ``log2(size) + popcount(size)`` passes). Down the columns, long
+    windows use a running sum instead (``S[i + 1] = S[i] + x[i + k] - x[i]``,
+    one vectorised call per row or per 4 rows), whose cost does not depend on
+    the size; short ones use doubling, whichever is cheaper. Integer sums are
+    exact (running sums wrap around in their unsigned dtype and come back
+    exact). Float sums restart on every row strip, so there is no
+    summed-area-table drift; float32 running sums accumulate in float64, so a
+    window that leaves a bright region for a dark one keeps no trace of it
+    (float32 stays within ~1e-6 relative of the local values). uint8 means
     are the exact sums rounded to nearest, except even windows of <= 256
     samples, which use OpenCV's 16-bit reciprocal multiply. OpenCV itself
     (through its IPP back end) rounds some window shapes differently, so a few
@@ -166,12 +248,29 @@ def box_blur(
     )
     out = np.empty((rows, cols, channels), dtype=array.dtype)
     scale = 1.0 / area
+    # down the rows, doubling or a running sum, whichever costs less: a
+    # running sum costs about as much as ``passes`` doubling adds plus its
+    # NumPy calls (float32: two per row; others: one per _ROW_CHUNK rows).
+    # Fitted to interleaved 2048x2048 timings of whole blurs on the strip
+    # threads, where every short call hands the GIL over: running sums win
+    # from 9 adds on (k=51: level, k=101: 20 vs 27 ms float32, 18 vs 30 ms
+    # uint8) and lose below (k=21: 20 vs 17 ms). Along the rows always
+    # doubling (see _window_sum).
+    width = (inner.stop - inner.start) * channels
+    if array.dtype == np.float32:
+        passes, call_cost = 3, 2 * _CALL
+    else:
+        passes, call_cost = 8, _CALL // _ROW_CHUNK
+    row_running = _doubling_adds(kr) * width > passes * width + call_cost
 
     def work(start: int, stop: int) -> None:
         h = stop - start
         block = load(start, stop)
         vp = np.empty((h, padded_cols, channels), dtype=acc)
-        _window_sum(block, kr, 0, out=vp[:, inner])
+        if row_running:
+            _running_rows(block, kr, vp[:, inner])
+        else:
+            _window_sum(block, kr, 0, out=vp[:, inner])
         fill_border(vp, 0)
         # rows as one flat run of pixels: a horizontal tap is a shift by one
         # pixel (1-D contiguous loops, ~20 % faster than 2-D views); windows
@@ -194,7 +293,12 @@ def box_blur(
         else:
             out[start:stop] = saturate(sums * scale, array.dtype)
 
-    strips(rows, cols * channels * 24, work, target=2 << 20)
+    # a running sum starts each strip with a direct sum of ``kr`` rows: strips
+    # of at least ``kr`` rows keep that at most one pass (up to 64 MB strips)
+    target = 2 << 20
+    if row_running:
+        target = min(max(target, kr * cols * channels * 24), 64 << 20)
+    strips(rows, cols * channels * 24, work, target=target)
     return out.reshape(array.shape)
 
 
