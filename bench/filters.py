@@ -3,6 +3,7 @@
     python bench/filters.py            # 512x512 and 2048x2048 gray, 4096x4096 colour
     python bench/filters.py --quick    # 512x512 and 2048x2048 gray only
     python bench/filters.py --only median bilateral
+    python bench/filters.py --box-sweep --baseline c80a938   # box_blur k=3..101, old vs new
 
 Every time is the minimum over repeats (after a warm-up call), convstack and OpenCV
 called alternately so both see the same background load; ratios are
@@ -190,10 +191,75 @@ def cases(cv2: Any, ndi: Any, skr: Any) -> list[tuple[str, str, Callable, Callab
     ]
 
 
+def baseline_module(rev: str, path: str, name: str) -> Any:
+    """``path`` (a module of ``convstack.filters``) as it was at git revision ``rev``."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    source = subprocess.run(
+        ["git", "show", f"{rev}:{path}"], cwd=root, check=True, capture_output=True, text=True
+    ).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location(f"convstack.filters.{name}", f.name)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        os.unlink(f.name)
+    return module
+
+
+def box_sweep(cv2: Any, baseline: str | None, repeats: int = 7) -> None:
+    """box_blur at k = 3, 21, 51, 101 on 2048x2048 float32 and uint8: ours (and the
+    baseline revision's), OpenCV, called in turn; min of ``repeats`` rounds, ms."""
+    old = None
+    if baseline:
+        old = baseline_module(baseline, "src/convstack/filters/smoothing.py", "_old_smoothing")
+    rng = np.random.default_rng(0)
+    print(f"| dtype   | k   | {'baseline' if old else '':>8} | ours     | cv2      | ours/cv2 |")
+    print("|---------|-----|----------|----------|----------|----------|")
+    for dtype in ("float32", "uint8"):
+        if dtype == "uint8":
+            image = rng.integers(0, 256, (2048, 2048), dtype=np.uint8)
+        else:
+            image = rng.random((2048, 2048), dtype=np.float32)
+        for k in (3, 21, 51, 101):
+            funcs = [
+                lambda k=k, im=image: filters.box_blur(im, k),
+                lambda k=k, im=image: cv2.blur(im, (k, k)),
+            ]
+            if old is not None:
+                funcs.append(lambda k=k, im=image: old.box_blur(im, k))
+            for f in funcs:
+                f()
+            best = [float("inf")] * len(funcs)
+            for _ in range(repeats):
+                for i, f in enumerate(funcs):
+                    gc.collect()
+                    t0 = time.perf_counter()
+                    f()
+                    best[i] = min(best[i], time.perf_counter() - t0)
+            base = f"{best[2] * 1e3:8.1f}" if old is not None else " " * 8
+            print(
+                f"| {dtype:<7} | {k:<3} | {base} | {best[0] * 1e3:8.1f} | {best[1] * 1e3:8.1f} "
+                f"| {best[0] / best[1]:7.2f}x |",
+                flush=True,
+            )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="gray 512 and 2048 only")
     parser.add_argument("--only", nargs="*", help="filter names to keep (substring match)")
+    parser.add_argument(
+        "--box-sweep", action="store_true", help="box_blur k=3, 21, 51, 101 at 2048x2048 only"
+    )
+    parser.add_argument("--baseline", help="git revision to time box_blur against (--box-sweep)")
     args = parser.parse_args(argv)
 
     import cv2
@@ -201,6 +267,9 @@ def main(argv: list[str] | None = None) -> int:
     import skimage.restoration as skr
 
     cv2.setNumThreads(os.cpu_count() or 1)
+    if args.box_sweep:
+        box_sweep(cv2, args.baseline)
+        return 0
     rng = np.random.default_rng(0)
     shapes = [(512, 512), (2048, 2048)] + ([] if args.quick else [(4096, 4096, 3)])
     table = cases(cv2, ndi, skr)
