@@ -14,6 +14,8 @@ from ._dtype import check_image, check_mode, pad_image, saturate, strips
 __all__ = ["bilateral"]
 
 _BINS_PER_CHANNEL = 1 << 12  # OpenCV's float colour-weight table resolution
+_STRIP_BYTES = 4 << 20
+_MIN_STRIPS = 4
 
 
 def _offsets(radius: int, gauss_space: float, *, centre: bool) -> list[tuple[int, int, float]]:
@@ -125,10 +127,13 @@ def _bilateral_u8_flat(
     cn = shape[2] if len(shape) == 3 else 1
     wp = cols + 2 * radius
     coeff = -0.5 / (sc * sc)
-    scale = math.sqrt(-coeff)
+    # base-2 exponents: NumPy's float32 exp2 is ~1.8x faster than its exp
+    # (17 vs 30 us per 86k values), and exp(coeff * c**2) = exp2(-(k * c)**2)
+    # with k = sqrt(-coeff * log2(e))
+    scale = math.sqrt(-coeff * math.log2(math.e))
     gauss_space = float(np.float32(-0.5 / (ss * ss)))
     half = [
-        (i * wp + j, np.float32(math.log(w)))
+        (i * wp + j, np.float32(math.log2(w)))
         for i, j, w in _offsets(radius, gauss_space, centre=True)
         if (i, j) > (0, 0)
     ]
@@ -161,16 +166,17 @@ def _bilateral_u8_flat(
                     out=diffs[c, : n + o],
                 )
             if cn == 1:
-                np.multiply(diffs[0, : n + o], diffs[0, : n + o], out=g)
+                # np.square: multiply(d, d) takes a loop at half the speed
+                np.square(diffs[0, : n + o], out=g)
             else:
                 t = spare[: n + o]
                 np.abs(diffs[0, : n + o], out=g)
                 for c in range(1, cn):
                     np.abs(diffs[c, : n + o], out=t)
                     g += t
-                np.multiply(g, g, out=g)
+                np.square(g, out=g)
             np.subtract(log_space, g, out=g)
-            np.exp(g, out=g)
+            np.exp2(g, out=g)
             wsum += g[o : o + n]  # weight of p + o seen from p
             wsum += g[:n]  # weight of p - o seen from p
             for c in range(cn):
@@ -185,7 +191,10 @@ def _bilateral_u8_flat(
         result = moved.reshape(cn, h, wp)[:, :, radius : radius + cols]
         np.copyto(out[start:stop], result.transpose(1, 2, 0), casting="unsafe")
 
-    strips(rows, wp * 4 * (3 * cn + 3), work, target=2 << 20)
+    row_bytes = wp * 4 * (3 * cn + 3)
+    count = max(_MIN_STRIPS, -(-rows * row_bytes // _STRIP_BYTES))
+    step = -(-rows // count)  # strips of equal height keep both threads busy to the end
+    strips(rows, row_bytes, work, target=step * row_bytes)
     return out.reshape(shape)
 
 
