@@ -68,7 +68,7 @@ def bilateral(
     -----
     uint8 images compute the colour weight ``exp(c * c * coeff)`` in float32
     for the integer distance ``c`` (the values of OpenCV's table, computed on
-    the fly because a NumPy gather is slower than a vectorised exp) times the
+    the fly, as a base-2 exp, because a NumPy gather is slower) times the
     offset's space weight, skip offsets outside the circle, accumulate in
     float32 on flat slices of the padded image and round once. Float and
     uint16 images use OpenCV's float method: a 4096-bins-per-channel table
@@ -113,11 +113,13 @@ def _bilateral_u8_flat(
 
     Per pair of opposite offsets ``+-o`` (one weight array serves both: the
     weight of ``p + o`` seen from ``p`` equals that of ``p`` seen from ``p + o``):
-    ``d_c = k * (x_c[a] - x_c[a + o])`` with ``k = sqrt(-coeff)`` pre-multiplied
-    into the image, the colour distance ``D = sum_c |d_c|`` (OpenCV's L1; just
-    ``|d|`` for gray), the weight ``w = exp(ln(space_weight) - D * D)`` (OpenCV's
-    colour table value ``exp(coeff * diff**2)`` times the space weight, in one
-    exp; a NumPy gather from a table is ~2x slower than the vectorised exp),
+    ``d_c = k * (x_c[a] - x_c[a + o])`` with ``k = sqrt(-coeff * log2(e))``
+    pre-multiplied into the image, the colour distance ``D = sum_c |d_c|``
+    (OpenCV's L1; just ``|d|`` for gray), the weight
+    ``w = exp2(log2(space_weight) - D * D)`` (OpenCV's colour table value
+    ``exp(coeff * diff**2)`` times the space weight, in one exp2, which NumPy
+    runs ~1.8x faster than exp; a NumPy gather from a table is ~2x slower than
+    the vectorised exp),
     and the result is accumulated as ``x + sum(w * (x_q - x)) / sum(w)``: one
     product ``w * d_c`` per pair serves both directions (it is ``-k * w * (x_q -
     x)`` seen from ``a`` and ``+`` seen from ``a + o``). The weights agree with
