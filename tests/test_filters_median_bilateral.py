@@ -181,3 +181,15 @@ def test_bilateral_uint8_on_many_strips(monkeypatch, shape):
         diff = np.abs(ours.astype(int) - theirs.astype(int))
         assert diff.max() <= 1
         assert np.count_nonzero(diff) <= diff.size // 200
+
+
+@pytest.mark.parametrize("shape", [(130, 40), (131, 37, 3)])
+def test_bilateral_uint8_on_equal_strips(shape):
+    # the default split: at least 4 strips of equal height on the thread pool
+    # (the last one shorter when the rows do not divide)
+    image = make(shape, np.uint8, seed=10)
+    theirs = cv2.bilateralFilter(image, 9, 40, 5, borderType=cv2.BORDER_REFLECT)
+    ours = filters.bilateral(image, 9, 40, 5, mode="reflect")
+    diff = np.abs(ours.astype(int) - theirs.astype(int))
+    assert diff.max() <= 1
+    assert np.count_nonzero(diff) <= diff.size // 200
