@@ -91,6 +91,7 @@ def _png_header(path: Path) -> tuple[int, int] | None:
 def _read_png16(path: Path) -> NDArray[Any]:
     """A 16-bit PNG with colour or alpha, through pypng."""
     import png  # pypng; imported here, as tifffile below: most runs never need them
+
     with open(path, "rb") as fh:
         cols, rows, pixels, info = png.Reader(file=fh).asDirect()
         planes = int(info["planes"])
