@@ -164,15 +164,17 @@ def test_errors_and_input_unchanged():
 def test_bilateral_uint8_on_many_strips(monkeypatch, shape):
     # 16-row strips: every strip's flat slices reach into the rows of its
     # neighbours and into the border rows and columns
-    from convstack.filters import _dtype
-
     bilateral_module = importlib.import_module("convstack.filters.bilateral")
-    real = _dtype.strips
+    monkeypatch.setattr(bilateral_module, "_STRIP_BYTES", 1)
+    split = []
+    real_pool = bilateral_module._pool
 
-    def tiny(rows, row_bytes, work, *, target=0):
-        real(rows, row_bytes, work, target=16 * row_bytes)
+    class Spy:
+        def submit(self, work, start, stop):
+            split.append((start, stop))
+            return real_pool().submit(work, start, stop)
 
-    monkeypatch.setattr(bilateral_module, "strips", tiny)
+    monkeypatch.setattr(bilateral_module, "_pool", Spy)
     image = make(shape, np.uint8, seed=9)
     for diameter, sigma_color, sigma_space, mode in ((9, 75, 75, "reflect"), (7, 30, 3, "nearest")):
         border = cv2.BORDER_REFLECT if mode == "reflect" else cv2.BORDER_REPLICATE
@@ -181,12 +183,13 @@ def test_bilateral_uint8_on_many_strips(monkeypatch, shape):
         diff = np.abs(ours.astype(int) - theirs.astype(int))
         assert diff.max() <= 1
         assert np.count_nonzero(diff) <= diff.size // 200
+    assert split[:2] == [(0, 16), (16, 32)]
 
 
 @pytest.mark.parametrize("shape", [(130, 40), (131, 37, 3)])
 def test_bilateral_uint8_on_equal_strips(shape):
-    # the default split: at least 4 strips of equal height on the thread pool
-    # (the last one shorter when the rows do not divide)
+    # the default split: at least one strip per thread, of equal height (the
+    # last one shorter when the rows do not divide), on the thread pool
     image = make(shape, np.uint8, seed=10)
     theirs = cv2.bilateralFilter(image, 9, 40, 5, borderType=cv2.BORDER_REFLECT)
     ours = filters.bilateral(image, 9, 40, 5, mode="reflect")

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
-from ._dtype import check_image, check_mode, pad_image, saturate, strips
+from ._dtype import _pool, check_image, check_mode, pad_image, saturate, strips
 
 __all__ = ["bilateral"]
 
 _BINS_PER_CHANNEL = 1 << 12  # OpenCV's float colour-weight table resolution
 _STRIP_BYTES = 4 << 20
-_MIN_STRIPS = 4
 
 
 def _offsets(radius: int, gauss_space: float, *, centre: bool) -> list[tuple[int, int, float]]:
@@ -193,10 +193,20 @@ def _bilateral_u8_flat(
         result = moved.reshape(cn, h, wp)[:, :, radius : radius + cols]
         np.copyto(out[start:stop], result.transpose(1, 2, 0), casting="unsafe")
 
+    # strips of ~4 MB (fewer NumPy calls than 2 MB ones: 2048x2048 gray
+    # ~113 -> ~92 ms), at least one per thread of the pool (512x512: 2 strips
+    # 5.8 ms, 4 strips 6.5 ms), all of the same height so that the threads
+    # finish together; the pool runs them even when there are only two
     row_bytes = wp * 4 * (3 * cn + 3)
-    count = max(_MIN_STRIPS, -(-rows * row_bytes // _STRIP_BYTES))
-    step = -(-rows // count)  # strips of equal height keep both threads busy to the end
-    strips(rows, row_bytes, work, target=step * row_bytes)
+    threads = max(1, min(4, os.cpu_count() or 1))  # _dtype._pool's size
+    count = max(threads, -(-rows * row_bytes // _STRIP_BYTES))
+    step = max(16, -(-rows // count))
+    bounds = [(s, min(s + step, rows)) for s in range(0, rows, step)]
+    if len(bounds) == 1:
+        work(0, rows)
+    else:
+        for future in [_pool().submit(work, a, b) for a, b in bounds]:
+            future.result()
     return out.reshape(shape)
 
 
