@@ -120,6 +120,17 @@ def test_box_blur_large_windows_match_cv2(request, dtype, shape, mode, size, run
         assert taken and taken[0] == rows
 
 
+@pytest.mark.parametrize("mode", ["wrap", "reflect", "mirror", "nearest", "constant"])
+@pytest.mark.parametrize("shape", [(40, 70), (33, 50, 3)])
+def test_box_blur_running_rows_match_scipy_every_mode(running_rows, mode, shape):
+    image = make(shape, np.float64, seed=12)
+    for size in (5, 31, (61, 7)):
+        rows, cols = (size, size) if isinstance(size, int) else size
+        theirs = ndimage.uniform_filter(image, (rows, cols, 1)[: image.ndim], mode=mode)
+        np.testing.assert_allclose(filters.box_blur(image, size, mode=mode), theirs, atol=1e-12)
+    assert running_rows
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
 @pytest.mark.parametrize("shape", [(1, 40), (2, 40), (3, 40, 3), (5, 40)])
 @pytest.mark.parametrize("size", [2, 3, 7, (4, 3), (9, 1)])
