@@ -166,15 +166,16 @@ def test_bilateral_uint8_on_many_strips(monkeypatch, shape):
     # neighbours and into the border rows and columns
     bilateral_module = importlib.import_module("convstack.filters.bilateral")
     monkeypatch.setattr(bilateral_module, "_STRIP_BYTES", 1)
+    strip_module = importlib.import_module("convstack.filters._dtype")
     split = []
-    real_pool = bilateral_module._pool
+    real_pool = strip_module._pool
 
     class Spy:
         def submit(self, work, start, stop):
             split.append((start, stop))
             return real_pool().submit(work, start, stop)
 
-    monkeypatch.setattr(bilateral_module, "_pool", Spy)
+    monkeypatch.setattr(strip_module, "_pool", Spy)
     image = make(shape, np.uint8, seed=9)
     for diameter, sigma_color, sigma_space, mode in ((9, 75, 75, "reflect"), (7, 30, 3, "nearest")):
         border = cv2.BORDER_REFLECT if mode == "reflect" else cv2.BORDER_REPLICATE

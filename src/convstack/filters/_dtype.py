@@ -94,26 +94,40 @@ def saturate(values: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
 
 _POOL: ThreadPoolExecutor | None = None
 
+#: Threads of the strip pool.
+POOL_THREADS = max(1, min(4, os.cpu_count() or 1))
+
 
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)))
+        _POOL = ThreadPoolExecutor(max_workers=POOL_THREADS)
     return _POOL
 
 
 def strips(
-    rows: int, row_bytes: int, work: Callable[[int, int], None], *, target: int = 512 * 1024
+    rows: int,
+    row_bytes: int,
+    work: Callable[[int, int], None],
+    *,
+    target: int = 512 * 1024,
+    balanced: bool = False,
 ) -> None:
     """Run ``work(start, stop)`` over row strips of about ``target`` bytes on a thread pool.
 
     ``row_bytes`` is the working memory one output row needs. NumPy releases the
     GIL inside its loops, so strips of one image run in parallel; images of one
-    or two strips run in the calling thread.
+    or two strips run in the calling thread. ``balanced``: strips of one height,
+    at least one per pool thread, on the pool whenever there are two or more (for
+    work whose strips all cost the same, so that the threads finish together).
     """
-    step = max(16, target // max(row_bytes, 1))
+    if balanced:
+        count = max(POOL_THREADS, -(-rows * row_bytes // target))
+        step = max(16, -(-rows // count))
+    else:
+        step = max(16, target // max(row_bytes, 1))
     bounds = [(s, min(s + step, rows)) for s in range(0, rows, step)]
-    if len(bounds) <= 2:
+    if len(bounds) == 1 or (len(bounds) == 2 and not balanced):
         for start, stop in bounds:
             work(start, stop)
         return

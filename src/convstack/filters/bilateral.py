@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
-from ._dtype import _pool, check_image, check_mode, pad_image, saturate, strips
+from ._dtype import check_image, check_mode, pad_image, saturate, strips
 
 __all__ = ["bilateral"]
 
@@ -197,16 +196,7 @@ def _bilateral_u8_flat(
     # ~113 -> ~92 ms), at least one per thread of the pool (512x512: 2 strips
     # 5.8 ms, 4 strips 6.5 ms), all of the same height so that the threads
     # finish together; the pool runs them even when there are only two
-    row_bytes = wp * 4 * (3 * cn + 3)
-    threads = max(1, min(4, os.cpu_count() or 1))  # _dtype._pool's size
-    count = max(threads, -(-rows * row_bytes // _STRIP_BYTES))
-    step = max(16, -(-rows // count))
-    bounds = [(s, min(s + step, rows)) for s in range(0, rows, step)]
-    if len(bounds) == 1:
-        work(0, rows)
-    else:
-        for future in [_pool().submit(work, a, b) for a, b in bounds]:
-            future.result()
+    strips(rows, wp * 4 * (3 * cn + 3), work, target=_STRIP_BYTES, balanced=True)
     return out.reshape(shape)
 
 
