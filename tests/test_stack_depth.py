@@ -149,3 +149,28 @@ def test_depth_map_equals_the_depth_fuse_returns(guided: bool) -> None:
             assert np.abs(alone[inner] - from_fuse[inner]).max() < 0.5
     else:
         np.testing.assert_array_equal(alone, from_fuse)
+
+
+def test_regularize_maps_from_a_decimated_grid() -> None:
+    index = np.zeros((20, 30))
+    index[:, 15:] = 3
+    d = D.regularize_depth(index, np.ones((20, 30)), count=4, shape=(40, 59))
+    assert d.shape == (40, 59) and d.dtype == np.float32
+    assert np.abs(d[:, :26]).max() < 0.05 and np.abs(d[:, 34:] - 3).max() < 0.05
+    message = "`shape` must be the size of `index` \\(20, 30\\) times two"
+    with pytest.raises(ValueError, match=message):
+        D.regularize_depth(index, np.ones((20, 30)), count=4, shape=(40, 62))
+
+
+def test_large_frames_measure_focus_on_the_voting_grid(monkeypatch: pytest.MonkeyPatch) -> None:
+    # frames of 1 MP and more are measured on a grid decimated by two (the votes run
+    # there anyway); shrink the threshold to take that path on a small stack
+    from convstack.stack import fuse, pipeline
+
+    frames, _ = two_depth_stack(count=4)
+    full = fuse(frames, align="none")
+    monkeypatch.setattr(pipeline, "_HALF_VOTE_PIXELS", 100)
+    half = fuse(frames, align="none")
+    assert half.depth.shape == full.depth.shape == half.confidence.shape
+    assert np.abs(half.depth[:, 4:24]).max() < 0.5 and np.abs(half.depth[:, 40:60] - 3).max() < 0.5
+    assert np.mean(np.abs(half.image.astype(int) - full.image.astype(int))) < 1.0

@@ -241,6 +241,7 @@ def regularize_depth(
     radius: int = 4,
     eps: float = 1e-3,
     outlier: float = 0.5,
+    shape: tuple[int, int] | None = None,
 ) -> F32:
     """Smooth a raw argmax depth map by a confidence-weighted vote, keeping depth steps.
 
@@ -261,6 +262,11 @@ def regularize_depth(
         Weight ``a`` of each coarser scale (small: coarse scales only fill gaps).
     radius, eps : int, float
         Guided-filter box radius and regularisation (on luma in [0, 1]).
+    shape : (int, int), optional
+        The image's size when ``index`` and ``confidence`` come on a grid decimated
+        by two (as :func:`convstack.stack.fuse` measures maps of 1 MP and more):
+        ``sigma`` is then in image pixels, the votes run on the maps' grid as given
+        and the depth is upsampled to ``shape``. Default: the maps' own size.
     outlier : float
         Speckle removal: where the winning frame is held by fewer neighbours than
         ``outlier`` times the frame most neighbours hold (pixel counts over the two
@@ -298,6 +304,11 @@ def regularize_depth(
     labels = np.rint(idx).astype(np.int32)
     # large maps vote on a 2x coarser grid (4x less work; the votes are smooth anyway)
     factor = 2 if idx.size >= _HALF_VOTE_PIXELS else 1
+    out_shape = idx.shape
+    if shape is not None and tuple(shape) != idx.shape:  # the maps come decimated by two
+        if -(-shape[0] // 2) != idx.shape[0] or -(-shape[1] // 2) != idx.shape[1]:
+            raise v.fail("shape", f"be the size of `index` {idx.shape} times two", shape)
+        factor, sigma, out_shape = 1, sigma / 2.0, (int(shape[0]), int(shape[1]))
     grid = (-(-idx.shape[0] // factor), -(-idx.shape[1] // factor))
     zeros = np.zeros(grid, np.float32)
     best = np.full(grid, -1.0, np.float32)
@@ -359,8 +370,9 @@ def regularize_depth(
         # frame the neighbourhood supports most
         speckle = support < np.float32(outlier) * top_support
         depth = np.where(speckle, top_k.astype(np.float32), depth)
-    if factor > 1:
-        depth = _zoom(depth, factor)[: idx.shape[0], : idx.shape[1]]
+    zoom = 2 if out_shape != idx.shape else factor
+    if zoom > 1:
+        depth = _zoom(depth, zoom)[: out_shape[0], : out_shape[1]]
     if guide is not None:
         g = v.as_real_array(guide, "guide").astype(np.float32)
         depth = guided_filter(g, depth, radius, eps)
