@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import numpy as np
@@ -534,12 +535,24 @@ class PyramidAccumulator:
             coarse = gaussian_pyramid(depth.astype(np.float32), self.levels)[-1]
             for i in order:
                 base += self.bases[i] * frame_weight(coarse, i)
-        image = collapse([*details, base], self.axes)
-        for check in self._envelope_levels():
-            image = clamp_local_mean(image, self.low[check], self.high.get(check), check, self.axes)
-        if image.ndim == 3:
-            image = np.ascontiguousarray(np.moveaxis(image, 0, 2))
-        return image
+        checks = self._envelope_levels()
+
+        def channel(c: Any) -> F32:
+            """Collapse and envelope-check one channel (``c``: an index, or ``...``)."""
+            image = collapse([*(d[c] for d in details), base[c]])
+            for check in checks:
+                high = self.high.get(check)
+                image = clamp_local_mean(
+                    image, self.low[check][c], None if high is None else high[c], check
+                )
+            return image
+
+        if base.ndim == 2:
+            return channel(...)
+        # channels are independent here: two threads share them (NumPy releases the GIL)
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            planes = list(pool.map(channel, range(base.shape[0])))
+        return np.stack(planes, axis=-1)
 
 
 #: Gaussian levels whose per-pixel [min, max] over the frames bound the pyramid's
