@@ -260,11 +260,19 @@ def _as_frame(frame: ArrayLike, name: str) -> F32:
     return to_unit_float(frame, name)
 
 
-def _like_input(result: F32, dtype: np.dtype[Any]) -> NDArray[Any]:
-    """float32 on [0, 1] back to ``dtype`` (integers rounded and saturated)."""
+def _like_input(result: F32, dtype: np.dtype[Any], *, clip: bool = False) -> NDArray[Any]:
+    """float32 on [0, 1] back to ``dtype`` (integers rounded and saturated).
+
+    ``clip``: float results are clipped to [0, 1] too (integers always are).
+    """
     if dtype.kind in "ui":
         top = float(np.iinfo(dtype).max)
-        return np.clip(np.rint(result * np.float32(top)), 0, top).astype(dtype)
+        scaled = np.multiply(result, np.float32(top))
+        np.rint(scaled, out=scaled)
+        np.clip(scaled, 0, top, out=scaled)
+        return scaled.astype(dtype)
+    if clip:
+        result = np.clip(result, 0.0, 1.0)
     return result.astype(np.float32, copy=False)
 
 
@@ -692,4 +700,4 @@ def pyramid_merge(
     for i, f in enumerate(stack):
         acc.add(i, f)
     d = None if depth is None else _check_depth(depth, stack[0].shape, len(stack))
-    return _like_input(np.clip(acc.result(d), 0.0, 1.0), dtype)
+    return _like_input(acc.result(d), dtype, clip=True)

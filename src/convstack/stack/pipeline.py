@@ -486,7 +486,7 @@ def fuse(
         report(progress, "fuse", 1, 1)
     assert source.dtype is not None
     return FuseResult(
-        image=_like_input(np.clip(image, 0.0, 1.0), source.dtype),
+        image=_like_input(image, source.dtype, clip=True),
         depth=depth,
         transforms=list(transforms),
         reference=ref,
