@@ -197,3 +197,16 @@ def test_bilateral_uint8_on_equal_strips(shape):
     diff = np.abs(ours.astype(int) - theirs.astype(int))
     assert diff.max() <= 1
     assert np.count_nonzero(diff) <= diff.size // 200
+
+
+@pytest.mark.parametrize("shape", [(60, 50), (40, 45, 3)])
+@pytest.mark.parametrize("sigma_color", [1.0, 5.0])
+def test_bilateral_uint8_small_sigma_color(shape, sigma_color):
+    # small colour sigmas drive most weights below 2**-100, where the filter floors
+    # them (float32 denormals are slow); the result must still be OpenCV's
+    image = make(shape, np.uint8, seed=11)
+    theirs = cv2.bilateralFilter(image, 9, sigma_color, 5, borderType=cv2.BORDER_REFLECT_101)
+    ours = filters.bilateral(image, 9, sigma_color, 5)
+    diff = np.abs(ours.astype(int) - theirs.astype(int))
+    assert diff.max() <= 1
+    assert np.count_nonzero(diff) <= diff.size // 200
