@@ -190,3 +190,14 @@ def test_reduce_and_expand_match_the_filter_definition(shape: tuple[int, ...]) -
     # in the last two samples of an even-length axis: compare away from them
     got = F._expand(small, image.shape)
     np.testing.assert_allclose(got[:-2, :-2], expected[:-2, :-2], atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [1, 2, 7, 1000, 12345])
+def test_quantile_equals_numpy(size: int) -> None:
+    # the pyramid's noise floor, by one partition instead of np.quantile (whose first
+    # call imports numpy.ma): the same value
+    from convstack.stack.fusion import _quantile
+
+    values = np.random.default_rng(size).random(size).astype(np.float32) ** 3
+    for q in (0.0, 0.1, 0.37, 0.5, 0.9, 1.0):
+        assert _quantile(values, q) == float(np.quantile(values, q))
