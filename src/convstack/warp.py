@@ -9,6 +9,7 @@ frame straight onto the reference grid. Pixel centres lie at integer coordinates
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -140,15 +141,16 @@ def _runs(first: NDArray[np.intp]) -> list[tuple[int, int]] | None:
 
 
 def _weigh_taps(
-    taps: list[NDArray[Any]],
-    weights: list[NDArray[Any]],
+    taps: Iterable[NDArray[Any]],
+    weights: Iterable[NDArray[Any]],
     out: NDArray[Any],
     scratch: NDArray[Any] | None = None,
 ) -> None:
     """``out = sum_k taps[k] * weights[k]``.
 
     ``scratch`` is a temporary shaped like ``out``; without it the taps (fresh
-    gathered copies of ``out``'s dtype) are weighted in place.
+    gathered copies of ``out``'s dtype) are weighted in place. ``taps`` may be a
+    generator, so that only one gathered copy exists at a time.
     """
     for k, (tap, weight) in enumerate(zip(taps, weights, strict=True)):
         if k == 0:
@@ -222,11 +224,11 @@ def _separable(
             runs = _runs(first) if sliced else None
             if runs is None:
                 index = (first * channels)[:, None] + lanes
-                taps = [
+                gathered = (
                     np.take(block[lo:hi], (index + k * channels).ravel(), axis=1)
                     for k in range(count)
-                ]
-                _weigh_taps(taps, wide, inter[lo:hi], np.empty((hi - lo, inter.shape[1]), work))
+                )
+                _weigh_taps(gathered, wide, inter[lo:hi], np.empty((hi - lo, inter.shape[1]), work))
                 continue
             for c_lo, c_hi in runs:
                 span = slice(c_lo * channels, c_hi * channels)
@@ -253,9 +255,9 @@ def _separable(
             span = slice(lo * channels, hi * channels)
             runs = _runs(first) if sliced else None
             if runs is None:
-                taps = [inter[first + k, span] for k in range(count)]  # gathered copies
+                copies = (inter[first + k, span] for k in range(count))  # gathered copies
                 part = [weight[:, None] for weight in weights]
-                _weigh_taps(taps, part, out[start:stop, span])
+                _weigh_taps(copies, part, out[start:stop, span])
                 continue
             for r_lo, r_hi in runs:
                 tap0 = int(first[r_lo])
