@@ -137,9 +137,14 @@ def test_regularize_removes_a_confident_speckle_but_keeps_a_region() -> None:
 
 
 @pytest.mark.parametrize("guided", [False, True])
-def test_depth_map_equals_the_depth_fuse_returns(guided: bool) -> None:
+@pytest.mark.parametrize("decimated", [False, True])
+def test_depth_map_equals_the_depth_fuse_returns(
+    guided: bool, decimated: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from convstack.stack import fuse
 
+    if decimated:  # the path of frames of 1 MP and more, on a small stack
+        monkeypatch.setattr(D, "_HALF_VOTE_PIXELS", 100)
     frames, _ = two_depth_stack(count=4)
     from_fuse = fuse(frames, align="none").depth
     alone = D.depth_map(frames, guided=guided)
@@ -165,11 +170,11 @@ def test_regularize_maps_from_a_decimated_grid() -> None:
 def test_large_frames_measure_focus_on_the_voting_grid(monkeypatch: pytest.MonkeyPatch) -> None:
     # frames of 1 MP and more are measured on a grid decimated by two (the votes run
     # there anyway); shrink the threshold to take that path on a small stack
-    from convstack.stack import fuse, pipeline
+    from convstack.stack import fuse
 
     frames, _ = two_depth_stack(count=4)
     full = fuse(frames, align="none")
-    monkeypatch.setattr(pipeline, "_HALF_VOTE_PIXELS", 100)
+    monkeypatch.setattr(D, "_HALF_VOTE_PIXELS", 100)
     half = fuse(frames, align="none")
     assert half.depth.shape == full.depth.shape == half.confidence.shape
     assert np.abs(half.depth[:, 4:24]).max() < 0.5 and np.abs(half.depth[:, 40:60] - 3).max() < 0.5

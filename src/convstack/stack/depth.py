@@ -37,6 +37,7 @@ __all__ = [
     "depth_to_image",
     "guided_filter",
     "regularize_depth",
+    "voting_measure",
 ]
 
 F32 = NDArray[Any]  # float32 in practice
@@ -169,6 +170,25 @@ def _phase_mean(hits: list[NDArray[np.bool_]], values: list[F32], factor: int) -
     return out
 
 
+#: Standard deviation (pixels) of the focus measure's averaging window
+#: (:func:`convstack.stack.sharpness.sharpness`'s default).
+_WINDOW = 2.0
+
+
+def voting_measure(gray: F32, measure: str = "log_energy") -> F32:
+    """The focus measure on the grid the depth votes use (what ``fuse`` accumulates).
+
+    Frames under 1 MP: :func:`sharpness` as it is. Larger ones, whose votes run on a
+    grid decimated by two anyway: the energy's 2 x 2 block means, averaged over the
+    same window (in image pixels) on that grid, a quarter of the work; pass the
+    frame's size as ``regularize_depth(..., shape=)``.
+    """
+    if gray.size < _HALF_VOTE_PIXELS:
+        return sharpness(gray, measure=measure)
+    half = _block_mean(sharpness(gray, measure=measure, window=0.0), 2)
+    return half if measure == "laplacian" else gaussian_window(half, _WINDOW / 2.0)
+
+
 def _zoom(small: F32, factor: int) -> F32:
     """Bilinear upsampling by an integer ``factor`` (pixel centres aligned, edges clamped).
 
@@ -254,8 +274,8 @@ def regularize_depth(
     count : int
         Number of frames; the result lies in [0, count - 1].
     guide : array_like, optional
-        Luma image for a final guided filter (off by default: it would blur depth
-        steps into intermediate frames).
+        Luma image, the size of ``index``, for a final guided filter (off by default:
+        it would blur depth steps into intermediate frames).
     sigma : float
         Finest voting scale in pixels; the coarser ones are 4x and 16x.
     fill : float
@@ -265,8 +285,9 @@ def regularize_depth(
     shape : (int, int), optional
         The image's size when ``index`` and ``confidence`` come on a grid decimated
         by two (as :func:`convstack.stack.fuse` measures maps of 1 MP and more):
-        ``sigma`` is then in image pixels, the votes run on the maps' grid as given
-        and the depth is upsampled to ``shape``. Default: the maps' own size.
+        ``sigma`` and ``radius`` are then in image pixels, the votes (and the guided
+        filter, whose ``guide`` has the maps' size) run on the maps' grid and the depth
+        is upsampled to ``shape``. Default: the maps' own size.
     outlier : float
         Speckle removal: where the winning frame is held by fewer neighbours than
         ``outlier`` times the frame most neighbours hold (pixel counts over the two
@@ -309,6 +330,7 @@ def regularize_depth(
         if -(-shape[0] // 2) != idx.shape[0] or -(-shape[1] // 2) != idx.shape[1]:
             raise v.fail("shape", f"be the size of `index` {idx.shape} times two", shape)
         factor, sigma, out_shape = 1, sigma / 2.0, (int(shape[0]), int(shape[1]))
+        radius = max(1, radius // 2)  # the guided filter's box, too, in image pixels
     grid = (-(-idx.shape[0] // factor), -(-idx.shape[1] // factor))
     zeros = np.zeros(grid, np.float32)
     best = np.full(grid, -1.0, np.float32)
@@ -370,12 +392,13 @@ def regularize_depth(
         # frame the neighbourhood supports most
         speckle = support < np.float32(outlier) * top_support
         depth = np.where(speckle, top_k.astype(np.float32), depth)
-    zoom = 2 if out_shape != idx.shape else factor
-    if zoom > 1:
-        depth = _zoom(depth, zoom)[: out_shape[0], : out_shape[1]]
-    if guide is not None:
+    if factor > 1:
+        depth = _zoom(depth, factor)[: idx.shape[0], : idx.shape[1]]
+    if guide is not None:  # on the maps' own grid
         g = v.as_real_array(guide, "guide").astype(np.float32)
         depth = guided_filter(g, depth, radius, eps)
+    if out_shape != idx.shape:
+        depth = _zoom(depth, 2)[: out_shape[0], : out_shape[1]]
     return np.clip(depth, 0, count - 1).astype(np.float32)
 
 
@@ -420,13 +443,19 @@ def depth_map(
     if len(frames) < 1:
         raise v.fail("frames", "hold at least one frame", frames)
     acc = FocusAccumulator()
+    shape: tuple[int, int] = (0, 0)
     for i, frame in enumerate(frames):
         gray = to_gray(frame)
-        acc.add(i, sharpness(gray, measure=measure), gray)
+        shape = gray.shape[:2]
+        measured = voting_measure(gray, measure)
+        luma = gray if measured.shape == shape else _block_mean(gray, 2)
+        acc.add(i, measured, luma if guided else None)
     if not smooth_depth:
-        return acc.raw_depth().astype(np.float32)
-    guide = acc.guide if guided else None
-    return regularize_depth(acc.raw_depth(), acc.confidence(), count=acc.count, guide=guide)
+        raw = acc.raw_depth().astype(np.float32)
+        return raw if raw.shape == shape else _zoom(raw, 2)[: shape[0], : shape[1]]
+    return regularize_depth(
+        acc.raw_depth(), acc.confidence(), count=acc.count, guide=acc.guide, shape=shape
+    )
 
 
 def depth_to_image(depth: ArrayLike, count: int, dtype: Any = np.uint8) -> NDArray[Any]:

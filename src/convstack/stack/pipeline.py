@@ -37,7 +37,7 @@ from ..progress import ProgressCallback, report
 from ..warp import warp
 from . import align as _align
 from . import io as _io
-from .depth import _HALF_VOTE_PIXELS, FocusAccumulator, _block_mean, _zoom, regularize_depth
+from .depth import FocusAccumulator, _zoom, regularize_depth, voting_measure
 from .errors import FrameMismatchError, FrameReadError
 from .fusion import (
     METHODS,
@@ -48,7 +48,7 @@ from .fusion import (
     apply_gamma,
     lab_gamma,
 )
-from .sharpness import MEASURES, gaussian_window, sharpness, sharpness_mask, to_gray, to_unit_float
+from .sharpness import MEASURES, sharpness_mask, to_gray, to_unit_float
 
 __all__ = ["DEFAULT_METHOD", "FuseResult", "fuse"]
 
@@ -194,24 +194,6 @@ def _finest_level(shape: tuple[int, ...]) -> int:
 #: degrees) 0.16 s instead of 0.45-0.67 s per 3 MP colour frame, and at most 0.5
 #: (RMS 0.016) grey levels of 255 from the exact 2-D cubic warp.
 _WARP_TOLERANCE = 1.0 / 256.0
-
-
-#: Standard deviation (pixels) of the focus measure's averaging window
-#: (:func:`convstack.stack.sharpness.sharpness`'s default).
-_WINDOW = 2.0
-
-
-def _focus_measure(gray: NDArray[np.float32], measure: str) -> NDArray[np.float32]:
-    """The focus measure on the grid the depth votes use.
-
-    Frames under 1 MP: :func:`sharpness` as it is. Larger ones, whose depth votes run
-    on a grid decimated by two anyway: the energy's 2 x 2 block means, averaged over
-    the same window (in image pixels) on that grid, a quarter of the work.
-    """
-    if gray.size < _HALF_VOTE_PIXELS:
-        return sharpness(gray, measure=measure)
-    half = _block_mean(sharpness(gray, measure=measure, window=0.0), 2)
-    return half if measure == "laplacian" else gaussian_window(half, _WINDOW / 2.0)
 
 
 def _balanced_share(costs: dict[str, list[float]]) -> int:
@@ -390,7 +372,7 @@ def fuse(
             started = time.perf_counter()
             if item.gray is None:
                 item.gray = to_gray(item.frame)
-            item.measured = _focus_measure(item.gray, measure)
+            item.measured = voting_measure(item.gray, measure)
             timed("measure", started, item.index)
         return item
 
@@ -430,7 +412,7 @@ def fuse(
                     frame = frame * np.float32(gain) + np.float32(offset)
                     gray = gray * np.float32(gain) + np.float32(offset)
             if measured is None:
-                measured = _focus_measure(gray, measure)
+                measured = voting_measure(gray, measure)
             focus.add(index, measured)
             if done == count:  # the worker is free now: it regularises the depth map
                 confidence = focus.confidence()  # while the last frame is merged here
