@@ -215,7 +215,9 @@ def _separable(
         if sliced:  # sliced taps are read several times: convert once
             block = block.astype(work)
         inter = np.empty(block.shape[:1] + (out_cols * channels,), dtype=work)
-        scratch = np.empty(2 * inter.size, dtype=work)  # two temporaries of a run
+        # the sliced passes' temporaries: two of a run in pass 1, one strip in pass 2
+        strip = (stop - start) * out_cols * channels
+        scratch = np.empty(max(2 * inter.size, strip) if sliced else 0, dtype=work)
         for lo, hi in _bands(slope_y, high - low + 1, tolerance):
             y_mid = np.clip(low + (lo + hi - 1) / 2.0 - before, 0.0, h - 1)
             position = scale_c * cols + (slope_y * y_mid + offset_c)
@@ -245,9 +247,7 @@ def _separable(
                 _weigh_taps(taps, part, acc, tmp)
                 inter[lo:hi, span] = acc
         # pass 2: down the columns, one band of columns at a time
-        if scratch.size < (stop - start) * out_cols * channels:
-            scratch = np.empty((stop - start) * out_cols * channels, dtype=work)
-        scratch2d = scratch[: (stop - start) * out_cols * channels].reshape(stop - start, -1)
+        scratch2d = scratch[:strip].reshape(stop - start, -1) if sliced else scratch
         for lo, hi in col_bands:
             c_mid = (lo + hi - 1) / 2.0
             first, weights = _taps(a * rows + (b * c_mid + c0), h, order, work)
