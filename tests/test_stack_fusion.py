@@ -201,3 +201,17 @@ def test_quantile_equals_numpy(size: int) -> None:
     values = np.random.default_rng(size).random(size).astype(np.float32) ** 3
     for q in (0.0, 0.1, 0.37, 0.5, 0.9, 1.0):
         assert _quantile(values, q) == float(np.quantile(values, q))
+
+
+def test_pyramid_accumulator_keeps_no_view_of_a_frame() -> None:
+    # one level: the base is the frame; changing the caller's array later changes nothing
+    from convstack.stack.fusion import PyramidAccumulator
+
+    rng = np.random.default_rng(7)
+    frames = [rng.random((12, 14)).astype(np.float32) for _ in range(2)]
+    kept, copied = PyramidAccumulator(levels=1), PyramidAccumulator(levels=1)
+    for i, frame in enumerate(frames):
+        kept.add(i, frame)
+        copied.add(i, frame.copy())
+        frame[...] = -1.0
+    np.testing.assert_array_equal(kept.result(), copied.result())

@@ -81,11 +81,12 @@ def test_paths_are_streamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     for i, f in enumerate(frames):
         paths.append(tmp_path / f"f{i}.png")
         Image.fromarray(f).save(paths[-1])
-    reads: list[str] = []
+    log = tmp_path / "reads.log"  # a file: frames may be read in a child process
     original = stack_io.read_image
 
     def counting(path):  # type: ignore[no-untyped-def]
-        reads.append(Path(path).name)
+        with log.open("a") as fh:
+            fh.write(Path(path).name + "\n")
         return original(path)
 
     monkeypatch.setattr(stack_io, "read_image", counting)
@@ -93,6 +94,7 @@ def test_paths_are_streamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     in_memory = fuse(frames, align="none")
     np.testing.assert_array_equal(result.image, in_memory.image)
     # one read per frame for the first pass, at most one more for the blend
+    reads = log.read_text().split()
     assert all(1 <= reads.count(p.name) <= 2 for p in paths)
 
 
@@ -202,14 +204,16 @@ def test_photometric_correction_costs_nothing_without_drift() -> None:
     assert peak_signal_noise_ratio(plain, matched) > 45
 
 
+@pytest.mark.parametrize("fork", ["0", "1"])
 @pytest.mark.parametrize("photometric", [False, True])
 def test_the_split_between_threads_does_not_change_the_result(
-    monkeypatch: pytest.MonkeyPatch, photometric: bool
+    monkeypatch: pytest.MonkeyPatch, photometric: bool, fork: str
 ) -> None:
-    # the worker thread warps and measures as much as balances the threads; whichever
-    # thread does a step, the numbers are the same
-    from convstack.stack import pipeline
+    # the worker thread (or child process) warps and measures as much as balances the
+    # two; whichever does a step, the numbers are the same
+    from convstack.stack import forked, pipeline
 
+    monkeypatch.setenv(forked.ENVIRONMENT_SWITCH, fork)
     frames, _ = two_depth_stack(rows=64, cols=96, count=5)
     shifted = [np.roll(f, k - 2, axis=1) for k, f in enumerate(frames)]
     results = []
@@ -231,3 +235,89 @@ def test_balanced_share_moves_work_to_the_idle_thread() -> None:
     assert _balanced_share(costs(80, 55, 30, 100)) == 1  # bug set: balanced as is
     assert _balanced_share(costs(40, 130, 80, 190)) == 2  # large frames: merging dominates
     assert _balanced_share(costs(40, 9, 6, 30)) == 0  # small frames: registration dominates
+
+
+def _spy_on_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the child processes that fuse starts (skips where fork is unavailable)."""
+    from convstack.stack import forked, pipeline
+
+    monkeypatch.delenv(forked.ENVIRONMENT_SWITCH, raising=False)
+    if not forked.can_fork():
+        pytest.skip("no fork here (platform, or another thread is running)")
+    started: list[int] = []
+    original = pipeline.ForkedWorker
+
+    class Counted(original):  # type: ignore[misc,valid-type]
+        def __init__(self, target):  # type: ignore[no-untyped-def]
+            started.append(1)
+            super().__init__(target)
+
+    monkeypatch.setattr(pipeline, "ForkedWorker", Counted)
+    return started
+
+
+@pytest.mark.parametrize("from_files", [False, True])
+def test_child_process_and_worker_thread_give_the_same_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, from_files: bool
+) -> None:
+    from convstack.stack import forked
+
+    started = _spy_on_forks(monkeypatch)
+    frames, _ = two_depth_stack(rows=64, cols=96, count=5)
+    inputs: list[object] = [np.roll(f, 2 * k - 4, axis=1) for k, f in enumerate(frames)]
+    if from_files:
+        for k, frame in enumerate(list(inputs)):
+            inputs[k] = tmp_path / f"f{k}.png"
+            Image.fromarray(frame).save(inputs[k])
+    monkeypatch.setenv(forked.ENVIRONMENT_SWITCH, "0")
+    threaded = fuse(inputs, align="translation")
+    assert started == []
+    monkeypatch.setenv(forked.ENVIRONMENT_SWITCH, "1")
+    steps: list[str] = []
+    in_child = fuse(inputs, align="translation", on_step=lambda name, a: steps.append(name))
+    assert started == [1]
+    np.testing.assert_array_equal(in_child.image, threaded.image)
+    np.testing.assert_array_equal(in_child.depth, threaded.depth)
+    np.testing.assert_array_equal(in_child.confidence, threaded.confidence)
+    for a, b in zip(in_child.transforms, threaded.transforms, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert abs(in_child.transforms[0][1, 2] + 4) < 0.2  # it did register
+    assert {f"aligned_{k:03d}" for k in range(5)} <= set(steps)
+
+
+def test_child_process_keeps_no_frame_it_handed_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    # frames come through two shared slots that the child reuses: what on_step is given
+    # must stay as it was when given
+    started = _spy_on_forks(monkeypatch)
+    frames, _ = two_depth_stack(rows=48, cols=64, count=5)
+    shifted = [np.roll(f, k, axis=0) for k, f in enumerate(frames)]
+    kept: dict[str, np.ndarray] = {}
+    fuse(shifted, align="translation", on_step=lambda n, a: kept.setdefault(n, a))
+    assert started == [1]
+    monkeypatch.setenv("CONVSTACK_FORK", "0")
+    again: dict[str, np.ndarray] = {}
+    fuse(shifted, align="translation", on_step=lambda n, a: again.setdefault(n, a.copy()))
+    for name, array in again.items():
+        np.testing.assert_array_equal(kept[name], array)
+
+
+def test_failure_in_the_child_process_is_raised_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    started = _spy_on_forks(monkeypatch)
+    frames, _ = two_depth_stack(count=5)
+    paths = []
+    for i, f in enumerate(frames):
+        paths.append(tmp_path / f"f{i}.png")
+        Image.fromarray(f).save(paths[-1])
+    paths[3].write_bytes(b"truncated")
+    with pytest.raises(FrameReadError, match="f3.png"):
+        fuse(paths)
+    assert started == [1]
+    assert multiprocessing.active_children() == []  # stopped, not left behind
+    small = [*frames[:4], frames[4][:-2]]  # a size mismatch found in the child
+    with pytest.raises(FrameMismatchError, match=r"frames\[4\]: shape"):
+        fuse(small)
+    assert multiprocessing.active_children() == []

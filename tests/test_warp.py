@@ -295,3 +295,36 @@ def test_sliced_taps_equal_gathered_taps(
     if angle == 0.0:  # and both equal the 2-D cubic kernel
         oracle = _keys_oracle(image, m, (30, 60))  # the output's top-left corner
         np.testing.assert_allclose(sliced[:30, :60], oracle, atol=2e-3)
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+@pytest.mark.parametrize(
+    ("angle", "tolerance"),
+    [(0.0, 0.0), (0.3, 0.0), (0.01, 1 / 256)],  # separable; gathered; separable in bands
+)
+def test_out_receives_the_same_result(channels: int | None, angle: float, tolerance: float) -> None:
+    shape = (40, 52) if channels is None else (40, 52, channels)
+    image = (RNG.random(shape) * 255).astype(np.uint8)
+    c, s = np.cos(np.radians(angle)), np.sin(np.radians(angle))
+    m = np.array([[1.01 * c, s, 1.5], [-s, 1.01 * c, -2.25], [0.0, 0.0, 1.0]])
+    expected = warp(image, m, order=3, tolerance=tolerance)
+    out = np.full(expected.shape, np.nan, np.float32)
+    got = warp(image, m, order=3, tolerance=tolerance, out=out)
+    assert got is out
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_bad_out() -> None:
+    image = np.zeros((6, 7), np.float32)
+    for out in (
+        np.zeros((6, 8), np.float32),  # wrong shape
+        np.zeros((6, 7), np.float64),  # wrong dtype
+        np.zeros((7, 6), np.float32).T,  # not C-contiguous
+        np.zeros((6, 7), np.float32)[::1].view(),
+        image,  # the image itself
+        [[0.0] * 7] * 6,  # not an array
+    ):
+        if isinstance(out, np.ndarray) and out.flags.c_contiguous and out is not image:
+            out.flags.writeable = False  # read-only
+        with pytest.raises(ValueError, match="`out` must be a writeable C-contiguous float32"):
+            warp(image, np.eye(3), out=out)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -100,6 +101,11 @@ THREAD_MIN_WORK = 8_000_000
 #: Whether direct may accumulate straight into the output (no padded strips) where
 #: the layout allows it (stride 1, output as wide as the image, contiguous rows).
 IN_PLACE = True
+#: Fewest output samples per image for which it does: below, its separate border
+#: passes cost more calls than the padded strips save (measured, 1-D binomial
+#: kernels: even at 512 x 512 down the columns, at 720 x 720 along the rows, where
+#: every row has border columns to redo).
+IN_PLACE_MIN_OUTPUTS = (1 << 18, 1 << 19)
 #: Scratch buffers up to this size stay allocated per thread between calls.
 KEEP_BUFFER_BYTES = 8 * 1024 * 1024
 
@@ -114,6 +120,16 @@ def _executor() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="convstack")
         return _pool
+
+
+def _forget_pool() -> None:
+    """In a forked child: the pool's threads stayed in the parent, a new pool is needed."""
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def _run(tasks: Sequence[Callable[[], None]], work: float) -> None:
@@ -492,7 +508,8 @@ def direct(
 
     cost = float(np.prod(oshape)) * work.shape[0] * np.count_nonzero(kernel) * st[1]
     out = None
-    if st == (1, 1) and IN_PLACE:
+    column_pads = any(border.pads[-1])
+    if st == (1, 1) and IN_PLACE and math.prod(oshape) >= IN_PLACE_MIN_OUTPUTS[column_pads]:
         groups = _groups(taps2d, _tap_offsets(kshape, dil, work.shape[2]))
         out = _direct_in_place(work, border, groups, passes, span, oshape, cost)
     if out is None:

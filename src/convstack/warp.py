@@ -170,6 +170,7 @@ def _separable(
     order: int,
     work: np.dtype[Any],
     tolerance: float,
+    out: NDArray[Any],
 ) -> NDArray[Any]:
     """Affine linear or Keys cubic warp in two 1-D passes (rows, then columns), 'nearest' edges.
 
@@ -203,7 +204,7 @@ def _separable(
     sliced = len(col_bands) <= _MAX_SLICED_BANDS and len(_bands(slope_y, row_step, tolerance)) <= 2
     if sliced:  # smaller strips: the sliced passes are many short calls over cached rows
         row_step = max(1, row_step // 4)
-    out = np.empty((out_rows, out_cols * channels), dtype=work)
+    out = out.reshape(out_rows, out_cols * channels)
     for start in range(0, out_rows, row_step):
         stop = min(out_rows, start + row_step)
         rows = np.arange(start, stop, dtype=np.float64)
@@ -400,6 +401,7 @@ def warp(
     mode: str = "nearest",
     cval: float = 0.0,
     tolerance: float = 0.0,
+    out: NDArray[np.floating[Any]] | None = None,
 ) -> NDArray[np.floating[Any]]:
     """Resample ``image`` through a 3x3 projective transform of pixel coordinates.
 
@@ -427,6 +429,9 @@ def warp(
         slightly rotated or sheared affine matrix, in exchange for a fast separable
         path (default 0: exact). Without rotation or shear the fast path is exact
         and always taken; see Notes.
+    out : ndarray, optional
+        C-contiguous array to write the result into, of the result's shape and dtype
+        (returned).
 
     Returns
     -------
@@ -484,15 +489,31 @@ def warp(
     work = np.dtype(np.float64) if array.dtype == np.float64 else np.dtype(np.float32)
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)
+    h, w = int(array.shape[0]), int(array.shape[1])
+    channels = 1 if array.ndim == 2 else int(array.shape[2])
+    shape = (out_rows, out_cols) + array.shape[2:]
+    if out is None:
+        result = np.empty((out_rows, out_cols, channels), dtype=work)
+    elif (
+        not isinstance(out, np.ndarray)
+        or out.shape != shape
+        or out.dtype != work
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+        or np.may_share_memory(out, array)
+    ):
+        raise v.fail(
+            "out", f"be a writeable C-contiguous {work} array of shape {shape}, not the image", out
+        )
+    else:
+        result = out.reshape(out_rows, out_cols, channels)
     projective = bool(m[2, 0] != 0.0 or m[2, 1] != 0.0 or m[2, 2] != 1.0)
     if order != 0 and not projective and _separable_ok(m, limit):
         grid = array if array.ndim == 3 else array[:, :, None]
-        out = _separable(grid, m, (out_rows, out_cols), order, work, limit)
+        _separable(grid, m, (out_rows, out_cols), order, work, limit, result)
         if mode == "constant":
-            _fill_outside(out, m, grid.shape[:2], fill)
-        return out[:, :, 0] if array.ndim == 2 else out
-    h, w = int(array.shape[0]), int(array.shape[1])
-    channels = 1 if array.ndim == 2 else int(array.shape[2])
+            _fill_outside(result, m, grid.shape[:2], fill)
+        return out if out is not None else result[:, :, 0] if array.ndim == 2 else result
     if order == 1:  # repeat the last row and column once (see _sample_strip)
         grid = array if array.ndim == 3 else array[:, :, None]
         flat = np.pad(grid, ((0, 1), (0, 1), (0, 0)), mode="edge").reshape(-1, channels)
@@ -510,7 +531,6 @@ def warp(
         flat = np.ascontiguousarray(array).reshape(h * w, channels)
     if channels == 1 and order != 3:
         flat = flat[:, 0]
-    out = np.empty((out_rows, out_cols, channels), dtype=work)
     strip = max(1, _STRIP_PIXELS // out_cols)
     cols = np.arange(out_cols, dtype=np.float64)
     for start in range(0, out_rows, strip):
@@ -520,5 +540,5 @@ def warp(
         values, inside = _sample_strip(flat, (h, w), src_r, src_c, order, work, projective)
         if mode == "constant":
             values[~inside] = fill
-        out[start:stop] = values.reshape(stop - start, out_cols, channels)
-    return out[:, :, 0] if array.ndim == 2 else out
+        result[start:stop] = values.reshape(stop - start, out_cols, channels)
+    return out if out is not None else result[:, :, 0] if array.ndim == 2 else result

@@ -101,8 +101,18 @@ POOL_THREADS = max(1, min(4, os.cpu_count() or 1))
 def _pool() -> ThreadPoolExecutor:
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=POOL_THREADS)
+        _POOL = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="convstack-filters")
     return _POOL
+
+
+def _forget_pool() -> None:
+    """In a forked child: the pool's threads stayed in the parent, a new pool is needed."""
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def strips(

@@ -539,7 +539,8 @@ class PyramidAccumulator:
             better = energy > self.energy[k]
             np.maximum(self.energy[k], energy, out=self.energy[k])
             np.copyto(self.bands[k], band, where=better)
-        self.bases[index] = bands[-1]
+        base = bands[-1]  # the frame itself when there is one level: keep a copy
+        self.bases[index] = base.copy() if np.may_share_memory(base, frame) else base
 
     def result(self, depth: F32 | None = None) -> F32:
         """Collapse; the base is blended by ``frame_weight(depth, i)`` or evenly."""

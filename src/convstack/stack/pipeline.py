@@ -21,12 +21,14 @@ Peak RSS measured for 2000 x 3000 RGB frames: 956 MiB for 10 frames, 982 MiB for
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,7 @@ from . import align as _align
 from . import io as _io
 from .depth import FocusAccumulator, _zoom, regularize_depth, voting_measure
 from .errors import FrameMismatchError, FrameReadError
+from .forked import ForkedWorker, can_fork, shared_array
 from .fusion import (
     METHODS,
     DepthAccumulator,
@@ -131,6 +134,10 @@ class _Source:
                 raise FrameReadError(f"{name}: cannot read the image ({exc}).") from exc
         else:
             array = v.as_real_array(item, name)
+        return self._check(array, name)
+
+    def _check(self, array: NDArray[Any], name: str) -> NDArray[Any]:
+        """``array`` as a frame (a trailing channel axis of 1 dropped), or raise."""
         if array.ndim == 3 and array.shape[2] == 1:
             array = array[..., 0]
         if array.ndim not in (2, 3) or array.dtype not in _DTYPES:
@@ -213,13 +220,19 @@ def _balanced_share(costs: dict[str, list[float]]) -> int:
     return min(range(3), key=lambda share: max(worker[share], main[share]))
 
 
-def _warped(frame: NDArray[Any], matrix: NDArray[np.float64]) -> NDArray[np.float32]:
-    """``frame`` resampled onto the reference grid (cubic; edges repeated, not black).
+def _warped(
+    frame: NDArray[Any], matrix: NDArray[np.float64], out: NDArray[np.float32] | None = None
+) -> NDArray[np.float32]:
+    """``frame`` resampled onto the reference grid (cubic; edges repeated, not black),
+    into ``out`` if given (float32 frames only).
 
     Integer frames keep their scale (float32 out); float frames are made float32.
     """
-    out = warp(frame, matrix, order=3, mode="nearest", tolerance=_WARP_TOLERANCE)
-    return out.astype(np.float32, copy=False)
+    if out is not None and frame.dtype == np.float64:
+        out[...] = _warped(frame, matrix)
+        return out
+    result = warp(frame, matrix, order=3, mode="nearest", tolerance=_WARP_TOLERANCE, out=out)
+    return result.astype(np.float32, copy=False)
 
 
 def fuse(
@@ -317,10 +330,11 @@ def fuse(
     # registration pyramids of the frames a later frame registers against (each is
     # built once: as the moving frame, then as its neighbour's reference)
     pyramids: dict[int, Any] = {}
+    preread: dict[int, NDArray[Any]] = {}  # frames read before a child process forked
 
     def register(index: int, neighbour: int | None) -> tuple[NDArray[Any], NDArray[np.float32]]:
         """Read one frame and register it to the neighbour towards the reference."""
-        raw = source.raw(index)
+        raw = preread.pop(index) if index in preread else source.raw(index)
         gray = to_gray(raw)
         if align != "none":
             if not np.all(np.isfinite(gray)):
@@ -339,15 +353,16 @@ def fuse(
             pyramids[index] = pyramid
         return raw, gray
 
-    def resample(item: _Frame) -> None:
-        """Put a registered frame on the reference grid, float32 on [0, 1]."""
+    def resample(item: _Frame, into: NDArray[np.float32] | None = None) -> None:
+        """Put a registered frame on the reference grid, float32 on [0, 1] (into ``into``
+        if given and the frame moves)."""
         raw, item.raw = item.raw, None
         assert raw is not None
         if np.allclose(transforms[item.index], np.eye(3)):
             item.frame = to_unit_float(raw)
             return
         # warp the integers as they are (cheaper), then scale to [0, 1]
-        frame = _warped(raw, transforms[item.index])
+        frame = _warped(raw, transforms[item.index], into)
         if raw.dtype.kind in "ui":
             frame *= np.float32(1.0 / np.iinfo(raw.dtype).max)
         item.frame, item.gray = frame, None  # the luma of the raw frame is stale
@@ -356,24 +371,33 @@ def fuse(
     # steps the worker takes so that neither thread waits for the other
     costs: dict[str, list[float]] = {"register": [], "warp": [], "measure": [], "merge": []}
 
-    def timed(step: str, started: float, index: int) -> None:
-        if index != ref:  # the reference is not registered, and merged first (set-up)
+    def timed(step: str, started: float, index: int, spent: dict[str, float] | None = None) -> None:
+        """Record a step's seconds in ``costs``, or in ``spent`` (a child process's)."""
+        if spent is not None:
+            spent[step] = time.perf_counter() - started
+        elif index != ref:  # the reference is not registered, and merged first (set-up)
             costs[step].append(time.perf_counter() - started)
 
-    def finish(item: _Frame, upto: int) -> _Frame:
+    def finish(
+        item: _Frame,
+        upto: int,
+        spent: dict[str, float] | None = None,
+        into: NDArray[np.float32] | None = None,
+    ) -> _Frame:
         """Take ``item`` through the steps after registration, up to step ``upto``
-        (0 none, 1 warp, 2 warp and measure; the photometric correction measures later)."""
+        (0 none, 1 warp, 2 warp and measure; the photometric correction measures later);
+        ``spent``: a child process's step times, ``into``: where its frame goes."""
         if upto >= 1 and item.frame is None:
             started = time.perf_counter()
-            resample(item)
-            timed("warp", started, item.index)
+            resample(item, into)
+            timed("warp", started, item.index, spent)
         if upto >= 2 and item.measured is None and not photometric:
             assert item.frame is not None
             started = time.perf_counter()
             if item.gray is None:
                 item.gray = to_gray(item.frame)
             item.measured = voting_measure(item.gray, measure)
-            timed("measure", started, item.index)
+            timed("measure", started, item.index, spent)
         return item
 
     def prepare(index: int, neighbour: int | None, share: int) -> _Frame:
@@ -389,47 +413,107 @@ def fuse(
     # by the measured step times (registration costs more than merging for small
     # frames, less for large ones).
     order = _order(count, ref)
-    reference_means: NDArray[np.float32] | None = None
-    report(progress, "align", 0, count)
-    with ThreadPoolExecutor(max_workers=1) as pool:
+
+    def threaded(pool: ThreadPoolExecutor) -> Generator[_Frame, None, None]:
+        """The frames in ``order``, each prepared in the worker thread while the one
+        before it is merged here."""
         pending = pool.submit(prepare, *order[0], 1)
-        for done, (index, _) in enumerate(order, start=1):
+        for done in range(1, count + 1):
             item = pending.result()
             if done < count:
                 pending = pool.submit(prepare, *order[done], _balanced_share(costs))
-            finish(item, 2)
-            started = time.perf_counter()
-            frame = item.frame
-            assert frame is not None
-            gray = to_gray(frame) if item.gray is None else item.gray
-            measured = item.measured
-            if photometric:  # the reference comes first in ``order``
-                means = _block_means(gray)
-                if reference_means is None:
-                    reference_means = means
-                else:
-                    gain, offset = _align.estimate_gain(reference_means, means)
-                    frame = frame * np.float32(gain) + np.float32(offset)
-                    gray = gray * np.float32(gain) + np.float32(offset)
-            if measured is None:
-                measured = voting_measure(gray, measure)
-            focus.add(index, measured)
-            if done == count:  # the worker is free now: it regularises the depth map
-                confidence = focus.confidence()  # while the last frame is merged here
-                raw = focus.raw_depth()
-                regularized = pool.submit(
-                    regularize_depth, raw, confidence, count=count, shape=frame.shape[:2]
-                )
-            if weighted is not None:
-                weighted.add(frame, sharpness_mask(frame))
-            if pyramid is not None:
-                pyramid.add(index, frame)
-            if on_step is not None:
-                on_step(f"aligned_{index:03d}", frame)
-                on_step(f"sharpness_{index:03d}", measured)
-            timed("merge", started, index)
-            del frame, gray, measured, item
-            report(progress, "align", done, count)
+            yield item
+
+    def forked() -> Generator[_Frame, None, None]:
+        """The frames in ``order``, each prepared in a child process while the one before
+        it is merged here; warped frames come through memory the two share."""
+        preread[ref] = source.raw(ref)  # sets the frames' shape (and the slots')
+        slots = shared_array((2, *preread[ref].shape), np.float32)
+
+        def child(inbox: Connection, outbox: Connection) -> None:
+            for position, (index, neighbour) in enumerate(order):
+                started = time.perf_counter()
+                raw, gray = register(index, neighbour)
+                spent = {"register": time.perf_counter() - started}
+                share = inbox.recv()  # the slot is free: the frame before last was merged
+                slot = slots[position % 2]
+                item = finish(_Frame(index, raw, gray), share, spent, slot)
+                warped = item.frame is not None
+                if warped and item.frame is not slot:  # the frame did not move: a copy
+                    slot[...] = item.frame
+                # the frame goes back if it is to be warped there, or if its luma (the
+                # raw frame's, when it did not move) is to be measured there
+                identity = bool(np.allclose(transforms[index], np.eye(3)))
+                send_raw = not warped or (identity and item.measured is None)
+                message = (transforms[index], raw if send_raw else None, warped, item.measured)
+                outbox.send(("ok", (*message, spent)))
+
+        with ForkedWorker(child) as worker:
+            preread.clear()  # the child has its copy
+            worker.send(1)
+            worker.send(1)
+            for position, (index, _) in enumerate(order):
+                transforms[index], raw, warped, measured, spent = worker.receive()
+                if index != ref:
+                    for step, seconds in spent.items():
+                        costs[step].append(seconds)
+                identity = bool(np.allclose(transforms[index], np.eye(3)))
+                item = _Frame(index, raw, to_gray(raw) if identity and raw is not None else None)
+                item.measured = measured
+                if warped:  # into the slot
+                    item.raw = None
+                    item.frame = slots[position % 2]
+                    if on_step is not None:  # the slot is reused: a copy to keep
+                        item.frame = item.frame.copy()
+                yield item
+                del item
+                if position + 2 < count:
+                    worker.send(_balanced_share(costs))
+
+    reference_means: NDArray[np.float32] | None = None
+    report(progress, "align", 0, count)
+    # frames are read and registered in a forked child process where that is safe
+    # (before any thread of ours starts), in a worker thread of this one otherwise
+    use_child = can_fork() and count > 2
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        frames_in_order = forked() if use_child else threaded(pool)
+        # closing: an error here stops the child process at once, not when collected
+        with contextlib.closing(frames_in_order):
+            for done, item in enumerate(frames_in_order, start=1):
+                index = item.index
+                finish(item, 2)
+                started = time.perf_counter()
+                frame = item.frame
+                assert frame is not None
+                gray = to_gray(frame) if item.gray is None else item.gray
+                measured = item.measured
+                if photometric:  # the reference comes first in ``order``
+                    means = _block_means(gray)
+                    if reference_means is None:
+                        reference_means = means
+                    else:
+                        gain, offset = _align.estimate_gain(reference_means, means)
+                        frame = frame * np.float32(gain) + np.float32(offset)
+                        gray = gray * np.float32(gain) + np.float32(offset)
+                if measured is None:
+                    measured = voting_measure(gray, measure)
+                focus.add(index, measured)
+                if done == count:  # the worker is free now: it regularises the depth map
+                    confidence = focus.confidence()  # while the last frame is merged here
+                    raw = focus.raw_depth()
+                    regularized = pool.submit(
+                        regularize_depth, raw, confidence, count=count, shape=frame.shape[:2]
+                    )
+                if weighted is not None:
+                    weighted.add(frame, sharpness_mask(frame))
+                if pyramid is not None:
+                    pyramid.add(index, frame)
+                if on_step is not None:
+                    on_step(f"aligned_{index:03d}", frame)
+                    on_step(f"sharpness_{index:03d}", measured)
+                timed("merge", started, index)
+                del frame, gray, measured, item
+                report(progress, "align", done, count)
     pyramids.clear()
 
     report(progress, "depth", 0, 1)

@@ -1,0 +1,117 @@
+"""The forked worker process: messages both ways, errors raised in the parent, shared memory."""
+
+from __future__ import annotations
+
+import threading
+from multiprocessing.connection import Connection
+
+import numpy as np
+import pytest
+
+from convstack.stack import forked
+
+pytestmark = pytest.mark.skipif(not forked.can_fork(), reason="no fork on this platform")
+
+
+def _doubler(inbox: Connection, outbox: Connection) -> None:
+    while True:
+        try:
+            value = inbox.recv()
+        except EOFError:
+            return
+        outbox.send(("ok", 2 * value))
+
+
+def test_messages_go_both_ways_in_order() -> None:
+    with forked.ForkedWorker(_doubler) as worker:
+        for value in (1, 5, 7):
+            worker.send(value)
+        assert [worker.receive() for _ in range(3)] == [2, 10, 14]
+
+
+def test_shared_array_is_written_by_the_child() -> None:
+    shared = forked.shared_array((3, 4), np.float32)
+    private = np.zeros((3, 4), np.float32)
+
+    def fill(inbox: Connection, outbox: Connection) -> None:
+        shared[...] = np.arange(12).reshape(3, 4)
+        private[...] = 1  # the child's own copy
+        outbox.send(("ok", None))
+
+    with forked.ForkedWorker(fill) as worker:
+        worker.receive()
+    np.testing.assert_array_equal(shared, np.arange(12).reshape(3, 4))
+    assert not private.any()
+
+
+class _Unpicklable(Exception):
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        raise TypeError("cannot pickle this")
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "match"),
+    [
+        (ValueError("frame 3 is broken"), ValueError, "frame 3 is broken"),
+        (_Unpicklable("odd"), RuntimeError, "_Unpicklable: odd"),
+    ],
+)
+def test_an_exception_in_the_child_is_raised_in_the_parent(
+    error: Exception, kind: type, match: str
+) -> None:
+    def fail(inbox: Connection, outbox: Connection) -> None:
+        outbox.send(("ok", "first"))
+        raise error
+
+    with forked.ForkedWorker(fail) as worker:
+        assert worker.receive() == "first"
+        with pytest.raises(kind, match=match):
+            worker.receive()
+
+
+def test_a_child_that_ends_early_is_an_error() -> None:
+    with (
+        forked.ForkedWorker(lambda inbox, outbox: None) as worker,
+        pytest.raises(RuntimeError, match="ended unexpectedly"),
+    ):
+        worker.receive()
+
+
+def test_closing_stops_a_child_that_still_works() -> None:
+    import multiprocessing
+
+    with forked.ForkedWorker(_doubler) as worker:
+        worker.send(1)  # never read back
+    assert multiprocessing.active_children() == []
+
+
+def test_no_fork_when_switched_off_or_with_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(forked.ENVIRONMENT_SWITCH, "0")
+    assert not forked.can_fork()
+    monkeypatch.delenv(forked.ENVIRONMENT_SWITCH)
+    assert forked.can_fork()
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert not forked.can_fork()
+    finally:
+        release.set()
+        other.join()
+    assert forked.can_fork()
+
+
+def test_pools_of_convstack_do_not_prevent_forking_and_work_in_the_child() -> None:
+    import convstack._methods as methods
+    from convstack.filters import _dtype
+
+    _dtype._pool().submit(int).result()  # starts the filters' pool
+    assert any(t.name.startswith("convstack-filters") for t in threading.enumerate())
+    assert forked.can_fork()
+
+    def use_pool(inbox: Connection, outbox: Connection) -> None:
+        outbox.send(("ok", _dtype._pool().submit(sum, [1, 2]).result()))
+
+    with forked.ForkedWorker(use_pool) as worker:
+        assert worker.receive() == 3
+    assert methods._pool is None or methods._pool is methods._executor()
