@@ -215,3 +215,23 @@ def test_pyramid_accumulator_keeps_no_view_of_a_frame() -> None:
         copied.add(i, frame.copy())
         frame[...] = -1.0
     np.testing.assert_array_equal(kept.result(), copied.result())
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+@pytest.mark.parametrize("colour", [False, True])
+def test_pyramid_result_in_a_dtype_and_from_a_reduced_depth(dtype: type, colour: bool) -> None:
+    # the conversion done channel by channel equals converting the float result, and a
+    # depth map reduced beforehand (base_depth) blends the bases as the full one does
+    from convstack.stack.fusion import PyramidAccumulator, _like_input
+
+    rng = np.random.default_rng(11)
+    shape = (37, 45, 3) if colour else (37, 45)
+    acc = PyramidAccumulator()
+    for i in range(3):
+        acc.add(i, rng.random(shape).astype(np.float32) * 1.2 - 0.1)  # some out of [0, 1]
+    depth = (rng.random(shape[:2]) * 2).astype(np.float32)
+    as_float = acc.result(depth)
+    np.testing.assert_array_equal(acc.result(acc.base_depth(depth)), as_float)
+    converted = acc.result(depth, np.dtype(dtype))
+    assert converted.dtype == dtype and converted.shape == shape
+    np.testing.assert_array_equal(converted, _like_input(as_float, np.dtype(dtype), clip=True))

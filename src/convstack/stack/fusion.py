@@ -542,8 +542,18 @@ class PyramidAccumulator:
         base = bands[-1]  # the frame itself when there is one level: keep a copy
         self.bases[index] = base.copy() if np.may_share_memory(base, frame) else base
 
-    def result(self, depth: F32 | None = None) -> F32:
-        """Collapse; the base is blended by ``frame_weight(depth, i)`` or evenly."""
+    def base_depth(self, depth: F32) -> F32:
+        """``depth`` (rows, cols) reduced to the grid of the low-pass bases, for :meth:`result`."""
+        assert self.levels > 0, "add frames first"
+        return gaussian_pyramid(depth.astype(np.float32), self.levels)[-1]
+
+    def result(self, depth: F32 | None = None, dtype: Any = None) -> NDArray[Any]:
+        """Collapse; the base is blended by ``frame_weight(depth, i)`` or evenly.
+
+        ``depth``: the depth map, or it already reduced by :meth:`base_depth`;
+        ``dtype``: the result is converted to it as :func:`_like_input` does with
+        ``clip=True`` (default: float32 as collapsed).
+        """
         assert self.bands is not None and self.energy is not None
         details = list(self.bands)
         for k, total in enumerate(self.weight):
@@ -554,27 +564,38 @@ class PyramidAccumulator:
             for i in order:
                 base += self.bases[i] / np.float32(len(order))
         else:
-            coarse = gaussian_pyramid(depth.astype(np.float32), self.levels)[-1]
+            grid = base.shape[-2:]
+            coarse = depth if depth.shape == grid else self.base_depth(depth)
             for i in order:
                 base += self.bases[i] * frame_weight(coarse, i)
         checks = self._envelope_levels()
+        full = details[0].shape if details else base.shape  # planar: (channels, rows, cols)
+        out = None if dtype is None else np.empty(full[1:] + full[:1], dtype)
 
-        def channel(c: Any) -> F32:
-            """Collapse and envelope-check one channel (``c``: an index, or ``...``)."""
+        def channel(c: Any) -> F32 | None:
+            """Collapse and envelope-check one channel (``c``: an index, or ``...``); None
+            once written into ``out``."""
             image = collapse([*(d[c] for d in details), base[c]])
             for check in checks:
                 high = self.high.get(check)
                 image = clamp_local_mean(
                     image, self.low[check][c], None if high is None else high[c], check
                 )
+            if out is not None and base.ndim == 3:
+                out[..., c] = _like_input(image, out.dtype, clip=True)
+                return None  # nothing more to keep
             return image
 
         if base.ndim == 2:
-            return channel(...)
+            image = channel(...)
+            assert image is not None
+            return image if dtype is None else _like_input(image, np.dtype(dtype), clip=True)
         # channels are independent here: two threads share them (NumPy releases the GIL)
         with ThreadPoolExecutor(max_workers=2) as pool:
-            planes = list(pool.map(channel, range(base.shape[0])))
-        return np.stack(planes, axis=-1)
+            planes = [
+                plane for plane in pool.map(channel, range(base.shape[0])) if plane is not None
+            ]
+        return np.stack(planes, axis=-1) if out is None else out
 
 
 #: Gaussian levels whose per-pixel [min, max] over the frames bound the pyramid's

@@ -220,6 +220,18 @@ def _balanced_share(costs: dict[str, list[float]]) -> int:
     return min(range(3), key=lambda share: max(worker[share], main[share]))
 
 
+def _depth_and_base(
+    raw: NDArray[Any],
+    confidence: NDArray[np.float32],
+    count: int,
+    shape: tuple[int, int],
+    pyramid: PyramidAccumulator | None,
+) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
+    """The regularised depth map, and for ``pyramid`` the depth on its bases' grid."""
+    depth = regularize_depth(raw, confidence, count=count, shape=shape)
+    return depth, None if pyramid is None else pyramid.base_depth(depth)
+
+
 def _warped(
     frame: NDArray[Any], matrix: NDArray[np.float64], out: NDArray[np.float32] | None = None
 ) -> NDArray[np.float32]:
@@ -427,13 +439,15 @@ def fuse(
     def forked() -> Generator[_Frame, None, None]:
         """The frames in ``order``, each prepared in a child process while the one before
         it is merged here; warped frames come through memory the two share."""
-        preread[ref] = source.raw(ref)  # sets the frames' shape (and the slots')
-        slots = shared_array((2, *preread[ref].shape), np.float32)
+        reference = preread[ref] = source.raw(ref)  # sets the frames' shape (the slots')
+        slots = shared_array((2, *reference.shape), np.float32)
 
         def child(inbox: Connection, outbox: Connection) -> None:
             for position, (index, neighbour) in enumerate(order):
                 started = time.perf_counter()
                 raw, gray = register(index, neighbour)
+                if position == 0:  # the reference: the parent has it, its pyramid is here
+                    continue
                 spent = {"register": time.perf_counter() - started}
                 share = inbox.recv()  # the slot is free: the frame before last was merged
                 slot = slots[position % 2]
@@ -450,13 +464,15 @@ def fuse(
 
         with ForkedWorker(child) as worker:
             preread.clear()  # the child has its copy
+            worker.send(1)  # the second and third frames may go to the slots
             worker.send(1)
-            worker.send(1)
-            for position, (index, _) in enumerate(order):
+            # the reference needs no registration: merged here while the child registers
+            yield _Frame(ref, reference, to_gray(reference))
+            del reference
+            for position, (index, _) in enumerate(order[1:], start=1):
                 transforms[index], raw, warped, measured, spent = worker.receive()
-                if index != ref:
-                    for step, seconds in spent.items():
-                        costs[step].append(seconds)
+                for step, seconds in spent.items():
+                    costs[step].append(seconds)
                 identity = bool(np.allclose(transforms[index], np.eye(3)))
                 item = _Frame(index, raw, to_gray(raw) if identity and raw is not None else None)
                 item.measured = measured
@@ -475,7 +491,7 @@ def fuse(
     # frames are read and registered in a forked child process where that is safe
     # (before any thread of ours starts), in a worker thread of this one otherwise
     use_child = can_fork() and count > 2
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:  # one prepares frames, both finish
         frames_in_order = forked() if use_child else threaded(pool)
         # closing: an error here stops the child process at once, not when collected
         with contextlib.closing(frames_in_order):
@@ -502,8 +518,10 @@ def fuse(
                     confidence = focus.confidence()  # while the last frame is merged here
                     raw = focus.raw_depth()
                     regularized = pool.submit(
-                        regularize_depth, raw, confidence, count=count, shape=frame.shape[:2]
+                        _depth_and_base, raw, confidence, count, gray.shape, pyramid
                     )
+                    if confidence.shape != frame.shape[:2]:  # measured on a decimated grid
+                        full_confidence = pool.submit(_zoom, confidence, 2)
                 if weighted is not None:
                     weighted.add(frame, sharpness_mask(frame))
                 if pyramid is not None:
@@ -520,10 +538,10 @@ def fuse(
     if on_step is not None:
         on_step("depth_raw", raw.astype(np.float32))
         on_step("confidence", confidence)
-    depth = regularized.result()
+    depth, base_depth = regularized.result()
     del focus, raw
     if confidence.shape != depth.shape:  # measured on the decimated grid (1 MP and more)
-        confidence = _zoom(confidence, 2)[: depth.shape[0], : depth.shape[1]]
+        confidence = full_confidence.result()[: depth.shape[0], : depth.shape[1]]
     if on_step is not None:
         on_step("depth", depth / np.float32(max(count - 1, 1)))
     report(progress, "depth", 1, 1)
@@ -547,12 +565,15 @@ def fuse(
             if gamma_correction:
                 image = apply_gamma(image, lab_gamma(image))
         else:
-            assert pyramid is not None
-            image = pyramid.result(depth if method == "pyramid" else None)
+            assert pyramid is not None and source.dtype is not None
+            # converted to the frames' dtype channel by channel, as it is collapsed
+            image = pyramid.result(base_depth if method == "pyramid" else None, source.dtype)
         report(progress, "fuse", 1, 1)
     assert source.dtype is not None
+    if image.dtype != source.dtype or image.dtype.kind == "f":
+        image = _like_input(image, source.dtype, clip=True)
     return FuseResult(
-        image=_like_input(image, source.dtype, clip=True),
+        image=image,
         depth=depth,
         transforms=list(transforms),
         reference=ref,
