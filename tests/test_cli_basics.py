@@ -63,3 +63,18 @@ def test_convolve_is_the_function_whatever_was_imported_first():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.split() == ["True", "function"], result.stderr
+
+
+def test_the_command_keeps_freed_memory_where_glibc_allows(monkeypatch):
+    import platform
+
+    from convstack import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: calls.append(1))
+    assert main(["extrema", "x**2 - 1", "--from", "-1", "--to", "1"]) == 0
+    assert calls == []  # main(argv) from Python: the caller's process is left alone
+    code = "from convstack.cli._allocator import keep_freed_memory as k; print(k())"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert out.stdout.strip() == str(glibc)

@@ -14,6 +14,7 @@ from typing import Any
 
 from ..stack.errors import StackError
 from . import _demo, _edges, _extrema, _filter, _fuse, _lab
+from ._allocator import keep_freed_memory
 from ._common import UserError
 
 __all__ = ["main"]
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
+    if argv is None:  # the command's own process, not a caller's (tests call main(argv))
+        keep_freed_memory()
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:

@@ -1,0 +1,43 @@
+"""The command's own process keeps the memory it frees (glibc's allocator, tuned once).
+
+By default glibc returns every block over 32 MiB to the system when it is freed
+(``mmap``/``munmap``), so each new frame-sized NumPy temporary comes back as fresh
+pages that the kernel must fault in and zero: on the PCB set (3 MP colour frames)
+a new-array addition took 5.0 ms against 1.3 ms into memory already touched, and a
+whole ``convstack fuse`` 2.36 -> 2.20 s with the allocator kept from doing that
+(peak RSS 612 -> 619 MB). The library does not touch the allocator of a process it
+is imported into; only the ``convstack`` command does, for itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import platform
+
+__all__ = ["keep_freed_memory"]
+
+# mallopt parameters (glibc's malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_TOP_PAD = -2
+_M_MMAP_MAX = -4
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc to serve large blocks from the heap and keep freed memory for reuse.
+
+    Returns whether it was applied (glibc only; elsewhere nothing happens).
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    ok = mallopt(_M_MMAP_MAX, 0)  # no block gets its own mapping: all come from the heap
+    ok &= mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # freed memory is kept, not returned
+    ok &= mallopt(_M_TOP_PAD, 64 << 20)  # and the heap grows in 64 MiB steps
+    return bool(ok)
