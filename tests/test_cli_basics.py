@@ -76,5 +76,5 @@ def test_the_command_keeps_freed_memory_where_glibc_allows(monkeypatch):
     assert calls == []  # main(argv) from Python: the caller's process is left alone
     code = "from convstack.cli._allocator import keep_freed_memory as k; print(k())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert out.stdout.strip() == str(glibc)

@@ -12,8 +12,8 @@ is imported into; only the ``convstack`` command does, for itself.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import platform
+import os
+import sys
 
 __all__ = ["keep_freed_memory"]
 
@@ -28,12 +28,13 @@ def keep_freed_memory() -> bool:
 
     Returns whether it was applied (glibc only; elsewhere nothing happens).
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        if not os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc"):
+            return False
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on
+    except (OSError, ValueError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int

@@ -16,9 +16,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageDraw
 
-from ..metrics import psnr, ssim
 from ..stack import DEFAULT_METHOD, METHODS, StackError, fuse
 from ..stack import io as _io
 from ..stack.depth import depth_to_image
@@ -105,6 +103,7 @@ def _margin(stack: RenderedStack, shape: tuple[int, int]) -> int:
 
 def _panel(tiles: list[list[tuple[NDArray[Any], str]]]) -> NDArray[np.uint8]:
     """A grid of labelled RGB tiles separated by white lines."""
+    from PIL import Image, ImageDraw  # here: the other commands never need them
     gap = 4
     rows: list[NDArray[np.uint8]] = []
     for tile_row in tiles:
@@ -217,6 +216,8 @@ def run(args: argparse.Namespace) -> int:
     if rows - 2 * margin < 11 or cols - 2 * margin < 11:
         inner = (slice(None), slice(None))
         margin = 0
+    from ..metrics import psnr, ssim  # here: the other commands never need them
+
     table = []
     for k in range(args.frames):
         # Each frame put back on the truth's grid with its true transform, so that its
