@@ -104,6 +104,7 @@ def _margin(stack: RenderedStack, shape: tuple[int, int]) -> int:
 def _panel(tiles: list[list[tuple[NDArray[Any], str]]]) -> NDArray[np.uint8]:
     """A grid of labelled RGB tiles separated by white lines."""
     from PIL import Image, ImageDraw  # here: the other commands never need them
+
     gap = 4
     rows: list[NDArray[np.uint8]] = []
     for tile_row in tiles:
