@@ -197,18 +197,27 @@ def _zoom(small: F32, factor: int) -> F32:
     """
     out = small
     for axis in (0, 1):
-        a = np.moveaxis(out, axis, 0)
-        prev = np.concatenate([a[:1], a[:-1]])
-        nxt = np.concatenate([a[1:], a[-1:]])
-        up = np.empty((a.shape[0] * factor,) + a.shape[1:], np.float32)
+        # along ``axis`` in place (no transposed copies): ``cut(i)`` indexes that axis
+        def cut(index: Any, axis: int = axis) -> tuple[Any, ...]:
+            return (slice(None),) * axis + (index,)
+
+        prev = np.concatenate([out[cut(slice(0, 1))], out[cut(slice(0, -1))]], axis=axis)
+        nxt = np.concatenate([out[cut(slice(1, None))], out[cut(slice(-1, None))]], axis=axis)
+        shape = list(out.shape)
+        shape[axis] *= factor
+        up = np.empty(shape, np.float32)
         for phase in range(factor):
             pos = (phase + 0.5) / factor - 0.5
             if pos < 0:
-                up[phase::factor] = prev * np.float32(-pos) + a * np.float32(1 + pos)
+                up[cut(slice(phase, None, factor))] = prev * np.float32(-pos) + out * np.float32(
+                    1 + pos
+                )
             else:
-                up[phase::factor] = a * np.float32(1 - pos) + nxt * np.float32(pos)
-        out = np.moveaxis(up, 0, axis)
-    return np.ascontiguousarray(out)
+                up[cut(slice(phase, None, factor))] = out * np.float32(1 - pos) + nxt * np.float32(
+                    pos
+                )
+        out = up
+    return out
 
 
 def _votes(mask: F32, sigma: float, fill: float, fine_scale: bool = True) -> tuple[F32, F32]:
@@ -218,12 +227,14 @@ def _votes(mask: F32, sigma: float, fill: float, fine_scale: bool = True) -> tup
     pixel's neighbourhood gives to the frame; ``fine_scale=False`` skips the first
     term (the first array is then the coarse part too).
     """
-    fine = gaussian_window(mask, sigma) if fine_scale else np.zeros(mask.shape, np.float32)
+    fine = gaussian_window(mask, sigma) if fine_scale else None
     if min(mask.shape) < 64:
         coarse = fill * gaussian_window(mask, 4 * sigma) + fill**2 * gaussian_window(
             mask, 16 * sigma
         )
         coarse = coarse.astype(np.float32)
+        if fine is None:
+            return coarse, coarse
         return (fine + coarse).astype(np.float32), coarse
     quarter = _block_mean(mask, 4)
     sixteenth = _block_mean(quarter, 4)
@@ -231,6 +242,8 @@ def _votes(mask: F32, sigma: float, fill: float, fine_scale: bool = True) -> tup
     far = np.float32(fill * fill) * gaussian_window(sixteenth, sigma)
     coarse += _zoom(far, 4)[: coarse.shape[0], : coarse.shape[1]]
     support = _zoom(coarse, 4)[: mask.shape[0], : mask.shape[1]]
+    if fine is None:
+        return support, support
     fine += support
     return fine, support
 
