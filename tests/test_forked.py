@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import threading
-from multiprocessing.connection import Connection
 
 import numpy as np
 import pytest
@@ -13,7 +13,7 @@ from convstack.stack import forked
 pytestmark = pytest.mark.skipif(not forked.can_fork(), reason="no fork on this platform")
 
 
-def _doubler(inbox: Connection, outbox: Connection) -> None:
+def _doubler(inbox: forked.Channel, outbox: forked.Channel) -> None:
     while True:
         try:
             value = inbox.recv()
@@ -33,7 +33,7 @@ def test_shared_array_is_written_by_the_child() -> None:
     shared = forked.shared_array((3, 4), np.float32)
     private = np.zeros((3, 4), np.float32)
 
-    def fill(inbox: Connection, outbox: Connection) -> None:
+    def fill(inbox: forked.Channel, outbox: forked.Channel) -> None:
         shared[...] = np.arange(12).reshape(3, 4)
         private[...] = 1  # the child's own copy
         outbox.send(("ok", None))
@@ -59,7 +59,7 @@ class _Unpicklable(Exception):
 def test_an_exception_in_the_child_is_raised_in_the_parent(
     error: Exception, kind: type, match: str
 ) -> None:
-    def fail(inbox: Connection, outbox: Connection) -> None:
+    def fail(inbox: forked.Channel, outbox: forked.Channel) -> None:
         outbox.send(("ok", "first"))
         raise error
 
@@ -77,12 +77,32 @@ def test_a_child_that_ends_early_is_an_error() -> None:
         worker.receive()
 
 
-def test_closing_stops_a_child_that_still_works() -> None:
-    import multiprocessing
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
 
+
+def test_closing_stops_a_child_that_still_works() -> None:
     with forked.ForkedWorker(_doubler) as worker:
         worker.send(1)  # never read back
-    assert multiprocessing.active_children() == []
+        pid = worker.pid
+    assert worker.pid == 0 and _gone(pid)
+
+
+def test_an_error_in_the_parent_kills_a_busy_child() -> None:
+    import time
+
+    def busy(inbox: forked.Channel, outbox: forked.Channel) -> None:
+        time.sleep(30)
+
+    started = time.perf_counter()
+    with pytest.raises(KeyError), forked.ForkedWorker(busy) as worker:
+        pid = worker.pid
+        raise KeyError("parent failed")
+    assert _gone(pid) and time.perf_counter() - started < 5
 
 
 def test_no_fork_when_switched_off_or_with_threads(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,7 +129,7 @@ def test_pools_of_convstack_do_not_prevent_forking_and_work_in_the_child() -> No
     assert any(t.name.startswith("convstack-filters") for t in threading.enumerate())
     assert forked.can_fork()
 
-    def use_pool(inbox: Connection, outbox: Connection) -> None:
+    def use_pool(inbox: forked.Channel, outbox: forked.Channel) -> None:
         outbox.send(("ok", _dtype._pool().submit(sum, [1, 2]).result()))
 
     with forked.ForkedWorker(use_pool) as worker:

@@ -7,24 +7,27 @@ so two threads of one process mostly take turns: on 480 x 640 stacks a threaded
 fuse was 5 % faster than a single thread, while two processes run side by side.
 The child is forked (a copy of this process: nothing to import, only results to
 send back), so this is used only where ``fork`` is safe: Linux and the BSDs, with
-no other thread running than convstack's own idle thread pools.
+no other thread running than convstack's own idle thread pools. The process and
+its pipes are handled here with ``os.fork`` and ``pickle`` directly (the
+``multiprocessing`` package would add 10 ms of imports to every ``convstack fuse``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
-import multiprocessing
 import os
+import pickle
+import signal
 import sys
 import threading
 from collections.abc import Callable
-from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["ForkedWorker", "can_fork", "shared_array"]
+__all__ = ["Channel", "ForkedWorker", "can_fork", "shared_array"]
 
 #: Set this environment variable to "0" to keep all the work in one process.
 ENVIRONMENT_SWITCH = "CONVSTACK_FORK"
@@ -34,10 +37,8 @@ def can_fork() -> bool:
     """Whether a child process can be forked safely here and now."""
     if os.environ.get(ENVIRONMENT_SWITCH, "1") == "0":
         return False
-    if sys.platform in ("win32", "darwin", "emscripten", "wasi"):
+    if sys.platform in ("win32", "darwin", "emscripten", "wasi") or not hasattr(os, "fork"):
         return False  # no fork, or fork unsafe with the system's frameworks
-    if "fork" not in multiprocessing.get_all_start_methods():
-        return False
     # a lock held by another thread would stay held in the child; convstack's own
     # pools are idle outside their callers (the child makes new ones)
     here = threading.current_thread()
@@ -52,21 +53,24 @@ def shared_array(shape: tuple[int, ...], dtype: Any) -> NDArray[Any]:
     return np.frombuffer(buffer, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
 
 
-def _child(
-    target: Callable[[Connection, Connection], None], inbox: Connection, outbox: Connection
-) -> None:
-    """The child: run ``target``; an exception goes back to the parent to be raised there."""
-    try:
-        target(inbox, outbox)
-    except BaseException as exc:  # every failure is the parent's to report
-        try:
-            outbox.send(("error", exc))
-        except (BrokenPipeError, EOFError, OSError):
-            pass  # the parent stopped listening: it is ending anyway
-        except Exception:  # an exception that cannot be pickled
-            outbox.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
-    finally:
-        outbox.close()
+class Channel:
+    """One direction of a pipe carrying pickled objects."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def send(self, message: Any) -> None:
+        """Pickle ``message`` into the pipe (blocks while the pipe is full)."""
+        pickle.dump(message, self._stream, protocol=pickle.HIGHEST_PROTOCOL)
+        self._stream.flush()
+
+    def recv(self) -> Any:
+        """The next message; ``EOFError`` once the other end is closed."""
+        return pickle.load(self._stream)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):  # a broken pipe while flushing: the other end
+            self._stream.close()  # is gone
 
 
 class ForkedWorker:
@@ -78,16 +82,24 @@ class ForkedWorker:
     child is stopped on exit.
     """
 
-    def __init__(self, target: Callable[[Connection, Connection], None]) -> None:
-        context = multiprocessing.get_context("fork")
-        child_inbox, self._outbox = context.Pipe(duplex=False)
-        self._inbox, child_outbox = context.Pipe(duplex=False)
-        self._process = context.Process(
-            target=_child, args=(target, child_inbox, child_outbox), daemon=True
-        )
-        self._process.start()
-        child_inbox.close()  # the child holds its own copies: EOF reaches each side
-        child_outbox.close()  # when the other ends
+    def __init__(self, target: Callable[[Channel, Channel], None]) -> None:
+        down_read, down_write = os.pipe()  # parent -> child
+        up_read, up_write = os.pipe()  # child -> parent
+        self._pid = os.fork()
+        if self._pid == 0:  # the child: run the target, never return into the caller
+            os.close(down_write)
+            os.close(up_read)
+            code = 1
+            try:
+                inbox = Channel(os.fdopen(down_read, "rb"))
+                outbox = Channel(os.fdopen(up_write, "wb"))
+                code = _run(target, inbox, outbox)
+            finally:
+                os._exit(code)  # no cleanup of the parent's state, no atexit handlers
+        os.close(down_read)
+        os.close(up_write)
+        self._outbox = Channel(os.fdopen(down_write, "wb"))
+        self._inbox = Channel(os.fdopen(up_read, "rb"))
 
     def send(self, message: Any) -> None:
         """Send ``message`` to the child's ``inbox``."""
@@ -106,15 +118,45 @@ class ForkedWorker:
     def __enter__(self) -> ForkedWorker:
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, *exc_info: object) -> None:
+        self.close(kill=kind is not None)
 
-    def close(self) -> None:
-        """Stop the child if it still runs, and release the pipes."""
-        self._outbox.close()  # a child waiting for a message sees EOF and ends,
-        self._inbox.close()  # one sending a result sees a broken pipe
-        self._process.join(timeout=5.0)
-        if self._process.is_alive():
-            self._process.terminate()
-            self._process.join()
-        self._process.close()
+    @property
+    def pid(self) -> int:
+        """The child's process id (0 once it has been waited for)."""
+        return self._pid
+
+    def close(self, kill: bool = False) -> None:
+        """Wait for the child to end (``kill``: end it at once) and release the pipes.
+
+        Closing the pipes ends a child that waits for a message (end of file) or
+        sends one (broken pipe); one that computes ends when it next does either.
+        """
+        if self._pid <= 0:
+            return
+        self._outbox.close()
+        self._inbox.close()
+        pid, self._pid = self._pid, 0
+        if kill:  # the parent gave up on its work: no reason to wait for it
+            with contextlib.suppress(ProcessLookupError):  # (it may have ended already)
+                os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+
+
+def _run(target: Callable[[Channel, Channel], None], inbox: Channel, outbox: Channel) -> int:
+    """The child's work: ``target``; an exception goes back to the parent to be raised
+    there. Returns the exit status."""
+    try:
+        target(inbox, outbox)
+        return 0
+    except BaseException as exc:  # every failure is the parent's to report
+        try:
+            outbox.send(("error", exc))
+        except (BrokenPipeError, EOFError, OSError):
+            pass  # the parent stopped listening: it is ending anyway
+        except Exception:  # an exception that cannot be pickled
+            with contextlib.suppress(Exception):
+                outbox.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+        return 1
+    finally:
+        outbox.close()

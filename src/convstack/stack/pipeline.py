@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
@@ -41,7 +40,7 @@ from . import align as _align
 from . import io as _io
 from .depth import FocusAccumulator, _zoom, regularize_depth, voting_measure
 from .errors import FrameMismatchError, FrameReadError
-from .forked import ForkedWorker, can_fork, shared_array
+from .forked import Channel, ForkedWorker, can_fork, shared_array
 from .fusion import (
     METHODS,
     DepthAccumulator,
@@ -442,7 +441,7 @@ def fuse(
         reference = preread[ref] = source.raw(ref)  # sets the frames' shape (the slots')
         slots = shared_array((2, *reference.shape), np.float32)
 
-        def child(inbox: Connection, outbox: Connection) -> None:
+        def child(inbox: Channel, outbox: Channel) -> None:
             for position, (index, neighbour) in enumerate(order):
                 started = time.perf_counter()
                 raw, gray = register(index, neighbour)
