@@ -250,31 +250,47 @@ def write_big_stack(folder: Path, count: int, shape: tuple[int, int] = (2000, 30
     return paths
 
 
+_MEMORY_RUNS = {
+    # fuse() as a library call, and the `convstack fuse` command (which also tunes
+    # glibc's allocator for its own process, see convstack/cli/_allocator.py)
+    "fuse()": "from convstack.stack import fuse\nfuse(sys.argv[2:])\n",
+    "convstack fuse": (
+        "from convstack.cli import main\n"
+        "sys.argv = ['convstack', 'fuse', *sys.argv[2:], '-o', sys.argv[1], '--quiet']\n"
+        "main()\n"
+    ),
+}
+
+
 def measure_memory(counts: list[int]) -> None:
-    """Peak RSS of a fresh process running ``fuse`` (default options) on each stack."""
+    """Peak RSS of a fresh process running ``fuse`` (default options) on each stack, and
+    of the child process it forks (shared pages, the two frame slots, count in both)."""
     work = Path(tempfile.mkdtemp(prefix="bench_fusion_mem_"))
     try:
         paths = write_big_stack(work, max(counts))
-        print("| frames (2000 x 3000 RGB, 8-bit PNG) | peak RSS MiB | wall s |")
-        print("|---:|---:|---:|")
+        print("| frames (2000 x 3000 RGB, 8-bit PNG) | run | peak RSS MiB: main / child | wall s |")
+        print("|---:|---|---:|---:|")
         for n in counts:
             # the middle of the folder for N < max: a contiguous focus range
             chosen = paths[:n]
-            code = (
-                "import resource, sys, time\n"
-                "from convstack.stack import fuse\n"
-                "t = time.perf_counter()\n"
-                "fuse(sys.argv[1:])\n"
-                "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-                "print(f'{rss:.0f} {time.perf_counter() - t:.1f}')\n"
-            )
-            out = subprocess.run(
-                [sys.executable, "-c", code, *map(str, chosen)],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.split()
-            print(f"| {n} | {out[0]} | {out[1]} |", flush=True)
+            for label, run in _MEMORY_RUNS.items():
+                code = (
+                    "import resource, sys, time\n"
+                    "t = time.perf_counter()\n"
+                    f"{run}"
+                    "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+                    "child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+                    "print(f'{rss:.0f} {child:.0f} {time.perf_counter() - t:.1f}')\n"
+                )
+                target = work / "out.png"
+                target.unlink(missing_ok=True)
+                out = subprocess.run(
+                    [sys.executable, "-c", code, str(target), *map(str, chosen)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.split()
+                print(f"| {n} | {label} | {out[0]} / {out[1]} | {out[2]} |", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -11,12 +11,14 @@ Frames are read one at a time, in two passes:
    it; only ``'depthmap'`` reads again the frames that the depth map uses, warps
    them with the stored transforms and blends them.
 
-At most two frames are in flight (one read, registered and warped in a worker
-thread while the previous one is measured and merged), plus two lumas for
-registration and a fixed number of frame-sized accumulators, whatever the number of
-frames; only the pyramid's low-pass bases (a few kilobytes each) are kept per frame.
-Peak RSS measured for 2000 x 3000 RGB frames: 956 MiB for 10 frames, 982 MiB for 40
-(bench/README.md).
+At most two frames are in flight (one read, registered and, as the measured step
+times decide, warped and measured in a forked child process, see
+:mod:`convstack.stack.forked`, or in a worker thread where forking is not safe,
+while the previous one is merged), plus two lumas for registration and a fixed
+number of frame-sized accumulators, whatever the number of frames; only the
+pyramid's low-pass bases (a few kilobytes each) are kept per frame. Peak RSS for
+2000 x 3000 RGB frames: see bench/README.md ("## fusion"), flat in the number of
+frames.
 """
 
 from __future__ import annotations
