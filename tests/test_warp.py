@@ -328,3 +328,24 @@ def test_bad_out() -> None:
             out.flags.writeable = False  # read-only
         with pytest.raises(ValueError, match="`out` must be a writeable C-contiguous float32"):
             warp(image, np.eye(3), out=out)
+
+
+@pytest.mark.parametrize(
+    "matrix",
+    [
+        [[1.0, 0.0, 2.5], [0.0, 1.0, -1.5], [0, 0, 1]],  # a thin outside frame
+        [[1.0, 0.0, 30.0], [0.0, 1.0, 0.0], [0, 0, 1]],  # whole rows outside
+        [[0.9, 0.3, -5.0], [-0.3, 0.9, 12.0], [0, 0, 1]],  # rotated: slanted edges
+        [[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0, 0, 1]],  # transposed (no column slope)
+    ],
+)
+def test_constant_fill_marks_exactly_the_outside(matrix: list) -> None:
+    image = RNG.random((40, 52)).astype(np.float32)
+    m = np.array(matrix, dtype=np.float64)
+    got = warp(image, m, order=1, mode="constant", cval=np.nan, output_shape=(44, 50))
+    rows, cols = np.mgrid[0:44, 0:50].astype(np.float64)
+    src_r = m[0, 0] * rows + m[0, 1] * cols + m[0, 2]
+    src_c = m[1, 0] * rows + m[1, 1] * cols + m[1, 2]
+    eps = warp_module._EDGE_TOLERANCE
+    inside = (src_r >= -eps) & (src_r <= 39 + eps) & (src_c >= -eps) & (src_c <= 51 + eps)
+    np.testing.assert_array_equal(np.isnan(got), ~inside)

@@ -315,12 +315,22 @@ def _fill_outside(
             a, b = low / slope, high / slope
             lo = np.maximum(lo, np.minimum(a, b))
             hi = np.minimum(hi, np.maximum(a, b))
-    cols = np.arange(out.shape[1], dtype=np.float64)
-    strip = max(1, _STRIP_PIXELS // out.shape[1])
+    width = out.shape[1]
+    cols = np.arange(width, dtype=np.float64)
+    strip = max(1, _STRIP_PIXELS // width)
     for r0 in range(0, out.shape[0], strip):
         r1 = min(out.shape[0], r0 + strip)
-        inside = (cols >= lo[r0:r1, None]) & (cols <= hi[r0:r1, None])
-        out[r0:r1][~inside] = fill
+        # columns [left, right) are inside on every row of the strip: only the bands
+        # beside them are tested (a thin frame of a few pixels for a small motion)
+        with np.errstate(invalid="ignore"):
+            left = int(np.clip(np.ceil(lo[r0:r1].max()), 0, width))
+            right = int(np.clip(np.floor(hi[r0:r1].min()) + 1, 0, width))
+        if right <= left:
+            left = right = width  # no common inside: test every column
+        for c0, c1 in ((0, left), (right, width)):
+            if c1 > c0:
+                inside = (cols[c0:c1] >= lo[r0:r1, None]) & (cols[c0:c1] <= hi[r0:r1, None])
+                out[r0:r1, c0:c1][~inside] = fill
 
 
 def _sample_strip(
