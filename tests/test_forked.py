@@ -72,7 +72,7 @@ def test_an_exception_in_the_child_is_raised_in_the_parent(
 def test_a_child_that_ends_early_is_an_error() -> None:
     with (
         forked.ForkedWorker(lambda inbox, outbox: None) as worker,
-        pytest.raises(RuntimeError, match="ended unexpectedly"),
+        pytest.raises(ChildProcessError, match="ended unexpectedly"),
     ):
         worker.receive()
 

@@ -323,3 +323,27 @@ def test_failure_in_the_child_process_is_raised_named(
         fuse(small)
     with pytest.raises(ChildProcessError):  # every child was waited for, none is left
         os.waitpid(-1, os.WNOHANG)
+
+
+def test_a_child_process_that_dies_is_a_stack_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # killed (by the user, or the kernel out of memory): an error naming the frame, not a hang
+    import signal
+
+    from convstack.stack import StackError, pipeline
+
+    started = _spy_on_forks(monkeypatch)
+    original = pipeline._finest_level
+
+    def dies(shape):  # type: ignore[no-untyped-def]
+        if os.getpid() != parent:  # in the child, at the first frame to register
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(shape)
+
+    parent = os.getpid()
+    monkeypatch.setattr(pipeline, "_finest_level", dies)
+    frames, _ = two_depth_stack(count=5)
+    with pytest.raises(StackError, match=r"frames\[3\] failed: the worker process ended"):
+        fuse(frames)
+    assert started == [1]
+    with pytest.raises(ChildProcessError):  # waited for
+        os.waitpid(-1, os.WNOHANG)

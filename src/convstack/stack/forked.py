@@ -106,11 +106,12 @@ class ForkedWorker:
         self._outbox.send(message)
 
     def receive(self) -> Any:
-        """The child's next result (blocks); raises the exception that ended it, if any."""
+        """The child's next result (blocks); raises the exception that ended it, if any,
+        or ``ChildProcessError`` if it ended without one (killed, out of memory)."""
         try:
             kind, payload = self._inbox.recv()
         except EOFError:
-            raise RuntimeError("the worker process ended unexpectedly.") from None
+            raise ChildProcessError("the worker process ended unexpectedly.") from None
         if kind == "error":
             raise payload
         return payload

@@ -41,7 +41,7 @@ from ..warp import warp
 from . import align as _align
 from . import io as _io
 from .depth import FocusAccumulator, _zoom, regularize_depth, voting_measure
-from .errors import FrameMismatchError, FrameReadError
+from .errors import FrameMismatchError, FrameReadError, StackError
 from .forked import Channel, ForkedWorker, can_fork, shared_array
 from .fusion import (
     METHODS,
@@ -471,7 +471,13 @@ def fuse(
             yield _Frame(ref, reference, to_gray(reference))
             del reference
             for position, (index, _) in enumerate(order[1:], start=1):
-                transforms[index], raw, warped, measured, spent = worker.receive()
+                try:
+                    transforms[index], raw, warped, measured, spent = worker.receive()
+                except ChildProcessError as exc:
+                    raise StackError(
+                        f"reading and registering {source.names[index]} failed: {exc} "
+                        "(killed, or out of memory?)"
+                    ) from exc
                 for step, seconds in spent.items():
                     costs[step].append(seconds)
                 identity = bool(np.allclose(transforms[index], np.eye(3)))
