@@ -135,10 +135,6 @@ class _Source:
                 raise FrameReadError(f"{name}: cannot read the image ({exc}).") from exc
         else:
             array = v.as_real_array(item, name)
-        return self._check(array, name)
-
-    def _check(self, array: NDArray[Any], name: str) -> NDArray[Any]:
-        """``array`` as a frame (a trailing channel axis of 1 dropped), or raise."""
         if array.ndim == 3 and array.shape[2] == 1:
             array = array[..., 0]
         if array.ndim not in (2, 3) or array.dtype not in _DTYPES:
