@@ -569,8 +569,9 @@ class PyramidAccumulator:
             for i in order:
                 base += self.bases[i] * frame_weight(coarse, i)
         checks = self._envelope_levels()
+        # colour: the channels, collapsed apart, are converted into one interleaved array
         full = details[0].shape if details else base.shape  # planar: (channels, rows, cols)
-        out = None if dtype is None else np.empty(full[1:] + full[:1], dtype)
+        out = np.empty(full[1:] + full[:1], dtype) if dtype is not None and base.ndim == 3 else None
 
         def channel(c: Any) -> F32 | None:
             """Collapse and envelope-check one channel (``c``: an index, or ``...``); None
@@ -581,7 +582,7 @@ class PyramidAccumulator:
                 image = clamp_local_mean(
                     image, self.low[check][c], None if high is None else high[c], check
                 )
-            if out is not None and base.ndim == 3:
+            if out is not None:
                 out[..., c] = _like_input(image, out.dtype, clip=True)
                 return None  # nothing more to keep
             return image
