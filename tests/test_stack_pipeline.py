@@ -258,16 +258,24 @@ def _spy_on_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    ("from_files", "align"), [(False, "translation"), (True, "similarity"), (True, "none")]
+    ("from_files", "align", "kind"),
+    [
+        (False, "translation", "uint8"),
+        (True, "similarity", "uint8"),
+        (True, "none", "uint8"),
+        (False, "similarity", "float64 gray"),
+    ],
 )
 def test_child_process_and_worker_thread_give_the_same_result(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, from_files: bool, align: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, from_files: bool, align: str, kind: str
 ) -> None:
     from convstack.stack import forked
 
     started = _spy_on_forks(monkeypatch)
     frames, _ = two_depth_stack(rows=64, cols=96, count=5)
     inputs: list[object] = [np.roll(f, 2 * k - 4, axis=1) for k, f in enumerate(frames)]
+    if kind == "float64 gray":  # warped whole, then copied into the shared slot
+        inputs = [np.asarray(f, np.float64)[..., 1] / 255 for f in inputs]  # type: ignore[call-overload]
     if from_files:
         for k, frame in enumerate(list(inputs)):
             inputs[k] = tmp_path / f"f{k}.png"
