@@ -8,6 +8,7 @@ No maths lives here.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -52,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     if argv is None:  # the command's own process, not a caller's (tests call main(argv))
         keep_freed_memory()
+        # what is imported by now lives as long as the process: the cyclic garbage
+        # collector need not walk it again (and a forked child shares its pages)
+        gc.freeze()
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
