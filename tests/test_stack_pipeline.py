@@ -220,10 +220,28 @@ def test_the_split_between_threads_does_not_change_the_result(
     results = []
     for share in (0, 1, 2):
         monkeypatch.setattr(pipeline, "_balanced_share", lambda costs, share=share: share)
-        results.append(fuse(shifted, align="translation", photometric=photometric))
+        # the child process's frames read there, every other one read here, or all
+        for credit in (0.0, 0.5, 1.0) if fork == "1" else (0.0,):
+            monkeypatch.setattr(pipeline, "_read_credit", lambda costs, share, c=credit: c)
+            results.append(fuse(shifted, align="translation", photometric=photometric))
     for other in results[1:]:
         np.testing.assert_array_equal(other.image, results[0].image)
         np.testing.assert_array_equal(other.depth, results[0].depth)
+
+
+def test_read_credit_balances_the_two_processes() -> None:
+    from convstack.stack.pipeline import _read_credit
+
+    def costs(read: float, register: float, warp: float, measure: float, merge: float) -> dict:  # type: ignore[type-arg]
+        steps = {"read": read, "register": register, "warp": warp, "measure": measure}
+        return {step: [seconds] for step, seconds in {**steps, "merge": merge}.items()}
+
+    assert _read_credit({"read": [1.0]}, 1) == 0.0  # not measured yet
+    # breathing-like: the child (read 9 + register 28) is busier than this process
+    # (warp 7 + measure 5 + merge 15): reading (37 - 27) / 18 of the frames here evens them
+    assert _read_credit(costs(9, 28, 7, 5, 15), 0) == pytest.approx(10 / 18)
+    assert _read_credit(costs(15, 60, 110, 40, 170), 1) == 0.0  # PCB-like: this one is busier
+    assert _read_credit(costs(5, 200, 7, 5, 15), 0) == 1.0  # at most every frame
 
 
 def test_balanced_share_moves_work_to_the_idle_thread() -> None:

@@ -210,11 +210,29 @@ def _balanced_share(costs: dict[str, list[float]]) -> int:
     """
     if not all(costs.get(step) for step in ("register", "warp", "measure", "merge")):
         return 1
-    mean = {step: sum(times[-4:]) / len(times[-4:]) for step, times in costs.items()}
+    mean = {step: sum(times[-4:]) / len(times[-4:]) for step, times in costs.items() if times}
     steps = (mean["warp"], mean["measure"])
-    worker = [mean["register"] + sum(steps[:share]) for share in range(3)]
+    worker = [mean.get("read", 0.0) + mean["register"] + sum(steps[:share]) for share in range(3)]
     main = [mean["merge"] + sum(steps[share:]) for share in range(3)]
     return min(range(3), key=lambda share: max(worker[share], main[share]))
+
+
+def _read_credit(costs: dict[str, list[float]], share: int) -> float:
+    """The share of a frame that this process should read for the child process.
+
+    When the child (reading, registering and the first ``share`` steps) is busier than
+    this process (the other steps and the merge), reading a fraction ``f`` of the frames
+    here moves ``f`` reads across: ``f = (child - parent) / (2 read)`` balances the two
+    (0 when this process is the busier). Summed over frames, each whole unit is a frame
+    to read here.
+    """
+    if not all(costs.get(step) for step in ("read", "register", "warp", "measure", "merge")):
+        return 0.0
+    mean = {step: sum(times[-4:]) / len(times[-4:]) for step, times in costs.items()}
+    steps = (mean["warp"], mean["measure"])
+    child = mean["read"] + mean["register"] + sum(steps[:share])
+    parent = mean["merge"] + sum(steps[share:])
+    return min(1.0, max(0.0, (child - parent) / (2.0 * mean["read"])))
 
 
 def _depth_and_base(
@@ -378,7 +396,13 @@ def fuse(
 
     # seconds per frame of each step, as measured (running means): they decide which
     # steps the worker takes so that neither thread waits for the other
-    costs: dict[str, list[float]] = {"register": [], "warp": [], "measure": [], "merge": []}
+    costs: dict[str, list[float]] = {
+        "read": [],
+        "register": [],
+        "warp": [],
+        "measure": [],
+        "merge": [],
+    }
 
     def timed(step: str, started: float, index: int, spent: dict[str, float] | None = None) -> None:
         """Record a step's seconds in ``costs``, or in ``spent`` (a child process's)."""
@@ -438,15 +462,26 @@ def fuse(
         it is merged here; warped frames come through memory the two share."""
         reference = preread[ref] = source.raw(ref)  # sets the frames' shape (the slots')
         slots = shared_array((2, *reference.shape), np.float32)
+        # frames this process reads for the child when it has time to spare (see
+        # _read_credit) go through two more slots (a pipe both ways could deadlock)
+        raw_slots = shared_array((2, *reference.shape), reference.dtype)
+        read_here: set[int] = set()
+        read_credit = 0.0
 
         def child(inbox: Channel, outbox: Channel) -> None:
             for position, (index, neighbour) in enumerate(order):
+                if position == 0:  # the reference: the parent has it, its pyramid is here
+                    register(index, neighbour)
+                    continue
+                # the slot is free (the frame before last was merged), and the parent
+                # may have read this frame itself, when it has time to spare
+                share, given = inbox.recv()
+                started = time.perf_counter()
+                preread[index] = raw_slots[position % 2] if given else source.raw(index)
+                spent = {"read": 0.0 if given else time.perf_counter() - started}
                 started = time.perf_counter()
                 raw, gray = register(index, neighbour)
-                if position == 0:  # the reference: the parent has it, its pyramid is here
-                    continue
-                spent = {"register": time.perf_counter() - started}
-                share = inbox.recv()  # the slot is free: the frame before last was merged
+                spent["register"] = time.perf_counter() - started
                 slot = slots[position % 2]
                 item = finish(_Frame(index, raw, gray), share, spent, slot)
                 warped = item.frame is not None
@@ -455,14 +490,14 @@ def fuse(
                 # the frame goes back if it is to be warped there, or if its luma (the
                 # raw frame's, when it did not move) is to be measured there
                 identity = bool(np.allclose(transforms[index], np.eye(3)))
-                send_raw = not warped or (identity and item.measured is None)
+                send_raw = (not warped or (identity and item.measured is None)) and not given
                 message = (transforms[index], raw if send_raw else None, warped, item.measured)
                 outbox.send(("ok", (*message, spent)))
 
         with ForkedWorker(child) as worker:
             preread.clear()  # the child has its copy
-            worker.send(1)  # the second and third frames may go to the slots
-            worker.send(1)
+            worker.send((1, False))  # the second and third frames may go to the slots
+            worker.send((1, False))
             # the reference needs no registration: merged here while the child registers
             yield _Frame(ref, reference, to_gray(reference))
             del reference
@@ -475,7 +510,10 @@ def fuse(
                         "(killed, or out of memory?)"
                     ) from exc
                 for step, seconds in spent.items():
-                    costs[step].append(seconds)
+                    if step != "read" or seconds > 0:  # (0: the parent read it)
+                        costs[step].append(seconds)
+                if raw is None and position in read_here:  # read here, still in its slot
+                    raw = raw_slots[position % 2]
                 identity = bool(np.allclose(transforms[index], np.eye(3)))
                 item = _Frame(index, raw, to_gray(raw) if identity and raw is not None else None)
                 item.measured = measured
@@ -487,7 +525,16 @@ def fuse(
                 yield item
                 del item
                 if position + 2 < count:
-                    worker.send(_balanced_share(costs))
+                    share = _balanced_share(costs)
+                    read_credit += _read_credit(costs, share)
+                    given = read_credit >= 1.0  # this process has time to spare: it reads
+                    if given:
+                        read_credit -= 1.0
+                        started = time.perf_counter()
+                        raw_slots[position % 2] = source.raw(order[position + 2][0])
+                        costs["read"].append(time.perf_counter() - started)
+                        read_here.add(position + 2)
+                    worker.send((share, given))
 
     reference_means: NDArray[np.float32] | None = None
     report(progress, "align", 0, count)
