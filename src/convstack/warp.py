@@ -171,8 +171,9 @@ def _separable(
     work: np.dtype[Any],
     tolerance: float,
     out: NDArray[Any],
-) -> NDArray[Any]:
-    """Affine linear or Keys cubic warp in two 1-D passes (rows, then columns), 'nearest' edges.
+) -> None:
+    """Affine linear or Keys cubic warp into ``out`` in two 1-D passes (rows, then
+    columns), 'nearest' edges.
 
     Output ``(r, c)`` samples the input at ``(A r + B c + C, D r + E c + F)``.
     Pass 1 resamples each input row ``y`` along its columns at ``g(y, c) = s c +
@@ -267,7 +268,6 @@ def _separable(
                 part = [weight[r_lo:r_hi, None] for weight in weights]
                 dest = out[start + r_lo : start + r_hi, span]
                 _weigh_taps(taps, part, dest, scratch2d[:n, span])
-    return out.reshape(out_rows, out_cols, channels)
 
 
 def _separable_ok(m: NDArray[np.float64], tolerance: float) -> bool:

@@ -200,21 +200,31 @@ def _finest_level(shape: tuple[int, ...]) -> int:
 _WARP_TOLERANCE = 1.0 / 256.0
 
 
+def _mean_costs(costs: dict[str, list[float]]) -> dict[str, float]:
+    """The mean of the last four measured seconds of each step."""
+    return {step: sum(times[-4:]) / len(times[-4:]) for step, times in costs.items() if times}
+
+
+def _loads(mean: dict[str, float], share: int) -> tuple[float, float]:
+    """Seconds per frame of (the worker, this side) when the worker reads, registers
+    and takes the first ``share`` of the steps warp and measure; this side merges."""
+    steps = (mean["warp"], mean["measure"])
+    worker = mean.get("read", 0.0) + mean["register"] + sum(steps[:share])
+    return worker, mean["merge"] + sum(steps[share:])
+
+
 def _balanced_share(costs: dict[str, list[float]]) -> int:
     """How many steps after registration the worker thread takes (0, 1 warp, 2 warp and
     measure) so that the busier of the two threads has the least to do.
 
-    ``costs`` holds the measured seconds per frame of 'register', 'warp', 'measure'
-    (wherever they ran) and 'merge' (this thread's own work); the last four of each
-    are averaged. 1 until every step has been measured.
+    ``costs`` holds the measured seconds per frame of 'read' (when measured apart),
+    'register', 'warp', 'measure' (wherever they ran) and 'merge' (this thread's own
+    work); the last four of each are averaged. 1 until every step has been measured.
     """
     if not all(costs.get(step) for step in ("register", "warp", "measure", "merge")):
         return 1
-    mean = {step: sum(times[-4:]) / len(times[-4:]) for step, times in costs.items() if times}
-    steps = (mean["warp"], mean["measure"])
-    worker = [mean.get("read", 0.0) + mean["register"] + sum(steps[:share]) for share in range(3)]
-    main = [mean["merge"] + sum(steps[share:]) for share in range(3)]
-    return min(range(3), key=lambda share: max(worker[share], main[share]))
+    mean = _mean_costs(costs)
+    return min(range(3), key=lambda share: max(_loads(mean, share)))
 
 
 def _read_credit(costs: dict[str, list[float]], share: int) -> float:
@@ -228,10 +238,8 @@ def _read_credit(costs: dict[str, list[float]], share: int) -> float:
     """
     if not all(costs.get(step) for step in ("read", "register", "warp", "measure", "merge")):
         return 0.0
-    mean = {step: sum(times[-4:]) / len(times[-4:]) for step, times in costs.items()}
-    steps = (mean["warp"], mean["measure"])
-    child = mean["read"] + mean["register"] + sum(steps[:share])
-    parent = mean["merge"] + sum(steps[share:])
+    mean = _mean_costs(costs)
+    child, parent = _loads(mean, share)
     return min(1.0, max(0.0, (child - parent) / (2.0 * mean["read"])))
 
 
@@ -251,7 +259,7 @@ def _warped(
     frame: NDArray[Any], matrix: NDArray[np.float64], out: NDArray[np.float32] | None = None
 ) -> NDArray[np.float32]:
     """``frame`` resampled onto the reference grid (cubic; edges repeated, not black),
-    into ``out`` if given (float32 frames only).
+    into ``out`` if given (a float64 frame is warped apart, then copied in).
 
     Integer frames keep their scale (float32 out); float frames are made float32.
     """
@@ -440,11 +448,11 @@ def fuse(
         timed("register", started, index)
         return finish(_Frame(index, raw, gray), share)
 
-    # One frame is read and registered in a worker thread while the previous one is
-    # merged here (NumPy releases the GIL): two frames in flight. Warping and
-    # measuring go to the worker or stay here, whichever balances the two threads
-    # by the measured step times (registration costs more than merging for small
-    # frames, less for large ones).
+    # One frame is read and registered by the worker (a child process, or a thread)
+    # while the previous one is merged here: two frames in flight. Warping and
+    # measuring go to the worker or stay here, whichever balances the two by the
+    # measured step times (registration costs more than merging for small frames,
+    # less for large ones).
     order = _order(count, ref)
 
     def threaded(pool: ThreadPoolExecutor) -> Generator[_Frame, None, None]:
