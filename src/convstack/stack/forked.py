@@ -48,9 +48,9 @@ def can_fork() -> bool:
 def shared_array(shape: tuple[int, ...], dtype: Any) -> NDArray[Any]:
     """A zeroed array in anonymous shared memory: a child forked later writes into the
     same pages (freed when the array and its views are gone)."""
-    size = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-    buffer = mmap.mmap(-1, max(size, 1))  # MAP_SHARED | MAP_ANONYMOUS
-    return np.frombuffer(buffer, dtype=dtype, count=int(np.prod(shape))).reshape(shape)
+    count = int(np.prod(shape, dtype=np.int64))
+    buffer = mmap.mmap(-1, max(count * np.dtype(dtype).itemsize, 1))  # shared, anonymous
+    return np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape)
 
 
 class Channel:
@@ -79,7 +79,9 @@ class ForkedWorker:
     The child reads what :meth:`send` sends from ``inbox`` and sends its results to
     ``outbox`` as ``("ok", payload)``; :meth:`receive` returns each payload in turn and
     raises again an exception that ended the child. Use as a context manager: the
-    child is stopped on exit.
+    child is stopped on exit. Large messages go one way only: each side blocks while
+    its pipe is full, so two large messages crossing would wait for each other (the
+    pipeline hands frames back and forth through :func:`shared_array` slots instead).
     """
 
     def __init__(self, target: Callable[[Channel, Channel], None]) -> None:
