@@ -235,3 +235,41 @@ def test_pyramid_result_in_a_dtype_and_from_a_reduced_depth(dtype: type, colour:
     converted = acc.result(depth, np.dtype(dtype))
     assert converted.dtype == dtype and converted.shape == shape
     np.testing.assert_array_equal(converted, _like_input(as_float, np.dtype(dtype), clip=True))
+
+
+@pytest.mark.parametrize("power", [8.0, 3.0, 2.5])
+def test_soft_levels_are_the_energy_weighted_mean(power: float) -> None:
+    # Each detail level is sum_i w_i L_i / sum_i w_i with w_i = (1 + E_i / tau) ** power,
+    # E_i the 5-tap binomial window of L_i squared (mirrored borders), tau = 4 x the
+    # 10 % quantile of the first frame's E: computed here directly in float64 (SciPy
+    # for the window) against the accumulator's running sums, including a frame whose
+    # detail is 1000x stronger in one corner (weight ratios far beyond float32)
+    rng = np.random.default_rng(7)
+    frames = [rng.random((40, 56)).astype(np.float32) * (0.2 + 0.3 * i) for i in range(4)]
+    frames[2][:12, :16] *= 1000.0
+    levels = 3
+    acc = F.PyramidAccumulator(levels, power=power, envelope=False)
+    for i, frame in enumerate(frames):
+        acc.add(i, frame)
+    got = acc.result()
+
+    binomial = np.array([1, 4, 6, 4, 1], np.float64) / 16
+    pyramids = [F.laplacian_pyramid(f, levels) for f in frames]
+    fused = []
+    for k in range(levels - 1):
+        bands = [p[k].astype(np.float64) for p in pyramids]
+        energy = [
+            ndi.correlate1d(
+                ndi.correlate1d(b * b, binomial, 0, mode="mirror"), binomial, 1, mode="mirror"
+            )
+            for b in bands
+        ]
+        tau = max(4.0 * float(np.quantile(energy[0].astype(np.float32), 0.1)), 1e-12)
+        logs = [power * np.log1p(e / tau) for e in energy]
+        top = np.max(logs, axis=0)
+        weights = [np.exp(lw - top) for lw in logs]
+        fused.append(sum(w * b for w, b in zip(weights, bands, strict=True)) / sum(weights))
+    fused.append(np.mean([p[-1].astype(np.float64) for p in pyramids], axis=0))
+    expected = F.collapse([f.astype(np.float32) for f in fused])
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4 * float(np.abs(expected).max()))
+    assert np.all(np.isfinite(got))
