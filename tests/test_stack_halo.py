@@ -79,3 +79,31 @@ def test_envelope_off_matches_plain_pyramid_on_identical_frames() -> None:
     for envelope in (True, False):
         out = F.pyramid_merge([frame, frame, frame], envelope=envelope)
         np.testing.assert_array_equal(out, frame)
+
+
+@pytest.mark.parametrize("shape", [(41, 57), (40, 56), (3, 40, 57)])
+def test_both_envelope_checks_at_once_equal_them_in_turn(shape: tuple[int, ...]) -> None:
+    # the level-2 clip and the level-1 floor with one full-size expansion give what the
+    # two checks give one after the other: to float rounding, but for the last two
+    # samples at level 1 of an even-sized axis (reduce-after-expand as a 5-tap filter
+    # there differs from the expansion's own edge rule)
+    rng = np.random.default_rng(len(shape) + shape[-1])
+    image = rng.random(shape).astype(np.float32)
+    axes = (1, 2) if len(shape) == 3 else (0, 1)
+    g = F.gaussian_pyramid(image, 3, axes)
+    low2 = g[2] + rng.normal(-0.03, 0.05, g[2].shape).astype(np.float32)
+    high2 = np.maximum(low2, g[2] + rng.normal(0.03, 0.05, g[2].shape).astype(np.float32))
+    low1 = g[1] + rng.normal(0.0, 0.05, g[1].shape).astype(np.float32)
+    in_turn = F.clamp_local_mean(
+        F.clamp_local_mean(image, low2, high2, 2, axes), low1, None, 1, axes
+    )
+    at_once = F.clamp_local_means(image, [(2, low2, high2), (1, low1, None)], axes)
+    assert not np.allclose(in_turn, image)  # the checks did change it
+    inner = (slice(None),) * (len(shape) - 2) + (slice(0, -4), slice(0, -4))
+    np.testing.assert_allclose(at_once[inner], in_turn[inner], atol=1e-6)
+    np.testing.assert_allclose(at_once, in_turn, atol=2e-3)
+    if all(shape[a] % 2 for a in axes):  # odd sizes: the filter is exact everywhere
+        np.testing.assert_allclose(at_once, in_turn, atol=1e-6)
+    # any other list of checks runs them in turn
+    one = F.clamp_local_means(image, [(1, low1, None)], axes)
+    np.testing.assert_array_equal(one, F.clamp_local_mean(image, low1, None, 1, axes))

@@ -606,11 +606,11 @@ class PyramidAccumulator:
             """Collapse and envelope-check one channel (``c``: an index, or ``...``); None
             once written into ``out``."""
             image = collapse([*(d[c] for d in details), base[c]])
+            bounds = []
             for check in checks:
                 high = self.high.get(check)
-                image = clamp_local_mean(
-                    image, self.low[check][c], None if high is None else high[c], check
-                )
+                bounds.append((check, self.low[check][c], None if high is None else high[c]))
+            image = clamp_local_means(image, bounds)
             if out is not None:
                 out[..., c] = _like_input(image, out.dtype, clip=True)
                 return None  # nothing more to keep
@@ -658,6 +658,46 @@ def clamp_local_mean(
     for finer in reversed(gauss[:-1]):
         correction = _expand(correction, finer.shape, axes)
     return image + correction
+
+
+#: Reduce after expand, as one filter on the coarser grid: inserting zeros, then the
+#: expansion's [1, 4, 6, 4, 1] / 8 and the reduction's [1, 4, 6, 4, 1] / 16, then
+#: keeping the even samples leaves the even taps of their convolution.
+_REDUCE_EXPAND = np.array([1.0, 28.0, 70.0, 28.0, 1.0], np.float32) / np.float32(128.0)
+
+
+def clamp_local_means(
+    image: F32, bounds: Sequence[tuple[int, F32, F32 | None]], axes: tuple[int, int] = (0, 1)
+) -> F32:
+    """:func:`clamp_local_mean` for each ``(level, low, high)`` of ``bounds`` in turn.
+
+    Two checks, the second at level 1 (the envelope's), take one full-size reduction,
+    expansion and addition instead of two each: the first check's correction stays on
+    level 1, where the second check sees it through reduce-after-expand as one 5-tap
+    filter (exact but for the last two samples of an even-sized axis), and both go
+    to full size together.
+    """
+    if len(bounds) != 2 or bounds[1][0] != 1 or bounds[0][0] <= 1:
+        for level, low, high in bounds:
+            image = clamp_local_mean(image, low, high, level, axes)
+        return image
+    (coarse, low, high), (_, low1, high1) = bounds
+    gauss = gaussian_pyramid(image, coarse + 1, axes)
+    mean = gauss[coarse]
+    correction = np.maximum(mean, low) if high is None else np.clip(mean, low, high)
+    correction -= mean
+    for finer in reversed(gauss[1:coarse]):
+        correction = _expand(correction, finer.shape, axes)
+    # level 1 of the image once corrected at the coarse level
+    seen = correction
+    for axis in axes:
+        taps = _REDUCE_EXPAND.reshape([-1 if k == axis else 1 for k in range(image.ndim)])
+        seen = correlate(seen, taps, mode="mirror")
+    mean = seen + gauss[1]
+    step = np.maximum(mean, low1) if high1 is None else np.clip(mean, low1, high1)
+    step -= mean
+    correction += step
+    return image + _expand(correction, image.shape, axes)
 
 
 def _check_stack(frames: Iterable[ArrayLike]) -> tuple[list[F32], np.dtype[Any]]:
