@@ -639,6 +639,13 @@ ENVELOPE_LEVELS = (2, 1)
 ENVELOPE_FLOOR_ONLY = (1,)
 
 
+def _to_envelope(mean: F32, low: F32, high: F32 | None) -> F32:
+    """What moves ``mean`` into ``[low, high]`` (``high=None``: no upper bound); 0 inside."""
+    correction = np.maximum(mean, low) if high is None else np.clip(mean, low, high)
+    correction -= mean
+    return correction
+
+
 def clamp_local_mean(
     image: F32, low: F32, high: F32 | None, level: int, axes: tuple[int, int] = (0, 1)
 ) -> F32:
@@ -652,9 +659,7 @@ def clamp_local_mean(
     partly removed (iterating removes more of it, but also more real detail).
     """
     gauss = gaussian_pyramid(image, level + 1, axes)
-    mean = gauss[-1]
-    correction = np.maximum(mean, low) if high is None else np.clip(mean, low, high)
-    correction -= mean
+    correction = _to_envelope(gauss[-1], low, high)
     for finer in reversed(gauss[:-1]):
         correction = _expand(correction, finer.shape, axes)
     return image + correction
@@ -683,9 +688,7 @@ def clamp_local_means(
         return image
     (coarse, low, high), (_, low1, high1) = bounds
     gauss = gaussian_pyramid(image, coarse + 1, axes)
-    mean = gauss[coarse]
-    correction = np.maximum(mean, low) if high is None else np.clip(mean, low, high)
-    correction -= mean
+    correction = _to_envelope(gauss[coarse], low, high)
     for finer in reversed(gauss[1:coarse]):
         correction = _expand(correction, finer.shape, axes)
     # level 1 of the image once corrected at the coarse level
@@ -693,10 +696,7 @@ def clamp_local_means(
     for axis in axes:
         taps = _REDUCE_EXPAND.reshape([-1 if k == axis else 1 for k in range(image.ndim)])
         seen = correlate(seen, taps, mode="mirror")
-    mean = seen + gauss[1]
-    step = np.maximum(mean, low1) if high1 is None else np.clip(mean, low1, high1)
-    step -= mean
-    correction += step
+    correction += _to_envelope(seen + gauss[1], low1, high1)
     return image + _expand(correction, image.shape, axes)
 
 
