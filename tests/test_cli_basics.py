@@ -78,3 +78,37 @@ def test_the_command_keeps_freed_memory_where_glibc_allows(monkeypatch):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert out.stdout.strip() == str(glibc)
+
+
+_EXTREMA = ["extrema", "x**2 - 1", "--from", "-1", "--to", "1"]
+
+
+def test_the_command_flushes_its_output_and_keeps_the_exit_code(capsys, tmp_path):
+    # the program ends with os._exit (no interpreter teardown): what main prints must
+    # still arrive in full through a pipe, and main's exit code must be the process's
+    assert main(_EXTREMA) == 0
+    expected = capsys.readouterr().out
+    run = [sys.executable, "-m", "convstack.cli"]
+    ok = subprocess.run([*run, *_EXTREMA], capture_output=True, text=True)
+    assert (ok.returncode, ok.stdout) == (0, expected), ok.stderr
+    missing = str(tmp_path / "missing.png")
+    bad = subprocess.run(
+        [*run, "fuse", missing, missing, "-o", str(tmp_path / "out.png"), "--quiet"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: ") and "missing.png" in bad.stderr
+
+
+def test_the_command_skips_the_teardown_unless_a_tracer_needs_its_exit_handlers():
+    code = (
+        "import atexit, sys; atexit.register(print, 'exit handlers ran');"
+        "sys.settrace(lambda *args: None) if sys.argv[1] == 'traced' else None;"
+        f"sys.argv = ['convstack', *{_EXTREMA!r}];"
+        "from convstack.cli import command; command()"
+    )
+    for mode, ran in (("plain", False), ("traced", True)):
+        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert ("exit handlers ran" in out.stdout) == ran, mode

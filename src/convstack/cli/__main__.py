@@ -1,5 +1,3 @@
-import sys
+from . import command
 
-from . import main
-
-sys.exit(main())
+command()
