@@ -264,6 +264,12 @@ def _check_image(image: ArrayLike) -> NDArray[Any]:
 #: about 1 % more bytes on photographs (bug set frame: 0.09 s / 2352 KiB against
 #: 0.35 s / 2325 KiB), and a stack's write is a visible share of its wall time.
 PNG_COMPRESS_LEVEL = 1
+#: zlib strategy of Pillow's PNG outputs: run-length matches only. Writing fused
+#: photographs is 4-18 % faster than with the default strategy at level 1, the file
+#: from 4 % smaller to 5 % larger (PCB 272 -> 260 ms, -1 %; bug 131 -> 117 ms, +5 %;
+#: a 480 x 640 breathing stack 38 -> 31 ms, -4 %); drawings with repeated patterns
+#: grow more (the demo's synthetic truth image +31 %).
+PNG_STRATEGY = zlib.Z_RLE
 
 
 def _to_uint8(array: NDArray[Any], path: Path) -> NDArray[Any]:
@@ -336,6 +342,7 @@ def _encode(
         options["quality"] = quality
     if fmt == "PNG":
         options["compress_level"] = PNG_COMPRESS_LEVEL
+        options["compress_type"] = PNG_STRATEGY
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
