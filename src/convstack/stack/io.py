@@ -285,7 +285,11 @@ def _png16_colour(array: NDArray[Any], meta: ImageMetadata | None) -> bytes:
         width=cols, height=rows, greyscale=False, bitdepth=16, compression=PNG_COMPRESS_LEVEL
     )
     buffer = io.BytesIO()
-    writer.write(buffer, array.reshape(rows, cols * 3))
+    # rows already packed as PNG stores them (big-endian samples): pypng then only
+    # compresses them, where from integer rows it converts every sample in Python
+    # (PCB-sized output: 1.12 -> 0.54 s, the same bytes)
+    packed = array.astype(">u2").reshape(rows, cols * 3).view(np.uint8)
+    writer.write_packed(buffer, packed)
     data = buffer.getvalue()
     if meta is None or (meta.exif is None and meta.icc_profile is None):
         return data
@@ -319,6 +323,11 @@ def _encode(
             array,
             photometric="rgb" if array.ndim == 3 else "minisblack",
             compression="zlib",
+            compressionargs={"level": PNG_COMPRESS_LEVEL},
+            # integer samples as differences from their left neighbour (TIFF predictor 2,
+            # which every reader knows): fused PCB, 8-bit, 0.29 s / 7.5 MB -> 0.14 s /
+            # 5.0 MB with the level above; float would need imagecodecs' predictor
+            predictor=array.dtype.kind in "ui",
             iccprofile=icc,
             metadata=None,
         )
