@@ -101,6 +101,36 @@ def test_read_files_written_by_other_libraries(tmp_path, dtype, channels):
     np.testing.assert_array_equal(read_image(tif_path), image)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [None, 3])
+def test_lzw_tiffs_read(tmp_path, dtype, channels):
+    # LZW is the default compression of many programs (OpenCV's TIFFs among them);
+    # tifffile needs imagecodecs for it
+    image = _random(dtype, channels)
+    cv_path = tmp_path / "cv.tif"
+    cv2.imwrite(str(cv_path), image[..., ::-1] if channels == 3 else image)
+    with tifffile.TiffFile(cv_path) as tif:
+        assert tif.pages.first.compression == tifffile.COMPRESSION.LZW
+    np.testing.assert_array_equal(read_image(cv_path), image)
+    lzw_path = tmp_path / "lzw.tif"
+    photometric = "rgb" if channels else "minisblack"
+    tifffile.imwrite(lzw_path, image, photometric=photometric, compression="lzw", predictor=2)
+    np.testing.assert_array_equal(read_image(lzw_path), image)
+
+
+def test_sixteen_bit_grey_and_alpha_png_reads_grey(tmp_path):
+    import png
+
+    grey_alpha = _random(np.uint16, 2)
+    grey_alpha[..., 1] = 65535
+    path = tmp_path / "la16.png"
+    with open(path, "wb") as fh:
+        png.Writer(17, 13, greyscale=True, alpha=True, bitdepth=16).write(
+            fh, grey_alpha.reshape(13, 34)
+        )
+    np.testing.assert_array_equal(read_image(path), grey_alpha[..., 0])
+
+
 def test_planar_tiff_is_returned_channels_last(tmp_path):
     image = _random(np.uint16, 3)
     path = tmp_path / "planar.tif"
@@ -293,9 +323,12 @@ def test_input_file_unchanged_by_reading(tmp_path):
     assert (_digest(path), path.stat().st_mtime_ns) == before
 
 
-@pytest.mark.parametrize("ext", [".png", ".jpg", ".tif"])
-def test_corrupt_file_is_named(tmp_path, ext):
-    good = write_image(tmp_path / f"good{ext}", _smooth(np.uint8, 3))
+@pytest.mark.parametrize(
+    "ext, dtype",
+    [(".png", np.uint8), (".png", np.uint16), (".jpg", np.uint8), (".tif", np.uint8)],
+)
+def test_corrupt_file_is_named(tmp_path, ext, dtype):
+    good = write_image(tmp_path / f"good{ext}", _smooth(dtype, 3))
     bad = tmp_path / f"bad{ext}"
     bad.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 3])
     with pytest.raises(FrameReadError, match=f"bad\\{ext}"):

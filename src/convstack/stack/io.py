@@ -3,9 +3,12 @@
 Libraries, not hand-written codecs:
 
 - Pillow reads and writes PNG and JPEG (8-bit, and 16-bit grey PNG).
-- pypng reads and writes 16-bit *colour* PNG, which Pillow (13.x) cannot hold: it has
-  no 16-bit RGB mode and would silently truncate such files to 8 bits.
-- tifffile reads and writes every TIFF (8/16-bit integer and float, grey or RGB).
+- 16-bit *colour* PNG, which Pillow (13.x) cannot hold (it has no 16-bit RGB mode and
+  would silently truncate such files to 8 bits): imagecodecs (libpng) reads it, pypng
+  writes it.
+- tifffile reads and writes every TIFF (8/16-bit integer and float, grey or RGB), with
+  imagecodecs for the compressions other than zlib (LZW, the default of many
+  programs, among them).
 
 Arrays are ``(rows, cols)`` for grey and ``(rows, cols, 3)`` for RGB, of dtype
 ``uint8``, ``uint16`` or ``float32``. An alpha channel is dropped on reading (a focus
@@ -88,16 +91,19 @@ def _png_header(path: Path) -> tuple[int, int] | None:
     return head[24], head[25]
 
 
-def _read_png16(path: Path) -> NDArray[Any]:
-    """A 16-bit PNG with colour or alpha, through pypng."""
-    import png  # pypng; imported here, as tifffile below: most runs never need them
+def _read_png16(path: Path, colour_type: int) -> NDArray[Any]:
+    """A 16-bit PNG with colour or alpha (``colour_type`` 2, 4 or 6), through imagecodecs'
+    libpng: 25x faster than pypng, which undoes the rows' filters in Python (3 MP
+    written by OpenCV: 0.11 against 2.7 s)."""
+    import imagecodecs  # imported here, as tifffile below: most runs never need it
 
     with open(path, "rb") as fh:
-        cols, rows, pixels, info = png.Reader(file=fh).asDirect()
-        planes = int(info["planes"])
-        data = np.vstack([np.asarray(row, dtype=np.uint16) for row in pixels])
-    data = data.reshape(rows, cols, planes)
-    if info.get("alpha"):
+        data = np.asarray(imagecodecs.png_decode(fh.read()))
+    if data.dtype != np.uint16:
+        raise FrameReadError(f"{path}: a 16-bit PNG decoded as {data.dtype}.")
+    if data.ndim == 2:
+        data = data[..., None]
+    if colour_type in (4, 6):  # grey + alpha, RGB + alpha
         _note_alpha(path, data[..., -1], 65535)
         data = data[..., :-1]
     return data[..., 0] if data.shape[-1] == 1 else data
@@ -199,11 +205,11 @@ def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
             return _read_tiff(file)
         header = _png_header(file)
         if header is not None and header[0] == 16 and header[1] in (2, 4, 6):
-            return _read_png16(file)
+            return _read_png16(file, header[1])
         return _read_pillow(file)
     except FrameReadError:
         raise
-    except Exception as exc:  # decoders raise many kinds (zlib.error, png.Error, ...)
+    except Exception as exc:  # decoders raise many kinds (zlib.error, PngError, ...)
         raise FrameReadError(f"{file}: cannot read the image ({exc}).") from exc
 
 
