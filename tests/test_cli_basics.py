@@ -43,7 +43,7 @@ def test_start_up_imports_only_what_the_command_needs():
         "import sys; from convstack.cli import build_parser; build_parser();"
         "import convstack.stack.pipeline;"
         "print(' '.join(m for m in ('convstack.filters', 'convstack.calculus', 'scipy',"
-        " 'tifffile', 'png') if m in sys.modules))"
+        " 'tifffile', 'png', 'imagecodecs') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
