@@ -218,6 +218,7 @@ def _exif() -> bytes:
 @pytest.mark.parametrize(
     ("name", "dtype", "channels"),
     [
+        ("a.png", np.uint8, None),
         ("a.png", np.uint8, 3),
         ("a.png", np.uint16, None),
         ("a.png", np.uint16, 3),

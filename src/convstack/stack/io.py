@@ -2,10 +2,10 @@
 
 Libraries, not hand-written codecs:
 
-- Pillow reads and writes PNG and JPEG (8-bit, and 16-bit grey PNG).
-- 16-bit *colour* PNG, which Pillow (13.x) cannot hold (it has no 16-bit RGB mode and
-  would silently truncate such files to 8 bits): imagecodecs (libpng) reads it, pypng
-  writes it.
+- Pillow reads PNG and JPEG (8-bit, and 16-bit grey PNG) and writes JPEG.
+- imagecodecs (libpng) reads 16-bit *colour* PNG, which Pillow (13.x) cannot hold (it
+  has no 16-bit RGB mode and would silently truncate such files to 8 bits), and writes
+  every PNG; pypng adds the EXIF and ICC chunks to it.
 - tifffile reads and writes every TIFF (8/16-bit integer and float, grey or RGB), with
   imagecodecs for the compressions other than zlib (LZW, the default of many
   programs, among them).
@@ -266,16 +266,10 @@ def _check_image(image: ArrayLike) -> NDArray[Any]:
     return array
 
 
-#: zlib level of PNG outputs: level 1 encodes 3-4x faster than Pillow's default 6 for
-#: about 1 % more bytes on photographs (bug set frame: 0.09 s / 2352 KiB against
-#: 0.35 s / 2325 KiB), and a stack's write is a visible share of its wall time.
+#: zlib level of PNG outputs: level 1 encodes 3-4x faster than level 6 for about 1 %
+#: more bytes on photographs (bug set frame: 0.09 s / 2352 KiB against 0.35 s / 2325
+#: KiB), and a stack's write is a visible share of its wall time.
 PNG_COMPRESS_LEVEL = 1
-#: zlib strategy of Pillow's PNG outputs: run-length matches only. Writing fused
-#: photographs is 4-18 % faster than with the default strategy at level 1, the file
-#: from 4 % smaller to 5 % larger (PCB 272 -> 260 ms, -1 %; bug 131 -> 117 ms, +5 %;
-#: a 480 x 640 breathing stack 38 -> 31 ms, -4 %); drawings with repeated patterns
-#: grow more (the demo's synthetic truth image +31 %).
-PNG_STRATEGY = zlib.Z_RLE
 
 
 def _to_uint8(array: NDArray[Any], path: Path) -> NDArray[Any]:
@@ -283,22 +277,32 @@ def _to_uint8(array: NDArray[Any], path: Path) -> NDArray[Any]:
     return np.round(array.astype(np.float64) / 257.0).astype(np.uint8)
 
 
-def _png16_colour(array: NDArray[Any], meta: ImageMetadata | None) -> bytes:
-    import png
+def _png(array: NDArray[Any], meta: ImageMetadata | None) -> bytes:
+    """``array`` (uint8 or uint16, grey or RGB) as a PNG, with ``meta``'s EXIF and ICC.
 
-    rows, cols = array.shape[:2]
-    writer = png.Writer(
-        width=cols, height=rows, greyscale=False, bitdepth=16, compression=PNG_COMPRESS_LEVEL
+    Encoded by imagecodecs' libpng at :data:`PNG_COMPRESS_LEVEL`, every row Paeth-
+    filtered: libpng's (and Pillow's) per-row choice among the five filters costs a
+    pass more for no smaller files on photographs (fused PCB: 0.26 s with Pillow,
+    0.14 s so, 4.6 MB either way). 16-bit samples also take zlib's run-length
+    strategy: their noisy low bytes leave LZ77 little to find (a PCB-sized 16-bit
+    output 0.51 -> 0.27 s, 1 % smaller; pypng took 0.54 s for 14 % more bytes); 8-bit
+    drawings with repeated patterns would grow with it (the demo's truth image +30 %).
+    """
+    import imagecodecs  # imported here: most runs write one image, at their end
+
+    strategy = imagecodecs.PNG.STRATEGY.RLE if array.dtype == np.uint16 else None
+    data = bytes(
+        imagecodecs.png_encode(
+            array,
+            level=PNG_COMPRESS_LEVEL,
+            strategy=strategy,
+            filter=imagecodecs.PNG.FILTER.PAETH,
+        )
     )
-    buffer = io.BytesIO()
-    # rows already packed as PNG stores them (big-endian samples): pypng then only
-    # compresses them, where from integer rows it converts every sample in Python
-    # (PCB-sized output: 1.12 -> 0.54 s, the same bytes)
-    packed = array.astype(">u2").reshape(rows, cols * 3).view(np.uint8)
-    writer.write_packed(buffer, packed)
-    data = buffer.getvalue()
     if meta is None or (meta.exif is None and meta.icc_profile is None):
         return data
+    import png  # pypng: the chunks of the finished file, and new ones inserted
+
     chunks = list(png.Reader(bytes=data).chunks())
     extra: list[tuple[bytes, bytes]] = []
     if meta.icc_profile:
@@ -332,7 +336,7 @@ def _encode(
             compressionargs={"level": PNG_COMPRESS_LEVEL},
             # integer samples as differences from their left neighbour (TIFF predictor 2,
             # which every reader knows): fused PCB, 8-bit, 0.29 s / 7.5 MB -> 0.14 s /
-            # 5.0 MB with the level above; float would need imagecodecs' predictor
+            # 5.0 MB with the level above; float samples keep none
             predictor=array.dtype.kind in "ui",
             iccprofile=icc,
             metadata=None,
@@ -345,19 +349,14 @@ def _encode(
         )
     if fmt == "JPEG" and array.dtype == np.uint16:
         array = _to_uint8(array, path)
-    if fmt == "PNG" and array.dtype == np.uint16 and array.ndim == 3:
-        return _png16_colour(array, meta)
+    if fmt == "PNG":
+        return _png(array, meta)
     image = Image.fromarray(array)
-    options: dict[str, Any] = {}
+    options: dict[str, Any] = {"quality": quality}
     if icc:
         options["icc_profile"] = icc
     if exif:
         options["exif"] = exif
-    if fmt == "JPEG":
-        options["quality"] = quality
-    if fmt == "PNG":
-        options["compress_level"] = PNG_COMPRESS_LEVEL
-        options["compress_type"] = PNG_STRATEGY
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **options)
     return buffer.getvalue()
