@@ -186,6 +186,36 @@ def test_jpeg_round_trip_is_close(tmp_path, channels):
     assert np.abs(back.astype(int) - image).mean() < 2.0
 
 
+@pytest.mark.parametrize("channels", [None, 3])
+def test_jpeg_decodes_as_opencv_and_pillow_do(tmp_path, channels):
+    # both decode with libjpeg-turbo's defaults (integer IDCT, smooth upsampling)
+    image = _smooth(np.uint8, channels)
+    path = tmp_path / "cv.jpg"
+    cv2.imwrite(str(path), image[..., ::-1] if channels else image)
+    back = read_image(path)
+    oracle = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(back, oracle[..., ::-1] if channels else oracle)
+    with Image.open(path) as im:
+        np.testing.assert_array_equal(back, np.asarray(im))
+
+
+def test_cmyk_jpeg_is_converted_to_rgb(tmp_path):
+    rgb = Image.fromarray(_smooth(np.uint8, 3))
+    rgb.convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    back = read_image(tmp_path / "cmyk.jpg")
+    with Image.open(tmp_path / "cmyk.jpg") as im:
+        assert im.mode == "CMYK"
+        np.testing.assert_array_equal(back, np.asarray(im.convert("RGB")))
+
+
+def test_rgb_png_with_a_transparent_colour_reads_rgb(tmp_path):
+    image = _random(np.uint8, 3)
+    Image.fromarray(image).save(
+        tmp_path / "key.png", transparency=tuple(int(v) for v in image[0, 0])
+    )
+    np.testing.assert_array_equal(read_image(tmp_path / "key.png"), image)
+
+
 def test_jpeg_16_bit_is_rounded_to_8_with_a_log(tmp_path, caplog):
     image = _smooth(np.uint16, 3)
     with caplog.at_level(logging.WARNING, logger="convstack.stack.io"):
