@@ -169,6 +169,19 @@ def test_palette_png_reads_as_rgb(tmp_path):
     np.testing.assert_array_equal(back, expected)
 
 
+@pytest.mark.parametrize("ext", [".png", ".tif", ".jpg"])
+def test_views_with_gaps_are_written(tmp_path, ext):
+    # the RGB of an RGBA array, every other column: strided views, not C-contiguous
+    rgba = _smooth(np.uint8, 3)[:, :, [0, 1, 2, 0]]
+    for view in (rgba[..., :3], rgba[:, ::2, :3]):
+        assert not view.flags.c_contiguous
+        written = write_image(tmp_path / f"v{view.shape[1]}{ext}", view)
+        copied = write_image(tmp_path / f"c{view.shape[1]}{ext}", view.copy())
+        assert written.read_bytes() == copied.read_bytes()  # the same file as a copy's
+        if ext != ".jpg":
+            np.testing.assert_array_equal(read_image(written), view)
+
+
 def test_single_channel_axis_is_squeezed(tmp_path):
     image = _random(np.uint8, 1)
     np.testing.assert_array_equal(read_image(write_image(tmp_path / "a.png", image)), image[..., 0])

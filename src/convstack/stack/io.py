@@ -314,7 +314,7 @@ def _png(array: NDArray[Any], meta: ImageMetadata | None) -> bytes:
     strategy = imagecodecs.PNG.STRATEGY.RLE if array.dtype == np.uint16 else None
     data = bytes(
         imagecodecs.png_encode(
-            array,
+            np.ascontiguousarray(array),  # (it refuses views with gaps, as of RGBA[..., :3])
             level=PNG_COMPRESS_LEVEL,
             strategy=strategy,
             filter=imagecodecs.PNG.FILTER.PAETH,
