@@ -118,6 +118,21 @@ def test_lzw_tiffs_read(tmp_path, dtype, channels):
     np.testing.assert_array_equal(read_image(lzw_path), image)
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [None, 3])
+def test_interlaced_png_reads(tmp_path, dtype, channels):
+    import png
+
+    image = _random(dtype, channels)
+    planes = channels or 1
+    writer = png.Writer(
+        17, 13, greyscale=channels is None, bitdepth=8 * image.itemsize, interlace=True
+    )
+    with open(tmp_path / "adam7.png", "wb") as fh:
+        writer.write(fh, image.reshape(13, 17 * planes))
+    np.testing.assert_array_equal(read_image(tmp_path / "adam7.png"), image)
+
+
 def test_sixteen_bit_grey_and_alpha_png_reads_grey(tmp_path):
     import png
 

@@ -84,11 +84,12 @@ class ImageMetadata:
 # --------------------------------------------------------------------------- reading
 
 
-def _png_header(data: bytes) -> tuple[int, int] | None:
-    """Bit depth and colour type from a PNG's IHDR chunk, or None if not a PNG."""
-    if len(data) < 26 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
+def _png_header(data: bytes) -> tuple[int, int, int] | None:
+    """Bit depth, colour type and interlace method from a PNG's IHDR chunk, or None if
+    not a PNG."""
+    if len(data) < 29 or not data.startswith(_PNG_SIGNATURE) or data[12:16] != b"IHDR":
         return None
-    return data[24], data[25]
+    return data[24], data[25], data[28]
 
 
 def _read_png(path: Path, data: bytes, depth: int) -> NDArray[Any]:
@@ -221,8 +222,11 @@ def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
             return _read_tiff(file)
         data = file.read_bytes()
         header = _png_header(data)
-        if header is not None and header[0] in (8, 16) and header[1] in (0, 2, 4, 6):
-            return _read_png(file, data, header[0])  # all but palette and < 8 bits
+        # all but palette and < 8 bits; 8-bit interlaced files go to Pillow, as libpng
+        # (as imagecodecs drives it) prints a warning for each
+        plain = header is not None and header[0] in (8, 16) and header[1] in (0, 2, 4, 6)
+        if plain and header is not None and (header[0] == 16 or header[2] == 0):
+            return _read_png(file, data, header[0])
         if data.startswith(_JPEG_SIGNATURE):
             image = _read_jpeg(data)
             if image is not None:
