@@ -222,11 +222,13 @@ def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
             return _read_tiff(file)
         data = file.read_bytes()
         header = _png_header(data)
-        # all but palette and < 8 bits; 8-bit interlaced files go to Pillow, as libpng
-        # (as imagecodecs drives it) prints a warning for each
-        plain = header is not None and header[0] in (8, 16) and header[1] in (0, 2, 4, 6)
-        if plain and header is not None and (header[0] == 16 or header[2] == 0):
-            return _read_png(file, data, header[0])
+        # all but palette and < 8 bits; interlaced files go to Pillow, as libpng (as
+        # imagecodecs drives it) prints a warning for each, unless Pillow cannot hold
+        # them (16-bit colour or alpha)
+        if header is not None and header[0] in (8, 16) and header[1] in (0, 2, 4, 6):
+            wide = header[0] == 16 and header[1] != 0
+            if header[2] == 0 or wide:
+                return _read_png(file, data, header[0])
         if data.startswith(_JPEG_SIGNATURE):
             image = _read_jpeg(data)
             if image is not None:
