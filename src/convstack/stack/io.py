@@ -92,6 +92,16 @@ def _png_header(data: bytes) -> tuple[int, int, int] | None:
     return data[24], data[25], data[28]
 
 
+def _for_libpng(depth: int, colour: int, interlace: int) -> bool:
+    """Whether imagecodecs' libpng reads a PNG of this IHDR: grey or RGB, 8 or 16 bits,
+    with or without alpha. Pillow reads the rest (palette, 1-4 bit) and the interlaced
+    files it can hold (all but 16-bit colour or alpha): libpng, as imagecodecs drives
+    it, prints a warning for each interlaced file."""
+    if depth not in (8, 16) or colour not in (0, 2, 4, 6):
+        return False
+    return interlace == 0 or (depth == 16 and colour != 0)
+
+
 def _read_png(path: Path, data: bytes, depth: int) -> NDArray[Any]:
     """A PNG of ``depth`` (8 or 16) bits a sample, grey or RGB, with or without alpha
     (no palette), through imagecodecs' libpng.
@@ -131,8 +141,8 @@ def _note_alpha(path: Path, alpha: NDArray[Any], opaque: int) -> None:
         logger.warning("%s: alpha channel is not opaque; it is ignored.", path)
 
 
-def _read_pillow(path: Path) -> NDArray[Any]:
-    with Image.open(path) as im:
+def _read_pillow(path: Path, content: bytes) -> NDArray[Any]:
+    with Image.open(io.BytesIO(content)) as im:
         im.load()
         mode = im.mode
         if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
@@ -220,20 +230,15 @@ def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
     try:
         if file.suffix.lower() in (".tif", ".tiff"):
             return _read_tiff(file)
-        data = file.read_bytes()
-        header = _png_header(data)
-        # all but palette and < 8 bits; interlaced files go to Pillow, as libpng (as
-        # imagecodecs drives it) prints a warning for each, unless Pillow cannot hold
-        # them (16-bit colour or alpha)
-        if header is not None and header[0] in (8, 16) and header[1] in (0, 2, 4, 6):
-            wide = header[0] == 16 and header[1] != 0
-            if header[2] == 0 or wide:
-                return _read_png(file, data, header[0])
-        if data.startswith(_JPEG_SIGNATURE):
-            image = _read_jpeg(data)
+        content = file.read_bytes()
+        header = _png_header(content)
+        if header is not None and _for_libpng(*header):
+            return _read_png(file, content, header[0])
+        if content.startswith(_JPEG_SIGNATURE):
+            image = _read_jpeg(content)
             if image is not None:
                 return image
-        return _read_pillow(file)
+        return _read_pillow(file, content)
     except FrameReadError:
         raise
     except Exception as exc:  # decoders raise many kinds (zlib.error, PngError, ...)
@@ -293,10 +298,10 @@ def _check_image(image: ArrayLike) -> NDArray[Any]:
     return array
 
 
-#: zlib level of PNG outputs: level 1 encodes 3-4x faster than level 6 for about 1 %
-#: more bytes on photographs (bug set frame: 0.09 s / 2352 KiB against 0.35 s / 2325
-#: KiB), and a stack's write is a visible share of its wall time.
-PNG_COMPRESS_LEVEL = 1
+#: zlib level of PNG and TIFF outputs: level 1 encodes 3-4x faster than level 6 for
+#: about 1 % more bytes on photographs (bug set frame as PNG: 0.09 s / 2352 KiB against
+#: 0.35 s / 2325 KiB), and a stack's write is a visible share of its wall time.
+ZLIB_LEVEL = 1
 
 
 def _to_uint8(array: NDArray[Any], path: Path) -> NDArray[Any]:
@@ -307,7 +312,7 @@ def _to_uint8(array: NDArray[Any], path: Path) -> NDArray[Any]:
 def _png(array: NDArray[Any], meta: ImageMetadata | None) -> bytes:
     """``array`` (uint8 or uint16, grey or RGB) as a PNG, with ``meta``'s EXIF and ICC.
 
-    Encoded by imagecodecs' libpng at :data:`PNG_COMPRESS_LEVEL`, every row Paeth-
+    Encoded by imagecodecs' libpng at :data:`ZLIB_LEVEL`, every row Paeth-
     filtered: libpng's (and Pillow's) per-row choice among the five filters costs a
     pass more for no smaller files on photographs (fused PCB: 0.26 s with Pillow,
     0.14 s so, 4.6 MB either way). 16-bit samples also take zlib's run-length
@@ -321,7 +326,7 @@ def _png(array: NDArray[Any], meta: ImageMetadata | None) -> bytes:
     data = bytes(
         imagecodecs.png_encode(
             np.ascontiguousarray(array),  # (it refuses views with gaps, as of RGBA[..., :3])
-            level=PNG_COMPRESS_LEVEL,
+            level=ZLIB_LEVEL,
             strategy=strategy,
             filter=imagecodecs.PNG.FILTER.PAETH,
         )
@@ -360,7 +365,7 @@ def _encode(
             array,
             photometric="rgb" if array.ndim == 3 else "minisblack",
             compression="zlib",
-            compressionargs={"level": PNG_COMPRESS_LEVEL},
+            compressionargs={"level": ZLIB_LEVEL},
             # integer samples as differences from their left neighbour (TIFF predictor 2,
             # which every reader knows): fused PCB, 8-bit, 0.29 s / 7.5 MB -> 0.14 s /
             # 5.0 MB with the level above; float samples keep none
