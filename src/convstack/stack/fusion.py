@@ -620,8 +620,8 @@ class PyramidAccumulator:
             image = channel(...)
             assert image is not None
             return image if dtype is None else _like_input(image, np.dtype(dtype), clip=True)
-        # channels are independent here: two threads share them (NumPy releases the GIL)
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        # channels are independent here: a thread each (NumPy releases the GIL)
+        with ThreadPoolExecutor(max_workers=base.shape[0]) as pool:
             planes = [
                 plane for plane in pool.map(channel, range(base.shape[0])) if plane is not None
             ]
