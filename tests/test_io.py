@@ -74,12 +74,20 @@ def test_float_tiff_round_trip(tmp_path, channels):
     np.testing.assert_array_equal(back64, image)
 
 
-@pytest.mark.parametrize("ext", [".png", ".tif"])
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize(
+    "ext, dtype",
+    [
+        (".png", np.uint8),
+        (".png", np.uint16),
+        (".tif", np.uint8),
+        (".tif", np.uint16),
+        (".tif", np.float32),
+    ],
+)
 @pytest.mark.parametrize("channels", [None, 3])
 def test_png_and_tiff_match_independent_reader(tmp_path, ext, dtype, channels):
     """OpenCV (libpng, libtiff) reads what we wrote: the 16-bit colour PNG really holds
-    16 bits, and the TIFF's predictor and compression are standard."""
+    16 bits, and the TIFF's predictors (integer and float) and compression are standard."""
     image = _random(dtype, channels)
     path = write_image(tmp_path / f"a{ext}", image)
     oracle = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
