@@ -16,6 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from numpy.typing import ArrayLike, NDArray
 
+from . import _resample
 from . import _validate as v
 
 __all__ = ["as_matrix", "transform_points", "warp"]
@@ -30,9 +31,6 @@ _STRIP_PIXELS = 1 << 16
 #: Coordinates this far outside ``[0, n - 1]`` still count as inside (rounding of
 #: the matrix product, for example ``cos(pi / 2)``).
 _EDGE_TOLERANCE = 1e-9
-
-#: Keys' cubic-convolution parameter (Keys 1981); reproduces quadratics exactly.
-_CUBIC_A = -0.5
 
 
 def as_matrix(matrix: ArrayLike, name: str = "matrix") -> NDArray[np.float64]:
@@ -75,39 +73,6 @@ def _source_coords(
             src_r = src_r / w
             src_c = src_c / w
     return src_r, src_c
-
-
-def _cubic_weights(t: NDArray[Any]) -> list[NDArray[Any]]:
-    """Keys' cubic-convolution weights of the taps at offsets -1, 0, 1, 2 for fraction ``t``."""
-    a = _CUBIC_A
-    t2 = t * t
-    t3 = t2 * t
-    return [
-        a * (t3 - 2 * t2 + t),
-        (a + 2) * t3 - (a + 3) * t2 + 1,
-        -(a + 2) * t3 + (2 * a + 3) * t2 - a * t,
-        a * (t2 - t3),
-    ]
-
-
-def _taps(
-    pos: NDArray[np.float64], n: int, order: int, work: np.dtype[Any]
-) -> tuple[NDArray[np.intp], list[NDArray[Any]]]:
-    """First tap and the weights (2 linear, 4 Keys) of 1-D positions clamped to ``[0, n - 1]``.
-
-    The taps of ``pos`` are ``first + k`` in an axis padded by ``_PAD[order]``, so no
-    index needs clamping.
-    """
-    pos = np.clip(pos, 0.0, n - 1)
-    first = pos.astype(np.intp)  # floor: pos >= 0
-    frac = (pos - first).astype(work)
-    if order == 1:
-        return first, [1 - frac, frac]
-    return first, _cubic_weights(frac)
-
-
-#: Edge padding (before, after) of each axis for the taps of :func:`_taps`.
-_PAD = {1: (0, 1), 3: (1, 2)}
 
 
 def _bands(slope: float, count: int, tolerance: float) -> list[tuple[int, int]]:
@@ -163,6 +128,23 @@ def _weigh_taps(
             out += scratch
 
 
+def _sliceable(
+    m: NDArray[np.float64], out_shape: tuple[int, int], channels: int, tolerance: float
+) -> bool:
+    """Whether :func:`_separable` reads the taps of affine ``m`` as slices: a handful of
+    column bands, and at most two bands of rows in a strip (no or very slight rotation)."""
+    out_rows, out_cols = out_shape
+    col_bands = _bands(float(m[0, 1]), out_cols, tolerance)
+    row_bands = _bands(float(m[1, 0] / m[0, 0]), _strip_rows(out_shape, channels), tolerance)
+    return len(col_bands) <= _MAX_SLICED_BANDS and len(row_bands) <= 2
+
+
+def _strip_rows(out_shape: tuple[int, int], channels: int = 1) -> int:
+    """Output rows per strip of :func:`_separable` (before its division by four)."""
+    out_rows, out_cols = out_shape
+    return max(1, min(out_rows, _STRIP_PIXELS * 16 // max(1, out_cols * channels)))
+
+
 def _separable(
     array: NDArray[Any],
     m: NDArray[np.float64],
@@ -194,15 +176,15 @@ def _separable(
     slope_y = d / a
     scale_c = e - d * b / a
     offset_c = f0 - d * c0 / a
-    before, after = _PAD[order]
+    before, after = _resample.PAD[order]
     padded = np.pad(array, ((before, after), (before, after), (0, 0)), mode="edge")
     padded = padded.reshape(padded.shape[0], padded.shape[1] * channels)
     count = before + after + 1
     lanes = np.arange(channels, dtype=np.intp)
     cols = np.arange(out_cols, dtype=np.float64)
     col_bands = _bands(b, out_cols, tolerance)
-    row_step = max(1, min(out_rows, _STRIP_PIXELS * 16 // max(1, out_cols * channels)))
-    sliced = len(col_bands) <= _MAX_SLICED_BANDS and len(_bands(slope_y, row_step, tolerance)) <= 2
+    row_step = _strip_rows(out_shape, channels)
+    sliced = _sliceable(m, out_shape, channels, tolerance)
     if sliced:  # smaller strips: the sliced passes are many short calls over cached rows
         row_step = max(1, row_step // 4)
     out = out.reshape(out_rows, out_cols * channels)
@@ -223,7 +205,7 @@ def _separable(
         for lo, hi in _bands(slope_y, high - low + 1, tolerance):
             y_mid = np.clip(low + (lo + hi - 1) / 2.0 - before, 0.0, h - 1)
             position = scale_c * cols + (slope_y * y_mid + offset_c)
-            first, weights = _taps(position, w, order, work)
+            first, weights = _resample.taps(position, w, order, work)
             wide = [np.repeat(weight, channels) for weight in weights]
             runs = _runs(first) if sliced else None
             if runs is None:
@@ -252,7 +234,7 @@ def _separable(
         scratch2d = scratch[:strip].reshape(stop - start, -1) if sliced else scratch
         for lo, hi in col_bands:
             c_mid = (lo + hi - 1) / 2.0
-            first, weights = _taps(a * rows + (b * c_mid + c0), h, order, work)
+            first, weights = _resample.taps(a * rows + (b * c_mid + c0), h, order, work)
             first = first - low
             span = slice(lo * channels, hi * channels)
             runs = _runs(first) if sliced else None
@@ -268,6 +250,25 @@ def _separable(
                 part = [weight[r_lo:r_hi, None] for weight in weights]
                 dest = out[start + r_lo : start + r_hi, span]
                 _weigh_taps(taps, part, dest, scratch2d[:n, span])
+
+
+def _is_planar(out: NDArray[Any]) -> bool:
+    """Whether ``out`` (rows, cols, channels) views a C-contiguous (channels, rows, cols) array."""
+    return out.ndim == 3 and out.shape[2] > 1 and np.moveaxis(out, 2, 0).flags.c_contiguous
+
+
+def _interleaved(
+    grid: NDArray[Any],
+    m: NDArray[np.float64],
+    out_shape: tuple[int, int],
+    order: int,
+    work: np.dtype[Any],
+    tolerance: float,
+) -> NDArray[Any]:
+    """:func:`_separable` into a new (rows, cols, channels) array."""
+    result = np.empty((*out_shape, grid.shape[2]), work)
+    _separable(grid, m, out_shape, order, work, tolerance, result)
+    return result
 
 
 def _separable_ok(m: NDArray[np.float64], tolerance: float) -> bool:
@@ -384,8 +385,8 @@ def _sample_strip(
     # top row of taps of (ri, ci) and no index needs clamping.
     ri = sr.astype(np.intp)
     ci = sc.astype(np.intp)
-    wr = _cubic_weights((sr - ri).astype(work))
-    wc = np.stack(_cubic_weights((sc - ci).astype(work)), axis=1)
+    wr = _resample.cubic_weights((sr - ri).astype(work))
+    wc = np.stack(_resample.cubic_weights((sc - ci).astype(work)), axis=1)
     stride = w + 3
     base = ri * stride + ci
     channels = flat.shape[1] // 4
@@ -508,19 +509,34 @@ def warp(
         not isinstance(out, np.ndarray)
         or out.shape != shape
         or out.dtype != work
-        or not out.flags.c_contiguous
+        or not (out.flags.c_contiguous or _is_planar(out))
         or not out.flags.writeable
         or np.may_share_memory(out, array)
     ):
         raise v.fail(
-            "out", f"be a writeable C-contiguous {work} array of shape {shape}, not the image", out
+            "out",
+            f"be a writeable C-contiguous {work} array of shape {shape} (or a channels-last "
+            "view of a C-contiguous (channels, rows, cols) one), not the image",
+            out,
         )
     else:
-        result = out.reshape(out_rows, out_cols, channels)
+        result = out if out.ndim == 3 else out.reshape(out_rows, out_cols, channels)
     projective = bool(m[2, 0] != 0.0 or m[2, 1] != 0.0 or m[2, 2] != 1.0)
     if order != 0 and not projective and _separable_ok(m, limit):
         grid = array if array.ndim == 3 else array[:, :, None]
-        _separable(grid, m, (out_rows, out_cols), order, work, limit, result)
+        planar = _is_planar(result)
+        planes = np.moveaxis(result, 2, 0)
+        # the band matrices' zeros would spread a NaN or an infinity over whole blocks
+        finite = array.dtype.kind in "ui" or bool(np.isfinite(array).all())
+        if finite and (planar or not _sliceable(m, (out_rows, out_cols), channels, limit)):
+            target = planes if planes.flags.c_contiguous else np.empty(planes.shape, work)
+            _resample.banded_warp(grid, m, target, order, limit)
+            if target is not planes:  # interleaved colour: through a planar copy
+                planes[...] = target
+        elif planar:
+            result[...] = _interleaved(grid, m, (out_rows, out_cols), order, work, limit)
+        else:
+            _separable(grid, m, (out_rows, out_cols), order, work, limit, result)
         if mode == "constant":
             _fill_outside(result, m, grid.shape[:2], fill)
         return out if out is not None else result[:, :, 0] if array.ndim == 2 else result

@@ -255,19 +255,32 @@ def _depth_and_base(
     return depth, None if pyramid is None else pyramid.base_depth(depth)
 
 
+def _planar(shape: tuple[int, ...], empty: Callable[..., NDArray[Any]] = np.empty) -> NDArray[Any]:
+    """A float32 frame of ``shape`` (rows, cols[, channels]) stored channel by channel
+    (``empty((channels, rows, cols), np.float32)``, viewed channels last): the pyramid
+    merges planes, and the warp writes them directly (no interleaving and back)."""
+    if len(shape) == 2:
+        return empty(shape, np.float32)
+    return np.moveaxis(empty((shape[2], *shape[:2]), np.float32), 0, -1)
+
+
 def _warped(
     frame: NDArray[Any], matrix: NDArray[np.float64], out: NDArray[np.float32] | None = None
 ) -> NDArray[np.float32]:
     """``frame`` resampled onto the reference grid (cubic; edges repeated, not black),
-    into ``out`` if given (a float64 frame is warped apart, then copied in).
+    into ``out`` if given, else into a new planar frame (see :func:`_planar`); a
+    float64 frame is warped apart, then copied in.
 
     Integer frames keep their scale (float32 out); float frames are made float32.
     """
-    if out is not None and frame.dtype == np.float64:
-        out[...] = _warped(frame, matrix)
+    if frame.dtype == np.float64:
+        result = warp(frame, matrix, order=3, mode="nearest", tolerance=_WARP_TOLERANCE)
+        if out is None:
+            return result.astype(np.float32)
+        out[...] = result
         return out
-    result = warp(frame, matrix, order=3, mode="nearest", tolerance=_WARP_TOLERANCE, out=out)
-    return result.astype(np.float32, copy=False)
+    out = _planar(frame.shape) if out is None else out
+    return warp(frame, matrix, order=3, mode="nearest", tolerance=_WARP_TOLERANCE, out=out)
 
 
 def fuse(
@@ -469,7 +482,7 @@ def fuse(
         """The frames in ``order``, each prepared in a child process while the one before
         it is merged here; warped frames come through memory the two share."""
         reference = preread[ref] = source.raw(ref)  # sets the frames' shape (the slots')
-        slots = shared_array((2, *reference.shape), np.float32)
+        slots = [_planar(reference.shape, shared_array) for _ in range(2)]
         # frames this process reads for the child when it has time to spare (see
         # _read_credit) go through two more slots (a pipe both ways could deadlock)
         raw_slots = shared_array((2, *reference.shape), reference.dtype)
