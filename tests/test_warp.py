@@ -349,3 +349,111 @@ def test_constant_fill_marks_exactly_the_outside(matrix: list) -> None:
     eps = warp_module._EDGE_TOLERANCE
     inside = (src_r >= -eps) & (src_r <= 39 + eps) & (src_c >= -eps) & (src_c <= 51 + eps)
     np.testing.assert_array_equal(np.isnan(got), ~inside)
+
+
+# ------------------------------------------------- the banded matrix-product path
+def _smooth(shape: tuple[int, ...]) -> np.ndarray:
+    """sin(r / 5) + cos(c / 7), repeated over the channels: |gradient| <= 1/5 + 1/7."""
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
+    image = np.sin(rows / 5.0) + np.cos(cols / 7.0)
+    return image if len(shape) == 2 else np.repeat(image[..., None], shape[2], axis=2)
+
+
+def _rotation(angle: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
+    c, s = scale * np.cos(angle), scale * np.sin(angle)
+    return np.array([[c, s, shift[0]], [-s, c, shift[1]], [0.0, 0.0, 1.0]])
+
+
+def _count_banded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    original = warp_module._resample.banded_warp
+    monkeypatch.setattr(
+        warp_module._resample,
+        "banded_warp",
+        lambda *args: calls.append(1) or original(*args),
+    )
+    return calls
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+@pytest.mark.parametrize("order", [1, 3])
+@pytest.mark.parametrize("mode", ["nearest", "constant"])
+@pytest.mark.parametrize(
+    ("shape", "output_shape", "shift"),
+    [
+        ((300, 410), None, (0.7, -1.9)),  # several strips, bands and blocks
+        ((70, 90), (150, 40), (-3.2, 2.4)),  # output taller, narrower, past the edges
+        ((41, 530), (12, 500), (5.5, 7.25)),  # a crop, one short strip
+    ],
+)
+def test_banded_path_stays_within_the_tolerance_of_the_exact_warp(
+    channels: int | None,
+    order: int,
+    mode: str,
+    shape: tuple[int, int],
+    output_shape: tuple[int, int] | None,
+    shift: tuple[float, float],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image = _smooth(shape if channels is None else (*shape, channels)).astype(np.float32)
+    angle, tolerance = 2e-4, 1 / 256
+    m = _rotation(angle, 0.993, shift)
+    exact = warp(image, m, output_shape=output_shape, order=order, mode=mode, cval=np.nan)
+    calls = _count_banded(monkeypatch)
+    fast = warp(
+        image,
+        m,
+        output_shape=output_shape,
+        order=order,
+        mode=mode,
+        cval=np.nan,
+        tolerance=tolerance,
+    )
+    assert calls  # the banded path ran
+    assert fast.shape == exact.shape
+    assert np.array_equal(np.isnan(fast), np.isnan(exact))  # the same samples are outside
+    inside = ~np.isnan(exact)
+    assert np.abs(fast - exact)[inside].max() <= (tolerance + 2 * angle) * (1 / 5 + 1 / 7) * 1.5
+
+
+@pytest.mark.parametrize("angle", [0.0, 3e-4])
+def test_planar_out_holds_the_same_frame(angle: float, monkeypatch: pytest.MonkeyPatch) -> None:
+    image = (RNG.random((120, 170, 3)) * 255).astype(np.uint8)
+    m = _rotation(angle, 1.004, (1.5, -2.25))
+    expected = warp(image, m, order=3, tolerance=1 / 256)
+    planes = np.full((3, 120, 170), np.nan, np.float32)
+    calls = _count_banded(monkeypatch)
+    got = warp(image, m, order=3, tolerance=1 / 256, out=np.moveaxis(planes, 0, -1))
+    assert calls  # planar outputs always take the banded path
+    assert np.shares_memory(got, planes)
+    # the same sample positions (up to the band edges), summed in another order
+    np.testing.assert_allclose(np.moveaxis(planes, 0, -1), expected, rtol=0, atol=2e-3)
+    if angle == 0.0:  # without rotation both are the 2-D cubic kernel
+        oracle = _keys_oracle(image, m, (30, 40))
+        np.testing.assert_allclose(planes[:, :30, :40], np.moveaxis(oracle, 2, 0), atol=2e-3)
+
+
+def test_a_nan_pixel_spoils_only_its_own_taps(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the band matrices hold zeros that would carry a NaN across a whole block: such
+    # inputs take the gathered path, where a NaN reaches only the samples that use it
+    image = _smooth((80, 300)).astype(np.float32)
+    image[40, 150] = np.nan
+    m = _rotation(2e-4, 1.0, (0.3, 0.6))
+    calls = _count_banded(monkeypatch)
+    fast = warp(image, m, order=3, tolerance=1 / 256)
+    assert not calls
+    exact = warp(image, m, order=3)
+    assert np.array_equal(np.isnan(fast), np.isnan(exact))
+    assert 0 < np.count_nonzero(np.isnan(fast)) <= 16
+
+
+def test_out_may_view_a_planar_array_but_not_any_strided_one() -> None:
+    image = np.zeros((6, 7, 3), np.uint8)
+    planar = np.zeros((3, 6, 7), np.float32)
+    assert warp(image, np.eye(3), out=np.moveaxis(planar, 0, -1)).base is not None
+    for out in (
+        np.zeros((6, 7, 6), np.float32)[:, :, ::2],  # every other channel
+        np.zeros((7, 6, 3), np.float32).transpose(1, 0, 2),  # rows and columns swapped
+    ):
+        with pytest.raises(ValueError, match="or a channels-last view of a C-contiguous"):
+            warp(image, np.eye(3), out=out)
