@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import tifffile
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 
 from convstack.stack.errors import FrameReadError, OutputError
 from convstack.stack.io import (
@@ -459,3 +459,22 @@ def test_list_errors_name_the_input(tmp_path):
         list_frames([tmp_path / "ghost.png"])
     with pytest.raises(FrameReadError, match="at least one"):
         list_frames([])
+
+
+def test_png_exif_after_the_image_data_is_found_without_decoding(tmp_path, monkeypatch):
+    # an eXIf chunk may follow IDAT; Pillow then decodes the image to find it
+    import png
+
+    path = write_image(tmp_path / "a.png", _smooth(np.uint8, 3))
+    chunks = list(png.Reader(bytes=path.read_bytes()).chunks())
+    exif = _exif()[len(b"Exif\x00\x00") :]
+    with open(path, "wb") as fh:
+        png.write_chunks(fh, chunks[:-1] + [(b"eXIf", exif), chunks[-1]])
+    with Image.open(path) as im:  # independent check: Pillow finds it (after a decode)
+        assert im.getexif()[0x010F] == "convstack-test-camera"
+    monkeypatch.setattr(
+        PngImagePlugin.PngImageFile, "load", lambda self: pytest.fail("decoded the image")
+    )
+    back = read_metadata(path)
+    assert back.exif == b"Exif\x00\x00" + exif
+    assert read_metadata(write_image(tmp_path / "b.png", _smooth(np.uint8, 3))).exif is None

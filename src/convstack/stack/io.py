@@ -262,6 +262,8 @@ def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
             raw = im.info.get("exif")
             if isinstance(raw, bytes) and raw:
                 exif = raw if raw.startswith(_EXIF_HEADER) else _EXIF_HEADER + raw
+            elif im.format == "PNG":  # an eXIf chunk can still follow the image data
+                exif = _png_trailing_exif(file)
             else:
                 tags = im.getexif()
                 exif = tags.tobytes() if len(tags) else None
@@ -278,6 +280,21 @@ def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
         except (OSError, ValueError, tifffile.TiffFileError):
             pass
     return ImageMetadata(exif=exif, icc_profile=icc)
+
+
+def _png_trailing_exif(path: Path) -> bytes | None:
+    """The EXIF of a PNG's eXIf chunk, found by walking the chunks (pypng).
+
+    Pillow puts an eXIf chunk that precedes the image data in ``info``; for one that
+    follows it, its ``getexif`` decodes the whole image first (12 ms for a 480 x 640
+    frame, 24 ms for the bug set's 1.4 MP frames).
+    """
+    import png  # pypng, as for writing the chunks
+
+    for kind, data in png.Reader(bytes=path.read_bytes()).chunks():
+        if kind == b"eXIf":
+            return _EXIF_HEADER + data if data else None
+    return None
 
 
 # --------------------------------------------------------------------------- writing
