@@ -528,28 +528,30 @@ class PyramidAccumulator:
                     np.maximum(self.high[check], gauss[check], out=self.high[check])
         bands = _bands(gauss, self.axes)
         del gauss
-        if self.bands is None or self.energy is None:
-            self.bands = [np.zeros(b.shape, np.float32) for b in bands[:-1]]
-            # soft levels: the running largest weight base 1 + E / tau (0: none yet);
-            # the others: the running largest energy
-            self.energy = [
-                np.full(b.shape[-2:], 0.0 if k < self.soft_levels else -np.inf, np.float32)
-                for k, b in enumerate(bands[:-1])
-            ]
-            soft = bands[:-1][: self.soft_levels]
-            self.weight = [np.zeros(b.shape[-2:], np.float32) for b in soft]
+        first = self.bands is None or self.energy is None
+        if first:  # the first frame's arrays become the running sums (no zeros to add to)
+            self.bands, self.energy, self.weight = [], [], []
+        assert self.bands is not None and self.energy is not None
         for k, band in enumerate(bands[:-1]):
             gray = _planar_luma(band) if band.ndim == 3 else band
             energy = _blur5(gray * gray)
+            if first:
+                # soft levels: the running largest weight base 1 + E / tau, and the sum
+                # of weights relative to it (1); the others: the running largest energy
+                if k < self.soft_levels:
+                    self.tau.append(max(_quantile(energy, self.quantile) * self.floor, 1e-12))
+                    energy *= np.float32(1.0 / self.tau[k])
+                    energy += np.float32(1.0)
+                    self.weight.append(np.ones(energy.shape, np.float32))
+                self.energy.append(energy)
+                self.bands.append(band)
+                continue
             if k < self.soft_levels:
                 # weights (1 + E/tau)**power, summed relative to the running largest
                 # (as an online softmax): (base / top)**power <= 1 stays finite whatever
                 # the ratios. Powers of ratios rather than exponentials of log-weights:
                 # NumPy's float32 log1p and exp are scalar code on CPUs without AVX-512
                 # (log1p alone took 55 ms on a 3 MP level there)
-                if len(self.tau) <= k:
-                    level = _quantile(energy, self.quantile)
-                    self.tau.append(max(level * self.floor, 1e-12))
                 base = energy
                 base *= np.float32(1.0 / self.tau[k])
                 base += np.float32(1.0)
