@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -478,3 +480,26 @@ def test_png_exif_after_the_image_data_is_found_without_decoding(tmp_path, monke
     back = read_metadata(path)
     assert back.exif == b"Exif\x00\x00" + exif
     assert read_metadata(write_image(tmp_path / "b.png", _smooth(np.uint8, 3))).exif is None
+
+
+def test_png_metadata_written_by_pillow_is_read_back(tmp_path):
+    # an independent writer: Pillow's iCCP (zlib-compressed, named) and eXIf chunks
+    path = tmp_path / "p.png"
+    Image.fromarray(_smooth(np.uint8, 3)).save(path, icc_profile=_icc(), exif=_exif())
+    back = read_metadata(path)
+    assert back.icc_profile == _icc()
+    assert back.exif is not None and b"convstack-test-camera" in back.exif
+
+
+def test_png_metadata_needs_no_pillow(tmp_path):
+    # PNG stacks never import Pillow (12 ms of start-up), metadata included
+    path = write_image(
+        tmp_path / "a.png", _smooth(np.uint8, 3), metadata=ImageMetadata(exif=_exif())
+    )
+    code = (
+        "import sys; from convstack.stack import io; "
+        f"meta = io.read_metadata({str(path)!r}); io.read_image({str(path)!r}); "
+        "assert meta.exif is not None; print('PIL' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from PIL import Image
 
 from .errors import FrameReadError, OutputError
 
@@ -142,6 +141,8 @@ def _note_alpha(path: Path, alpha: NDArray[Any], opaque: int) -> None:
 
 
 def _read_pillow(path: Path, content: bytes) -> NDArray[Any]:
+    from PIL import Image  # imported here: PNG, JPEG and TIFF frames rarely need it
+
     with Image.open(io.BytesIO(content)) as im:
         im.load()
         mode = im.mode
@@ -257,13 +258,17 @@ def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
     exif: bytes | None = None
     icc: bytes | None = None
     try:
+        with open(file, "rb") as fh:
+            head = fh.read(32)
+        if _png_header(head) is not None:
+            return _png_metadata(file.read_bytes())
+        from PIL import Image  # imported here: PNG stacks never need it
+
         with Image.open(file) as im:
             icc = im.info.get("icc_profile") or None
             raw = im.info.get("exif")
             if isinstance(raw, bytes) and raw:
                 exif = raw if raw.startswith(_EXIF_HEADER) else _EXIF_HEADER + raw
-            elif im.format == "PNG":  # an eXIf chunk can still follow the image data
-                exif = _png_trailing_exif(file)
             else:
                 tags = im.getexif()
                 exif = tags.tobytes() if len(tags) else None
@@ -282,19 +287,24 @@ def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
     return ImageMetadata(exif=exif, icc_profile=icc)
 
 
-def _png_trailing_exif(path: Path) -> bytes | None:
-    """The EXIF of a PNG's eXIf chunk, found by walking the chunks (pypng).
+def _png_metadata(data: bytes) -> ImageMetadata:
+    """The eXIf and iCCP chunks of a PNG, found by walking its chunks (pypng).
 
-    Pillow puts an eXIf chunk that precedes the image data in ``info``; for one that
-    follows it, its ``getexif`` decodes the whole image first (12 ms for a 480 x 640
-    frame, 24 ms for the bug set's 1.4 MP frames).
+    Pillow's ``getexif`` would decode the whole image to look for an eXIf chunk after
+    the image data (12 ms for a 480 x 640 frame, 24 ms for the bug set's 1.4 MP frames),
+    and importing Pillow costs 12 ms of every start-up.
     """
     import png  # pypng, as for writing the chunks
 
-    for kind, data in png.Reader(bytes=path.read_bytes()).chunks():
-        if kind == b"eXIf":
-            return _EXIF_HEADER + data if data else None
-    return None
+    exif: bytes | None = None
+    icc: bytes | None = None
+    for kind, chunk in png.Reader(bytes=data).chunks():
+        if kind == b"eXIf" and chunk:
+            exif = _EXIF_HEADER + chunk
+        elif kind == b"iCCP":  # profile name, NUL, compression method 0, zlib data
+            name_end = chunk.index(b"\x00")
+            icc = zlib.decompress(chunk[name_end + 2 :]) or None
+    return ImageMetadata(exif=exif, icc_profile=icc)
 
 
 # --------------------------------------------------------------------------- writing
@@ -400,6 +410,8 @@ def _encode(
         array = _to_uint8(array, path)
     if fmt == "PNG":
         return _png(array, meta)
+    from PIL import Image  # imported here: only JPEG is written through Pillow
+
     image = Image.fromarray(array)
     options: dict[str, Any] = {"quality": quality}
     if icc:
