@@ -441,8 +441,9 @@ def warp(
         path (default 0: exact). Without rotation or shear the fast path is exact
         and always taken; see Notes.
     out : ndarray, optional
-        C-contiguous array to write the result into, of the result's shape and dtype
-        (returned).
+        Array to write the result into, of the result's shape and dtype (returned):
+        C-contiguous, or for colour a channels-last view of a C-contiguous
+        (channels, rows, cols) array (``np.moveaxis(planes, 0, -1)``).
 
     Returns
     -------
@@ -469,7 +470,11 @@ def warp(
     taps of the column pass lie on the rotated line through the sample (the row
     pass's positions), which moves them by ``2 |D / A|`` pixels at most
     (``D / A`` about the rotation angle); it is taken while that is <= ``tolerance``
-    and bands stay 16 pixels or wider.
+    and bands stay 16 pixels or wider. Many bands (a rotation) make each pass a batch
+    of small band-matrix products (:mod:`convstack._resample`), as does a planar
+    ``out`` (a channels-last view of a C-contiguous (channels, rows, cols) array, which
+    is written plane by plane); images holding NaN or infinity keep the sliced passes,
+    where such a value reaches only the samples whose taps include it.
 
     Examples
     --------
