@@ -445,6 +445,13 @@ def test_a_nan_pixel_spoils_only_its_own_taps(monkeypatch: pytest.MonkeyPatch) -
     exact = warp(image, m, order=3)
     assert np.array_equal(np.isnan(fast), np.isnan(exact))
     assert 0 < np.count_nonzero(np.isnan(fast)) <= 16
+    # colour into a planar out: the same path, then copied plane by plane
+    colour = np.repeat(image[..., None], 3, axis=2)
+    planes = np.zeros((3, 80, 300), np.float32)
+    warp(colour, m, order=3, tolerance=1 / 256, out=np.moveaxis(planes, 0, -1))
+    assert not calls
+    for plane in planes:
+        np.testing.assert_array_equal(plane, fast)
 
 
 def test_out_may_view_a_planar_array_but_not_any_strided_one() -> None:

@@ -257,20 +257,6 @@ def _is_planar(out: NDArray[Any]) -> bool:
     return out.ndim == 3 and out.shape[2] > 1 and np.moveaxis(out, 2, 0).flags.c_contiguous
 
 
-def _interleaved(
-    grid: NDArray[Any],
-    m: NDArray[np.float64],
-    out_shape: tuple[int, int],
-    order: int,
-    work: np.dtype[Any],
-    tolerance: float,
-) -> NDArray[Any]:
-    """:func:`_separable` into a new (rows, cols, channels) array."""
-    result = np.empty((*out_shape, grid.shape[2]), work)
-    _separable(grid, m, out_shape, order, work, tolerance, result)
-    return result
-
-
 def _separable_ok(m: NDArray[np.float64], tolerance: float) -> bool:
     """Whether :func:`_separable` serves affine ``m`` within ``tolerance`` pixels."""
     a, b, d = float(m[0, 0]), float(m[0, 1]), float(m[1, 0])
@@ -538,8 +524,10 @@ def warp(
             _resample.banded_warp(grid, m, target, order, limit)
             if target is not planes:  # interleaved colour: through a planar copy
                 planes[...] = target
-        elif planar:
-            result[...] = _interleaved(grid, m, (out_rows, out_cols), order, work, limit)
+        elif planar:  # NaN or infinity in a colour image: interleaved, then copied
+            interleaved = np.empty((out_rows, out_cols, channels), work)
+            _separable(grid, m, (out_rows, out_cols), order, work, limit, interleaved)
+            result[...] = interleaved
         else:
             _separable(grid, m, (out_rows, out_cols), order, work, limit, result)
         if mode == "constant":
