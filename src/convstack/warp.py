@@ -517,9 +517,9 @@ def warp(
         grid = array if array.ndim == 3 else array[:, :, None]
         planar = _is_planar(result)
         planes = np.moveaxis(result, 2, 0)
+        banded = planar or not _sliceable(m, (out_rows, out_cols), channels, limit)
         # the band matrices' zeros would spread a NaN or an infinity over whole blocks
-        finite = array.dtype.kind in "ui" or bool(np.isfinite(array).all())
-        if finite and (planar or not _sliceable(m, (out_rows, out_cols), channels, limit)):
+        if banded and (array.dtype.kind in "ui" or bool(np.isfinite(array).all())):
             target = planes if planes.flags.c_contiguous else np.empty(planes.shape, work)
             _resample.banded_warp(grid, m, target, order, limit)
             if target is not planes:  # interleaved colour: through a planar copy
