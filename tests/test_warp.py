@@ -464,3 +464,22 @@ def test_out_may_view_a_planar_array_but_not_any_strided_one() -> None:
     ):
         with pytest.raises(ValueError, match="or a channels-last view of a C-contiguous"):
             warp(image, np.eye(3), out=out)
+
+
+def test_narrow_bands_take_the_products_or_the_exact_warp(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a rotation whose bands are under 16 px (1e-3 rad at 1/256 px: ~8 px) but whose
+    # taps stay within the tolerance: banded products for a finite image, the exact
+    # 2-D warp for one holding NaN (the sliced passes would cost more than it)
+    image = _smooth((90, 260, 3)).astype(np.float32)
+    angle, tolerance = 1e-3, 1 / 256
+    m = _rotation(angle, 1.002, (0.4, -0.8))
+    exact = warp(image, m, order=3)
+    calls = _count_banded(monkeypatch)
+    fast = warp(image, m, order=3, tolerance=tolerance)
+    assert calls
+    assert np.abs(fast - exact).max() <= (tolerance + 2 * angle) * (1 / 5 + 1 / 7) * 1.5
+    image[45, 130] = np.nan
+    calls.clear()
+    with_nan = warp(image, m, order=3, tolerance=tolerance)
+    assert not calls
+    np.testing.assert_array_equal(with_nan, warp(image, m, order=3))

@@ -258,14 +258,20 @@ def _is_planar(out: NDArray[Any]) -> bool:
 
 
 def _separable_ok(m: NDArray[np.float64], tolerance: float) -> bool:
-    """Whether :func:`_separable` serves affine ``m`` within ``tolerance`` pixels."""
+    """Whether two 1-D passes serve affine ``m`` within ``tolerance`` pixels."""
     a, b, d = float(m[0, 0]), float(m[0, 1]), float(m[1, 0])
     if b == 0.0 and d == 0.0:
         return a != 0.0
     if tolerance <= 0.0 or abs(a) < 0.25:
         return False
-    slant = abs(d / a)
-    return 2.0 * slant <= tolerance and max(slant, abs(b)) * 16.0 <= 2.0 * tolerance
+    return 2.0 * abs(d / a) <= tolerance
+
+
+def _wide_bands(m: NDArray[np.float64], tolerance: float) -> bool:
+    """Whether the bands of :func:`_separable` are 16 pixels or wider: narrower ones
+    cost it more NumPy calls than the exact 2-D warp (the banded products do not mind)."""
+    a, b, d = float(m[0, 0]), float(m[0, 1]), float(m[1, 0])
+    return max(abs(d / a), abs(b)) * 16.0 <= 2.0 * tolerance or (b == 0.0 and d == 0.0)
 
 
 def _inside(
@@ -455,12 +461,13 @@ def warp(
     that share one offset (each sample moves by at most ``tolerance``), and the
     taps of the column pass lie on the rotated line through the sample (the row
     pass's positions), which moves them by ``2 |D / A|`` pixels at most
-    (``D / A`` about the rotation angle); it is taken while that is <= ``tolerance``
-    and bands stay 16 pixels or wider. Many bands (a rotation) make each pass a batch
-    of small band-matrix products (:mod:`convstack._resample`), as does a planar
-    ``out`` (a channels-last view of a C-contiguous (channels, rows, cols) array, which
-    is written plane by plane); images holding NaN or infinity keep the sliced passes,
-    where such a value reaches only the samples whose taps include it.
+    (``D / A`` about the rotation angle); it is taken while that is <= ``tolerance``.
+    Many bands (a rotation) make each pass a batch of small band-matrix products
+    (:mod:`convstack._resample`), as does a planar ``out`` (a channels-last view of a
+    C-contiguous (channels, rows, cols) array, which is written plane by plane); images
+    holding NaN or infinity keep the sliced passes, where such a value reaches only the
+    samples whose taps include it, while bands stay 16 pixels or wider, and the exact
+    2-D warp beyond.
 
     Examples
     --------
@@ -517,22 +524,25 @@ def warp(
         grid = array if array.ndim == 3 else array[:, :, None]
         planar = _is_planar(result)
         planes = np.moveaxis(result, 2, 0)
-        banded = planar or not _sliceable(m, (out_rows, out_cols), channels, limit)
+        wide = _wide_bands(m, limit)
+        banded = planar or not wide or not _sliceable(m, (out_rows, out_cols), channels, limit)
         # the band matrices' zeros would spread a NaN or an infinity over whole blocks
-        if banded and (array.dtype.kind in "ui" or bool(np.isfinite(array).all())):
-            target = planes if planes.flags.c_contiguous else np.empty(planes.shape, work)
-            _resample.banded_warp(grid, m, target, order, limit)
-            if target is not planes:  # interleaved colour: through a planar copy
-                planes[...] = target
-        elif planar:  # NaN or infinity in a colour image: interleaved, then copied
-            interleaved = np.empty((out_rows, out_cols, channels), work)
-            _separable(grid, m, (out_rows, out_cols), order, work, limit, interleaved)
-            result[...] = interleaved
-        else:
-            _separable(grid, m, (out_rows, out_cols), order, work, limit, result)
-        if mode == "constant":
-            _fill_outside(result, m, grid.shape[:2], fill)
-        return out if out is not None else result[:, :, 0] if array.ndim == 2 else result
+        banded = banded and (array.dtype.kind in "ui" or bool(np.isfinite(array).all()))
+        if banded or wide:  # (narrow bands over NaN: the exact 2-D warp below)
+            if banded:
+                target = planes if planes.flags.c_contiguous else np.empty(planes.shape, work)
+                _resample.banded_warp(grid, m, target, order, limit)
+                if target is not planes:  # interleaved colour: through a planar copy
+                    planes[...] = target
+            elif planar:  # NaN or infinity in a colour image: interleaved, then copied
+                interleaved = np.empty((out_rows, out_cols, channels), work)
+                _separable(grid, m, (out_rows, out_cols), order, work, limit, interleaved)
+                result[...] = interleaved
+            else:
+                _separable(grid, m, (out_rows, out_cols), order, work, limit, result)
+            if mode == "constant":
+                _fill_outside(result, m, grid.shape[:2], fill)
+            return out if out is not None else result[:, :, 0] if array.ndim == 2 else result
     if order == 1:  # repeat the last row and column once (see _sample_strip)
         grid = array if array.ndim == 3 else array[:, :, None]
         flat = np.pad(grid, ((0, 1), (0, 1), (0, 0)), mode="edge").reshape(-1, channels)
