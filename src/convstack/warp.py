@@ -271,7 +271,7 @@ def _wide_bands(m: NDArray[np.float64], tolerance: float) -> bool:
     """Whether the bands of :func:`_separable` are 16 pixels or wider: narrower ones
     cost it more NumPy calls than the exact 2-D warp (the banded products do not mind)."""
     a, b, d = float(m[0, 0]), float(m[0, 1]), float(m[1, 0])
-    return max(abs(d / a), abs(b)) * 16.0 <= 2.0 * tolerance or (b == 0.0 and d == 0.0)
+    return max(abs(d / a), abs(b)) * 16.0 <= 2.0 * tolerance
 
 
 def _inside(
