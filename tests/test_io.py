@@ -28,6 +28,11 @@ from convstack.stack.io import (
 RNG = np.random.default_rng(1234)
 
 
+def _cv2_write(path, image: np.ndarray) -> None:
+    """Write an RGB (or grey) image with OpenCV, which takes colour as BGR."""
+    cv2.imwrite(str(path), image[..., ::-1] if image.ndim == 3 else image)
+
+
 def _random(dtype: type, channels: int | None, shape: tuple[int, int] = (13, 17)) -> np.ndarray:
     full = shape if channels is None else (*shape, channels)
     if dtype == np.uint8:
@@ -104,7 +109,7 @@ def test_png_and_tiff_match_independent_reader(tmp_path, ext, dtype, channels):
 def test_read_files_written_by_other_libraries(tmp_path, dtype, channels):
     image = _random(dtype, channels)
     png_path = tmp_path / "cv.png"
-    cv2.imwrite(str(png_path), image[..., ::-1] if channels == 3 else image)
+    _cv2_write(png_path, image)
     np.testing.assert_array_equal(read_image(png_path), image)
     tif_path = tmp_path / "tf.tif"
     tifffile.imwrite(tif_path, image, photometric="rgb" if channels else "minisblack")
@@ -118,7 +123,7 @@ def test_lzw_tiffs_read(tmp_path, dtype, channels):
     # tifffile needs imagecodecs for it
     image = _random(dtype, channels)
     cv_path = tmp_path / "cv.tif"
-    cv2.imwrite(str(cv_path), image[..., ::-1] if channels == 3 else image)
+    _cv2_write(cv_path, image)
     with tifffile.TiffFile(cv_path) as tif:
         assert tif.pages.first.compression == tifffile.COMPRESSION.LZW
     np.testing.assert_array_equal(read_image(cv_path), image)
@@ -229,7 +234,7 @@ def test_jpeg_decodes_as_opencv_and_pillow_do(tmp_path, channels):
     # both decode with libjpeg-turbo's defaults (integer IDCT, smooth upsampling)
     image = _smooth(np.uint8, channels)
     path = tmp_path / "cv.jpg"
-    cv2.imwrite(str(path), image[..., ::-1] if channels else image)
+    _cv2_write(path, image)
     back = read_image(path)
     oracle = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     np.testing.assert_array_equal(back, oracle[..., ::-1] if channels else oracle)
