@@ -23,7 +23,7 @@ import numba
 
 __all__ = ["kernel"]
 
-numba.config.THREADING_LAYER = "workqueue"
+numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
