@@ -372,7 +372,8 @@ def test_interrupted_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(src: str, dst: str) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(os, "replace", boom)
+    monkeypatch.setattr(os, "replace", boom)  # the rename that overwrites
+    monkeypatch.setattr(os, "link", boom)  # the exclusive one, for a new name
     with pytest.raises(OSError, match="disk full"):
         write_image(tmp_path / "new.png", _smooth(np.uint8, 3))
     with pytest.raises(OSError, match="disk full"):

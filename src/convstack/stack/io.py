@@ -18,9 +18,12 @@ images are converted to RGB or grey by Pillow. The EXIF orientation tag is not
 applied: pixels come back as stored, so every frame of a stack keeps one geometry
 and the EXIF block copied to the output stays true.
 
-Writing is atomic: the image goes to a temporary file in the output folder, which is
-renamed over the target only once complete, so an interrupted run leaves no
-half-written image. An existing file is never replaced unless ``overwrite=True``.
+Writing goes through ``convstack._writer``, the one writer of every file the
+project writes: atomic (a temporary file in the output folder takes the target's name
+only once complete, so an interrupted run leaves no half-written image and no
+temporary file), exclusive (an existing file is never replaced unless
+``overwrite=True``, even one that another program creates meanwhile), and an input
+frame is never written, ``overwrite`` or not.
 """
 
 from __future__ import annotations
@@ -30,9 +33,8 @@ import io
 import logging
 import os
 import re
-import tempfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .. import _writer
 from .errors import FrameReadError, OutputError
 
 __all__ = [
@@ -423,14 +426,29 @@ def _encode(
     return buffer.getvalue()
 
 
-def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+def check_output(
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+) -> Path:
     """Refuse an output path that :func:`write_image` could not write; return it as a Path.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The image to be written.
+    overwrite : bool
+        Whether an existing file may be replaced.
+    inputs : iterable of paths
+        Files that ``path`` may never be (the frames it is made from), whatever
+        ``overwrite`` says; also through a hard or symbolic link.
 
     Raises
     ------
     OutputError
-        Unknown extension, missing output folder, a folder at ``path``, or an
-        existing file without ``overwrite``.
+        Unknown extension, missing or unwritable output folder, a folder at ``path``,
+        an existing file without ``overwrite``, or one of ``inputs``.
     """
     file = Path(path)
     if file.suffix.lower() not in _FORMATS:
@@ -438,16 +456,10 @@ def check_output(path: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
             f"{file}: unknown image extension {file.suffix!r}; "
             f"use one of {', '.join(IMAGE_EXTENSIONS)}."
         )
-    folder = file.parent
-    if not folder.is_dir():
-        raise OutputError(f"{file}: the output folder {folder} does not exist.")
-    if file.is_dir():
-        raise OutputError(f"{file}: is a folder.")
-    if file.exists() and not overwrite:
-        raise OutputError(
-            f"{file}: already exists (use --force, or overwrite=True in Python, to replace it)."
-        )
-    return file
+    try:
+        return _writer.check_target(file, overwrite=overwrite, inputs=inputs)
+    except _writer.OutputRefusedError as exc:
+        raise OutputError(str(exc)) from None
 
 
 def write_image(
@@ -457,6 +469,7 @@ def write_image(
     overwrite: bool = False,
     metadata: ImageMetadata | None = None,
     quality: int = 95,
+    inputs: Iterable[str | os.PathLike[str]] = (),
 ) -> Path:
     """Write an image atomically, keeping its bit depth.
 
@@ -477,6 +490,9 @@ def write_image(
         (tifffile does not write an EXIF directory; logged).
     quality : int
         JPEG quality, 1 to 100.
+    inputs : iterable of paths
+        Files that ``path`` may never be (the frames the image is made from), whatever
+        ``overwrite`` says; also through a hard or symbolic link.
 
     Returns
     -------
@@ -486,39 +502,29 @@ def write_image(
     Raises
     ------
     OutputError
-        Unknown extension, missing output folder, or existing file without ``overwrite``.
+        Unknown extension, missing or unwritable output folder, an existing file
+        without ``overwrite`` (also one that another program created while this one
+        was writing), or one of ``inputs``.
     TypeError, ValueError
         An image of unsupported dtype or shape.
 
     Notes
     -----
-    The data go to a temporary file in the same folder, renamed over ``path`` with
-    ``os.replace`` once complete; on any error the temporary file is removed.
+    Written by ``convstack._writer``: the data go to a temporary file in the same
+    folder, flushed to disk, which then takes the name ``path`` in one atomic step
+    (``os.replace`` with ``overwrite``; else a hard link, which fails if the name
+    exists); on any error or interrupt the temporary file is removed.
     """
-    file = check_output(path, overwrite=overwrite)
+    file = check_output(path, overwrite=overwrite, inputs=inputs)
     fmt = _FORMATS[file.suffix.lower()]
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"`quality` must lie in [1, 100]; got {quality!r}.")
     array = _check_image(image)
     data = _encode(array, fmt, file, metadata, int(quality))
-    fd, temp_name = tempfile.mkstemp(prefix=f".{file.name}.", suffix=".tmp", dir=file.parent)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(temp_name, 0o666 & ~_umask())
-        os.replace(temp_name, file)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    return file
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        return _writer.write_bytes(file, data, overwrite=overwrite, inputs=inputs)
+    except _writer.OutputRefusedError as exc:  # (another program took the name meanwhile)
+        raise OutputError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- listing
