@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io as _stdio
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -209,3 +211,278 @@ def test_progress_bar_quiet_on_pipes() -> None:
         bar("align", done, 100)
     lines = stream.getvalue().splitlines()
     assert 1 <= len(lines) <= 3 and lines[-1].startswith("align") and "100/100" in lines[-1]
+
+
+# ---------------------------------------------------------------- what is never overwritten
+
+
+def digests(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def no_fusing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make fusing a failure of the test: a refusal must come before the work."""
+    from convstack.cli import _fuse
+
+    def fail(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the frames were fused before the outputs were checked")
+
+    monkeypatch.setattr(_fuse, "fuse", fail)
+
+
+@pytest.mark.parametrize("how", ["same", "symlink", "hardlink"])
+@pytest.mark.parametrize("flag", ["--depth-map", "-o"])
+def test_an_input_frame_is_never_an_output_even_with_force(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+    flag: str,
+) -> None:
+    frames, _ = two_depth_stack(rows=48, cols=64)
+    folder = tmp_path / "in"
+    paths = write_stack(folder, frames)
+    target = {"same": paths[1], "symlink": tmp_path / "link.png", "hardlink": tmp_path / "h.png"}
+    if how == "symlink":
+        target[how].symlink_to(paths[1])
+    elif how == "hardlink":
+        os.link(paths[1], target[how])
+    before = digests(folder)
+    no_fusing(monkeypatch)
+    argv = ["fuse", str(folder), "--force", "--quiet", flag, str(target[how])]
+    argv += ["-o", str(tmp_path / "out.png")] if flag != "-o" else []
+    code, err = run(argv, capsys)
+    assert code == 1
+    assert re.fullmatch(r"error: .*: is one of the inputs \(.*frame_2\.png\).*\n", err), err
+    assert digests(folder) == before
+    assert not (tmp_path / "out.png").exists()
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_save_steps_never_writes_over_an_input_frame(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    force: bool,
+) -> None:
+    frames, _ = two_depth_stack(rows=48, cols=64)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for index, frame in enumerate(frames):  # named as the steps are
+        Image.fromarray(frame).save(folder / f"aligned_{index:03d}.png")
+    before = digests(folder)
+    no_fusing(monkeypatch)
+    argv = ["fuse", str(folder), "-o", str(tmp_path / "out.png"), "--save-steps", str(folder)]
+    code, err = run([*argv, "--quiet", *(["--force"] if force else [])], capsys)
+    assert code == 1
+    assert "aligned_000.png: is one of the inputs" in err and err.count("\n") == 1, err
+    assert digests(folder) == before
+
+
+def test_save_steps_keeps_existing_files_without_force(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames, _ = two_depth_stack(rows=48, cols=64)
+    write_stack(tmp_path / "in", frames)
+    steps = tmp_path / "steps"
+    steps.mkdir()
+    (steps / "depth.png").write_bytes(b"old")
+    argv = ["fuse", str(tmp_path / "in"), "-o", str(tmp_path / "out.png"), "--quiet"]
+    argv += ["--save-steps", str(steps)]
+    with monkeypatch.context() as patch:
+        no_fusing(patch)
+        code, err = run(argv, capsys)
+    assert code == 1
+    assert re.fullmatch(r"error: --save-steps .*depth\.png: already exists.*--force.*\n", err)
+    assert digests(steps) == {"depth.png": b"old"}
+    code, err = run([*argv, "--force"], capsys)
+    assert code == 0, err
+    assert load(steps / "depth.png").dtype == np.uint16
+    assert len(list(steps.iterdir())) == 2 * 3 + 3
+
+
+def test_save_steps_may_not_write_the_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames, _ = two_depth_stack(rows=48, cols=64)
+    write_stack(tmp_path / "in", frames)
+    no_fusing(monkeypatch)
+    out = tmp_path / "depth.png"
+    argv = ["fuse", str(tmp_path / "in"), "-o", str(out), "--save-steps", str(tmp_path)]
+    code, err = run(argv, capsys)
+    assert code == 1 and "--save-steps would write" in err and "the -o file" in err, err
+
+
+@pytest.mark.parametrize("which", ["-o", "--depth-map", "--save-steps"])
+def test_an_unwritable_folder_is_refused_before_the_work(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    which: str,
+) -> None:
+    # tests run as root, for whom every folder is writable: access() says what a user
+    # without the right would be told (a real non-root run is the next test)
+    frames, _ = two_depth_stack(rows=48, cols=64)
+    write_stack(tmp_path / "in", frames)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real = os.access
+
+    def access(path: object, mode: int, **kwargs: object) -> bool:
+        if Path(os.fsdecode(path)) == locked and mode & os.W_OK:  # type: ignore[arg-type]
+            return False
+        return real(path, mode, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "access", access)
+    no_fusing(monkeypatch)
+    paths = {"-o": tmp_path / "out.png", "--depth-map": tmp_path / "d.png"}
+    paths[which] = locked / "x.png"
+    argv = ["fuse", str(tmp_path / "in"), "-o", str(paths["-o"])]
+    argv += ["--depth-map", str(paths["--depth-map"])]
+    if which == "--save-steps":
+        argv += ["--save-steps", str(locked)]
+    code, err = run(argv, capsys)
+    assert code == 1
+    assert re.fullmatch(r"error: .*the output folder .*locked is not writable.*\n", err), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "locked"]
+
+
+def _without_root_rights() -> list[str] | None:
+    """A command prefix under which write permissions are enforced: none for a plain
+    user; for root, ``setpriv`` dropping the capability to override them (root keeps
+    its uid, so this venv stays readable); None if neither is available."""
+    import shutil
+
+    if not hasattr(os, "geteuid"):
+        return None
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return None
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+def test_an_unwritable_folder_as_a_real_user(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    prefix = _without_root_rights()
+    if prefix is None:
+        pytest.skip("needs a non-root user, or root with setpriv")
+    frames, _ = two_depth_stack(rows=48, cols=64)
+    write_stack(tmp_path / "in", frames)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    command = [*prefix, sys.executable, "-m", "convstack.cli", "fuse", str(tmp_path / "in")]
+    for flag in ("-o", "--depth-map", "--save-steps"):
+        target = locked if flag == "--save-steps" else locked / "x.png"
+        outputs = {"-o": tmp_path / "out.png", flag: target}
+        result = subprocess.run(
+            [*command, "--quiet", *(str(a) for item in outputs.items() for a in item)],
+            capture_output=True,
+            text=True,
+        )
+        if "setpriv" in result.stderr:
+            pytest.skip(f"setpriv cannot drop the capability here: {result.stderr.strip()}")
+        assert result.returncode == 1, result.stderr
+        assert re.fullmatch(r"error: .*locked is not writable.*\n", result.stderr), result.stderr
+        assert list(locked.iterdir()) == [] and not (tmp_path / "out.png").exists()
+
+
+def test_two_fuse_runs_racing_for_one_new_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both runs pass the early check (the output does not exist yet) and both fuse;
+    both hold their finished temporary file before either names it (a barrier in
+    the writer's fsync): exactly one may win, the other must say so."""
+    import threading
+
+    from convstack import _writer
+
+    frames, _ = two_depth_stack(rows=48, cols=64)
+    write_stack(tmp_path / "in", frames)
+    out = tmp_path / "out.png"
+    barrier = threading.Barrier(2, timeout=120)
+    real = _writer._fsync
+
+    def fsync(fd: int) -> None:
+        real(fd)
+        barrier.wait()
+
+    monkeypatch.setattr(_writer, "_fsync", fsync)
+    codes: list[object] = [None, None]
+
+    def one(k: int) -> None:
+        try:
+            codes[k] = main(["fuse", str(tmp_path / "in"), "-o", str(out), "--quiet"])
+        except BaseException as exc:  # noqa: BLE001 - asserted below
+            codes[k] = exc
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(300)
+    err = capsys.readouterr().err
+    assert sorted(codes, key=str) == [0, 1], (codes, err)
+    assert re.fullmatch(r"error: .*out\.png: already exists: another program created it.*\n", err)
+    assert load(out).shape == (48, 64, 3)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "out.png"]
+
+
+_SLOW_WRITE = """
+import sys, time
+from pathlib import Path
+from convstack import _writer
+marker = Path(sys.argv[1])
+real = _writer._fsync
+def slow(fd):
+    real(fd)
+    marker.write_text("writing")
+    for _ in range(600):  # slices: a signal's handler runs between them
+        time.sleep(0.05)
+_writer._fsync = slow
+sys.argv = ["convstack", *sys.argv[2:]]
+from convstack.cli import command
+command()
+"""
+
+
+@pytest.mark.parametrize(("name", "code"), [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_during_the_final_write_leaves_no_temporary_file(
+    tmp_path: Path, name: str, code: int
+) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    frames, _ = two_depth_stack(rows=48, cols=64)
+    write_stack(tmp_path / "in", frames)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    marker = tmp_path / "marker"
+    argv = ["fuse", str(tmp_path / "in"), "-o", str(out_dir / "fused.png"), "--quiet"]
+    process = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_WRITE, str(marker), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), process.communicate(timeout=10)
+        assert [p.name for p in out_dir.iterdir() if ".tmp" in p.name]  # caught in the act
+        process.send_signal(getattr(signal, name))
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == code, err
+    assert "Traceback" not in err
+    assert list(out_dir.iterdir()) == []

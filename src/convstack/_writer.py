@@ -32,7 +32,7 @@ import contextlib
 import errno
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, TypeAlias
 
@@ -97,6 +97,9 @@ class Inputs:
 
     def __bool__(self) -> bool:
         return bool(self._paths)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths.values())
 
     def match(self, target: PathLike) -> str | None:
         """The input that ``target`` is (as given by the caller), or None."""

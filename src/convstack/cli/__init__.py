@@ -3,6 +3,14 @@
 Each subcommand module exposes ``register(subparsers)``, which adds its parser and
 sets ``func`` to a callable taking the parsed namespace and returning an exit code.
 No maths lives here.
+
+Errors, stated once: a user's mistake or the machine's refusal (``UserError``, the
+``StackError`` family, ``OSError``, ``MemoryError``, ``ValueError`` with
+``LimitError``) that escapes a command is printed as one ``error: ...`` line naming
+the path or argument, and the exit status is 1; ``--debug`` prints the traceback
+before it. Any other exception is a bug and keeps its traceback. Ctrl-C exits with
+130; SIGTERM and SIGHUP unwind the same way (``finally`` blocks run, so no temporary
+file is left) and exit with 128 + the signal number.
 """
 
 from __future__ import annotations
@@ -10,8 +18,11 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import signal
 import sys
+import traceback
 from collections.abc import Sequence
+from types import FrameType
 from typing import Any, NoReturn
 
 from ..stack.errors import StackError
@@ -19,7 +30,7 @@ from . import _demo, _edges, _extrema, _filter, _fuse, _lab
 from ._allocator import keep_freed_memory
 from ._common import UserError
 
-__all__ = ["command", "main"]
+__all__ = ["Terminated", "build_parser", "command", "describe", "handle_signals", "main"]
 
 _COMMANDS = (_demo, _fuse, _filter, _edges, _extrema, _lab)
 
@@ -44,15 +55,69 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convolution, classic filters and focus stacking in NumPy.",
     )
     parser.add_argument("--version", action=_Version, help="show the version and exit")
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in _COMMANDS:
         module.register(subparsers)
+    for subparser in subparsers.choices.values():  # also after the command's name
+        subparser.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP
+        )
     return parser
+
+
+_DEBUG_HELP = "on an error, show the full traceback as well as the message"
+
+
+class Terminated(KeyboardInterrupt):
+    """The process was asked to end (SIGTERM, SIGHUP): unwinds as Ctrl-C does, so that
+    every ``finally`` block runs (temporary files are removed, children stopped)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+def handle_signals() -> None:
+    """Turn SIGTERM and SIGHUP into :class:`Terminated` in this process (Ctrl-C is
+    Python's ``KeyboardInterrupt`` already). A signal the process was started to
+    ignore (``nohup``) stays ignored."""
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) is not signal.SIG_IGN:
+            signal.signal(number, _terminate)
+
+
+def describe(exc: BaseException) -> str:
+    """The one-line message for an error: the path and the reason for an ``OSError``.
+
+    >>> describe(PermissionError(13, "Permission denied", "/out/a.png"))
+    '/out/a.png: permission denied.'
+    >>> describe(MemoryError())
+    'out of memory (MemoryError); try smaller images, or lower CONVSTACK_MEMORY_LIMIT.'
+    """
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        where = os.fsdecode(exc.filename)
+        if exc.filename2 is not None:
+            where += f" -> {os.fsdecode(exc.filename2)}"
+        reason = exc.strerror[:1].lower() + exc.strerror[1:]
+        return f"{where}: {reason}."
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror}."
+    if isinstance(exc, MemoryError):
+        what = str(exc) or type(exc).__name__
+        return f"out of memory ({what}); try smaller images, or lower CONVSTACK_MEMORY_LIMIT."
+    return str(exc) or type(exc).__name__
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     if argv is None:  # the command's own process, not a caller's (tests call main(argv))
+        handle_signals()
         keep_freed_memory()
         # what is imported by now lives as long as the process: the cyclic garbage
         # collector need not walk it again (and a forked child shares its pages)
@@ -64,9 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (UserError, StackError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (UserError, StackError, OSError, MemoryError, ValueError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {describe(exc)}", file=sys.stderr)
         return 1
+    except Terminated as exc:
+        print(f"terminated ({signal.Signals(exc.signum).name})", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .. import _writer
 from ..stack import DEFAULT_METHOD, METHODS, OutputError, StackError, fuse
 from ..stack import io as _io
 from ..stack.align import MODELS
@@ -74,12 +75,35 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _check_output(path: Path, force: bool, what: str) -> None:
+def _check_output(path: Path, force: bool, what: str, inputs: _writer.Inputs) -> None:
     """Refuse an output early (before the slow work) for the reasons write_image would."""
     try:
-        _io.check_output(path, overwrite=force)
+        _io.check_output(path, overwrite=force, inputs=inputs)
     except OutputError as exc:
         raise UserError(f"{what} {exc}") from None
+
+
+def _step_names(count: int) -> list[str]:
+    """The files ``--save-steps`` writes for ``count`` frames (see ``fuse``'s on_step)."""
+    names = [f"{kind}_{index:03d}" for index in range(count) for kind in ("aligned", "sharpness")]
+    return [*names, "depth_raw", "confidence", "depth"]
+
+
+def _check_steps(folder: Path, count: int, force: bool, inputs: _writer.Inputs) -> list[Path]:
+    """Make the ``--save-steps`` folder if needed and refuse, before the work, any step
+    file that exists (without ``--force``) or is an input frame (``--force`` or not)."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--save-steps {folder}: is a file, not a folder.")
+    if not folder.exists():
+        try:
+            folder.mkdir(parents=True)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise UserError(f"--save-steps {folder}: cannot create it ({reason}).") from None
+    paths = [folder / f"{name}.png" for name in _step_names(count)]
+    for path in paths:
+        _check_output(path, force, "--save-steps", inputs)
+    return paths
 
 
 def _step_image(name: str, array: NDArray[Any]) -> NDArray[Any]:
@@ -92,38 +116,46 @@ def _step_image(name: str, array: NDArray[Any]) -> NDArray[Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the subcommand."""
+    """Run the subcommand.
+
+    Every file it writes is checked before any frame is read: its folder exists and is
+    writable, it does not exist (unless ``--force``), and it is not one of the input
+    frames (``--force`` or not); and they are written by ``convstack._writer``.
+    """
     output = Path(args.output)
-    _check_output(output, args.force, "output")
     depth_path = Path(args.depth_map) if args.depth_map else None
-    if depth_path is not None:
-        _check_output(depth_path, args.force, "depth map")
-        if depth_path.resolve() == output.resolve():
-            raise UserError("--depth-map must differ from the output file.")
     try:
         frames = _io.list_frames(args.inputs)
     except StackError as exc:
         raise UserError(str(exc)) from None
+    inputs = _writer.Inputs(frames)
+    _check_output(output, args.force, "output", inputs)
+    if depth_path is not None:
+        _check_output(depth_path, args.force, "depth map", inputs)
+        if _same_target(depth_path, output):
+            raise UserError("--depth-map must differ from the output file.")
     if len(frames) < 2:
         raise UserError(f"focus stacking needs at least two frames; got {len(frames)}.")
-    if output.resolve() in {f.resolve() for f in frames}:
-        raise UserError(f"output {output} is one of the input frames.")
     if args.reference is not None and not 0 <= args.reference < len(frames):
         raise UserError(
             f"--reference must be a frame index in [0, {len(frames) - 1}]; got {args.reference}."
         )
 
-    steps_dir = Path(args.save_steps) if args.save_steps else None
     on_step = None
-    if steps_dir is not None:
-        try:
-            steps_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise UserError(f"--save-steps {steps_dir}: cannot create it ({exc}).") from None
-        folder = steps_dir
+    if args.save_steps:
+        folder = Path(args.save_steps)
+        for step in _check_steps(folder, len(frames), args.force, inputs):
+            for other, flag in ((output, "-o"), (depth_path, "--depth-map")):
+                if other is not None and _same_target(step, other):
+                    raise UserError(f"--save-steps would write {step}, the {flag} file.")
 
         def on_step(name: str, array: NDArray[Any]) -> None:
-            _io.write_image(folder / f"{name}.png", _step_image(name, array), overwrite=True)
+            _io.write_image(
+                folder / f"{name}.png",
+                _step_image(name, array),
+                overwrite=args.force,
+                inputs=inputs,
+            )
 
     try:
         result = fuse(
@@ -136,11 +168,18 @@ def run(args: argparse.Namespace) -> int:
             on_step=on_step,
         )
         metadata = _io.read_metadata(frames[result.reference])
-        _io.write_image(output, result.image, overwrite=args.force, metadata=metadata)
+        _io.write_image(
+            output, result.image, overwrite=args.force, metadata=metadata, inputs=inputs
+        )
         if depth_path is not None:
             jpeg = depth_path.suffix.lower() in (".jpg", ".jpeg")
             depth = depth_to_image(result.depth, len(frames), np.uint8 if jpeg else np.uint16)
-            _io.write_image(depth_path, depth, overwrite=args.force)
+            _io.write_image(depth_path, depth, overwrite=args.force, inputs=inputs)
     except (StackError, ValueError, TypeError) as exc:
         raise UserError(str(exc)) from None
     return 0
+
+
+def _same_target(a: Path, b: Path) -> bool:
+    """Whether two output paths name one file (also through links)."""
+    return _writer.Inputs([b]).match(a) is not None
