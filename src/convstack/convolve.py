@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _methods
+from . import _methods, _nonfinite
 from . import _validate as v
+from .limits import check_memory
 from .padding import check_mode, dilated_span, resolve_padding
 
 __all__ = ["choose_method", "convolve", "correlate", "output_shape"]
@@ -137,6 +138,7 @@ def _filter(
     dilation: Any,
     channel_axis: int | None,
     method: str,
+    name: str,
 ) -> NDArray[Any]:
     array = v.as_real_array(image, "image")
     weights = v.as_real_array(kernel, "kernel")
@@ -173,13 +175,85 @@ def _filter(
                 f"{n + b + a} (size {n}, padding {(b, a)})."
             )
     out_shape = output_shape(spatial, taps.shape, pads, stride_t, dilation_t)
+    _check_size(name, array.shape, work, taps, pads, dilation_t, out_shape, dtype)
     border = _border(work, pads, mode, cval, dtype)
-    if method == "auto":
-        method = choose_method(spatial, taps, out_shape, pads, stride_t, dilation_t)
-    with np.errstate(invalid="ignore", over="ignore"):
-        result = _methods.METHODS[method](work, border, taps, dilation_t, stride_t, out_shape)
+    if not np.isfinite(taps).all():
+        # no SVD, FFT or grouping of equal weights: every output has a non-finite term,
+        # whose IEEE outcome the footprint rule gives directly
+        result = np.zeros((work.shape[0],) + out_shape, dtype=dtype)
+        _nonfinite.overwrite(result, work, border, taps, dilation_t, stride_t)
+    else:
+        result = _finite_kernel(work, border, taps, dilation_t, stride_t, out_shape, method)
     result = result[0] if axis is None else np.moveaxis(result, 0, axis)
     return np.ascontiguousarray(result)
+
+
+def _finite_kernel(
+    work: NDArray[Any],
+    border: _methods.Border,
+    taps: NDArray[Any],
+    dilation: tuple[int, ...],
+    stride: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    method: str,
+) -> NDArray[Any]:
+    """Run ``method`` on a finite kernel; non-finite samples follow the footprint rule.
+
+    With NaN or infinities in the image (or the border fill), the method runs on a copy
+    with those samples set to 0, so that neither FFT tiles nor separable terms spread
+    them, and :func:`convstack._nonfinite.overwrite` then gives the outputs whose
+    footprint holds one their direct IEEE value.
+    """
+    spatial = work.shape[1:]
+    bad_fill = not np.isfinite(border.fill).all()
+    bad = bad_fill or _nonfinite.has_nonfinite(work)
+    source, fast_border = work, border
+    if bad:
+        source = _nonfinite.finite_copy(work, border.fill.dtype)
+        if bad_fill:
+            fill = np.where(np.isfinite(border.fill), border.fill, 0).astype(border.fill.dtype)
+            fast_border = _methods.Border(border.pads, border.mode, fill)
+    if method == "auto":
+        method = choose_method(spatial, taps, out_shape, border.pads, stride, dilation)
+    with np.errstate(invalid="ignore", over="ignore"):
+        result = _methods.METHODS[method](source, fast_border, taps, dilation, stride, out_shape)
+    if bad:
+        _nonfinite.overwrite(result, work, border, taps, dilation, stride)
+    return result
+
+
+def _check_size(
+    name: str,
+    shape: tuple[int, ...],
+    work: NDArray[Any],
+    taps: NDArray[Any],
+    pads: tuple[tuple[int, int], ...],
+    dilation: tuple[int, ...],
+    out_shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+) -> None:
+    """Refuse, before allocating, a call whose working memory exceeds the limit.
+
+    Counted in the working dtype: the result twice (the methods' output and its
+    contiguous copy), a copy of the image (the non-finite path), and the scratch of
+    the methods: for 1-D and 2-D at least the dilated kernel span on both axes three
+    times (padded strip or FFT tile, accumulator, temporary or spectrum), for N-D the
+    padded image three times (padded copy, accumulator, temporary or spectrum). Every
+    path's memory is bounded by this; time is the cost model's business (large kernels
+    go to the FFT), so no separate work limit is needed.
+    """
+    batch = float(work.shape[0])
+    span = dilated_span(taps.shape, dilation)
+    padded = float(np.prod([n + b + a for n, (b, a) in zip(work.shape[1:], pads, strict=True)]))
+    outputs = batch * float(np.prod(out_shape, dtype=float))
+    scratch = 3.0 * float(np.prod(span, dtype=float)) if taps.ndim <= 2 else 3.0 * batch * padded
+    image = batch * float(np.prod(work.shape[1:], dtype=float))
+    need = dtype.itemsize * (2.0 * outputs + scratch + image)
+    check_memory(
+        need,
+        f"{name} of an image of shape {shape} with a kernel of shape {taps.shape} "
+        f"(dilation {dilation}, padding {pads})",
+    )
 
 
 def _border(
@@ -274,6 +348,7 @@ def correlate(
         dilation=dilation,
         channel_axis=channel_axis,
         method=method,
+        name="correlate",
     )
 
 
@@ -300,6 +375,7 @@ def convolve(
         dilation=dilation,
         channel_axis=channel_axis,
         method=method,
+        name="convolve",
     )
 
 

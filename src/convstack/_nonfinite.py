@@ -1,0 +1,204 @@
+"""The one rule for NaN and infinities: propagate within the kernel's footprint.
+
+An output whose footprint (every tap of the kernel, zero weights included, at its
+dilated position in the padded image) holds a NaN or an infinity gets the value that
+direct IEEE evaluation of ``sum(weight * sample)`` gives there (NaN, +inf or -inf);
+every other output is the finite result, whatever the method (direct, separable, FFT)
+or the filter's own passes (running sums, separable strips) would have done with the
+non-finite samples.
+
+How: the fast path runs on a copy of the image with its non-finite samples set to 0
+(:func:`finite_copy`), so that nothing spreads; then :func:`overwrite` finds, with a few
+passes of the engine over 0/1 indicator images, which outputs have a NaN, a +inf or a
+-inf term, and writes their IEEE outcome. Finite images pay one summing pass
+(:func:`has_nonfinite`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["finite_copy", "has_nonfinite", "overwrite", "run_filter"]
+
+Shape = tuple[int, ...]
+Pads = tuple[tuple[int, int], ...]
+
+
+def has_nonfinite(array: NDArray[Any]) -> bool:
+    """Whether a float ``array`` holds a NaN or an infinity (False for other dtypes).
+
+    One summing pass, with no temporary: a NaN or an infinity makes the sum non-finite.
+    A finite sum that overflows is a false alarm that the callers' exact checks sort out.
+    """
+    if array.dtype.kind not in "fc" or array.size == 0:
+        return False
+    dtype = np.float32 if array.dtype.itemsize <= 4 else array.dtype
+    with np.errstate(over="ignore", invalid="ignore"):
+        return not bool(np.isfinite(np.add.reduce(array, axis=None, dtype=dtype)))
+
+
+def finite_copy(array: NDArray[Any], dtype: Any = None) -> NDArray[Any]:
+    """A copy of ``array`` (in ``dtype``) with every NaN and infinity replaced by 0."""
+    out = np.array(array, dtype=dtype if dtype is not None else array.dtype, copy=True)
+    out[~np.isfinite(out)] = 0
+    return out
+
+
+def _count(
+    indicator: NDArray[np.bool_],
+    border: Any,
+    fill: NDArray[np.bool_],
+    selection: NDArray[np.bool_],
+    dilation: Shape,
+    stride: Shape,
+    out_shape: Shape,
+) -> NDArray[np.bool_]:
+    """Outputs with at least one tap of the 0/1 kernel ``selection`` on a True sample.
+
+    ``indicator`` (batch, *spatial) is padded as the image is (``border``'s pads and
+    mode; ``fill`` per item for the constant border). The count runs through the
+    engine in float64: separable for a full box (rank 1, exact), direct for small
+    selections, FFT for large ones (rounding far below the 0.5 threshold).
+    """
+    from . import _methods
+
+    weights = selection.astype(np.float64)
+    taps = int(selection.sum())
+    if selection.ndim == 2 and taps == selection.size:
+        method = "separable"
+    else:
+        method = "direct" if taps <= 64 else "fft"
+    pad = _methods.Border(border.pads, border.mode, fill.astype(np.float64))
+    with np.errstate(invalid="ignore", over="ignore"):
+        counts = _methods.METHODS[method](
+            indicator.astype(np.float64), pad, weights, dilation, stride, out_shape
+        )
+    return np.asarray(counts > 0.5)
+
+
+def overwrite(
+    out: NDArray[Any],
+    work: NDArray[Any],
+    border: Any,
+    kernel: NDArray[Any],
+    dilation: Shape,
+    stride: Shape,
+) -> None:
+    """Give every output whose sum has a non-finite term its IEEE value (NaN, +-inf).
+
+    The IEEE outcome of ``sum(weight * sample)`` over a footprint that holds a
+    non-finite term depends only on three facts: whether some term is NaN, some
+    +inf, some -inf (finite terms cannot change a non-finite sum; +inf and -inf
+    together give NaN). A term is NaN for a NaN sample or weight, an infinity
+    times a zero; it is infinite for an infinity times a non-zero, with the sign
+    of the product. Each fact is whether some tap of a 0/1 kernel (the weights of
+    one class) falls on a sample of one class, a count that the engine itself
+    computes (:func:`_count`): a few filter passes, however many non-finite
+    samples there are. Outputs with no non-finite term are left as they are.
+
+    Parameters
+    ----------
+    out : ndarray
+        (batch, *out_shape) float result of the fast path on the image with its
+        non-finite samples set to 0; written in place. With a non-finite kernel
+        every output has a non-finite term and is written.
+    work : ndarray
+        (batch, *spatial) image as given (with its non-finite samples).
+    border : convstack._methods.Border
+        The padding: pads, mode ('constant' for 'mean') and constant fill per item.
+    kernel : ndarray
+        Weights oriented for correlation, one axis per spatial axis.
+    dilation, stride : tuple of int
+        Per spatial axis.
+    """
+    if np.isnan(kernel).any():
+        out[...] = np.nan
+        return
+    out_shape = out.shape[1:]
+    constant = border.mode == "constant"
+
+    def classes(values: NDArray[Any]) -> dict[str, NDArray[np.bool_]]:
+        if values.dtype.kind != "f":
+            values = values.astype(np.float64)
+        finite = np.isfinite(values)
+        return {
+            "nan": np.isnan(values),
+            "+inf": np.isposinf(values),
+            "-inf": np.isneginf(values),
+            "inf": ~finite & ~np.isnan(values),
+            "+fin": finite & (values > 0),
+            "-fin": finite & (values < 0),
+            "zero": values == 0,
+        }
+
+    x, edge = classes(work), classes(border.fill)
+    w_finite = np.isfinite(kernel)
+    w = {
+        "all": np.ones(kernel.shape, dtype=bool),
+        "+": kernel > 0,
+        "-": kernel < 0,
+        "zero": kernel == 0,
+        "+inf": np.isposinf(kernel),
+        "-inf": np.isneginf(kernel),
+        "inf": ~w_finite,
+    }
+
+    def under(weights: str, samples: str) -> NDArray[np.bool_] | None:
+        selection, image = w[weights], x[samples]
+        fill = edge[samples] if constant else np.zeros_like(edge[samples])
+        if not selection.any() or not (image.any() or fill.any()):
+            return None
+        return _count(image, border, fill, selection, dilation, stride, out_shape)
+
+    def either(*pairs: tuple[str, str]) -> NDArray[np.bool_] | None:
+        found = [m for m in (under(a, b) for a, b in pairs) if m is not None]
+        return np.logical_or.reduce(found) if found else None
+
+    nan = either(("all", "nan"), ("zero", "inf"), ("inf", "zero"))
+    pos = either(("+", "+inf"), ("-", "-inf"), ("+inf", "+fin"), ("-inf", "-fin"))
+    neg = either(("-", "+inf"), ("+", "-inf"), ("-inf", "+fin"), ("+inf", "-fin"))
+    if pos is not None:
+        out[pos] = np.inf
+    if neg is not None:
+        out[neg] = -np.inf
+    if nan is not None:
+        out[nan] = np.nan
+    if pos is not None and neg is not None:
+        out[pos & neg] = np.nan
+
+
+def run_filter(
+    array: NDArray[Any],
+    kernel: NDArray[Any],
+    mode: str,
+    compute: Callable[[NDArray[Any]], NDArray[Any]],
+) -> NDArray[Any]:
+    """Run a filter's ``compute`` under the rule, for a channel-last 2-D filter.
+
+    ``array`` is (rows, cols[, channels]); ``kernel`` the filter's 2-D footprint
+    weights with its anchor at ``k // 2``; ``compute(image)`` returns the filter's
+    (rows, cols[, channels]) result. Finite images go straight to ``compute``; others
+    go with their non-finite samples set to 0, then :func:`overwrite` fixes the
+    outputs whose footprint holds one.
+    """
+    if not has_nonfinite(array):
+        return compute(array)
+    result = compute(finite_copy(array))
+    work = array[None] if array.ndim == 2 else np.moveaxis(array, 2, 0)
+    target = result[None] if result.ndim == 2 else np.moveaxis(result, 2, 0)
+    from ._methods import Border
+
+    pads = tuple((k // 2, k - 1 - k // 2) for k in kernel.shape)
+    fill = np.zeros(work.shape[0], dtype=result.dtype)
+    if mode == "mean":
+        with np.errstate(invalid="ignore", over="ignore"):
+            means = work.reshape(work.shape[0], -1).mean(axis=1, dtype=np.float64)
+        fill, mode = means.astype(result.dtype), "constant"
+    weights = np.asarray(kernel, dtype=np.float64)
+    ones = (1,) * kernel.ndim
+    overwrite(target, work, Border(pads, mode, fill), weights, ones, ones)
+    return result
