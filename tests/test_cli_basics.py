@@ -1,5 +1,9 @@
+import errno
+import signal
 import subprocess
 import sys
+
+import pytest
 
 import convstack
 from convstack.cli import main
@@ -112,3 +116,123 @@ def test_the_command_skips_the_teardown_unless_a_tracer_needs_its_exit_handlers(
         out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
         assert ("exit handlers ran" in out.stdout) == ran, mode
+
+
+# ---------------------------------------------------------------- errors as one line
+
+
+def _failing_demo(monkeypatch, exc):
+    from convstack.cli import _demo
+
+    def failing_run(args):
+        raise exc
+
+    monkeypatch.setattr(_demo, "run", failing_run)
+
+
+def _limit_error():
+    from convstack.limits import LimitError
+
+    return LimitError(
+        "`kernel` would need 29.0 TiB; the limit is 8.0 GiB (CONVSTACK_MEMORY_LIMIT)."
+    )
+
+
+def _stack_error():
+    from convstack.stack.errors import OutputError
+
+    return OutputError("/out/a.png: already exists (use --force)")
+
+
+@pytest.mark.parametrize(
+    ("exc", "line"),
+    [
+        (
+            PermissionError(errno.EACCES, "Permission denied", "/out/fused.png"),
+            "error: /out/fused.png: permission denied.",
+        ),
+        (
+            OSError(errno.ENOSPC, "No space left on device", "/out/.fused.png.1234.tmp"),
+            "error: /out/.fused.png.1234.tmp: no space left on device.",
+        ),
+        (
+            OSError(errno.EXDEV, "Invalid cross-device link", "/a/x.png", None, "/b/x.png"),
+            "error: /a/x.png -> /b/x.png: invalid cross-device link.",
+        ),
+        (OSError(errno.EIO, "Input/output error"), "error: Input/output error."),
+        (ChildProcessError("the worker process ended unexpectedly."), "error: the worker"),
+        (
+            MemoryError("Unable to allocate 29.0 TiB for an array"),
+            "error: out of memory (Unable to allocate 29.0 TiB for an array); try smaller",
+        ),
+        (MemoryError(), "error: out of memory (MemoryError)"),
+        (ValueError("`sigma` must be >= 0; got -1.0."), "error: `sigma` must be >= 0; got -1.0."),
+        (_limit_error(), "error: `kernel` would need 29.0 TiB; the limit is 8.0 GiB"),
+        (_stack_error(), "error: /out/a.png: already exists (use --force)"),
+    ],
+)
+def test_expected_failures_become_one_error_line(capsys, monkeypatch, exc, line):
+    _failing_demo(monkeypatch, exc)
+    assert main(["demo"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(line) and err.count("\n") == 1, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_debug_shows_the_traceback_too(capsys, monkeypatch, where):
+    _failing_demo(monkeypatch, PermissionError(errno.EACCES, "Permission denied", "/o.png"))
+    argv = ["--debug", "demo"] if where == "before" else ["demo", "--debug"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):")
+    assert "failing_run" in err
+    assert err.endswith("error: /o.png: permission denied.\n")
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    _failing_demo(monkeypatch, ZeroDivisionError("division by zero"))
+    with pytest.raises(ZeroDivisionError, match="division by zero"):
+        main(["demo"])
+
+
+def test_a_bug_in_a_real_process_prints_a_traceback(tmp_path):
+    code = (
+        "import sys; from convstack.cli import _demo;"
+        "_demo.run = lambda args: 1 / 0;"
+        "sys.argv = ['convstack', 'demo']; from convstack.cli import command; command()"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "ZeroDivisionError" in result.stderr
+
+
+def test_terminated_exits_with_128_plus_the_signal(capsys, monkeypatch):
+    from convstack.cli import Terminated
+
+    _failing_demo(monkeypatch, Terminated(signal.SIGTERM))
+    assert main(["demo"]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "terminated (SIGTERM)\n"
+    _failing_demo(monkeypatch, KeyboardInterrupt())
+    assert main(["demo"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_signal_handlers_raise_and_leave_ignored_signals_ignored():
+    from convstack.cli import Terminated, handle_signals
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        handle_signals()
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        with pytest.raises(Terminated) as caught:
+            handler(signal.SIGTERM, None)
+        assert caught.value.signum == signal.SIGTERM
+        assert isinstance(caught.value, KeyboardInterrupt)
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
