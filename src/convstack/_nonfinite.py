@@ -173,21 +173,24 @@ def overwrite(
 
 def run_filter(
     array: NDArray[Any],
-    kernel: NDArray[Any],
+    kernel: NDArray[Any] | Callable[[], NDArray[Any]],
     mode: str,
     compute: Callable[[NDArray[Any]], NDArray[Any]],
 ) -> NDArray[Any]:
     """Run a filter's ``compute`` under the rule, for a channel-last 2-D filter.
 
-    ``array`` is (rows, cols[, channels]); ``kernel`` the filter's 2-D footprint
-    weights with its anchor at ``k // 2``; ``compute(image)`` returns the filter's
-    (rows, cols[, channels]) result. Finite images go straight to ``compute``; others
-    go with their non-finite samples set to 0, then :func:`overwrite` fixes the
-    outputs whose footprint holds one.
+    ``array`` is (rows, cols[, channels]); ``kernel`` the filter's 2-D weights (or a
+    function that builds them, called only for images with non-finite samples) with
+    the anchor at ``k // 2``; ``compute(image)`` returns the filter's (rows,
+    cols[, channels]) result. Finite images go straight to ``compute``; others go
+    with their non-finite samples set to 0, then :func:`overwrite` gives the outputs
+    whose footprint holds one their IEEE value.
     """
     if not has_nonfinite(array):
         return compute(array)
     result = compute(finite_copy(array))
+    if callable(kernel):
+        kernel = kernel()
     work = array[None] if array.ndim == 2 else np.moveaxis(array, 2, 0)
     target = result[None] if result.ndim == 2 else np.moveaxis(result, 2, 0)
     from ._methods import Border

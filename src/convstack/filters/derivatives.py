@@ -9,6 +9,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
 from .. import kernels
+from .._nonfinite import run_filter
 from ._dtype import check_image, check_mode
 from ._separable import filter_float, separable_strips
 
@@ -25,7 +26,7 @@ def _apply(
 ) -> NDArray[np.floating[Any]]:
     # one separable term: the strip passes beat the engine on gray too (they
     # convert integers strip by strip instead of the whole image first)
-    return _strips(array, [(kx, ky)], mode)
+    return run_filter(array, np.outer(ky, kx), mode, lambda a: _strips(a, [(kx, ky)], mode))
 
 
 def _strips(
@@ -126,6 +127,8 @@ def laplacian(
         d2 = kernels.derivative_1d(2, size)
         kernel = np.outer(smooth, d2) + np.outer(d2, smooth)
     if array.ndim == 3:  # gray: the engine's direct 3x3 / separable choice is faster
-        return _strips(array, [(d2, smooth), (smooth, d2)], mode)
+        return run_filter(
+            array, kernel, mode, lambda a: _strips(a, [(d2, smooth), (smooth, d2)], mode)
+        )
     # rank 2: the engine runs it as two separable terms (or directly when cheaper)
     return filter_float(_float_input(array), kernel, mode, method="auto")

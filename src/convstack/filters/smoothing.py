@@ -12,6 +12,8 @@ from numpy.typing import ArrayLike, NDArray
 from .. import _validate as v
 from .. import kernels
 from .._modes import border_indices
+from .._nonfinite import has_nonfinite, run_filter
+from ..limits import check_memory
 from ._dtype import check_image, check_mode, pad_image, saturate, strips
 from ._separable import filter_float, separable_strips, separable_valid, strip_source
 
@@ -544,6 +546,33 @@ def _auto_size(sigma: float, dtype: np.dtype[Any]) -> int:
     return int(round(sigma * (3 if dtype == np.uint8 else 4) * 2 + 1)) | 1
 
 
+#: Largest 2-D Gaussian (taps) that gray float images take through the engine as one
+#: kernel; wider ones run as two 1-D passes (the outer product alone would be huge).
+_OUTER_TAPS = 1 << 20
+
+
+def _check_gaussian(array: NDArray[Any], kr: int, kc: int, sx: float, sy: float) -> None:
+    """Refuse, before building the kernel, a Gaussian whose passes exceed the memory limit.
+
+    Counted in float64 bytes: the two 1-D kernels, the result, a finite copy of the
+    image (NaN path), the strip buffers (rows of the image plus the kernel height,
+    rows of the width plus the kernel width) and the 2-D kernel of the footprint rule.
+    """
+    rows, cols = array.shape[0], array.shape[1]
+    chans = array.shape[2] if array.ndim == 3 else 1
+    pixels = float(rows) * cols * chans
+    strips = (64.0 + kr) * cols * chans + 64.0 * (cols + kc) * chans
+    footprint = 0.0  # the NaN path's 2-D footprint, checked only when it is large
+    if float(kr) * kc > _OUTER_TAPS and has_nonfinite(array):
+        footprint = float(kr) * kc
+    need = 8.0 * (kr + kc + 3 * pixels + 3 * strips + 2 * footprint)
+    check_memory(
+        need,
+        f"gaussian_blur of an image of shape {array.shape} with a {kr} x {kc} kernel "
+        f"(sigma={sx!r}, sigma_y={sy!r})",
+    )
+
+
 def gaussian_blur(
     image: ArrayLike,
     size: int | tuple[int, int],
@@ -613,16 +642,21 @@ def gaussian_blur(
     if mode != "constant":  # OpenCV drops the kernel along an axis of length 1
         kr = 1 if array.shape[0] == 1 else kr
         kc = 1 if array.shape[1] == 1 else kc
+    _check_gaussian(array, kr, kc, sx, sy)
     kx = kernels.gaussian(kc, max(sx, 0.0), ndim=1)
     ky = kernels.gaussian(kr, max(sy, 0.0), ndim=1)
     if kr == 1 and kc == 1:
         return array.copy()
     if array.dtype.kind == "f":
-        if array.ndim == 3:
-            return separable_strips(array, [(kx, ky)], mode, array.dtype)
-        # gray: the engine's direct path (accumulating inner rows in place) is
-        # 20-30 % faster than separable_strips; with channels it is ~1.5x slower
-        return filter_float(array, np.outer(ky, kx), mode).astype(array.dtype, copy=False)
+
+        def compute(a: NDArray[Any]) -> NDArray[Any]:
+            if a.ndim == 3 or kr * kc > _OUTER_TAPS:
+                return separable_strips(a, [(kx, ky)], mode, a.dtype)
+            # gray: the engine's direct path (accumulating inner rows in place) is
+            # 20-30 % faster than separable_strips; with channels it is ~1.5x slower
+            return filter_float(a, np.outer(ky, kx), mode).astype(a.dtype, copy=False)
+
+        return run_filter(array, lambda: np.outer(ky, kx), mode, compute)
     if array.dtype == np.uint8:
         return _gaussian_u8_integer(array, _fixed_point(kx, 8), _fixed_point(ky, 8), mode)
     padded = pad_image(array, (kr // 2, kc // 2), (kr // 2, kc // 2), mode)
