@@ -77,6 +77,101 @@ def test_sort_network_sorts_every_zero_one_input():
             assert [wires[i] for i in order] == sorted(bits)
 
 
+MODES = ["nearest", "mirror", "reflect", "wrap", "constant"]
+NUMPY_PAD = {
+    "nearest": "edge",
+    "mirror": "reflect",
+    "reflect": "symmetric",
+    "wrap": "wrap",
+    "constant": "constant",
+}
+DTYPES = [np.uint8, np.uint16, np.float32, np.float64]
+
+
+def median_oracle(image, k, mode="nearest"):
+    """np.median of every k x k window of the padded image (NaN in a window -> NaN)."""
+    r = k // 2
+    widths = ((r, r), (r, r)) + (((0, 0),) if image.ndim == 3 else ())
+    padded = np.pad(image.astype(np.float64), widths, mode=NUMPY_PAD[mode])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(0, 1))
+    return np.median(windows, axis=(-2, -1)).astype(image.dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", [(19, 23), (14, 17, 2)])
+@pytest.mark.parametrize("size", [3, 5, 7, 11, 15, 17, 25])
+def test_median_every_dtype_size_and_mode_matches_numpy(dtype, mode, shape, size):
+    # networks (up to 13 for uint8, 23 otherwise), uint8 histograms, sorted windows
+    image = make(shape, dtype, seed=size)
+    ours = filters.median_blur(image, size, mode=mode)
+    assert ours.dtype == dtype
+    np.testing.assert_array_equal(ours, median_oracle(image, size, mode))
+
+
+@pytest.mark.parametrize("size", [21, 31])
+def test_median_uint8_large_windows_match_cv2(size):
+    image = make((70, 83, 3), np.uint8, seed=4)
+    np.testing.assert_array_equal(filters.median_blur(image, size), cv2.medianBlur(image, size))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 3, 3), (1, 1, 4)])
+@pytest.mark.parametrize("size", [3, 5, 15, 27])
+@pytest.mark.parametrize("mode", ["nearest", "mirror", "wrap", "constant"])
+def test_median_tiny_images_and_windows_larger_than_the_image(dtype, shape, size, mode):
+    image = make(shape, dtype, seed=5)
+    theirs = ndimage.median_filter(image, size=(size, size, 1)[: image.ndim], mode=mode)
+    np.testing.assert_array_equal(filters.median_blur(image, size, mode=mode), theirs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [3, 5, 15, 25])
+def test_median_on_views(dtype, size):
+    base = make((40, 46, 3), dtype, seed=6)
+    before = base.copy()
+    for view in (base[::2, 1::3], base[..., ::2], base[:, :, 0].T, base[5:30:3, ::-1, 1]):
+        expected = filters.median_blur(np.ascontiguousarray(view), size)
+        np.testing.assert_array_equal(filters.median_blur(view, size), expected)
+        np.testing.assert_array_equal(expected, median_oracle(np.ascontiguousarray(view), size))
+    np.testing.assert_array_equal(base, before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [3, 5, 15, 17, 25])
+@pytest.mark.parametrize("mode", ["nearest", "wrap", "constant"])
+def test_median_nan_spreads_over_every_window_that_holds_it(dtype, size, mode):
+    # issue 19: one NaN gave 9 NaN at size 3, 121 at size 15 and none at 17
+    image = make((30, 34), dtype, seed=7)
+    image[12, 20] = np.nan
+    image[0, 33] = np.nan
+    before = image.copy()
+    ours = filters.median_blur(image, size, mode=mode)
+    expected = median_oracle(image, size, mode)  # np.median of a window with NaN is NaN
+    np.testing.assert_array_equal(ours, expected)
+    np.testing.assert_array_equal(image, before)  # NaN compare unequal: checks the rest
+    assert np.isnan(ours[12, 20]) and np.isnan(ours[0, 33])
+    if mode != "wrap":  # by hand: the square of side ``size`` around each NaN, clipped
+        r = size // 2
+        footprint = np.zeros(image.shape, bool)
+        for row, col in ((12, 20), (0, 33)):
+            footprint[max(0, row - r) : row + r + 1, max(0, col - r) : col + r + 1] = True
+        np.testing.assert_array_equal(np.isnan(ours), footprint)
+
+
+@pytest.mark.parametrize("size", [3, 5, 25])
+def test_median_infinities_are_ordinary_values(size):
+    image = make((20, 21, 3), np.float32, seed=8)
+    image[::3, ::4] = np.inf
+    image[1::5, 2::3] = -np.inf
+    np.testing.assert_array_equal(filters.median_blur(image, size), median_oracle(image, size))
+
+
+def test_median_all_nan_image():
+    image = np.full((5, 6), np.nan, np.float32)
+    assert np.isnan(filters.median_blur(image, 3)).all()
+
+
 # --------------------------------------------------------------------- bilateral
 
 BILATERAL_CASES = [(5, 30.0, 3.0), (9, 75.0, 75.0), (7, 10.0, 2.0), (0, 20.0, 3.0), (3, 50, 1)]
@@ -210,3 +305,35 @@ def test_bilateral_uint8_small_sigma_color(shape, sigma_color):
     diff = np.abs(ours.astype(int) - theirs.astype(int))
     assert diff.max() <= 1
     assert np.count_nonzero(diff) <= diff.size // 200
+
+
+# ------------------------------------------------------------------ across a fork
+
+
+def _compiled_filters(image):
+    return [
+        filters.median_blur(image, 5),
+        filters.median_blur(image, 17),
+        filters.box_blur(image, 31),
+        filters.bilateral(image, 9, 40, 5),
+    ]
+
+
+def test_compiled_filters_in_a_child_forked_after_they_ran():
+    # issue 13: the kernels ran (on the strip threads) in this process first; a child
+    # forked afterwards must be able to run them again and get the same bits
+    from convstack.stack import forked
+
+    if not forked.can_fork():
+        pytest.skip("no fork on this platform")
+    image = make((150, 70, 3), np.uint8, seed=12)
+    parent = _compiled_filters(image)
+
+    def child(inbox, outbox):
+        outbox.send(("ok", _compiled_filters(image)))
+
+    with forked.ForkedWorker(child) as worker:
+        results = worker.receive()
+    assert len(results) == len(parent)
+    for theirs, ours in zip(results, parent, strict=True):
+        np.testing.assert_array_equal(theirs, ours)

@@ -1,11 +1,15 @@
-"""Median filter: sorting networks of element-wise min/max, OpenCV's ``medianBlur``.
+"""Median filter, OpenCV's ``medianBlur`` for every odd size, dtype and border mode.
 
-For a k x k window the k samples of every column are sorted once (a sorting
-network, shared by the k windows that contain that column); the k sorted
-columns of a window then go through a selection network built from Batcher's
-odd-even merges and pruned to the comparisons the median depends on. Every step is one
-``np.minimum``/``np.maximum`` over a row strip, in the image's own dtype.
-Sizes above :data:`NETWORK_MAX` use a partial sort of each window instead.
+Three compiled loops (``convstack._k_median``), chosen by dtype and size:
+
+- small windows: min/max networks. The ``k`` samples of every column are sorted once
+  (a sorting network, shared by the ``k`` windows that contain that column); the ``k``
+  sorted columns of a window then go through a selection network built from Batcher's
+  odd-even merges and pruned to the comparisons the median depends on.
+- larger uint8 windows: a 256-bin histogram per column, slid down the rows, and the
+  window's histogram slid along them (Perreault and Hebert's constant-time median).
+- larger uint16 and float windows: a sorted copy of the window, updated by one merge
+  pass per step along the row.
 """
 
 from __future__ import annotations
@@ -21,14 +25,14 @@ from ._dtype import check_image, check_mode, check_odd, pad_image, strips
 
 __all__ = ["NETWORK_MAX", "median_blur", "merge_network", "sort_network"]
 
-#: Largest window size served by the min/max networks.
-NETWORK_MAX = 15
+#: Largest window size served by the min/max networks, for uint8 and for other dtypes.
+#: Beyond it uint8 takes column histograms (constant cost: faster from 15 on, 1024x1024
+#: k=13 29 vs 35 ms, k=15 42 vs 37 ms), the others the sorted window (level at 25: float32
+#: 512x512 k=17 network 96 ms against 218 ms, k=25 both ~400 ms).
+NETWORK_MAX = {"u8": 13, "other": 23}
 
 #: Largest size whose network is also checked on every 0-1 input ((k+1)**k of them).
 _SIMPLIFY_MAX = 5
-
-#: Bytes of one wire (one strip of the image) in the networks.
-_STRIP_BYTES = 128 * 1024
 
 Op = tuple[int, int]  # compare-exchange: wire a gets the min, wire b the max
 
@@ -123,72 +127,30 @@ def merge_network(k: int) -> tuple[tuple[tuple[int, int, bool, bool], ...], int]
     return tuple(steps), target
 
 
-def _network_median(padded: NDArray[Any], k: int, shape: tuple[int, ...]) -> NDArray[Any]:
-    channels = shape[2] if len(shape) == 3 else 1
-    rows, width = shape[0], shape[1] * channels
-    flat = padded.reshape(padded.shape[0], -1)
-    out = np.empty((rows, width), dtype=padded.dtype)
+@cache
+def _network_tables(k: int) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.intp]]:
+    """The networks of size ``k`` as int arrays for the compiled loop."""
     col_ops, col_order = sort_network(k)
     steps, target = merge_network(k)
-
-    def column_ranks(start: int, stop: int) -> list[NDArray[Any]]:
-        wires = [flat[start + r : stop + r] for r in range(k)]  # views; CEs make new arrays
-        for a, b in col_ops:  # sort every column of k samples
-            wires[a], wires[b] = np.minimum(wires[a], wires[b]), np.maximum(wires[a], wires[b])
-        return [wires[i] for i in col_order]
-
-    def med3(x: NDArray[Any], y: NDArray[Any], z: NDArray[Any], dst: NDArray[Any]) -> None:
-        low = np.minimum(x, y)
-        high = np.maximum(x, y)
-        np.minimum(high, z, out=high)
-        np.maximum(low, high, out=dst)
-
-    def work3(start: int, stop: int) -> None:
-        # The classic 3x3 form: median = med3(max of column minima, med3 of column
-        # medians, min of column maxima) -- 12 min/max after the column sorts.
-        lo, mid, hi = column_ranks(start, stop)
-
-        def col(arr: NDArray[Any], c: int) -> NDArray[Any]:
-            return arr[:, c * channels : c * channels + width]
-
-        top = np.maximum(col(lo, 0), col(lo, 1))
-        np.maximum(top, col(lo, 2), out=top)
-        bottom = np.minimum(col(hi, 0), col(hi, 1))
-        np.minimum(bottom, col(hi, 2), out=bottom)
-        middle = np.empty_like(top)
-        med3(col(mid, 0), col(mid, 1), col(mid, 2), middle)
-        med3(top, middle, bottom, out[start:stop])
-
-    def work(start: int, stop: int) -> None:
-        ranks = column_ranks(start, stop)
-        values: dict[int, NDArray[Any]] = {}
-        for c in range(k):
-            for r in range(k):
-                values[c * k + r] = ranks[r][:, c * channels : c * channels + width]
-        for a, b, need_min, need_max in steps:
-            x, y = values[a], values[b]
-            if need_min and need_max:
-                values[a], values[b] = np.minimum(x, y), np.maximum(x, y)
-            elif need_min:
-                values[a] = np.minimum(x, y)
-            else:
-                values[b] = np.maximum(x, y)
-        out[start:stop] = values[target]
-
-    strips(rows, width * padded.itemsize, work3 if k == 3 else work, target=_STRIP_BYTES)
-    return out.reshape(shape)
+    rows = [(a, b, int(lo), int(hi)) for a, b, lo, hi in steps] + [(target, -1, 0, 0)]
+    return (
+        np.array(col_ops, dtype=np.intp).reshape(-1, 2),
+        np.array(col_order, dtype=np.intp),
+        np.array(rows, dtype=np.intp),
+    )
 
 
-def _sorted_median(padded: NDArray[Any], k: int, shape: tuple[int, ...]) -> NDArray[Any]:
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (k, k), axis=(0, 1))
-    out = np.empty(shape, dtype=padded.dtype)
-    mid = (k * k) // 2
-    per_row = max(1, (8 << 20) // max(1, windows[0].size * padded.itemsize))
-    for start in range(0, shape[0], per_row):
-        block = windows[start : start + per_row]
-        flat = block.reshape(block.shape[: block.ndim - 2] + (k * k,))
-        out[start : start + per_row] = np.partition(flat, mid, axis=-1)[..., mid]
-    return out
+def _nan_windows(array: NDArray[Any], k: int, mode: str) -> NDArray[np.bool_] | None:
+    """Where a ``k x k`` window (after padding) holds a NaN; None if the image has none."""
+    nan = np.isnan(array)
+    if not nan.any():
+        return None
+    r = k // 2
+    padded = pad_image(nan.astype(np.int32), (r, r), (r, r), mode)
+    table = np.zeros((padded.shape[0] + 1, padded.shape[1] + 1) + padded.shape[2:], np.int64)
+    np.cumsum(np.cumsum(padded, axis=0), axis=1, out=table[1:, 1:])
+    counts = table[k:, k:] - table[:-k, k:] - table[k:, :-k] + table[:-k, :-k]
+    return counts > 0
 
 
 def median_blur(image: ArrayLike, size: int, *, mode: str = "nearest") -> NDArray[Any]:
@@ -213,10 +175,16 @@ def median_blur(image: ArrayLike, size: int, *, mode: str = "nearest") -> NDArra
 
     Notes
     -----
-    Sizes up to 15 run min/max networks in row strips (3x3: 18 element-wise
-    min/max per pixel; 5x5: 132; the count grows about as ``size**3``), larger
-    sizes a partial sort of every window. OpenCV switches to histograms for
-    large uint8 windows, whose cost does not grow with the size.
+    Min/max networks run sizes up to 13 for uint8 and 23 for the other dtypes (3x3:
+    18 min/max per pixel after the column sorts; 5x5: about 100; they grow about as
+    ``size**2.6``, vectorised over 256 outputs at a time); larger uint8 windows take
+    column histograms (about 512 adds per pixel, whatever the size), larger uint16
+    and float windows a sorted window updated by one merge pass per pixel
+    (``size**2`` steps).
+
+    NaN: every window that holds a NaN gives NaN, for every size and border mode
+    (the rule of the convolution engine: a NaN spreads over its footprint). Infinities
+    are ordinary values.
 
     Examples
     --------
@@ -229,8 +197,35 @@ def median_blur(image: ArrayLike, size: int, *, mode: str = "nearest") -> NDArra
     k = check_odd(size)
     if k == 1:
         return array.copy()
+    from .. import _k_median
+
     r = k // 2
-    padded = np.ascontiguousarray(pad_image(array, (r, r), (r, r), mode))
-    if k <= NETWORK_MAX:
-        return _network_median(padded, k, array.shape)
-    return _sorted_median(padded, k, array.shape)
+    nan = _nan_windows(array, k, mode) if array.dtype.kind == "f" else None
+    source = np.where(np.isnan(array), 0, array) if nan is not None else array
+    padded = np.ascontiguousarray(pad_image(source, (r, r), (r, r), mode))
+    channels = array.shape[2] if array.ndim == 3 else 1
+    rows, width = array.shape[0], array.shape[1] * channels
+    flat = padded.reshape(padded.shape[0], -1)
+    out = np.empty((rows, width), dtype=array.dtype)
+    is_u8 = array.dtype == np.uint8
+    if k <= NETWORK_MAX["u8" if is_u8 else "other"]:
+        col_ops, col_order, steps = _network_tables(k)
+
+        def work(start: int, stop: int) -> None:
+            _k_median.network_rows(flat, out, start, stop, k, channels, col_ops, col_order, steps)
+
+    elif is_u8:
+
+        def work(start: int, stop: int) -> None:
+            _k_median.histogram_rows(flat, out, start, stop, k, channels)
+
+    else:
+
+        def work(start: int, stop: int) -> None:
+            _k_median.sorted_rows(flat, out, start, stop, k, channels)
+
+    strips(rows, flat.shape[1] * k * padded.itemsize, work, target=1 << 20, balanced=True)
+    result = out.reshape(array.shape)
+    if nan is not None:
+        result[nan] = np.nan
+    return result
