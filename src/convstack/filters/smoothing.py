@@ -239,6 +239,20 @@ def box_blur(
         return array.copy()
     channels = array.shape[2] if array.ndim == 3 else 1
     rows, cols = array.shape[0], array.shape[1]
+    # NaN/inf: the footprint rule (README "Non-finite values"), not running sums' spread
+    nonfinite = has_nonfinite(array)
+    strip_bytes = 8.0 * channels * ((kr + 64.0) * cols * 4 + 64.0 * (cols + kc) * 4)
+    check_memory(
+        8.0 * channels * rows * cols * 3 + strip_bytes + 16.0 * area * nonfinite,
+        f"box_blur of an image of shape {array.shape} with size {(kr, kc)}",
+    )
+    if nonfinite:
+        return run_filter(
+            array,
+            lambda: np.full((kr, kc), 1.0 / area),
+            mode,
+            lambda a: box_blur(a, size, mode=mode),
+        )
     if array.dtype == np.uint8:
         acc: Any = np.uint16 if area <= 257 else np.uint32
     elif array.dtype == np.uint16:
