@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -236,3 +237,134 @@ def test_a_real_link_error_is_not_taken_for_missing_hard_links(
     with pytest.raises(PermissionError, match="Permission denied"):
         _writer.write_bytes(tmp_path / "a.bin", b"data")
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- every command writes by the rules
+
+
+def locked_folder(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """``folder`` reads as unwritable to access(), as it would to a user without the
+    right (tests may run as root, for whom every folder is writable)."""
+    real = os.access
+
+    def access(path: object, mode: int, **kwargs: object) -> bool:
+        if Path(os.fsdecode(path)) == folder and mode & os.W_OK:  # type: ignore[arg-type]
+            return False
+        return real(path, mode, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "access", access)
+
+
+def never(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the work started before the outputs were checked")
+
+
+@pytest.fixture
+def picture(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(3)
+    return write_image(tmp_path / "in.png", rng.integers(0, 256, (12, 14, 3), dtype=np.uint8))
+
+
+@pytest.mark.parametrize("command", [["filter", "box"], ["edges"]])
+@pytest.mark.parametrize("how", ["same", "hardlink", "symlink"])
+def test_filter_and_edges_never_write_their_input(
+    picture: Path, capsys: pytest.CaptureFixture[str], command: list[str], how: str
+) -> None:
+    from convstack.cli import main
+
+    target = {"same": picture, "hardlink": picture.with_name("h.png")}.get(how)
+    if how == "hardlink":
+        os.link(picture, target)  # type: ignore[arg-type]
+    elif how == "symlink":
+        target = picture.with_name("s.png")
+        target.symlink_to(picture)
+    before = picture.read_bytes()
+    assert main([*command, str(picture), str(target), "--force"]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"error: .*: is one of the inputs \(.*in\.png\).*\n", err), err
+    assert picture.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", [["filter", "box"], ["edges"]])
+def test_filter_and_edges_refuse_an_unwritable_folder_before_the_work(
+    picture: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
+) -> None:
+    from convstack import edges, filters
+    from convstack.cli import main
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked_folder(monkeypatch, locked)
+    monkeypatch.setattr(filters, "box_blur", never)
+    monkeypatch.setattr(edges, "laplacian_edges", never)
+    assert main([*command, str(picture), str(locked / "o.png")]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"error: .*o\.png: the output folder .*locked is not writable.*\n", err)
+    assert list(locked.iterdir()) == []
+
+
+def test_filter_refuses_an_unknown_extension_before_the_work(
+    picture: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from convstack.cli import main
+
+    assert main(["filter", "box", str(picture), str(tmp_path / "o.bmp")]) == 1
+    assert "unknown image extension '.bmp'" in capsys.readouterr().err
+
+
+def test_demo_refuses_an_unwritable_folder_before_rendering(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from convstack.cli import _demo, main
+
+    out = tmp_path / "demo"
+    (out / "frames").mkdir(parents=True)
+    locked_folder(monkeypatch, out / "frames")
+    monkeypatch.setattr(_demo, "make_scene", never)
+    assert main(["demo", "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"error: .*frame01\.png: the output folder .* is not writable.*\n", err)
+
+
+def test_lab_refuses_an_unwritable_folder_before_the_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from convstack import lab
+    from convstack.cli import main
+
+    locked_folder(monkeypatch, tmp_path)
+    monkeypatch.setattr(lab, "run_lab", never)
+    assert main(["lab", "--out", str(tmp_path), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"error: --out .*: the output folder .* is not writable.*\n", err), err
+
+
+def test_figures_are_saved_by_the_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("matplotlib")
+    from convstack import viz
+
+    path = tmp_path / "t.png"
+    viz.array_table([[1, 2]], path=path)
+    with pytest.raises(FileExistsError, match="must not exist"):
+        viz.array_table([[1, 2]], path=path)
+    before = path.read_bytes()
+    locked_folder(monkeypatch, tmp_path)
+    with pytest.raises(PermissionError, match="not writable"):
+        viz.array_table([[3, 4]], path=path, overwrite=True)
+    assert path.read_bytes() == before
+    assert leftovers(tmp_path) == []
+
+
+def test_the_lab_report_is_not_written_over_one_made_meanwhile(tmp_path: Path) -> None:
+    from convstack.lab import Report
+
+    report = Report(tmp_path, overwrite=False, progress=None)
+    (tmp_path / "report.html").write_text("someone else's")
+    with pytest.raises(FileExistsError, match="report.html"):
+        report.write("title", "intro")
+    assert (tmp_path / "report.html").read_text() == "someone else's"
+    assert leftovers(tmp_path) == []

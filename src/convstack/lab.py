@@ -264,7 +264,11 @@ class Report:
         target = self.out / "report.html"
         from .viz._common import atomic_write
 
-        atomic_write(target, lambda temp: Path(temp).write_text("\n".join(parts), "utf-8"))
+        atomic_write(
+            target,
+            lambda temp: Path(temp).write_text("\n".join(parts), "utf-8"),
+            overwrite=self.overwrite,
+        )
         return target
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .. import _writer
 from ..stack import DEFAULT_METHOD, METHODS, StackError, fuse
 from ..stack import io as _io
 from ..stack.depth import depth_to_image
@@ -154,6 +155,11 @@ def run(args: argparse.Namespace) -> int:
             + "; use --force to replace, or --out for another folder."
         )
     (out / "frames").mkdir(parents=True, exist_ok=True)
+    for target in targets:  # (folders writable, no folder in a file's place) before the work
+        try:
+            _writer.check_target(target, overwrite=args.force)
+        except _writer.OutputRefusedError as exc:
+            raise UserError(str(exc)) from None
     progress = progress_bar(args.quiet)
 
     started = time.perf_counter()

@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     if args.method != "focus" and args.size is not None:
         raise UserError(f"--size applies to --method focus only; got --method {args.method}.")
     image = _images.load(args.input)
-    output = _images.check_output(args.output, force=args.force, floating=image.dtype.kind == "f")
+    output = _images.check_output(
+        args.output, force=args.force, floating=image.dtype.kind == "f", source=args.input
+    )
     try:
         if args.method == "laplacian":
             result = edges.laplacian_edges(image, mode=args.mode)

@@ -127,7 +127,9 @@ def run(args: argparse.Namespace) -> int:
     keywords = _keywords(args)
     image = _images.load(args.input)
     floating = image.dtype.kind == "f"
-    output = _images.check_output(args.output, force=args.force, floating=floating)
+    output = _images.check_output(
+        args.output, force=args.force, floating=floating, source=args.input
+    )
     try:
         result = np.asarray(function(image, **keywords))
     except (ValueError, TypeError) as exc:

@@ -15,7 +15,8 @@ The rules, stated once:
   float32 values.
 - Edge maps are on [0, 1] and are multiplied by the dtype's maximum (255, 65535),
   rounded; float inputs give a float32 [0, 1] TIFF.
-- An existing OUTPUT is refused unless ``--force``; every error names its file.
+- An existing OUTPUT is refused unless ``--force``; the INPUT is never written, even
+  with ``--force``; every error names its file.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..stack.errors import StackError
+from ..stack.errors import OutputError, StackError
+from ..stack.io import check_output as check_image_output
 from ..stack.io import read_image, read_metadata, write_image
 from ._common import UserError
 
@@ -34,13 +36,21 @@ SCALES = ("abs", "offset", "rescale")
 TIFF_SUFFIXES = (".tif", ".tiff")
 
 
-def check_output(output: str, *, force: bool, floating: bool) -> Path:
-    """Refuse an existing output (without ``force``) or a float result to a non-TIFF."""
+def check_output(output: str, *, force: bool, floating: bool, source: str | None = None) -> Path:
+    """Refuse, before the work, an output that cannot or may not be written: an
+    existing file (without ``force``), the input file ``source`` (``force`` or not),
+    a missing or unwritable folder, an unknown extension, or a float result to a
+    non-TIFF."""
     path = Path(output)
     if path.is_dir():
         raise UserError(f"{path}: is a folder; give an image file name.")
-    if path.exists() and not force:
-        raise UserError(f"{path}: already exists; use --force to replace it.")
+    try:
+        check_image_output(path, overwrite=force, inputs=() if source is None else (source,))
+    except OutputError as exc:
+        text = str(exc)
+        if "already exists" in text:
+            text = f"{path}: already exists; use --force to replace it."
+        raise UserError(text) from None
     if floating and path.suffix.lower() not in TIFF_SUFFIXES:
         raise UserError(
             f"{path}: the result has floating-point samples, which only TIFF holds; "
@@ -58,13 +68,14 @@ def load(path: str) -> NDArray[Any]:
 
 
 def save(path: Path, image: NDArray[Any], source: str, *, force: bool) -> None:
-    """Write ``image`` atomically, carrying over the EXIF/ICC of ``source``."""
+    """Write ``image`` atomically, carrying over the EXIF/ICC of ``source``, which it
+    may never replace."""
     try:
         metadata = read_metadata(source)
     except StackError:
         metadata = None
     try:
-        write_image(path, image, overwrite=force, metadata=metadata)
+        write_image(path, image, overwrite=force, metadata=metadata, inputs=(source,))
     except (StackError, OSError, ValueError, TypeError) as exc:
         text = str(exc)
         raise UserError(text if str(path) in text else f"{path}: {text}") from None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
+from .. import _writer
 from ._common import UserError
 
 
@@ -30,6 +32,17 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
+def _check_folders(out: Path) -> None:
+    """Refuse, before the work, a report folder (or its figures folder) that exists and
+    cannot be written to; a missing one is made by ``run_lab`` at once."""
+    for folder in (out, out / "figures"):
+        if folder.exists():
+            try:
+                _writer.check_folder(folder, what=f"--out {out}")
+            except _writer.OutputRefusedError as exc:
+                raise UserError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
     from ..lab import run_lab
@@ -38,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         if done < total:
             print(f"[{done + 1}/{total}] {stage}", file=sys.stderr, flush=True)
 
+    _check_folders(Path(args.out))
     try:
         path = run_lab(
             args.out,

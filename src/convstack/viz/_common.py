@@ -1,4 +1,5 @@
-"""What every figure function shares: the lazy matplotlib import and atomic saving.
+"""What every figure function shares: the lazy matplotlib import and saving through the
+project's one writer (``convstack._writer``: atomic, no clobber).
 
 matplotlib is an optional dependency (the ``plots`` extra). It is imported only when a
 figure is made, and only its object-oriented API with the Agg canvas is used: no pyplot,
@@ -8,7 +9,6 @@ no global state, never a window.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
+from .. import _writer
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -37,30 +38,24 @@ def new_figure(width: float, height: float) -> Figure:
 
 
 def check_target(path: str | os.PathLike[str] | None, overwrite: bool) -> Path | None:
-    """Refuse an existing ``path`` unless ``overwrite``; return it as a Path."""
+    """Refuse an existing ``path`` unless ``overwrite``, and a folder that is missing
+    or not writable; return it as a Path."""
     if path is None:
         return None
     target = Path(path)
-    if target.exists() and not overwrite:
+    if os.path.lexists(target) and not overwrite:
         raise FileExistsError(f"`path` must not exist (pass overwrite=True); got '{target}'.")
     if not target.parent.is_dir():
         raise FileNotFoundError(f"`path` must be in an existing folder; got '{target}'.")
+    _writer.check_target(target, overwrite=overwrite)  # (a folder at `path`, rights)
     return target
 
 
-def atomic_write(target: Path, write: Any) -> None:
-    """Call ``write(temp_path)`` on a temporary file beside ``target``, then rename it."""
-    fd, temp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    try:
-        write(temp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+def atomic_write(target: Path, write: Any, *, overwrite: bool = True) -> None:
+    """Call ``write(temp_path)`` on a temporary file beside ``target``, which then takes
+    the name ``target`` by the rules of ``convstack._writer`` (atomic; an existing file
+    is replaced only with ``overwrite``, even one that appeared meanwhile)."""
+    _writer.write_via_path(target, write, overwrite=overwrite)
 
 
 def finish(
@@ -74,6 +69,7 @@ def finish(
             lambda temp: fig.savefig(
                 temp, format="png", dpi=dpi, bbox_inches="tight", pad_inches=0.08
             ),
+            overwrite=overwrite,
         )
     return fig
 

@@ -290,5 +290,5 @@ def convolution_animation(
                 caption.set_text(f"step {index + 1}/{frames}: writing output{where}")
                 writer.grab_frame()
 
-    atomic_write(target, render)
+    atomic_write(target, render, overwrite=overwrite)
     return target
