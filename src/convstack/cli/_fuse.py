@@ -135,6 +135,10 @@ def run(args: argparse.Namespace) -> int:
         if _same_target(depth_path, output):
             raise UserError("--depth-map must differ from the output file.")
     if len(frames) < 2:
+        try:  # a lone file may say why it is alone (a multi-page TIFF) or unreadable
+            _io.read_image(frames[0])
+        except StackError as exc:
+            raise UserError(str(exc)) from None
         raise UserError(f"focus stacking needs at least two frames; got {len(frames)}.")
     if args.reference is not None and not 0 <= args.reference < len(frames):
         raise UserError(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from ..limits import LimitError
+
 __all__ = [
     "AlignmentError",
     "FrameMismatchError",
     "FrameReadError",
+    "FrameTooLargeError",
     "OutputError",
     "StackError",
 ]
@@ -17,6 +20,14 @@ class StackError(Exception):
 
 class FrameReadError(StackError):
     """A frame could not be read (missing, unreadable, corrupt, unsupported)."""
+
+
+class FrameTooLargeError(FrameReadError, LimitError):
+    """A frame would decode to more pixels or bytes than :mod:`convstack.limits` allows.
+
+    Raised from the file's header, before anything is decoded; it is a
+    :class:`FrameReadError` (the CLI reports it as one) and a ``LimitError``.
+    """
 
 
 class FrameMismatchError(StackError, ValueError):

@@ -33,17 +33,20 @@ import io
 import logging
 import os
 import re
+import stat
+import struct
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .. import _writer
-from .errors import FrameReadError, OutputError
+from ..limits import LimitError, check_memory, check_pixels
+from .errors import FrameReadError, FrameTooLargeError, OutputError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -65,6 +68,7 @@ _EXIF_HEADER = b"Exif\x00\x00"
 _TIFF_ICC_TAG = 34675
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SIGNATURE = b"\xff\xd8\xff"
+_TIFF_SIGNATURES = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")  # classic, BigTIFF
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,99 @@ def _png_header(data: bytes) -> tuple[int, int, int] | None:
     return data[24], data[25], data[28]
 
 
+def _check_size(label: str, rows: int, cols: int, samples: int, itemsize: int) -> None:
+    """Refuse, before decoding, an image over the pixel limit or whose decoded samples
+    (``rows * cols * samples * itemsize`` bytes) would not fit the memory limit."""
+    try:
+        check_pixels(rows, cols, f"{label}: the image")
+        check_memory(
+            rows * cols * samples * itemsize,
+            f"{label}: decoding {rows} x {cols} pixels of {samples} x {8 * itemsize}-bit samples",
+        )
+    except LimitError as exc:
+        raise FrameTooLargeError(str(exc)) from None
+
+
+#: Samples a pixel of each PNG colour type decodes to (a palette expands to RGB).
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+
+
+def _check_png(label: str, data: bytes) -> None:
+    """Refuse a PNG too large to decode (from IHDR) or cut short (its chunks, walked to
+    IEND without reading them: a chunk that runs past the end of the file, or no IEND).
+
+    libpng decodes a PNG that lacks only its IEND chunk without a word, and Pillow one
+    cut inside its last IDAT chunk; a cut file has lost whatever followed.
+    """
+    cols, rows = struct.unpack(">II", data[16:24])
+    depth, colour = data[24], data[25]
+    _check_size(label, rows, cols, _PNG_SAMPLES.get(colour, 4), 2 if depth == 16 else 1)
+    position = 8
+    while position + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[position : position + 8])
+        end = position + 12 + length  # length, type, data, CRC
+        if end > len(data):
+            name = kind.decode("latin-1")
+            raise FrameReadError(
+                f"{label}: truncated: its {name} chunk at byte {position} needs {length + 12} "
+                f"bytes, the file ends {len(data) - position} bytes after it starts."
+            )
+        if kind == b"IEND":
+            return
+        position = end
+    raise FrameReadError(f"{label}: truncated: the file ends without an IEND chunk.")
+
+
+#: A marker in JPEG entropy-coded data: 0xFF, then neither a stuffed 0x00, a restart
+#: marker (0xD0-0xD7) nor a fill byte (0xFF).
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+#: Start-of-frame markers (every coding process; 0xC4, 0xC8 and 0xCC are not frames).
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+
+
+def _check_jpeg(label: str, data: bytes) -> None:
+    """Refuse a JPEG too large to decode (from its start-of-frame segment) or cut short.
+
+    The segments are walked to the end-of-image marker; after each start-of-scan the
+    entropy-coded data run to the next marker. libjpeg-turbo, as imagecodecs drives it,
+    decodes a JPEG cut anywhere in its scan without an error (the rows it lacks come
+    out grey), so a file without its end-of-image marker is refused here.
+    """
+    position = 2  # after SOI
+    while True:
+        position = data.find(b"\xff", position)  # (libjpeg skips stray bytes too)
+        while 0 <= position < len(data) - 1 and data[position + 1] == 0xFF:
+            position += 1  # fill bytes before a marker
+        if position < 0 or position + 2 > len(data):
+            break
+        marker = data[position + 1]
+        if marker == 0xD9:  # EOI
+            return
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length
+            position += 2
+            continue
+        if position + 4 > len(data):
+            break
+        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
+        end = position + 2 + length
+        if end > len(data):
+            break
+        if marker in _JPEG_SOF and length >= 8:
+            rows, cols = struct.unpack(">HH", data[position + 5 : position + 9])
+            components = data[position + 9]
+            _check_size(label, rows, cols, 1 if components == 1 else 3, 1)
+        if marker == 0xDA:  # SOS: the entropy-coded data follow, up to the next marker
+            found = _JPEG_MARKER.search(data, end)
+            if found is None:
+                break
+            end = found.start()
+        position = end
+    raise FrameReadError(
+        f"{label}: truncated: the JPEG data end without an end-of-image marker "
+        f"(after {len(data)} bytes); the missing part would decode as grey."
+    )
+
+
 def _for_libpng(depth: int, colour: int, interlace: int) -> bool:
     """Whether imagecodecs' libpng reads a PNG of this IHDR: grey or RGB, 8 or 16 bits,
     with or without alpha. Pillow reads the rest (palette, 1-4 bit) and the interlaced
@@ -104,7 +201,7 @@ def _for_libpng(depth: int, colour: int, interlace: int) -> bool:
     return interlace == 0 or (depth == 16 and colour != 0)
 
 
-def _read_png(path: Path, data: bytes, depth: int) -> NDArray[Any]:
+def _read_png(path: str, data: bytes, depth: int) -> NDArray[Any]:
     """A PNG of ``depth`` (8 or 16) bits a sample, grey or RGB, with or without alpha
     (no palette), through imagecodecs' libpng.
 
@@ -138,15 +235,27 @@ def _read_jpeg(data: bytes) -> NDArray[Any] | None:
     return image
 
 
-def _note_alpha(path: Path, alpha: NDArray[Any], opaque: int) -> None:
+def _note_alpha(path: str, alpha: NDArray[Any], opaque: int) -> None:
     if np.any(alpha != opaque):
         logger.warning("%s: alpha channel is not opaque; it is ignored.", path)
 
 
-def _read_pillow(path: Path, content: bytes) -> NDArray[Any]:
+def _read_pillow(path: str, content: bytes) -> NDArray[Any]:
     from PIL import Image  # imported here: PNG, JPEG and TIFF frames rarely need it
 
-    with Image.open(io.BytesIO(content)) as im:
+    try:
+        opened = Image.open(io.BytesIO(content))
+    except Image.DecompressionBombError as exc:  # Pillow's own limit, at twice its warning
+        raise FrameTooLargeError(f"{path}: {exc}") from None
+    except Image.UnidentifiedImageError:  # (its message names the BytesIO object)
+        raise FrameReadError(
+            f"{path}: cannot read the image (not PNG, JPEG, TIFF or another format Pillow "
+            f"reads; it starts with {content[:8]!r})."
+        ) from None
+    with opened as im:
+        cols, rows = im.size
+        wide = 4 if im.mode in ("I", "F") else 2 if im.mode.startswith("I;16") else 1
+        _check_size(path, rows, cols, min(len(im.getbands()), 4), wide)
         im.load()
         mode = im.mode
         if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
@@ -176,13 +285,59 @@ def _read_pillow(path: Path, content: bytes) -> NDArray[Any]:
         return np.asarray(converted, dtype=np.uint8).copy()
 
 
-def _read_tiff(path: Path) -> NDArray[Any]:
+#: TIFF photometric interpretations read: min-is-white (inverted), min-is-black, RGB and
+#: YCbCr (which tifffile's JPEG decoding turns into RGB). Palette, CMYK and Lab would
+#: come back as indices or as colour channels misread as RGB (and alpha).
+_TIFF_PHOTOMETRICS = (0, 1, 2, 6)
+
+
+def _tiff_pages(tif: Any) -> int:
+    """The images in a TIFF: its pages (reduced-resolution ones, previews, not counted),
+    the images ImageJ keeps contiguous after one page, and the slices of a volume page."""
+    count = len(tif.pages)
+    if count > 1:
+        count = sum(1 for page in tif.pages if not getattr(page, "is_reduced", False))
+    if tif.is_imagej:
+        count = max(count, int((tif.imagej_metadata or {}).get("images", 1)))
+    return max(count, int(getattr(tif.pages.first, "imagedepth", 1)))
+
+
+def _read_tiff(path: str, source: Path | BinaryIO) -> NDArray[Any]:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with tifffile.TiffFile(source) as tif:
+        pages = _tiff_pages(tif)
+        if pages > 1:
+            raise FrameReadError(
+                f"{path}: a multi-page TIFF ({pages} pages); multi-page stacks are not read "
+                "as frames yet: give each frame as a file of its own."
+            )
         page = tif.pages.first
+        _check_size(
+            path,
+            int(page.imagelength),
+            int(page.imagewidth),
+            int(page.samplesperpixel),
+            max(1, -(-int(max(page.bitspersample, 1)) // 8)),
+        )
+        size = tif.filehandle.size
+        for offset, count in zip(page.dataoffsets, page.databytecounts, strict=False):
+            if offset + count > size:
+                raise FrameReadError(
+                    f"{path}: truncated: its image data run to byte {offset + count}, the "
+                    f"file ends at {size}."
+                )
+        photometric = int(page.photometric)
+        if photometric not in _TIFF_PHOTOMETRICS:
+            kind = getattr(page.photometric, "name", photometric)
+            raise FrameReadError(
+                f"{path}: a TIFF of photometric interpretation {kind} (not grey or RGB); "
+                "convert it to grey or RGB."
+            )
         data = page.asarray()
         axes = page.axes
+    if photometric == 0 and data.dtype.kind in "bu":  # min-is-white: 0 is white
+        data = ~data if data.dtype.kind == "u" else np.logical_not(data)
     if axes.startswith("S") and data.ndim == 3:  # planar configuration: samples first
         data = np.moveaxis(data, 0, -1)
     data = np.squeeze(data) if data.ndim > 3 else data
@@ -207,14 +362,73 @@ def _read_tiff(path: Path) -> NDArray[Any]:
     raise FrameReadError(f"{path}: TIFF sample type {data.dtype} is not supported.")
 
 
-def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
+def _label(source: Any, name: str | None) -> str:
+    """How messages name ``source``: ``name``, the path, or a file object's ``name``."""
+    if name is not None:
+        return name
+    if isinstance(source, (str, os.PathLike)):
+        return str(Path(source))
+    own = getattr(source, "name", None)
+    if isinstance(own, (str, os.PathLike)):
+        return os.fspath(own)
+    return f"in-memory image ({type(source).__name__})"
+
+
+def _regular_file(file: Path, label: str) -> int:
+    """The size of ``file``, refusing what is not a regular file one can open."""
+    try:
+        info = file.stat()
+    except FileNotFoundError:
+        raise FrameReadError(f"{label}: no such file.") from None
+    except OSError as exc:  # a symbolic-link loop, a name too long, no permission ...
+        raise FrameReadError(f"{label}: cannot open it ({exc.strerror or exc}).") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise FrameReadError(f"{label}: is a folder, not an image file.")
+    if not stat.S_ISREG(info.st_mode):
+        raise FrameReadError(f"{label}: is not a regular file.")
+    return info.st_size
+
+
+def _decode(label: str, content: bytes) -> NDArray[Any]:
+    """The image in ``content``, by its signature; sizes and completeness checked first."""
+    if content.startswith(_TIFF_SIGNATURES):
+        return _read_tiff(label, io.BytesIO(content))
+    header = _png_header(content)
+    if header is not None:
+        _check_png(label, content)
+        if _for_libpng(*header):
+            return _read_png(label, content, header[0])
+    elif content.startswith(_JPEG_SIGNATURE):
+        _check_jpeg(label, content)
+        image = _read_jpeg(content)
+        if image is not None:
+            return image
+    return _read_pillow(label, content)
+
+
+def _checked(label: str, image: NDArray[Any]) -> NDArray[Any]:
+    """Refuse a decoded image without pixels or of other than 1 or 3 channels."""
+    if image.ndim == 3 and image.shape[-1] != 3:
+        raise FrameReadError(
+            f"{label}: {image.shape[-1]} channels per pixel; frames must be grey or RGB."
+        )
+    if image.ndim not in (2, 3) or image.size == 0:
+        raise FrameReadError(f"{label}: an image of shape {image.shape} has no pixels to stack.")
+    return image
+
+
+def read_image(path: str | os.PathLike[str] | BinaryIO, *, name: str | None = None) -> NDArray[Any]:
     """Read an image file into an array.
 
     Parameters
     ----------
-    path : str or path-like
-        A PNG, JPEG or TIFF file (the format is found from the content; the
-        extension only picks TIFF handling).
+    path : str, path-like or binary file object
+        A PNG, JPEG or TIFF file (the format is found from the content; a ``.tif`` or
+        ``.tiff`` extension picks TIFF handling), or a file object open for reading
+        bytes (``io.BytesIO``, ``open(..., "rb")``), read from where it stands.
+    name : str, optional
+        How error messages name the image (default: the path, or the file object's
+        ``name``, or "in-memory image").
 
     Returns
     -------
@@ -225,28 +439,46 @@ def read_image(path: str | os.PathLike[str]) -> NDArray[Any]:
     Raises
     ------
     FrameReadError
-        If the file is missing, unreadable, corrupt or of an unsupported kind; the
-        message names the file.
+        If the file is missing, empty, not a regular file, unreadable, truncated,
+        corrupt, a multi-page TIFF, or of an unsupported kind; the message names it.
+    FrameTooLargeError
+        If its header claims more pixels than ``convstack.limits.max_image_pixels()``
+        or more decoded bytes than the memory limit (checked before decoding; a
+        ``FrameReadError`` and a ``LimitError``).
+    TypeError
+        If ``path`` is neither a path nor a file object giving bytes.
     """
-    file = Path(path)
-    if not file.is_file():
-        raise FrameReadError(f"{file}: no such file.")
+    label = _label(path, name)
+    if not isinstance(path, (str, os.PathLike)) and not callable(getattr(path, "read", None)):
+        raise TypeError(
+            f"`path` must be a path or a binary file object; got {type(path).__name__}."
+        )
     try:
-        if file.suffix.lower() in (".tif", ".tiff"):
-            return _read_tiff(file)
-        content = file.read_bytes()
-        header = _png_header(content)
-        if header is not None and _for_libpng(*header):
-            return _read_png(file, content, header[0])
-        if content.startswith(_JPEG_SIGNATURE):
-            image = _read_jpeg(content)
-            if image is not None:
-                return image
-        return _read_pillow(file, content)
-    except FrameReadError:
+        if isinstance(path, (str, os.PathLike)):
+            file = Path(path)
+            if _regular_file(file, label) == 0:
+                raise FrameReadError(f"{label}: the file is empty (0 bytes).")
+            if file.suffix.lower() in (".tif", ".tiff"):
+                return _checked(label, _read_tiff(label, file))
+            content = file.read_bytes()
+        else:
+            content = path.read()
+            if not isinstance(content, bytes):
+                raise TypeError(
+                    f"`path` must be a binary file object (giving bytes); {label} gave "
+                    f"{type(content).__name__}."
+                )
+            if not content:
+                raise FrameReadError(f"{label}: no data (0 bytes).")
+        return _checked(label, _decode(label, content))
+    except (FrameReadError, TypeError):
         raise
+    except OSError as exc:
+        if exc.strerror:  # the file system's (the decoders' own OSErrors have none)
+            raise FrameReadError(f"{label}: cannot read it ({exc.strerror}).") from exc
+        raise FrameReadError(f"{label}: cannot read the image ({exc}).") from exc
     except Exception as exc:  # decoders raise many kinds (zlib.error, PngError, ...)
-        raise FrameReadError(f"{file}: cannot read the image ({exc}).") from exc
+        raise FrameReadError(f"{label}: cannot read the image ({exc}).") from exc
 
 
 def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
@@ -591,11 +823,21 @@ def list_frames(inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str
             matches = [Path(p) for p in glob.glob(os.path.expanduser(text)) if _is_image(Path(p))]
             if not matches:
                 raise FrameReadError(f"{text}: pattern matched no image files ({_ext_list()}).")
+        elif os.path.lexists(path):  # a symbolic link to nowhere, or a loop of them
+            raise FrameReadError(f"{text}: cannot open it ({_stat_error(path)}).")
         else:
             raise FrameReadError(f"{text}: no such file or folder.")
         for match in matches:
             found.setdefault(match, None)
     return sorted(found, key=_path_key)
+
+
+def _stat_error(path: Path) -> str:
+    try:
+        path.stat()
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    return "not a file or folder"
 
 
 def _ext_list() -> str:

@@ -24,6 +24,7 @@ frames.
 from __future__ import annotations
 
 import contextlib
+import io
 import math
 import os
 import time
@@ -91,8 +92,35 @@ class FuseResult:
     confidence: NDArray[np.float32] = field(repr=False)
 
 
+def _is_file_object(item: Any) -> bool:
+    return not isinstance(item, np.ndarray) and callable(getattr(item, "read", None))
+
+
+def _frame_name(item: Any, index: int) -> str:
+    """How messages name frame ``index``: its path, a file object's name, or its index."""
+    if isinstance(item, (str, os.PathLike)):
+        return str(item)
+    if _is_file_object(item):
+        own = getattr(item, "name", None)
+        if isinstance(own, (str, os.PathLike)):
+            return f"frames[{index}] ({os.fspath(own)})"
+        return f"frames[{index}] (in-memory bytes)"
+    return f"frames[{index}]"
+
+
+def _float_scale(array: NDArray[Any]) -> float:
+    """The largest finite magnitude in ``array`` if over 1, else 1: float frames are
+    divided by it while they are stacked (the steps assume about [0, 1])."""
+    low, high = float(np.min(array)), float(np.max(array))
+    if not (np.isfinite(low) and np.isfinite(high)):
+        finite = array[np.isfinite(array)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    return max(1.0, high, -low)
+
+
 class _Source:
-    """Frames from arrays or paths, loaded on demand and checked against the first."""
+    """Frames from arrays, paths or file objects, loaded on demand and checked against
+    the first (the reference), whose range also sets the scale of float frames."""
 
     def __init__(self, frames: Any) -> None:
         if isinstance(frames, (str, os.PathLike)):
@@ -109,16 +137,25 @@ class _Source:
             items = list(frames)
         else:
             raise v.fail("frames", "be a sequence of arrays or paths", frames, kind=TypeError)
-        if len(items) < 2:
-            raise FrameMismatchError(f"focus stacking needs at least two frames; got {len(items)}.")
         self.items = items
-        self.names = [
-            str(item) if isinstance(item, (str, os.PathLike)) else f"frames[{i}]"
-            for i, item in enumerate(items)
-        ]
+        self.names = [_frame_name(item, i) for i, item in enumerate(items)]
+        # file objects are read once, here: a frame may be read twice, and in a child
+        # process that shares an open file's position
+        self.content: dict[int, bytes] = {}
+        for i, item in enumerate(items):
+            if _is_file_object(item):
+                data = item.read()
+                if not isinstance(data, bytes):
+                    raise v.fail(self.names[i], "be a binary file object", data, kind=TypeError)
+                self.content[i] = data
         self.shape: tuple[int, ...] | None = None
         self.dtype: np.dtype[Any] | None = None
         self.first = ""  # the frame read first (the reference) sets shape and dtype
+        self.scale = 1.0  # float frames are divided by it (see _float_scale)
+        if len(items) < 2:
+            if len(items) == 1 and (isinstance(items[0], (str, os.PathLike)) or self.content):
+                self.raw(0)  # a lone file may say why (a multi-page TIFF, unreadable)
+            raise FrameMismatchError(f"focus stacking needs at least two frames; got {len(items)}.")
 
     def __len__(self) -> int:
         return len(self.items)
@@ -126,9 +163,12 @@ class _Source:
     def raw(self, index: int) -> NDArray[Any]:
         item = self.items[index]
         name = self.names[index]
-        if isinstance(item, (str, os.PathLike)):
+        if isinstance(item, (str, os.PathLike)) or index in self.content:
             try:
-                array = _io.read_image(item)
+                if index in self.content:
+                    array = _io.read_image(io.BytesIO(self.content[index]), name=name)
+                else:
+                    array = _io.read_image(item)
             except FrameReadError:
                 raise
             except Exception as exc:  # codec errors of every kind
@@ -144,12 +184,16 @@ class _Source:
             )
         if self.shape is None:
             self.shape, self.dtype, self.first = array.shape, array.dtype, name
+            if array.dtype.kind == "f":
+                self.scale = _float_scale(array)
         elif array.shape != self.shape or array.dtype != self.dtype:
             raise FrameMismatchError(
                 f"{name}: shape {array.shape} and dtype {array.dtype} differ from those of "
                 f"the reference frame {self.first} ({self.shape}, {self.dtype}); "
                 "all frames must have the same size, channels and bit depth."
             )
+        if self.scale != 1.0:
+            array = array / array.dtype.type(self.scale)
         return array
 
     def unit(self, index: int) -> NDArray[np.float32]:
@@ -173,6 +217,15 @@ def _order(count: int, reference: int) -> list[tuple[int, int | None]]:
     order += [(i, i - 1) for i in range(reference + 1, count)]
     order += [(i, i + 1) for i in range(reference - 1, -1, -1)]
     return order
+
+
+def _float_output(image: NDArray[Any], span: list[float], scale: float) -> NDArray[np.float32]:
+    """A fused float image back on its frames' scale, clipped to their range ``span``
+    (widened to [0, 1]: frames on [0, 1] give what they always gave), as float32."""
+    image = np.clip(image, min(span[0], 0.0), max(span[1], 1.0))
+    if scale != 1.0:
+        image = np.multiply(image, np.float32(scale), dtype=np.float32)
+    return image.astype(np.float32, copy=False)
 
 
 def _block_means(gray: NDArray[np.float32], block: int = 8) -> NDArray[np.float32]:
@@ -562,6 +615,7 @@ def fuse(
                     worker.send((share, given))
 
     reference_means: NDArray[np.float32] | None = None
+    span = [0.0, 1.0]  # the range of float frames (their result is clipped to it)
     report(progress, "align", 0, count)
     # frames are read and registered in a forked child process where that is safe
     # (before any thread of ours starts), in a worker thread of this one otherwise
@@ -588,6 +642,8 @@ def fuse(
                         gray = gray * np.float32(gain) + np.float32(offset)
                 if measured is None:
                     measured = voting_measure(gray, measure)
+                if source.dtype is not None and source.dtype.kind == "f":
+                    span = [min(span[0], float(frame.min())), max(span[1], float(frame.max()))]
                 focus.add(index, measured)
                 if done == count:  # the worker is free now: it regularises the depth map
                     confidence = focus.confidence()  # while the last frame is merged here
@@ -641,11 +697,14 @@ def fuse(
                 image = apply_gamma(image, lab_gamma(image))
         else:
             assert pyramid is not None and source.dtype is not None
-            # converted to the frames' dtype channel by channel, as it is collapsed
-            image = pyramid.result(base_depth if method == "pyramid" else None, source.dtype)
+            # integers converted to the frames' dtype channel by channel, as collapsed
+            dtype = source.dtype if source.dtype.kind in "ui" else None
+            image = pyramid.result(base_depth if method == "pyramid" else None, dtype)
         report(progress, "fuse", 1, 1)
     assert source.dtype is not None
-    if image.dtype != source.dtype or image.dtype.kind == "f":
+    if source.dtype.kind == "f":  # float in, float out, on the frames' own scale
+        image = _float_output(image, span, source.scale)
+    elif image.dtype != source.dtype:
         image = _like_input(image, source.dtype, clip=True)
     return FuseResult(
         image=image,
