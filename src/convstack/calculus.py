@@ -286,26 +286,78 @@ def extrema(
     >>> [(e.kind, e.x) for e in extrema([2, 1, 1, 1, 2, 2], include_ends=True)]
     [('max', 0.0), ('min', 2.0), ('max', 4.5)]
     """
-    samples = _samples_1d(y, "y").astype(np.float64)
-    if not np.all(np.isfinite(samples)):
-        bad = int(np.flatnonzero(~np.isfinite(samples))[0])
-        raise ValueError(f"`y` must be finite; got {float(samples[bad])!r} at index {bad}.")
+    samples = np.asarray(_samples_1d(y, "y"), dtype=np.float64)
     n = samples.shape[0]
-    checked = _abscissae(x, n)
-    xs = np.arange(n, dtype=np.float64) if checked is None else checked
-    # Runs of equal samples: [starts[k], stops[k]] inclusive.
-    change = np.flatnonzero(np.diff(samples) != 0) + 1
-    starts = np.concatenate(([0], change))
-    stops = np.concatenate((change, [n])) - 1
-    values = samples[starts]
-    runs = starts.shape[0]
-    if runs < 2:
-        return []
+    for lo in range(0, n, _CHUNK):
+        part = samples[lo : lo + _CHUNK]
+        if not np.isfinite(part).all():
+            bad = lo + int(np.flatnonzero(~np.isfinite(part))[0])
+            raise ValueError(f"`y` must be finite; got {float(samples[bad])!r} at index {bad}.")
+    xs = _abscissae(x, n)
+
+    def at(index: NDArray[np.intp]) -> NDArray[np.float64]:
+        return index.astype(np.float64) if xs is None else xs[index]
+
+    # Runs of equal samples, streamed in chunks of samples so that memory stays
+    # O(_CHUNK) for any length: ``starts`` holds the starts of consecutive runs, the
+    # last one only as the end of the run before it.
     found: list[Extremum] = []
-    if include_ends:
-        kind = "max" if values[0] > values[1] else "min"
-        found.append(Extremum(float((xs[0] + xs[stops[0]]) / 2), float(values[0]), kind))
-    middle = np.arange(1, runs - 1)
+    carry = np.zeros(1, dtype=np.intp)
+    for lo in range(1, n, _CHUNK):
+        hi = min(lo + _CHUNK, n)
+        new = np.flatnonzero(samples[lo:hi] != samples[lo - 1 : hi - 1]) + lo
+        starts = np.concatenate((carry, new))
+        found.extend(_turning_points(samples, at, starts))
+        carry = starts[-3:]
+    found.extend(_turning_points(samples, at, np.concatenate((carry, [n]))))
+    if include_ends and _first_change(samples) < n:  # constant data: no extrema at all
+        first_stop = _first_change(samples) - 1
+        last_start = _first_change(samples[::-1])
+        last_start = n - last_start
+        kind = "max" if samples[0] > samples[first_stop + 1] else "min"
+        head = Extremum(
+            float((at(np.array([0]))[0] + at(np.array([first_stop]))[0]) / 2),
+            float(samples[0]),
+            kind,
+        )
+        kind = "max" if samples[-1] > samples[last_start - 1] else "min"
+        tail = Extremum(
+            float((at(np.array([last_start]))[0] + at(np.array([n - 1]))[0]) / 2),
+            float(samples[-1]),
+            kind,
+        )
+        found = [head, *found, tail]
+    return found
+
+
+#: Samples per step of :func:`extrema`'s streamed pass (and of its finiteness check).
+_CHUNK = 1 << 20
+
+
+def _first_change(samples: NDArray[np.float64]) -> int:
+    """Index of the first sample that differs from ``samples[0]`` (``len`` if none)."""
+    for lo in range(0, samples.shape[0], _CHUNK):
+        hit = np.flatnonzero(samples[lo : lo + _CHUNK] != samples[0])
+        if hit.size:
+            return lo + int(hit[0])
+    return int(samples.shape[0])
+
+
+def _turning_points(
+    samples: NDArray[np.float64],
+    at: Any,
+    starts: NDArray[np.intp],
+) -> list[Extremum]:
+    """Extrema among the runs ``1 .. len(starts) - 3`` of ``starts`` (see :func:`extrema`).
+
+    Run ``j`` covers ``starts[j] .. starts[j + 1] - 1``; runs 0 and ``len - 2`` are only
+    the neighbours of the others, and ``starts[-1]`` only ends run ``len - 2``.
+    """
+    if starts.shape[0] < 4:
+        return []
+    stops = starts[1:] - 1
+    values = samples[starts[:-1]]
+    middle = np.arange(1, starts.shape[0] - 2)
     higher = values[middle] > values[middle - 1]
     is_max = higher & (values[middle] > values[middle + 1])
     is_min = ~higher & (values[middle] < values[middle + 1])
@@ -314,27 +366,22 @@ def extrema(
     single = starts[turning] == stops[turning]
     # Parabola vertex through i-1, i, i+1 for single-sample turning points.
     i = starts[turning[single]]
-    d0, d2 = xs[i - 1] - xs[i], xs[i + 1] - xs[i]
+    xi = at(i)
+    d0, d2 = at(i - 1) - xi, at(i + 1) - xi
     u0, u2 = samples[i - 1] - samples[i], samples[i + 1] - samples[i]
     s0, s2 = u0 / d0, u2 / d2
     curvature = (s0 - s2) / (d0 - d2)
     slope = s0 - curvature * d0
     shift = np.clip(-slope / (2 * curvature), d0, d2)
-    vertex_x = xs[i] + shift
+    vertex_x = xi + shift
     vertex_y = samples[i] + slope * shift + curvature * shift**2
     px = np.empty(turning.shape[0])
     py = np.empty(turning.shape[0])
     px[single], py[single] = vertex_x, vertex_y
     flat = turning[~single]
-    px[~single] = (xs[starts[flat]] + xs[stops[flat]]) / 2
+    px[~single] = (at(starts[flat]) + at(stops[flat])) / 2
     py[~single] = values[flat]
-    found.extend(
-        Extremum(float(a), float(b), str(k)) for a, b, k in zip(px, py, kinds, strict=True)
-    )
-    if include_ends:
-        kind = "max" if values[-1] > values[-2] else "min"
-        found.append(Extremum(float((xs[starts[-1]] + xs[-1]) / 2), float(values[-1]), kind))
-    return found
+    return [Extremum(float(a), float(b), str(k)) for a, b, k in zip(px, py, kinds, strict=True)]
 
 
 # ----------------------------------------------------------------------------- 2-D

@@ -7,12 +7,18 @@ import math
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from .._expr import FUNCTIONS, compile_expression
+from ..limits import check_memory
 from ._common import UserError
 
-#: Refuse grids larger than this many samples (memory: 8 bytes each, several arrays).
+#: Refuse grids larger than this many samples. Memory: 8 bytes a sample (the values;
+#: abscissae and the expression's temporaries are made one chunk at a time, and the
+#: extremum search streams), so 400 MB at the limit.
 MAX_SAMPLES = 50_000_000
+#: Samples evaluated at a time.
+CHUNK = 1 << 20
 
 
 def register(subparsers: Any) -> None:
@@ -47,27 +53,72 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _grid(start: float, stop: float, step: float | None) -> np.ndarray:
-    if not (math.isfinite(start) and math.isfinite(stop)):
-        raise UserError(f"--from and --to must be finite; got {start} and {stop}.")
+def _grid(start: float, stop: float, step: float | None) -> tuple[float, int]:
+    """Check the interval and the step; return the step and the number of samples.
+
+    Nothing here can overflow: the span and the ratio span/step are checked for
+    finiteness before the count is rounded, and the step must exceed the spacing of
+    floats at the interval's magnitude (else samples would repeat).
+    """
+    for flag, value in (("--from", start), ("--to", stop)):
+        if not math.isfinite(value):
+            raise UserError(f"{flag} must be a finite number; got {value}.")
     if not stop > start:
         raise UserError(f"--to must be greater than --from; got --from {start} --to {stop}.")
-    if step is None:
-        step = (stop - start) / 10_000
-    if not (math.isfinite(step) and step > 0):
-        raise UserError(f"--step must be > 0; got {step}.")
-    count = math.ceil((stop - start) / step)
-    if count > MAX_SAMPLES:
+    span = stop - start
+    if not math.isfinite(span):
         raise UserError(
-            f"--step {step} gives {count} samples on [{start}, {stop}); "
+            f"--to minus --from must be a finite number; got --from {start} --to {stop}, "
+            "whose difference overflows."
+        )
+    if step is None:
+        step = span / 10_000
+    if not (math.isfinite(step) and step > 0):
+        raise UserError(f"--step must be > 0 and finite; got {step}.")
+    ratio = span / step
+    if not ratio <= MAX_SAMPLES:  # also catches an infinite ratio (a tiny step)
+        raise UserError(
+            f"--step {step} gives {ratio:.4g} samples on [{start}, {stop}); "
             f"the limit is {MAX_SAMPLES}: use a larger step."
         )
+    count = math.ceil(ratio)
     if count < 3:
         raise UserError(
             f"--step {step} gives only {count} sample(s) on [{start}, {stop}); need at least 3."
         )
-    # numpy.arange's rule: start + i*step for i < ceil((stop - start) / step)
-    return start + step * np.arange(count, dtype=np.float64)
+    spacing = float(np.spacing(max(abs(start), abs(stop))))
+    if step < 4 * spacing:
+        raise UserError(
+            f"--step must be at least {4 * spacing:.6g} near {max(abs(start), abs(stop)):g}, "
+            f"where floats are {spacing:.6g} apart (smaller steps repeat samples); got {step}."
+        )
+    return step, count
+
+
+def _samples(
+    function: Any, expr: str, start: float, step: float, count: int
+) -> NDArray[np.float64]:
+    """``EXPR`` at ``start + i * step`` for ``i < count``, evaluated chunk by chunk.
+
+    Only ``y`` is kept whole (8 bytes a sample): the abscissae and the expression's
+    temporaries exist for one chunk at a time.
+    """
+    check_memory(8.0 * count + 64.0 * CHUNK, f"extrema of {expr!r} on {count} samples")
+    y = np.empty(count, dtype=np.float64)
+    bad_count, first = 0, 0.0
+    for lo in range(0, count, CHUNK):
+        x = start + step * np.arange(lo, min(lo + CHUNK, count), dtype=np.float64)
+        y[lo : lo + x.size] = function(x)
+        bad = ~np.isfinite(y[lo : lo + x.size])
+        if bad.any():
+            first = first if bad_count else float(x[np.flatnonzero(bad)[0]])
+            bad_count += int(bad.sum())
+    if bad_count:
+        raise UserError(
+            f"EXPR {expr!r} is not finite (nan or inf) at {bad_count} of {count} "
+            f"samples, first at x = {first:.10g}; choose --from/--to inside its domain."
+        )
+    return y
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,22 +127,17 @@ def run(args: argparse.Namespace) -> int:
         function = compile_expression(args.expr)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    x = _grid(args.start, args.stop, args.step)
-    y = function(x)
-    bad = ~np.isfinite(y)
-    if bad.any():
-        first = float(x[np.flatnonzero(bad)[0]])
-        raise UserError(
-            f"EXPR {args.expr!r} is not finite (nan or inf) at {int(bad.sum())} of {x.size} "
-            f"samples, first at x = {first:.10g}; choose --from/--to inside its domain."
-        )
+    step, count = _grid(args.start, args.stop, args.step)
+    y = _samples(function, args.expr, args.start, step, count)
     from ..calculus import extrema  # here: the other commands do not need it
 
-    found = extrema(y, x, include_ends=args.include_ends)
+    # in sample units, then x = start + t * step: the grid is affine in t
+    found = extrema(y, include_ends=args.include_ends)
     if not found:
         print(f"no extrema of {args.expr} on [{args.start:g}, {args.stop:g})")
         return 0
     print(f"{'kind':<4}  {'x':>16}  {'y':>16}")
     for e in found:
-        print(f"{e.kind:<4}  {e.x:>16.8g}  {e.y:>16.8g}")
+        x = args.start + step * e.x
+        print(f"{e.kind:<4}  {x:>16.8g}  {e.y:>16.8g}")
     return 0
