@@ -151,8 +151,9 @@ _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 def _check_jpeg(label: str, data: bytes) -> None:
     """Refuse a JPEG too large to decode (from its start-of-frame segment) or cut short.
 
-    The segments are walked to the end-of-image marker; after each start-of-scan the
-    entropy-coded data run to the next marker. libjpeg-turbo, as imagecodecs drives it,
+    The segments are walked to the first scan, and on to the end-of-image marker
+    unless the file ends with one; after each start-of-scan the entropy-coded data run
+    to the next marker. libjpeg-turbo, as imagecodecs drives it,
     decodes a JPEG cut anywhere in its scan without an error (the rows it lacks come
     out grey), so a file without its end-of-image marker is refused here.
     """
@@ -180,6 +181,8 @@ def _check_jpeg(label: str, data: bytes) -> None:
             components = data[position + 9]
             _check_size(label, rows, cols, 1 if components == 1 else 3, 1)
         if marker == 0xDA:  # SOS: the entropy-coded data follow, up to the next marker
+            if data.endswith(b"\xff\xd9"):  # cut files do not end so (0xFF is stuffed)
+                return
             found = _JPEG_MARKER.search(data, end)
             if found is None:
                 break

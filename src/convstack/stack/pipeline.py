@@ -359,7 +359,8 @@ def fuse(
     ----------
     frames : sequence of array_like or paths, or ndarray (frames, rows, cols[, channels])
         The frames in focus order, all the same size, channel count and dtype (uint8,
-        uint16, or float on [0, 1]). Paths are read lazily, one frame at a time.
+        uint16, or float of any range, kept in the result), or paths or binary file
+        objects of image files. Paths are read lazily, one frame at a time.
     method : {'pyramid', 'depthmap', 'weighted', 'maxabs'}
         How to merge (see :mod:`convstack.stack.fusion`); default ``DEFAULT_METHOD``.
     align : {'similarity', 'none', 'translation', 'affine', 'homography'}
@@ -391,14 +392,16 @@ def fuse(
     Returns
     -------
     FuseResult
-        ``image`` (dtype of the frames), ``depth``, ``transforms``, ...
+        ``image`` (dtype of the frames; float32 for float frames, clipped to the
+        frames' range widened to [0, 1]), ``depth``, ``transforms``, ...
 
     Raises
     ------
     FrameMismatchError
         Fewer than two frames, or frames that differ in size, channels or dtype.
     FrameReadError
-        A path that cannot be read (named).
+        A frame that cannot be read (named): missing, truncated, corrupt, a multi-page
+        TIFF, or (``FrameTooLargeError``) over the pixel or memory limit.
     AlignmentError
         Registration of a frame failed (named).
 
