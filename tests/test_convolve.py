@@ -415,10 +415,9 @@ def test_output_is_contiguous_and_new() -> None:
 @pytest.mark.parametrize("mode", SCIPY_MODES + ("mean",))
 @pytest.mark.parametrize(("stride", "dilation"), [(1, 1), ((2, 1), (1, 3)), (3, 2)])
 def test_many_strips_tiles_and_threads(monkeypatch, mode, stride, dilation) -> None:
-    """Tiny strips, small FFT tiles and forced threading give the same answer as torch/scipy."""
+    """Rows split over threads and small FFT tiles give the same answer as scipy."""
     from convstack import _methods
 
-    monkeypatch.setattr(_methods, "STRIP_BYTES", 600)
     monkeypatch.setattr(_methods, "THREAD_MIN_WORK", 0)
     monkeypatch.setattr(_methods, "THREADS", 2)
     monkeypatch.setattr(_methods, "_sides", lambda span, n: [(32, 32 - span + 1)])
@@ -482,31 +481,19 @@ def test_nan_stays_local_without_warnings(method: str) -> None:
 @pytest.mark.parametrize("mode", SCIPY_MODES + ("mean",))
 @pytest.mark.parametrize("kshape", [(3, 3), (4, 5), (1, 6), (7, 2), (2, 1)])
 @pytest.mark.parametrize("dilation", [1, (2, 3)])
-def test_direct_in_place_path(monkeypatch, mode, kshape, dilation) -> None:
-    """Images tall enough for direct's unpadded in-place path agree with scipy and strips."""
+@pytest.mark.parametrize("threads", [1, 3])
+def test_direct_rows_over_threads(monkeypatch, mode, kshape, dilation, threads) -> None:
+    """Output rows split over 1 or 3 threads agree with scipy (float64 and float32)."""
     from convstack import _methods
 
-    monkeypatch.setattr(_methods, "STRIP_BYTES", 700)  # several interior strips
-    used = []
-    original = _methods._direct_in_place
-
-    def spy(*args, **kwargs):
-        result = original(*args, **kwargs)
-        used.append(result is not None)
-        return result
-
-    monkeypatch.setattr(_methods, "_direct_in_place", spy)
-    monkeypatch.setattr(_methods, "IN_PLACE_MIN_OUTPUTS", (0, 0))  # small, to test quickly
+    monkeypatch.setattr(_methods, "THREAD_MIN_WORK", 0)
+    monkeypatch.setattr(_methods, "THREADS", threads)
     image = rng(38).random((3, 40, 37))
     kernel = rng(39).normal(size=kshape)
     kwargs = {"mode": mode, "dilation": dilation, "channel_axis": 0, "method": "direct"}
     got = convolve(image, kernel, **kwargs)
     got32 = convolve(image.astype(np.float32), kernel, **kwargs)
-    assert used == [True, True]
-    monkeypatch.setattr(_methods, "IN_PLACE", False)
-    strips = convolve(image, kernel, **kwargs)
-    np.testing.assert_allclose(got, strips, atol=1e-12)
-    np.testing.assert_allclose(got32, strips, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(got32, got, rtol=1e-4, atol=1e-4)
     if dilation == 1 and mode != "mean":
         for c in range(3):
             expected = ndi.convolve(image[c], kernel, mode=mode)
@@ -515,20 +502,16 @@ def test_direct_in_place_path(monkeypatch, mode, kshape, dilation) -> None:
 
 @pytest.mark.parametrize("mode", SCIPY_MODES)
 @pytest.mark.parametrize(("stride", "dilation"), [(1, 1), (3, 2)])
-def test_long_1d_signal_in_column_chunks(monkeypatch, mode, stride, dilation) -> None:
-    """Rows longer than a strip are cut into column chunks; the result does not change."""
-    from convstack import _methods
-
+def test_long_1d_signal(mode, stride, dilation) -> None:
+    """A long 1-D signal: every method agrees, and with scipy at stride 1."""
     signal = rng(40).random(1000)
     kernel = rng(41).normal(size=7)
     whole = {
         m: correlate(signal, kernel, mode=mode, stride=stride, dilation=dilation, method=m)
         for m in METHODS
     }
-    monkeypatch.setattr(_methods, "STRIP_BYTES", 256)  # 32 float64 outputs per chunk
     for m in METHODS:
-        got = correlate(signal, kernel, mode=mode, stride=stride, dilation=dilation, method=m)
-        np.testing.assert_allclose(got, whole[m], atol=1e-12, err_msg=m)
+        np.testing.assert_allclose(whole[m], whole["direct"], atol=1e-12, err_msg=m)
     if stride == 1 and dilation == 1:
         np.testing.assert_allclose(
             whole["direct"], ndi.correlate(signal, kernel, mode=mode), atol=1e-10

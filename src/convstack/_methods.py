@@ -5,18 +5,14 @@ working float dtype, a :class:`Border` that says how to pad it, a kernel already
 oriented for correlation, per-axis ``dilation`` and ``stride`` and the output
 spatial shape; it returns (batch, *out_shape). No validation happens here.
 
-For 1-D and 2-D images the work is split into row strips (about ``STRIP_BYTES``
-each) that are padded on the fly into small per-thread buffers, so that no
-temporary is ever image-sized: every pass of a kernel tap runs over a strip that
-stays in the L2 cache. Within a strip a stride-1 tap is a single flat, contiguous
-slice ("wide rows": the row pitch of the padded strip is kept, the ``span - 1``
-extra columns per row are computed and dropped), so each pass is one long
-vectorised loop. Taps with equal weights are summed first and multiplied once
-(symmetric and box kernels need about half the passes). Where the output is as
-wide as the image, direct skips the padding for interior rows and accumulates
-straight into the output (:func:`_direct_in_place`). Strips and FFT tiles can run
-on a small module-level thread pool (NumPy and ``scipy.fft`` release the GIL); it
-is off by default (``THREADS``).
+For 1-D and 2-D images direct and separable run compiled loops
+(``convstack._k_correlate``) that read the unpadded image and take the border from
+index maps, so nothing image-sized is built besides the output: interior output
+columns run in tight vectorised loops, border columns and rows through the maps.
+Separable makes, per output row, a column pass into one padded row buffer and a row
+pass out of it. A channel-last image runs with its channels interleaved (no
+transposes). Output rows are split over ``THREADS`` threads of a module-level pool
+(the kernels release the GIL), as are FFT tiles (``scipy.fft`` releases it too).
 
 N-D images (3 or more spatial axes) take a simple whole-array path.
 """
@@ -28,13 +24,12 @@ import itertools
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
 from ._modes import border_indices
@@ -74,38 +69,25 @@ def next_fast_len(n: int) -> int:
 Shape = tuple[int, ...]
 Pads = tuple[tuple[int, int], ...]
 
-#: Bytes of one strip buffer (padded strip, accumulator, temporary and, for
-#: separable, the column-pass result): together they stay inside a 2 MiB L2 cache.
-#: 256 KiB measured best of 32 KiB-1 MiB (bench/README.md).
-STRIP_BYTES = 256 * 1024
 
-
-#: Threads used over strips and FFT tiles. One by default: on the 2-vCPU development
-#: machine two threads (or two processes) get no more throughput than one, and under
-#: load the hand-offs made strips up to 2x slower. Set CONVSTACK_THREADS to change it.
+#: Threads used over row ranges and FFT tiles: one per core by default (the compiled
+#: kernels release the GIL and get a row range each, so hand-offs are few).
+#: Set CONVSTACK_THREADS to change it.
 def _threads_from_env() -> int:
     try:
-        return max(1, int(os.environ.get("CONVSTACK_THREADS", "1")))
+        return max(1, int(os.environ.get("CONVSTACK_THREADS", "0")) or (os.cpu_count() or 1))
     except ValueError:
-        return 1
+        return os.cpu_count() or 1
 
 
 THREADS = _threads_from_env()
-#: Cost model of the strip methods (see convolve.choose_method): ns per element of
-#: the strip grid for one ufunc pass, and ns per ufunc call on a strip.
-PASS_NS = 0.1
-CALL_NS = 1000.0
+#: Cost model of the compiled methods (see convolve.choose_method): ns per tap and
+#: output sample, ns per output sample (allocation, first touch, row set-up).
+TAP_NS = 0.05
+OUT_NS = 0.3
 #: Below this many multiply-adds a call runs on the calling thread only.
 THREAD_MIN_WORK = 8_000_000
 
-#: Whether direct may accumulate straight into the output (no padded strips) where
-#: the layout allows it (stride 1, output as wide as the image, contiguous rows).
-IN_PLACE = True
-#: Fewest output samples per image for which it does: below, its separate border
-#: passes cost more calls than the padded strips save (measured, 1-D binomial
-#: kernels: even at 512 x 512 down the columns, at 720 x 720 along the rows, where
-#: every row has border columns to redo).
-IN_PLACE_MIN_OUTPUTS = (1 << 18, 1 << 19)
 #: Scratch buffers up to this size stay allocated per thread between calls.
 KEEP_BUFFER_BYTES = 8 * 1024 * 1024
 
@@ -227,53 +209,6 @@ def _fill_block(
             out[:, lo:hi] = image[np.ix_(rmap, cmap[lo:hi])]
 
 
-def _strips(n_out: int, row_bytes: int) -> Iterator[tuple[int, int]]:
-    rows = max(1, STRIP_BYTES // max(row_bytes, 1))
-    for start in range(0, n_out, rows):
-        yield start, min(start + rows, n_out)
-
-
-def _groups(weights: NDArray[Any], offsets: list[Any]) -> list[tuple[float, list[Any]]]:
-    """Group tap offsets by exactly equal non-zero weight, in first-seen order."""
-    table: dict[float, list[Any]] = {}
-    for w, off in zip(weights.ravel().tolist(), offsets, strict=True):
-        if w != 0:
-            table.setdefault(w, []).append(off)
-    return list(table.items())
-
-
-def _accumulate(
-    groups: list[tuple[float, list[Any]]],
-    view: Callable[[Any], NDArray[Any]],
-    acc: NDArray[Any],
-    tmp: NDArray[Any],
-    started: bool,
-) -> bool:
-    """acc (+)= sum over groups of weight * (sum of the group's tap views)."""
-    for w, offs in groups:
-        if len(offs) == 1:
-            src = view(offs[0])
-        else:
-            np.add(view(offs[0]), view(offs[1]), out=tmp)
-            for off in offs[2:]:
-                np.add(tmp, view(off), out=tmp)
-            src = tmp
-        if not started:
-            if w == 1.0:
-                np.copyto(acc, src)
-            else:
-                np.multiply(src, w, out=acc)
-            started = True
-        elif w == 1.0:
-            np.add(acc, src, out=acc)
-        elif w == -1.0:
-            np.subtract(acc, src, out=acc)
-        else:
-            np.multiply(src, w, out=tmp)
-            np.add(acc, tmp, out=acc)
-    return started
-
-
 def _as_2d(
     image: NDArray[Any], kernel_shape: Shape, dilation: Shape, stride: Shape, out_shape: Shape
 ) -> tuple[NDArray[Any], Shape, Shape, Shape, Shape]:
@@ -295,190 +230,121 @@ def _border_2d(border: Border) -> Border:
     return border
 
 
-def _block(
-    image: NDArray[Any],
-    maps: list[NDArray[np.intp]],
-    border: Border,
-    item: int,
-    passes: Callable[[NDArray[Any], int, int, NDArray[Any], NDArray[Any]], None],
-    span: Shape,
-    stride: Shape,
-    rows: tuple[int, int],
-    cols: tuple[int, int],
-    dest: NDArray[Any],
-) -> None:
-    """Output rows and columns [r0, r1) x [c0, c1) of one image, into ``dest``.
+def _compiled() -> Any:
+    """The compiled loops (numba loads on the first call that needs them)."""
+    from . import _k_correlate
 
-    The padded block they need is filled into a scratch buffer whose row pitch ``wb``
-    is the block's padded width; ``passes(strip, nr, wb, acc, tmp)`` then fills the
-    flat accumulator ``acc`` (output rows at that pitch, ``span - 1`` unused columns
-    per row) and the wanted columns are copied out.
+    return _k_correlate
+
+
+def kernel_source(array: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
+    """``array`` as the kernels read it: C-contiguous, native byte order, bool as uint8
+    and float16 as ``dtype`` (no copy when it already is)."""
+    if array.dtype == np.bool_:
+        array = array.view(np.uint8)
+    elif array.dtype.kind == "f" and array.dtype.itemsize < 4:
+        array = array.astype(dtype)
+    elif not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return np.ascontiguousarray(array)
+
+
+def _channel_sources(
+    work: NDArray[Any], out: NDArray[Any], dtype: np.dtype[Any]
+) -> list[tuple[NDArray[Any], NDArray[Any], slice]]:
+    """(image, output, batch items) triples of (rows, cols, channels) arrays for the kernels.
+
+    A batch whose items are the fastest-varying axis (the channels of a channel-last
+    image, moved to the front by ``convolve``) runs as one interleaved image, with no
+    transposes; otherwise each item runs alone.
     """
-    (r0, r1), (c0, c1) = rows, cols
-    nr, nc = r1 - r0, c1 - c0
-    dtype = border.fill.dtype
-    n_in = (nr - 1) * stride[0] + span[0]
-    wb = (nc - 1) * stride[1] + span[1]
-    strip = _buffer("strip", n_in * wb, dtype).reshape(n_in, wb)
-    top, left = r0 * stride[0], c0 * stride[1]
-    _fill_block(image[item], maps, border, item, (top, top + n_in), (left, left + wb), strip)
-    acc = _buffer("acc", nr * wb, dtype)
-    tmp = _buffer("tmp", nr * wb, dtype)
-    passes(strip, nr, wb, acc, tmp)
-    dest[...] = acc.reshape(nr, wb)[:, : wb - span[1] + 1 : stride[1]]
-
-
-def _block_tasks(
-    image: NDArray[Any],
-    maps: list[NDArray[np.intp]],
-    border: Border,
-    passes: Callable[[NDArray[Any], int, int, NDArray[Any], NDArray[Any]], None],
-    span: Shape,
-    stride: Shape,
-    out: NDArray[Any],
-    blocks: list[tuple[int, tuple[int, int], tuple[int, int]]],
-) -> list[Callable[[], None]]:
-    """One :func:`_block` task per ``(item, (r0, r1), (c0, c1))``, writing that part of ``out``."""
+    batch = work.shape[0]
+    if batch > 1 and abs(work.strides[0]) < min(abs(s) for s in work.strides[1:]):
+        src = kernel_source(np.moveaxis(work, 0, -1), dtype)
+        return [(src, np.moveaxis(out, 0, -1), slice(None))]
     return [
-        functools.partial(
-            _block,
-            image,
-            maps,
-            border,
-            item,
-            passes,
-            span,
-            stride,
-            rows,
-            cols,
-            out[item, rows[0] : rows[1], cols[0] : cols[1]],
-        )
-        for item, rows, cols in blocks
+        (kernel_source(work[item], dtype)[:, :, None], out[item][:, :, None], slice(item, item + 1))
+        for item in range(batch)
     ]
 
 
-def _strip_engine(
-    image: NDArray[Any],
+def _empty_out(work: NDArray[Any], out_shape: Shape, dtype: np.dtype[Any]) -> NDArray[Any]:
+    """(batch, *out_shape), stored channel-last when ``work`` is channel-last."""
+    batch = work.shape[0]
+    if batch > 1 and abs(work.strides[0]) < min(abs(s) for s in work.strides[1:]):
+        return np.moveaxis(np.empty(out_shape + (batch,), dtype=dtype), -1, 0)
+    return np.empty((batch,) + out_shape, dtype=dtype)
+
+
+def _interior_columns(n_c: int, n_oc: int, before: int, span: int, stride: int) -> tuple[int, int]:
+    """Output columns [j0, j1) whose every tap reads an image column (no border)."""
+    j0 = min(-(-before // stride), n_oc)
+    last = n_c - 1 + before - (span - 1)  # largest j * stride that stays inside
+    j1 = min(last // stride + 1, n_oc) if last >= 0 else 0
+    return j0, max(j1, j0)
+
+
+def _tap_scratch(n: int, dtype: np.dtype[Any]) -> tuple[NDArray[Any], ...]:
+    """Scratch vectors for the kernels' tap lists: weights, rows, offsets."""
+    return np.empty(n, dtype), np.empty(n, np.intp), np.empty(n, np.intp)
+
+
+def _row_tasks(
+    run_rows: Callable[[int, int], None], n_rows: int, work: float
+) -> list[Callable[[], None]]:
+    """``run_rows(r0, r1)`` over about ``THREADS`` equal row ranges (one when small)."""
+    parts = 1 if THREADS == 1 or work < THREAD_MIN_WORK else min(THREADS, n_rows)
+    bounds = [n_rows * p // parts for p in range(parts + 1)]
+    return [functools.partial(run_rows, lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
+
+
+def direct_image(
+    work: NDArray[Any],
     border: Border,
-    passes: Callable[[NDArray[Any], int, int, NDArray[Any], NDArray[Any]], None],
-    span: Shape,
+    weights: NDArray[Any],
+    dilation: Shape,
     stride: Shape,
     out_shape: Shape,
-    cost: float,
 ) -> NDArray[Any]:
-    """Shared strip loop for direct and separable on 2-D work arrays.
-
-    Computes every output row of every image, full width, in strips of about
-    ``STRIP_BYTES`` (see :func:`_block`).
-    """
-    batch, n_r, n_c = image.shape
+    """Direct correlation of a (batch, rows, cols) work array (compiled, no padded copy)."""
     dtype = border.fill.dtype
-    maps = border.index_maps((n_r, n_c))
-    out = np.empty((batch,) + out_shape, dtype=dtype)
-    n_out = out_shape[1]
-    # rows longer than a strip (long 1-D signals) are cut into column chunks too
-    chunk = max(1, min(n_out, STRIP_BYTES // (dtype.itemsize * stride[1])))
-    wb = (chunk - 1) * stride[1] + span[1]
-    blocks = [
-        (item, (r0, r1), (c0, min(c0 + chunk, n_out)))
-        for item in range(batch)
-        for r0, r1 in _strips(out_shape[0], wb * dtype.itemsize * stride[0])
-        for c0 in range(0, n_out, chunk)
-    ]
-    _run(_block_tasks(image, maps, border, passes, span, stride, out, blocks), cost)
+    batch, n_r, n_c = work.shape
+    out = _empty_out(work, out_shape, dtype)
+    rmap, cmap = border.index_maps((n_r, n_c))
+    span = dilated_span(weights.shape, dilation)
+    before = border.pads[1][0]
+    j0, j1 = _interior_columns(n_c, out_shape[1], before, span[1], stride[1])
+    taps = np.ascontiguousarray(weights, dtype=dtype)
+    k = _compiled()
+    cost = float(math.prod(out_shape)) * batch * np.count_nonzero(taps)
+    tasks: list[Callable[[], None]] = []
+    for src, dst, items in _channel_sources(work, out, dtype):
+        fill = np.ascontiguousarray(border.fill[items])
+
+        def run_rows(r0: int, r1: int, src: Any = src, dst: Any = dst, fill: Any = fill) -> None:
+            ws, rs, offs = _tap_scratch(taps.size, dtype)
+            k.correlate_rows(
+                src,
+                dst,
+                taps,
+                rmap,
+                cmap,
+                fill,
+                r0,
+                r1,
+                stride,
+                dilation,
+                before,
+                j0,
+                j1,
+                ws,
+                rs,
+                offs,
+            )
+
+        tasks += _row_tasks(run_rows, out_shape[0], cost)
+    _run(tasks, cost)
     return out
-
-
-def _direct_in_place(
-    image: NDArray[Any],
-    border: Border,
-    groups: list[tuple[float, list[Any]]],
-    passes: Callable[[NDArray[Any], int, int, NDArray[Any], NDArray[Any]], None],
-    span: Shape,
-    out_shape: Shape,
-    cost: float,
-) -> NDArray[Any] | None:
-    """Stride-1 correlation whose output rows have the image's width, without padding.
-
-    Interior output rows are accumulated straight into the output from flat views of
-    the (C-contiguous, working-dtype) image; a view that runs past a row's end reads
-    the next row, which only spoils the ``before`` and ``after`` border columns, and
-    those, with the top and bottom rows, are recomputed from padded blocks. Returns
-    None when the layout does not allow it.
-    """
-    batch, n_r, n_c = image.shape
-    dtype = border.fill.dtype
-    (rb, _), (cb, ca) = border.pads
-    item_size = image.itemsize
-    if (
-        image.dtype != dtype
-        or out_shape[1] != n_c
-        or image.strides[1:] != (n_c * item_size, item_size)
-        or max(cb, ca) >= n_c
-    ):
-        return None
-    r_lo = rb + (1 if cb else 0)
-    r_hi = min(out_shape[0], n_r + rb - span[0] + 1 - (1 if ca else 0))
-    if r_hi - r_lo < 8:
-        return None
-    out = np.empty((batch,) + out_shape, dtype=dtype)
-    maps = border.index_maps((n_r, n_c))
-
-    def interior(item: int, r0: int, r1: int) -> None:
-        flat = image[item].reshape(-1)
-        length = (r1 - r0) * n_c
-        base = (r0 - rb) * n_c - cb
-        acc = out[item, r0:r1].reshape(-1)
-        tmp = _buffer("tmp", length, dtype)
-        view = lambda off: flat[base + off : base + off + length]  # noqa: E731
-        if not _accumulate(groups, view, acc, tmp, False):
-            acc[...] = 0
-
-    rows = list(_strips(r_hi - r_lo, n_c * item_size))
-    _run(
-        [functools.partial(interior, i, r_lo + a, r_lo + b) for i in range(batch) for a, b in rows],
-        cost,
-    )
-    # (first row, rows, first column, last column) of every region left to recompute:
-    # the top and bottom rows at full width, the border columns of the interior rows
-    regions = [(lo, hi - lo, 0, n_c) for lo, hi in ((0, r_lo), (r_hi, out_shape[0]))]
-    regions += [(r_lo, r_hi - r_lo, c0, c1) for c0, c1 in ((0, cb), (n_c - ca, n_c)) if c1 > c0]
-    blocks = [
-        (item, (top + a, top + b), (c0, c1))
-        for item in range(batch)
-        for top, n_rows, c0, c1 in regions
-        for a, b in _strips(n_rows, (c1 - c0 + span[1]) * item_size)
-    ]
-    _run(_block_tasks(image, maps, border, passes, span, (1, 1), out, blocks), cost * 0.1)
-    return out
-
-
-def _flat_views(
-    strip: NDArray[Any], nr: int, wp: int, length: int, row_step: int
-) -> Callable[[int], NDArray[Any]]:
-    """A view of ``length`` elements per output row block starting at flat offset ``off``."""
-    flat = strip.reshape(-1)
-    if row_step == 1:
-        return lambda off: flat[off : off + length]
-    item = flat.itemsize
-    width = length - (nr - 1) * wp  # elements per row that are needed
-
-    def view(off: int) -> NDArray[Any]:
-        return as_strided(flat[off:], shape=(nr, width), strides=(row_step * wp * item, item))
-
-    return view
-
-
-def _acc_view(acc: NDArray[Any], nr: int, wp: int, length: int, row_step: int) -> NDArray[Any]:
-    if row_step == 1:
-        return acc[:length]
-    return acc.reshape(nr, wp)[:, : length - (nr - 1) * wp]
-
-
-def _tap_offsets(kernel_shape: Shape, dilation: Shape, pitch: int) -> list[int]:
-    """Flat offset of every tap of a 2-D kernel, row by row, in rows ``pitch`` long."""
-    rows, cols = kernel_shape
-    return [a * dilation[0] * pitch + b * dilation[1] for a in range(rows) for b in range(cols)]
 
 
 def direct(
@@ -489,35 +355,17 @@ def direct(
     stride: Shape,
     out_shape: Shape,
 ) -> NDArray[Any]:
-    """Shifted-slice accumulation: one multiply-add per distinct non-zero tap weight."""
+    """Direct correlation: every output a sum over the kernel's taps (compiled rows)."""
     if image.ndim > 3:
         return _direct_nd(image, border, kernel, dilation, stride, out_shape)
     work, kshape, dil, st, oshape = _as_2d(image, kernel.shape, dilation, stride, out_shape)
-    border = _border_2d(border)
-    span = dilated_span(kshape, dil)
-    taps2d = kernel.reshape(kshape)
-
-    def passes(strip: NDArray[Any], nr: int, wp: int, acc: NDArray[Any], tmp: NDArray[Any]) -> None:
-        length = nr * wp - span[1] + 1
-        offsets = _tap_offsets(kshape, dil, wp)
-        view = _flat_views(strip, nr, wp, length, st[0])
-        a_v = _acc_view(acc, nr, wp, length, st[0])
-        t_v = _acc_view(tmp, nr, wp, length, st[0])
-        if not _accumulate(_groups(taps2d, offsets), view, a_v, t_v, False):
-            a_v[...] = 0
-
-    cost = float(np.prod(oshape)) * work.shape[0] * np.count_nonzero(kernel) * st[1]
-    out = None
-    column_pads = any(border.pads[-1])
-    if st == (1, 1) and IN_PLACE and math.prod(oshape) >= IN_PLACE_MIN_OUTPUTS[column_pads]:
-        groups = _groups(taps2d, _tap_offsets(kshape, dil, work.shape[2]))
-        out = _direct_in_place(work, border, groups, passes, span, oshape, cost)
-    if out is None:
-        out = _strip_engine(work, border, passes, span, st, oshape, cost)
+    out = direct_image(work, _border_2d(border), kernel.reshape(kshape), dil, st, oshape)
     return out.reshape((image.shape[0],) + out_shape)
 
 
-def rank_terms(kernel: NDArray[Any], rtol: float | None = None) -> list[tuple[NDArray[Any], ...]]:
+def rank_terms(
+    kernel: NDArray[Any], rtol: float | None = None
+) -> list[tuple[NDArray[Any], NDArray[Any]]]:
     """Split a 2-D kernel into outer products of 1-D factors, dropping negligible terms.
 
     A kernel of rank 1 is factored exactly from its largest entry (column through it,
@@ -537,11 +385,72 @@ def rank_terms(kernel: NDArray[Any], rtol: float | None = None) -> list[tuple[ND
     if np.allclose(np.outer(col, row), k64, rtol=0, atol=rtol * np.abs(k64[i, j])):
         return [(col, row)]
     u, s, vt = np.linalg.svd(k64)
-    terms: list[tuple[NDArray[Any], ...]] = []
+    terms: list[tuple[NDArray[Any], NDArray[Any]]] = []
     for t in np.flatnonzero(s > rtol * s[0]):
         root = np.sqrt(s[t])
         terms.append((u[:, t] * root, vt[t] * root))
     return terms
+
+
+def separable_image(
+    image: NDArray[Any],
+    border: Border,
+    terms: Sequence[tuple[NDArray[Any], NDArray[Any]]],
+    dilation: Shape,
+    stride: Shape,
+    out: NDArray[Any],
+    *,
+    bias: float = 0.0,
+    scale: float = 1.0,
+) -> NDArray[Any]:
+    """``sum(correlate(image, outer(col, row)) for col, row in terms)`` into ``out``.
+
+    ``image`` (rows, cols, channels) of any real dtype, ``out`` (out_rows, out_cols,
+    channels), ``border.fill`` one value per channel in the accumulator dtype, which
+    is also the dtype of the taps. Each output row is ``(sum + bias) * scale`` cast to
+    ``out``'s dtype: the exact integer Gaussians use integer taps, an accumulator in
+    which every partial sum is exact, a rounding offset and a power of two.
+    """
+    dtype = border.fill.dtype
+    src = kernel_source(image, dtype)
+    n_r, n_c, ch = src.shape
+    rmap, cmap = border.index_maps((n_r, n_c))
+    cols = np.ascontiguousarray([c for c, _ in terms], dtype=dtype)
+    rows = np.ascontiguousarray([r for _, r in terms], dtype=dtype)
+    before = border.pads[1][0]
+    fill = np.ascontiguousarray(border.fill)
+    k = _compiled()
+    width = out.shape[1] * ch
+
+    def run_rows(r0: int, r1: int) -> None:
+        mid = np.empty(cmap.size * ch, dtype=dtype)
+        acc = np.empty(max(width, 1), dtype=dtype)
+        ws, rs, offs = _tap_scratch(max(cols.shape[1], rows.shape[1]), dtype)
+        k.separable_rows(
+            src,
+            out,
+            cols,
+            rows,
+            rmap,
+            cmap,
+            fill,
+            r0,
+            r1,
+            stride,
+            dilation,
+            before,
+            mid,
+            acc,
+            bias,
+            scale,
+            ws,
+            rs,
+            offs,
+        )
+
+    cost = float(out.size) * (cols.size + rows.size)
+    _run(_row_tasks(run_rows, out.shape[0], cost), cost)
+    return out
 
 
 def separable(
@@ -556,31 +465,12 @@ def separable(
     if kernel.ndim != 2:
         return direct(image, border, kernel, dilation, stride, out_shape)
     dtype = border.fill.dtype
-    terms = [(c.astype(dtype), r.astype(dtype)) for c, r in rank_terms(kernel)]
-    kh, kw = kernel.shape
-    span = dilated_span((kh, kw), dilation)
-
-    def passes(strip: NDArray[Any], nr: int, wp: int, acc: NDArray[Any], tmp: NDArray[Any]) -> None:
-        mid = _buffer("mid", nr * wp, dtype)
-        vert = _flat_views(strip, nr, wp, nr * wp, stride[0])
-        mid_v = _acc_view(mid, nr, wp, nr * wp, stride[0])
-        tmp_v = _acc_view(tmp, nr, wp, nr * wp, stride[0])
-        length = nr * wp - span[1] + 1
-        started = False
-        for col, row in terms:
-            v_groups = _groups(col, [a * dilation[0] * wp for a in range(kh)])
-            if not _accumulate(v_groups, vert, mid_v, tmp_v, False):
-                continue
-            h_groups = _groups(row, [b * dilation[1] for b in range(kw)])
-            started = _accumulate(
-                h_groups, lambda off: mid[off : off + length], acc[:length], tmp[:length], started
-            )
-        if not started:
-            acc[...] = 0
-
-    taps = sum(np.count_nonzero(c) + np.count_nonzero(r) for c, r in terms)
-    cost = float(np.prod(out_shape)) * image.shape[0] * taps * stride[1]
-    return _strip_engine(image, border, passes, span, stride, out_shape, cost)
+    terms = rank_terms(kernel)
+    out = _empty_out(image, out_shape, dtype)
+    for src, dst, items in _channel_sources(image, out, dtype):
+        item_border = Border(border.pads, border.mode, np.ascontiguousarray(border.fill[items]))
+        separable_image(src, item_border, terms, dilation, stride, dst)
+    return out
 
 
 def _kernel_spectrum(

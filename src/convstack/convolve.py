@@ -37,14 +37,6 @@ def output_shape(
     )
 
 
-def _passes(groups: list[tuple[float, list[Any]]]) -> int:
-    """Ufunc passes that _methods._accumulate makes for these weight groups."""
-    count = 0
-    for w, offs in groups:
-        count += len(offs) - 1 + (1 if w in (1.0, -1.0) else 2)
-    return max(count - 1, 1)
-
-
 def choose_method(
     spatial: tuple[int, ...],
     kernel: NDArray[Any],
@@ -57,14 +49,12 @@ def choose_method(
 
     Estimated times in ns, with the constants of ``convstack._methods``:
 
-    - direct: ``PASS_NS * (passes + 3) * grid + CALL_NS * (passes + 3) * strips``, where
-      ``passes`` counts one multiply and one add per distinct non-zero tap weight (taps
-      with equal weights are summed first: one add each), ``grid`` is output rows times
-      the padded width (times the column stride) and the 3 extra passes pad each strip,
-      copy it out and fault in the output's pages;
-    - separable (2-D kernels): the same with the passes of the column and the row
-      pass of every rank term (one term for a Gaussian or a box, up to k for a
-      dense random kernel);
+    - direct: ``TAP_NS * outputs * taps + OUT_NS * outputs``, ``taps`` the non-zero
+      taps of the kernel;
+    - separable (2-D kernels): per rank term (one for a Gaussian or a box, up to k
+      for a dense random kernel) ``TAP_NS`` per column-pass tap over the output rows
+      times the padded width, and per row-pass tap over the outputs, plus
+      ``OUT_NS * outputs``;
     - fft: per overlap-save tile of ``n`` samples ``FFT_NS * n * log2(n)`` (1.5 times
       that for tiles over ``FFT_CACHE_SAMPLES``) ``+ FFT_TILE_NS + FFT_FILL_NS * n``,
       for the cheapest tiling (:func:`convstack._methods.fft_plan`), plus
@@ -101,22 +91,17 @@ def _costs(
         return {"fft": 0.0}
     m = _methods
     span = dilated_span(kernel.shape, dilation)
-    rows = out_shape[0] if kernel.ndim == 2 else 1
-    grid = float(rows) * padded[-1] * stride[-1]
-    strips = max(1.0, grid * kernel.itemsize / m.STRIP_BYTES)
-
-    def cost(passes: int) -> float:
-        return (m.PASS_NS * grid + m.CALL_NS * strips) * (passes + 3)
-
     outputs = float(np.prod(out_shape))
-    offsets = list(range(kernel.size))
-    costs = {"direct": cost(_passes(m._groups(kernel, offsets)))}
+    fixed = m.OUT_NS * outputs
+    costs: dict[str, float] = {
+        "direct": m.TAP_NS * outputs * float(np.count_nonzero(kernel)) + fixed
+    }
     if kernel.ndim == 2 and min(kernel.shape) > 1:
-        n_sep = 0
+        column_grid = float(out_shape[0]) * padded[1]
+        taps = 0.0
         for col, row in m.rank_terms(kernel):
-            n_sep += _passes(m._groups(col.astype(kernel.dtype), offsets[: col.size]))
-            n_sep += _passes(m._groups(row.astype(kernel.dtype), offsets[: row.size])) + 1
-        costs["separable"] = cost(n_sep)
+            taps += column_grid * np.count_nonzero(col) + outputs * np.count_nonzero(row)
+        costs["separable"] = m.TAP_NS * taps + fixed
     if kernel.ndim == 2:
         full = (padded[0] - span[0] + 1, padded[1] - span[1] + 1)
         costs["fft"] = m.fft_plan((span[0], span[1]), full)[2] + m.FFT_OUT_NS * outputs

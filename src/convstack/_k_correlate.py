@@ -1,0 +1,245 @@
+"""Compiled loops of the correlation engine: direct rows and separable rows.
+
+Both kernels read the *unpadded* image, (rows, cols, channels) and C-contiguous, and
+take the border from index maps: ``rmap[p]`` / ``cmap[q]`` is the image row / column
+that padded row ``p`` / column ``q`` holds, or -1 where it holds the per-channel
+``fill``. Output column ``j`` is *interior* when every tap of it reads an image
+column straight (``j0 <= j < j1``): those run in tight loops over the flat row
+(channels interleaved, so a column shift is a shift by ``channels`` samples); the few
+border columns go through ``cmap``. Loop order: output rows, kernel taps, output
+columns, so that the innermost loop is contiguous and vectorises; taps go four to a
+pass over the output row (one load and store of the accumulator per four taps).
+Loops index slices from 0, so numba knows no index is negative (no wraparound test
+in the loop). The callers (``convstack._methods``) validate every shape and split
+rows over threads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._jit import kernel
+
+__all__ = ["correlate_rows", "separable_rows"]
+
+
+@kernel
+def _sum_taps(dst: Any, src: Any, ws: Any, rs: Any, offs: Any, n: int, lo: int, m: int) -> None:
+    """``dst[x] += sum_t ws[t] * src[rs[t], lo + offs[t] + x]`` for ``x < m``, ``t < n``.
+
+    Four taps per pass over ``dst``, then three, two or one for the rest.
+    """
+    t = 0
+    while t + 4 <= n:
+        w0, w1, w2, w3 = ws[t], ws[t + 1], ws[t + 2], ws[t + 3]
+        s0 = src[rs[t], lo + offs[t] : lo + offs[t] + m]
+        s1 = src[rs[t + 1], lo + offs[t + 1] : lo + offs[t + 1] + m]
+        s2 = src[rs[t + 2], lo + offs[t + 2] : lo + offs[t + 2] + m]
+        s3 = src[rs[t + 3], lo + offs[t + 3] : lo + offs[t + 3] + m]
+        for x in range(m):
+            dst[x] += (w0 * s0[x] + w1 * s1[x]) + (w2 * s2[x] + w3 * s3[x])
+        t += 4
+    if n - t == 3:
+        w0, w1, w2 = ws[t], ws[t + 1], ws[t + 2]
+        s0 = src[rs[t], lo + offs[t] : lo + offs[t] + m]
+        s1 = src[rs[t + 1], lo + offs[t + 1] : lo + offs[t + 1] + m]
+        s2 = src[rs[t + 2], lo + offs[t + 2] : lo + offs[t + 2] + m]
+        for x in range(m):
+            dst[x] += (w0 * s0[x] + w1 * s1[x]) + w2 * s2[x]
+    elif n - t == 2:
+        w0, w1 = ws[t], ws[t + 1]
+        s0 = src[rs[t], lo + offs[t] : lo + offs[t] + m]
+        s1 = src[rs[t + 1], lo + offs[t + 1] : lo + offs[t + 1] + m]
+        for x in range(m):
+            dst[x] += w0 * s0[x] + w1 * s1[x]
+    elif n - t == 1:
+        w0 = ws[t]
+        s0 = src[rs[t], lo + offs[t] : lo + offs[t] + m]
+        for x in range(m):
+            dst[x] += w0 * s0[x]
+
+
+@kernel
+def _fill_tap(acc: Any, w: Any, fill: Any, n_oc: int, ch: int) -> None:
+    """``acc += w * fill`` on every column: a tap that lies on a fill row."""
+    for j in range(n_oc):
+        for c in range(ch):
+            acc[j * ch + c] += w * fill[c]
+
+
+@kernel
+def _strided_columns(
+    acc: Any, row: Any, w: Any, ch: int, j0: int, j1: int, stride: int, offset: int
+) -> None:
+    """``acc[j] += w * row[j * stride + offset]`` for the interior columns (stride > 1)."""
+    for j in range(j0, j1):
+        s = (j * stride + offset) * ch
+        for c in range(ch):
+            acc[j * ch + c] += w * row[s + c]
+
+
+@kernel
+def correlate_rows(
+    src: Any,
+    out: Any,
+    weights: Any,
+    rmap: Any,
+    cmap: Any,
+    fill: Any,
+    r0: int,
+    r1: int,
+    stride: Any,
+    dilation: Any,
+    before: int,
+    j0: int,
+    j1: int,
+    ws: Any,
+    rs: Any,
+    offs: Any,
+) -> None:
+    """Output rows ``r0 .. r1`` of the direct correlation of ``src`` with ``weights``.
+
+    ``src`` (rows, cols, ch), ``out`` (out_rows, out_cols, ch) of the float working
+    dtype, ``weights`` (kh, kw) of that dtype; ``stride`` and ``dilation`` are
+    (rows, cols) pairs; ``before`` is the number of padded columns before the image.
+    ``ws``, ``rs`` and ``offs`` are scratch vectors of ``kh * kw`` taps (weights, image
+    rows, offsets in samples). Zero weights are skipped (as ``0 * x`` would be, except
+    for non-finite ``x``).
+    """
+    n_r, n_c, ch = src.shape
+    n_or, n_oc, _ = out.shape
+    kh, kw = weights.shape
+    flat = src.reshape(n_r, n_c * ch)
+    res = out.reshape(n_or, n_oc * ch)
+    lo, m = j0 * ch, (j1 - j0) * ch
+    for i in range(r0, r1):
+        acc = res[i]
+        acc[:] = 0
+        n = 0
+        for a in range(kh):
+            r = rmap[i * stride[0] + a * dilation[0]]
+            for b in range(kw):
+                w = weights[a, b]
+                if w == 0:
+                    continue
+                if r < 0:
+                    _fill_tap(acc, w, fill, n_oc, ch)
+                    continue
+                ws[n] = w
+                rs[n] = r
+                offs[n] = b * dilation[1]  # padded column of output column 0
+                n += 1
+        # border columns, through the column map
+        for e in range(j0 + n_oc - j1):
+            j = e if e < j0 else j1 + e - j0
+            for t in range(n):
+                s = cmap[j * stride[1] + offs[t]]
+                for c in range(ch):
+                    v = flat[rs[t], s * ch + c] if s >= 0 else fill[c]
+                    acc[j * ch + c] += ws[t] * v
+        if stride[1] == 1:
+            for t in range(n):
+                offs[t] = (offs[t] - before) * ch
+            _sum_taps(acc[lo : lo + m], flat, ws, rs, offs, n, lo, m)
+        else:
+            for t in range(n):
+                _strided_columns(acc, flat[rs[t]], ws[t], ch, j0, j1, stride[1], offs[t] - before)
+
+
+@kernel
+def _column_edges(
+    mid: Any, col_taps: Any, t: int, fill: Any, cmap: Any, q0: int, q1: int, lo: int, ch: int
+) -> None:
+    """Border columns ``q0 .. q1`` of the column-pass row ``mid``: copies of its interior
+    (a column pass commutes with picking columns) or the column pass of the fill."""
+    for q in range(q0, q1):
+        s = cmap[q]
+        for c in range(ch):
+            if s >= 0:
+                mid[q * ch + c] = mid[lo + s * ch + c]
+            else:
+                v = 0.0
+                for a in range(col_taps.shape[1]):
+                    v += col_taps[t, a] * fill[c]
+                mid[q * ch + c] = v
+
+
+@kernel
+def separable_rows(
+    src: Any,
+    out: Any,
+    col_taps: Any,
+    row_taps: Any,
+    rmap: Any,
+    cmap: Any,
+    fill: Any,
+    r0: int,
+    r1: int,
+    stride: Any,
+    dilation: Any,
+    before: int,
+    mid: Any,
+    acc: Any,
+    bias: float,
+    scale: float,
+    ws: Any,
+    rs: Any,
+    offs: Any,
+) -> None:
+    """Output rows ``r0 .. r1`` of ``sum_t correlate(src, outer(col_taps[t], row_taps[t]))``.
+
+    Per output row and rank term: a column pass over ``kh`` image rows into ``mid``
+    (one padded row, of the accumulator dtype) whose border columns are then filled
+    (:func:`_column_edges`), then a row pass of ``mid`` into ``acc``. Finally
+    ``out = (acc + bias) * scale``, cast to ``out``'s dtype: 0 and 1 for float outputs,
+    a rounding offset and a power of two for the exact integer path (whose sums are
+    exact integers, so that the cast's truncation is the floor). ``ws``, ``rs`` and
+    ``offs`` are scratch vectors of ``max(kh, kw)`` taps.
+    """
+    n_r, n_c, ch = src.shape
+    n_or, n_oc, _ = out.shape
+    n_terms, kh = col_taps.shape
+    kw = row_taps.shape[1]
+    n_pc = cmap.shape[0]
+    flat = src.reshape(n_r, n_c * ch)
+    res = out.reshape(n_or, n_oc * ch)
+    rows = mid.reshape(1, mid.size)
+    width = n_oc * ch
+    lo, hi = before * ch, (before + n_c) * ch
+    for i in range(r0, r1):
+        acc[:] = 0
+        for t in range(n_terms):
+            inner = mid[lo:hi]
+            inner[:] = 0
+            n = 0
+            for a in range(kh):
+                w = col_taps[t, a]
+                if w == 0:
+                    continue
+                r = rmap[i * stride[0] + a * dilation[0]]
+                if r < 0:
+                    _fill_tap(inner, w, fill, n_c, ch)
+                    continue
+                ws[n] = w
+                rs[n] = r
+                offs[n] = 0
+                n += 1
+            _sum_taps(inner, flat, ws, rs, offs, n, 0, hi - lo)
+            _column_edges(mid, col_taps, t, fill, cmap, 0, before, lo, ch)
+            _column_edges(mid, col_taps, t, fill, cmap, before + n_c, n_pc, lo, ch)
+            n = 0
+            for b in range(kw):
+                w = row_taps[t, b]
+                if w == 0:
+                    continue
+                if stride[1] == 1:
+                    ws[n] = w
+                    rs[n] = 0
+                    offs[n] = b * dilation[1] * ch
+                    n += 1
+                else:
+                    _strided_columns(acc, mid, w, ch, 0, n_oc, stride[1], b * dilation[1])
+            _sum_taps(acc, rows, ws, rs, offs, n, 0, width)
+        row_out = res[i]
+        for x in range(width):
+            row_out[x] = (acc[x] + bias) * scale
