@@ -347,6 +347,8 @@ def test_read_image_refuses_other_types():
         read_image(3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"`path` must be a binary file object"):
         read_image(io.StringIO("text"))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"frames\[1\] \(in-memory bytes\)` must be a binary"):
+        fuse([np.zeros((8, 8)), io.StringIO("text")])
 
 
 # --------------------------------------------------------- a folder of hostile files
@@ -424,6 +426,15 @@ def test_hostile_file_in_a_stack_is_a_clean_cli_error(tmp_path, hostile, name, c
     reason = CLI_REASONS.get(name, HOSTILE[name][1])  # (the listing sees some first)
     assert re.search(reason, err), err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_listing_names_a_symlink_loop(hostile):
+    from convstack.stack.io import list_frames
+
+    with pytest.raises(FrameReadError, match=r"loop\.png: cannot open it \(Too many levels"):
+        list_frames([hostile / "loop.png"])
+    listed = {p.name for p in list_frames([hostile])}  # a folder lists its regular files
+    assert "loop.png" not in listed and "folder.png" not in listed and "empty.png" in listed
 
 
 def test_min_is_white_tiff_reads_as_pillow_reads_it(tmp_path):
