@@ -392,7 +392,7 @@ def rank_terms(
     return terms
 
 
-def separable_image(
+def separable_rows(
     image: NDArray[Any],
     border: Border,
     terms: Sequence[tuple[NDArray[Any], NDArray[Any]]],
@@ -402,14 +402,16 @@ def separable_image(
     *,
     bias: float = 0.0,
     scale: float = 1.0,
-) -> NDArray[Any]:
-    """``sum(correlate(image, outer(col, row)) for col, row in terms)`` into ``out``.
+) -> Callable[[int, int], None]:
+    """A function that fills output rows ``[r0, r1)`` of ``out`` with
+    ``sum(correlate(image, outer(col, row)) for col, row in terms)``.
 
     ``image`` (rows, cols, channels) of any real dtype, ``out`` (out_rows, out_cols,
-    channels), ``border.fill`` one value per channel in the accumulator dtype, which
-    is also the dtype of the taps. Each output row is ``(sum + bias) * scale`` cast to
+    channels) C-contiguous, ``border.fill`` one value per channel in the accumulator
+    dtype, which is also the dtype of the taps; every ``col`` has one length and
+    every ``row`` one length. Each output is ``(sum + bias) * scale`` cast to
     ``out``'s dtype: the exact integer Gaussians use integer taps, an accumulator in
-    which every partial sum is exact, a rounding offset and a power of two.
+    which every partial sum is an exact integer, a rounding offset and a power of two.
     """
     dtype = border.fill.dtype
     src = kernel_source(image, dtype)
@@ -427,30 +429,11 @@ def separable_image(
         acc = np.empty(max(width, 1), dtype=dtype)
         ws, rs, offs = _tap_scratch(max(cols.shape[1], rows.shape[1]), dtype)
         k.separable_rows(
-            src,
-            out,
-            cols,
-            rows,
-            rmap,
-            cmap,
-            fill,
-            r0,
-            r1,
-            stride,
-            dilation,
-            before,
-            mid,
-            acc,
-            bias,
-            scale,
-            ws,
-            rs,
-            offs,
-        )
+            src, out, cols, rows, rmap, cmap, fill, r0, r1, stride, dilation, before,
+            mid, acc, bias, scale, ws, rs, offs,
+        )  # fmt: skip
 
-    cost = float(out.size) * (cols.size + rows.size)
-    _run(_row_tasks(run_rows, out.shape[0], cost), cost)
-    return out
+    return run_rows
 
 
 def separable(
@@ -467,9 +450,13 @@ def separable(
     dtype = border.fill.dtype
     terms = rank_terms(kernel)
     out = _empty_out(image, out_shape, dtype)
+    cost = float(out.size) * sum(c.size + r.size for c, r in terms)
+    tasks: list[Callable[[], None]] = []
     for src, dst, items in _channel_sources(image, out, dtype):
         item_border = Border(border.pads, border.mode, np.ascontiguousarray(border.fill[items]))
-        separable_image(src, item_border, terms, dilation, stride, dst)
+        run_rows = separable_rows(src, item_border, terms, dilation, stride, dst)
+        tasks += _row_tasks(run_rows, out_shape[0], cost)
+    _run(tasks, cost)
     return out
 
 

@@ -1,7 +1,7 @@
-"""Separable filtering on a pre-padded channel-last image, through the engine.
+"""Separable filtering of channel-last images through the engine's compiled rows.
 
-A colour image (rows, cols, C) is viewed as (rows, cols * C); the row pass then
-uses ``dilation=C`` so that each channel only meets itself, with no transposes.
+A colour image (rows, cols, C) runs with its channels interleaved: no per-channel
+split, no transposes, no padded copy (the border comes from index maps).
 """
 
 from __future__ import annotations
@@ -11,53 +11,74 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._methods import Border, separable_rows
 from .._modes import border_indices
 from ..convolve import correlate
-from ._dtype import pad_image, strips
+from ._dtype import POOL_THREADS, pad_image, strips
 
-__all__ = ["filter_float", "separable_strips", "separable_valid", "strip_source"]
+__all__ = ["filter_float", "separable_filter", "strip_source"]
 
 
 def filter_float(
     image: NDArray[Any], kernel: NDArray[Any], mode: str, *, method: str = "separable"
 ) -> NDArray[Any]:
-    """Correlate a float channel-last image with a 2-D kernel through the engine.
-
-    The engine pads strip by strip and splits a rank-1 kernel into two 1-D
-    passes itself, so nothing image-sized is built here.
-    """
+    """Correlate a float channel-last image with a 2-D kernel through the engine."""
     channel_axis = 2 if image.ndim == 3 else None
     return correlate(image, kernel, mode=mode, channel_axis=channel_axis, method=method)
 
 
-def separable_valid(
-    padded: NDArray[Any],
-    row_kernel: NDArray[Any] | None,
-    col_kernel: NDArray[Any] | None,
-) -> NDArray[Any]:
-    """Valid correlation of ``padded`` (rows, cols[, C]) with ``col_kernel`` ⊗ ``row_kernel``.
+def _centred(taps: NDArray[Any], size: int) -> NDArray[np.float64]:
+    """``taps`` (odd length) with zeros on both sides up to ``size`` taps."""
+    pad = (size - taps.size) // 2
+    return np.pad(np.asarray(taps, dtype=np.float64), pad)
 
-    ``row_kernel`` runs along each row (across columns), ``col_kernel`` down each
-    column. The result has the engine's float dtype and the padded shape minus
-    the kernel spans. ``method="direct"`` keeps integer-valued sums exact (the
-    bit-exact integer Gaussians rely on it); FFT rounding would not.
+
+def _fill(array: NDArray[Any], mode: str, dtype: Any) -> tuple[str, NDArray[Any]]:
+    """The engine's border mode and per-channel fill: 'mean' is 'constant' with each
+    channel's mean (in the image's dtype for integers, as ``pad_image`` pads it)."""
+    channels = array.shape[2] if array.ndim == 3 else 1
+    if mode != "mean":
+        return mode, np.zeros(channels, dtype=dtype)
+    means = array.reshape(-1, channels).mean(axis=0, dtype=np.float64)
+    if array.dtype.kind in "ui":
+        means = means.astype(array.dtype)
+    return "constant", means.astype(dtype)
+
+
+def separable_filter(
+    array: NDArray[Any],
+    terms: list[tuple[NDArray[Any], NDArray[Any]]],
+    mode: str,
+    dtype: Any,
+    *,
+    out: NDArray[Any] | None = None,
+    bias: float = 0.0,
+    scale: float = 1.0,
+) -> NDArray[Any]:
+    """``sum(correlate(array, outer(ky, kx)) for kx, ky in terms)``, same shape.
+
+    Every 1-D kernel has odd length and its anchor in the middle; ``kx`` runs along
+    each row (across columns), ``ky`` down each column. ``dtype`` is the accumulator
+    (and, without ``out``, the result's dtype); with ``out``, each result is
+    ``(sum + bias) * scale`` cast to ``out``'s dtype (see
+    :func:`convstack._methods.separable_rows`). Rows are split over the filters'
+    thread pool.
     """
-    channels = padded.shape[2] if padded.ndim == 3 else 1
-    flat = padded.reshape(padded.shape[0], -1)
-    out = flat
-    if row_kernel is not None and row_kernel.size > 1:
-        out = correlate(
-            out, row_kernel[None, :], padding="valid", dilation=(1, channels), method="direct"
-        )
-    if col_kernel is not None and col_kernel.size > 1:
-        out = correlate(out, col_kernel[:, None], padding="valid", method="direct")
-    if out is flat:
-        out = correlate(out, np.ones((1, 1)), padding="valid", method="direct")
-    for k in (row_kernel, col_kernel):  # single taps that are not 1 (e.g. fixed-point one)
-        if k is not None and k.size == 1 and k.item() != 1:
-            out = out * k.item()
-    cols = out.shape[1] // channels
-    return out.reshape((out.shape[0], cols, channels) if padded.ndim == 3 else out.shape)
+    dtype = np.dtype(dtype)
+    rows, cols = array.shape[0], array.shape[1]
+    image = array.reshape(rows, cols, -1)
+    nx = max(kx.size for kx, _ in terms)
+    ny = max(ky.size for _, ky in terms)
+    pairs = [(_centred(ky, ny), _centred(kx, nx)) for kx, ky in terms]
+    engine_mode, fill = _fill(array, mode, dtype)
+    border = Border(((ny // 2, ny // 2), (nx // 2, nx // 2)), engine_mode, fill)
+    result = np.empty(image.shape, dtype=dtype) if out is None else out.reshape(image.shape)
+    run_rows = separable_rows(image, border, pairs, (1, 1), (1, 1), result, bias=bias, scale=scale)
+    row_bytes = image.shape[1] * image.shape[2] * dtype.itemsize * (nx + ny + 2)
+    # about two strips per pool thread (three or more strips go on the pool)
+    target = max(rows * row_bytes // (2 * POOL_THREADS), 1 << 18)
+    strips(rows, row_bytes, run_rows, target=target)
+    return result.reshape(array.shape)
 
 
 def strip_source(
@@ -123,106 +144,3 @@ def strip_source(
             buf[:, cb + cols :] = buf[:, col_index[cb + cols :]]
 
     return load, fill_border, padded_cols, inner
-
-
-def _tap_pass(get: Any, taps: list[Any], dst: NDArray[Any], tmp: NDArray[Any]) -> None:
-    """``dst = sum(taps[i] * get(i))``, mirrored taps paired where they allow it.
-
-    Equal mirrored taps (smoothing) cost an add and a multiply, opposite ones
-    (derivatives) a subtract and a multiply; a multiply by 1 is skipped. All
-    arrays and taps share ``dst``'s float dtype (same-type SIMD loops); adds
-    into ``dst`` go through a contiguous accumulator when ``dst`` is a strided
-    view (NumPy runs in-place adds on those through a buffered loop at half
-    speed).
-    """
-    n = len(taps)
-    c = n // 2
-    steps: list[tuple[int, int, Any]] = []  # (i, j, tap): tap * (get(i) +- get(j))
-    for i in range(c):
-        a, b = taps[i], taps[n - 1 - i]
-        if a == b and a != 0:
-            steps.append((i, n - 1 - i, a))
-        elif a == -b and a != 0:
-            steps.append((n - 1 - i, -i - 1, b))  # b * (get(n-1-i) - get(i))
-        else:
-            steps.extend((k, -1 - n, taps[k]) for k in (i, n - 1 - i) if taps[k] != 0)
-    acc = dst if dst.flags.c_contiguous or not steps else np.empty(dst.shape, dst.dtype)
-    if taps[c] == 0:
-        acc.fill(0)
-    elif taps[c] == 1:
-        np.copyto(acc, get(c))
-    else:
-        np.multiply(get(c), taps[c], out=acc)
-    for k, (i, j, tap) in enumerate(steps):
-        if j >= 0:
-            np.add(get(i), get(j), out=tmp)
-        elif j >= -n:
-            np.subtract(get(i), get(-j - 1), out=tmp)
-        if j < -n:  # a lone tap
-            np.multiply(get(i), tap, out=tmp)
-        elif tap != 1:
-            tmp *= tap
-        np.add(acc, tmp, out=dst if k == len(steps) - 1 else acc)
-
-
-def separable_strips(
-    array: NDArray[Any],
-    terms: list[tuple[NDArray[Any], NDArray[Any]]],
-    mode: str,
-    dtype: Any,
-) -> NDArray[Any]:
-    """``sum(correlate(array, outer(ky, kx)) for kx, ky in terms)`` in ``dtype`` row strips.
-
-    Every 1-D kernel has odd length and its anchor in the middle. For each
-    term: columns first, straight from the image's rows (a view for inner
-    strips when no conversion is needed, no padded copy of the image), into a
-    strip buffer with room for the horizontal border, which is then filled
-    from the buffer itself; then rows, on the interleaved channel-last rows
-    (a horizontal tap is a shift by the channel count), into the output.
-    """
-    dtype = np.dtype(dtype)
-    channels = array.shape[2] if array.ndim == 3 else 1
-    rows, cols = array.shape[0], array.shape[1]
-    rx = max(kx.size // 2 for kx, _ in terms)
-    ry = max(ky.size // 2 for _, ky in terms)
-    load, fill_border, padded_cols, inner = strip_source(array, (ry, ry), (rx, rx), mode, dtype)
-    width = cols * channels
-    out = np.empty((rows, width), dtype=dtype)
-    taps = [
-        (
-            [dtype.type(t) for t in kx],
-            [dtype.type(t) for t in ky],
-            rx - kx.size // 2,
-            ry - ky.size // 2,
-        )
-        for kx, ky in terms
-    ]
-
-    def work(start: int, stop: int) -> None:
-        h = stop - start
-        block = load(start, stop)
-        vp = np.empty((h, padded_cols, channels), dtype=dtype)
-        target = vp[:, inner]
-        flat = vp.reshape(h, -1)
-        dst = out[start:stop]
-        scratch = np.empty((h, width), dtype) if len(terms) > 1 else dst
-        for k, (tx, ty, ox, oy) in enumerate(taps):
-            _tap_pass(
-                lambda j, oy=oy: block[oy + j : oy + j + h],
-                ty,
-                target,
-                np.empty(target.shape, dtype),
-            )
-            fill_border(vp, 0)
-            into = dst if k == 0 else scratch
-            _tap_pass(
-                lambda i, ox=ox: flat[:, (ox + i) * channels : (ox + i) * channels + width],
-                tx,
-                into,
-                np.empty((h, width), dtype),
-            )
-            if k:
-                dst += scratch
-
-    strips(rows, width * dtype.itemsize * 5, work, target=1 << 20)
-    return out.reshape(array.shape)

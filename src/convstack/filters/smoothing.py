@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ from .._modes import border_indices
 from .._nonfinite import has_nonfinite, run_filter
 from ..limits import check_memory
 from ._dtype import check_image, check_mode, pad_image, saturate, strips
-from ._separable import filter_float, separable_strips, separable_valid, strip_source
+from ._separable import separable_filter, strip_source
 
 __all__ = ["box_blur", "gaussian_blur", "unsharp_mask"]
 
@@ -320,9 +319,6 @@ def box_blur(
 
 # ------------------------------------------------------------------------ gaussian
 
-_LITTLE_ENDIAN = sys.byteorder == "little"
-
-
 def _fixed_point(kernel: NDArray[np.float64], bits: int) -> list[int]:
     """OpenCV's integer version of a symmetric kernel: ``bits`` fraction bits, exact sum.
 
@@ -344,216 +340,26 @@ def _fixed_point(kernel: NDArray[np.float64], bits: int) -> list[int]:
     return taps
 
 
-def _sym_pass(get: Any, taps: list[Any], dst: NDArray[Any], tmp: NDArray[Any]) -> None:
-    """``dst = sum(taps[i] * get(i))`` for a symmetric kernel, pairing mirrored taps.
+def _gaussian_exact(
+    array: NDArray[Any], fx: list[int], fy: list[int], mode: str, bits: int
+) -> NDArray[Any]:
+    """Bit-exact uint8 / uint16 Gaussian: OpenCV's fixed-point arithmetic, exactly.
 
-    All arrays share ``dst``'s dtype (and the taps are of it), so NumPy runs same-type SIMD loops.
+    ``fx`` and ``fy`` are the taps with ``bits`` fraction bits (each sums to
+    ``2**bits``, none negative). The result is
+    ``(sum_i fx[i] * sum_j fy[j] * x + 2**(2 bits - 1)) >> 2 bits``, computed by the
+    engine's separable rows in float32 for uint8 (every partial sum is an integer
+    below ``255 * 2**16 < 2**24``, so exact) and float64 for uint16 (below ``2**48``);
+    the cast of the non-negative, exact ``(sum + 2**(2 bits - 1)) * 2**-(2 bits)``
+    truncates, which is the shift.
     """
-    n = len(taps)
-    c = n // 2
-    pairs = [i for i in range(c) if taps[i] != 0]
-    # in-place adds on a strided view (``dst`` inside a padded strip buffer) run
-    # through a buffered loop at half speed: accumulate in a contiguous array,
-    # write ``dst`` only with the last add
-    acc = dst if dst.flags.c_contiguous or not pairs else np.empty(dst.shape, dst.dtype)
-    if taps[c] == 1:
-        np.copyto(acc, get(c))
-    else:
-        np.multiply(get(c), taps[c], out=acc)
-    for i in pairs:
-        np.add(get(i), get(n - 1 - i), out=tmp)
-        if taps[i] != 1:
-            tmp *= taps[i]
-        np.add(acc, tmp, out=dst if i == pairs[-1] else acc)
-
-
-def _gaussian_u8_integer(
-    array: NDArray[np.uint8], fx: list[int], fy: list[int], mode: str
-) -> NDArray[np.uint8]:
-    """Bit-exact uint8 Gaussian in integer row strips, columns first, no padded copy.
-
-    ``fx`` and ``fy`` are OpenCV's 8-bit fixed-point taps (each sums to 256). The
-    result is ``(sum_i fx[i] * sum_j fy[j] * x + 2**15) >> 16``, computed
-    exactly. Each strip converts its rows (border rows picked by index) to
-    uint16 once, runs the column pass on whole contiguous rows into a row
-    buffer with room for the horizontal border, fills that border from the
-    buffer itself (a column pass commutes with picking columns), then runs the
-    row pass on the interleaved rows (a horizontal tap is a shift by the
-    channel count). Mirrored taps are paired (``x[i-t] + x[i+t]``, then one
-    multiply). When the taps share a factor ``2**ax`` and ``2**ay`` with
-    ``ax + ay >= 8`` (the binomial 3x3 and 5x5 kernels of ``sigma=0``), both
-    passes fit in uint16 after dividing it out; otherwise the row pass runs in
-    uint32. The rounding offset is added to the column sums (the row taps sum
-    to a power of two), and the final shift by 16 or 8 bits is a read of the
-    high half of each sum.
-    """
-    shape = array.shape
-    channels = shape[2] if array.ndim == 3 else 1
-    rows, cols = shape[0], shape[1]
-    width = cols * channels
-    nx, ny = len(fx), len(fy)
-    rx, ry = nx // 2, ny // 2
-    halo = rx * channels
-    ax, ay = _power_of_two(fx), _power_of_two(fy)
-    if ax + ay >= 8:
-        bx, by = [t >> ax for t in fx], [t >> ay for t in fy]
-        row_dtype: Any = np.uint16
-        shift = 16 - ax - ay
-    else:
-        bx, by, row_dtype, shift = fx, fy, np.uint32, 16
-    # Adding ``bias`` to every first-pass sum adds the rounding offset
-    # 2**(shift-1) to the final sums (the second pass's taps sum to 2**bits).
-    # A single-tap second kernel (bits = 0 after dividing out) leaves no integer
-    # bias; the offset then goes on the final sums.
-    offset = 1 << (shift - 1)
-    wide_bits = 8 if row_dtype is np.uint32 else None
-    first_cols_bits = 8 - ax if wide_bits is None else wide_bits  # columns first: rows' sum
-    first_rows_bits = 8 - ay if wide_bits is None else wide_bits  # rows first: columns' sum
-    binomial = row_dtype is np.uint16 and _is_binomial(bx) and _is_binomial(by)
-
-    zero_border = mode == "constant"
-    if mode == "mean":
-        padded = pad_image(array, (ry, rx), (ry, rx), mode)
-        src = padded.reshape(rows + 2 * ry, -1)
-        row_index: NDArray[np.intp] | None = None
-        col_index: NDArray[np.intp] | None = None
-        vwidth, voff = width + 2 * halo, 0
-    else:
-        src = np.ascontiguousarray(array).reshape(rows, width)
-        if mode == "constant":
-            row_index = np.arange(-ry, rows + ry, dtype=np.intp)
-            row_index[(row_index < 0) | (row_index >= rows)] = -1
-            pix = np.full(2 * rx, -1, dtype=np.intp)
-        else:
-            row_index = border_indices(rows, ry, ry, mode)
-            pix = border_indices(cols, rx, rx, mode)
-            pix = np.concatenate([pix[:rx], pix[rx + cols :]])
-        # flat column (in the padded row buffer) each border sample copies
-        col_index = (pix[:, None] * channels + np.arange(channels) + halo).ravel()
-        vwidth, voff = width, halo
-    out = np.empty((rows, width), dtype=np.uint8)
-    padded_width = width + 2 * halo
-
-    def load(start: int, stop: int, buf: NDArray[np.uint16]) -> None:
-        """Rows ``start - ry .. stop + ry`` of the source, as uint16, into ``buf``."""
-        if row_index is None:
-            np.copyto(buf, src[start : stop + 2 * ry])
-            return
-        lo, hi = start - ry, stop + ry
-        if lo >= 0 and hi <= rows:
-            np.copyto(buf, src[lo:hi])
-            return
-        index = row_index[start : stop + 2 * ry]
-        valid = index >= 0
-        np.copyto(buf, src[np.where(valid, index, 0)])
-        if not valid.all():
-            buf[~valid] = 0
-
-    def fill_border(vp: NDArray[Any], zero: int) -> None:
-        if col_index is None or halo == 0:
-            return
-        if zero_border:  # what a border of zeros holds at this stage
-            vp[:, :halo] = zero
-            vp[:, halo + width :] = zero
-        else:
-            vp[:, :halo] = vp[:, col_index[:halo]]
-            vp[:, halo + width :] = vp[:, col_index[halo:]]
-
-    def finish(total: NDArray[Any], bias: int, start: int, stop: int) -> None:
-        # (s + offset) >> shift, the offset already in the sums
-        if not bias:
-            total += offset
-        # one shift with a casting store: ~3x faster than copying the high
-        # halves out through a strided view
-        np.right_shift(total, shift, out=out[start:stop], casting="unsafe")
-
-    def work_binomial(start: int, stop: int) -> None:
-        # (1 + z)**n: n pairwise adds per axis, no multiplies. Two buffers
-        # ping-pong because NumPy copies when an output overlaps a shifted input.
-        h = stop - start
-        a = np.empty((h + 2 * ry, vwidth), dtype=np.uint16)
-        load(start, stop, a)
-        vp = np.empty((h, padded_width), dtype=np.uint16)
-        inner = vp[:, voff : voff + vwidth]
-        bias = offset >> first_cols_bits if offset >= 1 << first_cols_bits else 0
-        b = np.empty_like(a)
-        n = a.shape[0]
-        for _ in range(ny - 1):
-            n -= 1
-            np.add(a[:n], a[1 : n + 1], out=b[:n])
-            a, b = b, a
-        # the last write goes out-of-place into the strided strip buffer (an
-        # in-place add on a strided view runs at half speed)
-        np.add(a[:h], bias, out=inner)
-        fill_border(vp, bias)
-        # rows as one flat array: a tap is a shift by ``channels`` elements (1-D
-        # contiguous loops, ~20 % faster than 2-D views); sums that straddle two
-        # rows land only in the border columns, which are dropped
-        a, b = vp.reshape(-1), np.empty(vp.size, dtype=np.uint16)
-        length = a.size
-        for _ in range(nx - 1):
-            length -= channels
-            np.add(a[:length], a[channels : length + channels], out=b[:length])
-            a, b = b, a
-        finish(a.reshape(h, padded_width)[:, :width], bias, start, stop)
-
-    def work(start: int, stop: int) -> None:
-        # Rows first here: a uint32 pass over whole rows (aligned, contiguous)
-        # costs ~25 % less than one over column-shifted slices, which outweighs
-        # filtering the 2 * ry extra border rows in uint16.
-        h = stop - start
-        n = h + 2 * ry
-        buf = np.empty((n, padded_width), dtype=np.uint16)
-        load(start, stop, buf[:, voff : voff + vwidth])
-        fill_border(buf, 0)
-        # rows as one flat array (see work_binomial); the border columns of
-        # ``row`` hold sums across two rows and are dropped
-        flat_buf = buf.reshape(-1)
-        length = flat_buf.size - 2 * halo
-        row = np.empty((n, padded_width), dtype=np.uint16)
-        row_flat = row.reshape(-1)[:length]
-        if nx > 1:
-            _sym_pass(
-                lambda i: flat_buf[i * channels : i * channels + length],
-                bx,
-                row_flat,
-                np.empty(length, dtype=np.uint16),
-            )
-        else:
-            np.multiply(flat_buf, bx[0], out=row_flat)
-        bias = offset >> first_rows_bits if offset >= 1 << first_rows_bits else 0
-        if bias:
-            row_flat += bias
-        inner_row = row[:, :width]
-        wide = (
-            np.ascontiguousarray(inner_row)
-            if row_dtype is np.uint16
-            else inner_row.astype(np.uint32)
-        )
-        total = np.empty((h, width), dtype=row_dtype)
-        if ny > 1:
-            _sym_pass(lambda j: wide[j : j + h], by, total, np.empty_like(total))
-        else:
-            np.multiply(wide, by[0], out=total)
-        finish(total, bias, start, stop)
-
-    # strips of ~1 MB of buffers (the L2 cache is 1-4 MB on current x86);
-    # smaller ones lose to the ~1 us NumPy spends per call
-    itemsize = 2 if row_dtype is np.uint16 else 4
-    strips(rows, width * (6 + 3 * itemsize), work_binomial if binomial else work, target=1 << 20)
-    return out.reshape(shape)
-
-
-def _is_binomial(taps: list[int]) -> bool:
-    return taps == [math.comb(len(taps) - 1, i) for i in range(len(taps))]
-
-
-def _power_of_two(taps: list[int]) -> int:
-    """Largest a with every tap divisible by 2**a."""
-    g = 0
-    for t in taps:
-        g = math.gcd(g, t)
-    return (g & -g).bit_length() - 1
+    acc = np.float32 if bits == 8 else np.float64
+    out = np.empty_like(array)
+    terms = [(np.array(fx, dtype=np.float64), np.array(fy, dtype=np.float64))]
+    separable_filter(
+        array, terms, mode, acc, out=out, bias=2.0 ** (2 * bits - 1), scale=2.0 ** (-2 * bits)
+    )
+    return out
 
 
 def _auto_size(sigma: float, dtype: np.dtype[Any]) -> int:
@@ -629,10 +435,9 @@ def gaussian_blur(
     (everything saturates in uint8), which is why the lab had to rescale the
     result afterwards.
 
-    uint8 runs in integer row strips on a small thread pool; kernels whose
-    taps share a factor of 16 (sizes 3 and 5 with ``sigma=0``) entirely in uint16.
-    Float colour images run as separable passes on the interleaved rows (no
-    per-channel split); float gray images go through ``convstack.correlate``.
+    Every dtype runs as the engine's compiled separable rows (a column pass
+    then a row pass per output row, channels interleaved, the border from index
+    maps), split over the filters' thread pool.
 
     Examples
     --------
@@ -647,6 +452,9 @@ def gaussian_blur(
     if sy <= 0:
         sy = sx
     kr, kc = v.per_axis_ints(size, "size", 2, minimum=0)
+    for name, value in (("sigma", sx), ("sigma_y", sy)):
+        if value * 8 + 1 > 2.0**53:  # its kernel alone exceeds any memory limit
+            check_memory(8.0 * (value * 8 + 1), f"gaussian_blur with {name}={value!r}")
     if kc == 0 and sx > 0:
         kc = _auto_size(sx, array.dtype)
     if kr == 0 and sy > 0:
@@ -664,23 +472,12 @@ def gaussian_blur(
     if array.dtype.kind == "f":
 
         def compute(a: NDArray[Any]) -> NDArray[Any]:
-            if a.ndim == 3 or kr * kc > _OUTER_TAPS:
-                return separable_strips(a, [(kx, ky)], mode, a.dtype)
-            # gray: the engine's direct path (accumulating inner rows in place) is
-            # 20-30 % faster than separable_strips; with channels it is ~1.5x slower
-            return filter_float(a, np.outer(ky, kx), mode).astype(a.dtype, copy=False)
+            return separable_filter(a, [(kx, ky)], mode, a.dtype)
 
         return run_filter(array, lambda: np.outer(ky, kx), mode, compute)
-    if array.dtype == np.uint8:
-        return _gaussian_u8_integer(array, _fixed_point(kx, 8), _fixed_point(ky, 8), mode)
-    padded = pad_image(array, (kr // 2, kc // 2), (kr // 2, kc // 2), mode)
-    if array.dtype == np.uint16:
-        fx, fy = _fixed_point(kx, 16), _fixed_point(ky, 16)
-        # Exact in float64: partial sums stay below 2**48.
-        sums = separable_valid(padded.astype(np.float64), np.array(fx, float), np.array(fy, float))
-        sums += 2.0**31
-        sums *= 2.0**-32
-        return np.floor(sums).astype(np.uint16)
+    if array.dtype in (np.uint8, np.uint16):
+        bits = 8 * array.dtype.itemsize
+        return _gaussian_exact(array, _fixed_point(kx, bits), _fixed_point(ky, bits), mode, bits)
     raise AssertionError(array.dtype)  # pragma: no cover - check_image allows no other dtype
 
 
