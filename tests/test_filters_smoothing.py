@@ -77,27 +77,6 @@ def test_box_blur_large_window_float32_stays_accurate():
     np.testing.assert_allclose(ours, theirs, rtol=1e-6)
 
 
-@pytest.fixture
-def running_rows(monkeypatch):
-    """Make box_blur take running sums down the rows for every window size.
-
-    Returns a list that records the window of every running sum taken, so a
-    test can check that the path it means to test was the one taken.
-    """
-    from convstack.filters import smoothing
-
-    taken = []
-    real = smoothing._running_rows
-
-    def spy(block, k, out):
-        taken.append(k)
-        real(block, k, out)
-
-    monkeypatch.setattr(smoothing, "_CALL", -(10**12))
-    monkeypatch.setattr(smoothing, "_running_rows", spy)
-    return taken
-
-
 LARGE_SIZES = [31, 61, (61, 17), (9, 61)]
 
 
@@ -105,10 +84,7 @@ LARGE_SIZES = [31, 61, (61, 17), (9, 61)]
 @pytest.mark.parametrize("shape", [(70, 90), (50, 66, 3)])
 @pytest.mark.parametrize("mode", list(BORDERS))
 @pytest.mark.parametrize("size", LARGE_SIZES)
-@pytest.mark.parametrize("running", [False, True])
-def test_box_blur_large_windows_match_cv2(request, dtype, shape, mode, size, running):
-    if running:
-        taken = request.getfixturevalue("running_rows")
+def test_box_blur_large_windows_match_cv2(dtype, shape, mode, size):
     image = make(shape, dtype, seed=5)
     rows, cols = (size, size) if isinstance(size, int) else size
     expected = cv2.blur(image, (cols, rows), borderType=BORDERS[mode])
@@ -116,35 +92,57 @@ def test_box_blur_large_windows_match_cv2(request, dtype, shape, mode, size, run
     assert_close(ours, expected, exact_int=dtype == np.uint8 and rows == cols)
     if dtype == np.float32:  # tighter than assert_close: the ~1e-6 the docs promise
         np.testing.assert_allclose(ours, expected, rtol=2e-6, atol=2e-6)
-    if running:
-        assert taken and taken[0] == rows
 
 
-@pytest.mark.parametrize("mode", ["wrap", "reflect", "mirror", "nearest", "constant"])
+@pytest.mark.parametrize("mode", ["wrap", "reflect", "mirror", "nearest", "constant", "mean"])
 @pytest.mark.parametrize("shape", [(40, 70), (33, 50, 3)])
-def test_box_blur_running_rows_match_scipy_every_mode(running_rows, mode, shape):
+def test_box_blur_matches_a_padded_window_mean_every_mode(mode, shape):
+    # oracle: numpy.pad (or convstack.pad for 'mean', which numpy lacks) and the mean
+    # of every window by sliding_window_view
     image = make(shape, np.float64, seed=12)
-    for size in (5, 31, (61, 7)):
+    for size in (5, 31, (61, 7), (4, 6)):
         rows, cols = (size, size) if isinstance(size, int) else size
-        theirs = ndimage.uniform_filter(image, (rows, cols, 1)[: image.ndim], mode=mode)
-        np.testing.assert_allclose(filters.box_blur(image, size, mode=mode), theirs, atol=1e-12)
-    assert running_rows
+        pads = ((rows // 2, rows - 1 - rows // 2), (cols // 2, cols - 1 - cols // 2))
+        if mode == "mean":
+            channel_axis = 2 if image.ndim == 3 else None
+            padded = convstack.pad(image, pads, mode="mean", channel_axis=channel_axis)
+        else:
+            numpy_mode = {"nearest": "edge", "mirror": "reflect", "reflect": "symmetric"}
+            widths = pads + (((0, 0),) if image.ndim == 3 else ())
+            padded = np.pad(image, widths, mode=numpy_mode.get(mode, mode))
+        windows = np.lib.stride_tricks.sliding_window_view(padded, (rows, cols), axis=(0, 1))
+        theirs = windows.mean(axis=(-2, -1))
+        ours = filters.box_blur(image, size, mode=mode)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
-@pytest.mark.parametrize("shape", [(1, 40), (2, 40), (3, 40, 3), (5, 40)])
-@pytest.mark.parametrize("size", [2, 3, 7, (4, 3), (9, 1)])
-@pytest.mark.parametrize("mode", ["mirror", "constant"])
-def test_box_blur_running_rows_on_short_images(running_rows, dtype, shape, size, mode):
-    # fewer rows than the window and than the 4 rows an integer step takes
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (1, 40), (40, 1), (2, 40), (3, 40, 3), (1, 1, 2)])
+@pytest.mark.parametrize("size", [2, 3, 7, (4, 3), (9, 1), 45])
+@pytest.mark.parametrize("mode", ["mirror", "constant", "nearest"])
+def test_box_blur_tiny_images_and_windows_larger_than_the_image(dtype, shape, size, mode):
     image = make(shape, dtype, seed=6)
     rows, cols = (size, size) if isinstance(size, int) else size
     expected = cv2.blur(image, (cols, rows), borderType=BORDERS[mode])
     assert_close(filters.box_blur(image, size, mode=mode), expected, exact_int=False)
 
 
-def test_box_blur_running_rows_on_many_strips(running_rows, small_strips):
-    # every 16-row strip restarts its running sum; integer sums wrap around
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_box_blur_on_views(dtype):
+    base = make((60, 52, 3), dtype, seed=13)
+    before = base.copy()
+    for view in (base[::2, 1::3], base[..., ::2], base[:, :, 0].T, base[5:50:3, ::-1, 1]):
+        for size in (3, (8, 5), 31):
+            ours = filters.box_blur(view, size)
+            np.testing.assert_array_equal(ours, filters.box_blur(np.ascontiguousarray(view), size))
+            rows, cols = (size, size) if isinstance(size, int) else size
+            expected = cv2.blur(np.ascontiguousarray(view), (cols, rows))
+            assert_close(ours, expected, exact_int=dtype != np.uint16 and rows == cols)
+    np.testing.assert_array_equal(base, before)
+
+
+def test_box_blur_on_many_strips(small_strips):
+    # every 16-row strip restarts its running sums
     for dtype in (np.uint8, np.uint16, np.float32):
         image = make((90, 41, 3), dtype, seed=7)
         for size in (21, (33, 5)):
@@ -153,29 +151,10 @@ def test_box_blur_running_rows_on_many_strips(running_rows, small_strips):
             assert_close(filters.box_blur(image, size), expected, exact_int=rows == cols)
 
 
-@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
-def test_box_blur_long_windows_take_running_sums_by_default(monkeypatch, dtype):
-    # a wide image with a long window: the default choice is the running sum
-    from convstack.filters import smoothing
-
-    taken = []
-    real = smoothing._running_rows
-    monkeypatch.setattr(
-        smoothing, "_running_rows", lambda block, k, out: (taken.append(k), real(block, k, out))
-    )
-    image = make((40, 3000), dtype, seed=8)
-    expected = cv2.blur(image, (3, 101))
-    assert_close(filters.box_blur(image, (101, 3)), expected, exact_int=False)
-    assert taken == [101]
-
-
-@pytest.mark.parametrize("running", [False, True])
-def test_box_blur_float32_leaves_no_trace_of_a_bright_region(request, running):
+def test_box_blur_float32_leaves_no_trace_of_a_bright_region():
     # a running sum in float32 carried the rounding error of the bright rows
     # into the dark ones (7.5 % off); every output must be accurate relative
     # to its own window
-    if running:
-        request.getfixturevalue("running_rows")
     image = np.full((300, 40), 1e4, np.float32)
     image[100:] = 1e-2
     image[:, 20:] = image[:, :20][::-1]  # bright above dark and below it
@@ -186,24 +165,32 @@ def test_box_blur_float32_leaves_no_trace_of_a_bright_region(request, running):
         np.testing.assert_allclose(ours, theirs, rtol=2e-6)
 
 
-def test_box_blur_float32_running_sum_does_not_drift_on_a_tall_image(running_rows):
-    # 4096 rows of values near 1000: a float32 running sum over the whole
-    # column would drift; the sums must stay within ~1e-6 of float64 ones
+def test_box_blur_float32_running_sum_does_not_drift_on_a_tall_or_wide_image():
+    # 4096 rows (and columns) of values near 1000: a float32 running sum over the
+    # whole column or row would drift; the sums must stay within ~1e-6 of float64 ones
     image = 1000 + make((4096, 8), np.float32, seed=10)
-    ours = filters.box_blur(image, (101, 3))
-    theirs = ndimage.uniform_filter(image.astype(np.float64), (101, 3), mode="mirror")
-    np.testing.assert_allclose(ours, theirs, rtol=1e-6)
-    assert running_rows
+    for img, size in ((image, (101, 3)), (np.ascontiguousarray(image.T), (3, 101))):
+        ours = filters.box_blur(img, size)
+        theirs = ndimage.uniform_filter(img.astype(np.float64), size, mode="mirror")
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6)
 
 
-def test_box_blur_uint16_running_sum_wraps_back_exactly(running_rows):
-    # uint32 running sums of uint16 rows wrap below zero on every step down
-    # from the bright half into the dark one; the means must still be exact
+def test_box_blur_uint16_large_window_is_exact():
+    # sums of 255 rows of values up to 16383 (int32), rounded once
     image = make((600, 6), np.uint16, seed=11) // 64
-    image[:300] = 16383 - image[:300]  # sums below 2**24: float32 means round exactly
+    image[:300] = 16383 - image[:300]
     ours = filters.box_blur(image, (255, 1), mode="nearest")
     means = ndimage.uniform_filter(image.astype(np.float64), (255, 1), mode="nearest")
     assert np.abs(ours - means).max() <= 0.5 + 1e-6
+
+
+def test_box_blur_uint16_sums_past_int32_are_exact():
+    # 65535 * 40401 samples does not fit in int32: the sums run in int64
+    image = np.full((30, 30), 65535, np.uint16)
+    image[::2, ::3] = 65534
+    ours = filters.box_blur(image, 201, mode="wrap")
+    means = ndimage.uniform_filter(image.astype(np.float64), 201, mode="wrap")
+    np.testing.assert_array_equal(ours, np.rint(means).astype(np.uint16))
 
 
 # ---------------------------------------------------------------------- gaussian

@@ -14,7 +14,7 @@ from .._modes import border_indices
 from .._nonfinite import has_nonfinite, run_filter
 from ..limits import check_memory
 from ._dtype import check_image, check_mode, pad_image, saturate, strips
-from ._separable import separable_filter, strip_source
+from ._separable import separable_filter
 
 __all__ = ["box_blur", "gaussian_blur", "unsharp_mask"]
 
@@ -22,169 +22,29 @@ __all__ = ["box_blur", "gaussian_blur", "unsharp_mask"]
 # ----------------------------------------------------------------------------- box
 
 
-def _window_sum(
-    a: NDArray[Any], k: int, axis: int, out: NDArray[Any] | None = None
-) -> NDArray[Any]:
-    """Sums of ``k`` consecutive samples along ``axis`` (valid part), into ``out`` if given.
+def _box_division(dtype: np.dtype[Any], area: int) -> tuple[int, int, int]:
+    """How a window sum becomes a mean: ``(kind, mult, delta)`` for ``_k_box.box_rows``.
 
-    Up to 4 samples: plain adds. Longer windows by doubling: sums over windows
-    of 2, 4, 8, ... samples built from each other (one add each), the binary
-    digits of ``k`` picking which to add: about ``log2(k) + popcount(k)`` adds,
-    exact for integers, at most ``log2(k)`` roundings per output for floats.
-    Along the rows (the contiguous axis) this is what ``box_blur`` uses for
-    every size: a running sum there is a scalar loop (NumPy's ``cumsum``, ~8x
-    slower per element than a vectorised add), and one that advances 32
-    pixels per step from sums of 32 pixels (``log2(32)`` doublings, a
-    subtraction, and adds of (rows, 32) blocks) measured 2x slower than
-    doubling up to k=511 at 2048x2048. Down the columns ``_running_rows`` wins
-    for long windows.
+    uint8 windows of <= 256 samples, even: OpenCV's 16-bit reciprocal multiply
+    ``(s + delta) * mult >> 16`` with ``mult`` close to ``2**16 / area`` (OpenCV's own
+    rounding, neither ties-to-even nor ties-up). Other integer windows up to 32768
+    samples: ``s * (1 / area)`` in float32, rounded to nearest (what OpenCV's 16-bit path
+    does; exact for odd areas, which have no ties); larger ones the same in float64.
     """
-    n_out = a.shape[axis] - k + 1
+    from .. import _k_box
 
-    def part(arr: NDArray[Any], start: int, length: int) -> NDArray[Any]:
-        index: list[Any] = [slice(None)] * arr.ndim
-        index[axis] = slice(start, start + length)
-        return arr[tuple(index)]
-
-    if k == 1:
-        if out is None:
-            return a.copy()
-        np.copyto(out, a, casting="unsafe")
-        return out
-    if k <= 4:
-        # NumPy runs an in-place add on a strided view (``out`` inside a padded
-        # strip buffer) through a buffered loop at half speed: accumulate in a
-        # contiguous array and write ``out`` only with the last add
-        if k == 2 or out is None or out.flags.c_contiguous:
-            acc = np.add(part(a, 0, n_out), part(a, 1, n_out), out=out if k == 2 else None)
+    if dtype.kind == "f":
+        return _k_box.FLOAT, 0, 0
+    if dtype == np.uint8 and area <= 256 and area % 2 == 0:
+        scale = 65536.0 / area
+        mult = math.floor(scale)
+        delta = area // 2
+        if scale - mult < 0.5:
+            delta += 1
         else:
-            acc = np.add(part(a, 0, n_out), part(a, 1, n_out))
-        if k == 2:
-            return acc
-        for i in range(2, k - 1):
-            acc += part(a, i, n_out)
-        return np.add(acc, part(a, k - 1, n_out), out=out)
-    result: NDArray[Any] | None = None
-    owned = False  # whether ``result`` is an array of our own yet (not a view of a piece)
-    power, width, offset = a, 1, 0
-    bit = 1
-    last = 1 << (k.bit_length() - 1)
-    while bit <= k:
-        if k & bit:
-            piece = part(power, offset, n_out)
-            if result is None:
-                if bit == last and out is not None:  # k is a power of two: one piece
-                    np.copyto(out, piece)
-                    return out
-                result = piece  # no copy: the next add makes a new array
-            elif bit == last and out is not None:
-                np.add(result, piece, out=out)
-                return out
-            elif owned:
-                np.add(result, piece, out=result)
-            else:
-                result = np.add(result, piece)
-                owned = True
-            offset += width
-        if bit * 2 <= k:
-            length = power.shape[axis] - width
-            power = part(power, 0, length) + part(power, width, length)
-            width *= 2
-        bit *= 2
-    assert result is not None
-    if out is not None:
-        np.copyto(out, result)
-        return out
-    return result if owned else result.copy()
-
-
-# Running sums down the rows: the cost per output is the same for every window size.
-_CALL = 6000  # NumPy's cost per call, in element-adds (~1.5 us at ~0.25 ns per add)
-_ROW_CHUNK = 4  # running sums down the rows advance this many rows per step (not float32)
-
-
-def _doubling_adds(k: int) -> int:
-    """Adds (passes over the data) ``_window_sum`` spends on a window of ``k``."""
-    if k <= 4:
-        return k - 1
-    return k.bit_length() - 1 + bin(k).count("1")
-
-
-def _wide(dtype: np.dtype[Any]) -> Any:
-    """Accumulator dtype of a running sum: float32 runs in float64.
-
-    A float running sum carries the rounding error of every value it has passed
-    over: in float32, a window that leaves a bright region (1e4) for a dark one
-    (1e-2) came out 7.5 % wrong. In float64 the sums of a few float32 values
-    and their differences are exact (up to exponent spreads of ~2**29), so the
-    values that enter a running sum leave it again without a trace. Integer
-    sums wrap around in their unsigned dtype and come back exact as long as
-    the final sums fit.
-    """
-    return np.float64 if dtype == np.float32 else dtype
-
-
-def _pair_sums(a: NDArray[Any], m: int, step: int, wide: Any) -> NDArray[Any]:
-    """Sums of ``m`` (a power of two) samples ``step`` apart along axis 0, in ``wide``."""
-    width = 1
-    while width < m:
-        shift = width * step
-        a = np.add(a[:-shift], a[shift:], dtype=wide)
-        width *= 2
-    return a
-
-
-def _running_rows(block: NDArray[Any], k: int, out: NDArray[Any]) -> None:
-    """``out[i] = sum(block[i : i + k])`` by a running sum down the rows.
-
-    ``S[i + m] = S[i] + (W[i + k] - W[i])`` with ``W`` the sums of
-    ``m = _ROW_CHUNK`` rows: ``log2(m)`` passes for ``W``, one subtraction
-    pass, and one or two NumPy calls per ``m`` rows, whatever ``k`` (``m``
-    rows per call keep the calls few: the strips run on threads, and each
-    call hands the GIL over).
-    """
-    h = out.shape[0]
-    wide = _wide(block.dtype)
-    # float32 one row per step: float64 sums of m rows cost more than the calls they save
-    m = _ROW_CHUNK if h >= _ROW_CHUNK and wide is block.dtype else 1
-    wins = _pair_sums(block, m, 1, wide)  # h + k - m rows
-    q, r = divmod(k, m)
-    state = np.add.reduce(wins[: q * m].reshape(q, m, *wins.shape[1:]), axis=0, dtype=wide)
-    for t in range(q * m, k):  # the r rows left over
-        state += block[t : t + m]
-    diff = np.subtract(wins[k : k + h - m], wins[: h - m], dtype=wide)
-    if wide is block.dtype:  # integers, float64: the sums themselves are the state
-        np.copyto(out[:m], state)
-        for i in range(m, h, m):
-            w = min(m, h - i)
-            np.add(out[i - m : i - m + w], diff[i - m : i - m + w], out=out[i : i + w])
-        return
-    np.copyto(out[:m], state, casting="same_kind")
-    for i in range(m, h, m):
-        w = min(m, h - i)
-        part = state[:w]
-        part += diff[i - m : i - m + w]
-        np.copyto(out[i : i + w], part, casting="same_kind")
-
-
-def _box_divide_u8(sums: NDArray[Any], area: int) -> NDArray[np.uint8]:
-    """OpenCV's 8-bit mean for windows of <= 256 samples: a 16-bit reciprocal multiply.
-
-    ``(s + delta) * m >> 16`` with ``m`` close to ``2**16 / area``: exact rounding
-    for odd areas, OpenCV's own rounding (neither ties-to-even nor ties-up) for even ones.
-    """
-    scale = 65536.0 / area
-    mult = math.floor(scale)
-    delta = area // 2
-    if scale - mult < 0.5:
-        delta += 1
-    else:
-        mult += 1
-    work = sums.astype(np.uint32)
-    work += delta
-    work *= mult
-    work >>= 16
-    return work.astype(np.uint8)
+            mult += 1
+        return _k_box.RECIPROCAL_U8, mult, delta
+    return (_k_box.ROUND_F32 if area <= 32768 else _k_box.ROUND_F64), 0, 0
 
 
 def box_blur(
@@ -209,19 +69,16 @@ def box_blur(
 
     Notes
     -----
-    Window sums along the rows are built by doubling (windows of 2, 4, 8, ...
-    samples: ``log2(size) + popcount(size)`` passes). Down the columns, long
-    windows use a running sum instead (``S[i + 1] = S[i] + x[i + k] - x[i]``,
-    one vectorised call per row or per 4 rows), whose cost does not depend on
-    the size; short ones use doubling, whichever is cheaper. Integer sums are
-    exact (running sums wrap around in their unsigned dtype and come back
-    exact). Float sums restart on every row strip, so there is no
-    summed-area-table drift; float32 running sums accumulate in float64, so a
-    window that leaves a bright region for a dark one keeps no trace of it
-    (float32 stays within ~1e-6 relative of the local values). uint8 means
-    are the exact sums rounded to nearest, except even windows of <= 256
-    samples, which use OpenCV's 16-bit reciprocal multiply. OpenCV itself
-    (through its IPP back end) rounds some window shapes differently, so a few
+    Running sums in both directions (``convstack._k_box``): along each row the sum
+    gains the sample entering the window and loses the one leaving it, and down the
+    columns the same with those row sums, so the cost does not depend on the size.
+    Borders come from index tables, without a padded copy. Integer sums are exact
+    (int32 or int64); float sums run in float64 and restart on every row and every row
+    strip, so there is no summed-area-table drift, and a window that leaves a bright
+    region for a dark one keeps no trace of it (float32 stays within ~1e-6 relative of
+    the local values). uint8 means are the exact sums rounded to nearest, except even
+    windows of <= 256 samples, which use OpenCV's 16-bit reciprocal multiply. OpenCV
+    itself (through its IPP back end) rounds some window shapes differently, so a few
     pixels may differ by one grey level; odd square windows match it exactly.
 
     Examples
@@ -252,68 +109,46 @@ def box_blur(
             mode,
             lambda a: box_blur(a, size, mode=mode),
         )
-    if array.dtype == np.uint8:
-        acc: Any = np.uint16 if area <= 257 else np.uint32
-    elif array.dtype == np.uint16:
-        acc = np.uint32 if area <= 65537 else np.uint64
+    from .. import _k_box
+
+    if array.dtype.kind == "f":
+        acc: Any = np.float64
     else:
-        acc = array.dtype  # float32 sums over one strip stay within ~1e-6 relative
-    load, fill_border, padded_cols, inner = strip_source(
-        array, (kr // 2, kr - 1 - kr // 2), (kc // 2, kc - 1 - kc // 2), mode, acc
-    )
-    out = np.empty((rows, cols, channels), dtype=array.dtype)
-    scale = 1.0 / area
-    # down the rows, doubling or a running sum, whichever costs less: a
-    # running sum costs about as much as ``passes`` doubling adds plus its
-    # NumPy calls (float32: two per row; others: one per _ROW_CHUNK rows).
-    # Fitted to interleaved 2048x2048 timings of whole blurs on the strip
-    # threads, where every short call hands the GIL over: running sums win
-    # from 9 adds on (k=51: level, k=101: 20 vs 27 ms float32, 18 vs 30 ms
-    # uint8) and lose below (k=21: 20 vs 17 ms). Along the rows always
-    # doubling (see _window_sum).
-    width = (inner.stop - inner.start) * channels
-    if array.dtype == np.float32:
-        passes, call_cost = 3, 2 * _CALL
+        acc = np.int32 if area * float(np.iinfo(array.dtype).max) < 2**31 else np.int64
+    kind, mult, delta = _box_division(array.dtype, area)
+    (rb, ra), (cb, ca) = (kr // 2, kr - 1 - kr // 2), (kc // 2, kc - 1 - kc // 2)
+    if mode == "mean":  # no index rule: pad once, the tables are then the identity
+        source = pad_image(array, (rb, cb), (ra, ca), mode)
+        row_index = np.arange(rows + kr - 1, dtype=np.intp)
+        col_index = np.arange(cols + kc - 1, dtype=np.intp)
+        cb = 0
     else:
-        passes, call_cost = 8, _CALL // _ROW_CHUNK
-    row_running = _doubling_adds(kr) * width > passes * width + call_cost
+        source = array
+        if mode == "constant":
+            row_index = np.arange(-rb, rows + ra, dtype=np.intp)
+            row_index[(row_index < 0) | (row_index >= rows)] = -1
+            col_index = np.arange(-cb, cols + ca, dtype=np.intp)
+            col_index[(col_index < 0) | (col_index >= cols)] = -1
+        else:
+            row_index = border_indices(rows, rb, ra, mode)
+            col_index = border_indices(cols, cb, ca, mode)
+    flat = np.ascontiguousarray(source).reshape(source.shape[0], -1)
+    width = cols * channels
+    out = np.empty((rows, width), dtype=array.dtype)
 
     def work(start: int, stop: int) -> None:
-        h = stop - start
-        block = load(start, stop)
-        vp = np.empty((h, padded_cols, channels), dtype=acc)
-        if row_running:
-            _running_rows(block, kr, vp[:, inner])
-        else:
-            _window_sum(block, kr, 0, out=vp[:, inner])
-        fill_border(vp, 0)
-        # rows as one flat run of pixels: a horizontal tap is a shift by one
-        # pixel (1-D contiguous loops, ~20 % faster than 2-D views); windows
-        # straddling two rows land in the border columns, which are dropped
-        pixels = vp.reshape(-1, channels)
-        valid = pixels.shape[0] - kc + 1
-        flat_sums = np.empty(pixels.shape, dtype=acc)
-        _window_sum(pixels, kc, 0, out=flat_sums[:valid])
-        sums = flat_sums.reshape(vp.shape)[:, :cols]
-        if array.dtype == np.uint8 and area <= 256 and area % 2 == 0:
-            out[start:stop] = _box_divide_u8(sums, area)
-        elif array.dtype.kind == "u" and area <= 32768:
-            # float32 is exact enough here (and is what OpenCV's 16-bit path uses);
-            # a mean never leaves the dtype's range, so no clipping pass
-            mean = np.multiply(sums, np.float32(scale), dtype=np.float32)
-            np.rint(mean, out=mean)
-            np.copyto(out[start:stop], mean, casting="unsafe")
-        elif array.dtype.kind == "f":
-            np.multiply(sums, scale, out=out[start:stop], casting="same_kind")
-        else:
-            out[start:stop] = saturate(sums * scale, array.dtype)
+        sums = np.empty((cols + kc - 1) * channels, dtype=acc)
+        row = np.empty(width, dtype=acc)
+        _k_box.box_rows(
+            flat, out, start, stop, row_index, col_index, cb, kr, kc, channels,
+            sums, row, kind, 1.0 / area, mult, delta,
+        )  # fmt: skip
 
-    # a running sum starts each strip with a direct sum of ``kr`` rows: strips
-    # of at least ``kr`` rows keep that at most one pass (up to 64 MB strips)
-    target = 2 << 20
-    if row_running:
-        target = min(max(target, kr * cols * channels * 24), 64 << 20)
-    strips(rows, cols * channels * 24, work, target=target)
+    # a strip starts with a sum of ``kr`` rows: strips of at least ``4 * kr`` rows keep
+    # that under a quarter of the work; four strips at least, so that the (two or
+    # more) pool threads share them
+    step = max(4 * kr, -(-rows // 4))
+    strips(rows, width * 8, work, target=step * width * 8)
     return out.reshape(array.shape)
 
 
