@@ -1,0 +1,268 @@
+"""The compiled correlation kernels against a slow, obviously-correct loop.
+
+The oracle below walks every output and every tap in Python and finds each padded
+sample by the border rule written out here (not the library's index maps), so it
+covers what no other library shares with us: strides and dilations in every mode,
+'mean', pads wider than the image, every input dtype and layout.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from convstack import _methods, convolve, correlate
+
+METHODS = ("direct", "separable", "auto")
+MODES = ("constant", "nearest", "reflect", "mirror", "wrap", "mean")
+
+
+def source_index(p: int, n: int, mode: str) -> int | None:
+    """Image index of padded position ``p`` (0 = first image sample); None: the fill."""
+    if 0 <= p < n:
+        return p
+    if mode in ("constant", "mean"):
+        return None
+    if mode == "nearest":
+        return min(max(p, 0), n - 1)
+    if mode == "wrap":
+        return p % n
+    if mode == "reflect":  # abc|cba: period 2n
+        q = p % (2 * n)
+        return q if q < n else 2 * n - 1 - q
+    if n == 1:  # mirror: abc|ba, period 2n - 2
+        return 0
+    q = p % (2 * n - 2)
+    return q if q < n else 2 * n - 2 - q
+
+
+def oracle(image, kernel, pads, mode, cval, stride, dilation):
+    """Correlation of a 2-D image by loops, in float64 (see the module docstring)."""
+    image = np.asarray(image, dtype=np.float64)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    fill = image.mean() if mode == "mean" else cval
+    (n_r, n_c), (kh, kw) = image.shape, kernel.shape
+    (rb, ra), (cb, ca) = pads
+    out_r = (n_r + rb + ra - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    out_c = (n_c + cb + ca - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.zeros((out_r, out_c))
+    for i, j in itertools.product(range(out_r), range(out_c)):
+        total = 0.0
+        for a, b in itertools.product(range(kh), range(kw)):
+            r = source_index(i * stride[0] + a * dilation[0] - rb, n_r, mode)
+            c = source_index(j * stride[1] + b * dilation[1] - cb, n_c, mode)
+            value = fill if r is None or c is None else image[r, c]
+            total += kernel[a, b] * value
+        out[i, j] = total
+    return out
+
+
+def rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+def test_oracle_by_hand() -> None:
+    # [1, 2, 3] * [1, 0, 1] with zero padding: [2, 4, 2]; 'wrap': [2+3, 1+3, 2+1]
+    one = np.array([[1.0, 2.0, 3.0]])
+    k = np.array([[1.0, 0.0, 1.0]])
+    assert oracle(one, k, ((0, 0), (1, 1)), "constant", 0.0, (1, 1), (1, 1)).tolist() == [
+        [2.0, 4.0, 2.0]
+    ]
+    assert oracle(one, k, ((0, 0), (1, 1)), "wrap", 0.0, (1, 1), (1, 1)).tolist() == [
+        [5.0, 4.0, 3.0]
+    ]
+    # mirror of [1, 2, 3] with 2 on each side: 3 2 | 1 2 3 | 2 1
+    assert [source_index(p, 3, "mirror") for p in range(-2, 5)] == [2, 1, 0, 1, 2, 1, 0]
+    assert [source_index(p, 3, "reflect") for p in range(-2, 5)] == [1, 0, 0, 1, 2, 2, 1]
+
+
+SHAPES = [(1, 1), (1, 7), (7, 1), (5, 3), (13, 17)]
+KERNELS = [(1, 1), (3, 3), (2, 5), (4, 1), (6, 7)]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kshape", KERNELS)
+def test_same_padding_every_mode_and_shape(method, mode, shape, kshape) -> None:
+    """'same' padding, including kernels much larger than the image (1-pixel images)."""
+    image = rng(1).random(shape)
+    kernel = rng(2).normal(size=kshape)
+    cval = 1.25 if mode == "constant" else 0.0
+    pads = tuple((k // 2, k - 1 - k // 2) for k in kshape)
+    expected = oracle(image, kernel, pads, mode, cval, (1, 1), (1, 1))
+    got = correlate(image, kernel, mode=mode, cval=cval, method=method)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+STRIDE_DILATION = [((2, 1), (1, 1)), ((1, 3), (2, 1)), ((3, 2), (2, 3)), ((1, 1), (4, 2))]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("stride", "dilation"), STRIDE_DILATION)
+@pytest.mark.parametrize("pads", [((0, 0), (0, 0)), ((2, 1), (3, 4)), ((9, 0), (1, 11))])
+def test_stride_dilation_and_padding_every_mode(method, mode, stride, dilation, pads) -> None:
+    """Always-present oracle for strided and dilated outputs (pads wider than the image too)."""
+    image = rng(3).random((11, 9))
+    kernel = rng(4).normal(size=(3, 3))
+    expected = oracle(image, kernel, pads, mode, 0.0, stride, dilation)
+    got = correlate(
+        image, kernel, padding=pads, mode=mode, stride=stride, dilation=dilation, method=method
+    )
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+DTYPES = [
+    np.bool_,
+    np.uint8,
+    np.int8,
+    np.uint16,
+    np.int16,
+    np.uint32,
+    np.int32,
+    np.int64,
+    np.float16,
+    np.float32,
+    np.float64,
+]
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_every_dtype(method, dtype) -> None:
+    if dtype is np.bool_:
+        image = rng(5).random((9, 12)) > 0.5
+    elif np.dtype(dtype).kind in "ui":
+        info = np.iinfo(dtype)
+        image = rng(5).integers(max(info.min, -100), min(info.max, 100), (9, 12)).astype(dtype)
+    else:
+        image = rng(5).random((9, 12)).astype(dtype)
+    kernel = rng(6).normal(size=(3, 5))
+    expected = oracle(image, kernel, ((1, 1), (2, 2)), "mirror", 0.0, (1, 1), (1, 1))
+    got = correlate(image, kernel, mode="mirror", method=method)
+    wanted = np.float32 if dtype in (np.float16, np.float32) else np.float64
+    assert got.dtype == wanted
+    tol = 1e-5 * max(1.0, np.abs(expected).max()) if wanted == np.float32 else 1e-10
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+def _views():
+    base = rng(7).random((24, 30, 3))
+    return {
+        "steps": base[::2, ::3, 0],
+        "negative": base[::-1, ::-2, 1],
+        "transpose": base[:, :, 2].T,
+        "fortran": np.asfortranarray(base[..., 0]),
+        "big-endian": base[..., 1].astype(">f8"),
+        "float32 steps": base[1::3, ::-1, 2].astype(np.float32)[:, ::2],
+    }
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("name", list(_views()))
+def test_non_contiguous_views(method, name) -> None:
+    image = _views()[name]
+    before = image.copy()
+    kernel = rng(8).normal(size=(4, 3))
+    expected = oracle(image, kernel, ((2, 1), (1, 1)), "reflect", 0.0, (1, 1), (1, 1))
+    got = correlate(image, kernel, mode="reflect", method=method)
+    tol = 1e-5 if image.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(image, before)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("axis", [0, -1])
+@pytest.mark.parametrize("layout", ["contiguous", "view"])
+def test_channels_never_mix(method, mode, axis, layout) -> None:
+    """Channel-last (interleaved in the kernels) and channel-first, per-channel oracle."""
+    base = rng(9).random((16, 14, 3))
+    image = base if layout == "contiguous" else base[::-1, 1::2]
+    if axis == 0:
+        image = np.ascontiguousarray(np.moveaxis(image, -1, 0))
+    kernel = rng(10).normal(size=(3, 2))
+    got = correlate(
+        image, kernel, mode=mode, stride=(1, 2), dilation=(2, 1), channel_axis=axis, method=method
+    )
+    for c in range(3):
+        plane = np.take(image, c, axis=axis)
+        expected = oracle(plane, kernel, ((2, 2), (1, 0)), mode, 0.0, (1, 2), (2, 1))
+        np.testing.assert_allclose(np.take(got, c, axis=axis), expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_1d_signals_and_convolve(method) -> None:
+    signal = rng(11).random(23)
+    kernel = rng(12).normal(size=6)
+    for mode in MODES:
+        expected = oracle(signal[None], kernel[None], ((0, 0), (3, 2)), mode, 0.0, (1, 1), (1, 1))
+        got = correlate(signal, kernel, mode=mode, method=method)
+        np.testing.assert_allclose(got, expected[0], rtol=1e-12, atol=1e-12)
+        flipped = oracle(
+            signal[None], kernel[None, ::-1], ((0, 0), (2, 3)), mode, 0.0, (1, 1), (1, 1)
+        )
+        got = convolve(signal, kernel, mode=mode, method=method)
+        np.testing.assert_allclose(got, flipped[0], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [2, 5])
+def test_rows_split_over_threads(monkeypatch, threads) -> None:
+    monkeypatch.setattr(_methods, "THREADS", threads)
+    monkeypatch.setattr(_methods, "THREAD_MIN_WORK", 0)
+    image = rng(13).random((37, 29, 2))
+    kernel = rng(14).normal(size=(5, 4))
+    for method in ("direct", "separable"):
+        got = correlate(image, kernel, mode="wrap", channel_axis=-1, method=method)
+        for c in range(2):
+            expected = oracle(image[..., c], kernel, ((2, 2), (2, 1)), "wrap", 0.0, (1, 1), (1, 1))
+            np.testing.assert_allclose(got[..., c], expected, rtol=1e-12, atol=1e-12)
+
+
+def test_float32_matches_the_float64_oracle() -> None:
+    image = rng(15).random((64, 70)).astype(np.float32)
+    kernel = rng(16).normal(size=(7, 7)).astype(np.float32)
+    expected = oracle(image, kernel, ((3, 3), (3, 3)), "nearest", 0.0, (1, 1), (1, 1))
+    for method in ("direct", "separable"):
+        got = correlate(image, kernel, mode="nearest", method=method)
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=2e-5, atol=2e-5)
+
+
+def test_kernel_runs_in_a_forked_child() -> None:
+    """numba kernels (and their row threads) keep working in a child forked after a run."""
+    from convstack.stack import forked
+
+    if not forked.can_fork():
+        pytest.skip("no fork here")
+    image = rng(18).random((300, 200)).astype(np.float32)
+    kernel = rng(19).normal(size=(5, 5)).astype(np.float32)
+    old = _methods.THREAD_MIN_WORK
+    _methods.THREAD_MIN_WORK = 0
+    try:
+        parent = correlate(image, kernel, mode="mirror", method="direct")
+        assert forked.can_fork()
+
+        def child(inbox: forked.Channel, outbox: forked.Channel) -> None:
+            outbox.send(
+                (
+                    "ok",
+                    (
+                        correlate(image, kernel, mode="mirror", method="direct"),
+                        correlate(image, kernel, mode="mirror", method="separable"),
+                    ),
+                )
+            )
+
+        with forked.ForkedWorker(child) as worker:
+            direct, separable = worker.receive()
+    finally:
+        _methods.THREAD_MIN_WORK = old
+    np.testing.assert_array_equal(direct, parent)
+    np.testing.assert_allclose(separable, parent, rtol=1e-4, atol=1e-4)
+    expected = oracle(image[:12], kernel, ((2, 2), (2, 2)), "mirror", 0.0, (1, 1), (1, 1))
+    np.testing.assert_allclose(direct[:10], expected[:10], rtol=2e-5, atol=2e-5)
