@@ -177,7 +177,7 @@ def test_existing_output_refused_unless_force(files, capsys):
         ),
         (
             ["filter", "median", "{rgb8}", "{tmp}/o.png", "--size", "4"],
-            r"rgb8.png: median filter: `size`",
+            r"rgb8.png: median filter: --size must",
         ),
         (["filter", "gaussian", "{gray32}", "{tmp}/o.png"], r"o.png: .*only TIFF holds"),
         (["filter", "box", "{rgb8}", "{tmp}/o.bmp"], r"o.bmp: unknown image extension"),

@@ -15,6 +15,7 @@ Decoders also refuse images of more than :func:`max_image_pixels` pixels (defaul
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -83,9 +84,13 @@ def parse_size(text: str | int, name: str = "size") -> int:
 def format_size(nbytes: float) -> str:
     """Write a byte count for people: ``1536`` -> ``'1.5 KiB'``."""
     value = float(nbytes)
+    if not math.isfinite(value):
+        return f"{value} B"
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(value) < 1024 or unit == "PiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+            if unit == "B":
+                return f"{value:.0f} {unit}"
+            return f"{value:.1f} {unit}" if abs(value) < 1e6 else f"{value:.3g} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
 

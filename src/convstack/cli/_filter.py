@@ -133,7 +133,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = np.asarray(function(image, **keywords))
     except (ValueError, TypeError) as exc:
-        raise UserError(f"{args.input}: {args.name} filter: {exc}") from None
+        message = str(exc)
+        for key, flag in _OPTION_FLAGS.items():  # name the command-line option
+            message = message.replace(f"`{key}`", flag)
+        raise UserError(f"{args.input}: {args.name} filter: {message}") from None
     if derivative:
         result = _images.derivative_to_dtype(result, image.dtype, args.scale)
     _images.save(output, result, args.input, force=args.force)
