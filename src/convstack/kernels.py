@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import _validate as v
+from .limits import check_memory
 
 __all__ = [
     "box",
@@ -38,6 +39,11 @@ _SMALL_GAUSSIANS: dict[int, tuple[float, ...]] = {
     7: (0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125),
     9: (4 / 256, 13 / 256, 30 / 256, 51 / 256, 60 / 256, 51 / 256, 30 / 256, 13 / 256, 4 / 256),
 }
+
+
+def _check_taps(taps: float, what: str, bytes_per_tap: float = 8.0) -> None:
+    """Refuse a kernel whose construction would exceed the memory limit (before building)."""
+    check_memory(bytes_per_tap * taps, f"{what} (a kernel of {taps:.6g} taps)")
 
 
 def _size_pair(size: Any, name: str = "size") -> tuple[int, int]:
@@ -112,6 +118,10 @@ def gaussian(size: int, sigma: float = 0.0, *, ndim: int = 2) -> NDArray[np.floa
     s = v.finite_float(sigma, "sigma")
     if ndim not in (1, 2):
         raise v.fail("ndim", "be 1 or 2", ndim)
+    # the 1-D taps are built as Python floats (~40 bytes each), the 2-D kernel twice
+    _check_taps(float(n), f"kernels.gaussian(size={n})", 40.0)
+    if ndim == 2:
+        _check_taps(float(n) * n, f"kernels.gaussian(size={n}, ndim=2)", 16.0)
     k = _gaussian_1d(n, s)
     if ndim == 1:
         return k
@@ -130,6 +140,7 @@ def box(size: int | tuple[int, int]) -> NDArray[np.float64]:
     (1, 3)
     """
     rows, cols = _size_pair(size)
+    _check_taps(float(rows) * cols, f"kernels.box(size={(rows, cols)})")
     return np.full((rows, cols), 1.0 / (rows * cols))
 
 
@@ -179,6 +190,10 @@ def laplacian(neighbours: int = 4) -> NDArray[np.float64]:
     raise v.fail("neighbours", "be 4 or 8", neighbours)
 
 
+#: Largest ``derivative_1d`` size: C(1024, 512) is about 2**1018, the next rows overflow.
+MAX_DERIVATIVE_SIZE = 1025
+
+
 def derivative_1d(order: int, size: int) -> NDArray[np.float64]:
     """One factor of a Sobel kernel: binomial smoothing times ``order`` differences.
 
@@ -192,6 +207,17 @@ def derivative_1d(order: int, size: int) -> NDArray[np.float64]:
     >>> derivative_1d(1, 5).tolist()
     [-1.0, -2.0, 0.0, 2.0, 1.0]
     """
+    for name, value, low in (("order", order, 0), ("size", size, 1)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+            raise v.fail(name, "be an int", value, kind=TypeError)
+        if value < low:
+            raise v.fail(name, f"be >= {low}", value)
+    if size > MAX_DERIVATIVE_SIZE:
+        raise v.fail(
+            "size",
+            f"be <= {MAX_DERIVATIVE_SIZE} (larger binomial coefficients overflow float64)",
+            size,
+        )
     if size == 1:
         if order == 0:
             return np.array([1.0])
@@ -270,6 +296,7 @@ def disk(radius: float) -> NDArray[np.float64]:
     [[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]]
     """
     r = v.positive_float(radius, "radius", allow_zero=True)
+    _check_taps((2.0 * r + 1) ** 2, f"kernels.disk(radius={r!r})", 32.0)
     half = int(math.floor(r))
     offsets = np.arange(-half, half + 1, dtype=np.float64)
     inside = (offsets[:, None] ** 2 + offsets[None, :] ** 2) <= r * r + 1e-12
