@@ -296,7 +296,7 @@ def disk(radius: float) -> NDArray[np.float64]:
     [[0.0, 1.0, 0.0], [1.0, 1.0, 1.0], [0.0, 1.0, 0.0]]
     """
     r = v.positive_float(radius, "radius", allow_zero=True)
-    _check_taps((2.0 * r + 1) ** 2, f"kernels.disk(radius={r!r})", 32.0)
+    _check_taps((2.0 * r + 1) * (2.0 * r + 1), f"kernels.disk(radius={r!r})", 32.0)
     half = int(math.floor(r))
     offsets = np.arange(-half, half + 1, dtype=np.float64)
     inside = (offsets[:, None] ** 2 + offsets[None, :] ** 2) <= r * r + 1e-12
