@@ -19,8 +19,10 @@ derivative of the interpolating polynomial; Fornberg, Math. Comp. 51, 1988).
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -41,6 +43,22 @@ __all__ = [
 ]
 
 SCHEMES = ("central", "forward", "backward")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _ieee(function: F) -> F:
+    """Run ``function`` with NumPy's floating-point warnings off: NaN and infinities in
+    the data (or a step so small that its reciprocal overflows) give their IEEE results
+    (README, "Non-finite values") without a RuntimeWarning."""
+
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore", under="ignore"):
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 #: Border modes of the 2-D functions: ours first, then the engine's padding modes.
 MODES_2D = ("one-sided", *MODES)
@@ -129,6 +147,7 @@ def _stencil_sum(
     return result
 
 
+@_ieee
 def derivative(
     y: ArrayLike,
     x: ArrayLike | None = None,
@@ -343,6 +362,7 @@ def _first_change(samples: NDArray[np.float64]) -> int:
     return int(samples.shape[0])
 
 
+@_ieee
 def _turning_points(
     samples: NDArray[np.float64],
     at: Any,
@@ -469,6 +489,7 @@ def _diff(
     return out / step**order
 
 
+@_ieee
 def gradient(
     image: ArrayLike,
     *,
@@ -517,6 +538,7 @@ def gradient(
     return _restore(d_rows, axis), _restore(d_cols, axis)
 
 
+@_ieee
 def gradient_magnitude(
     image: ArrayLike,
     *,
@@ -540,6 +562,7 @@ def gradient_magnitude(
     return result
 
 
+@_ieee
 def gradient_direction(
     image: ArrayLike,
     *,
@@ -567,6 +590,7 @@ def gradient_direction(
     return result
 
 
+@_ieee
 def second_derivatives(
     image: ArrayLike,
     *,
@@ -614,6 +638,7 @@ def second_derivatives(
     return _restore(d_rr, axis), _restore(d_cc, axis), _restore(d_rc, axis)
 
 
+@_ieee
 def laplace(
     image: ArrayLike,
     *,

@@ -9,6 +9,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _validate as v
 from ._modes import IGNORES_CVAL, MODES, border_indices
+from .limits import check_memory
 
 __all__ = ["pad", "resolve_padding"]
 
@@ -210,6 +211,12 @@ def pad(
     if isinstance(padding, str):
         raise v.fail("padding", "be an int, one int per axis or (before, after) pairs", padding)
     pads = resolve_padding(padding, (1,) * spatial, (1,) * spatial)
+    lead = work.shape[: work.ndim - spatial]
+    padded = [float(n + b + a) for n, (b, a) in zip(work.shape[-spatial:], pads, strict=True)]
+    check_memory(
+        work.dtype.itemsize * float(np.prod(lead, dtype=float)) * float(np.prod(padded)),
+        f"pad of an image of shape {array.shape} by {pads}",
+    )
     out = pad_spatial(work, pads, mode, cval)
     if out is work:
         out = work.copy()
