@@ -486,3 +486,52 @@ def test_a_signal_during_the_final_write_leaves_no_temporary_file(
     assert process.returncode == code, err
     assert "Traceback" not in err
     assert list(out_dir.iterdir()) == []
+
+
+_MEET_BEFORE_NAMING = """
+import sys, time
+from pathlib import Path
+from convstack import _writer
+mine, other = Path(sys.argv[1]), Path(sys.argv[2])
+real = _writer._fsync
+def meet(fd):
+    real(fd)
+    mine.write_text("ready")  # both temporary files are complete before either is named
+    deadline = time.monotonic() + 60
+    while not other.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+_writer._fsync = meet
+sys.argv = ["convstack", *sys.argv[3:]]
+from convstack.cli import command
+command()
+"""
+
+
+def test_two_fuse_processes_racing_for_one_new_output(tmp_path: Path) -> None:
+    """The issue's case, as two real processes: both pass the early check, both fuse,
+    both hold a finished temporary file; exactly one may exit 0."""
+    import subprocess
+    import sys
+
+    frames, _ = two_depth_stack(rows=48, cols=64)
+    write_stack(tmp_path / "in", frames)
+    out = tmp_path / "out.png"
+    argv = ["fuse", str(tmp_path / "in"), "-o", str(out), "--quiet"]
+    marks = [tmp_path / "a.ready", tmp_path / "b.ready"]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _MEET_BEFORE_NAMING, str(marks[k]), str(marks[1 - k]), *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in range(2)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    codes = sorted(p.returncode for p in processes)
+    assert codes == [0, 1], errors
+    loser = errors[[p.returncode for p in processes].index(1)]
+    assert re.fullmatch(r"error: .*out\.png: already exists: another program created it.*\n", loser)
+    assert all(m.exists() for m in marks)  # they did meet: the race was real
+    assert load(out).shape == (48, 64, 3)
+    assert sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name) == []
