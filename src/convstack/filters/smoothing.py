@@ -355,5 +355,6 @@ def unsharp_mask(
     k = v.finite_float(amount, "amount")
     work = array if array.dtype.kind == "f" else array.astype(np.float64)
     blurred = gaussian_blur(work, 0, s, mode=mode)
-    sharp = work + k * (work - blurred)
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, as IEEE says
+        sharp = work + k * (work - blurred)
     return saturate(sharp, array.dtype)

@@ -1,0 +1,404 @@
+"""Hostile input to the engine, the filters and calculus (issue 19).
+
+One rule for NaN and infinities (README, "Non-finite values"): an output whose footprint
+(every tap of the kernel, zero weights included) holds a non-finite sample is what direct
+IEEE evaluation gives there, for every method and filter; every other output is finite
+and equals the finite result. Oracles: a slow loop over ``numpy.pad`` for the non-finite
+pattern, SciPy's ``ndimage.correlate`` for the finite values. Sizes that cannot fit are
+refused before anything is allocated. A property test feeds every public function odd
+shapes, dtypes, strides and values: a result or a ValueError/TypeError, and the input
+left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import cv2
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import convstack
+from convstack import filters, kernels
+from convstack.calculus import derivative, extrema, gradient, laplace, second_derivatives
+from convstack.limits import LimitError, memory_limit
+
+NUMPY_PAD = {
+    "constant": "constant",
+    "nearest": "edge",
+    "reflect": "symmetric",
+    "mirror": "reflect",
+    "wrap": "wrap",
+}
+MODES = tuple(NUMPY_PAD)
+METHODS = ("direct", "separable", "fft", "auto")
+PLACES = {"centre": (4, 5), "edge": (0, 6), "corner": (8, 10)}
+VALUES = {"nan": np.nan, "+inf": np.inf, "-inf": -np.inf}
+
+
+def ieee_loop(image, kernel, mode, cval=0.0, dilation=(1, 1)):
+    """'same' correlation by a loop over every tap of the padded image (the oracle)."""
+    kh, kw = kernel.shape
+    span = ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1)
+    before = ((kh // 2) * dilation[0], (kw // 2) * dilation[1])
+    pads = [(b, s - 1 - b) for b, s in zip(before, span, strict=True)]
+    if mode == "constant":
+        padded = np.pad(image, pads, mode="constant", constant_values=cval)
+    else:
+        padded = np.pad(image, pads, mode=NUMPY_PAD[mode])
+    out = np.empty(image.shape)
+    with np.errstate(invalid="ignore", over="ignore"):
+        for r in range(image.shape[0]):
+            for c in range(image.shape[1]):
+                window = padded[r : r + span[0] : dilation[0], c : c + span[1] : dilation[1]]
+                out[r, c] = np.sum(kernel * window)
+    return out
+
+
+def assert_rule(result, image, kernel, mode, *, rtol=1e-10, atol=1e-10):
+    """Non-finite outputs as the IEEE loop; finite ones as SciPy on the image."""
+    expected = ieee_loop(image, kernel, mode)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    np.testing.assert_array_equal(np.isposinf(result), np.isposinf(expected))
+    np.testing.assert_array_equal(np.isneginf(result), np.isneginf(expected))
+    finite = np.isfinite(expected)
+    assert finite.any()
+    with np.errstate(invalid="ignore"):
+        reference = ndi.correlate(image, kernel, mode=mode)
+    np.testing.assert_allclose(result[finite], reference[finite], rtol=rtol, atol=atol)
+
+
+def hostile_image(place, value, shape=(9, 11), seed=0):
+    image = np.random.default_rng(seed).normal(size=shape)
+    image[PLACES[place]] = value
+    return image
+
+
+# A kernel with mixed signs and zero weights: inf under a zero weight is NaN.
+KERNEL = np.array(
+    [[0.5, -1.0, 0.0, 2.0, 0.25], [1.0, 0.0, 3.0, -0.5, 1.5], [0.0, 0.75, -2.0, 1.0, 0.0]]
+)
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("value", VALUES)
+def test_engine_nonfinite_within_the_footprint(method, mode, place, value):
+    image = hostile_image(place, VALUES[value])
+    result = convstack.correlate(image, KERNEL, mode=mode, method=method)
+    assert_rule(result, image, KERNEL, mode)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_engine_rank_one_kernel_and_mixed_values(method):
+    # a separable kernel (one SVD term) with NaN, +inf and -inf that meet in one footprint
+    image = np.random.default_rng(1).normal(size=(20, 23))
+    image[5, 5], image[6, 7], image[15, 3], image[10, 20] = np.inf, -np.inf, np.nan, np.inf
+    kernel = np.outer([1.0, 2.0, 0.0, -1.0, 1.0], [0.5, 1.0, 2.0, 1.0, 0.5])
+    for mode in MODES:
+        assert_rule(
+            convstack.correlate(image, kernel, mode=mode, method=method), image, kernel, mode
+        )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_engine_large_kernel_keeps_nan_local(method):
+    # FFT tiles and SVD terms must not spread one NaN over the image
+    image = np.random.default_rng(2).normal(size=(64, 70))
+    image[30, 31] = np.nan
+    kernel = np.random.default_rng(3).normal(size=(9, 9))
+    result = convstack.correlate(image, kernel, mode="reflect", method=method)
+    assert np.isnan(result).sum() == 81
+    assert_rule(result, image, kernel, "reflect", rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_engine_nan_cval_and_dilation(method):
+    image = np.random.default_rng(4).normal(size=(10, 12))
+    image[3, 4] = np.inf
+    kernel = np.array([[1.0, 0.0, -1.0], [2.0, 1.0, 0.5]])
+    result = convstack.correlate(image, kernel, mode="constant", cval=np.nan, method=method)
+    expected = ieee_loop(image, kernel, "constant", cval=np.nan)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(result), np.isinf(expected))
+    dilated = convstack.correlate(image, kernel, dilation=(2, 3), mode="wrap", method=method)
+    expected = ieee_loop(image, kernel, "wrap", dilation=(2, 3))
+    np.testing.assert_array_equal(np.isnan(dilated), np.isnan(expected))
+    np.testing.assert_array_equal(np.isposinf(dilated), np.isposinf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(dilated[finite], expected[finite], rtol=1e-10, atol=1e-10)
+
+
+def test_engine_stride_and_1d_and_float32():
+    image = hostile_image("centre", np.nan)
+    full = convstack.correlate(image, KERNEL, mode="mirror", method="fft")
+    strided = convstack.correlate(image, KERNEL, mode="mirror", stride=2, method="fft")
+    np.testing.assert_array_equal(strided, full[::2, ::2])
+    signal = np.arange(20.0)
+    signal[7] = -np.inf
+    out = convstack.correlate(signal, [1.0, 0.0, 2.0], method="fft")
+    assert np.isposinf(out[6]) is np.False_ or True  # sign: 1 * x[i-1] ... checked below
+    np.testing.assert_array_equal(np.isneginf(out), [i in (6, 8) for i in range(20)])
+    assert np.isnan(out[7])  # -inf under the zero weight
+    single = convstack.correlate(image.astype(np.float32), KERNEL, method="fft")
+    assert single.dtype == np.float32
+    np.testing.assert_array_equal(
+        np.isnan(single),
+        np.isnan(full) | np.isnan(convstack.correlate(image, KERNEL, method="direct")),
+    )
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nonfinite_kernel_finishes_without_svd(method):
+    image = np.random.default_rng(5).normal(size=(40, 50))
+    kernel = np.ones((3, 3))
+    kernel[1, 1] = np.inf  # hung in np.linalg.svd
+    result = convstack.correlate(image, kernel, method=method)
+    expected = ieee_loop(image, kernel, "constant")
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    np.testing.assert_array_equal(np.isposinf(result), np.isposinf(expected))
+    np.testing.assert_array_equal(np.isneginf(result), np.isneginf(expected))
+    kernel[0, 2] = -np.inf  # elsewhere: was all zeros
+    expected = ieee_loop(image, kernel, "mirror")
+    result = convstack.correlate(image, kernel, mode="mirror", method=method)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(result), np.isinf(expected))
+    kernel[2, 2] = np.nan  # was LinAlgError
+    assert np.isnan(convstack.convolve(image, kernel, method=method)).all()
+
+
+# ------------------------------------------------------------------------------ filters
+
+
+def _gaussian(size, sigma):
+    k = cv2.getGaussianKernel(size, sigma).ravel()
+    return np.outer(k, k)
+
+
+FILTERS = {
+    "gaussian_blur": (lambda x, m: filters.gaussian_blur(x, 5, 1.2, mode=m), _gaussian(5, 1.2)),
+    "box_blur": (lambda x, m: filters.box_blur(x, (3, 5), mode=m), np.full((3, 5), 1 / 15)),
+    "sobel": (
+        lambda x, m: filters.sobel(x, 1, 0, 3, mode=m),
+        np.outer(*(k.ravel() for k in cv2.getDerivKernels(1, 0, 3)[::-1])),
+    ),
+    "sobel_dy": (
+        lambda x, m: filters.sobel(x, 0, 2, 5, mode=m),
+        np.outer(*(k.ravel() for k in cv2.getDerivKernels(0, 2, 5)[::-1])),
+    ),
+    "scharr": (
+        lambda x, m: filters.scharr(x, 0, 1, mode=m),
+        np.outer(*(k.ravel() for k in cv2.getDerivKernels(0, 1, -1)[::-1])),
+    ),
+    "laplacian": (
+        lambda x, m: filters.laplacian(x, mode=m),
+        np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]),
+    ),
+    "laplacian3": (
+        lambda x, m: filters.laplacian(x, 3, mode=m),
+        np.array([[2.0, 0.0, 2.0], [0.0, -8.0, 0.0], [2.0, 0.0, 2.0]]),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", FILTERS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("value", VALUES)
+@pytest.mark.parametrize("channels", [None, 2])
+def test_filters_nonfinite_within_the_footprint(name, mode, value, channels):
+    function, kernel = FILTERS[name]
+    image = np.random.default_rng(6).normal(size=(9, 11))
+    image[4, 5] = VALUES[value]
+    image[0, 0] = -VALUES[value]
+    image[8, 3] = VALUES[value]
+    if channels is None:
+        assert_rule(function(image, mode), image, kernel, mode, rtol=1e-7, atol=1e-9)
+        return
+    colour = np.dstack([image, image[::-1].copy()])
+    result = function(colour, mode)
+    for c in range(2):
+        assert_rule(result[..., c], colour[..., c], kernel, mode, rtol=1e-7, atol=1e-9)
+
+
+def test_unsharp_mask_is_its_formula_on_the_ruled_blur():
+    image = np.random.default_rng(7).normal(size=(12, 13))
+    image[5, 6], image[0, 12] = np.inf, np.nan
+    blur = ieee_loop(image, _gaussian(9, 1.0), "mirror")
+    with np.errstate(invalid="ignore"):
+        expected = image + 0.7 * (image - blur)
+    result = filters.unsharp_mask(image, 1.0, 0.7)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+    np.testing.assert_array_equal(np.isposinf(result), np.isposinf(expected))
+    np.testing.assert_array_equal(np.isneginf(result), np.isneginf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(result[finite], expected[finite], rtol=1e-9, atol=1e-9)
+
+
+def test_float32_filters_keep_nan_local():
+    image = np.random.default_rng(8).random((40, 50)).astype(np.float32)
+    image[20, 25] = np.nan
+    assert np.isnan(filters.box_blur(image, 5)).sum() == 25  # running sums spread it before
+    assert np.isnan(filters.gaussian_blur(image, 0, 2.0)).sum() == 17 * 17
+
+
+# ------------------------------------------------------------------------------- limits
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: convstack.correlate(np.ones((40, 50)), np.ones((3, 3)), dilation=10**6),
+        lambda: convstack.correlate(np.ones((40, 50)), np.ones((3, 3)), padding=10**6),
+        lambda: convstack.convolve(np.ones(5), np.ones(3), dilation=10**9),
+        lambda: convstack.correlate(np.ones((4, 4, 4)), np.ones((3, 3, 3)), padding=10**4),
+        lambda: convstack.pad(np.ones((10, 10)), 10**6),
+        lambda: kernels.gaussian(size=10**9),
+        lambda: kernels.box((10**6, 10**6)),
+        lambda: kernels.disk(1e300),
+        lambda: filters.gaussian_blur(np.ones((40, 50)), 0, sigma=1e9),
+        lambda: filters.gaussian_blur(np.ones((40, 50), np.uint8), 0, sigma=1e308),
+        lambda: filters.unsharp_mask(np.ones((40, 50)), sigma=1e300),
+        lambda: filters.box_blur(np.ones((40, 50)), 10**9),
+    ],
+)
+def test_enormous_sizes_are_refused_before_allocating(call):
+    with memory_limit("1GiB"), pytest.raises(LimitError, match=r"needs about .* memory limit"):
+        call()
+
+
+def test_limit_error_says_what_and_how():
+    with memory_limit("1GiB"), pytest.raises(ValueError) as info:
+        convstack.correlate(np.ones((40, 50)), np.ones((3, 3)), dilation=10**6)
+    message = str(info.value)
+    assert "correlate of an image of shape (40, 50)" in message
+    assert "dilation (1000000, 1000000)" in message
+    assert "CONVSTACK_MEMORY_LIMIT" in message
+
+
+def test_derivative_kernel_sizes_are_checked():
+    with pytest.raises(ValueError, match=r"`size` must be <= 1025"):
+        kernels.derivative_1d(1, 10**6)
+    with pytest.raises(ValueError, match=r"`order` must be >= 0; got -1"):
+        kernels.derivative_1d(-1, 3)
+    with pytest.raises(TypeError, match=r"`size` must be an int; got 3.0"):
+        kernels.derivative_1d(1, 3.0)
+
+
+def test_calculus_nonfinite_without_warnings():
+    image = np.random.default_rng(9).normal(size=(8, 9))
+    image[3, 3], image[5, 6] = np.inf, -np.inf
+    rows, cols = gradient(image)  # one-sided borders: inf - inf is NaN, no RuntimeWarning
+    assert np.isnan(rows[3, 3]) and np.isneginf(rows[4, 3]) and np.isposinf(rows[2, 3])
+    assert np.isfinite(rows[0, 0])
+    assert np.isinf(gradient(np.ones((5, 5)), spacing=1e-320)[0]).sum() == 0  # 0 / tiny = 0
+    assert np.isneginf(laplace(image)[3, 3])  # -4 * inf (hand)
+    d_rr, d_cc, d_rc = second_derivatives(image)
+    assert np.isneginf(d_rr[3, 3]) and np.isneginf(d_cc[3, 3])
+    assert np.isnan(d_rc[3, 3])  # inf under the cross kernel's zero centre
+    signal = np.arange(10.0)
+    signal[4] = np.nan
+    d = derivative(signal)
+    np.testing.assert_array_equal(np.isnan(d), [i in (3, 4, 5) for i in range(10)])
+
+
+# ---------------------------------------------------------------------- property test
+
+DTYPES = [
+    np.bool_,
+    np.int8,
+    np.uint8,
+    np.int16,
+    np.uint16,
+    np.int32,
+    np.uint32,
+    np.int64,
+    np.uint64,
+    np.float16,
+    np.float32,
+    np.float64,
+    np.complex128,
+    object,
+]
+
+
+@st.composite
+def arrays(draw):
+    ndim = draw(st.integers(0, 5))
+    limit = 7 if ndim <= 2 else 3
+    shape = tuple(draw(st.integers(0, limit)) for _ in range(ndim))
+    dtype = np.dtype(draw(st.sampled_from(DTYPES)))
+    size = int(np.prod(shape))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    base = rng.normal(scale=draw(st.sampled_from([1.0, 100.0, 1e300])), size=size)
+    if dtype.kind in "fc" and size:
+        for value in draw(st.lists(st.sampled_from([np.nan, np.inf, -np.inf]), max_size=3)):
+            base[rng.integers(size)] = value
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        base = rng.integers(info.min, info.max, size=size, endpoint=True, dtype=dtype)
+    with np.errstate(all="ignore"):
+        array = base.astype(dtype).reshape(shape)
+    view = draw(st.sampled_from(["plain", "reversed", "strided", "transposed"]))
+    if view == "reversed" and ndim:
+        array = array[::-1]
+    elif view == "strided" and ndim:
+        array = np.repeat(array, 2, axis=-1)[..., ::2]
+    elif view == "transposed":
+        array = array.T
+    return array
+
+
+def _median(x):
+    return filters.median_blur(x, 3)
+
+
+def _bilateral(x):
+    return filters.bilateral(x, 5, 10.0, 10.0)
+
+
+CALLS = {
+    "correlate": lambda x, k: convstack.correlate(x, k),
+    "convolve_fft": lambda x, k: convstack.convolve(x, k, method="fft", mode="wrap"),
+    "correlate_separable": lambda x, k: convstack.correlate(x, k, method="separable"),
+    "correlate_stride": lambda x, k: convstack.correlate(x, k, stride=2, dilation=2, mode="mirror"),
+    "pad": lambda x, k: convstack.pad(x, 2, mode="reflect"),
+    "gaussian_blur": lambda x, k: filters.gaussian_blur(x, 3, 1.0),
+    "box_blur": lambda x, k: filters.box_blur(x, 3),
+    "sobel": lambda x, k: filters.sobel(x, 1, 1),
+    "scharr": lambda x, k: filters.scharr(x, 0, 1),
+    "laplacian": lambda x, k: filters.laplacian(x, 3),
+    "unsharp_mask": lambda x, k: filters.unsharp_mask(x, 1.0, 2.0),
+    "median_blur": lambda x, k: _median(x),
+    "bilateral": lambda x, k: _bilateral(x),
+    "derivative": lambda x, k: derivative(x),
+    "extrema": lambda x, k: extrema(x),
+    "gradient": lambda x, k: gradient(x),
+    "laplace": lambda x, k: laplace(x, mode="wrap"),
+}
+
+
+@settings(
+    max_examples=250,
+    deadline=5000,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    name=st.sampled_from(sorted(CALLS)),
+    image=arrays(),
+    kernel=arrays(),
+)
+def test_public_functions_give_a_result_or_a_clear_error(name, image, kernel):
+    image_copy, kernel_copy = image.copy(), kernel.copy()
+    with contextlib.suppress(ValueError, TypeError):
+        CALLS[name](image, kernel)
+    for given_array, copy in ((image, image_copy), (kernel, kernel_copy)):
+        if given_array.dtype == object:
+            assert all(
+                a is b or a == b or a != a for a, b in zip(given_array.flat, copy.flat, strict=True)
+            )
+        else:
+            np.testing.assert_array_equal(given_array, copy)
