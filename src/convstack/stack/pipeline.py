@@ -108,14 +108,13 @@ def _frame_name(item: Any, index: int) -> str:
     return f"frames[{index}]"
 
 
-def _float_scale(array: NDArray[Any]) -> float:
-    """The largest finite magnitude in ``array`` if over 1, else 1: float frames are
-    divided by it while they are stacked (the steps assume about [0, 1])."""
+def _finite_range(array: NDArray[Any]) -> tuple[float, float]:
+    """The least and the largest finite value in ``array`` ((0, 0) if none)."""
     low, high = float(np.min(array)), float(np.max(array))
     if not (np.isfinite(low) and np.isfinite(high)):
         finite = array[np.isfinite(array)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    return max(1.0, high, -low)
+    return low, high
 
 
 class _Source:
@@ -151,7 +150,11 @@ class _Source:
         self.shape: tuple[int, ...] | None = None
         self.dtype: np.dtype[Any] | None = None
         self.first = ""  # the frame read first (the reference) sets shape and dtype
-        self.scale = 1.0  # float frames are divided by it (see _float_scale)
+        # float frames: divided by the reference's largest magnitude where over 1 (the
+        # steps assume about [0, 1]); each one's range as read, scaled, in memory that a
+        # child process forked later (after the reference is read) writes into too
+        self.scale = 1.0
+        self.ranges: NDArray[np.float64] | None = None
         if len(items) < 2:
             if len(items) == 1 and (isinstance(items[0], (str, os.PathLike)) or self.content):
                 self.raw(0)  # a lone file may say why (a multi-page TIFF, unreadable)
@@ -185,7 +188,9 @@ class _Source:
         if self.shape is None:
             self.shape, self.dtype, self.first = array.shape, array.dtype, name
             if array.dtype.kind == "f":
-                self.scale = _float_scale(array)
+                low, high = _finite_range(array)
+                self.scale = max(1.0, high, -low)
+                self.ranges = shared_array((len(self.items), 2), np.float64)
         elif array.shape != self.shape or array.dtype != self.dtype:
             raise FrameMismatchError(
                 f"{name}: shape {array.shape} and dtype {array.dtype} differ from those of "
@@ -194,7 +199,14 @@ class _Source:
             )
         if self.scale != 1.0:
             array = array / array.dtype.type(self.scale)
+        if self.ranges is not None:
+            self.ranges[index] = _finite_range(array)
         return array
+
+    def float_range(self) -> tuple[float, float]:
+        """The range of the float frames read, scaled, widened to [0, 1]."""
+        assert self.ranges is not None
+        return min(0.0, float(self.ranges[:, 0].min())), max(1.0, float(self.ranges[:, 1].max()))
 
     def unit(self, index: int) -> NDArray[np.float32]:
         return to_unit_float(self.raw(index), self.names[index])
@@ -219,10 +231,12 @@ def _order(count: int, reference: int) -> list[tuple[int, int | None]]:
     return order
 
 
-def _float_output(image: NDArray[Any], span: list[float], scale: float) -> NDArray[np.float32]:
-    """A fused float image back on its frames' scale, clipped to their range ``span``
-    (widened to [0, 1]: frames on [0, 1] give what they always gave), as float32."""
-    image = np.clip(image, min(span[0], 0.0), max(span[1], 1.0))
+def _float_output(
+    image: NDArray[Any], span: tuple[float, float], scale: float
+) -> NDArray[np.float32]:
+    """A fused float image clipped to its frames' range ``span`` (as integers saturate;
+    frames on [0, 1] give what they always gave), back on their scale, as float32."""
+    image = np.clip(image, *span)
     if scale != 1.0:
         image = np.multiply(image, np.float32(scale), dtype=np.float32)
     return image.astype(np.float32, copy=False)
@@ -618,7 +632,6 @@ def fuse(
                     worker.send((share, given))
 
     reference_means: NDArray[np.float32] | None = None
-    span = [0.0, 1.0]  # the range of float frames (their result is clipped to it)
     report(progress, "align", 0, count)
     # frames are read and registered in a forked child process where that is safe
     # (before any thread of ours starts), in a worker thread of this one otherwise
@@ -645,8 +658,6 @@ def fuse(
                         gray = gray * np.float32(gain) + np.float32(offset)
                 if measured is None:
                     measured = voting_measure(gray, measure)
-                if source.dtype is not None and source.dtype.kind == "f":
-                    span = [min(span[0], float(frame.min())), max(span[1], float(frame.max()))]
                 focus.add(index, measured)
                 if done == count:  # the worker is free now: it regularises the depth map
                     confidence = focus.confidence()  # while the last frame is merged here
@@ -706,7 +717,7 @@ def fuse(
         report(progress, "fuse", 1, 1)
     assert source.dtype is not None
     if source.dtype.kind == "f":  # float in, float out, on the frames' own scale
-        image = _float_output(image, span, source.scale)
+        image = _float_output(image, source.float_range(), source.scale)
     elif image.dtype != source.dtype:
         image = _like_input(image, source.dtype, clip=True)
     return FuseResult(
