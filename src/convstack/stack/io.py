@@ -258,7 +258,8 @@ def _read_pillow(path: str, content: bytes) -> NDArray[Any]:
     with opened as im:
         cols, rows = im.size
         wide = 4 if im.mode in ("I", "F") else 2 if im.mode.startswith("I;16") else 1
-        _check_size(path, rows, cols, min(len(im.getbands()), 4), wide)
+        grey = im.mode in ("1", "L", "I", "F") or im.mode.startswith("I;16")
+        _check_size(path, rows, cols, 1 if grey else 4, wide)  # (palettes go through RGBA)
         im.load()
         mode = im.mode
         if mode in ("I;16", "I;16L", "I;16B", "I;16N"):
