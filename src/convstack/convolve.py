@@ -300,9 +300,12 @@ Notes
 The anchor is the kernel's centre element, index ``k // 2`` per axis: "same" pads
 ``dilation * (k // 2)`` before and the rest after (for ``convolve``, of the flipped
 kernel). ``method="auto"`` picks by a cost model measured on the development machine
-(:func:`choose_method`). The "fft" method spreads a NaN or inf in the input to every
-output of its overlap-save tile; "direct" and "separable" keep it local. Integer and
-bool images are cast to float64 strip by strip, never as a whole.
+(:func:`choose_method`). NaN and infinities follow one rule for every method (README,
+"Non-finite values"): an output whose footprint (every tap, zero weights included)
+holds one is its direct IEEE value (NaN, +inf or -inf), every other output is finite.
+Integer and bool images are cast to float64 strip by strip, never as a whole. Sizes
+whose working memory exceeds :func:`convstack.limits.get_memory_limit` raise
+:class:`convstack.limits.LimitError` before anything is allocated.
 
 Examples
 --------
