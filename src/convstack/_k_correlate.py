@@ -23,7 +23,7 @@ from ._jit import kernel
 __all__ = ["correlate_rows", "separable_rows"]
 
 
-@kernel
+@kernel(fastmath={"contract"}, inline="always")
 def _sum_taps(dst: Any, src: Any, ws: Any, rs: Any, offs: Any, n: int, lo: int, m: int) -> None:
     """``dst[x] += sum_t ws[t] * src[rs[t], lo + offs[t] + x]`` for ``x < m``, ``t < n``.
 
@@ -78,7 +78,7 @@ def _strided_columns(
             acc[j * ch + c] += w * row[s + c]
 
 
-@kernel
+@kernel(fastmath={"contract"})
 def correlate_rows(
     src: Any,
     out: Any,
@@ -114,7 +114,8 @@ def correlate_rows(
     lo, m = j0 * ch, (j1 - j0) * ch
     for i in range(r0, r1):
         acc = res[i]
-        acc[:] = 0
+        for x in range(acc.size):
+            acc[x] = 0
         n = 0
         for a in range(kh):
             r = rmap[i * stride[0] + a * dilation[0]]
@@ -164,7 +165,7 @@ def _column_edges(
                 mid[q * ch + c] = v
 
 
-@kernel
+@kernel(fastmath={"contract"})
 def separable_rows(
     src: Any,
     out: Any,
@@ -207,10 +208,12 @@ def separable_rows(
     width = n_oc * ch
     lo, hi = before * ch, (before + n_c) * ch
     for i in range(r0, r1):
-        acc[:] = 0
+        for x in range(width):
+            acc[x] = 0
         for t in range(n_terms):
             inner = mid[lo:hi]
-            inner[:] = 0
+            for x in range(hi - lo):
+                inner[x] = 0
             n = 0
             for a in range(kh):
                 w = col_taps[t, a]
