@@ -95,13 +95,21 @@ def test_homography_matches_map_coordinates() -> None:
     np.testing.assert_allclose(warp(image, m), oracle, atol=1e-12)
 
 
-def test_strips_give_the_same_result_as_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("order", [0, 1, 3])
+def test_strips_give_the_same_result_as_one_block(
+    order: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # each strip copies only the input rows it reads: the same numbers as one strip
+    # reading a copy of the whole image
     rng = np.random.default_rng(5)
-    image = rng.random((37, 29, 2))
-    m = _random_affine(rng)
-    whole = warp(image, m, order=3)
-    monkeypatch.setattr(warp_module, "_STRIP_PIXELS", 50)  # 1 row per strip
-    np.testing.assert_array_equal(warp(image, m, order=3), whole)
+    image = rng.random((97, 29, 2))
+    m = _rotation(0.02, 1.1, (3.5, -2.0))
+    monkeypatch.setattr(warp_module, "_STRIP_BYTES", 1 << 30)  # one strip
+    monkeypatch.setattr(warp_module, "_band", lambda m, start, stop, cols, rows: (0, rows + 3))
+    whole = warp(image, m, order=order, output_shape=(90, 40))
+    monkeypatch.undo()
+    monkeypatch.setattr(warp_module, "_STRIP_BYTES", 40 * 2 * 8)  # a row a strip: 16 rows
+    np.testing.assert_array_equal(warp(image, m, order=order, output_shape=(90, 40)), whole)
 
 
 def test_cubic_reproduces_a_quadratic_inside() -> None:
@@ -236,12 +244,12 @@ def _keys_oracle(image: np.ndarray, m: np.ndarray, out_shape: tuple[int, int]) -
 def test_cubic_scale_and_shift_matches_the_loop(
     channels: int | None, scale: tuple[float, float], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # no rotation: the separable two-pass path, which must equal the 2-D kernel
+    # no rotation: long runs of taps one column apart
     rng = np.random.default_rng(11)
     shape = (13, 17) if channels is None else (13, 17, channels)
     image = (rng.random(shape) * 255).astype(np.uint8)
     m = np.array([[scale[0], 0.0, -1.3], [0.0, scale[1], 2.6], [0.0, 0.0, 1.0]])
-    monkeypatch.setattr(warp_module, "_STRIP_PIXELS", 40)  # several strips
+    monkeypatch.setattr(warp_module, "_STRIP_BYTES", 40)  # several strips
     out = warp(image, m, output_shape=(15, 12), order=3)
     np.testing.assert_allclose(out, _keys_oracle(image, m, (15, 12)), atol=2e-3)
     outside = warp(image, m, output_shape=(15, 12), order=3, mode="constant", cval=np.nan)
@@ -251,57 +259,8 @@ def test_cubic_scale_and_shift_matches_the_loop(
     assert np.array_equal(np.isnan(outside if channels is None else outside[..., 0]), ~inside)
 
 
-def test_tolerance_bounds_the_error_of_the_fast_path_for_small_rotations() -> None:
-    # a smooth image, so that a position error of t pixels moves values by <= t * |gradient|
-    rows, cols = np.mgrid[0:60, 0:300].astype(np.float64)
-    image = np.sin(rows / 5.0) + np.cos(cols / 7.0)
-    angle = 2e-4
-    m = np.array(
-        [[np.cos(angle), np.sin(angle), 0.7], [-np.sin(angle), np.cos(angle), -1.9], [0, 0, 1]]
-    )
-    exact = warp(image, m, order=3)
-    fast = warp(image, m, order=3, tolerance=1 / 256)
-    assert not np.array_equal(fast, exact)  # the banded path did run
-    gradient = 1 / 5.0 + 1 / 7.0
-    assert np.abs(fast - exact).max() <= (1 / 256 + 2 * angle) * gradient * 1.5
-    # a large rotation stays on the exact path whatever the tolerance
-    big = np.array([[0.9, 0.3, 0.0], [-0.3, 0.9, 0.0], [0, 0, 1]])
-    np.testing.assert_array_equal(
-        warp(image, big, order=3, tolerance=1 / 256), warp(image, big, order=3)
-    )
-
-
 @pytest.mark.parametrize("channels", [None, 3])
-@pytest.mark.parametrize("angle", [0.0, 1e-5])
-@pytest.mark.parametrize("scale", [1.004, 0.993])
-def test_sliced_taps_equal_gathered_taps(
-    channels: int | None, angle: float, scale: float, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # near unit scale the separable path reads runs of taps as slices; forcing it to
-    # gather every tap instead must give the same numbers
-    rng = np.random.default_rng(3)
-    shape = (90, 400) if channels is None else (90, 400, channels)
-    image = (rng.random(shape) * 255).astype(np.uint8)
-    c, s = scale * np.cos(angle), scale * np.sin(angle)
-    m = np.array([[c, s, -1.3], [-s, c, 2.6], [0.0, 0.0, 1.0]])
-    sliced = warp(image, m, order=3, tolerance=1 / 256)
-    calls = []
-    original = warp_module._runs
-    monkeypatch.setattr(warp_module, "_runs", lambda first: calls.append(1) or original(first))
-    assert np.array_equal(warp(image, m, order=3, tolerance=1 / 256), sliced)
-    assert calls  # the sliced path was taken
-    monkeypatch.setattr(warp_module, "_MIN_RUN", 10**9)  # every run too short: gather
-    np.testing.assert_allclose(warp(image, m, order=3, tolerance=1 / 256), sliced, atol=1e-3)
-    if angle == 0.0:  # and both equal the 2-D cubic kernel
-        oracle = _keys_oracle(image, m, (30, 60))  # the output's top-left corner
-        np.testing.assert_allclose(sliced[:30, :60], oracle, atol=2e-3)
-
-
-@pytest.mark.parametrize("channels", [None, 3])
-@pytest.mark.parametrize(
-    ("angle", "tolerance"),
-    [(0.0, 0.0), (0.3, 0.0), (0.01, 1 / 256)],  # separable; gathered; separable in bands
-)
+@pytest.mark.parametrize(("angle", "tolerance"), [(0.0, 0.0), (0.3, 0.0), (0.01, 1 / 256)])
 def test_out_receives_the_same_result(channels: int | None, angle: float, tolerance: float) -> None:
     shape = (40, 52) if channels is None else (40, 52, channels)
     image = (RNG.random(shape) * 255).astype(np.uint8)
@@ -351,109 +310,6 @@ def test_constant_fill_marks_exactly_the_outside(matrix: list) -> None:
     np.testing.assert_array_equal(np.isnan(got), ~inside)
 
 
-# ------------------------------------------------- the banded matrix-product path
-def _smooth(shape: tuple[int, ...]) -> np.ndarray:
-    """sin(r / 5) + cos(c / 7), repeated over the channels: |gradient| <= 1/5 + 1/7."""
-    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float64)
-    image = np.sin(rows / 5.0) + np.cos(cols / 7.0)
-    return image if len(shape) == 2 else np.repeat(image[..., None], shape[2], axis=2)
-
-
-def _rotation(angle: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
-    c, s = scale * np.cos(angle), scale * np.sin(angle)
-    return np.array([[c, s, shift[0]], [-s, c, shift[1]], [0.0, 0.0, 1.0]])
-
-
-def _count_banded(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    calls: list[int] = []
-    original = warp_module._resample.banded_warp
-    monkeypatch.setattr(
-        warp_module._resample,
-        "banded_warp",
-        lambda *args: calls.append(1) or original(*args),
-    )
-    return calls
-
-
-@pytest.mark.parametrize("channels", [None, 3])
-@pytest.mark.parametrize("order", [1, 3])
-@pytest.mark.parametrize("mode", ["nearest", "constant"])
-@pytest.mark.parametrize(
-    ("shape", "output_shape", "shift"),
-    [
-        ((300, 410), None, (0.7, -1.9)),  # several strips, bands and blocks
-        ((70, 90), (150, 40), (-3.2, 2.4)),  # output taller, narrower, past the edges
-        ((41, 530), (12, 500), (5.5, 7.25)),  # a crop, one short strip
-    ],
-)
-def test_banded_path_stays_within_the_tolerance_of_the_exact_warp(
-    channels: int | None,
-    order: int,
-    mode: str,
-    shape: tuple[int, int],
-    output_shape: tuple[int, int] | None,
-    shift: tuple[float, float],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    image = _smooth(shape if channels is None else (*shape, channels)).astype(np.float32)
-    angle, tolerance = 2e-4, 1 / 256
-    m = _rotation(angle, 0.993, shift)
-    exact = warp(image, m, output_shape=output_shape, order=order, mode=mode, cval=np.nan)
-    calls = _count_banded(monkeypatch)
-    fast = warp(
-        image,
-        m,
-        output_shape=output_shape,
-        order=order,
-        mode=mode,
-        cval=np.nan,
-        tolerance=tolerance,
-    )
-    assert calls  # the banded path ran
-    assert fast.shape == exact.shape
-    assert np.array_equal(np.isnan(fast), np.isnan(exact))  # the same samples are outside
-    inside = ~np.isnan(exact)
-    assert np.abs(fast - exact)[inside].max() <= (tolerance + 2 * angle) * (1 / 5 + 1 / 7) * 1.5
-
-
-@pytest.mark.parametrize("angle", [0.0, 3e-4])
-def test_planar_out_holds_the_same_frame(angle: float, monkeypatch: pytest.MonkeyPatch) -> None:
-    image = (RNG.random((120, 170, 3)) * 255).astype(np.uint8)
-    m = _rotation(angle, 1.004, (1.5, -2.25))
-    expected = warp(image, m, order=3, tolerance=1 / 256)
-    planes = np.full((3, 120, 170), np.nan, np.float32)
-    calls = _count_banded(monkeypatch)
-    got = warp(image, m, order=3, tolerance=1 / 256, out=np.moveaxis(planes, 0, -1))
-    assert calls  # planar outputs always take the banded path
-    assert np.shares_memory(got, planes)
-    # the same sample positions (up to the band edges), summed in another order
-    np.testing.assert_allclose(np.moveaxis(planes, 0, -1), expected, rtol=0, atol=2e-3)
-    if angle == 0.0:  # without rotation both are the 2-D cubic kernel
-        oracle = _keys_oracle(image, m, (30, 40))
-        np.testing.assert_allclose(planes[:, :30, :40], np.moveaxis(oracle, 2, 0), atol=2e-3)
-
-
-def test_a_nan_pixel_spoils_only_its_own_taps(monkeypatch: pytest.MonkeyPatch) -> None:
-    # the band matrices hold zeros that would carry a NaN across a whole block: such
-    # inputs take the gathered path, where a NaN reaches only the samples that use it
-    image = _smooth((80, 300)).astype(np.float32)
-    image[40, 150] = np.nan
-    m = _rotation(2e-4, 1.0, (0.3, 0.6))
-    calls = _count_banded(monkeypatch)
-    fast = warp(image, m, order=3, tolerance=1 / 256)
-    assert not calls
-    exact = warp(image, m, order=3)
-    assert np.array_equal(np.isnan(fast), np.isnan(exact))
-    assert 0 < np.count_nonzero(np.isnan(fast)) <= 16
-    # colour into a planar out: the same path, then copied plane by plane
-    colour = np.repeat(image[..., None], 3, axis=2)
-    planes = np.zeros((3, 80, 300), np.float32)
-    warp(colour, m, order=3, tolerance=1 / 256, out=np.moveaxis(planes, 0, -1))
-    assert not calls
-    for plane in planes:
-        np.testing.assert_array_equal(plane, fast)
-
-
 def test_out_may_view_a_planar_array_but_not_any_strided_one() -> None:
     image = np.zeros((6, 7, 3), np.uint8)
     planar = np.zeros((3, 6, 7), np.float32)
@@ -466,20 +322,176 @@ def test_out_may_view_a_planar_array_but_not_any_strided_one() -> None:
             warp(image, np.eye(3), out=out)
 
 
-def test_narrow_bands_take_the_products_or_the_exact_warp(monkeypatch: pytest.MonkeyPatch) -> None:
-    # a rotation whose bands are under 16 px (1e-3 rad at 1/256 px: ~8 px) but whose
-    # taps stay within the tolerance: banded products for a finite image, the exact
-    # 2-D warp for one holding NaN (the sliced passes would cost more than it)
-    image = _smooth((90, 260, 3)).astype(np.float32)
-    angle, tolerance = 1e-3, 1 / 256
-    m = _rotation(angle, 1.002, (0.4, -0.8))
-    exact = warp(image, m, order=3)
-    calls = _count_banded(monkeypatch)
-    fast = warp(image, m, order=3, tolerance=tolerance)
-    assert calls
-    assert np.abs(fast - exact).max() <= (tolerance + 2 * angle) * (1 / 5 + 1 / 7) * 1.5
-    image[45, 130] = np.nan
-    calls.clear()
-    with_nan = warp(image, m, order=3, tolerance=tolerance)
-    assert not calls
-    np.testing.assert_array_equal(with_nan, warp(image, m, order=3))
+# ------------------------------------------- the compiled warp against a slow loop
+def _rotation(angle: float, scale: float, shift: tuple[float, float]) -> np.ndarray:
+    c, s = scale * np.cos(angle), scale * np.sin(angle)
+    return np.array([[c, s, shift[0]], [-s, c, shift[1]], [0.0, 0.0, 1.0]])
+
+
+def _loop_warp(
+    image: np.ndarray,
+    m: np.ndarray,
+    out_shape: tuple[int, int],
+    order: int,
+    mode: str = "nearest",
+    cval: float = 0.0,
+) -> np.ndarray:
+    """The warp by its definition, one output pixel at a time, in float64: the input
+    position ``m @ (r, c, 1)`` (divided by its third coordinate; none where that is
+    <= 0), ``cval`` outside the image for 'constant', else the position clamped to the
+    image and interpolated from the edge-repeated pixels around it."""
+    h, w = image.shape[:2]
+    grid = image.astype(np.float64).reshape(h, w, -1)
+    out = np.zeros((*out_shape, grid.shape[2]))
+
+    def pixel(i: int, j: int) -> np.ndarray:
+        return grid[min(max(i, 0), h - 1), min(max(j, 0), w - 1)]
+
+    for r in range(out_shape[0]):
+        for c in range(out_shape[1]):
+            y, x, z = m @ np.array([r, c, 1.0])
+            defined = z > 0
+            y, x = (y / z, x / z) if defined else (0.0, 0.0)
+            eps = 1e-9
+            if mode == "constant" and not (
+                defined and -eps <= y <= h - 1 + eps and -eps <= x <= w - 1 + eps
+            ):
+                out[r, c] = cval
+                continue
+            y = min(max(y, 0.0), h - 1.0)
+            x = min(max(x, 0.0), w - 1.0)
+            i, j = int(np.floor(y)), int(np.floor(x))
+            if order == 0:
+                out[r, c] = pixel(int(np.floor(y + 0.5)), int(np.floor(x + 0.5)))
+            elif order == 1:
+                t, u = y - i, x - j
+                out[r, c] = (
+                    (1 - t) * (1 - u) * pixel(i, j)
+                    + (1 - t) * u * pixel(i, j + 1)
+                    + t * (1 - u) * pixel(i + 1, j)
+                    + t * u * pixel(i + 1, j + 1)
+                )
+            else:
+                for a in range(i - 1, i + 3):
+                    for b in range(j - 1, j + 3):
+                        out[r, c] += _keys(y - a) * _keys(x - b) * pixel(a, b)
+    return out if image.ndim == 3 else out[..., 0]
+
+
+_MATRICES = {
+    "identity": np.eye(3),
+    "shift": np.array([[1.0, 0.0, 1.25], [0.0, 1.0, -2.6], [0.0, 0.0, 1.0]]),
+    "slight rotation": _rotation(np.radians(0.3), 1.004, (0.6, -1.3)),
+    "rotation": _rotation(np.radians(30.0), 0.9, (-2.0, 5.5)),
+    "homography": np.array([[1.03, 0.04, -1.0], [-0.05, 0.97, 2.0], [0.006, -0.004, 1.0]]),
+}
+
+
+@pytest.mark.parametrize("order", [0, 1, 3])
+@pytest.mark.parametrize("mode", ["nearest", "constant"])
+@pytest.mark.parametrize("name", list(_MATRICES))
+@pytest.mark.parametrize(
+    ("dtype", "channels"), [(np.uint8, None), (np.float32, 3), (np.float64, 2), (np.uint16, 4)]
+)
+def test_matches_the_loop(
+    order: int, mode: str, name: str, dtype: type, channels: int | None
+) -> None:
+    rng = np.random.default_rng(17)
+    shape = (13, 17) if channels is None else (13, 17, channels)
+    top = 1.0 if np.dtype(dtype).kind == "f" else float(np.iinfo(dtype).max)
+    image = (rng.random(shape) * top).astype(dtype)
+    m = _MATRICES[name]
+    got = warp(image, m, output_shape=(11, 19), order=order, mode=mode, cval=-0.5)
+    expected = _loop_warp(image, m, (11, 19), order, mode, -0.5)
+    assert got.dtype == (np.float64 if dtype == np.float64 else np.float32)
+    atol = 1e-12 * top if dtype == np.float64 else 2e-6 * top
+    np.testing.assert_allclose(got, expected, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("order", [0, 1, 3])
+@pytest.mark.parametrize("shift", [(0, 0), (3, -5), (-7, 2)])
+def test_integer_shifts_equal_np_roll_inside(order: int, shift: tuple[int, int]) -> None:
+    image = (RNG.random((24, 31, 3)) * 255).astype(np.uint8)
+    m = np.array([[1.0, 0.0, shift[0]], [0.0, 1.0, shift[1]], [0.0, 0.0, 1.0]])
+    got = warp(image, m, order=order)
+    rolled = np.roll(image, (-shift[0], -shift[1]), axis=(0, 1))
+    # rows and columns that np.roll did not wrap round
+    rows = slice(max(0, -shift[0]), 24 - max(0, shift[0]))
+    cols = slice(max(0, -shift[1]), 31 - max(0, shift[1]))
+    np.testing.assert_array_equal(got[rows, cols], rolled[rows, cols])
+    # outside them, the nearest edge pixel
+    np.testing.assert_array_equal(got, _loop_warp(image, m, (24, 31), 0))
+
+
+@pytest.mark.parametrize("order", [0, 1, 3])
+def test_a_one_pixel_image(order: int) -> None:
+    image = np.array([[[5.0, -2.0]]])
+    m = _rotation(0.4, 1.3, (0.5, -0.25))
+    np.testing.assert_array_equal(
+        warp(image, m, order=order, output_shape=(3, 4)), [[[5.0, -2.0]] * 4] * 3
+    )
+    got = warp(image, np.eye(3), order=order, output_shape=(2, 2), mode="constant", cval=9.0)
+    np.testing.assert_array_equal(got, [[[5.0, -2.0], [9.0, 9.0]], [[9.0, 9.0], [9.0, 9.0]]])
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_views_give_the_result_of_their_copies(order: int) -> None:
+    base = RNG.random((40, 50, 4)).astype(np.float32)
+    m = _MATRICES["slight rotation"]
+    for view in (base[::2, ::-1, 1], base[3:30, 5:45, ::2], np.moveaxis(base, 0, 1)[:, :, 2]):
+        assert not view.flags.c_contiguous
+        np.testing.assert_array_equal(warp(view, m, order=order), warp(view.copy(), m, order=order))
+    np.testing.assert_allclose(
+        warp(base[::2, ::-1, 1], m, order=order),
+        _loop_warp(base[::2, ::-1, 1], m, (20, 50), order),
+        atol=2e-6,
+    )
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_long_rows_of_a_slightly_rotated_frame(order: int) -> None:
+    # a few hundred output pixels a row: runs of taps one column apart, read as
+    # vectors, broken where the rotation moves them to the next row or column
+    image = (RNG.random((40, 420, 3)) * 255).astype(np.uint8)
+    m = _rotation(np.radians(0.5), 0.998, (3.3, -1.7))
+    got = warp(image, m, order=order, output_shape=(6, 420))
+    np.testing.assert_allclose(got, _loop_warp(image, m, (6, 420), order), rtol=0, atol=5e-4)
+
+
+@pytest.mark.parametrize("channels", [None, 3])
+def test_a_nan_pixel_spoils_only_its_own_taps(channels: int | None) -> None:
+    image = RNG.random((30, 40)).astype(np.float32)
+    image[12, 20] = np.nan
+    if channels:
+        image = np.repeat(image[..., None], channels, axis=2)
+    m = _MATRICES["slight rotation"]
+    got = warp(image, m, order=3)
+    expected = _loop_warp(image, m, (30, 40), 3)  # NaN times a weight, even 0, is NaN
+    assert np.array_equal(np.isnan(got), np.isnan(expected))
+    assert 0 < np.count_nonzero(np.isnan(got if channels is None else got[..., 0])) <= 16
+    np.testing.assert_allclose(got, expected, atol=2e-6)
+
+
+def test_tolerance_changes_nothing() -> None:
+    image = RNG.random((20, 30, 3)).astype(np.float32)
+    m = _rotation(2e-4, 0.993, (0.7, -1.9))
+    np.testing.assert_array_equal(warp(image, m, order=3, tolerance=0.01), warp(image, m, order=3))
+
+
+def test_the_compiled_warp_works_in_a_forked_child() -> None:
+    from convstack.stack import forked
+
+    if not forked.can_fork():
+        pytest.skip("no fork here")
+    image = RNG.random((300, 200, 3)).astype(np.float32)  # several strips: the pool runs
+    m = _MATRICES["rotation"]
+    parent = warp(image, m, order=3)
+    shared = forked.shared_array(parent.shape, np.float32)
+
+    def child(inbox: forked.Channel, outbox: forked.Channel) -> None:
+        shared[...] = warp(image, m, order=3)
+        outbox.send(("ok", None))
+
+    with forked.ForkedWorker(child) as worker:
+        worker.receive()
+    np.testing.assert_array_equal(shared, parent)

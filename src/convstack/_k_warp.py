@@ -1,0 +1,329 @@
+"""Compiled loops of :func:`convstack.warp.warp`: the exact 2-D warp, row by row.
+
+:func:`planes_rows` copies the rows of the image that a strip of the output reads into
+edge-padded planes of the working dtype (one plane per channel, padded by one sample
+before and two after on both axes, so no tap needs clamping); :func:`cubic_rows`,
+:func:`linear_rows` and :func:`nearest_rows` fill the output rows ``start:stop`` from
+them, so the caller can split the rows between threads. Each output pixel maps through the 3x3 matrix to its input position, is
+tested against the image (mode 'constant'), clamped to it ('nearest' extension) and
+interpolated from its 1, 4 or 16 taps. Along a run of output pixels whose taps sit on
+the same input rows, one column further each time (a row of a slightly rotated or
+scaled frame, for a hundred pixels or more), the taps are consecutive samples and
+the loop runs several pixels per instruction; elsewhere the same arithmetic runs a
+pixel at a time. A NaN or infinity in the image reaches only the output pixels whose
+taps include it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ._jit import kernel
+
+__all__ = ["CUBIC_A", "cubic_rows", "linear_rows", "nearest_rows", "planes_rows"]
+
+#: Keys' cubic-convolution parameter (Keys 1981); reproduces quadratics exactly.
+CUBIC_A = -0.5
+
+
+@kernel
+def planes_rows(image: Any, first: int, planes: Any, start: int, stop: int) -> None:
+    """Rows ``start:stop`` of ``planes``: ``planes[ch, p, q] = image[i, j, ch]`` with
+    ``i = clip(first + p - 1, 0, rows - 1)`` and ``j = clip(q - 1, 0, cols - 1)``
+    (the image padded by one sample before and two after, edges repeated), converted
+    to ``planes``' dtype."""
+    h, w, channels = image.shape
+    for p in range(start, stop):
+        i = min(max(first + p - 1, 0), h - 1)
+        for ch in range(channels):
+            dst = planes[ch, p]
+            dst[0] = image[i, 0, ch]
+            for j in range(w):
+                dst[j + 1] = image[i, j, ch]
+            dst[w + 1] = image[i, w - 1, ch]
+            dst[w + 2] = image[i, w - 1, ch]
+
+
+@kernel(inline="always")
+def _cubic_run(
+    p0: Any,
+    p1: Any,
+    p2: Any,
+    p3: Any,
+    wr: Any,
+    wc: Any,
+    dst: Any,
+    start: int,
+    stop: int,
+    shift: int,
+) -> None:
+    """``dst[p]``, ``start <= p < stop``: Keys cubic from the taps ``p + shift + l``,
+    ``l < 4``, of the rows ``p0..p3`` (rows first, then the columns).
+
+    Unsigned indices: numba then leaves out its test for negative ones, which would
+    keep the loop from reading consecutive taps as vectors.
+    """
+    wr0, wr1, wr2, wr3 = wr[0], wr[1], wr[2], wr[3]
+    wc0, wc1, wc2, wc3 = wc[0], wc[1], wc[2], wc[3]
+    one, two, three = np.uint64(1), np.uint64(2), np.uint64(3)
+    offset = np.uint64(shift + start)
+    for p in range(np.uint64(start), np.uint64(stop)):
+        q = p - np.uint64(start) + offset
+        c0 = wr0[p] * p0[q] + wr1[p] * p1[q] + wr2[p] * p2[q] + wr3[p] * p3[q]
+        q1 = q + one
+        c1 = wr0[p] * p0[q1] + wr1[p] * p1[q1] + wr2[p] * p2[q1] + wr3[p] * p3[q1]
+        q2 = q + two
+        c2 = wr0[p] * p0[q2] + wr1[p] * p1[q2] + wr2[p] * p2[q2] + wr3[p] * p3[q2]
+        q3 = q + three
+        c3 = wr0[p] * p0[q3] + wr1[p] * p1[q3] + wr2[p] * p2[q3] + wr3[p] * p3[q3]
+        dst[p] = wc0[p] * c0 + wc1[p] * c1 + wc2[p] * c2 + wc3[p] * c3
+
+
+@kernel(inline="always")
+def _linear_run(
+    p0: Any, p1: Any, t: Any, u: Any, dst: Any, start: int, stop: int, shift: int
+) -> None:
+    """``dst[p]``, ``start <= p < stop``: bilinear from the taps ``p + shift`` and
+    ``p + shift + 1`` of the rows ``p0`` and ``p1`` (fractions ``t`` down, ``u`` across)."""
+    one = np.uint64(1)
+    offset = np.uint64(shift + start)
+    for p in range(np.uint64(start), np.uint64(stop)):
+        q = p - np.uint64(start) + offset
+        v00 = p0[q]
+        v10 = p1[q]
+        upper = v00 + (p0[q + one] - v00) * u[p]
+        lower = v10 + (p1[q + one] - v10) * u[p]
+        dst[p] = upper + (lower - upper) * t[p]
+
+
+@kernel(inline="always")
+def _positions(
+    m: Any,
+    y: float,
+    h: int,
+    w: int,
+    projective: bool,
+    constant: bool,
+    edge: float,
+    sr: Any,
+    sc: Any,
+    inside: Any,
+) -> None:
+    """Input positions ``(sr[c], sc[c])`` of output row ``y``, clamped to the image, and
+    ``inside[c]``: whether they lie on it (set only when ``constant``). Where a projective
+    matrix leaves one undefined (behind the projection centre, or not finite): ``(0, 0)``,
+    outside. Simple loops, each of which the compiler vectorises."""
+    width = sr.shape[0]
+    for c in range(width):
+        x = float(c)
+        sr[c] = m[0, 0] * y + m[0, 1] * x + m[0, 2]
+        sc[c] = m[1, 0] * y + m[1, 1] * x + m[1, 2]
+    if projective:
+        for c in range(width):
+            d = m[2, 0] * y + m[2, 1] * float(c) + m[2, 2]
+            valid = False
+            if d > 0.0:
+                sr[c] = sr[c] / d
+                sc[c] = sc[c] / d
+                valid = math.isfinite(sr[c]) and math.isfinite(sc[c])
+            if not valid:
+                sr[c] = math.nan  # outside, then sampled at (0, 0)
+                sc[c] = math.nan
+    bottom = h - 1.0
+    right = w - 1.0
+    if constant:  # (False for NaN)
+        for c in range(width):
+            inside[c] = (
+                (sr[c] >= -edge)
+                & (sr[c] <= bottom + edge)
+                & (sc[c] >= -edge)
+                & (sc[c] <= right + edge)
+            )
+    if projective:
+        for c in range(width):
+            if math.isnan(sr[c]):
+                sr[c] = 0.0
+                sc[c] = 0.0
+    for c in range(width):
+        sr[c] = min(max(sr[c], 0.0), bottom)
+        sc[c] = min(max(sc[c], 0.0), right)
+
+
+@kernel(inline="always")
+def _keys(t: float) -> tuple[float, float, float, float]:
+    """Keys' weights of the taps at offsets -1, 0, 1, 2 for the fraction ``t``."""
+    a = CUBIC_A
+    t2 = t * t
+    t3 = t2 * t
+    return (
+        a * (t3 - 2.0 * t2 + t),
+        (a + 2.0) * t3 - (a + 3.0) * t2 + 1.0,
+        -(a + 2.0) * t3 + (2.0 * a + 3.0) * t2 - a * t,
+        a * (t2 - t3),
+    )
+
+
+@kernel(inline="always")
+def _finish(line: Any, inside: Any, fill: Any, constant: bool, out: Any, r: int) -> None:
+    """``fill`` where the row's positions lie outside, then the row into ``out[:, r]``."""
+    channels, width = line.shape
+    if constant:
+        for c in range(width):
+            if not inside[c]:
+                for ch in range(channels):
+                    line[ch, c] = fill[0]
+    for ch in range(channels):
+        for c in range(width):
+            out[ch, r, c] = line[ch, c]
+
+
+@kernel
+def nearest_rows(
+    planes: Any,
+    first: int,
+    h: int,
+    w: int,
+    m: Any,
+    projective: bool,
+    constant: bool,
+    fill: Any,
+    edge: float,
+    out: Any,
+    start: int,
+    stop: int,
+) -> None:
+    """Nearest-neighbour warp of the image held by ``planes`` (see :func:`planes_rows`;
+    ``first``: the padded input row of ``planes[:, 0]``; ``h, w``: the image's shape)
+    through ``m`` into the rows ``start:stop`` of ``out`` (channels, rows, cols).
+
+    ``constant``: pixels whose input position lies outside ``[-edge, h - 1 + edge] x
+    [-edge, w - 1 + edge]`` (or is undefined) get ``fill[0]``.
+    """
+    channels = planes.shape[0]
+    width = out.shape[2]
+    sr = np.empty(width)
+    sc = np.empty(width)
+    inside = np.ones(width, np.bool_)
+    line = np.empty((channels, width), planes.dtype)
+    for r in range(start, stop):
+        _positions(m, float(r), h, w, projective, constant, edge, sr, sc, inside)
+        for c in range(width):
+            i = int(math.floor(sr[c] + 0.5)) + 1 - first
+            j = int(math.floor(sc[c] + 0.5)) + 1
+            for ch in range(channels):
+                line[ch, c] = planes[ch, i, j]
+        _finish(line, inside, fill, constant, out, r)
+
+
+@kernel
+def linear_rows(
+    planes: Any,
+    first: int,
+    h: int,
+    w: int,
+    m: Any,
+    projective: bool,
+    constant: bool,
+    fill: Any,
+    edge: float,
+    out: Any,
+    start: int,
+    stop: int,
+) -> None:
+    """Bilinear warp: :func:`nearest_rows`'s arguments, the result interpolated from the
+    4 taps around each position (arithmetic in ``planes``' dtype)."""
+    channels = planes.shape[0]
+    width = out.shape[2]
+    sr = np.empty(width)
+    sc = np.empty(width)
+    rows = np.empty(width, np.intp)
+    cols = np.empty(width, np.intp)
+    inside = np.ones(width, np.bool_)
+    t = np.empty(width, planes.dtype)
+    u = np.empty(width, planes.dtype)
+    line = np.empty((channels, width), planes.dtype)
+    for r in range(start, stop):
+        _positions(m, float(r), h, w, projective, constant, edge, sr, sc, inside)
+        for c in range(width):
+            i = int(sr[c])  # the floor: sr >= 0
+            j = int(sc[c])
+            rows[c] = i + 1 - first
+            cols[c] = j + 1
+            t[c] = sr[c] - i
+            u[c] = sc[c] - j
+        a = 0
+        while a < width:  # runs of taps one column apart on the same rows
+            i = rows[a]
+            shift = cols[a] - a
+            b = a + 1
+            while b < width and rows[b] == i and cols[b] == shift + b:
+                b += 1
+            for ch in range(channels):
+                plane = planes[ch]
+                _linear_run(plane[i], plane[i + 1], t, u, line[ch], a, b, shift)
+            a = b
+        _finish(line, inside, fill, constant, out, r)
+
+
+@kernel
+def cubic_rows(
+    planes: Any,
+    first: int,
+    h: int,
+    w: int,
+    m: Any,
+    projective: bool,
+    constant: bool,
+    fill: Any,
+    edge: float,
+    out: Any,
+    start: int,
+    stop: int,
+) -> None:
+    """Keys cubic warp: :func:`nearest_rows`'s arguments, the result interpolated from
+    the 16 taps around each position (weights in float64, rounded to ``planes``' dtype
+    for the arithmetic)."""
+    channels = planes.shape[0]
+    width = out.shape[2]
+    sr = np.empty(width)
+    sc = np.empty(width)
+    rows = np.empty(width, np.intp)
+    cols = np.empty(width, np.intp)
+    inside = np.ones(width, np.bool_)
+    weights = np.empty((8, width), planes.dtype)  # rows' 0-3, columns' 4-7
+    line = np.empty((channels, width), planes.dtype)
+    for r in range(start, stop):
+        _positions(m, float(r), h, w, projective, constant, edge, sr, sc, inside)
+        for c in range(width):
+            i = int(sr[c])  # the floor: sr >= 0
+            j = int(sc[c])
+            rows[c] = i - first  # the tap above: padded row i
+            cols[c] = j
+            weights[0, c], weights[1, c], weights[2, c], weights[3, c] = _keys(sr[c] - i)
+            weights[4, c], weights[5, c], weights[6, c], weights[7, c] = _keys(sc[c] - j)
+        a = 0
+        while a < width:  # runs of taps one column apart on the same rows
+            i = rows[a]
+            shift = cols[a] - a
+            b = a + 1
+            while b < width and rows[b] == i and cols[b] == shift + b:
+                b += 1
+            for ch in range(channels):
+                plane = planes[ch]
+                _cubic_run(
+                    plane[i],
+                    plane[i + 1],
+                    plane[i + 2],
+                    plane[i + 3],
+                    weights[0:4],
+                    weights[4:8],
+                    line[ch],
+                    a,
+                    b,
+                    shift,
+                )
+            a = b
+        _finish(line, inside, fill, constant, out, r)
