@@ -7,6 +7,7 @@ import scipy.ndimage as ndi
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from convstack import calculus as calculus_module
 from convstack.calculus import (
     Extremum,
     derivative,
@@ -382,3 +383,46 @@ def test_cubic_turning_points_match_numpy_roots(r1, r2, scale, sign):
     assert [e.kind for e in found] == kinds
     # three-point vertex error is about h**2 * |p'''| / (6 |p''|) <= 4e-5 here
     np.testing.assert_allclose([e.x for e in found], roots, atol=1e-4)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.integers(0, 3), min_size=1, max_size=40),
+    chunk=st.integers(1, 6),
+    include_ends=st.booleans(),
+)
+def test_extrema_streamed_in_chunks_equals_the_brute_force_loop(values, chunk, include_ends):
+    # extrema streams its runs of equal samples in chunks; the oracle is a plain loop
+    # over the runs (integers make many plateaus, some across chunk edges)
+    y = np.array(values, dtype=float)
+    runs = []  # [start, stop, value]
+    for i, value in enumerate(values):
+        if runs and runs[-1][2] == value:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i, value])
+    expected = []
+    for k in range(1, len(runs) - 1):
+        before, (start, stop, value), after = runs[k - 1][2], runs[k], runs[k + 1][2]
+        if before < value > after or before > value < after:
+            kind = "max" if value > before else "min"
+            expected.append((kind, start == stop, (start + stop) / 2, value))
+    if include_ends and len(runs) > 1:
+        first, last = runs[0], runs[-1]
+        head = (
+            "max" if first[2] > runs[1][2] else "min",
+            False,
+            (first[0] + first[1]) / 2,
+            first[2],
+        )
+        tail = ("max" if last[2] > runs[-2][2] else "min", False, (last[0] + last[1]) / 2, last[2])
+        expected = [head, *expected, tail]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(calculus_module, "_CHUNK", chunk)
+        found = extrema(y, include_ends=include_ends)
+    assert [e.kind for e in found] == [kind for kind, _, _, _ in expected]
+    for e, (_, single, x, value) in zip(found, expected, strict=True):
+        if single:  # the parabola's vertex lies within half a sample of the turning sample
+            assert abs(e.x - x) <= 0.5
+        else:
+            assert e.x == x and e.y == value

@@ -61,15 +61,47 @@ def test_no_extrema_message(capsys):
         (["x", "--step", "0"], r"--step must be > 0"),
         (["x", "--step", "1e-12"], r"the limit is"),
         (["x", "--step", "5"], r"need at least 3"),
+        # issue 19: OverflowError and a calculus traceback before
+        (["x", "--step", "1e-320"], r"--step 1e-320 gives inf samples .* the limit is"),
+        (["x", "--from=-1e308", "--to=1e308"], r"--to minus --from must be a finite number"),
+        (
+            ["x", "--from", "1e16", "--to", "1.0000000000000004e16", "--step", "1"],
+            r"--step must be at least 8 near 1e\+16, where floats are 2 apart",
+        ),
+        (["x", "--step", "nan"], r"--step must be > 0 and finite; got nan"),
+        (["x", "--step", "inf"], r"--step must be > 0 and finite; got inf"),
+        (["x", "--from", "nan"], r"--from must be a finite number; got nan"),
+        (["x", "--to", "inf"], r"--to must be a finite number; got inf"),
     ],
 )
 def test_user_errors(capsys, argv, match):
     defaults = {"--from": "0", "--to": "10"}
     for flag, value in defaults.items():
-        if flag not in argv:
+        if not any(a == flag or a.startswith(flag + "=") for a in argv):
             argv = [*argv, flag, value]
     assert main(["extrema", *argv]) == 1
     captured = capsys.readouterr()
     assert captured.out == ""
     assert "Traceback" not in captured.err
     assert re.search(match, captured.err), captured.err
+
+
+def test_chunked_evaluation_matches_one_pass(capsys, monkeypatch):
+    # the expression and the search run in chunks; tiny chunks must give the same table,
+    # and a plateau and a turning point that straddle chunk edges are found once
+    from convstack import calculus
+    from convstack.cli import _extrema
+
+    argv = ["extrema", "floor(4*sin(x))", "--from", "0", "--to", "13", "--step", "0.01"]
+    assert main(argv) == 0
+    whole = capsys.readouterr().out
+    monkeypatch.setattr(_extrema, "CHUNK", 7)
+    monkeypatch.setattr(calculus, "_CHUNK", 5)
+    assert main(argv) == 0
+    assert capsys.readouterr().out == whole
+    rows = _table(whole)
+    # plateaus of 3 around pi/2 and 5pi/2, of -4 around 3pi/2 and 7pi/2 (hand)
+    assert [kind for kind, _, _ in rows] == ["max", "min", "max", "min"]
+    np.testing.assert_allclose(
+        [x for _, x, _ in rows], [np.pi / 2, 1.5 * np.pi, 2.5 * np.pi, 3.5 * np.pi], atol=0.01
+    )

@@ -180,6 +180,27 @@ def test_existing_output_refused_unless_force(files, capsys):
             r"rgb8.png: median filter: --size must",
         ),
         (["filter", "gaussian", "{gray32}", "{tmp}/o.png"], r"o.png: .*only TIFF holds"),
+        # issue 19: the option by its flag; absurd sizes refused before allocating
+        (
+            ["filter", "bilateral", "{rgb8}", "{tmp}/o.png", "--sigma-color", "nan"],
+            r"bilateral filter: --sigma-color must be finite; got nan",
+        ),
+        (
+            ["filter", "gaussian", "{rgb8}", "{tmp}/o.png", "--size", "0", "--sigma", "1e308"],
+            r"gaussian filter: gaussian_blur with sigma=1e\+308 needs about .* memory limit",
+        ),
+        (
+            ["filter", "gaussian", "{rgb8}", "{tmp}/o.png", "--size", "0", "--sigma", "1e9"],
+            r"gaussian filter: gaussian_blur of an image .* needs about .* memory limit",
+        ),
+        (
+            ["filter", "box", "{rgb8}", "{tmp}/o.png", "--size", "1000000000"],
+            r"box filter: box_blur of an image .* needs about .*CONVSTACK_MEMORY_LIMIT",
+        ),
+        (
+            ["filter", "unsharp", "{rgb8}", "{tmp}/o.png", "--sigma", "inf"],
+            r"unsharp filter: --sigma must be a finite number > 0; got inf",
+        ),
         (["filter", "box", "{rgb8}", "{tmp}/o.bmp"], r"o.bmp: unknown image extension"),
         (["filter", "box", "{rgb8}", "{tmp}/no/o.png"], r"o.png: the output folder"),
         (["edges", "{rgb8}", "{tmp}/o.png", "--size", "5"], r"--size applies to --method focus"),

@@ -405,3 +405,12 @@ def test_public_functions_give_a_result_or_a_clear_error(name, image, data):
             )
         else:
             np.testing.assert_array_equal(given_array, copy)
+
+
+def test_format_size_of_absurd_requests_stays_short():
+    from convstack.limits import format_size
+
+    assert format_size(1536) == "1.5 KiB"  # hand: 1536 / 1024
+    assert format_size(3 * 1024**5) == "3.0 PiB"
+    assert format_size(1e300) == f"{1e300 / 1024**5:.3g} PiB"
+    assert format_size(float("inf")) == "inf B"
