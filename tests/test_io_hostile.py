@@ -116,6 +116,19 @@ def test_jpeg_bomb_is_refused_from_its_header(tmp_path, monkeypatch):
         read_image(path)
 
 
+def test_jpeg_of_many_scans_is_refused(tmp_path, monkeypatch):
+    """libjpeg decodes every scan over the whole image, however many (a CPU bomb)."""
+    image = (RNG.random((64, 64)) * 255).astype(np.uint8)
+    path = tmp_path / "scans.jpg"
+    Image.fromarray(image).save(path, progressive=True)
+    data = path.read_bytes()
+    last = data.rindex(b"\xff\xda")
+    path.write_bytes(data[:last] + data[last:-2] * 1001 + b"\xff\xd9")
+    _no_decoding(monkeypatch)
+    with pytest.raises(FrameReadError, match=r"scans\.jpg: 100\d scans, more than 1000"):
+        read_image(path)
+
+
 @pytest.mark.parametrize("ext", [".tif", ".png"])  # (a TIFF named .png is found by content)
 def test_tiff_bomb_is_refused_from_its_header(tmp_path, monkeypatch, ext):
     path = tmp_path / f"bomb{ext}"
