@@ -18,6 +18,14 @@ images are converted to RGB or grey by Pillow. The EXIF orientation tag is not
 applied: pixels come back as stored, so every frame of a stack keeps one geometry
 and the EXIF block copied to the output stays true.
 
+Reading refuses hostile files before they do harm, with a ``FrameReadError`` naming
+the file: from the header alone, before decoding, images of more pixels than
+``convstack.limits.max_image_pixels()`` or more decoded bytes than the memory limit
+(``FrameTooLargeError``) and progressive JPEGs of over 1000 scans; files cut short
+(a PNG without IEND, a JPEG without its end-of-image marker, TIFF strips past the
+end); multi-page TIFFs (not read as stacks yet); CMYK, palette and Lab TIFFs; empty
+files, folders, link loops and images without pixels.
+
 Writing goes through ``convstack._writer``, the one writer of every file the
 project writes: atomic (a temporary file in the output folder takes the target's name
 only once complete, so an interrupted run leaves no half-written image and no
