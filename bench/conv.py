@@ -102,19 +102,34 @@ def calibrate(repeats: int) -> None:
 
     rng = np.random.default_rng(1)
     image = rng.random((2048, 2048), dtype=np.float32)
-    grid = 2048.0 * 2050.0
+    outputs = float(image.size)
 
-    def direct(k: int) -> float:
-        kernel = rng.standard_normal((k, k)).astype(np.float32)
+    def timed(kernel: np.ndarray, method: str) -> float:
         return best_time(
-            lambda: convstack.correlate(image, kernel, mode="mirror", method="direct"), repeats
+            lambda: convstack.correlate(image, kernel, mode="mirror", method=method), repeats
         )
 
-    t3, t7 = direct(3), direct(7)
-    per_pass = (t7 - t3) / ((2 * 49 - 1) - (2 * 9 - 1)) / grid
-    base = t3 - 17 * per_pass * grid
-    print(f"PASS_NS = {per_pass * 1e9:.3f}  (direct 3x3 {t3 * 1e3:.1f} ms, 7x7 {t7 * 1e3:.1f} ms)")
-    print(f"(fixed part of a 2048^2 direct call, padding + copy: {base * 1e3:.1f} ms)")
+    t3 = timed(rng.standard_normal((3, 3)).astype(np.float32), "direct")
+    t9 = timed(rng.standard_normal((9, 9)).astype(np.float32), "direct")
+    tap = (t9 - t3) / ((81 - 9) * outputs)
+    out = (t3 - 9 * tap * outputs) / outputs
+    print(f"TAP_NS = {tap * 1e9:.3f}  (direct 3x3 {t3 * 1e3:.1f} ms, 9x9 {t9 * 1e3:.1f} ms)")
+    print(f"OUT_NS = {out * 1e9:.3f}  (the 3x3 time less its taps, per output)")
+    g5, g25 = (
+        np.outer(w, w).astype(np.float32) for w in (np.hanning(7)[1:-1], np.hanning(27)[1:-1])
+    )
+    s5, s25 = timed(g5, "separable"), timed(g25, "separable")
+    grid = 2 * outputs + 2048.0 * 20  # column-pass samples (padded width) + row-pass samples
+    print(
+        f"SEP_TAP_NS = {(s25 - s5) / (20 * grid) * 1e9:.3f}  "
+        f"(separable 5x5 {s5 * 1e3:.1f} ms, 25x25 {s25 * 1e3:.1f} ms)"
+    )
+    for k in (11, 21, 51):
+        kernel = rng.standard_normal((k, k)).astype(np.float32)
+        measured = timed(kernel, "fft")
+        span, full = (k, k), (2048, 2048)
+        model = _methods.fft_plan(span, full)[2] + _methods.FFT_OUT_NS * outputs
+        print(f"fft {k}x{k}: {measured * 1e3:.1f} ms, model {model * 1e-6:.1f} ms")
     for n in (128, 256, 512, 1024, 2048):
         tile = rng.random((n, n), dtype=np.float32)
         spec = scipy.fft.rfft2(tile)
@@ -130,16 +145,15 @@ def calibrate(repeats: int) -> None:
             "ns per n log2 n"
         )
     print(
-        f"(current constants: PASS {_methods.PASS_NS}, "
-        f"FFT {_methods.FFT_NS}, tile {_methods.FFT_TILE_NS} ns)"
+        f"(current constants: TAP {_methods.TAP_NS}, SEP_TAP {_methods.SEP_TAP_NS}, "
+        f"OUT {_methods.OUT_NS}, FFT {_methods.FFT_NS}, tile {_methods.FFT_TILE_NS} ns, "
+        f"{_methods.THREADS} threads)"
     )
 
 
 def memory() -> None:
     """Peak memory traced by tracemalloc during one call, against the output's size."""
     import tracemalloc
-
-    from convstack import _methods
 
     rng = np.random.default_rng(2)
     for size in (512, 2048):
@@ -151,7 +165,6 @@ def memory() -> None:
                 else rng.standard_normal((int(name), int(name))).astype(np.float32)
             )
             convstack.correlate(image, kernel, mode="mirror")  # plans and caches
-            _methods._local.__dict__.clear()  # count the per-thread strip buffers too
             tracemalloc.start()
             convstack.correlate(image, kernel, mode="mirror")
             peak = tracemalloc.get_traced_memory()[1]

@@ -81,10 +81,14 @@ def _threads_from_env() -> int:
 
 
 THREADS = _threads_from_env()
-#: Cost model of the compiled methods (see convolve.choose_method): ns per tap and
-#: output sample, ns per output sample (allocation, first touch, row set-up).
-TAP_NS = 0.05
-OUT_NS = 0.3
+#: Cost model of the compiled methods (see convolve.choose_method), measured with
+#: ``python bench/conv.py --calibrate``: ns per tap and output sample of direct (each
+#: tap a load and a fused multiply-add, rows over the threads), ns per tap and
+#: sample of a separable pass (one contiguous row each), ns per output sample
+#: (allocation, first touch, row set-up).
+TAP_NS = 0.07
+SEP_TAP_NS = 0.06
+OUT_NS = 0.5
 #: Below this many multiply-adds a call runs on the calling thread only.
 THREAD_MIN_WORK = 8_000_000
 

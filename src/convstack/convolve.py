@@ -52,8 +52,8 @@ def choose_method(
     - direct: ``TAP_NS * outputs * taps + OUT_NS * outputs``, ``taps`` the non-zero
       taps of the kernel;
     - separable (2-D kernels): per rank term (one for a Gaussian or a box, up to k
-      for a dense random kernel) ``TAP_NS`` per column-pass tap over the output rows
-      times the padded width, and per row-pass tap over the outputs, plus
+      for a dense random kernel) ``SEP_TAP_NS`` per column-pass tap over the output
+      rows times the padded width, and per row-pass tap over the outputs, plus
       ``OUT_NS * outputs``;
     - fft: per overlap-save tile of ``n`` samples ``FFT_NS * n * log2(n)`` (1.5 times
       that for tiles over ``FFT_CACHE_SAMPLES``) ``+ FFT_TILE_NS + FFT_FILL_NS * n``,
@@ -101,7 +101,7 @@ def _costs(
         taps = 0.0
         for col, row in m.rank_terms(kernel):
             taps += column_grid * np.count_nonzero(col) + outputs * np.count_nonzero(row)
-        costs["separable"] = m.TAP_NS * taps + fixed
+        costs["separable"] = m.SEP_TAP_NS * taps + fixed
     if kernel.ndim == 2:
         full = (padded[0] - span[0] + 1, padded[1] - span[1] + 1)
         costs["fft"] = m.fft_plan((span[0], span[1]), full)[2] + m.FFT_OUT_NS * outputs
