@@ -503,3 +503,20 @@ def test_float_tiff_stack_keeps_its_range_through_the_cli(tmp_path, capsys):
     unit = fuse(_float_stack(1.0)).image
     assert fused.dtype == np.float32 and (fused > 1).mean() > 0.9
     np.testing.assert_allclose(fused, unit * np.float32(1000), rtol=0, atol=0.5)
+
+
+# ------------------------------------------------------- a frame failing in the child
+def test_send_to_a_child_ended_by_a_bad_frame_raises_its_error():
+    """Not a BrokenPipeError traceback: the frame's own error (the pipeline sends the
+    child its next task while the child may already have failed on a frame)."""
+    from convstack.stack.forked import ForkedWorker, can_fork
+
+    if not can_fork():
+        pytest.skip("no fork here")
+
+    def target(inbox: object, outbox: object) -> None:
+        raise FrameReadError("frame_7.png: truncated")
+
+    with ForkedWorker(target) as worker, pytest.raises(FrameReadError, match="frame_7"):
+        for _ in range(1000):  # the pipe fills, then breaks once the child has ended
+            worker.send(bytes(65536))

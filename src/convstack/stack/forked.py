@@ -104,8 +104,13 @@ class ForkedWorker:
         self._inbox = Channel(os.fdopen(up_read, "rb"))
 
     def send(self, message: Any) -> None:
-        """Send ``message`` to the child's ``inbox``."""
-        self._outbox.send(message)
+        """Send ``message`` to the child's ``inbox``; if the child has ended, raise what
+        ended it (as :meth:`receive` does), not the broken pipe."""
+        try:
+            self._outbox.send(message)
+        except BrokenPipeError:
+            while True:  # results it sent before are dropped; ends at its error or EOF
+                self.receive()
 
     def receive(self) -> Any:
         """The child's next result (blocks); raises the exception that ended it, if any,
