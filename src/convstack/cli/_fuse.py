@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,12 @@ def register(subparsers: Any) -> None:
         "--save-steps",
         metavar="DIR",
         help="write intermediate images (aligned frames, sharpness, depth) as 16-bit PNG to DIR",
+    )
+    parser.add_argument(
+        "--retouch",
+        metavar="STROKES",
+        help="replay the retouch strokes that `convstack view` saved (a .strokes.json file) "
+        "on the fused image, from the aligned frames, before writing it",
     )
     parser.add_argument("--force", action="store_true", help="replace existing output files")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -145,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
             f"--reference must be a frame index in [0, {len(frames) - 1}]; got {args.reference}."
         )
 
-    on_step = None
+    strokes = _read_strokes(args.retouch, len(frames)) if args.retouch else None
+    retouch_frames: dict[int, NDArray[Any]] = {}
+    on_step: Callable[[str, NDArray[Any]], None] | None = None
     if args.save_steps:
         folder = Path(args.save_steps)
         for step in _check_steps(folder, len(frames), args.force, inputs):
@@ -153,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
                 if other is not None and _same_target(step, other):
                     raise UserError(f"--save-steps would write {step}, the {flag} file.")
 
-        def on_step(name: str, array: NDArray[Any]) -> None:
+        def write_step(name: str, array: NDArray[Any]) -> None:
             _io.write_image(
                 folder / f"{name}.png",
                 _step_image(name, array),
@@ -161,6 +170,9 @@ def run(args: argparse.Namespace) -> int:
                 inputs=inputs,
             )
 
+        on_step = write_step
+    if strokes is not None:
+        on_step = _keep_frames(strokes, retouch_frames, on_step)
     try:
         result = fuse(
             frames,
@@ -171,10 +183,11 @@ def run(args: argparse.Namespace) -> int:
             progress=progress_bar(args.quiet),
             on_step=on_step,
         )
+        image = result.image
+        if strokes is not None:
+            image = _replay(strokes, image, retouch_frames, args.retouch)
         metadata = _io.read_metadata(frames[result.reference])
-        _io.write_image(
-            output, result.image, overwrite=args.force, metadata=metadata, inputs=inputs
-        )
+        _io.write_image(output, image, overwrite=args.force, metadata=metadata, inputs=inputs)
         if depth_path is not None:
             jpeg = depth_path.suffix.lower() in (".jpg", ".jpeg")
             depth = depth_to_image(result.depth, len(frames), np.uint8 if jpeg else np.uint16)
@@ -182,6 +195,53 @@ def run(args: argparse.Namespace) -> int:
     except (StackError, ValueError, TypeError) as exc:
         raise UserError(str(exc)) from None
     return 0
+
+
+def _read_strokes(path: str, count: int) -> Any:
+    """The strokes document of ``--retouch``, checked (but for the image size) before the
+    work; the image size is checked once the result is known."""
+    from ..viewer import retouch
+
+    try:
+        document = retouch.load_strokes(path)
+        retouch.parse_strokes(document, None, count)
+    except OSError as exc:
+        raise UserError(f"--retouch {path}: cannot read it ({exc.strerror or exc}).") from None
+    except ValueError as exc:
+        raise UserError(f"--retouch {path}: {exc}") from None
+    return document
+
+
+def _keep_frames(
+    document: Any, kept: dict[int, NDArray[Any]], then: Callable[[str, NDArray[Any]], None] | None
+) -> Callable[[str, NDArray[Any]], None]:
+    """An ``on_step`` that keeps the aligned frames the strokes paint from, as the
+    16-bit images ``--save-steps`` writes (what ``convstack view`` paints from), and
+    passes every step on to ``then``."""
+    from ..viewer import retouch
+
+    wanted = {s.frame for s in retouch.parse_strokes(document) if not s.erase}
+
+    def on_step(name: str, array: NDArray[Any]) -> None:
+        if name.startswith("aligned_") and int(name[len("aligned_") :]) in wanted:
+            kept[int(name[len("aligned_") :])] = _step_image(name, array)
+        if then is not None:
+            then(name, array)
+
+    return on_step
+
+
+def _replay(
+    document: Any, image: NDArray[Any], kept: dict[int, NDArray[Any]], path: str
+) -> NDArray[Any]:
+    """The fused image with the strokes of ``--retouch`` applied."""
+    from ..viewer import retouch
+
+    try:
+        strokes = retouch.parse_strokes(document, image.shape, None)
+    except ValueError as exc:
+        raise UserError(f"--retouch {path}: {exc}") from None
+    return retouch.apply_strokes(image, strokes, kept.__getitem__)
 
 
 def _same_target(a: Path, b: Path) -> bool:
