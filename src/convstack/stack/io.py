@@ -176,9 +176,9 @@ def _check_jpeg(label: str, data: bytes) -> None:
 
     The segments are walked to the first scan, and on to the end-of-image marker
     unless the file ends with one; after each start-of-scan the entropy-coded data run
-    to the next marker. libjpeg-turbo, as imagecodecs drives it,
-    decodes a JPEG cut anywhere in its scan without an error (the rows it lacks come
-    out grey), so a file without its end-of-image marker is refused here.
+    to the next marker. libjpeg-turbo, as imagecodecs drives it, decodes a JPEG cut
+    anywhere in its scan without an error (the rows it lacks come out grey), so a file
+    without its end-of-image marker is refused here.
     """
     position = 2  # after SOI
     progressive = False
@@ -203,7 +203,7 @@ def _check_jpeg(label: str, data: bytes) -> None:
         if marker in _JPEG_SOF and length >= 8:
             rows, cols = struct.unpack(">HH", data[position + 5 : position + 9])
             components = data[position + 9]
-            _check_size(label, rows, cols, 1 if components == 1 else 3, 1)
+            _check_size(label, rows, cols, max(1, min(components, 4)), 1)  # (CMYK: 4)
             progressive = marker in (0xC2, 0xC6, 0xCA, 0xCE)
         if marker == 0xDA and progressive:  # (sequential files refuse repeated scans)
             _check_scans(label, data)
