@@ -451,6 +451,16 @@ def test_listing_names_a_symlink_loop(hostile):
     assert "loop.png" not in listed and "folder.png" not in listed and "empty.png" in listed
 
 
+@pytest.mark.parametrize("kind", [".png", ".jpg"])
+def test_misnamed_file_is_read_by_its_content(tmp_path, kind):
+    image = (RNG.random((20, 30, 3)) * 255).astype(np.uint8)
+    path = tmp_path / "frame.tif"
+    Image.fromarray(image).save(path, format="PNG" if kind == ".png" else "JPEG")
+    with Image.open(path) as im:
+        expected = np.asarray(im)
+    np.testing.assert_array_equal(read_image(path), expected)
+
+
 def test_min_is_white_tiff_reads_as_pillow_reads_it(tmp_path):
     image = (RNG.random((8, 9)) * 255).astype(np.uint8)
     tifffile.imwrite(tmp_path / "white.tif", image, photometric="miniswhite")

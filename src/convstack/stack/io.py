@@ -491,8 +491,11 @@ def read_image(path: str | os.PathLike[str] | BinaryIO, *, name: str | None = No
             if _regular_file(file, label) == 0:
                 raise FrameReadError(f"{label}: the file is empty (0 bytes).")
             if file.suffix.lower() in (".tif", ".tiff"):
-                return _checked(label, _read_tiff(label, file))
-            content = file.read_bytes()
+                with open(file, "rb") as fh:
+                    head = fh.read(4)
+                if head.startswith(_TIFF_SIGNATURES):  # (tifffile reads what it needs)
+                    return _checked(label, _read_tiff(label, file))
+            content = file.read_bytes()  # any other file, by its content
         else:
             content = path.read()
             if not isinstance(content, bytes):
