@@ -92,6 +92,19 @@ class ViewStack:
             self.depth_small = depth
         self._lock = threading.Lock()
 
+    def warm(self) -> threading.Thread:
+        """Make the result's levels in a background thread (the page's first view
+        needs a coarse one, made from all finer ones)."""
+        pyramid = self.pyramids["result"]
+        thread = threading.Thread(
+            target=pyramid.level,
+            args=(pyramid.levels - 1,),
+            name="convstack-view-warm",
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
     def _frame_loader(self, index: int) -> Callable[[], NDArray[Any]]:
         def load() -> NDArray[Any]:
             return self.read_frame(index)
@@ -488,6 +501,7 @@ def serve(
             app, log_level="warning", lifespan="off", access_log=False, server_header=False
         )
         server = uvicorn.Server(config)
+        stack.warm()
         if on_ready is not None:
             on_ready(f"http://127.0.0.1:{actual}/?token={token}")
         server.run(sockets=[sock])

@@ -20,6 +20,8 @@ const tiles = new Map();     // key -> ImageBitmap, or "loading"
 const thumbs = new Map();    // source -> ImageBitmap
 const TILE_LIMIT = 600;
 let pending = false, firstPaintMs = null, lastRenderMs = null, renderCount = 0;
+let painted = null;
+const firstPaint = new Promise((resolve) => { painted = resolve; });
 
 function status(text, error = false) {
   $("status").textContent = text;
@@ -173,7 +175,7 @@ function render() {
   }
   lastRenderMs = performance.now() - t0;
   renderCount++;
-  if (missing === 0 && firstPaintMs === null) firstPaintMs = performance.now();
+  if (missing === 0 && firstPaintMs === null) { firstPaintMs = performance.now(); painted(); }
   $("zoom").textContent = `${(s * 100).toFixed(s < 0.1 ? 1 : 0)} %`;
   $("undo").disabled = !state.strokes.length;
   $("redo").disabled = !state.redo.length;
@@ -385,7 +387,8 @@ async function start() {
     const el = document.createElement("div");
     el.className = "frame"; el.dataset.index = frame.index; el.title = frame.name;
     const img = document.createElement("img");
-    img.src = `/api/thumb/f${frame.index}`; img.alt = frame.name; img.loading = "lazy";
+    img.alt = frame.name; img.loading = "lazy";
+    firstPaint.then(() => { img.src = `/api/thumb/f${frame.index}`; });  // the result first
     el.append(img, `${frame.index}: ${frame.name}`);
     el.addEventListener("click", () => { setSource(frame.index); if (state.tool === "pan") setTool("paint"); });
     list.append(el);
@@ -409,7 +412,11 @@ async function start() {
   new ResizeObserver(resize).observe(canvas);
   resize();
   fit();
-  if (info.frames.length) setSource(Math.min(info.frames.length - 1, Math.floor(info.frames.length / 2)));
+  if (info.frames.length) {
+    const middle = Math.min(info.frames.length - 1, Math.floor(info.frames.length / 2));
+    state.source = middle;
+    firstPaint.then(() => { if (state.source === middle) setSource(middle); });
+  }
   status(`${info.cols} x ${info.rows} ${info.dtype}, ${info.frames.length} frames. ` +
     "Drag to pan, wheel to zoom; pick a frame and paint (B), erase (E), pick by click (P).");
 }
