@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import _writer
 from ..stack import io as _io
-from ..stack.errors import OutputError, StackError
+from ..stack.errors import FrameMismatchError, OutputError, StackError
 from . import retouch
 from .tiles import TILE, ByteCache, Pyramid, encode_png, heat, reduce2
 
@@ -116,7 +116,7 @@ class ViewStack:
         path = self.frames[index]
         array = _io.read_image(path)
         if array.shape != self.shape:
-            raise ValueError(
+            raise FrameMismatchError(
                 f"frame {path} must have the result's shape {self.shape}; got {array.shape} "
                 "(give the aligned frames: the --save-steps folder of `convstack fuse`)."
             )
@@ -392,10 +392,10 @@ def make_app(stack: ViewStack, *, token: str, port: int) -> ASGIApp:
         p = request.path_params
         try:
             data = await run_in_threadpool(found.tile, p["level"], p["row"], p["col"])
+        except StackError as exc:  # a frame that cannot be read, or of another size
+            return PlainTextResponse(str(exc), status_code=500)
         except ValueError as exc:
             return PlainTextResponse(str(exc), status_code=404)
-        except StackError as exc:
-            return PlainTextResponse(str(exc), status_code=500)
         return png(data)
 
     async def thumb(request: Request) -> Response:
