@@ -158,6 +158,29 @@ def test_draw_zoom_paint_from_frame_3_and_save(
         assert np.array_equal(block[..., :3], result[80:120, 130:190])
         assert (block[..., 3] == 255).all()
 
+        # before/after: the split at 0 shows the compared frame (1) over the whole view
+        page.select_option("#compare", "1")
+        page.eval_on_selector("#split", "e => { e.value = 0; e.dispatchEvent(new Event('input')) }")
+        settle(page)
+        block = canvas_block(page, 130 - ox, 80 - oy, 60, 40)
+        assert np.array_equal(block[..., :3], frames[1][80:120, 130:190])
+        page.select_option("#compare", "")
+        # the depth map overlay changes what is drawn
+        page.select_option("#overlay", "depth")
+        page.wait_for_function("() => window.__viewer.state.overlayImage !== null")
+        settle(page)
+        block = canvas_block(page, 130 - ox, 80 - oy, 60, 40)
+        assert not np.array_equal(block[..., :3], result[80:120, 130:190])
+        page.select_option("#overlay", "")
+        # a click with the pick tool chooses the frame the depth map names there
+        page.click("input[name=tool][value=pick]")
+        point = page.evaluate("() => window.__viewer.clientPoint(60, 60)")
+        page.mouse.click(point["x"], point["y"])
+        page.wait_for_function(
+            "() => document.getElementById('status').textContent.includes('is the sharpest there')"
+        )
+        assert page.evaluate("() => window.__viewer.state.tool") == "paint"
+
         # paint from frame 3: its thumbnail in the list, hardness 1, radius 12
         page.click(".frame[data-index='3']")
         page.eval_on_selector(
