@@ -414,3 +414,25 @@ def test_format_size_of_absurd_requests_stays_short():
     assert format_size(3 * 1024**5) == "3.0 PiB"
     assert format_size(1e300) == f"{1e300 / 1024**5:.3g} PiB"
     assert format_size(float("inf")) == "inf B"
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(), (7,), (3, 5), (17, 33), (5, 130, 3)])
+def test_the_finite_check_sees_every_position(dtype, shape, compiled, monkeypatch):
+    from convstack import _nonfinite
+    from convstack._nonfinite import has_nonfinite
+
+    monkeypatch.setattr(_nonfinite, "COMPILED_MIN", 1 if compiled else 1 << 62)
+    big = np.full(9, np.finfo(dtype).max, dtype=dtype)
+    assert has_nonfinite(big) is not compiled or dtype == np.float16  # overflow: false alarm
+
+    x = np.random.default_rng(10).random(shape).astype(dtype)
+    assert not has_nonfinite(x) and not has_nonfinite(x.T)
+    for index in list(np.ndindex(shape))[:: max(1, x.size // 60)]:
+        for value in (np.nan, np.inf, -np.inf):
+            y = x.copy()
+            y[index] = value
+            assert (
+                has_nonfinite(y) and has_nonfinite(y.T) and has_nonfinite(y[::-1] if y.ndim else y)
+            )

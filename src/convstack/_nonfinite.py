@@ -28,14 +28,28 @@ Shape = tuple[int, ...]
 Pads = tuple[tuple[int, int], ...]
 
 
+#: Samples from which :func:`has_nonfinite` uses its compiled loop.
+COMPILED_MIN = 1 << 16
+
+
 def has_nonfinite(array: NDArray[Any]) -> bool:
     """Whether a float ``array`` holds a NaN or an infinity (False for other dtypes).
 
-    One summing pass, with no temporary: a NaN or an infinity makes the sum non-finite.
-    A finite sum that overflows is a false alarm that the callers' exact checks sort out.
+    One pass, with no temporary. Large C-contiguous float32/float64 arrays go through a
+    compiled loop that sums ``v * 0`` (exact, single-threaded, about 3x faster than
+    ``np.add.reduce``); others through ``np.add.reduce``, where a finite sum that
+    overflows is a false alarm that only costs the exact path.
     """
     if array.dtype.kind not in "fc" or array.size == 0:
         return False
+    if (
+        array.size >= COMPILED_MIN
+        and array.dtype in (np.float32, np.float64)
+        and array.flags.c_contiguous
+    ):
+        from ._k_finite import zero_sum
+
+        return not bool(np.isfinite(zero_sum(array.reshape(-1))))
     dtype = np.float32 if array.dtype.itemsize <= 4 else array.dtype
     with np.errstate(over="ignore", invalid="ignore"):
         return not bool(np.isfinite(np.add.reduce(array, axis=None, dtype=dtype)))
