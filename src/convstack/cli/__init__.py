@@ -26,13 +26,13 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from ..stack.errors import StackError
-from . import _demo, _edges, _extrema, _filter, _fuse, _lab, _view
+from . import _batch, _demo, _edges, _extrema, _filter, _fuse, _lab, _view
 from ._allocator import keep_freed_memory
 from ._common import UserError
 
 __all__ = ["Terminated", "build_parser", "command", "describe", "handle_signals", "main"]
 
-_COMMANDS = (_demo, _fuse, _filter, _edges, _extrema, _lab, _view)
+_COMMANDS = (_demo, _fuse, _batch, _filter, _edges, _extrema, _lab, _view)
 
 
 class _Version(argparse.Action):

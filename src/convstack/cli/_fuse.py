@@ -17,7 +17,7 @@ from ..stack.align import MODELS
 from ..stack.depth import depth_to_image
 from ._common import UserError, progress_bar
 
-__all__ = ["register", "run"]
+__all__ = ["add_merge_options", "register", "run"]
 
 
 def register(subparsers: Any) -> None:
@@ -41,6 +41,26 @@ def register(subparsers: Any) -> None:
         "-o", "--output", required=True, help="fused image (.png, .jpg, .tif); format by extension"
     )
     parser.add_argument("--depth-map", metavar="FILE", help="also write the depth map here")
+    add_merge_options(parser)
+    parser.add_argument(
+        "--save-steps",
+        metavar="DIR",
+        help="write intermediate images (aligned frames, sharpness, depth) as 16-bit PNG to DIR",
+    )
+    parser.add_argument(
+        "--retouch",
+        metavar="STROKES",
+        help="replay the retouch strokes that `convstack view` saved (a .strokes.json file) "
+        "on the fused image, from the aligned frames, before writing it",
+    )
+    parser.add_argument("--force", action="store_true", help="replace existing output files")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def add_merge_options(parser: argparse.ArgumentParser) -> None:
+    """Add the options that say how a stack is fused (not where its files are): shared
+    by `fuse` and `batch`, which passes them on to `fuse` for every stack."""
     parser.add_argument(
         "--align",
         choices=MODELS,
@@ -66,20 +86,6 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="match each frame's brightness and contrast to the reference (exposure drift)",
     )
-    parser.add_argument(
-        "--save-steps",
-        metavar="DIR",
-        help="write intermediate images (aligned frames, sharpness, depth) as 16-bit PNG to DIR",
-    )
-    parser.add_argument(
-        "--retouch",
-        metavar="STROKES",
-        help="replay the retouch strokes that `convstack view` saved (a .strokes.json file) "
-        "on the fused image, from the aligned frames, before writing it",
-    )
-    parser.add_argument("--force", action="store_true", help="replace existing output files")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=run)
 
 
 def _check_output(path: Path, force: bool, what: str, inputs: _writer.Inputs) -> None:

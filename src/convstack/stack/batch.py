@@ -1,0 +1,710 @@
+"""Many focus stacks: find them under a folder, fuse each one, and report.
+
+The schedule, one small function per step:
+
+1. :func:`find_stacks` walks a folder and returns its stacks: every folder holding two
+   or more frames (natural name order), or, with a :class:`Grouping`, the runs of
+   frames of one folder that share a file-name prefix or that were taken without a
+   pause longer than a number of seconds (EXIF ``DateTimeOriginal``, else the file's
+   modification time, with a note).
+2. A *work* object (:class:`FuseWork` here; the command line passes its own, which
+   runs ``convstack fuse`` itself) names each stack's outputs
+   (``work.outputs(stack, outdir)``, mirroring the tree under the folder) and makes
+   them (``work(stack, outputs, overwrite)``).
+3. :func:`run_batch` skips the stacks whose outputs all exist (unless ``force``) and
+   runs the others one by one or in ``jobs`` worker processes (or, through
+   :mod:`convstack.stack.cluster`, on a Dask cluster). :func:`run_stack` runs one stack
+   and turns any failure into a :class:`Record`: one bad stack never stops the others.
+4. :func:`write_report` writes the records as JSON lines through the one writer.
+
+Nothing is left half-written: every file goes through :mod:`convstack._writer` (a
+temporary file that takes its name when complete); a stack that fails after writing
+some of its outputs removes them; a worker killed outright (``kill -9``, a lost
+cluster node) leaves the writer's temporary file behind, which the retry of that
+stack and the end of the batch remove (:func:`remove_stale_temps`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import resource
+import socket
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from .. import _validate as v
+from .. import _writer
+from ..progress import ProgressCallback, report
+from . import io as _io
+from .errors import FrameReadError
+
+__all__ = [
+    "REPORT_NAME",
+    "FuseWork",
+    "Grouping",
+    "Outputs",
+    "Record",
+    "Stack",
+    "Work",
+    "capture_time",
+    "find_stacks",
+    "parse_group",
+    "remove_stale_temps",
+    "run_batch",
+    "run_stack",
+    "worker_environment",
+    "write_report",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The report's file name in the output folder (JSON lines, one record per stack).
+REPORT_NAME = "batch-report.jsonl"
+
+_EXIF_IFD = 0x8769
+_DATETIME_ORIGINAL = 36867
+_SUBSEC_ORIGINAL = 37521
+
+
+# ------------------------------------------------------------------ what a batch is made of
+
+
+@dataclass(frozen=True)
+class Stack:
+    """One focus stack found under the batch's folder.
+
+    Attributes
+    ----------
+    name : str
+        Its place in the tree, '/'-separated: the folder relative to the root (the
+        root's own name for frames directly in it), plus ``/LABEL`` for a group.
+    frames : tuple of Path
+        The frames, in focus order.
+    note : str or None
+        Anything worth saying about how it was found (capture times from file times).
+    """
+
+    name: str
+    frames: tuple[Path, ...]
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The files one stack makes: the fused image, and the depth map if asked for;
+    ``extra`` are further files or folders it may write (not needed for completeness)."""
+
+    image: Path
+    depth: Path | None = None
+    extra: tuple[Path, ...] = ()
+
+    def files(self) -> list[Path]:
+        """The files that must all exist for the stack to be done."""
+        return [self.image] if self.depth is None else [self.image, self.depth]
+
+    def complete(self) -> bool:
+        """Whether every file of :meth:`files` exists (each is written atomically, so an
+        existing one is whole)."""
+        return all(path.is_file() for path in self.files())
+
+
+@dataclass
+class Record:
+    """What happened to one stack: a line of the report.
+
+    ``status`` is 'done', 'skipped' (its outputs exist) or 'failed' (``error`` says
+    why). ``peak_rss`` is the largest resident size in bytes of the process that ran
+    it, during this stack where the system allows measuring so (Linux), else during
+    the process's life; ``peak_rss_children`` the largest of its finished child
+    processes (the frame reader that ``fuse`` forks), over the process's life.
+    ``residual`` is the alignment residual, None: ``fuse`` does not expose one.
+    """
+
+    stack: str
+    frames: int
+    status: str
+    error: str | None = None
+    seconds: float = 0.0
+    peak_rss: int | None = None
+    peak_rss_children: int | None = None
+    residual: float | None = None
+    outputs: list[str] = field(default_factory=list)
+    note: str | None = None
+    worker: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as a JSON-ready dict."""
+        return asdict(self)
+
+
+class Work(Protocol):
+    """What :func:`run_batch` does with each stack (picklable: it may run elsewhere)."""
+
+    def outputs(self, stack: Stack, outdir: Path) -> Outputs:
+        """The files ``stack`` makes under ``outdir``."""
+        ...
+
+    def __call__(self, stack: Stack, outputs: Outputs, overwrite: bool) -> None:
+        """Make ``outputs`` from ``stack``; raise on failure."""
+        ...
+
+
+# ------------------------------------------------------------------ finding the stacks
+
+
+@dataclass(frozen=True)
+class Grouping:
+    """How the frames of one folder make stacks.
+
+    ``kind`` is 'folder' (all of them, one stack), 'prefix' (one stack per file-name
+    prefix: the name less its extension and its trailing digits and separators) or
+    'gap' (a new stack where consecutive frames were taken more than ``gap`` seconds
+    apart).
+    """
+
+    kind: str = "folder"
+    gap: float = 0.0
+
+
+def parse_group(text: str) -> Grouping:
+    """A :class:`Grouping` from its command-line form: 'folder', 'prefix' or 'gap=SECONDS'.
+
+    >>> parse_group("gap=2.5")
+    Grouping(kind='gap', gap=2.5)
+    """
+    if not isinstance(text, str):
+        raise v.fail("group", "be a string", text, kind=TypeError)
+    if text in ("folder", "prefix"):
+        return Grouping(text)
+    if text.startswith("gap="):
+        try:
+            seconds = float(text[4:])
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise ValueError(f"`group` gap must be a number of seconds > 0; got {text[4:]!r}.")
+        return Grouping("gap", seconds)
+    raise ValueError(f"`group` must be 'folder', 'prefix' or 'gap=SECONDS'; got {text!r}.")
+
+
+def _walk(root: Path, exclude: list[str]) -> Iterator[Path]:
+    """``root`` and the folders below it, depth first in natural order, skipping hidden
+    folders, the ``exclude`` folders and (so that no loop is followed) linked ones."""
+    yield root
+    try:
+        children = [p for p in root.iterdir() if p.is_dir() and not p.is_symlink()]
+    except OSError as exc:
+        logger.warning("cannot list %s (%s); skipped", root, exc.strerror or exc)
+        return
+    for child in sorted(children, key=lambda p: _io.natural_key(p.name)):
+        if child.name.startswith(".") or os.path.realpath(child) in exclude:
+            continue
+        yield from _walk(child, exclude)
+
+
+_PREFIX = re.compile(r"[\s_.-]*\d+[\s_.-]*$")
+
+
+def _prefix(path: Path) -> str:
+    """A frame's stack prefix: its stem less trailing digits and separators.
+
+    >>> _prefix(Path("beetle_0012.jpg")), _prefix(Path("0003.png"))
+    ('beetle', '')
+    """
+    return _PREFIX.sub("", path.stem)
+
+
+def capture_time(path: Path) -> tuple[float, bool]:
+    """When a frame was taken, in seconds, and whether that is its EXIF capture time
+    (``DateTimeOriginal``, with ``SubSecTimeOriginal`` if present) or, failing that,
+    the file's modification time (False)."""
+    exif = _io.read_metadata(path).exif
+    if exif:
+        from PIL import Image
+
+        try:
+            tags = Image.Exif()
+            tags.load(exif)
+            sub = tags.get_ifd(_EXIF_IFD)
+            stamp = sub.get(_DATETIME_ORIGINAL)
+            if isinstance(stamp, str):
+                seconds = datetime.strptime(stamp.strip("\x00 "), "%Y:%m:%d %H:%M:%S").timestamp()
+                fraction = str(sub.get(_SUBSEC_ORIGINAL, "")).strip("\x00 ")
+                if fraction.isdigit():
+                    seconds += int(fraction) / 10 ** len(fraction)
+                return seconds, True
+        except Exception:  # a malformed EXIF block is as good as none
+            pass
+    return path.stat().st_mtime, False
+
+
+def _by_gap(frames: list[Path], gap: float) -> tuple[list[list[Path]], str | None]:
+    """Runs of ``frames`` (in order) with no pause over ``gap`` seconds between two."""
+    times = [capture_time(frame) for frame in frames]
+    missing = [frame.name for frame, (_, exif) in zip(frames, times, strict=True) if not exif]
+    note = None
+    if missing:
+        some = ", ".join(missing[:3]) + (", ..." if len(missing) > 3 else "")
+        note = f"no EXIF DateTimeOriginal in {some}: used the file modification time"
+    runs: list[list[Path]] = [[frames[0]]]
+    for (before, _), (after, _), frame in zip(times, times[1:], frames[1:], strict=False):
+        if abs(after - before) > gap:
+            runs.append([])
+        runs[-1].append(frame)
+    return runs, note
+
+
+def _groups(frames: list[Path], grouping: Grouping) -> list[tuple[str, list[Path], str | None]]:
+    """The stacks of one folder's frames: (label or '', frames, note)."""
+    if grouping.kind == "folder":
+        return [("", frames, None)]
+    if grouping.kind == "prefix":
+        by_prefix: dict[str, list[Path]] = {}
+        for frame in frames:
+            by_prefix.setdefault(_prefix(frame), []).append(frame)
+        return [(label or "stack", run, None) for label, run in by_prefix.items()]
+    runs, note = _by_gap(frames, grouping.gap)
+    return [(run[0].stem, run, note) for run in runs]
+
+
+def find_stacks(
+    root: str | os.PathLike[str],
+    *,
+    group: Grouping | str = "folder",
+    exclude: Iterable[str | os.PathLike[str]] = (),
+) -> list[Stack]:
+    """Find the focus stacks under ``root``.
+
+    Parameters
+    ----------
+    root : str or path-like
+        The folder to search, with the folders below it (hidden and linked folders
+        are not entered).
+    group : Grouping or str
+        'folder' (each folder is one stack), 'prefix' or 'gap=SECONDS' (see
+        :class:`Grouping`).
+    exclude : iterable of paths
+        Folders not to search (the batch's output folder, when it lies inside ``root``).
+
+    Returns
+    -------
+    list of Stack
+        Every group of two or more frames, folders in natural order; a lone frame
+        makes no stack (logged).
+
+    Raises
+    ------
+    ValueError
+        ``root`` is not a folder, or ``group`` is not understood.
+    """
+    grouping = parse_group(group) if isinstance(group, str) else group
+    if not isinstance(grouping, Grouping):
+        raise v.fail("group", "be a Grouping or a string", group, kind=TypeError)
+    top = Path(root)
+    if not top.is_dir():
+        raise ValueError(f"`root` must be a folder; got {os.fspath(root)!r}.")
+    skip = [os.path.realpath(p) for p in exclude]
+    stacks: list[Stack] = []
+    for folder in _walk(top, skip):
+        try:
+            frames = _io.list_frames([folder])
+        except FrameReadError:  # holds no image
+            continue
+        relative = folder.relative_to(top).as_posix()
+        base = top.resolve().name if relative == "." else relative
+        for label, run, note in _groups(frames, grouping):
+            name = f"{base}/{label}" if label else base
+            if len(run) < 2:
+                logger.info("%s: one frame (%s), not a stack; skipped", name, run[0])
+                continue
+            stacks.append(Stack(name, tuple(run), note))
+    return stacks
+
+
+# ------------------------------------------------------------------ fusing one stack
+
+
+@dataclass(frozen=True)
+class FuseWork:
+    """Fuse a stack with :func:`convstack.stack.fuse` and write the result (and the
+    depth map) as ``convstack fuse`` does: the reference frame's EXIF and ICC kept,
+    the depth map as 16-bit (8-bit for JPEG) frame indices scaled to the full range.
+
+    Attributes
+    ----------
+    method, align, reference, photometric
+        Passed to ``fuse``.
+    depth_map : bool
+        Also write ``NAME.depth.png`` beside ``NAME.EXT``.
+    format : str or None
+        The result's extension ('png', 'tif', 'jpg'); default the first frame's.
+    """
+
+    method: str | None = None
+    align: str = "similarity"
+    reference: int | None = None
+    photometric: bool = False
+    depth_map: bool = False
+    format: str | None = None
+
+    def outputs(self, stack: Stack, outdir: Path) -> Outputs:
+        """``OUTDIR/NAME.EXT`` (and ``OUTDIR/NAME.depth.png``)."""
+        ext = "." + self.format.lstrip(".") if self.format else stack.frames[0].suffix.lower()
+        base = outdir.joinpath(*stack.name.split("/"))
+        depth = base.with_name(base.name + ".depth.png") if self.depth_map else None
+        return Outputs(base.with_name(base.name + ext), depth)
+
+    def __call__(self, stack: Stack, outputs: Outputs, overwrite: bool) -> None:
+        """Fuse ``stack`` and write ``outputs``."""
+        import numpy as np
+
+        from .depth import depth_to_image
+        from .pipeline import DEFAULT_METHOD, fuse
+
+        inputs = _writer.Inputs(stack.frames)
+        for path in outputs.files():  # refused before the work, as `fuse` does
+            _io.check_output(path, overwrite=overwrite, inputs=inputs)
+        result = fuse(
+            list(stack.frames),
+            method=self.method or DEFAULT_METHOD,
+            align=self.align,
+            reference=self.reference,
+            photometric=self.photometric,
+        )
+        metadata = _io.read_metadata(stack.frames[result.reference])
+        _io.write_image(
+            outputs.image, result.image, overwrite=overwrite, metadata=metadata, inputs=inputs
+        )
+        if outputs.depth is not None:
+            jpeg = outputs.depth.suffix.lower() in (".jpg", ".jpeg")
+            depth = depth_to_image(result.depth, len(stack.frames), np.uint8 if jpeg else np.uint16)
+            _io.write_image(outputs.depth, depth, overwrite=overwrite, inputs=inputs)
+
+
+def remove_stale_temps(outputs: Outputs) -> list[Path]:
+    """Remove the writer's temporary files of ``outputs`` (``.NAME.XXXXXXXX.tmp...``)
+    left by a process killed while writing; return those removed.
+
+    Only call it where no live process is writing these outputs: before a stack is
+    (re)run, and when the batch has ended.
+    """
+    removed = []
+    for path in [*outputs.files(), *(p for p in outputs.extra if p.suffix)]:
+        pattern = re.compile(re.escape(f".{path.name}.") + r"[0-9a-f]{8}\.tmp.*")
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(path.parent):
+                if pattern.fullmatch(entry.name):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.path)
+                        removed.append(Path(entry.path))
+    return removed
+
+
+def _reset_peak() -> bool:
+    """Reset this process's peak resident size (Linux); whether it could."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _peak_rss() -> int:
+    """This process's peak resident size in bytes (since the last reset, on Linux)."""
+    with contextlib.suppress(OSError, ValueError), open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024
+
+
+def _stat(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for a stack's failure (an ``OSError``'s path and reason)."""
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{os.fsdecode(exc.filename)}: {exc.strerror}."
+    return str(exc) or type(exc).__name__
+
+
+def run_stack(work: Work, stack: Stack, outputs: Outputs, overwrite: bool) -> Record:
+    """Run ``work`` on one stack and return its :class:`Record`; never raises for a
+    failure of the stack (only ``KeyboardInterrupt`` and the like pass).
+
+    First removes temporary files a killed earlier try left (:func:`remove_stale_temps`);
+    if the work fails or is interrupted, removes the outputs it had written.
+    """
+    remove_stale_temps(outputs)
+    before = {path: _stat(path) for path in outputs.files()}
+    record = Record(stack.name, len(stack.frames), "done", note=stack.note)
+    record.worker = f"{socket.gethostname()}:{os.getpid()}"
+    exact = _reset_peak()
+    started = time.perf_counter()
+    try:
+        work(stack, outputs, overwrite)
+    except Exception as exc:
+        record.status, record.error = "failed", _describe(exc)
+        logger.debug("stack %s failed", stack.name, exc_info=True)
+    finally:
+        record.seconds = round(time.perf_counter() - started, 3)
+        if record.status != "done" or not _done(outputs):
+            _remove_written(before)
+    if record.status == "done" and not _done(outputs):
+        record.status, record.error = "failed", "the work ended without writing every output."
+    record.peak_rss = _peak_rss()
+    if not exact:
+        record.note = _join(record.note, "peak_rss is the worker's peak over its life")
+    record.peak_rss_children = int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
+    record.outputs = [str(path) for path in outputs.files()]
+    return record
+
+
+def _done(outputs: Outputs) -> bool:
+    return outputs.complete()
+
+
+def _join(a: str | None, b: str) -> str:
+    return b if not a else f"{a}; {b}"
+
+
+def _remove_written(before: dict[Path, tuple[int, int] | None]) -> None:
+    """Remove the outputs made or replaced since ``before`` (a stack's outputs come
+    whole, all of them, or not at all)."""
+    for path, stat in before.items():
+        if _stat(path) != stat:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+# ------------------------------------------------------------------ the batch
+
+
+def worker_environment(jobs: int, cpus: int | None = None) -> dict[str, str]:
+    """Environment for ``jobs`` worker processes on ``cpus`` cores: each gets an equal
+    share of threads (``CONVSTACK_THREADS``), and when there are at least as many jobs
+    as cores, ``fuse`` keeps its work in one process (``CONVSTACK_FORK=0``): the jobs
+    already fill the cores.
+
+    >>> worker_environment(2, cpus=2)
+    {'CONVSTACK_THREADS': '1', 'CONVSTACK_FORK': '0'}
+    """
+    cores = cpus or os.cpu_count() or 1
+    env = {"CONVSTACK_THREADS": str(max(1, cores // max(1, jobs)))}
+    if jobs >= cores:
+        env["CONVSTACK_FORK"] = "0"
+    return env
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables (inherited by processes started meanwhile), then
+    restore them."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+Task = tuple[Stack, Outputs]
+Runner = Callable[[Work, Sequence[Task], bool, Callable[[Record], None]], None]
+
+
+def _plan(
+    stacks: Sequence[Stack], outdir: Path, work: Work, force: bool
+) -> tuple[list[Task], list[Record]]:
+    """The stacks to run and the records of those skipped (outputs there) or refused
+    (some outputs there, some not: redone only with ``force``)."""
+    tasks: list[Task] = []
+    settled: list[Record] = []
+    for stack in stacks:
+        outputs = work.outputs(stack, outdir)
+        present = [path for path in outputs.files() if os.path.lexists(path)]
+        if force or not present:
+            tasks.append((stack, outputs))
+            continue
+        record = Record(stack.name, len(stack.frames), "skipped", note=stack.note)
+        record.outputs = [str(path) for path in outputs.files()]
+        if len(present) < len(outputs.files()):
+            missing = [str(p) for p in outputs.files() if p not in present]
+            record.status = "failed"
+            record.error = (
+                f"{', '.join(map(str, present))} exists but not {', '.join(missing)}; "
+                "use --force (force=True) to redo the stack."
+            )
+        settled.append(record)
+    return tasks, settled
+
+
+def _run_here(
+    work: Work, tasks: Sequence[Task], force: bool, done: Callable[[Record], None]
+) -> None:
+    for stack, outputs in tasks:
+        done(run_stack(work, stack, outputs, force))
+
+
+def _start_method() -> str:
+    import multiprocessing
+
+    # spawn: a fresh interpreter with this process's environment (the thread share);
+    # fork is unsafe with threads, and forkserver keeps the environment it started with
+    return "spawn" if "spawn" in multiprocessing.get_all_start_methods() else "fork"
+
+
+def _worker_started() -> None:
+    """In a worker process: SIGTERM unwinds like Ctrl-C (temporary files removed)."""
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+
+
+def _run_in_processes(jobs: int) -> Runner:
+    def runner(
+        work: Work, tasks: Sequence[Task], force: bool, done: Callable[[Record], None]
+    ) -> None:
+        import multiprocessing
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+        context = multiprocessing.get_context(_start_method())
+        with _environment(worker_environment(jobs)):
+            pool = ProcessPoolExecutor(
+                max_workers=min(jobs, len(tasks)),
+                mp_context=context,
+                initializer=_worker_started,
+            )
+            try:
+                pending = {
+                    pool.submit(run_stack, work, stack, outputs, force) for stack, outputs in tasks
+                }
+                while pending:
+                    finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        done(future.result())
+            except BaseException:
+                _stop_workers(pool)
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    return runner
+
+
+def _stop_workers(pool: Any) -> None:
+    """End the pool's worker processes: SIGTERM (they unwind, removing their temporary
+    files), then SIGKILL for any still there after 5 s."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    deadline = time.monotonic() + 5.0
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+
+
+def run_batch(
+    stacks: Sequence[Stack],
+    outdir: str | os.PathLike[str],
+    work: Work | None = None,
+    *,
+    jobs: int = 1,
+    force: bool = False,
+    runner: Runner | None = None,
+    progress: ProgressCallback | None = None,
+    on_record: Callable[[Record], None] | None = None,
+) -> list[Record]:
+    """Fuse every stack, ``jobs`` at a time; return one :class:`Record` per stack, in
+    the order of ``stacks``.
+
+    Parameters
+    ----------
+    stacks : sequence of Stack
+        From :func:`find_stacks`.
+    outdir : str or path-like
+        Where the outputs go (``work.outputs`` names them; folders are made).
+    work : Work, optional
+        What to do with each stack; default :class:`FuseWork` ().
+    jobs : int
+        Stacks run at once, each in a worker process (1: one by one, in this process).
+    force : bool
+        Redo stacks whose outputs exist (replacing them); by default they are skipped.
+    runner : callable, optional
+        Runs the tasks elsewhere (see :func:`convstack.stack.cluster.dask_runner`).
+    progress : callable, optional
+        ``progress('stacks', done, total)`` as stacks end.
+    on_record : callable, optional
+        Called with each record as its stack ends.
+
+    Raises
+    ------
+    ValueError
+        ``jobs`` is not a positive integer.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise v.fail("jobs", "be an integer >= 1", jobs)
+    chosen: Work = FuseWork() if work is None else work
+    root = Path(outdir)
+    tasks, settled = _plan(stacks, root, chosen, force)
+    records: dict[str, Record] = {}
+    total = len(stacks)
+
+    def done(record: Record) -> None:
+        records[record.stack] = record
+        if on_record is not None:
+            on_record(record)
+        report(progress, "stacks", len(records), total)
+
+    report(progress, "stacks", 0, total)
+    for record in settled:
+        done(record)
+    for _, outputs in tasks:
+        for path in [*outputs.files(), *outputs.extra]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+    if runner is None:
+        runner = _run_here if jobs == 1 or len(tasks) < 2 else _run_in_processes(jobs)
+    try:
+        if tasks:
+            runner(chosen, tasks, force, done)
+    finally:  # killed workers' leftovers (a run that ended, or was interrupted)
+        for _, outputs in tasks:
+            remove_stale_temps(outputs)
+    return [records[stack.name] for stack in stacks if stack.name in records]
+
+
+def write_report(
+    records: Iterable[Record], path: str | os.PathLike[str], *, overwrite: bool = True
+) -> Path:
+    """Write the records as JSON lines, atomically, by the one writer's rules.
+
+    The report of a batch run replaces that of the run before (``overwrite``).
+    """
+    import json
+
+    text = "".join(json.dumps(record.to_json(), sort_keys=True) + "\n" for record in records)
+    return _writer.write_bytes(path, text.encode(), overwrite=overwrite)

@@ -1,0 +1,431 @@
+"""`convstack batch` and convstack.stack.batch: discovery, grouping, outputs equal to
+`fuse` to the bit, the report, reruns, failures, parallel jobs and interruption."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convstack import _writer
+from convstack.cli import main
+from convstack.stack import batch as B
+from convstack.stack import fuse
+from test_stack_fusion import two_depth_stack
+
+
+def write_frames(folder: Path, seed: int, names: list[str] | None = None, **kw: int) -> list[Path]:
+    frames, _ = two_depth_stack(seed=seed, **kw)
+    names = names or [f"frame_{i + 1}.png" for i in range(len(frames))]
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, frame in zip(names, frames, strict=False):
+        Image.fromarray(frame).save(folder / name)
+        paths.append(folder / name)
+    return paths
+
+
+def load(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image)
+
+
+def read_report(path: Path) -> dict[str, dict]:
+    lines = path.read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    return {r["stack"]: r for r in records}
+
+
+def stray_files(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*") if p.name.startswith(".") or ".tmp" in p.name]
+
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> Path:
+    """root/a (3 frames), root/b/c (3), root/b/d10 and root/b/d9 (3 each), root/b/lone
+    (1 frame), root/.hidden (3), root/notes.txt."""
+    root = tmp_path / "root"
+    write_frames(root / "a", 0)
+    write_frames(root / "b" / "c", 1)
+    write_frames(root / "b" / "d10", 2)
+    write_frames(root / "b" / "d9", 3)
+    write_frames(root / "b" / "lone", 4, names=["only.png"])
+    write_frames(root / ".hidden", 5)
+    (root / "notes.txt").write_text("not a frame")
+    return root
+
+
+# ------------------------------------------------------------------ discovery
+
+
+def test_find_stacks_folders_in_natural_order(tree: Path) -> None:
+    stacks = B.find_stacks(tree)
+    assert [s.name for s in stacks] == ["a", "b/c", "b/d9", "b/d10"]
+    assert [f.name for f in stacks[0].frames] == ["frame_1.png", "frame_2.png", "frame_3.png"]
+    assert all(len(s.frames) == 3 and s.note is None for s in stacks)
+
+
+def test_find_stacks_natural_frame_order_and_root_itself(tmp_path: Path) -> None:
+    root = tmp_path / "shots"
+    write_frames(root, 0, names=["f10.png", "f2.png", "f1.png"])
+    (stack,) = B.find_stacks(root)
+    assert stack.name == "shots"
+    assert [f.name for f in stack.frames] == ["f1.png", "f2.png", "f10.png"]
+
+
+def test_find_stacks_excludes_the_output_folder(tree: Path) -> None:
+    out = tree / "fused"
+    write_frames(out / "x", 6)  # would be a stack
+    assert "fused/x" in [s.name for s in B.find_stacks(tree)]
+    assert "fused/x" not in [s.name for s in B.find_stacks(tree, exclude=[out])]
+
+
+def test_group_by_prefix(tmp_path: Path) -> None:
+    folder = tmp_path / "root" / "tray"
+    write_frames(folder, 0, names=["beetle_001.png", "beetle_002.png", "beetle_010.png"])
+    write_frames(folder, 1, names=["moth-1.png", "moth-2.png", "moth-3.png"])
+    write_frames(folder, 2, names=["wasp_1.png"])  # alone: no stack
+    stacks = B.find_stacks(tmp_path / "root", group="prefix")
+    assert [s.name for s in stacks] == ["tray/beetle", "tray/moth"]
+    assert [f.name for f in stacks[0].frames] == [
+        "beetle_001.png",
+        "beetle_002.png",
+        "beetle_010.png",
+    ]
+
+
+def write_jpeg(path: Path, frame: np.ndarray, taken: str | None) -> None:
+    exif = Image.Exif()
+    if taken is not None:
+        exif.get_ifd(0x8769)[36867] = taken
+    Image.fromarray(frame).save(path, exif=exif, quality=95)
+
+
+def test_group_by_capture_gap_from_exif(tmp_path: Path) -> None:
+    folder = tmp_path / "root" / "day"
+    folder.mkdir(parents=True)
+    frames, _ = two_depth_stack(seed=0)
+    times = ["10:00:00", "10:00:01", "10:00:03", "10:05:00", "10:05:02", "10:05:04"]
+    for i, taken in enumerate(times):
+        write_jpeg(folder / f"IMG_{i + 1:04d}.jpg", frames[i % 3], f"2024:05:01 {taken}")
+    # modification times that would group them otherwise: EXIF wins
+    for i, path in enumerate(sorted(folder.iterdir())):
+        os.utime(path, (1e9 + 100 * i, 1e9 + 100 * i))
+    stacks = B.find_stacks(tmp_path / "root", group="gap=10")
+    assert [s.name for s in stacks] == ["day/IMG_0001", "day/IMG_0004"]
+    assert [len(s.frames) for s in stacks] == [3, 3]
+    assert all(s.note is None for s in stacks)
+    # a gap longer than every pause: one stack
+    assert [len(s.frames) for s in B.find_stacks(tmp_path / "root", group="gap=600")] == [6]
+
+
+def test_group_by_gap_falls_back_to_file_times_with_a_note(tmp_path: Path) -> None:
+    folder = tmp_path / "root"
+    paths = write_frames(folder, 0, names=["p1.png", "p2.png", "p3.png"])
+    paths += write_frames(folder, 1, names=["p4.png", "p5.png", "p6.png"])
+    for path, seconds in zip(paths, [0, 2, 4, 50, 52, 54], strict=True):
+        os.utime(path, (1e9 + seconds, 1e9 + seconds))
+    stacks = B.find_stacks(folder, group=B.Grouping("gap", 5.0))
+    assert [[f.name for f in s.frames] for s in stacks] == [
+        ["p1.png", "p2.png", "p3.png"],
+        ["p4.png", "p5.png", "p6.png"],
+    ]
+    assert all("modification time" in (s.note or "") for s in stacks)
+
+
+def test_capture_time_reads_subseconds(tmp_path: Path) -> None:
+    path = tmp_path / "a.jpg"
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[36867] = "2024:05:01 10:00:00"
+    exif.get_ifd(0x8769)[37521] = "25"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(path, exif=exif)
+    seconds, exact = B.capture_time(path)
+    assert exact
+    assert seconds % 1 == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("gap=0", r"`group` gap must be a number of seconds > 0; got '0'"),
+        ("gap=abc", r"`group` gap must be a number of seconds > 0; got 'abc'"),
+        ("gap=nan", r"> 0; got 'nan'"),
+        ("date", r"`group` must be 'folder', 'prefix' or 'gap=SECONDS'; got 'date'"),
+    ],
+)
+def test_parse_group_errors(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        B.parse_group(text)
+
+
+def test_library_argument_errors(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="`group` must be a string"):
+        B.parse_group(3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`root` must be a folder"):
+        B.find_stacks(tmp_path / "missing")
+    with pytest.raises(ValueError, match="`jobs` must be an integer >= 1; got 0"):
+        B.run_batch([], tmp_path, jobs=0)
+
+
+# ------------------------------------------------------------------ the command
+
+
+def batch(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = main(["batch", *argv, "--quiet"])
+    return code, capsys.readouterr().err
+
+
+def test_batch_outputs_equal_fuse_to_the_bit(
+    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    code, err = batch([str(tree), "-o", str(out), "--depth-map", "--method", "depthmap"], capsys)
+    assert code == 0, err
+    for stack in B.find_stacks(tree):
+        result = fuse(list(stack.frames), method="depthmap")
+        image = out.joinpath(*stack.name.split("/")).with_suffix(".png")
+        np.testing.assert_array_equal(load(image), result.image)
+        depth = load(image.with_name(image.stem + ".depth.png"))
+        assert depth.dtype == np.uint16 and depth.shape == result.depth.shape
+        # the depth map is the fractional frame index scaled to 16 bits
+        np.testing.assert_allclose(depth / 65535 * 2, result.depth, atol=1 / 65535 * 2 + 1e-6)
+    assert not (out / "b" / "lone.png").exists()
+    assert not (out / ".hidden.png").exists()
+    assert stray_files(out) == []
+    assert "4 fused, 0 skipped, 0 failed of 4 stacks" in err
+
+
+def test_library_batch_equals_the_command(
+    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert batch([str(tree), "-o", str(tmp_path / "cli")], capsys)[0] == 0
+    seen: list[tuple[str, int, int]] = []
+    records = B.run_batch(
+        B.find_stacks(tree),
+        tmp_path / "lib",
+        B.FuseWork(),
+        progress=lambda stage, done, total: seen.append((stage, done, total)),
+    )
+    assert [r.status for r in records] == ["done"] * 4
+    assert seen[0] == ("stacks", 0, 4) and seen[-1] == ("stacks", 4, 4)
+    for name in ("a.png", "b/c.png", "b/d9.png", "b/d10.png"):
+        assert (tmp_path / "lib" / name).read_bytes() == (tmp_path / "cli" / name).read_bytes()
+
+
+def test_report_content(tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert batch([str(tree), "-o", str(out)], capsys)[0] == 0
+    report = read_report(out / B.REPORT_NAME)
+    assert list(report) == ["a", "b/c", "b/d9", "b/d10"]
+    for name, record in report.items():
+        assert record["status"] == "done" and record["error"] is None
+        assert record["frames"] == 3
+        assert 0 < record["seconds"] < 600
+        assert record["peak_rss"] > 10 * 2**20  # at least the interpreter and NumPy
+        assert record["residual"] is None
+        assert record["outputs"] == [str(out / f"{name}.png")]
+
+
+def test_rerun_skips_and_force_redoes(
+    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert batch([str(tree), "-o", str(out)], capsys)[0] == 0
+    image = out / "b" / "c.png"
+    first = image.stat()
+    code, err = batch([str(tree), "-o", str(out)], capsys)
+    assert code == 0
+    assert "0 fused, 4 skipped" in err
+    assert {r["status"] for r in read_report(out / B.REPORT_NAME).values()} == {"skipped"}
+    assert image.stat().st_ino == first.st_ino and image.stat().st_mtime_ns == first.st_mtime_ns
+    code, err = batch([str(tree), "-o", str(out), "--force"], capsys)
+    assert code == 0 and "4 fused, 0 skipped" in err
+    assert image.stat().st_ino != first.st_ino  # replaced (atomically: a new file)
+    assert {r["status"] for r in read_report(out / B.REPORT_NAME).values()} == {"done"}
+
+
+def test_new_stack_is_fused_on_rerun(
+    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert batch([str(tree), "-o", str(out)], capsys)[0] == 0
+    write_frames(tree / "e", 7)
+    code, err = batch([str(tree), "-o", str(out)], capsys)
+    assert code == 0 and "1 fused, 4 skipped" in err
+    assert read_report(out / B.REPORT_NAME)["e"]["status"] == "done"
+
+
+def test_partial_outputs_are_refused_without_force(
+    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert batch([str(tree), "-o", str(out)], capsys)[0] == 0  # results, no depth maps
+    code, err = batch([str(tree), "-o", str(out), "--depth-map"], capsys)
+    assert code == 1
+    record = read_report(out / B.REPORT_NAME)["a"]
+    assert record["status"] == "failed"
+    assert "a.png exists but not" in record["error"] and "--force" in record["error"]
+    assert batch([str(tree), "-o", str(out), "--depth-map", "--force"], capsys)[0] == 0
+    assert (out / "a.depth.png").is_file()
+
+
+def test_a_broken_stack_does_not_stop_the_others(
+    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tree / "b" / "c" / "frame_2.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    out = tmp_path / "out"
+    code, err = batch([str(tree), "-o", str(out), "--depth-map"], capsys)
+    assert code == 1
+    assert "failed: b/c:" in err and "frame_2.png" in err
+    report = read_report(out / B.REPORT_NAME)
+    assert report["b/c"]["status"] == "failed"
+    assert "frame_2.png" in report["b/c"]["error"]
+    assert [report[n]["status"] for n in ("a", "b/d9", "b/d10")] == ["done"] * 3
+    assert not (out / "b" / "c.png").exists() and not (out / "b" / "c.depth.png").exists()
+    assert (out / "b" / "d9.png").is_file()
+    assert stray_files(out) == []
+
+
+def test_output_folder_inside_root_is_not_a_stack_on_rerun(
+    tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tree / "fused"
+    assert batch([str(tree), "-o", str(out)], capsys)[0] == 0
+    code, err = batch([str(tree), "-o", str(out)], capsys)
+    assert code == 0 and "0 fused, 4 skipped, 0 failed of 4 stacks" in err
+
+
+def test_save_steps_and_format(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    write_frames(root / "s", 0)
+    out = tmp_path / "out"
+    code, err = batch([str(root), "-o", str(out), "--format", "tif", "--save-steps"], capsys)
+    assert code == 0, err
+    assert (out / "s.tif").is_file()
+    assert (out / "s.steps" / "depth.png").is_file()
+    assert (out / "s.steps" / "aligned_000.png").is_file()
+
+
+def test_jobs_give_the_same_bits(
+    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert batch([str(tree), "-o", str(tmp_path / "one")], capsys)[0] == 0
+    code, err = batch([str(tree), "-o", str(tmp_path / "two"), "--jobs", "2"], capsys)
+    assert code == 0, err
+    for name in ("a.png", "b/c.png", "b/d9.png", "b/d10.png"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+    workers = {r["worker"] for r in read_report(tmp_path / "two" / B.REPORT_NAME).values()}
+    assert f":{os.getpid()}" not in "".join(workers)  # ran in worker processes
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--jobs", "0"], r"--jobs must be >= 1; got 0\."),
+        (["--group", "gap=-1"], r"--group: `group` gap must be a number of seconds > 0"),
+        (["--retouch", "nowhere"], r"--retouch nowhere: is not a folder\."),
+    ],
+)
+def test_command_errors(
+    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, err = batch([str(tree), "-o", str(tmp_path / "out"), *argv], capsys)
+    assert code == 1
+    assert re.search(message, err)
+
+
+def test_command_errors_root_and_outdir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, err = batch([str(tmp_path / "nope"), "-o", str(tmp_path / "out")], capsys)
+    assert code == 1 and "is not a folder (ROOT" in err
+    (tmp_path / "empty").mkdir()
+    code, err = batch([str(tmp_path / "empty"), "-o", str(tmp_path / "out")], capsys)
+    assert code == 1 and "holds no focus stack" in err
+    write_frames(tmp_path / "r" / "s", 0)
+    (tmp_path / "file").write_text("x")
+    code, err = batch([str(tmp_path / "r"), "-o", str(tmp_path / "file")], capsys)
+    assert code == 1 and "is a file, not a folder" in err
+
+
+# ------------------------------------------------------------------ one stack's outputs
+
+
+class HalfWork(B.FuseWork):
+    """Writes the result, then fails before the depth map."""
+
+    def __call__(self, stack: B.Stack, outputs: B.Outputs, overwrite: bool) -> None:
+        _writer.write_bytes(outputs.image, b"result", overwrite=overwrite)
+        raise RuntimeError("disk on fire")
+
+
+def test_a_failed_stack_removes_what_it_wrote(tmp_path: Path) -> None:
+    stack = B.Stack("s", tuple(write_frames(tmp_path / "s", 0)))
+    work = HalfWork(depth_map=True)
+    outputs = work.outputs(stack, tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    record = B.run_stack(work, stack, outputs, False)
+    assert record.status == "failed" and record.error == "disk on fire"
+    assert not outputs.image.exists()
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_stale_temporary_files_are_removed_before_a_retry(tmp_path: Path) -> None:
+    stack = B.Stack("s", tuple(write_frames(tmp_path / "s", 0)))
+    work = B.FuseWork()
+    out = tmp_path / "out"
+    out.mkdir()
+    outputs = work.outputs(stack, out)
+    stale = out / ".s.png.0a1b2c3d.tmp"  # as a writer killed with SIGKILL leaves it
+    stale.write_bytes(b"half")
+    other = out / ".t.png.0a1b2c3d.tmp"  # another output's: not touched
+    other.write_bytes(b"x")
+    record = B.run_stack(work, stack, outputs, False)
+    assert record.status == "done"
+    assert not stale.exists() and other.exists()
+    assert sorted(p.name for p in out.iterdir()) == [".t.png.0a1b2c3d.tmp", "s.png"]
+
+
+# ------------------------------------------------------------------ interruption
+
+
+def make_slow_tree(root: Path, count: int) -> None:
+    for k in range(count):
+        write_frames(root / f"s{k}", k, rows=360, cols=480, count=4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("signum", "jobs"), [(signal.SIGINT, 1), (signal.SIGTERM, 2)])
+def test_interrupted_batch_leaves_no_partial_output(tmp_path: Path, signum: int, jobs: int) -> None:
+    root, out = tmp_path / "root", tmp_path / "out"
+    make_slow_tree(root, 6)
+    command = [sys.executable, "-m", "convstack.cli", "batch", str(root), "-o", str(out)]
+    command += ["--depth-map", "--quiet", "--jobs", str(jobs), "--method", "depthmap"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("*.depth.png")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert process.poll() is None, process.communicate()[1]
+        time.sleep(0.1)
+        process.send_signal(signum)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == (130 if signum == signal.SIGINT else 128 + signum), err
+    done = {p.name.removesuffix(".png") for p in out.glob("*.png") if "depth" not in p.name}
+    depths = {p.name.removesuffix(".depth.png") for p in out.glob("*.depth.png")}
+    assert done == depths  # each stack: both outputs or none
+    assert 1 <= len(done) < 6
+    assert stray_files(out) == []
+    for name in done:  # and those there are whole
+        assert load(out / f"{name}.png").shape == (360, 480, 3)
