@@ -50,7 +50,8 @@ def has_nonfinite(array: NDArray[Any]) -> bool:
         from ._k_finite import zero_sum
 
         return not bool(np.isfinite(zero_sum(array.reshape(-1))))
-    dtype = np.float32 if array.dtype.itemsize <= 4 else array.dtype
+    native = array.dtype.newbyteorder("=")  # reductions take no byte order
+    dtype = np.float32 if native.kind == "f" and native.itemsize <= 4 else native
     with np.errstate(over="ignore", invalid="ignore"):
         return not bool(np.isfinite(np.add.reduce(array, axis=None, dtype=dtype)))
 
