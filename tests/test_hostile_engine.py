@@ -346,7 +346,8 @@ def arrays(draw, ndim=None):
             base[rng.integers(size)] = value
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        base = rng.integers(info.min, info.max, size=size, endpoint=True, dtype=dtype)
+        native = dtype.newbyteorder("=")
+        base = rng.integers(info.min, info.max, size=size, endpoint=True, dtype=native)
     with np.errstate(all="ignore"):
         array = base.astype(dtype).reshape(shape)
     view = draw(st.sampled_from(["plain", "reversed", "strided", "transposed"]))
