@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .._methods import Border, separable_rows
+from .._methods import THREAD_MIN_WORK, Border, separable_rows
 from .._modes import border_indices
 from ..convolve import correlate
 from ._dtype import POOL_THREADS, pad_image, strips
@@ -75,8 +75,11 @@ def separable_filter(
     result = np.empty(image.shape, dtype=dtype) if out is None else out.reshape(image.shape)
     run_rows = separable_rows(image, border, pairs, (1, 1), (1, 1), result, bias=bias, scale=scale)
     row_bytes = image.shape[1] * image.shape[2] * dtype.itemsize * (nx + ny + 2)
-    # about two strips per pool thread (three or more strips go on the pool)
-    target = max(rows * row_bytes // (2 * POOL_THREADS), 1 << 18)
+    # about two strips per pool thread (three or more strips go on the pool), one
+    # strip on the calling thread when the taps are too few to pay for hand-offs
+    target = rows * row_bytes
+    if float(result.size) * (nx + ny) >= THREAD_MIN_WORK:
+        target = max(target // (2 * POOL_THREADS), 1 << 18)
     strips(rows, row_bytes, run_rows, target=target)
     return result.reshape(array.shape)
 
