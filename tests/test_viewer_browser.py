@@ -251,6 +251,16 @@ def test_draw_zoom_paint_from_frame_3_and_save(
     print(f"\nviewer: stroke preview rendered in {stroke_ms:.1f} ms (small image)")
 
 
+def _rss_mib(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
 def test_first_paint_of_a_24_mp_result(tmp_path: Path, browser: Any) -> None:
     """Measured, not asserted: first paint of a 6000 x 4000 result and a stroke's render."""
     rows, cols = 4000, 6000
@@ -266,6 +276,9 @@ def test_first_paint_of_a_24_mp_result(tmp_path: Path, browser: Any) -> None:
     (tmp_path / "frames").mkdir()
     write_image(tmp_path / "frames" / "f0.png", frame)
     write_image(tmp_path / "frames" / "f1.png", image)
+    started = time.perf_counter()  # the peer: one decode of the result in this process
+    read_image(tmp_path / "big.png")
+    decode = time.perf_counter() - started
     viewer = Viewer([str(tmp_path / "big.png"), "--frames", str(tmp_path / "frames")])
     try:
         started = time.perf_counter()
@@ -285,12 +298,23 @@ def test_first_paint_of_a_24_mp_result(tmp_path: Path, browser: Any) -> None:
         page.mouse.up()
         settle(page)
         stroke_ms = page.evaluate("() => window.__viewer.lastRenderMs")
+        # pan at 1:1 along a diagonal and a row: the server's memory after each view
+        rss = [_rss_mib(viewer.process.pid)]
+        for step in range(16):
+            row = 400 + step * 200 if step < 8 else 3400
+            col = 600 + step * 300
+            page.evaluate(f"() => window.__viewer.zoomTo(1, {row}, {col})")
+            settle(page)
+            rss.append(_rss_mib(viewer.process.pid))
         page.close()
     finally:
         viewer.stop()
     print(
         f"\nviewer, 24 MP result (6000 x 4000 RGB), 1280 x 800 page: first paint "
         f"{first_paint:.0f} ms after navigation ({wall:.2f} s page load to painted, as seen "
-        f"by the test); stroke (radius 60, 21 points) rendered in {stroke_ms:.1f} ms"
+        f"by the test; {first_paint / 1000 / decode:.2f}x one decode of the PNG, "
+        f"{decode * 1000:.0f} ms); stroke (radius 60, 21 points) rendered in {stroke_ms:.1f} ms; "
+        f"server RSS while panning 16 views at 1:1: {rss[0]:.0f} -> max {max(rss):.0f} -> "
+        f"last {rss[-1]:.0f} MiB"
     )
     assert first_paint > 0
