@@ -243,12 +243,19 @@ def _compiled() -> Any:
     return _k_correlate
 
 
+#: Image dtypes the kernels read as they are; others are cast to the working dtype
+#: first (each dtype the kernels read is one more compilation, 1-3 s on first use).
+KERNEL_DTYPES = frozenset(
+    np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.float32, np.float64)
+)
+
+
 def kernel_source(array: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
-    """``array`` as the kernels read it: C-contiguous, native byte order, bool as uint8
-    and float16 as ``dtype`` (no copy when it already is)."""
+    """``array`` as the kernels read it: C-contiguous, native byte order, bool viewed as
+    uint8, dtypes outside ``KERNEL_DTYPES`` cast to ``dtype`` (no copy when it already is)."""
     if array.dtype == np.bool_:
         array = array.view(np.uint8)
-    elif array.dtype.kind == "f" and array.dtype.itemsize < 4:
+    elif array.dtype.newbyteorder("=") not in KERNEL_DTYPES:
         array = array.astype(dtype)
     elif not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))

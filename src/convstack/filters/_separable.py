@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .._methods import THREAD_MIN_WORK, Border, separable_rows
+from .. import _methods
+from .._methods import Border, separable_rows
 from .._modes import border_indices
 from ..convolve import correlate
 from ._dtype import POOL_THREADS, pad_image, strips
@@ -78,7 +79,7 @@ def separable_filter(
     # about two strips per pool thread (three or more strips go on the pool), one
     # strip on the calling thread when the taps are too few to pay for hand-offs
     target = rows * row_bytes
-    if float(result.size) * (nx + ny) >= THREAD_MIN_WORK:
+    if float(result.size) * (nx + ny) >= _methods.THREAD_MIN_WORK:
         target = max(target // (2 * POOL_THREADS), 1 << 18)
     strips(rows, row_bytes, run_rows, target=target)
     return result.reshape(array.shape)
