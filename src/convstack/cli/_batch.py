@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
         format=args.format,
         depth_map=args.depth_map,
         save_steps=args.save_steps,
-        retouch=args.retouch,
+        retouch=None if args.retouch is None else str(Path(args.retouch).absolute()),
     )
     records = _batch.run_batch(
         stacks,

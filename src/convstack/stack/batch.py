@@ -442,6 +442,12 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+#: Whether this process is running a stack (a worker's SIGTERM handler asks), and
+#: the exit status a worker told to stop ends with once its stack has unwound.
+_busy = False
+_stopping = 0
+
+
 def run_stack(work: Work, stack: Stack, outputs: Outputs, overwrite: bool) -> Record:
     """Run ``work`` on one stack and return its :class:`Record`; never raises for a
     failure of the stack (only ``KeyboardInterrupt`` and the like pass).
@@ -453,24 +459,34 @@ def run_stack(work: Work, stack: Stack, outputs: Outputs, overwrite: bool) -> Re
     before = {path: _stat(path) for path in outputs.files()}
     record = Record(stack.name, len(stack.frames), "done", note=stack.note)
     record.worker = f"{socket.gethostname()}:{os.getpid()}"
+    record.outputs = [str(path) for path in outputs.files()]
+    if not overwrite and outputs.complete():
+        # the batch skips stacks whose outputs exist before it starts: these were
+        # written by an earlier try of this task, whose record was lost with its worker
+        record.note = _join(record.note, "outputs written by an earlier try")
+        return record
     exact = _reset_peak()
     started = time.perf_counter()
+    global _busy
     try:
+        _busy = True
         work(stack, outputs, overwrite)
     except Exception as exc:
         record.status, record.error = "failed", _describe(exc)
         logger.debug("stack %s failed", stack.name, exc_info=True)
     finally:
+        _busy = False
         record.seconds = round(time.perf_counter() - started, 3)
         if record.status != "done" or not _done(outputs):
             _remove_written(before)
+        if _stopping:  # a worker process told to stop takes no further stack
+            os._exit(_stopping)
     if record.status == "done" and not _done(outputs):
         record.status, record.error = "failed", "the work ended without writing every output."
     record.peak_rss = _peak_rss()
     if not exact:
         record.note = _join(record.note, "peak_rss is the worker's peak over its life")
     record.peak_rss_children = int(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) * 1024
-    record.outputs = [str(path) for path in outputs.files()]
     return record
 
 
@@ -572,12 +588,19 @@ def _start_method() -> str:
 
 
 def _worker_started() -> None:
-    """In a worker process: SIGTERM unwinds like Ctrl-C (temporary files removed)."""
+    """In a worker process: Ctrl-C is the batch's to handle (it stops the workers);
+    SIGTERM unwinds a running stack like Ctrl-C (its temporary and written files
+    removed), and ends an idle worker at once."""
     import signal
 
     def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        global _stopping
+        if _busy:
+            _stopping = 128 + signum  # the stack unwinds, then the process ends
+            raise KeyboardInterrupt(f"signal {signum}")
+        os._exit(128 + signum)
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, stop)
 
 
