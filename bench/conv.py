@@ -3,6 +3,7 @@
     python bench/conv.py            # 512, 2048, 4096 squared; kernels 3 5 11 21 51 + gauss
     python bench/conv.py --quick    # 512 and 2048 only
     python bench/conv.py --sizes 1024 --kernels 3 5 --methods auto direct fft
+    python bench/conv.py --targets  # issue 13's cases (also gaussian_blur), alternated
 
 Float32 images, dense random kernels (and a separable Gaussian). Every time is the
 minimum over repeats; each ratio is ``ours / peer`` (below 1: convstack is
@@ -151,6 +152,56 @@ def calibrate(repeats: int) -> None:
     )
 
 
+def targets(repeats: int) -> None:
+    """The issue's target cases, ours and OpenCV called alternately (min of ``repeats`` pairs)."""
+    import cv2
+
+    from convstack import filters
+
+    cv2.setNumThreads(os.cpu_count() or 1)
+    rng = np.random.default_rng(3)
+
+    def pair(ours: Callable[[], Any], theirs: Callable[[], Any]) -> tuple[float, float]:
+        ours(), theirs()
+        a, b = [], []
+        for _ in range(repeats):
+            for func, into in ((ours, a), (theirs, b)):
+                gc.collect()
+                t0 = time.perf_counter()
+                func()
+                into.append(time.perf_counter() - t0)
+        return min(a), min(b)
+
+    print("# case, ours ms, cv2 ms, ours/cv2 (ours and OpenCV alternately, min of pairs)")
+    for size, ks in ((2048, (3, 5, 11, 21, 51)), (512, (3, 5))):
+        image = rng.random((size, size), dtype=np.float32)
+        for k in ks:
+            kernel = rng.standard_normal((k, k)).astype(np.float32)
+            a, b = pair(
+                lambda image=image, kernel=kernel: convstack.correlate(
+                    image, kernel, mode="mirror"
+                ),
+                lambda image=image, kernel=kernel: cv2.filter2D(image, -1, kernel),
+            )
+            label = f"correlate float32 {size}^2 {k}x{k}"
+            print(f"{label:<40} {a * 1e3:8.2f} {b * 1e3:8.2f} {a / b:6.2f}", flush=True)
+    for shape, dtype, k in (
+        ((2048, 2048, 3), np.uint8, 5),
+        ((2048, 2048, 3), np.uint8, 11),
+        ((2048, 2048), np.float32, 5),
+        ((2048, 2048, 3), np.float32, 5),
+    ):
+        image = (rng.random(shape) * 255).astype(dtype)
+        a, b = pair(
+            lambda image=image, k=k: filters.gaussian_blur(image, k),
+            lambda image=image, k=k: cv2.GaussianBlur(image, (k, k), 0),
+        )
+        same = np.array_equal(filters.gaussian_blur(image, k), cv2.GaussianBlur(image, (k, k), 0))
+        label = f"gaussian_blur {np.dtype(dtype).name} {'x'.join(map(str, shape))} {k}x{k}"
+        exact = " bit-exact" if same else ""
+        print(f"{label:<40} {a * 1e3:8.2f} {b * 1e3:8.2f} {a / b:6.2f}{exact}", flush=True)
+
+
 def memory() -> None:
     """Peak memory traced by tracemalloc during one call, against the output's size."""
     import tracemalloc
@@ -186,12 +237,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--calibrate", action="store_true", help="measure cost-model constants")
     parser.add_argument("--memory", action="store_true", help="peak memory of method='auto'")
+    parser.add_argument("--targets", action="store_true", help="issue 13's cases, alternated")
     args = parser.parse_args(argv)
     if args.calibrate:
         calibrate(args.repeats)
         return 0
     if args.memory:
         memory()
+        return 0
+    if args.targets:
+        targets(args.repeats)
         return 0
     sizes = args.sizes or ([512, 2048] if args.quick else [512, 2048, 4096])
     available = peers()
