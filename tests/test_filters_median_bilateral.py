@@ -307,6 +307,151 @@ def test_bilateral_uint8_small_sigma_color(shape, sigma_color):
     assert np.count_nonzero(diff) <= diff.size // 200
 
 
+def bilateral_oracle(image, diameter, sigma_color, sigma_space, mode="mirror"):
+    """OpenCV's float method as a slow loop over the window of every pixel (float64)."""
+    numpy_mode = {"mirror": "reflect", "reflect": "symmetric", "nearest": "edge"}[mode]
+    img = image.astype(np.float64)
+    if img.ndim == 2:
+        img = img[..., None]
+    radius = diameter // 2 if diameter > 0 else int(np.rint(1.5 * sigma_space))
+    padded = np.pad(img, ((radius, radius), (radius, radius), (0, 0)), mode=numpy_mode)
+    lo, hi = float(img.min()), float(img.max())
+    bins = 4096 * img.shape[2]
+    scale = np.float32(bins / np.float32((hi - lo) * img.shape[2]))
+    table = np.exp(-0.5 * (np.arange(bins + 2) / float(scale)) ** 2 / sigma_color**2)
+    table = table.astype(np.float32)
+    out = np.empty_like(img)
+    for y in range(img.shape[0]):
+        for x in range(img.shape[1]):
+            centre = img[y, x]
+            total, wsum = centre.copy(), 1.0
+            for i in range(-radius, radius + 1):
+                for j in range(-radius, radius + 1):
+                    r = np.hypot(i, j)
+                    if r > radius or (i == 0 and j == 0):
+                        continue
+                    q = padded[y + radius + i, x + radius + j]
+                    alpha = float(np.abs(q - centre).sum()) * float(scale)
+                    k = int(alpha)
+                    color = table[k] + (alpha - k) * (table[k + 1] - table[k])
+                    w = color * float(np.float32(np.exp(-0.5 * r * r / sigma_space**2)))
+                    total += w * q
+                    wsum += w
+            out[y, x] = total / wsum
+    return out.reshape(image.shape)
+
+
+@pytest.mark.parametrize("shape", [(9, 11), (8, 7, 3), (1, 6), (6, 1), (1, 1), (2, 3, 2)])
+@pytest.mark.parametrize("mode", ["mirror", "reflect", "nearest"])
+def test_bilateral_float64_matches_a_slow_loop(shape, mode):
+    image = make(shape, np.float64, seed=13)
+    ours = filters.bilateral(image, 5, 0.3, 2.0, mode=mode)
+    if image.max() - image.min() < np.finfo(np.float32).eps:  # (1, 1): flat, a copy
+        np.testing.assert_array_equal(ours, image)
+        return
+    np.testing.assert_allclose(ours, bilateral_oracle(image, 5, 0.3, 2.0, mode), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 3, 3), (3, 2)])
+@pytest.mark.parametrize("mode", ["mirror", "reflect", "nearest"])
+def test_bilateral_uint8_tiny_images_match_cv2(shape, mode):
+    border = {
+        "mirror": cv2.BORDER_REFLECT_101,
+        "reflect": cv2.BORDER_REFLECT,
+        "nearest": cv2.BORDER_REPLICATE,
+    }
+    image = make(shape, np.uint8, seed=14)
+    ours = filters.bilateral(image, 9, 60, 3, mode=mode)
+    theirs = cv2.bilateralFilter(image, 9, 60, 3, borderType=border[mode])
+    assert np.abs(ours.astype(int) - theirs.reshape(ours.shape).astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+def test_bilateral_on_views_and_input_unchanged(dtype):
+    base = make((40, 46, 3), dtype, seed=15)
+    before = base.copy()
+    sigma_color = 40 if dtype == np.uint8 else 0.2 * (65535 if dtype == np.uint16 else 1)
+    for view in (base[::2, 1::3], base[..., ::2], base[:, :, 0].T, base[5:30:3, ::-1, 1]):
+        ours = filters.bilateral(view, 7, sigma_color, 3)
+        expected = filters.bilateral(np.ascontiguousarray(view), 7, sigma_color, 3)
+        np.testing.assert_array_equal(ours, expected)
+    np.testing.assert_array_equal(base, before)
+
+
+@pytest.mark.parametrize("shape", [(30, 33), (25, 27, 3)])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bilateral_non_finite_windows_give_nan(shape, bad, dtype):
+    # issue 19: NaN gave IndexError, inf ZeroDivisionError
+    image = make(shape, dtype, seed=16)
+    image[12, 20] = bad
+    before = image.copy()
+    ours = filters.bilateral(image, 7, 0.3, 2.0)
+    np.testing.assert_array_equal(image, before)
+    # by hand: the disc of radius 3 around (12, 20), 29 pixels, all NaN; nothing else
+    rows, cols = np.ogrid[: shape[0], : shape[1]]
+    disc = (rows - 12) ** 2 + (cols - 20) ** 2 <= 9
+    nan = np.isnan(ours) if ours.ndim == 2 else np.isnan(ours).all(axis=2)
+    np.testing.assert_array_equal(nan, disc)
+    assert np.count_nonzero(disc) == 29
+    # elsewhere: the filter of the finite image, where the window misses the bad sample
+    clean = image.copy()
+    clean[12, 20] = image[~np.isnan(image) & np.isfinite(image)].min()
+    np.testing.assert_allclose(ours[~disc], filters.bilateral(clean, 7, 0.3, 2.0)[~disc])
+
+
+def test_bilateral_all_nan_and_huge_values():
+    assert np.isnan(filters.bilateral(np.full((4, 5), np.nan, np.float32), 5, 1, 1)).all()
+    # differences of 1e308 overflow: an exact power-of-two scaling gives the same weights
+    image = make((20, 21), np.float64, seed=17)
+    scaled = image * 2.0**1020
+    ours = filters.bilateral(scaled, 5, 0.3 * 2.0**1020, 2.0)
+    assert np.isfinite(ours).all()
+    np.testing.assert_allclose(ours / 2.0**1020, filters.bilateral(image, 5, 0.3, 2.0), rtol=1e-12)
+    f32 = np.array([[3e38, -3e38, 1e38], [0, 2e38, -1e38]], np.float32)
+    assert np.isfinite(filters.bilateral(f32, 3, 1e38, 1.0)).all()
+
+
+def test_bilateral_radius_cut_where_space_weights_underflow():
+    # issue 19: a diameter of 4001 on a 40x50 image ran for minutes; beyond 14.4
+    # sigma_space the float32 space weights are exactly 0, so the cut changes nothing
+    bilateral_module = importlib.import_module("convstack.filters.bilateral")
+    gauss = float(np.float32(-0.5 / 1.5**2))
+    radius = bilateral_module._radius(4001, 1.5, gauss)
+    assert np.float32(np.exp(radius**2 * gauss)) > 0
+    assert np.float32(np.exp((radius + 1) ** 2 * gauss)) == 0
+    # by hand: exp(-r**2 / 4.5) < 2**-150 once r**2 > 4.5 * 150 ln 2 = 467.9
+    assert radius == 21
+    image = make((30, 34, 3), np.uint8, seed=18)
+    np.testing.assert_array_equal(
+        filters.bilateral(image, 4001, 50, 1.5), filters.bilateral(image, 2 * radius + 1, 50, 1.5)
+    )
+    theirs = cv2.bilateralFilter(image, 61, 50, 1.5)  # radius 30, past the cut
+    assert np.abs(filters.bilateral(image, 61, 50, 1.5).astype(int) - theirs).max() <= 1
+
+
+def test_bilateral_refuses_absurd_windows():
+    image = make((40, 50), np.float32, seed=19)
+    with pytest.raises(ValueError, match=r"with a window wider than the image, more than"):
+        filters.bilateral(image, 4001, 10, 1000)
+    with pytest.raises(ValueError, match=r"radius 2000, .* use a smaller `diameter`"):
+        filters.bilateral(image.astype(np.uint8), 4001, 10, 1000)
+
+
+def test_cli_bilateral_refuses_an_absurd_window(tmp_path, capsys):
+    from convstack.cli import main
+    from convstack.stack.io import write_image
+
+    write_image(tmp_path / "in.png", make((40, 50), np.uint8, seed=20))
+    code = main(
+        ["filter", "bilateral", str(tmp_path / "in.png"), str(tmp_path / "out.png")]
+        + ["--diameter", "4001", "--sigma-space", "1000"]
+    )
+    assert code != 0
+    assert "use a smaller --diameter or --sigma-space" in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()
+
+
 # ------------------------------------------------------------------ across a fork
 
 

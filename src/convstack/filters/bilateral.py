@@ -1,4 +1,4 @@
-"""Bilateral filter with lookup tables for both weights, as OpenCV's ``bilateralFilter``."""
+"""Bilateral filter, OpenCV's ``bilateralFilter``: lookup tables for both weights."""
 
 from __future__ import annotations
 
@@ -9,26 +9,54 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
+from ..limits import check_memory
 from ._dtype import check_image, check_mode, pad_image, saturate, strips
 
-__all__ = ["bilateral"]
+__all__ = ["MAX_TAP_PIXELS", "MAX_TAP_PIXELS_WIDE", "bilateral"]
 
 _BINS_PER_CHANNEL = 1 << 12  # OpenCV's float colour-weight table resolution
-_STRIP_BYTES = 4 << 20
-#: Smallest base-2 exponent of a colour weight (see :func:`_bilateral_u8_flat`).
-_LOG2_WEIGHT_FLOOR = np.float32(-100.0)
+#: Bytes of work (row width x taps) per strip: at least one strip per pool thread.
+_STRIP_BYTES = 1 << 20
+
+#: Most (window taps x pixels) one call may ask for: about 2.7e11, minutes of work; and
+#: the most for a window wider than the image (whose border modes then repeat the image
+#: over and over): about 1.1e9, a few seconds.
+MAX_TAP_PIXELS = 1 << 38
+MAX_TAP_PIXELS_WIDE = 1 << 30
+
+#: A float32 space weight ``exp(-r**2 / (2 sigma_space**2))`` is exactly 0 once the
+#: exponent is below ``-150 ln 2`` (under half the smallest subnormal, 2**-150): from
+#: there on taps add nothing, so the radius stops where the weight is still above 0.
+_UNDERFLOW = 150 * math.log(2)
 
 
-def _offsets(radius: int, gauss_space: float, *, centre: bool) -> list[tuple[int, int, float]]:
-    """(row, col, weight) of every offset inside the circle of ``radius`` (OpenCV's order)."""
-    out = []
-    for i in range(-radius, radius + 1):
-        for j in range(-radius, radius + 1):
-            r = math.sqrt(i * i + j * j)
-            if r > radius or (not centre and i == 0 and j == 0):
-                continue
-            out.append((i, j, float(np.float32(math.exp(r * r * gauss_space)))))
-    return out
+def _offsets(
+    radius: int, gauss_space: float, *, centre: bool
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32]]:
+    """Rows, columns and float32 space weights of the offsets inside the circle of ``radius``.
+
+    OpenCV's order (row by row) and values: ``r = sqrt(i**2 + j**2)`` in float64, offsets
+    with ``r > radius`` dropped, weight ``float32(exp(r * r * gauss_space))``.
+    """
+    i, j = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    r = np.sqrt((i * i + j * j).astype(np.float64))
+    keep = r <= radius
+    if not centre:
+        keep &= (i != 0) | (j != 0)
+    weights = np.exp(r[keep] * r[keep] * gauss_space).astype(np.float32)
+    return i[keep].astype(np.intp), j[keep].astype(np.intp), weights
+
+
+def _radius(diameter: int, ss: float, gauss_space: float) -> int:
+    """OpenCV's radius, cut where the float32 space weight has underflowed to 0."""
+    radius = diameter // 2 if diameter > 0 else int(np.rint(ss * 1.5))
+    radius = max(radius, 1)
+    reach = math.sqrt(_UNDERFLOW / -gauss_space)  # weights beyond are exactly 0
+    if radius > reach + 1:
+        radius = int(reach) + 1
+        while radius > 1 and np.float32(math.exp(radius * radius * gauss_space)) == 0:
+            radius -= 1
+    return radius
 
 
 def bilateral(
@@ -65,17 +93,33 @@ def bilateral(
     ndarray
         Same shape and dtype; uint8 results rounded to nearest.
 
+    Raises
+    ------
+    ValueError
+        A window so large that the call would need more than ``MAX_TAP_PIXELS`` tap
+        evaluations (``MAX_TAP_PIXELS_WIDE`` when the window is wider than the image),
+        or more memory than :func:`convstack.limits.get_memory_limit`.
+
     Notes
     -----
-    uint8 images compute the colour weight ``exp(c * c * coeff)`` in float32
-    for the integer distance ``c`` (the values of OpenCV's table, computed on
-    the fly, as a base-2 exp, because a NumPy gather is slower) times the
-    offset's space weight, skip offsets outside the circle, accumulate in
-    float32 on flat slices of the padded image and round once. Float and
-    uint16 images use OpenCV's float method: a 4096-bins-per-channel table
-    over the image's value
-    range, linearly interpolated; the centre pixel has weight 1. OpenCV
+    uint8 images follow OpenCV's 8-bit method: weight ``space * color[c]`` with the
+    colour table ``float32(exp(c**2 coeff))`` over the integer L1 distance ``c``, sums in
+    float32, the centre included with weight 1, one rounding at the end. Float and
+    uint16 images use OpenCV's float method: a 4096-bins-per-channel table over the
+    image's value range, linearly interpolated; the centre pixel has weight 1. OpenCV
     accepts only uint8 and float32; uint16 and float64 follow the float method.
+
+    The window: float32 space weights are exactly 0 beyond ``r = sqrt(150 ln 2 * 2)
+    * sigma_space`` (about ``14.4 sigma_space``; ``exp(-r**2 / (2 sigma_space**2))``
+    under ``2**-150`` rounds to 0), so the radius is cut there, with the same result:
+    ``bilateral(image, 4001, 10, 10)`` uses a radius of 144.
+
+    Non-finite values (float images): an output whose window holds a NaN or an
+    infinity is NaN (next to an infinite sample the colour weight is ``exp(-inf) = 0``
+    and its term ``0 * inf``); every other output is computed as usual, with the
+    value range of the table taken over the finite samples. Values near the float range
+    (``1e308``, whose differences overflow) are filtered after an exact power-of-two
+    scaling of the image and of ``sigma_color``, under which the weights do not change.
 
     Examples
     --------
@@ -92,175 +136,147 @@ def bilateral(
     ss = v.finite_float(sigma_space, "sigma_space")
     if sc <= 1e-6 or ss <= 1e-6:
         return array.copy()
-    radius = int(diameter) // 2 if diameter > 0 else int(np.rint(ss * 1.5))
-    radius = max(radius, 1)
-    padded = np.ascontiguousarray(pad_image(array, (radius, radius), (radius, radius), mode))
-    if array.dtype == np.uint8:
-        return _bilateral_u8_flat(padded, array.shape, radius, sc, ss)
-    return _bilateral_float(array, padded, radius, sc, ss)
+    is_u8 = array.dtype == np.uint8
+    # uint8: OpenCV's float32 coefficient; the float method keeps float64
+    gauss_space = float(np.float32(-0.5 / (ss * ss))) if is_u8 else -0.5 / (ss * ss)
+    radius = _radius(int(diameter), ss, gauss_space)
+    taps = sum(2 * math.isqrt(radius * radius - i * i) + 1 for i in range(-radius, radius + 1))
+    channels = array.shape[2] if array.ndim == 3 else 1
+    what = (
+        f"bilateral of an image of shape {array.shape} with diameter {diameter} and "
+        f"sigma_space {ss:g} (a window of radius {radius}, {taps} taps)"
+    )
+    work = taps * array.shape[0] * array.shape[1]
+    wide = radius > max(array.shape[0], array.shape[1])
+    limit = MAX_TAP_PIXELS_WIDE if wide else MAX_TAP_PIXELS
+    if work > limit:
+        why = "with a window wider than the image, " if wide else ""
+        raise ValueError(
+            f"{what} asks for {work:.3g} tap evaluations, {why}more than {limit:.3g}; use a "
+            "smaller `diameter` or `sigma_space`."
+        )
+    padded_bytes = (array.shape[0] + 2 * radius) * (array.shape[1] + 2 * radius) * channels
+    check_memory(padded_bytes * 8.0 * 2 + array.nbytes * 2 + 24.0 * taps, what)
+    if is_u8:
+        return _bilateral_u8(array, radius, sc, gauss_space, mode)
+    return _bilateral_float(array, radius, sc, gauss_space, mode)
 
 
-def _bilateral_u8_flat(
-    padded: NDArray[np.uint8], shape: tuple[int, ...], radius: int, sc: float, ss: float
+def _bilateral_u8(
+    array: NDArray[np.uint8], radius: int, sc: float, gauss_space: float, mode: str
 ) -> NDArray[np.uint8]:
-    """OpenCV's 8-bit bilateral on flat, contiguous slices of the padded image.
+    """OpenCV's 8-bit method; the colour weight ``exp(-D**2 / (2 sc**2))`` as a base-2
+    exponent joined with the space weight's, evaluated in the compiled loop."""
+    from .. import _k_bilateral
 
-    Each channel of the padded image becomes one flat float32 array (planar);
-    an offset ``(i, j)`` is then a shift by ``i * padded_cols + j`` and every
-    per-offset operation runs on contiguous 1-D slices (NumPy's fastest loops,
-    ~2x faster than 2-D views with a column offset). Outputs are computed over
-    whole padded rows and the border columns dropped at the end (``2 * radius``
-    of ``padded_cols`` wasted).
-
-    Per pair of opposite offsets ``+-o`` (one weight array serves both: the
-    weight of ``p + o`` seen from ``p`` equals that of ``p`` seen from ``p + o``):
-    ``d_c = k * (x_c[a] - x_c[a + o])`` with ``k = sqrt(-coeff * log2(e))``
-    pre-multiplied into the image, the colour distance ``D = sum_c |d_c|``
-    (OpenCV's L1; just ``|d|`` for gray), the weight
-    ``w = exp2(log2(space_weight) - D * D)`` (OpenCV's colour table value
-    ``exp(coeff * diff**2)`` times the space weight, in one exp2, which NumPy
-    runs ~1.8x faster than exp; a NumPy gather from a table is ~2x slower than
-    the vectorised exp),
-    and the result is accumulated as ``x + sum(w * (x_q - x)) / sum(w)``: one
-    product ``w * d_c`` per pair serves both directions (it is ``-k * w * (x_q -
-    x)`` seen from ``a`` and ``+`` seen from ``a + o``). The weights agree with
-    OpenCV's table to float32 rounding.
-    """
-    rows, cols = shape[0], shape[1]
-    cn = shape[2] if len(shape) == 3 else 1
+    channels = array.shape[2] if array.ndim == 3 else 1
+    rows, cols = array.shape[0], array.shape[1]
     wp = cols + 2 * radius
-    coeff = -0.5 / (sc * sc)
-    # base-2 exponents: NumPy's float32 exp2 is ~1.8x faster than its exp
-    # (17 vs 30 us per 86k values), and exp(coeff * c**2) = exp2(-(k * c)**2)
-    # with k = sqrt(-coeff * log2(e))
-    scale = math.sqrt(-coeff * math.log2(math.e))
-    gauss_space = float(np.float32(-0.5 / (ss * ss)))
-    half = [
-        (i * wp + j, np.float32(math.log2(w)))
-        for i, j, w in _offsets(radius, gauss_space, centre=True)
-        if (i, j) > (0, 0)
-    ]
-    # whether some weight can fall below 2**floor (the largest colour distance is
-    # 255 per channel): only small sigma_color gets there, and only then is the floor
-    # worth its pass
-    lowest = min((log_w for _, log_w in half), default=0.0) - (255.0 * cn * scale) ** 2
-    floored = lowest < float(_LOG2_WEIGHT_FLOOR)
+    color_coeff = 0.5 / (sc * sc) * math.log2(math.e)
+    rows_off, cols_off, space = _offsets(radius, gauss_space, centre=True)
+    half = (rows_off > 0) | ((rows_off == 0) & (cols_off > 0))  # one of each pair +-o
+    shifts = rows_off[half] * wp + cols_off[half]
+    with np.errstate(divide="ignore"):
+        log2_space = np.log2(space[half].astype(np.float64)).astype(np.float32)  # 0: -inf
+    order = np.argsort(shifts, kind="stable")  # the longest shift last
+    shifts, log2_space = shifts[order], log2_space[order]
+    padded = pad_image(array, (radius, radius), (radius, radius), mode)
     margin = radius  # reads reach ``radius`` samples before / after the padded image
     size = padded.shape[0] * wp
-    planes = np.empty((cn, size + 2 * margin), dtype=np.float32)
-    planes[:, :margin] = 0
-    planes[:, -margin:] = 0
-    np.multiply(padded.reshape(size, cn).T, np.float32(scale), out=planes[:, margin:-margin])
-    max_shift = radius * wp + radius
-    out = np.empty((rows, cols, cn), dtype=np.uint8)
+    planes = np.zeros((channels, size + 2 * margin), dtype=np.uint8)
+    planes[:, margin : margin + size] = padded.reshape(size, channels).T
+    out = np.empty((rows, cols * channels), dtype=np.uint8)
+    longest = int(shifts[-1]) if len(shifts) else 0
 
     def work(start: int, stop: int) -> None:
-        h = stop - start
-        n = h * wp
-        m = n + max_shift
-        base = margin + (start + radius) * wp
-        moved = np.zeros((cn, n), dtype=np.float32)  # sum of w * k * (x_q - x)
-        wsum = np.ones(n, dtype=np.float32)  # the centre: colour and space weight 1
-        diffs = np.empty((cn, m), dtype=np.float32)
-        grid = np.empty(m, dtype=np.float32)
-        spare = np.empty(m, dtype=np.float32) if cn > 1 else grid
-        for o, log_space in half:
-            g = grid[: n + o]
-            # anchors a in [base - o, base + n): the pair (a, a + o)
-            for c in range(cn):
-                np.subtract(
-                    planes[c, base - o : base + n],
-                    planes[c, base : base + n + o],
-                    out=diffs[c, : n + o],
-                )
-            if cn == 1:
-                # np.square: multiply(d, d) takes a loop at half the speed
-                np.square(diffs[0, : n + o], out=g)
-            else:
-                t = spare[: n + o]
-                np.abs(diffs[0, : n + o], out=g)
-                for c in range(1, cn):
-                    np.abs(diffs[c, : n + o], out=t)
-                    g += t
-                np.square(g, out=g)
-            np.subtract(log_space, g, out=g)
-            # weights below 2**-100 add nothing next to the centre's 1, but float32
-            # denormals (from 2**-126, and their products) run ~40x slower: a small
-            # sigma_color made the whole filter 7x slower before this floor
-            if floored:
-                np.maximum(g, _LOG2_WEIGHT_FLOOR, out=g)
-            np.exp2(g, out=g)
-            wsum += g[o : o + n]  # weight of p + o seen from p
-            wsum += g[:n]  # weight of p - o seen from p
-            for c in range(cn):
-                d = diffs[c, : n + o]
-                d *= g
-                moved[c] -= d[o : o + n]  # p sees p + o: x_q - x_p = -(x[p] - x[p + o])
-                moved[c] += d[:n]  # p sees p - o: x_q - x_p = x[p - o] - x[p]
-        moved /= wsum
-        moved += planes[:, base : base + n]
-        moved *= np.float32(1 / scale)
-        np.rint(moved, out=moved)
-        result = moved.reshape(cn, h, wp)[:, :, radius : radius + cols]
-        np.copyto(out[start:stop], result.transpose(1, 2, 0), casting="unsafe")
+        bits = np.empty((stop - start) * wp + longest, dtype=np.int32)
+        _k_bilateral.bilateral_u8_rows(
+            planes, out, start, stop, radius, margin, wp, shifts, log2_space,
+            color_coeff, _k_bilateral.EXP2_POLY, bits, bits.view(np.float32),
+        )  # fmt: skip
 
-    # strips of ~4 MB (fewer NumPy calls than 2 MB ones: 2048x2048 gray
-    # ~113 -> ~92 ms), at least one per thread of the pool (512x512: 2 strips
-    # 5.8 ms, 4 strips 6.5 ms), all of the same height so that the threads
-    # finish together; the pool runs them even when there are only two
-    strips(rows, wp * 4 * (3 * cn + 3), work, target=_STRIP_BYTES, balanced=True)
-    return out.reshape(shape)
+    # strips of equal height, at least one per pool thread, whose float32 sums, weights
+    # and exponent bits (channels + 3 rows of floats per row) take ~1 MB: tall enough
+    # that the ``radius`` rows of weights a strip computes beyond its own cost little
+    strips(rows, wp * 4 * (channels + 3), work, target=_STRIP_BYTES, balanced=True)
+    return out.reshape(array.shape)
+
+
+def _nan_windows(bad: NDArray[np.bool_], radius: int, mode: str) -> NDArray[np.bool_]:
+    """Where the circular window of ``radius`` (after padding) holds a True of ``bad``."""
+    rows, cols = bad.shape
+    padded = pad_image(bad.astype(np.uint8), (radius, radius), (radius, radius), mode) > 0
+    hit = np.zeros((rows, cols), dtype=bool)
+    rows_off, cols_off, _ = _offsets(radius, -1.0, centre=True)
+    for i, j in zip(rows_off.tolist(), cols_off.tolist(), strict=True):
+        hit |= padded[radius + i : radius + i + rows, radius + j : radius + j + cols]
+    return hit
 
 
 def _bilateral_float(
-    array: NDArray[Any], padded: NDArray[Any], radius: int, sc: float, ss: float
+    array: NDArray[Any], radius: int, sc: float, gauss_space: float, mode: str
 ) -> NDArray[Any]:
+    dtype = array.dtype
+    ftype = np.float64 if dtype == np.float64 else np.float32
+    bad = None
+    if dtype.kind == "f":
+        finite = np.isfinite(array)
+        if not finite.all():
+            if not finite.any():
+                return np.full(array.shape, np.nan, dtype=dtype)
+            bad = ~finite.all(axis=2) if array.ndim == 3 else ~finite
+            # placeholders inside the finite range (the table covers no more); the
+            # windows that hold them become NaN below
+            array = np.where(finite, array, array[finite].min())
+    lo, hi = float(array.min()), float(array.max())
+    # an exact power-of-two scaling keeps every difference and range finite (1e308);
+    # the weights do not change when the image and sigma_color scale together
+    shift = 0
+    top = max(abs(lo), abs(hi))
+    if top > 2.0**100:
+        shift = math.frexp(top)[1]
+        array = np.ldexp(array.astype(ftype), -shift)
+        lo, hi, sc = math.ldexp(lo, -shift), math.ldexp(hi, -shift), math.ldexp(sc, -shift)
+    if abs(hi - lo) < np.finfo(np.float32).eps:
+        out = array.astype(ftype, copy=True)
+    else:
+        out = _float_method(array.astype(ftype, copy=False), radius, sc, gauss_space, mode, lo, hi)
+    if shift:
+        out = np.ldexp(out, shift)
+    if bad is not None:
+        out[_nan_windows(bad, radius, mode)] = np.nan
+    return saturate(out, dtype)
+
+
+def _float_method(
+    array: NDArray[Any], radius: int, sc: float, gauss_space: float, mode: str, lo: float, hi: float
+) -> NDArray[Any]:
+    """OpenCV's float bilateral on a finite float32 or float64 image with values in [lo, hi]."""
+    from .. import _k_bilateral
+
     shape = array.shape
     cn = shape[2] if len(shape) == 3 else 1
-    rows, cols = shape[0], shape[1]
-    ftype = np.float64 if array.dtype == np.float64 else np.float32
-    lo, hi = float(array.min()), float(array.max())
-    if abs(hi - lo) < np.finfo(np.float32).eps:
-        return array.copy()
-    gauss_color = -0.5 / (sc * sc)
-    gauss_space = -0.5 / (ss * ss)
+    rows, width = shape[0], shape[1] * cn
     bins = _BINS_PER_CHANNEL * cn
-    length = np.float32((hi - lo) * cn)
-    scale_index = np.float32(bins / length)
-    lut = np.zeros(bins + 2, dtype=np.float32)
-    for i in range(bins + 2):
-        value = i / float(scale_index)
-        lut[i] = np.float32(math.exp(value * value * gauss_color))
-        if lut[i] <= 0:
-            break
-    offsets = _offsets(radius, gauss_space, centre=False)
-    work_pad: NDArray[Any] = padded.astype(ftype, copy=False)
-    out = np.empty(shape, dtype=ftype)
+    scale_index = np.float32(bins / np.float32((hi - lo) * cn))
+    value = np.arange(bins + 2, dtype=np.float64) / float(scale_index)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        gauss_color = np.float64(-0.5) / np.float64(sc * sc)  # -inf when sc**2 underflows
+        color = np.exp(value * value * gauss_color).astype(np.float32)
+    color[0] = 1  # exp(0 * -inf)
+    rows_off, cols_off, space32 = _offsets(radius, gauss_space, centre=False)
+    space = space32.astype(array.dtype)
+    padded = pad_image(array, (radius, radius), (radius, radius), mode)
+    flat = np.ascontiguousarray(padded).reshape(padded.shape[0], -1)
+    out = np.empty((rows, width), dtype=array.dtype)
+    index_scale = array.dtype.type(scale_index)
+    magic = array.dtype.type(1.5 * 2.0 ** (np.finfo(array.dtype).nmant))
 
     def work(start: int, stop: int) -> None:
-        h = stop - start
-        centre = work_pad[start + radius : stop + radius, radius : radius + cols]
-        total: NDArray[Any] = centre.astype(ftype, copy=True)
-        wsum = np.ones((h, cols), dtype=ftype)
-        alpha = np.empty((h, cols), dtype=ftype)
-        index = np.empty((h, cols), dtype=np.intp)
-        for i, j, sw in offsets:
-            r0, c0 = start + radius + i, radius + j
-            nb = work_pad[r0 : r0 + h, c0 : c0 + cols]
-            d = np.abs(nb - centre)
-            if cn == 1:
-                np.multiply(d, scale_index, out=alpha)
-            else:
-                np.multiply(d.sum(axis=2), scale_index, out=alpha)
-            np.floor(alpha, out=alpha)
-            np.copyto(index, alpha, casting="unsafe")
-            frac = (d if cn == 1 else d.sum(axis=2)) * scale_index - alpha
-            low = lut[index]
-            weight = (low + frac * (lut[index + 1] - low)) * ftype(sw)
-            wsum += weight
-            total += nb * (weight if cn == 1 else weight[:, :, None])
-        total /= wsum if cn == 1 else wsum[:, :, None]
-        out[start:stop] = total
+        _k_bilateral.bilateral_float_rows(
+            flat, out, start, stop, radius, cn, rows_off, cols_off, space, color, index_scale,
+            magic,
+        )  # fmt: skip
 
-    strips(rows, cols * cn * 8 * 8, work)
-    return saturate(out, array.dtype)
+    strips(rows, width * 4 * max(1, len(space)), work, target=_STRIP_BYTES, balanced=True)
+    return out.reshape(shape)

@@ -1,0 +1,200 @@
+"""Compiled loops of ``bilateral``: OpenCV's weighted window average, one offset at a time.
+
+Each kernel fills the output rows ``start:stop`` from ``padded`` (the image padded by
+``radius`` on every side, rows of ``cols * cn`` samples). For one output row, the
+offsets of the window are visited in turn and each updates the row's running sums
+of weights and weighted samples, a loop along the row that the compiler vectorises
+(the colour weight is a table lookup, a gather).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._jit import kernel
+
+__all__ = ["EXP2_POLY", "bilateral_float_rows", "bilateral_u8_rows"]
+
+
+#: Cephes' ``exp2f`` polynomial: ``2**f ~ 1 + f * P(f)`` for ``|f| <= 1/2``, highest first.
+EXP2_POLY = np.array(
+    [
+        1.535336188319500e-4,
+        1.339887440266574e-3,
+        9.618437357674640e-3,
+        5.550332471162809e-2,
+        2.402264791363012e-1,
+        6.931472028550421e-1,
+    ],
+    dtype=np.float32,
+)
+
+
+@kernel(error_model="numpy", fastmath={"contract"})
+def bilateral_u8_rows(
+    planes: Any,
+    out: Any,
+    start: int,
+    stop: int,
+    radius: int,
+    margin: int,
+    wp: int,
+    shifts: Any,
+    log2_space: Any,
+    color_coeff: float,
+    poly: Any,
+    bits: Any,
+    pow2: Any,
+) -> None:
+    """OpenCV's 8-bit bilateral: ``w = space(o) * exp(coeff * D**2)``, ``D = sum_c |dx_c|``.
+
+    ``planes`` (channels, margin + padded rows * ``wp`` + margin) is the padded image,
+    one flat plane per channel, so that an offset ``o`` is a shift by ``shifts[k]``
+    samples. Only one offset of each pair ``+-o`` is listed: the weight of ``p + o``
+    seen from ``p`` is that of ``p`` seen from ``p + o``, so one weight serves both.
+    Outputs are computed over whole padded rows (the border columns, whose windows
+    straddle two rows, are dropped); the centre has weight 1. Sums in float32, then
+    ``sum / wsum`` (gray) or ``sum * (1 / wsum)`` (colour), rounded to nearest as
+    ``cvRound``.
+
+    The weight is ``2**(log2_space[k] - color_coeff * D**2)``, computed in the loop (a
+    table lookup per pixel, a gather, keeps the loop scalar): ``2**t = 2**n * 2**f``
+    with ``n`` the nearest integer, ``2**f`` (``|f| <= 1/2``) a polynomial (Cephes'
+    ``exp2f``, relative error below 2e-7), and ``2**n`` built from its exponent bits
+    in ``bits``, which ``pow2`` views as float32. Exponents below -126 give 0: such
+    weights add nothing next to the centre's 1.
+    """
+    cn = planes.shape[0]
+    cols = out.shape[1] // cn
+    h = stop - start
+    n = h * wp
+    base = margin + (start + radius) * wp
+    longest = n + shifts[shifts.shape[0] - 1] if shifts.shape[0] else n
+    wsum = np.empty(n, dtype=np.float32)
+    acc = np.empty((cn, n), dtype=np.float32)
+    weight = np.empty(longest, dtype=np.float32)
+    coeff = np.float32(color_coeff)
+    magic = np.float32(12582912.0)  # 1.5 * 2**23: x + magic - magic rounds, ties to even
+    p0, p1, p2 = poly[0], poly[1], poly[2]
+    p3, p4, p5 = poly[3], poly[4], poly[5]
+    for t in range(n):
+        wsum[t] = 1
+    for ch in range(cn):
+        x = planes[ch, base:]
+        a = acc[ch]
+        for t in range(n):
+            a[t] = x[t]
+    for k in range(shifts.shape[0]):
+        o = shifts[k]
+        m = n + o
+        ls = log2_space[k]
+        # anchors q = base - o + t, t < n + o: the pairs (q, q + o)
+        for ch in range(cn):
+            lo = planes[ch, base - o :]
+            hi = planes[ch, base:]
+            if ch == 0:
+                for t in range(m):
+                    weight[t] = abs(np.int32(lo[t]) - np.int32(hi[t]))
+            else:
+                for t in range(m):
+                    weight[t] += abs(np.int32(lo[t]) - np.int32(hi[t]))
+        for t in range(m):
+            d = weight[t]
+            e = ls - d * d * coeff
+            e = max(e, np.float32(-126.0))
+            r = (e + magic) - magic  # the nearest integer (np.floor runs a libm call)
+            f = e - r
+            q = p0 * f + p1
+            q = q * f + p2
+            q = q * f + p3
+            q = q * f + p4
+            q = q * f + p5
+            weight[t] = np.float32(1.0) + f * q
+            bits[t] = (np.int32(r) + np.int32(127)) << 23
+        for t in range(m):
+            weight[t] *= pow2[t]
+        ahead = weight[o:]  # p sees p + o: the pair anchored at p
+        for t in range(n):
+            wsum[t] += ahead[t] + weight[t]  # and p sees p - o: anchored at p - o
+        for ch in range(cn):
+            x_ahead = planes[ch, base + o :]
+            x_behind = planes[ch, base - o :]
+            a = acc[ch]
+            for t in range(n):
+                a[t] += ahead[t] * np.float32(x_ahead[t]) + weight[t] * np.float32(x_behind[t])
+    for i in range(h):
+        dst = out[start + i]
+        row = i * wp + radius
+        if cn == 1:
+            a = acc[0, row:]
+            w = wsum[row:]
+            for j in range(cols):
+                dst[j] = (a[j] / w[j] + magic) - magic
+        else:
+            w = wsum[row:]
+            for j in range(cols):
+                w[j] = np.float32(1) / w[j]
+            for ch in range(cn):
+                a = acc[ch, row:]
+                for j in range(cols):
+                    dst[j * cn + ch] = (a[j] * w[j] + magic) - magic
+
+
+@kernel(error_model="numpy", fastmath={"contract"})
+def bilateral_float_rows(
+    padded: Any,
+    out: Any,
+    start: int,
+    stop: int,
+    radius: int,
+    cn: int,
+    rows_off: Any,
+    cols_off: Any,
+    space: Any,
+    color: Any,
+    scale_index: Any,
+    magic: Any,
+) -> None:
+    """OpenCV's float bilateral: the colour weight interpolated in a table.
+
+    ``alpha = sum_c |x_c(q) - x_c(p)| * scale_index``; the weight is ``space[k] *
+    (color[i] + (alpha - i) * (color[i + 1] - color[i]))`` with ``i = floor(alpha)``.
+    The centre is not among the offsets: the sums start at weight 1 and the centre's
+    value. ``out`` and the sums have the working float dtype (float32 or float64), as
+    have ``scale_index`` and ``magic`` (1.5 times 2**23 or 2**52, a rounding constant).
+    """
+    unit = magic / magic
+    width = out.shape[1]
+    cols = width // cn
+    wsum = np.empty(cols, dtype=out.dtype)
+    for i in range(start, stop):
+        centre = padded[i + radius, radius * cn :]
+        dst = out[i]
+        for j in range(cols):
+            wsum[j] = 1
+        for j in range(width):
+            dst[j] = centre[j]
+        for k in range(space.shape[0]):
+            nb = padded[i + radius + rows_off[k], (radius + cols_off[k]) * cn :]
+            sw = space[k]
+            for j in range(cols):
+                d = abs(nb[j * cn] - centre[j * cn])
+                for c in range(1, cn):
+                    d += abs(nb[j * cn + c] - centre[j * cn + c])
+                alpha = d * scale_index
+                # floor(alpha) in the working dtype: round by the magic number, step
+                # down where that went up (np.floor runs a libm call, and mixing in an
+                # int index would promote float32 to float64)
+                whole = (alpha + magic) - magic
+                whole = whole if whole <= alpha else whole - unit
+                index = np.intp(whole)
+                low = color[index]
+                w = (low + (alpha - whole) * (color[index + 1] - low)) * sw
+                wsum[j] += w
+                for c in range(cn):
+                    dst[j * cn + c] += w * nb[j * cn + c]
+        for j in range(cols):
+            for c in range(cn):
+                dst[j * cn + c] /= wsum[j]
