@@ -192,6 +192,91 @@ def test_reduce_and_expand_match_the_filter_definition(shape: tuple[int, ...]) -
     np.testing.assert_allclose(got[:-2, :-2], expected[:-2, :-2], atol=1e-5)
 
 
+def _loop_reduce(image: np.ndarray) -> np.ndarray:
+    """5-tap binomial blur kept at even rows and columns, one output sample at a time;
+    borders mirrored (OpenCV's REFLECT_101), the edge repeated on axes of 1 or 2."""
+    rows, cols = image.shape
+    taps = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
+
+    def index(i: int, n: int) -> int:
+        if n <= 2:
+            return min(max(i, 0), n - 1)
+        return -i if i < 0 else 2 * (n - 1) - i if i >= n else i
+
+    out = np.zeros(((rows + 1) // 2, (cols + 1) // 2))
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            for a in range(5):
+                for b in range(5):
+                    pixel = image[index(2 * i + a - 2, rows), index(2 * j + b - 2, cols)]
+                    out[i, j] += taps[a] * taps[b] * pixel
+    return out
+
+
+def _loop_expand(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """2x upsampling by its polyphase definition, one output sample at a time: even
+    samples (x[j-1] + 6 x[j] + x[j+1]) / 8, odd ones (x[j] + x[j+1]) / 2 on each axis,
+    the small array mirrored (a single sample repeated)."""
+    n, m = small.shape
+
+    def weights(k: int, size: int) -> list[tuple[int, float]]:
+        j = k // 2
+
+        def at(i: int) -> int:
+            return 0 if size == 1 else -i if i < 0 else 2 * (size - 1) - i if i >= size else i
+
+        if k % 2:
+            return [(at(j), 0.5), (at(j + 1), 0.5)]
+        return [(at(j - 1), 0.125), (j, 0.75), (at(j + 1), 0.125)]
+
+    out = np.zeros(shape)
+    for r in range(shape[0]):
+        for c in range(shape[1]):
+            for i, wr in weights(r, n):
+                for j, wc in weights(c, m):
+                    out[r, c] += wr * wc * small[i, j]
+    return out
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 6), (2, 2), (3, 5), (4, 9), (8, 8), (17, 30)])
+def test_compiled_pyramid_steps_match_loops_and_equal_the_numpy_passes(
+    shape: tuple[int, int],
+) -> None:
+    rng = np.random.default_rng(sum(shape))
+    image = rng.random(shape).astype(np.float32)
+    reduced = F._reduce(image)
+    np.testing.assert_allclose(reduced, _loop_reduce(image), rtol=0, atol=1e-6)
+    # the same float32 operations in the same order as the one-axis NumPy passes
+    np.testing.assert_array_equal(reduced, F._decimate(F._decimate(image, 0), 1))
+    for rows in {2 * shape[0] - 1, 2 * shape[0]}:
+        for cols in {2 * shape[1] - 1, 2 * shape[1]}:
+            expanded = F._expand(image, (rows, cols))
+            np.testing.assert_allclose(expanded, _loop_expand(image, (rows, cols)), atol=1e-6)
+            numpy_passes = F._upsample(F._upsample(image, cols, 1), rows, 0)
+            np.testing.assert_array_equal(expanded, numpy_passes)
+            finer = rng.random((rows, cols)).astype(np.float32)
+            np.testing.assert_array_equal(
+                F._expanded(image, (rows, cols), (0, 1), finer, -1), finer - numpy_passes
+            )
+            np.testing.assert_array_equal(
+                F._expanded(image, (rows, cols), (0, 1), finer, 1), finer + numpy_passes
+            )
+
+
+def test_compiled_pyramid_on_planes_and_views() -> None:
+    rng = np.random.default_rng(4)
+    planes = rng.random((3, 41, 66)).astype(np.float32)[:, ::2, 1:]  # a strided view
+    reduced = F._reduce(planes, (1, 2))
+    assert reduced.shape == (3, 11, 33)
+    for c in range(3):
+        np.testing.assert_array_equal(reduced[c], F._reduce(np.ascontiguousarray(planes[c])))
+    bands = F.laplacian_pyramid(planes, 3, (1, 2))
+    np.testing.assert_allclose(F.collapse(bands, (1, 2)), planes, atol=1e-6)
+    # interleaved channels (not rows and columns last) keep the NumPy passes
+    image = np.ascontiguousarray(np.moveaxis(planes, 0, -1))
+    np.testing.assert_array_equal(np.moveaxis(F._reduce(image), -1, 0), reduced)
+
+
 @pytest.mark.parametrize("size", [1, 2, 7, 1000, 12345])
 def test_quantile_equals_numpy(size: int) -> None:
     # the pyramid's noise floor, by one partition instead of np.quantile (whose first

@@ -127,12 +127,45 @@ def _decimate(image: F32, axis: int, border: Literal["reflect", "edge"] = "refle
     return out
 
 
+#: Output bytes of a strip of rows of the compiled pyramid loops (a thread's task).
+_STRIP_BYTES = 2 << 20
+
+
+def _as_planes(image: F32, axes: tuple[int, int]) -> F32 | None:
+    """``image`` as C-contiguous float32 planes (planes, rows, cols) for the compiled
+    loops (a view where it can be), or None: not float32, or not rows and columns last."""
+    if image.dtype != np.float32 or (image.ndim, tuple(axes)) not in ((2, (0, 1)), (3, (1, 2))):
+        return None
+    planes = np.ascontiguousarray(image)
+    return planes[None] if planes.ndim == 2 else planes
+
+
+def _in_strips(out: F32, work: Any) -> None:
+    """``work(start, stop)`` over strips of the rows of ``out`` (planes, rows, cols), on
+    the filters' thread pool when there are several."""
+    from ..filters._dtype import strips
+
+    planes, rows, cols = out.shape
+    strips(rows, planes * cols * 4, work, target=_STRIP_BYTES)
+
+
 def _reduce(image: F32, axes: tuple[int, int] = (0, 1)) -> F32:
     """Blur with the 5-tap binomial and keep every other row and column.
 
     ``axes``: the (row, column) axes; (1, 2) for planar (channels, rows, cols) arrays.
+    float32 rows and columns last go through the compiled loop
+    (:func:`convstack._k_pyramid.reduce_rows`), the same numbers as the two
+    :func:`_decimate` passes that other arrays take.
     """
-    return _decimate(_decimate(image, axes[0]), axes[1])
+    planes = _as_planes(image, axes)
+    if planes is None:
+        return _decimate(_decimate(image, axes[0]), axes[1])
+    from .. import _k_pyramid
+
+    count, rows, cols = planes.shape
+    out = np.empty((count, (rows + 1) // 2, (cols + 1) // 2), np.float32)
+    _in_strips(out, lambda start, stop: _k_pyramid.reduce_rows(planes, out, start, stop, False))
+    return out if image.ndim == 3 else out[0]
 
 
 def _upsample(image: F32, size: int, axis: int) -> F32:
@@ -207,8 +240,42 @@ def _expand(image: F32, shape: tuple[int, ...], axes: tuple[int, int] = (0, 1)) 
     columns are upsampled first, on the half-height array (the interleaving stores
     along a row are the costly part).
     """
-    wide = _upsample(image, shape[axes[1]], axes[1])
-    return _upsample(wide, shape[axes[0]], axes[0])
+    return _expanded(image, shape, axes)
+
+
+def _expanded(
+    image: F32,
+    shape: tuple[int, ...],
+    axes: tuple[int, int],
+    base: F32 | None = None,
+    sign: int = 0,
+) -> F32:
+    """:func:`_expand`, then ``base + it`` (``sign`` 1) or ``base - it`` (-1), with
+    ``base`` of the size ``shape``; one compiled loop for float32 rows and columns last
+    (:func:`convstack._k_pyramid.expand_rows`), the same numbers as the NumPy passes."""
+    planes = _as_planes(image, axes)
+    target = None if base is None else _as_planes(base, axes)
+    rows, cols = shape[axes[0]], shape[axes[1]]
+    n, m = image.shape[axes[0]], image.shape[axes[1]]
+    if (
+        planes is None
+        or rows not in (2 * n - 1, 2 * n)
+        or cols not in (2 * m - 1, 2 * m)
+        or (base is not None and target is None)
+    ):
+        wide = _upsample(image, cols, axes[1])
+        result = _upsample(wide, rows, axes[0])
+        if base is None:
+            return result
+        return base + result if sign > 0 else base - result
+    from .. import _k_pyramid
+
+    out = np.empty((planes.shape[0], rows, cols), np.float32)
+    source = out if target is None else target
+    _in_strips(
+        out, lambda start, stop: _k_pyramid.expand_rows(planes, source, sign, out, start, stop)
+    )
+    return out if image.ndim == 3 else out[0]
 
 
 def _planar_luma(image: F32) -> F32:
@@ -271,7 +338,7 @@ def laplacian_pyramid(image: F32, levels: int, axes: tuple[int, int] = (0, 1)) -
 def _bands(gauss: Sequence[F32], axes: tuple[int, int] = (0, 1)) -> list[F32]:
     """Laplacian pyramid from a Gaussian one: ``g[k] - expand(g[k + 1])``, then ``g[-1]``."""
     pairs = zip(gauss[:-1], gauss[1:], strict=True)
-    return [*(g - _expand(smaller, g.shape, axes) for g, smaller in pairs), gauss[-1]]
+    return [*(_expanded(smaller, g.shape, axes, g, -1) for g, smaller in pairs), gauss[-1]]
 
 
 def gaussian_pyramid(image: F32, levels: int, axes: tuple[int, int] = (0, 1)) -> list[F32]:
@@ -286,7 +353,7 @@ def collapse(bands: Sequence[F32], axes: tuple[int, int] = (0, 1)) -> F32:
     """Invert :func:`laplacian_pyramid`."""
     current = bands[-1]
     for band in reversed(bands[:-1]):
-        current = band + _expand(current, band.shape, axes)
+        current = _expanded(current, band.shape, axes, band, 1)
     return current
 
 
@@ -699,7 +766,7 @@ def clamp_local_means(
         taps = _REDUCE_EXPAND.reshape([-1 if k == axis else 1 for k in range(image.ndim)])
         seen = correlate(seen, taps, mode="mirror")
     correction += _to_envelope(seen + gauss[1], low1, high1)
-    return image + _expand(correction, image.shape, axes)
+    return _expanded(correction, image.shape, axes, image, 1)
 
 
 def _check_stack(frames: Iterable[ArrayLike]) -> tuple[list[F32], np.dtype[Any]]:

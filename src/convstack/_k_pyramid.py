@@ -1,0 +1,153 @@
+"""Compiled loops of the Laplacian pyramid (:mod:`convstack.stack.fusion`).
+
+Arrays are float32 planes (planes, rows, cols), C-contiguous. :func:`reduce_rows`
+fills the rows ``start:stop`` of the next Gaussian level (the 5-tap binomial blur
+``[1, 4, 6, 4, 1] / 16`` down the rows, then along them, kept at even positions);
+:func:`expand_rows` fills the rows ``start:stop`` of a level upsampled to the finer
+size, alone, added to or subtracted from a level of that size (a Laplacian band,
+a collapse step). The caller splits the rows between threads. Each sample is
+computed with the same float32 operations, in the same order, as the NumPy passes
+they replace (one axis at a time, the intermediate row kept here in a buffer):
+bit-identical results.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ._jit import kernel
+
+__all__ = ["expand_rows", "reduce_rows"]
+
+
+@kernel(inline="always")
+def _index(i: int, n: int, edge: bool) -> int:
+    """Sample ``i`` (at most 2 outside ``[0, n)``) of an axis of ``n``: mirrored about
+    the end samples (OpenCV's BORDER_REFLECT_101), or the end sample repeated with
+    ``edge`` or for ``n <= 2``."""
+    if i < 0:
+        return 0 if edge or n <= 2 else -i
+    if i >= n:
+        return n - 1 if edge or n <= 2 else 2 * (n - 1) - i
+    return i
+
+
+@kernel(inline="always")
+def _taps(x0: Any, x1: Any, x2: Any, x3: Any, x4: Any) -> Any:
+    """``((x0 + x4) + 4 (x1 + x3) + 6 x2) / 16`` in float32, in that order."""
+    total = x0 + x4
+    total = total + (x1 + x3) * np.float32(4.0)
+    total = total + x2 * np.float32(6.0)
+    return total * np.float32(0.0625)
+
+
+@kernel
+def reduce_rows(src: Any, out: Any, start: int, stop: int, edge: bool) -> None:
+    """Rows ``start:stop`` of ``out`` (planes, (rows + 1) // 2, (cols + 1) // 2): the
+    5-tap binomial blur of ``src`` (planes, rows, cols) kept at even rows and columns,
+    borders mirrored (repeated with ``edge``)."""
+    planes, rows, cols = src.shape
+    width = out.shape[2]
+    line = np.empty(cols, np.float32)
+    inner = max(0, min(width, (cols - 3) // 2 + 1))  # outputs 1..inner-1 read no border
+    for p in range(planes):
+        for i in range(start, stop):
+            a = src[p, _index(2 * i - 2, rows, edge)]
+            b = src[p, _index(2 * i - 1, rows, edge)]
+            c = src[p, _index(2 * i, rows, edge)]
+            d = src[p, _index(2 * i + 1, rows, edge)]
+            e = src[p, _index(2 * i + 2, rows, edge)]
+            for j in range(cols):
+                line[j] = _taps(a[j], b[j], c[j], d[j], e[j])
+            dst = out[p, i]
+            for j in range(width):
+                if 1 <= j < inner:
+                    k = 2 * j
+                    dst[j] = _taps(line[k - 2], line[k - 1], line[k], line[k + 1], line[k + 2])
+                else:
+                    dst[j] = _taps(
+                        line[_index(2 * j - 2, cols, edge)],
+                        line[_index(2 * j - 1, cols, edge)],
+                        line[_index(2 * j, cols, edge)],
+                        line[_index(2 * j + 1, cols, edge)],
+                        line[_index(2 * j + 2, cols, edge)],
+                    )
+
+
+@kernel(inline="always")
+def _upsample_line(x: Any, out: Any) -> None:
+    """``out`` (``2 n - 1`` or ``2 n`` samples): ``x`` (``n``) upsampled 2x, borders
+    mirrored: even samples ``((x[j-1] + x[j+1]) + 6 x[j]) / 8``, odd ones ``(x[j] +
+    x[j+1]) / 2`` (every neighbour ``x[0]`` for a single sample)."""
+    n = x.shape[0]
+    size = out.shape[0]
+    six = np.float32(6.0)
+    eighth = np.float32(0.125)
+    half = np.float32(0.5)
+    for k in range(size):
+        j = k >> 1
+        if k & 1:
+            right = x[j + 1] if j + 1 < n else x[max(n - 2, 0)]
+            out[k] = (x[j] + right) * half
+        else:
+            left = x[j - 1] if j > 0 else x[min(1, n - 1)]
+            right = x[j + 1] if j + 1 < n else x[max(n - 2, 0)]
+            out[k] = ((left + right) + six * x[j]) * eighth
+
+
+@kernel
+def expand_rows(src: Any, base: Any, sign: int, out: Any, start: int, stop: int) -> None:
+    """Rows ``start:stop`` of ``out`` (planes, rows, cols): ``src`` (planes, n, m)
+    upsampled 2x along its columns, then its rows (``rows`` is ``2 n - 1`` or ``2 n``,
+    ``cols`` is ``2 m - 1`` or ``2 m``), borders mirrored; ``sign`` 0: that alone,
+    1: ``base + it``, -1: ``base - it`` (``base`` shaped like ``out``)."""
+    planes, n, _ = src.shape
+    width = out.shape[2]
+    wide = np.empty((3, width), np.float32)  # upsampled source rows, by row % 3
+    held = np.full(3, -1, np.intp)
+    six = np.float32(6.0)
+    eighth = np.float32(0.125)
+    half = np.float32(0.5)
+    for p in range(planes):
+        held[:] = -1
+        for r in range(start, stop):
+            j = r >> 1
+            # the source rows this output row reads, mirrored at the ends
+            if r & 1:
+                picks = (j, j + 1 if j + 1 < n else max(n - 2, 0), -1)
+            else:
+                picks = (
+                    j - 1 if j > 0 else min(1, n - 1),
+                    j,
+                    j + 1 if j + 1 < n else max(n - 2, 0),
+                )
+            for s in picks:
+                if s >= 0 and held[s % 3] != s:
+                    _upsample_line(src[p, s], wide[s % 3])
+                    held[s % 3] = s
+            dst = out[p, r]
+            if r & 1:
+                a = wide[picks[0] % 3]
+                b = wide[picks[1] % 3]
+                for c in range(width):
+                    value = (a[c] + b[c]) * half
+                    if sign == 0:
+                        dst[c] = value
+                    elif sign > 0:
+                        dst[c] = base[p, r, c] + value
+                    else:
+                        dst[c] = base[p, r, c] - value
+            else:
+                a = wide[picks[0] % 3]
+                b = wide[picks[1] % 3]
+                d = wide[picks[2] % 3]
+                for c in range(width):
+                    value = ((a[c] + d[c]) + six * b[c]) * eighth
+                    if sign == 0:
+                        dst[c] = value
+                    elif sign > 0:
+                        dst[c] = base[p, r, c] + value
+                    else:
+                        dst[c] = base[p, r, c] - value
