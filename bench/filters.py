@@ -4,6 +4,7 @@
     python bench/filters.py --quick    # 512x512 and 2048x2048 gray only
     python bench/filters.py --only median bilateral
     python bench/filters.py --box-sweep --baseline c80a938   # box_blur k=3..101, old vs new
+    python bench/filters.py --targets  # issue 13's median, box and bilateral targets
 
 Every time is the minimum over repeats (after a warm-up call), convstack and OpenCV
 called alternately so both see the same background load; ratios are
@@ -103,6 +104,13 @@ def cases(cv2: Any, ndi: Any, skr: Any) -> list[tuple[str, str, Callable, Callab
             lambda im: filters.box_blur(im, 21),
             lambda im: cv2.blur(im, (21, 21)),
             ("ndimage.uniform_filter", per_channel(lambda x: ndi.uniform_filter(x, 21))),
+        ),
+        (
+            "box_blur 31",
+            "uint8",
+            lambda im: filters.box_blur(im, 31),
+            lambda im: cv2.blur(im, (31, 31)),
+            ("ndimage.uniform_filter", per_channel(lambda x: ndi.uniform_filter(x, 31))),
         ),
         (
             "gaussian_blur 5",
@@ -252,6 +260,45 @@ def box_sweep(cv2: Any, baseline: str | None, repeats: int = 7) -> None:
             )
 
 
+#: Issue 13's targets for the compiled filters: (name, image shape, ours, OpenCV, most ours/cv2).
+TARGETS = [
+    ("median_blur 5 uint8", (2048, 2048), "median", 2.0),
+    ("box_blur 31 uint8", (2048, 2048), "box", 1.2),
+    ("bilateral 9,75,75 uint8", (1024, 1024, 3), "bilateral", 1.5),
+]
+
+
+def targets(cv2: Any, repeats: int = 15) -> None:
+    """Issue 13's filter targets: ours and OpenCV alternately, min of ``repeats`` rounds."""
+    rng = np.random.default_rng(0)
+    calls = {
+        "median": (lambda im: filters.median_blur(im, 5), lambda im: cv2.medianBlur(im, 5)),
+        "box": (lambda im: filters.box_blur(im, 31), lambda im: cv2.blur(im, (31, 31))),
+        "bilateral": (
+            lambda im: filters.bilateral(im, 9, 75, 75),
+            lambda im: cv2.bilateralFilter(im, 9, 75, 75),
+        ),
+    }
+    print("| case | image | ours ms | cv2 ms | ours/cv2 | target | met |")
+    print("|---|---|---|---|---|---|---|")
+    for name, shape, key, most in TARGETS:
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        ours, theirs = calls[key]
+        t_ours, t_cv = paired_times(
+            lambda f=ours, im=image: f(im),
+            lambda f=theirs, im=image: f(im),
+            repeats=repeats,
+            budget=8.0,
+        )
+        ratio = t_ours / t_cv
+        label = "x".join(str(s) for s in shape)
+        print(
+            f"| {name} | {label} | {t_ours * 1e3:.2f} | {t_cv * 1e3:.2f} | {ratio:.2f}x "
+            f"| <= {most}x | {'yes' if ratio <= most else 'no'} |",
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="gray 512 and 2048 only")
@@ -260,6 +307,9 @@ def main(argv: list[str] | None = None) -> int:
         "--box-sweep", action="store_true", help="box_blur k=3, 21, 51, 101 at 2048x2048 only"
     )
     parser.add_argument("--baseline", help="git revision to time box_blur against (--box-sweep)")
+    parser.add_argument(
+        "--targets", action="store_true", help="issue 13's median, box and bilateral targets only"
+    )
     args = parser.parse_args(argv)
 
     import cv2
@@ -269,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     cv2.setNumThreads(os.cpu_count() or 1)
     if args.box_sweep:
         box_sweep(cv2, args.baseline)
+        return 0
+    if args.targets:
+        targets(cv2)
         return 0
     rng = np.random.default_rng(0)
     shapes = [(512, 512), (2048, 2048)] + ([] if args.quick else [(4096, 4096, 3)])
