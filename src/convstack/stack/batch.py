@@ -60,6 +60,7 @@ __all__ = [
     "remove_stale_temps",
     "run_batch",
     "run_stack",
+    "unset_worker_environment",
     "worker_environment",
     "write_report",
 ]
@@ -526,6 +527,12 @@ def worker_environment(jobs: int, cpus: int | None = None) -> dict[str, str]:
     return env
 
 
+def unset_worker_environment(jobs: int) -> dict[str, str]:
+    """:func:`worker_environment` less the variables this process's environment sets
+    already (the user's choice wins)."""
+    return {key: value for key, value in worker_environment(jobs).items() if key not in os.environ}
+
+
 @contextlib.contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     """Set environment variables (inherited by processes started meanwhile), then
@@ -612,7 +619,7 @@ def _run_in_processes(jobs: int) -> Runner:
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
         context = multiprocessing.get_context(_start_method())
-        with _environment(worker_environment(jobs)):
+        with _environment(unset_worker_environment(jobs)):
             pool = ProcessPoolExecutor(
                 max_workers=min(jobs, len(tasks)),
                 mp_context=context,

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from .batch import Outputs, Record, Runner, Task, Work, run_stack, worker_environment
+from .batch import Outputs, Record, Runner, Task, Work, run_stack, unset_worker_environment
 
 __all__ = ["dask_runner"]
 
@@ -88,7 +88,7 @@ def dask_runner(
                         threads_per_worker=1,
                         processes=True,
                         dashboard_address=None,
-                        env=worker_environment(workers),
+                        env=unset_worker_environment(workers),
                     )
                 )
                 client = stack.enter_context(distributed.Client(cluster))

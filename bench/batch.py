@@ -1,0 +1,148 @@
+"""`convstack batch` throughput: one by one, --jobs 2, and a 2-worker local Dask cluster.
+
+    python bench/batch.py                      # 20 stacks of 5 frames, 360 x 480 RGB
+    python bench/batch.py --stacks 8 --quick   # a smoke run
+    python bench/batch.py --repeat 2 --size 480 640
+
+Each run is a fresh `python -m convstack.cli batch ROOT -o OUT --quiet` process, timed
+wall-clock from start to exit (worker start-up, Dask's included), on the same stacks:
+
+  one by one     --jobs 1 (in the batch process; fuse forks its own reader child)
+  jobs 2         --jobs 2 (two spawned workers, each CONVSTACK_THREADS=1 and no fork)
+  jobs 2 oversub --jobs 2 with CONVSTACK_THREADS=2 CONVSTACK_FORK=1 in the workers (each
+                 fuse as if alone: 2 workers x 2 processes x 2 threads on the cores)
+  dask local 2   --scheduler local --jobs 2 (distributed.LocalCluster, 2 worker processes)
+
+The runs are interleaved (one of each, then again with --repeat); the table gives the
+best of each, the ratios are throughputs against a peer of the same round, and every
+run's outputs are compared byte for byte with the first's. Each run also prints the mean
+time a stack took inside its worker (from the batch's report), which leaves out the
+start-up of the workers and of the cluster. The stacks are synthetic
+(convstack.stack.synthetic: a scene, focus breathing, shifts, noise), written as 8-bit
+PNG once per invocation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from convstack.stack.synthetic import make_scene, render_stack
+
+RUNS: dict[str, tuple[list[str], dict[str, str]]] = {
+    "one by one": (["--jobs", "1"], {}),
+    "jobs 2": (["--jobs", "2"], {}),
+    "jobs 2 oversub": (["--jobs", "2"], {"CONVSTACK_THREADS": "2", "CONVSTACK_FORK": "1"}),
+    "dask local 2": (["--scheduler", "local", "--jobs", "2"], {}),
+}
+
+
+def make_stacks(root: Path, count: int, shape: tuple[int, int], frames: int) -> None:
+    """``count`` stacks ``root/stack_NN/frame_K.png``."""
+    for k in range(count):
+        scene = make_scene(shape, seed=k)
+        stack = render_stack(scene, frames, breathing=0.002, shift=2.0, noise=0.01, seed=k)
+        folder = root / f"stack_{k:02d}"
+        folder.mkdir(parents=True)
+        for i, frame in enumerate(stack.frames):
+            data = np.rint(np.clip(frame, 0, 1) * 255).astype(np.uint8)
+            Image.fromarray(data).save(folder / f"frame_{i + 1}.png")
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """sha256 of every result under ``folder`` (the report excluded)."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*.png"))
+    }
+
+
+def run(root: Path, out: Path, args: list[str], env: dict[str, str]) -> float:
+    """Seconds one batch process takes, start to exit."""
+    command = [sys.executable, "-m", "convstack.cli", "batch", str(root), "-o", str(out)]
+    started = time.perf_counter()
+    done = subprocess.run(
+        [*command, "--quiet", *args], env={**os.environ, **env}, capture_output=True, text=True
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"batch failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return seconds
+
+
+def stack_seconds(out: Path) -> float:
+    """Mean seconds a stack took in its worker, from the batch's report."""
+    records = [json.loads(line) for line in (out / "batch-report.jsonl").read_text().splitlines()]
+    return sum(r["seconds"] for r in records) / max(1, len(records))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--stacks", type=int, default=20)
+    parser.add_argument("--size", type=int, nargs=2, default=(360, 480), metavar=("ROWS", "COLS"))
+    parser.add_argument("--frames", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of all runs")
+    parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
+    parser.add_argument("--quick", action="store_true", help="8 stacks of 240 x 320")
+    options = parser.parse_args()
+    if options.quick:
+        options.stacks, options.size = 8, (240, 320)
+    with tempfile.TemporaryDirectory(prefix="convstack-bench-batch-") as temp:
+        root = Path(temp) / "root"
+        make_stacks(root, options.stacks, tuple(options.size), options.frames)
+        run(root, Path(temp) / "warm", ["--jobs", "1"], {})  # compile/cache the kernels
+        print(
+            f"{options.stacks} stacks of {options.frames} frames, {options.size[0]} x "
+            f"{options.size[1]} RGB, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+        )
+        best: dict[str, float] = {}
+        rounds: list[dict[str, float]] = []
+        reference: dict[str, str] | None = None
+        for round_ in range(options.repeat):
+            times: dict[str, float] = {}
+            for name in options.runs:
+                out = Path(temp) / f"out-{round_}-{name.replace(' ', '-')}"
+                argv, env = RUNS[name]
+                times[name] = run(root, out, argv, env)
+                found = digest(out)
+                if reference is None:
+                    reference = found
+                same = found == reference and len(found) == options.stacks
+                print(
+                    f"  round {round_ + 1}  {name:<15} {times[name]:7.2f} s  "
+                    f"{options.stacks / times[name]:5.2f} stacks/s  "
+                    f"{stack_seconds(out):5.2f} s a stack in its worker  "
+                    f"outputs {'identical' if same else 'DIFFER'}"
+                )
+                best[name] = min(best.get(name, float("inf")), times[name])
+            rounds.append(times)
+        print(f"load after: {os.getloadavg()[0]:.1f}")
+        print(f"\n{'run':<16} {'best s':>7} {'stacks/s':>9} {'x one by one':>13} {'x jobs 2':>9}")
+        for name in options.runs:
+            vs_one = best["one by one"] / best[name] if "one by one" in best else float("nan")
+            vs_two = best["jobs 2"] / best[name] if "jobs 2" in best else float("nan")
+            print(
+                f"{name:<16} {best[name]:7.2f} {options.stacks / best[name]:9.2f} "
+                f"{vs_one:13.2f} {vs_two:9.2f}"
+            )
+        if len(rounds) > 1:
+            for name in options.runs:
+                if "one by one" in rounds[0] and name != "one by one":
+                    ratios = [r["one by one"] / r[name] for r in rounds]
+                    print(
+                        f"per round, {name} x one by one: {', '.join(f'{x:.2f}' for x in ratios)}"
+                    )
+
+
+if __name__ == "__main__":
+    main()
