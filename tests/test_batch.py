@@ -388,9 +388,16 @@ def test_stale_temporary_files_are_removed_before_a_retry(tmp_path: Path) -> Non
     stale.write_bytes(b"half")
     other = out / ".t.png.0a1b2c3d.tmp"  # another output's: not touched
     other.write_bytes(b"x")
+    steps = out / "s.steps"
+    steps.mkdir()
+    stale_step = steps / ".depth.png.0123abcd.tmp"
+    stale_step.write_bytes(b"half")
+    outputs = B.Outputs(outputs.image, None, (steps,))
     record = B.run_stack(work, stack, outputs, False)
     assert record.status == "done"
     assert not stale.exists() and other.exists()
+    assert list(steps.iterdir()) == []
+    steps.rmdir()
     assert sorted(p.name for p in out.iterdir()) == [".t.png.0a1b2c3d.tmp", "s.png"]
 
 

@@ -101,7 +101,8 @@ class Stack:
 @dataclass(frozen=True)
 class Outputs:
     """The files one stack makes: the fused image, and the depth map if asked for;
-    ``extra`` are further files or folders it may write (not needed for completeness)."""
+    ``extra`` are further files or folders of its own that it may write (the steps
+    folder: not needed for completeness, kept when the stack fails)."""
 
     image: Path
     depth: Path | None = None
@@ -397,11 +398,16 @@ def remove_stale_temps(outputs: Outputs) -> list[Path]:
     Only call it where no live process is writing these outputs: before a stack is
     (re)run, and when the batch has ended.
     """
+    places = [(path.parent, re.escape(f".{path.name}.")) for path in outputs.files()]
+    for extra in outputs.extra:  # a folder of the stack's own (steps): any file's
+        places.append(
+            (extra, r"\..+\.") if extra.is_dir() else (extra.parent, re.escape(f".{extra.name}."))
+        )
     removed = []
-    for path in [*outputs.files(), *(p for p in outputs.extra if p.suffix)]:
-        pattern = re.compile(re.escape(f".{path.name}.") + r"[0-9a-f]{8}\.tmp.*")
+    for folder, name in places:
+        pattern = re.compile(name + r"[0-9a-f]{8}\.tmp.*")
         with contextlib.suppress(OSError):
-            for entry in os.scandir(path.parent):
+            for entry in os.scandir(folder):
                 if pattern.fullmatch(entry.name):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(entry.path)
