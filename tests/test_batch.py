@@ -316,6 +316,35 @@ def test_save_steps_and_format(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert (out / "s.steps" / "aligned_000.png").is_file()
 
 
+def test_retouch_folder_replays_each_stacks_strokes(
+    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--retouch DIR: DIR/NAME.strokes.json replayed as `fuse --retouch` does."""
+    strokes = tmp_path / "strokes"
+    (strokes / "b").mkdir(parents=True)
+    document = {
+        "format": "convstack-strokes",
+        "version": 1,
+        "image": {"rows": 48, "cols": 64},
+        "strokes": [
+            {"frame": 0, "radius": 10.0, "hardness": 0.5, "erase": False, "points": [[20, 50]]}
+        ],
+    }
+    (strokes / "b" / "c.strokes.json").write_text(json.dumps(document))
+    out = tmp_path / "out"
+    code, err = batch([str(tree), "-o", str(out), "--retouch", str(strokes)], capsys)
+    assert code == 0, err
+    alone = tmp_path / "alone.png"
+    argv = ["fuse", str(tree / "b" / "c"), "-o", str(alone), "--quiet"]
+    assert main([*argv, "--retouch", str(strokes / "b" / "c.strokes.json")]) == 0
+    assert (out / "b" / "c.png").read_bytes() == alone.read_bytes()
+    plain = fuse(B.find_stacks(tree / "b" / "c")[0].frames).image
+    assert not np.array_equal(load(out / "b" / "c.png"), plain)  # the strokes painted
+    np.testing.assert_array_equal(
+        load(out / "b" / "d9.png"), fuse(sorted((tree / "b" / "d9").iterdir())).image
+    )
+
+
 def test_jobs_give_the_same_bits(
     tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
