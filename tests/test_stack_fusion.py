@@ -277,6 +277,39 @@ def test_compiled_pyramid_on_planes_and_views() -> None:
     np.testing.assert_array_equal(np.moveaxis(F._reduce(image), -1, 0), reduced)
 
 
+@pytest.mark.parametrize("power", [8.0, 3.0, 1.0])
+@pytest.mark.parametrize("colour", [True, False])
+def test_compiled_soft_merge_equals_the_numpy_passes(
+    power: float, colour: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames, _ = two_depth_stack(rows=45, cols=70, count=4, colour=colour)
+    unit = [f.astype(np.float32) / 255 for f in frames]
+
+    def fused() -> list[np.ndarray]:
+        acc = F.PyramidAccumulator(power=power)
+        for i, f in enumerate(unit):
+            acc.add(i, f)
+        assert acc.bands is not None
+        return [*acc.bands, *acc.weight, *acc.energy, acc.result()]
+
+    calls: list[bool] = []
+    original = F._soft_merge
+    monkeypatch.setattr(F, "_soft_merge", lambda *a: calls.append(original(*a)) or calls[-1])
+    compiled = fused()
+    assert calls and all(calls)  # every soft level of every later frame, compiled
+    monkeypatch.setattr(F, "_soft_merge", lambda *a: False)  # the NumPy passes
+    for got, expected in zip(compiled, fused(), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_luma_squared_equals_the_numpy_luma() -> None:
+    band = np.random.default_rng(8).normal(size=(3, 37, 29)).astype(np.float32)
+    gray = F._planar_luma(band)
+    np.testing.assert_array_equal(F._luma_squared(band), gray * gray)
+    np.testing.assert_array_equal(F._luma_squared(band[:2]), band[0] * band[0])
+    np.testing.assert_array_equal(F._luma_squared(band[1]), band[1] * band[1])
+
+
 @pytest.mark.parametrize("size", [1, 2, 7, 1000, 12345])
 def test_quantile_equals_numpy(size: int) -> None:
     # the pyramid's noise floor, by one partition instead of np.quantile (whose first

@@ -19,7 +19,7 @@ import numpy as np
 
 from ._jit import kernel
 
-__all__ = ["expand_rows", "reduce_rows"]
+__all__ = ["expand_rows", "luma_squared_rows", "reduce_rows", "soft_merge_rows"]
 
 
 @kernel(inline="always")
@@ -151,3 +151,77 @@ def expand_rows(src: Any, base: Any, sign: int, out: Any, start: int, stop: int)
                         dst[c] = base[p, r, c] + value
                     else:
                         dst[c] = base[p, r, c] - value
+
+
+@kernel
+def luma_squared_rows(band: Any, luma: Any, out: Any, start: int, stop: int) -> None:
+    """Rows ``start:stop`` of ``out`` (rows, cols): the square of the luma of the first
+    three planes of ``band`` (planes, rows, cols), ``((b0 x0 + b1 x1) + b2 x2) ** 2``
+    with ``luma = (b0, b1, b2)``, in float32."""
+    width = out.shape[1]
+    b0, b1, b2 = luma[0], luma[1], luma[2]
+    for r in range(start, stop):
+        x0, x1, x2 = band[0, r], band[1, r], band[2, r]
+        dst = out[r]
+        for c in range(width):
+            gray = x0[c] * b0 + x1[c] * b1
+            gray = gray + x2[c] * b2
+            dst[c] = gray * gray
+
+
+@kernel(inline="always")
+def _power(value: Any, whole: int) -> Any:
+    """``value ** whole`` (1 <= ``whole`` <= 64) by repeated squaring, the products in
+    the order of ``convstack.stack.fusion._power_in_place``."""
+    if whole & (whole - 1) == 0:
+        while whole > 1:
+            value = value * value
+            whole >>= 1
+        return value
+    square = value
+    whole -= 1
+    while whole:
+        if whole & 1:
+            value = value * square
+        whole >>= 1
+        if whole:
+            square = square * square
+    return value
+
+
+@kernel
+def soft_merge_rows(
+    energy: Any,
+    band: Any,
+    top: Any,
+    weight: Any,
+    total: Any,
+    scale: Any,
+    whole: int,
+    start: int,
+    stop: int,
+) -> None:
+    """Rows ``start:stop`` of one soft pyramid level taking in a frame, in place.
+
+    The frame's weight base is ``b = energy * scale + 1``; against the running largest
+    ``t = max(top, b)`` the old sums are scaled by ``(top / t) ** whole`` and the frame
+    added with weight ``(b / t) ** whole``: ``weight = weight * old + new``,
+    ``total = total * old + band * new`` (every plane), then ``top = t``. ``energy``,
+    ``top``, ``weight``: (rows, cols); ``band``, ``total``: (planes, rows, cols);
+    float32, ``scale`` a float32 scalar.
+    """
+    planes = band.shape[0]
+    width = energy.shape[1]
+    one = np.float32(1.0)
+    for r in range(start, stop):
+        e, t_row, w_row = energy[r], top[r], weight[r]
+        for c in range(width):
+            base = e[c] * scale
+            base = base + one
+            largest = t_row[c] if t_row[c] >= base else base
+            old = _power(t_row[c] / largest, whole)
+            new = _power(base / largest, whole)
+            t_row[c] = largest
+            w_row[c] = w_row[c] * old + new
+            for p in range(planes):
+                total[p, r, c] = total[p, r, c] * old + band[p, r, c] * new

@@ -288,6 +288,50 @@ def _planar_luma(image: F32) -> F32:
     return image[0]
 
 
+def _luma_squared(band: F32) -> F32:
+    """The square of the luma of a pyramid level: ``band`` (rows, cols) or planar
+    (channels, rows, cols), as :func:`_planar_luma`; one compiled pass over planar
+    float32 colour (:func:`convstack._k_pyramid.luma_squared_rows`), same numbers."""
+    if band.ndim == 2 or band.shape[0] < 3 or band.dtype != np.float32:
+        gray = _planar_luma(band) if band.ndim == 3 else band
+        return gray * gray
+    from .. import _k_pyramid
+
+    planes = np.ascontiguousarray(band)
+    out = np.empty(planes.shape[1:], np.float32)
+    _in_strips(
+        out[None],
+        lambda start, stop: _k_pyramid.luma_squared_rows(planes, _BT601, out, start, stop),
+    )
+    return out
+
+
+def _soft_merge(
+    energy: F32, band: F32, top: F32, weight: F32, total: F32, scale: np.float32, power: float
+) -> bool:
+    """One soft level of :meth:`PyramidAccumulator.add` in one compiled pass
+    (:func:`convstack._k_pyramid.soft_merge_rows`), ``top``, ``weight`` and ``total``
+    updated in place; False (nothing done) unless ``power`` is a whole number in
+    [1, 64] and every array float32 and C-contiguous."""
+    whole = int(power)
+    arrays = (energy, band, top, weight, total)
+    if whole != power or not 1 <= whole <= 64:
+        return False
+    if not all(a.dtype == np.float32 and a.flags.c_contiguous for a in arrays):
+        return False
+    from .. import _k_pyramid
+
+    planes = band if band.ndim == 3 else band[None]
+    sums = total if total.ndim == 3 else total[None]
+    _in_strips(
+        planes,
+        lambda start, stop: _k_pyramid.soft_merge_rows(
+            energy, planes, top, weight, sums, scale, whole, start, stop
+        ),
+    )
+    return True
+
+
 def _power_in_place(values: F32, power: float) -> None:
     """``values **= power``; whole powers up to 64 by repeated squaring (a few SIMD
     multiplications instead of ``exp(power * log(values))``)."""
@@ -600,8 +644,7 @@ class PyramidAccumulator:
             self.bands, self.energy, self.weight = [], [], []
         assert self.bands is not None and self.energy is not None
         for k, band in enumerate(bands[:-1]):
-            gray = _planar_luma(band) if band.ndim == 3 else band
-            energy = _blur5(gray * gray)
+            energy = _blur5(_luma_squared(band))
             if first:
                 # soft levels: the running largest weight base 1 + E / tau, and the sum
                 # of weights relative to it (1); the others: the running largest energy
@@ -619,6 +662,11 @@ class PyramidAccumulator:
                 # the ratios. Powers of ratios rather than exponentials of log-weights:
                 # NumPy's float32 log1p and exp are scalar code on CPUs without AVX-512
                 # (log1p alone took 55 ms on a 3 MP level there)
+                scale = np.float32(1.0 / self.tau[k])
+                if _soft_merge(
+                    energy, band, self.energy[k], self.weight[k], self.bands[k], scale, self.power
+                ):
+                    continue
                 base = energy
                 base *= np.float32(1.0 / self.tau[k])
                 base += np.float32(1.0)
