@@ -87,7 +87,10 @@ def dask_runner(
                         n_workers=workers,
                         threads_per_worker=1,
                         processes=True,
-                        dashboard_address=None,
+                        dashboard_address=None,  # no dashboard; its HTTP server
+                        # (health, metrics) on any free port, not 8787, which another
+                        # cluster may hold (distributed warns and moves)
+                        scheduler_kwargs={"dashboard_address": ":0"},
                         env=unset_worker_environment(workers),
                     )
                 )
