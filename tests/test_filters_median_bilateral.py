@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from convstack import filters
+from convstack import filters, limits
 from convstack.filters import median as median_module
 
 cv2 = pytest.importorskip("cv2")
@@ -165,6 +165,15 @@ def test_median_infinities_are_ordinary_values(size):
     image[::3, ::4] = np.inf
     image[1::5, 2::3] = -np.inf
     np.testing.assert_array_equal(filters.median_blur(image, size), median_oracle(image, size))
+
+
+def test_median_refuses_absurd_sizes_before_allocating():
+    # issue 19: enormous sizes are computable before allocating
+    image = make((30, 40), np.uint8, seed=9)
+    with pytest.raises(ValueError, match=r"median_blur of an image of shape \(30, 40\) with"):
+        filters.median_blur(image, 2_000_001)
+    with limits.memory_limit("1MiB"), pytest.raises(limits.LimitError, match="size 301 needs"):
+        filters.median_blur(image.astype(np.float32), 301)
 
 
 def test_median_all_nan_image():

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._dtype import check_image, check_mode, check_odd, pad_image, strips
+from ..limits import check_memory
+from ._dtype import POOL_THREADS, check_image, check_mode, check_odd, pad_image, strips
 
 __all__ = ["NETWORK_MAX", "median_blur", "merge_network", "sort_network"]
 
@@ -182,6 +183,9 @@ def median_blur(image: ArrayLike, size: int, *, mode: str = "nearest") -> NDArra
     and float windows a sorted window updated by one merge pass per pixel
     (``size**2`` steps).
 
+    Raises ``ValueError`` (``convstack.limits.LimitError``) before allocating when the
+    padded image and the loops' scratch would exceed the memory limit.
+
     NaN: every window that holds a NaN gives NaN, for every size and border mode
     (the rule of the convolution engine: a NaN spreads over its footprint). Infinities
     are ordinary values.
@@ -200,14 +204,27 @@ def median_blur(image: ArrayLike, size: int, *, mode: str = "nearest") -> NDArra
     from .. import _k_median
 
     r = k // 2
+    channels = array.shape[2] if array.ndim == 3 else 1
+    rows, width = array.shape[0], array.shape[1] * channels
+    padded_size = (rows + 2 * r) * (width + 2 * r * channels)
+    is_u8 = array.dtype == np.uint8
+    if k <= NETWORK_MAX["u8" if is_u8 else "other"]:
+        scratch = (k * (width + 2 * r * channels) + k * k * 256) * array.itemsize
+    elif is_u8:
+        scratch = (width + 2 * r * channels) * 272 * 4  # 256 + 16 counts per column
+    else:
+        scratch = 2 * k * k * array.itemsize
+    check_memory(
+        padded_size * (array.itemsize + 8.0 * (array.dtype.kind == "f"))
+        + array.nbytes
+        + scratch * POOL_THREADS,
+        f"median_blur of an image of shape {array.shape} with size {k}",
+    )
     nan = _nan_windows(array, k, mode) if array.dtype.kind == "f" else None
     source = np.where(np.isnan(array), 0, array) if nan is not None else array
     padded = np.ascontiguousarray(pad_image(source, (r, r), (r, r), mode))
-    channels = array.shape[2] if array.ndim == 3 else 1
-    rows, width = array.shape[0], array.shape[1] * channels
     flat = padded.reshape(padded.shape[0], -1)
     out = np.empty((rows, width), dtype=array.dtype)
-    is_u8 = array.dtype == np.uint8
     if k <= NETWORK_MAX["u8" if is_u8 else "other"]:
         col_ops, col_order, steps = _network_tables(k)
 
