@@ -356,6 +356,14 @@ class Guard:
         )
 
 
+#: The page's own scripts, styles and images only; never inside another site's frame.
+_POLICY = (
+    "default-src 'self'; img-src 'self' blob:; script-src 'self'; style-src 'self'; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+
 def _static(name: str) -> bytes:
     return (resources.files("convstack.viewer") / "static" / name).read_bytes()
 
@@ -368,13 +376,17 @@ def make_app(stack: ViewStack, *, token: str, port: int) -> ASGIApp:
         response = Response(_static("index.html"), media_type=_STATIC["index.html"])
         response.set_cookie(cookie, token, httponly=True, samesite="strict", path="/")
         response.headers["Cache-Control"] = "no-store"
+        response.headers["Content-Security-Policy"] = _POLICY
+        response.headers["Referrer-Policy"] = "no-referrer"  # the URL holds the token
         return response
 
     async def static(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in _STATIC:
             return PlainTextResponse("not found", status_code=404)
-        return Response(_static(name), media_type=_STATIC[name])
+        return Response(
+            _static(name), media_type=_STATIC[name], headers={"X-Content-Type-Options": "nosniff"}
+        )
 
     async def info(request: Request) -> Response:
         return JSONResponse(stack.info())
