@@ -6,6 +6,7 @@
     python bench/fusion.py --memory 10 40  # peak RSS of fuse() on N frames of 2000 x 3000 RGB
     python bench/fusion.py --alternate 5 --cases bug pcb breathing-1 breathing-4
                                            # convstack (warm; command line) vs focusweave in turn
+    python bench/fusion.py --warp 5        # warp of a rotated PCB frame vs OpenCV, best of 5
 
 Inputs
   synthetic  convstack.stack.synthetic scenes (480 x 640, 9 frames) rendered with a thin-lens
@@ -381,6 +382,56 @@ def alternate(name: str, paths: list[Path], align: str, rounds: int) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def time_warps(rounds: int) -> None:
+    """A PCB frame (3 MP colour, uint8) warped by rotations about its centre (Keys cubic,
+    edges repeated, float32 out): convstack into planar and interleaved frames, and
+    OpenCV's warpAffine (cubic a = -0.75, BORDER_REPLICATE, on the float32 frame) in turn."""
+    pcb = DATA / "pcb" / "pcb"
+    if not pcb.is_dir():
+        print("no PCB data", file=sys.stderr)
+        return
+    frame = load_rgb(sorted(pcb.glob("pcb_*.jpg"))[0])
+    unit = frame.astype(np.float32)
+    rows, cols = frame.shape[:2]
+    planes = np.empty((3, rows, cols), np.float32)
+    print(
+        "| rotation deg | convstack planar ms | interleaved ms | cv2.warpAffine ms | planar / cv2 |"
+    )
+    print("|---:|---:|---:|---:|---:|")
+    for degrees in (0.0, 0.01, 0.1, 0.3, 0.9, 5.0, 45.0):
+        angle = np.radians(degrees)
+        c, s = np.cos(angle), np.sin(angle)
+        centre = (np.array([rows, cols], dtype=np.float64) - 1.0) / 2.0
+        m = np.eye(3)
+        m[:2, :2] = [[c, s], [-s, c]]
+        m[:2, 2] = centre - m[:2, :2] @ centre + (0.3, -0.7)
+        # OpenCV's inverse map in (x, y): our (row, col) matrix with both axes swapped
+        inverse = np.array([[m[1, 1], m[1, 0], m[1, 2]], [m[0, 1], m[0, 0], m[0, 2]]])
+        jobs: dict[str, Callable[[], Any]] = {
+            "planar": lambda m=m: warp(frame, m, order=3, out=np.moveaxis(planes, 0, -1)),
+            "interleaved": lambda m=m: warp(frame, m, order=3),
+            "cv2": lambda inverse=inverse: cv2.warpAffine(
+                unit,
+                inverse,
+                (cols, rows),
+                flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REPLICATE,
+            ),
+        }
+        for job in jobs.values():  # compile, warm the caches
+            job()
+        times: dict[str, list[float]] = {key: [] for key in jobs}
+        for _ in range(rounds):
+            for key, job in jobs.items():
+                times[key].append(timed(job))
+        best = {key: 1e3 * min(values) for key, values in times.items()}
+        print(
+            f"| {degrees:g} | {best['planar']:.1f} | {best['interleaved']:.1f} | "
+            f"{best['cv2']:.1f} | {best['planar'] / best['cv2']:.2f} |",
+            flush=True,
+        )
+
+
 # ---------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -397,7 +448,16 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="time convstack (warm and from the command line) and focusweave in turn, N rounds",
     )
+    parser.add_argument(
+        "--warp",
+        type=int,
+        metavar="N",
+        help="time the warp of a rotated PCB frame against OpenCV, best of N",
+    )
     args = parser.parse_args(argv)
+    if args.warp:
+        time_warps(args.warp)
+        return 0
     if args.memory:
         measure_memory(args.memory)
         return 0
