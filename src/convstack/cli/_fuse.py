@@ -55,6 +55,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--force", action="store_true", help="replace existing output files")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--index",
+        metavar="AXIS=N[,...]",
+        help="of a z-stack file (one multi-page, ImageJ or OME-TIFF): the entry of each axis "
+        "other than Z, Y, X, C to stack, as T=0 or T=0,P=2",
+    )
     parser.set_defaults(func=run)
 
 
@@ -142,6 +148,15 @@ def run(args: argparse.Namespace) -> int:
     except StackError as exc:
         raise UserError(str(exc)) from None
     inputs = _writer.Inputs(frames)
+    files = frames  # the input files (a z-stack: one file, its planes the frames)
+    zstack = _open_zstack(frames, getattr(args, "index", None))
+    if zstack is not None:
+        frames = zstack.frames()
+        if not _ome_output(output, zstack.channels, zstack) and zstack.channels not in (1, 3):
+            raise UserError(
+                f"output {output}: {zstack.channels} channels; PNG and JPEG hold grey or "
+                "RGB, write them to a .tif."
+            )
     _check_output(output, args.force, "output", inputs)
     if depth_path is not None:
         _check_output(depth_path, args.force, "depth map", inputs)
@@ -192,8 +207,8 @@ def run(args: argparse.Namespace) -> int:
         image = result.image
         if strokes is not None:
             image = _replay(strokes, image, retouch_frames, args.retouch)
-        metadata = _io.read_metadata(frames[result.reference])
-        _io.write_image(output, image, overwrite=args.force, metadata=metadata, inputs=inputs)
+        metadata = _io.read_metadata(files[0] if zstack else frames[result.reference])
+        _write_fused(output, image, zstack, args.force, metadata, inputs)
         if depth_path is not None:
             jpeg = depth_path.suffix.lower() in (".jpg", ".jpeg")
             depth = depth_to_image(result.depth, len(frames), np.uint8 if jpeg else np.uint16)
@@ -201,6 +216,61 @@ def run(args: argparse.Namespace) -> int:
     except (StackError, ValueError, TypeError) as exc:
         raise UserError(str(exc)) from None
     return 0
+
+
+def _ome_output(output: Path, channels: int, zstack: Any) -> bool:
+    """Whether the fused image goes to an OME-TIFF (channel planes, names, pixel sizes):
+    a .ome.tif name, a TIFF from an OME z-stack, or a TIFF of other than 1 or 3 channels."""
+    name = output.name.lower()
+    if not name.endswith((".tif", ".tiff")):
+        return False
+    from_ome = zstack is not None and zstack.is_ome
+    return name.endswith((".ome.tif", ".ome.tiff")) or from_ome or channels not in (1, 3)
+
+
+def _write_fused(
+    output: Path,
+    image: NDArray[Any],
+    zstack: Any,
+    force: bool,
+    metadata: _io.ImageMetadata,
+    inputs: _writer.Inputs,
+) -> None:
+    """The fused image: OME-TIFF where :func:`_ome_output` says, else ``write_image``."""
+    channels = 1 if image.ndim == 2 else image.shape[-1]
+    if not _ome_output(output, channels, zstack):
+        if channels not in (1, 3):
+            raise UserError(
+                f"output {output}: {channels} channels; PNG and JPEG hold grey or RGB, "
+                "write them to a .tif."
+            )
+        _io.write_image(output, image, overwrite=force, metadata=metadata, inputs=inputs)
+        return
+    from ..stack.zstack import channel_tiff
+
+    data = channel_tiff(
+        image,
+        channel_names=zstack.channel_names if zstack is not None else (),
+        pixel_size=zstack.pixel_size if zstack is not None else None,
+    )
+    try:
+        _writer.write_bytes(output, data, overwrite=force, inputs=inputs)
+    except _writer.OutputRefusedError as exc:
+        raise UserError(f"output {exc}") from None
+
+
+def _open_zstack(files: list[Path], index: str | None) -> Any:
+    """The z-stack when ``files`` is one multi-page TIFF (a ZStack), else None."""
+    from ..stack import zstack
+
+    if not zstack.is_lone_zstack(files):
+        if index:
+            raise UserError("--index picks planes of one z-stack file; give one TIFF file.")
+        return None
+    try:
+        return zstack.open_zstack(files[0], index=index)
+    except (StackError, ValueError) as exc:
+        raise UserError(str(exc)) from None
 
 
 def _read_strokes(path: str, count: int) -> Any:

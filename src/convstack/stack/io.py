@@ -23,7 +23,8 @@ the file: from the header alone, before decoding, images of more pixels than
 ``convstack.limits.max_image_pixels()`` or more decoded bytes than the memory limit
 (``FrameTooLargeError``) and progressive JPEGs of over 1000 scans; files cut short
 (a PNG without IEND, a JPEG without its end-of-image marker, TIFF strips past the
-end); multi-page TIFFs (not read as stacks yet); CMYK, palette and Lab TIFFs; empty
+end); multi-page TIFFs (a z-stack is read plane by plane by
+:mod:`convstack.stack.zstack`, not as one frame); CMYK, palette and Lab TIFFs; empty
 files, folders, link loops and images without pixels.
 
 Writing goes through ``convstack._writer``, the one writer of every file the
@@ -341,8 +342,9 @@ def _read_tiff(path: str, source: Path | BinaryIO) -> NDArray[Any]:
         pages = _tiff_pages(tif)
         if pages > 1:
             raise FrameReadError(
-                f"{path}: a multi-page TIFF ({pages} pages); multi-page stacks are not read "
-                "as frames yet: give each frame as a file of its own."
+                f"{path}: a multi-page TIFF ({pages} pages), not one frame: give the file "
+                "alone to fuse (`convstack fuse FILE`, fuse(FILE)) to stack its planes, or "
+                "read it with convstack.stack.zstack.open_zstack."
             )
         page = tif.pages.first
         _check_size(

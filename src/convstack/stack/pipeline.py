@@ -41,6 +41,7 @@ from ..progress import ProgressCallback, report
 from ..warp import warp
 from . import align as _align
 from . import io as _io
+from . import zstack as _zstack
 from .depth import FocusAccumulator, _zoom, regularize_depth, voting_measure
 from .errors import FrameMismatchError, FrameReadError, StackError
 from .forked import Channel, ForkedWorker, can_fork, shared_array
@@ -100,6 +101,8 @@ def _frame_name(item: Any, index: int) -> str:
     """How messages name frame ``index``: its path, a file object's name, or its index."""
     if isinstance(item, (str, os.PathLike)):
         return str(item)
+    if isinstance(item, _zstack.ZPlane):
+        return item.name
     if _is_file_object(item):
         own = getattr(item, "name", None)
         if isinstance(own, (str, os.PathLike)):
@@ -122,8 +125,12 @@ class _Source:
     the first (the reference), whose range also sets the scale of float frames."""
 
     def __init__(self, frames: Any) -> None:
-        if isinstance(frames, (str, os.PathLike)):
-            raise v.fail("frames", "be a sequence of arrays or paths", frames, kind=TypeError)
+        if isinstance(frames, (str, os.PathLike)):  # one file: a z-stack
+            frames = _zstack.open_zstack(frames)
+        elif _zstack.is_lone_zstack(frames):  # [one file], as a folder or glob lists it
+            frames = _zstack.open_zstack(frames[0])
+        if isinstance(frames, _zstack.ZStack):
+            frames = frames.frames()
         if isinstance(frames, np.ndarray):
             if frames.ndim not in (3, 4):
                 raise v.fail(
@@ -166,7 +173,9 @@ class _Source:
     def raw(self, index: int) -> NDArray[Any]:
         item = self.items[index]
         name = self.names[index]
-        if isinstance(item, (str, os.PathLike)) or index in self.content:
+        if isinstance(item, _zstack.ZPlane):
+            array = item.load()
+        elif isinstance(item, (str, os.PathLike)) or index in self.content:
             try:
                 if index in self.content:
                     array = _io.read_image(io.BytesIO(self.content[index]), name=name)
