@@ -248,6 +248,10 @@ def test_compiled_pyramid_steps_match_loops_and_equal_the_numpy_passes(
     np.testing.assert_allclose(reduced, _loop_reduce(image), rtol=0, atol=1e-6)
     # the same float32 operations in the same order as the one-axis NumPy passes
     np.testing.assert_array_equal(reduced, F._decimate(F._decimate(image, 0), 1))
+    edge = F._decimate(F._decimate(image, 0, "edge"), 1, "edge")  # the registration's
+    np.testing.assert_array_equal(F._reduce(image, border="edge"), edge)
+    padded = np.pad(image.astype(np.float64), 2, mode="edge")
+    np.testing.assert_allclose(edge, _loop_reduce(padded)[1:-1, 1:-1], atol=1e-6)
     for rows in {2 * shape[0] - 1, 2 * shape[0]}:
         for cols in {2 * shape[1] - 1, 2 * shape[1]}:
             expanded = F._expand(image, (rows, cols))

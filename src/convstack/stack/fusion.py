@@ -149,22 +149,25 @@ def _in_strips(out: F32, work: Any) -> None:
     strips(rows, planes * cols * 4, work, target=_STRIP_BYTES)
 
 
-def _reduce(image: F32, axes: tuple[int, int] = (0, 1)) -> F32:
+def _reduce(
+    image: F32, axes: tuple[int, int] = (0, 1), border: Literal["reflect", "edge"] = "reflect"
+) -> F32:
     """Blur with the 5-tap binomial and keep every other row and column.
 
-    ``axes``: the (row, column) axes; (1, 2) for planar (channels, rows, cols) arrays.
-    float32 rows and columns last go through the compiled loop
-    (:func:`convstack._k_pyramid.reduce_rows`), the same numbers as the two
-    :func:`_decimate` passes that other arrays take.
+    ``axes``: the (row, column) axes; (1, 2) for planar (channels, rows, cols) arrays;
+    ``border`` as for :func:`_decimate`. float32 rows and columns last go through the
+    compiled loop (:func:`convstack._k_pyramid.reduce_rows`), the same numbers as the
+    two :func:`_decimate` passes that other arrays take.
     """
     planes = _as_planes(image, axes)
     if planes is None:
-        return _decimate(_decimate(image, axes[0]), axes[1])
+        return _decimate(_decimate(image, axes[0], border), axes[1], border)
     from .. import _k_pyramid
 
     count, rows, cols = planes.shape
     out = np.empty((count, (rows + 1) // 2, (cols + 1) // 2), np.float32)
-    _in_strips(out, lambda start, stop: _k_pyramid.reduce_rows(planes, out, start, stop, False))
+    edge = border == "edge"
+    _in_strips(out, lambda start, stop: _k_pyramid.reduce_rows(planes, out, start, stop, edge))
     return out if image.ndim == 3 else out[0]
 
 
