@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import convstack
-from convstack import filters, kernels
+from convstack import edges, filters, kernels
 from convstack.calculus import derivative, extrema, gradient, laplace, second_derivatives
 from convstack.limits import LimitError, memory_limit
 
@@ -386,6 +386,9 @@ CALLS = {
     "extrema": lambda x, k: extrema(x),
     "gradient": lambda x, k: gradient(x),
     "laplace": lambda x, k: laplace(x, mode="wrap"),
+    "laplacian_edges": lambda x, k: edges.laplacian_edges(x),
+    "sobel_magnitude": lambda x, k: edges.sobel_magnitude(x, rescale=True),
+    "focus_measure": lambda x, k: edges.focus_measure(x, size=3),
 }
 
 
@@ -441,3 +444,33 @@ def test_the_finite_check_sees_every_position(dtype, shape, compiled, monkeypatc
             assert (
                 has_nonfinite(y) and has_nonfinite(y.T) and has_nonfinite(y[::-1] if y.ndim else y)
             )
+
+
+@pytest.mark.parametrize("method", ["direct", "separable", "fft"])
+def test_values_beyond_the_working_dtype_are_infinities(method):
+    # longdouble works in float64 and float32 kernels of float32 images: what does not
+    # fit becomes inf once, then follows the rule (no RuntimeWarning, no NaN tiles)
+    image = np.ones((4, 5), dtype=np.longdouble)
+    image[1, 1] = np.longdouble("1e400")
+    result = convstack.correlate(image, np.ones((3, 3)), method=method)
+    expected = np.zeros((4, 5), dtype=bool)
+    expected[0:3, 0:3] = True
+    np.testing.assert_array_equal(np.isposinf(result), expected)
+    assert result[3, 4] == 4.0  # hand: four ones under the 3x3 box at the corner
+    small = convstack.correlate(np.ones((2, 2), np.float32), [[0.0, 1e299, 0.0]], method=method)
+    assert small.dtype == np.float32 and np.isposinf(small).all()  # inf * 1 at the centre
+
+
+def test_edge_maps_keep_nonfinite_and_rescale_the_rest():
+    image = np.random.default_rng(11).random((9, 10))
+    image[4, 4] = np.nan
+    image[0, 9] = np.inf
+    plain = np.abs(ieee_loop(image, kernels.laplacian(4), "mirror"))  # oracle before rescaling
+    result = edges.laplacian_edges(image)
+    np.testing.assert_array_equal(np.isnan(result), np.isnan(plain))
+    np.testing.assert_array_equal(np.isposinf(result), np.isposinf(plain))
+    finite = np.isfinite(plain)
+    low, high = plain[finite].min(), plain[finite].max()
+    np.testing.assert_allclose(result[finite], (plain[finite] - low) / (high - low), atol=1e-12)
+    colour = np.dstack([image, -image, image])  # inf - inf in the gray conversion: NaN
+    assert np.isnan(edges.sobel_magnitude(colour)[0, 9])

@@ -58,7 +58,8 @@ def has_nonfinite(array: NDArray[Any]) -> bool:
 
 def finite_copy(array: NDArray[Any], dtype: Any = None) -> NDArray[Any]:
     """A copy of ``array`` (in ``dtype``) with every NaN and infinity replaced by 0."""
-    out = np.array(array, dtype=dtype if dtype is not None else array.dtype, copy=True)
+    with np.errstate(over="ignore", invalid="ignore"):  # casts to float32 may overflow
+        out = np.array(array, dtype=dtype if dtype is not None else array.dtype, copy=True)
     out[~np.isfinite(out)] = 0
     return out
 

@@ -127,6 +127,11 @@ def _filter(
 ) -> NDArray[Any]:
     array = v.as_real_array(image, "image")
     weights = v.as_real_array(kernel, "kernel")
+    if array.dtype.kind == "f" and array.dtype.itemsize > 8:
+        # longdouble works in float64: values beyond it become inf here, once, so that
+        # every method and the non-finite rule see the same samples
+        with np.errstate(over="ignore"):
+            array = array.astype(np.float64)
     cval = check_mode(mode, cval)
     v.choice(method, "method", METHOD_NAMES)
     axis = v.channel_axis_index(channel_axis, array.ndim)
@@ -145,7 +150,8 @@ def _filter(
     work = array if axis is None else np.moveaxis(array, axis, 0)
     work = work.reshape((1,) + work.shape) if axis is None else work
     # no cast here: strips and tiles are cast to ``dtype`` as they are padded
-    taps = weights.astype(dtype)
+    with np.errstate(over="ignore"):  # a weight beyond float32 becomes inf (then: the rule)
+        taps = weights.astype(dtype)
     if flip:
         taps = taps[(slice(None, None, -1),) * taps.ndim]
 

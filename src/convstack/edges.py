@@ -70,7 +70,8 @@ def to_gray(image: ArrayLike) -> NDArray[np.floating[Any]]:
     if unit.shape[2] < 3:
         return np.ascontiguousarray(unit[..., 0])
     r, g, b = (dtype.type(w) for w in BT601)
-    gray: NDArray[np.floating[Any]] = unit[..., 0] * r + unit[..., 1] * g + unit[..., 2] * b
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, as IEEE says
+        gray: NDArray[np.floating[Any]] = unit[..., 0] * r + unit[..., 1] * g + unit[..., 2] * b
     return gray
 
 
@@ -81,13 +82,25 @@ def _rescale(
 
     A map whose range is within rounding error of the gray image (a flat image's
     Laplacian is 0 up to a few ulps) gives zeros instead of stretched rounding noise.
+    NaN and infinities (README, "Non-finite values") stay as they are; the range is
+    that of the finite values.
     """
-    low, high = values.min(), values.max()
-    tolerance = 64 * np.finfo(values.dtype).eps * max(1.0, float(np.max(np.abs(gray))))
-    if high - low <= tolerance:
-        return np.zeros_like(values)
-    result: NDArray[np.floating[Any]] = (values - low) / (high - low)
-    return result
+    finite = np.isfinite(values)
+    if not finite.all():
+        if not finite.any():
+            return values.copy()
+        kept = values[finite]
+        low, high = kept.min(), kept.max()
+        scale = float(np.max(np.abs(gray[np.isfinite(gray)]), initial=0.0))
+    else:
+        low, high = values.min(), values.max()
+        scale = float(np.max(np.abs(gray)))
+    tolerance = 64 * np.finfo(values.dtype).eps * max(1.0, scale)
+    with np.errstate(invalid="ignore", over="ignore"):
+        if high - low <= tolerance:
+            return np.where(finite, 0, values).astype(values.dtype)
+        result: NDArray[np.floating[Any]] = np.where(finite, (values - low) / (high - low), values)
+    return result.astype(values.dtype, copy=False)
 
 
 def laplacian_edges(
