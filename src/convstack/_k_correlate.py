@@ -110,6 +110,7 @@ def correlate_rows(
     n_or, n_oc, _ = out.shape
     kh, kw = weights.shape
     flat = src.reshape(n_r, n_c * ch)
+    src_flat = src.reshape(n_r * n_c * ch)
     res = out.reshape(n_or, n_oc * ch)
     lo, m = j0 * ch, (j1 - j0) * ch
     for i in range(r0, r1):
@@ -130,9 +131,16 @@ def correlate_rows(
                 rs[n] = r
                 offs[n] = b * dilation[1]  # padded column of output column 0
                 n += 1
-        # border columns, through the column map
+        # border columns, through the column map (one channel: a plain scalar loop)
         for e in range(j0 + n_oc - j1):
             j = e if e < j0 else j1 + e - j0
+            if ch == 1:
+                total = acc[j]
+                for t in range(n):
+                    s = cmap[j * stride[1] + offs[t]]
+                    total += ws[t] * (src_flat[rs[t] * n_c + s] if s >= 0 else fill[0])
+                acc[j] = total
+                continue
             for t in range(n):
                 s = cmap[j * stride[1] + offs[t]]
                 for c in range(ch):
