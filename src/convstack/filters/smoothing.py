@@ -144,10 +144,11 @@ def box_blur(
             sums, row, kind, 1.0 / area, mult, delta,
         )  # fmt: skip
 
-    # a strip starts with a sum of ``kr`` rows: strips of at least ``4 * kr`` rows keep
-    # that under a quarter of the work; four strips at least, so that the (two or
-    # more) pool threads share them
-    step = max(4 * kr, -(-rows // 4))
+    # a strip starts with a sum of ``kr`` rows (one add pass each, against about five
+    # passes per output row): strips of ``2 * kr`` rows and at least 32 keep that near a
+    # tenth of the work, and many strips let the pool threads even out their loads
+    # (four strips of 2048x2048 on two busy CPUs left one thread waiting on the other)
+    step = max(2 * kr, 32, -(-rows // 64))
     strips(rows, width * 8, work, target=step * width * 8)
     return out.reshape(array.shape)
 
