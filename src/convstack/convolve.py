@@ -226,7 +226,7 @@ def _check_size(
     """Refuse, before allocating, a call whose working memory exceeds the limit.
 
     Counted in the working dtype: the result twice (the methods' output and its
-    contiguous copy), a copy of the image (the non-finite path), and the scratch of
+    contiguous copy), a copy of a float image (the non-finite path), and the scratch of
     the methods: for 1-D and 2-D at least the dilated kernel span on both axes three
     times (padded strip or FFT tile, accumulator, temporary or spectrum), for N-D the
     padded image three times (padded copy, accumulator, temporary or spectrum). Every
@@ -238,7 +238,7 @@ def _check_size(
     padded = float(np.prod([n + b + a for n, (b, a) in zip(work.shape[1:], pads, strict=True)]))
     outputs = batch * float(np.prod(out_shape, dtype=float))
     scratch = 3.0 * float(np.prod(span, dtype=float)) if taps.ndim <= 2 else 3.0 * batch * padded
-    image = batch * float(np.prod(work.shape[1:], dtype=float))
+    image = batch * float(np.prod(work.shape[1:], dtype=float)) * (work.dtype.kind == "f")
     need = dtype.itemsize * (2.0 * outputs + scratch + image)
     check_memory(
         need,

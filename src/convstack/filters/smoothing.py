@@ -99,7 +99,7 @@ def box_blur(
     nonfinite = has_nonfinite(array)
     strip_bytes = 8.0 * channels * ((kr + 64.0) * cols * 4 + 64.0 * (cols + kc) * 4)
     check_memory(
-        8.0 * channels * rows * cols * 3 + strip_bytes + 16.0 * area * nonfinite,
+        array.itemsize * channels * rows * cols * 3.0 + strip_bytes + 16.0 * area * nonfinite,
         f"box_blur of an image of shape {array.shape} with size {(kr, kc)}",
     )
     if nonfinite:
@@ -154,6 +154,7 @@ def box_blur(
 
 
 # ------------------------------------------------------------------------ gaussian
+
 
 def _fixed_point(kernel: NDArray[np.float64], bits: int) -> list[int]:
     """OpenCV's integer version of a symmetric kernel: ``bits`` fraction bits, exact sum.
@@ -210,18 +211,19 @@ _OUTER_TAPS = 1 << 20
 def _check_gaussian(array: NDArray[Any], kr: int, kc: int, sx: float, sy: float) -> None:
     """Refuse, before building the kernel, a Gaussian whose passes exceed the memory limit.
 
-    Counted in float64 bytes: the two 1-D kernels, the result, a finite copy of the
-    image (NaN path), the strip buffers (rows of the image plus the kernel height,
-    rows of the width plus the kernel width) and the 2-D kernel of the footprint rule.
+    Counted: the two 1-D kernels, the result and (floats, NaN path) a finite copy of
+    the image in its own dtype, the strip buffers in float64 (rows of the image plus
+    the kernel height, rows of the width plus the kernel width) and the 2-D kernel of
+    the footprint rule.
     """
     rows, cols = array.shape[0], array.shape[1]
     chans = array.shape[2] if array.ndim == 3 else 1
-    pixels = float(rows) * cols * chans
+    pixels = float(rows) * cols * chans * array.itemsize * (3 if array.dtype.kind == "f" else 2)
     strips = (64.0 + kr) * cols * chans + 64.0 * (cols + kc) * chans
     footprint = 0.0  # the NaN path's 2-D footprint, checked only when it is large
     if float(kr) * kc > _OUTER_TAPS and has_nonfinite(array):
         footprint = float(kr) * kc
-    need = 8.0 * (kr + kc + 3 * pixels + 3 * strips + 2 * footprint)
+    need = pixels + 8.0 * (kr + kc + 3 * strips + 2 * footprint)
     check_memory(
         need,
         f"gaussian_blur of an image of shape {array.shape} with a {kr} x {kc} kernel "
