@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,7 @@ def register(subparsers: Any) -> None:
         help="of a z-stack file (one multi-page, ImageJ or OME-TIFF): the entry of each axis "
         "other than Z, Y, X, C to stack, as T=0 or T=0,P=2",
     )
+    _add_scientific_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -162,6 +164,7 @@ def run(args: argparse.Namespace) -> int:
         _check_output(depth_path, args.force, "depth map", inputs)
         if _same_target(depth_path, output):
             raise UserError("--depth-map must differ from the output file.")
+    science = _Science(args, zstack, [output, depth_path], inputs)
     if len(frames) < 2:
         try:  # a lone file may say why it is alone (a multi-page TIFF) or unreadable
             _io.read_image(frames[0])
@@ -203,6 +206,8 @@ def run(args: argparse.Namespace) -> int:
             photometric=args.photometric,
             progress=progress_bar(args.quiet),
             on_step=on_step,
+            focus_channel=science.focus_channel,
+            height=science.wants_height,
         )
         image = result.image
         if strokes is not None:
@@ -213,9 +218,172 @@ def run(args: argparse.Namespace) -> int:
             jpeg = depth_path.suffix.lower() in (".jpg", ".jpeg")
             depth = depth_to_image(result.depth, len(frames), np.uint8 if jpeg else np.uint16)
             _io.write_image(depth_path, depth, overwrite=args.force, inputs=inputs)
+        science.write(result, image, args.force, inputs)
     except (StackError, ValueError, TypeError) as exc:
         raise UserError(str(exc)) from None
     return 0
+
+
+def _add_scientific_options(parser: argparse.ArgumentParser) -> None:
+    """Options for z-stacks and measured heights (issue 15)."""
+    parser.add_argument(
+        "--focus-channel",
+        metavar="N|W,W,...",
+        help="decide focus on channel N (0 = first), or on the channels weighted W,W,...; "
+        "the same choice applies to every channel (default: the luma)",
+    )
+    parser.add_argument(
+        "--height-map",
+        metavar="FILE",
+        help="write heights in micrometres (float32 TIFF): the sub-frame peak of each "
+        "pixel's focus curve times the z-step",
+    )
+    parser.add_argument(
+        "--confidence",
+        metavar="FILE",
+        help="write the height map's confidence (float32 TIFF, 0 = flat focus curve, 1 = one "
+        "sharp frame)",
+    )
+    parser.add_argument(
+        "--z-step",
+        metavar="LENGTH",
+        help="spacing of the frames along Z, as 2.5um, 500nm or 0.01mm (default: the file's "
+        "OME PhysicalSizeZ or ImageJ spacing)",
+    )
+    parser.add_argument(
+        "--mesh",
+        metavar="FILE.ply",
+        help="write the height map as a coloured surface mesh (PLY; MeshLab, Blender)",
+    )
+    parser.add_argument(
+        "--mesh-step",
+        type=int,
+        default=1,
+        metavar="N",
+        help="a mesh vertex every N pixels (default 1; big images)",
+    )
+
+
+class _Science:
+    """What --focus-channel, --height-map, --confidence, --z-step and --mesh ask, checked
+    before the work; ``write`` writes their files after it."""
+
+    def __init__(
+        self, args: argparse.Namespace, zstack: Any, others: list[Path | None], inputs: Any
+    ) -> None:
+        from ..stack.height import parse_length
+
+        self.focus_channel = _parse_focus_channel(getattr(args, "focus_channel", None), zstack)
+        self.height_path = _path(getattr(args, "height_map", None))
+        self.confidence_path = _path(getattr(args, "confidence", None))
+        self.mesh_path = _path(getattr(args, "mesh", None))
+        self.mesh_step = int(getattr(args, "mesh_step", 1) or 1)
+        self.wants_height = any((self.height_path, self.confidence_path, self.mesh_path))
+        self.zstack = zstack
+        self.z_step: float | None = None
+        self.pixel_size = zstack.pixel_size if zstack is not None else None
+        if self.mesh_step < 1:
+            raise UserError(f"--mesh-step must be >= 1; got {self.mesh_step}.")
+        z_text = getattr(args, "z_step", None)
+        if z_text is not None:
+            try:
+                self.z_step = parse_length(z_text, "--z-step")
+            except ValueError as exc:
+                raise UserError(str(exc).replace("`--z-step`", "--z-step")) from None
+        elif zstack is not None:
+            self.z_step = zstack.z_step
+        if (self.height_path or self.mesh_path) and self.z_step is None:
+            raise UserError(
+                "--height-map and --mesh need the z-step: the input gives none (no OME "
+                "PhysicalSizeZ or ImageJ spacing); give --z-step, as --z-step 2.5um."
+            )
+        taken = [p for p in others if p is not None]
+        for path, flag in (
+            (self.height_path, "--height-map"),
+            (self.confidence_path, "--confidence"),
+        ):
+            if path is None:
+                continue
+            _check_output(path, args.force, flag, inputs)
+            if path.suffix.lower() not in (".tif", ".tiff"):
+                raise UserError(f"{flag} {path}: float32 maps are written to .tif; got {path}.")
+            if any(_same_target(path, other) for other in taken):
+                raise UserError(f"{flag} must differ from the other output files.")
+            taken.append(path)
+        if self.mesh_path is not None:
+            if self.mesh_path.suffix.lower() != ".ply":
+                raise UserError(f"--mesh {self.mesh_path}: the mesh is written as .ply.")
+            try:
+                _writer.check_target(self.mesh_path, overwrite=args.force, inputs=inputs)
+            except _writer.OutputRefusedError as exc:
+                raise UserError(f"--mesh {exc}") from None
+            if any(_same_target(self.mesh_path, other) for other in taken):
+                raise UserError("--mesh must differ from the other output files.")
+
+    def write(self, result: Any, image: NDArray[Any], force: bool, inputs: Any) -> None:
+        """Write the height map, confidence and mesh that were asked for."""
+        if not self.wants_height:
+            return
+        from ..stack.mesh import write_ply
+
+        assert result.height is not None and result.height_confidence is not None
+        if self.confidence_path is not None:
+            _io.write_image(
+                self.confidence_path, result.height_confidence, overwrite=force, inputs=inputs
+            )
+        if self.z_step is None:
+            return
+        heights = (result.height * np.float32(self.z_step)).astype(np.float32)
+        if self.height_path is not None:
+            _io.write_image(self.height_path, heights, overwrite=force, inputs=inputs)
+        if self.mesh_path is not None:
+            if self.pixel_size is None:
+                print(
+                    "note: the input gives no pixel size; the mesh's x and y are in pixels.",
+                    file=sys.stderr,
+                )
+            write_ply(
+                self.mesh_path,
+                heights,
+                image,
+                pixel_size=self.pixel_size or (1.0, 1.0),
+                step=self.mesh_step,
+                overwrite=force,
+                inputs=inputs,
+            )
+
+
+def _path(text: str | None) -> Path | None:
+    return Path(text) if text else None
+
+
+def _parse_focus_channel(text: str | None, zstack: Any) -> int | list[float] | None:
+    """--focus-channel N or W,W,...; a channel index out of the z-stack's range refused."""
+    if text is None:
+        return None
+    try:
+        if "," not in text:
+            channel = int(text)
+            value: int | list[float] = channel
+        else:
+            value = [float(w) for w in text.split(",")]
+    except ValueError:
+        raise UserError(
+            f"--focus-channel must be a channel index or weights W,W,...; got {text!r}."
+        ) from None
+    channels = zstack.channels if zstack is not None else None
+    if isinstance(value, int):
+        if value < 0 or (channels is not None and value >= channels):
+            top = f"[0, {channels - 1}]" if channels is not None else ">= 0"
+            raise UserError(f"--focus-channel must be a channel index in {top}; got {value}.")
+    elif any(not np.isfinite(w) or w < 0 for w in value) or sum(value) <= 0:
+        raise UserError(f"--focus-channel weights must be >= 0 with a sum > 0; got {text!r}.")
+    elif channels is not None and len(value) != channels:
+        raise UserError(
+            f"--focus-channel must give one weight for each of the {channels} channels; "
+            f"got {len(value)}."
+        )
+    return value
 
 
 def _ome_output(output: Path, channels: int, zstack: Any) -> bool:

@@ -29,10 +29,11 @@ from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
 from ..convolve import correlate
-from .sharpness import gaussian_window, sharpness, to_gray
+from .sharpness import gaussian_window, sharpness, to_gray, to_unit_float
 
 __all__ = [
     "FocusAccumulator",
+    "focus_gray",
     "depth_map",
     "depth_to_image",
     "guided_filter",
@@ -77,6 +78,77 @@ class FocusAccumulator:
     def confidence(self) -> F32:
         assert self.best is not None and self.total is not None
         return np.maximum(self.best - self.total / np.float32(self.count), np.float32(0.0))
+
+
+def focus_gray(focus_channel: Any = None) -> Any:
+    """The function that makes a frame's focus image (what is measured and registered).
+
+    Parameters
+    ----------
+    focus_channel : int, sequence of float or None
+        None: the luma (:func:`convstack.stack.sharpness.to_gray`) of 1 to 4 channels,
+        the mean of more; an int: that channel alone (fluorescence: the channel that
+        shows the structure, DAPI say); weights: their normalised weighted sum of the
+        channels, one weight a channel. Each channel is scaled to [0, 1] as
+        :func:`to_gray` scales.
+
+    Returns
+    -------
+    callable
+        ``gray(frame) -> float32 (rows, cols)``; it raises ValueError for a channel
+        index out of range or weights of another count than the frame's channels.
+    """
+    if focus_channel is None:
+
+        def default(frame: ArrayLike, name: str = "image") -> F32:
+            array = np.asarray(frame)
+            if array.ndim == 3 and array.shape[2] > 4:
+                return to_unit_float(array, name).mean(axis=2, dtype=np.float32)
+            return to_gray(array, name)
+
+        return default
+    if isinstance(focus_channel, (int, np.integer)) and not isinstance(focus_channel, bool):
+        channel = int(focus_channel)
+
+        def single(frame: ArrayLike, name: str = "image") -> F32:
+            array = np.asarray(frame)
+            count = 1 if array.ndim == 2 else array.shape[2]
+            if not 0 <= channel < count:
+                raise v.fail("focus_channel", f"be a channel index in [0, {count - 1}]", channel)
+            plane = array if array.ndim == 2 else array[..., channel]
+            return np.ascontiguousarray(to_unit_float(plane, name))
+
+        return single
+    try:
+        weights = np.asarray(focus_channel, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise v.fail(
+            "focus_channel", "be a channel index or weights", focus_channel, kind=TypeError
+        ) from None
+    if (
+        weights.ndim != 1
+        or weights.size == 0
+        or not np.all(np.isfinite(weights))
+        or np.any(weights < 0)
+        or weights.sum() <= 0
+    ):
+        raise v.fail("focus_channel", "be weights >= 0 with a sum > 0", focus_channel)
+    weights = weights / weights.sum()
+
+    def weighted(frame: ArrayLike, name: str = "image") -> F32:
+        array = np.asarray(frame)
+        count = 1 if array.ndim == 2 else array.shape[2]
+        if weights.size != count:
+            raise v.fail(
+                "focus_channel", f"give one weight for each of the {count} channels", focus_channel
+            )
+        unit = to_unit_float(array.reshape(*array.shape[:2], count), name)
+        gray = unit[..., 0] * np.float32(weights[0])
+        for c in range(1, count):
+            gray += unit[..., c] * np.float32(weights[c])
+        return gray
+
+    return weighted
 
 
 def _box(image: F32, radius: int) -> F32:

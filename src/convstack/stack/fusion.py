@@ -309,6 +309,21 @@ def _luma_squared(band: F32) -> F32:
     return out
 
 
+def _focus_squared(band: F32, focus: Any) -> F32:
+    """The square of a pyramid level's focus channel (an index) or weighted sum of its
+    channels (weights), as :func:`convstack.stack.depth.focus_gray` of the frame."""
+    planes = band if band.ndim == 3 else band[None]
+    if isinstance(focus, (int, np.integer)):
+        gray = planes[int(focus)]
+    else:
+        weights = np.asarray(focus, np.float64)
+        weights = weights / weights.sum()
+        gray = planes[0] * np.float32(weights[0])
+        for c in range(1, planes.shape[0]):
+            gray = gray + planes[c] * np.float32(weights[c])
+    return gray * gray
+
+
 def _soft_merge(
     energy: F32, band: F32, top: F32, weight: F32, total: F32, scale: np.float32, power: float
 ) -> bool:
@@ -598,7 +613,9 @@ class PyramidAccumulator:
         floor: float = 4.0,
         quantile: float = 0.1,
         envelope: bool = True,
+        focus: Any = None,
     ) -> None:
+        self.focus = focus  # a channel index or weights: its energy decides (issue 15)
         self.levels_arg = levels
         self.levels = 0
         self.soft_levels = 1 << 30 if soft_levels is None else soft_levels
@@ -647,7 +664,9 @@ class PyramidAccumulator:
             self.bands, self.energy, self.weight = [], [], []
         assert self.bands is not None and self.energy is not None
         for k, band in enumerate(bands[:-1]):
-            energy = _blur5(_luma_squared(band))
+            energy = _blur5(
+                _luma_squared(band) if self.focus is None else _focus_squared(band, self.focus)
+            )
             if first:
                 # soft levels: the running largest weight base 1 + E / tau, and the sum
                 # of weights relative to it (1); the others: the running largest energy

@@ -42,7 +42,7 @@ from ..warp import warp
 from . import align as _align
 from . import io as _io
 from . import zstack as _zstack
-from .depth import FocusAccumulator, _zoom, regularize_depth, voting_measure
+from .depth import FocusAccumulator, _zoom, focus_gray, regularize_depth, voting_measure
 from .errors import FrameMismatchError, FrameReadError, StackError
 from .forked import Channel, ForkedWorker, can_fork, shared_array
 from .fusion import (
@@ -54,7 +54,8 @@ from .fusion import (
     apply_gamma,
     lab_gamma,
 )
-from .sharpness import MEASURES, sharpness_mask, to_gray, to_unit_float
+from .height import FocusCurve, subframe_height
+from .sharpness import MEASURES, sharpness_mask, to_unit_float
 
 __all__ = ["DEFAULT_METHOD", "FuseResult", "fuse"]
 
@@ -91,6 +92,8 @@ class FuseResult:
     reference: int
     method: str
     confidence: NDArray[np.float32] = field(repr=False)
+    height: NDArray[np.float32] | None = field(default=None, repr=False)
+    height_confidence: NDArray[np.float32] | None = field(default=None, repr=False)
 
 
 def _is_file_object(item: Any) -> bool:
@@ -126,6 +129,13 @@ class _Source:
 
     def __init__(self, frames: Any) -> None:
         if isinstance(frames, (str, os.PathLike)):  # one file: a z-stack
+            if not os.path.isfile(frames):
+                raise v.fail(
+                    "frames",
+                    "be a sequence of arrays or paths, or one z-stack file",
+                    frames,
+                    kind=TypeError,
+                )
             frames = _zstack.open_zstack(frames)
         elif _zstack.is_lone_zstack(frames):  # [one file], as a folder or glob lists it
             frames = _zstack.open_zstack(frames[0])
@@ -363,8 +373,19 @@ def _warped(
     return warp(frame, matrix, order=3, mode="nearest", tolerance=_WARP_TOLERANCE, out=out)
 
 
+def _height(
+    curve: FocusCurve, depth: NDArray[np.float32], count: int
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """The sub-frame height (frames) and its confidence, on the depth map's grid."""
+    peak, confidence = curve.peak(count)
+    if peak.shape != depth.shape:  # measured on a grid decimated by two
+        peak = _zoom(peak, 2)[: depth.shape[0], : depth.shape[1]]
+        confidence = _zoom(confidence, 2)[: depth.shape[0], : depth.shape[1]]
+    return subframe_height(peak, depth), confidence
+
+
 def fuse(
-    frames: Sequence[Any] | NDArray[Any],
+    frames: Sequence[Any] | NDArray[Any] | str | os.PathLike[str] | _zstack.ZStack,
     *,
     method: str = DEFAULT_METHOD,
     align: str = "similarity",
@@ -375,6 +396,8 @@ def fuse(
     levels: int | None = None,
     progress: ProgressCallback | None = None,
     on_step: StepCallback | None = None,
+    focus_channel: int | Sequence[float] | None = None,
+    height: bool = False,
 ) -> FuseResult:
     """Fuse a focus stack into one image that is sharp everywhere, plus its depth map.
 
@@ -383,7 +406,9 @@ def fuse(
     frames : sequence of array_like or paths, or ndarray (frames, rows, cols[, channels])
         The frames in focus order, all the same size, channel count and dtype (uint8,
         uint16, or float of any range, kept in the result), or paths or binary file
-        objects of image files. Paths are read lazily, one frame at a time.
+        objects of image files. Paths are read lazily, one frame at a time. One path
+        (or a :class:`convstack.stack.zstack.ZStack`): a z-stack file, its Z planes
+        the frames, read one at a time.
     method : {'pyramid', 'depthmap', 'weighted', 'maxabs'}
         How to merge (see :mod:`convstack.stack.fusion`); default ``DEFAULT_METHOD``.
     align : {'similarity', 'none', 'translation', 'affine', 'homography'}
@@ -411,6 +436,14 @@ def fuse(
         ``'aligned_007'`` (float32 frame), ``'sharpness_007'`` (focus measure),
         ``'depth_raw'``, ``'confidence'``, ``'depth'`` (scaled to [0, 1]). Nothing is
         kept for it.
+    focus_channel : int or sequence of float, optional
+        What focus is decided on, once for every channel: a channel index, or one
+        weight a channel (see :func:`convstack.stack.depth.focus_gray`). Default: the
+        luma of grey, RGB(A) frames, the mean of 5 to 8 channels.
+    height : bool
+        Also return ``height``: the sub-frame peak of each pixel's focus curve (a
+        fractional frame index; see :mod:`convstack.stack.height`), and its
+        ``height_confidence``.
 
     Returns
     -------
@@ -452,12 +485,14 @@ def fuse(
 
     transforms: list[NDArray[np.float64]] = [np.eye(3)] * count
     focus = FocusAccumulator()
+    gray_of = focus_gray(focus_channel)  # (the luma unless a focus channel is chosen)
+    curve = FocusCurve() if height else None  # the sub-frame peak, for height maps
     weighted = WeightedAccumulator() if method == "weighted" else None
     pyramid = None
     if method == "pyramid":
-        pyramid = PyramidAccumulator(levels)
+        pyramid = PyramidAccumulator(levels, focus=focus_channel)
     elif method == "maxabs":  # the classic rule: hard max at every level, mean base
-        pyramid = PyramidAccumulator(levels, soft_levels=0, envelope=False)
+        pyramid = PyramidAccumulator(levels, soft_levels=0, envelope=False, focus=focus_channel)
     # registration pyramids of the frames a later frame registers against (each is
     # built once: as the moving frame, then as its neighbour's reference)
     pyramids: dict[int, Any] = {}
@@ -466,7 +501,7 @@ def fuse(
     def register(index: int, neighbour: int | None) -> tuple[NDArray[Any], NDArray[np.float32]]:
         """Read one frame and register it to the neighbour towards the reference."""
         raw = preread.pop(index) if index in preread else source.raw(index)
-        gray = to_gray(raw)
+        gray = gray_of(raw)
         if align != "none":
             if not np.all(np.isfinite(gray)):
                 raise v.fail(source.names[index], "contain only finite values", gray)
@@ -532,7 +567,7 @@ def fuse(
             assert item.frame is not None
             started = time.perf_counter()
             if item.gray is None:
-                item.gray = to_gray(item.frame)
+                item.gray = gray_of(item.frame)
             item.measured = voting_measure(item.gray, measure)
             timed("measure", started, item.index, spent)
         return item
@@ -603,7 +638,7 @@ def fuse(
             worker.send((1, False))  # the second and third frames may go to the slots
             worker.send((1, False))
             # the reference needs no registration: merged here while the child registers
-            yield _Frame(ref, reference, to_gray(reference))
+            yield _Frame(ref, reference, gray_of(reference))
             del reference
             for position, (index, _) in enumerate(order[1:], start=1):
                 try:
@@ -619,7 +654,7 @@ def fuse(
                 if raw is None and position in read_here:  # read here, still in its slot
                     raw = raw_slots[position % 2]
                 identity = bool(np.allclose(transforms[index], np.eye(3)))
-                item = _Frame(index, raw, to_gray(raw) if identity and raw is not None else None)
+                item = _Frame(index, raw, gray_of(raw) if identity and raw is not None else None)
                 item.measured = measured
                 if warped:  # into the slot
                     item.raw = None
@@ -655,7 +690,7 @@ def fuse(
                 started = time.perf_counter()
                 frame = item.frame
                 assert frame is not None
-                gray = to_gray(frame) if item.gray is None else item.gray
+                gray = gray_of(frame) if item.gray is None else item.gray
                 measured = item.measured
                 if photometric:  # the reference comes first in ``order``
                     means = _block_means(gray)
@@ -668,6 +703,8 @@ def fuse(
                 if measured is None:
                     measured = voting_measure(gray, measure)
                 focus.add(index, measured)
+                if curve is not None:
+                    curve.add(index, measured)
                 if done == count:  # the worker is free now: it regularises the depth map
                     confidence = focus.confidence()  # while the last frame is merged here
                     raw = focus.raw_depth()
@@ -677,7 +714,7 @@ def fuse(
                     if confidence.shape != frame.shape[:2]:  # measured on a decimated grid
                         full_confidence = pool.submit(_zoom, confidence, 2)
                 if weighted is not None:
-                    weighted.add(frame, sharpness_mask(frame))
+                    weighted.add(frame, sharpness_mask(frame if focus_channel is None else gray))
                 if pyramid is not None:
                     pyramid.add(index, frame)
                 if on_step is not None:
@@ -729,7 +766,10 @@ def fuse(
         image = _float_output(image, source.float_range(), source.scale)
     elif image.dtype != source.dtype:
         image = _like_input(image, source.dtype, clip=True)
+    heights = _height(curve, depth, count) if curve is not None else (None, None)
     return FuseResult(
+        height=heights[0],
+        height_confidence=heights[1],
         image=image,
         depth=depth,
         transforms=list(transforms),
