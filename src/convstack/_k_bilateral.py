@@ -18,6 +18,25 @@ from ._jit import kernel
 __all__ = ["EXP2_POLY", "bilateral_float_rows", "bilateral_u8_rows"]
 
 
+@kernel(fastmath={"contract"})
+def _exp2(e: Any, poly: Any, magic: Any) -> tuple[Any, Any]:
+    """``2**e = p * 2**n`` for ``e <= 0``: ``(p, the float32 bits of 2**n)``, 0 below -126.
+
+    ``n`` is the integer nearest ``e`` (``e + magic - magic``; np.floor runs a libm call,
+    which keeps a loop scalar), ``p = 2**f`` for ``f = e - n`` in ``[-1/2, 1/2]`` by
+    Cephes' polynomial.
+    """
+    e = max(e, np.float32(-126.0))
+    r = (e + magic) - magic
+    f = e - r
+    q = poly[0] * f + poly[1]
+    q = q * f + poly[2]
+    q = q * f + poly[3]
+    q = q * f + poly[4]
+    q = q * f + poly[5]
+    return np.float32(1.0) + f * q, (np.int32(r) + np.int32(127)) << 23
+
+
 #: Cephes' ``exp2f`` polynomial: ``2**f ~ 1 + f * P(f)`` for ``|f| <= 1/2``, highest first.
 EXP2_POLY = np.array(
     [
@@ -77,8 +96,6 @@ def bilateral_u8_rows(
     weight = np.empty(longest, dtype=np.float32)
     coeff = np.float32(color_coeff)
     magic = np.float32(12582912.0)  # 1.5 * 2**23: x + magic - magic rounds, ties to even
-    p0, p1, p2 = poly[0], poly[1], poly[2]
-    p3, p4, p5 = poly[3], poly[4], poly[5]
     for t in range(n):
         wsum[t] = 1
     for ch in range(cn):
@@ -90,34 +107,60 @@ def bilateral_u8_rows(
         o = shifts[k]
         m = n + o
         ls = log2_space[k]
-        # anchors q = base - o + t, t < n + o: the pairs (q, q + o)
-        for ch in range(cn):
-            lo = planes[ch, base - o :]
-            hi = planes[ch, base:]
-            if ch == 0:
-                for t in range(m):
-                    weight[t] = abs(np.int32(lo[t]) - np.int32(hi[t]))
-            else:
+        # anchors q = base - o + t, t < n + o: the pairs (q, q + o). Gray and colour
+        # images fuse the distance into the weight's loop and the sums into one loop
+        if cn == 1:
+            lo0, hi0 = planes[0, base - o :], planes[0, base:]
+            for t in range(m):
+                d = np.float32(abs(np.int32(lo0[t]) - np.int32(hi0[t])))
+                weight[t], bits[t] = _exp2(ls - d * d * coeff, poly, magic)
+        elif cn == 3:
+            lo0, hi0 = planes[0, base - o :], planes[0, base:]
+            lo1, hi1 = planes[1, base - o :], planes[1, base:]
+            lo2, hi2 = planes[2, base - o :], planes[2, base:]
+            for t in range(m):
+                d = np.float32(
+                    abs(np.int32(lo0[t]) - np.int32(hi0[t]))
+                    + abs(np.int32(lo1[t]) - np.int32(hi1[t]))
+                    + abs(np.int32(lo2[t]) - np.int32(hi2[t]))
+                )
+                weight[t], bits[t] = _exp2(ls - d * d * coeff, poly, magic)
+        else:
+            for t in range(m):
+                weight[t] = 0
+            for ch in range(cn):
+                lo, hi = planes[ch, base - o :], planes[ch, base:]
                 for t in range(m):
                     weight[t] += abs(np.int32(lo[t]) - np.int32(hi[t]))
-        for t in range(m):
-            d = weight[t]
-            e = ls - d * d * coeff
-            e = max(e, np.float32(-126.0))
-            r = (e + magic) - magic  # the nearest integer (np.floor runs a libm call)
-            f = e - r
-            q = p0 * f + p1
-            q = q * f + p2
-            q = q * f + p3
-            q = q * f + p4
-            q = q * f + p5
-            weight[t] = np.float32(1.0) + f * q
-            bits[t] = (np.int32(r) + np.int32(127)) << 23
+            for t in range(m):
+                d = weight[t]
+                weight[t], bits[t] = _exp2(ls - d * d * coeff, poly, magic)
+        ahead, ahead2 = weight[o:], pow2[o:]  # p sees p + o: the pair anchored at p
+        if cn == 1 or cn == 3:
+            xa0, xb0 = planes[0, base + o :], planes[0, base - o :]
+            a0 = acc[0]
+            if cn == 1:
+                for t in range(n):
+                    wa = ahead[t] * ahead2[t]
+                    wb = weight[t] * pow2[t]  # p sees p - o: the pair anchored at p - o
+                    wsum[t] += wa + wb
+                    a0[t] += wa * np.float32(xa0[t]) + wb * np.float32(xb0[t])
+            else:
+                xa1, xb1 = planes[1, base + o :], planes[1, base - o :]
+                xa2, xb2 = planes[2, base + o :], planes[2, base - o :]
+                a1, a2 = acc[1], acc[2]
+                for t in range(n):
+                    wa = ahead[t] * ahead2[t]
+                    wb = weight[t] * pow2[t]
+                    wsum[t] += wa + wb
+                    a0[t] += wa * np.float32(xa0[t]) + wb * np.float32(xb0[t])
+                    a1[t] += wa * np.float32(xa1[t]) + wb * np.float32(xb1[t])
+                    a2[t] += wa * np.float32(xa2[t]) + wb * np.float32(xb2[t])
+            continue
         for t in range(m):
             weight[t] *= pow2[t]
-        ahead = weight[o:]  # p sees p + o: the pair anchored at p
         for t in range(n):
-            wsum[t] += ahead[t] + weight[t]  # and p sees p - o: anchored at p - o
+            wsum[t] += ahead[t] + weight[t]
         for ch in range(cn):
             x_ahead = planes[ch, base + o :]
             x_behind = planes[ch, base - o :]
