@@ -373,6 +373,24 @@ def test_command_errors(
     assert re.search(message, err)
 
 
+def test_report_may_not_be_a_frame_or_in_a_missing_folder(
+    tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = tree / "a" / "frame_1.png"
+    before = frame.read_bytes()
+    code, err = batch([str(tree), "-o", str(tmp_path / "out"), "--report", str(frame)], capsys)
+    assert code == 1 and "--report" in err and "is one of the inputs" in err
+    assert frame.read_bytes() == before
+    assert not (tmp_path / "out" / "a.png").exists()  # refused before the work
+    missing = tmp_path / "nowhere" / "r.jsonl"
+    code, err = batch([str(tree), "-o", str(tmp_path / "out"), "--report", str(missing)], capsys)
+    assert code == 1 and "does not exist" in err
+    code, err = batch(
+        [str(tree), "-o", str(tmp_path / "out"), "--report", str(tmp_path / "r.jsonl")], capsys
+    )
+    assert code == 0 and set(read_report(tmp_path / "r.jsonl")) == {"a", "b/c", "b/d9", "b/d10"}
+
+
 def test_command_errors_root_and_outdir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, err = batch([str(tmp_path / "nope"), "-o", str(tmp_path / "out")], capsys)
     assert code == 1 and "is not a folder (ROOT" in err

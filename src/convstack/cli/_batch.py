@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import _writer
 from ..stack import batch as _batch
 from . import _fuse
 from ._common import UserError, progress_bar
@@ -176,6 +177,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{root}: holds no focus stack (a folder of two or more frames).")
     runner = _scheduler_runner(args)
     outdir.mkdir(parents=True, exist_ok=True)
+    report = Path(args.report) if args.report else outdir / _batch.REPORT_NAME
+    frames = _writer.Inputs(frame for stack in stacks for frame in stack.frames)
+    try:  # refused now rather than after the work
+        _writer.check_target(report, overwrite=True, inputs=frames)
+    except _writer.OutputRefusedError as exc:
+        raise UserError(f"--report {exc}") from None
     work = CommandWork(
         options={name: getattr(args, name) for name in _merge_option_names()},
         format=args.format,
@@ -192,8 +199,7 @@ def run(args: argparse.Namespace) -> int:
         runner=runner,
         progress=progress_bar(args.quiet),
     )
-    report = Path(args.report) if args.report else outdir / _batch.REPORT_NAME
-    _batch.write_report(records, report)
+    _batch.write_report(records, report, inputs=frames)
     counts = {status: sum(r.status == status for r in records) for status in ("done", "skipped")}
     failed = [r for r in records if r.status == "failed"]
     for record in failed:

@@ -734,13 +734,18 @@ def run_batch(
 
 
 def write_report(
-    records: Iterable[Record], path: str | os.PathLike[str], *, overwrite: bool = True
+    records: Iterable[Record],
+    path: str | os.PathLike[str],
+    *,
+    overwrite: bool = True,
+    inputs: _writer.Inputs | Iterable[str | os.PathLike[str]] = (),
 ) -> Path:
     """Write the records as JSON lines, atomically, by the one writer's rules.
 
-    The report of a batch run replaces that of the run before (``overwrite``).
+    The report of a batch run replaces that of the run before (``overwrite``); it is
+    never one of ``inputs`` (the frames).
     """
     import json
 
     text = "".join(json.dumps(record.to_json(), sort_keys=True) + "\n" for record in records)
-    return _writer.write_bytes(path, text.encode(), overwrite=overwrite)
+    return _writer.write_bytes(path, text.encode(), overwrite=overwrite, inputs=inputs)
