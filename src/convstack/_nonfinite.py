@@ -96,6 +96,40 @@ def _count(
     return np.asarray(counts > 0.5)
 
 
+class _Classes:
+    """Masks of the sample classes of ``values`` ('nan', '+inf', '-inf', 'inf', '+fin',
+    '-fin', 'zero'), each computed on first use (most calls need only a few)."""
+
+    def __init__(self, values: NDArray[Any]) -> None:
+        self.values = values if values.dtype.kind == "f" else values.astype(np.float64)
+        self.masks: dict[str, NDArray[np.bool_]] = {}
+
+    def __getitem__(self, name: str) -> NDArray[np.bool_]:
+        if name not in self.masks:
+            v = self.values
+            if name == "nan":
+                mask = np.isnan(v)
+            elif name == "+inf":
+                mask = np.isposinf(v)
+            elif name == "-inf":
+                mask = np.isneginf(v)
+            elif name == "inf":
+                mask = np.isinf(v)
+            elif name == "zero":
+                mask = v == 0
+            else:  # '+fin', '-fin'
+                with np.errstate(invalid="ignore"):
+                    mask = np.isfinite(v) & ((v > 0) if name == "+fin" else (v < 0))
+            self.masks[name] = np.asarray(mask)
+        return self.masks[name]
+
+    def any(self, name: str) -> bool:
+        """Whether class ``name`` has a member (+inf and -inf only if 'inf' has)."""
+        if name in ("+inf", "-inf") and not self["inf"].any():
+            return False
+        return bool(self[name].any())
+
+
 def overwrite(
     out: NDArray[Any],
     work: NDArray[Any],
@@ -137,21 +171,7 @@ def overwrite(
     out_shape = out.shape[1:]
     constant = border.mode == "constant"
 
-    def classes(values: NDArray[Any]) -> dict[str, NDArray[np.bool_]]:
-        if values.dtype.kind != "f":
-            values = values.astype(np.float64)
-        finite = np.isfinite(values)
-        return {
-            "nan": np.isnan(values),
-            "+inf": np.isposinf(values),
-            "-inf": np.isneginf(values),
-            "inf": ~finite & ~np.isnan(values),
-            "+fin": finite & (values > 0),
-            "-fin": finite & (values < 0),
-            "zero": values == 0,
-        }
-
-    x, edge = classes(work), classes(border.fill)
+    x, edge = _Classes(work), _Classes(border.fill)
     w_finite = np.isfinite(kernel)
     w = {
         "all": np.ones(kernel.shape, dtype=bool),
@@ -164,10 +184,13 @@ def overwrite(
     }
 
     def under(weights: str, samples: str) -> NDArray[np.bool_] | None:
-        selection, image = w[weights], x[samples]
-        fill = edge[samples] if constant else np.zeros_like(edge[samples])
-        if not selection.any() or not (image.any() or fill.any()):
+        selection = w[weights]
+        if not selection.any():
             return None
+        if not (x.any(samples) or (constant and edge.any(samples))):
+            return None
+        image = x[samples]
+        fill = edge[samples] if constant else np.zeros(border.fill.shape, dtype=bool)
         return _count(image, border, fill, selection, dilation, stride, out_shape)
 
     def either(*pairs: tuple[str, str]) -> NDArray[np.bool_] | None:
