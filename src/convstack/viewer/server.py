@@ -308,8 +308,9 @@ class Guard:
         if scope["type"] == "lifespan":
             await self.app(scope, receive, send)
             return
-        if scope["type"] != "http":
-            raise RuntimeError("the viewer serves HTTP only")
+        if scope["type"] != "http":  # a WebSocket: the viewer has none
+            await send({"type": "websocket.close", "code": 1008})
+            return
         reason = self.refusal(scope)
         if reason is not None:
             response = PlainTextResponse(reason, status_code=403)

@@ -17,6 +17,7 @@ const state = {
   strokes: [], redo: [], current: null,
 };
 const tiles = new Map();     // key -> ImageBitmap, or "loading"
+const masks = new WeakMap(); // stroke -> {key, mask}: its weights for the current view
 const thumbs = new Map();    // source -> ImageBitmap
 const TILE_LIMIT = 600;
 let pending = false, firstPaintMs = null, lastRenderMs = null, renderCount = 0;
@@ -120,7 +121,7 @@ function drawStrokes() {
   }
   const [x0, y0, w, h] = viewBox(box);
   if (w <= 0 || h <= 0) return 0;
-  const out = ctx.getImageData(x0, y0, w, h);
+  const out = ctx.getImageData(x0, y0, w, h);  // the region all strokes reach
   const original = new Uint8ClampedArray(out.data);
   const sources = new Map();
   let missing = 0;
@@ -135,9 +136,22 @@ function drawStrokes() {
       }
       src = sources.get(st.frame);
     }
-    const mask = new Float32Array(w * h);
-    strokeMask(mask, x0, y0, w, h, view, st);
-    blend(out.data, src, mask);
+    // the stroke's own rectangle within the region: the work is its area, not the view's
+    const [sx, sy, sw, sh] = viewBox(strokeBox(st));
+    const bx = Math.max(sx, x0), by = Math.max(sy, y0);
+    const bw = Math.min(sx + sw, x0 + w) - bx, bh = Math.min(sy + sh, y0 + h) - by;
+    if (bw <= 0 || bh <= 0) continue;
+    // a stroke's mask is kept for the view it was made for (panning or zooming, or a
+    // point added while painting, makes it again): a redraw costs the new stroke only
+    const key = `${view.s} ${view.ox} ${view.oy} ${bx} ${by} ${bw} ${bh} ${st.points.length}`;
+    let cached = masks.get(st);
+    if (!cached || cached.key !== key) {
+      const mask = new Float32Array(bw * bh);
+      strokeMask(mask, bx, by, bw, bh, view, st);
+      cached = { key, mask };
+      masks.set(st, cached);
+    }
+    blend(out.data, src, w, cached.mask, bx - x0, by - y0, bw, bh);
   }
   ctx.putImageData(out, x0, y0);
   return missing;

@@ -48,14 +48,18 @@ export function strokeMask(mask, x0, y0, w, h, view, stroke) {
   }
 }
 
-// out += w * (src - out) on RGBA pixel data, where the mask is > 0.
-export function blend(out, src, mask) {
-  for (let k = 0, p = 0; k < mask.length; k++, p += 4) {
-    const m = mask[k];
-    if (m <= 0) continue;
-    out[p] += m * (src[p] - out[p]);
-    out[p + 1] += m * (src[p + 1] - out[p + 1]);
-    out[p + 2] += m * (src[p + 2] - out[p + 2]);
+// out += w * (src - out) on RGBA pixel data of a region `width` pixels wide, for the mask
+// over its sub-rectangle (x, y, w, h), where the mask is > 0.
+export function blend(out, src, width, mask, x, y, w, h) {
+  for (let j = 0, k = 0; j < h; j++) {
+    let p = ((y + j) * width + x) * 4;
+    for (let i = 0; i < w; i++, k++, p += 4) {
+      const m = mask[k];
+      if (m <= 0) continue;
+      out[p] += m * (src[p] - out[p]);
+      out[p + 1] += m * (src[p + 1] - out[p + 1]);
+      out[p + 2] += m * (src[p + 2] - out[p + 2]);
+    }
   }
 }
 
