@@ -17,6 +17,7 @@ passes of the engine over 0/1 indicator images, which outputs have a NaN, a +inf
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,18 @@ Pads = tuple[tuple[int, int], ...]
 COMPILED_MIN = 1 << 16
 
 
+#: The memory block (address, bytes, dtype) that :func:`run_filter` has just found
+#: finite: the engine called inside its ``compute`` does not scan it again.
+_KNOWN_FINITE: ContextVar[tuple[int, int, str] | None] = ContextVar("finite", default=None)
+
+
+def _block(array: NDArray[Any]) -> tuple[int, int, str] | None:
+    """(address, bytes, dtype) of a contiguous array; None for other layouts."""
+    if not (array.flags.c_contiguous or array.flags.f_contiguous):
+        return None
+    return (int(array.__array_interface__["data"][0]), int(array.nbytes), array.dtype.str)
+
+
 def has_nonfinite(array: NDArray[Any]) -> bool:
     """Whether a float ``array`` holds a NaN or an infinity (False for other dtypes).
 
@@ -41,6 +54,9 @@ def has_nonfinite(array: NDArray[Any]) -> bool:
     overflows is a false alarm that only costs the exact path.
     """
     if array.dtype.kind not in "fc" or array.size == 0:
+        return False
+    known = _KNOWN_FINITE.get()
+    if known is not None and known == _block(array):
         return False
     if (
         array.size >= COMPILED_MIN
@@ -226,7 +242,11 @@ def run_filter(
     whose footprint holds one their IEEE value.
     """
     if not has_nonfinite(array):
-        return compute(array)
+        token = _KNOWN_FINITE.set(_block(array))
+        try:
+            return compute(array)
+        finally:
+            _KNOWN_FINITE.reset(token)
     result = compute(finite_copy(array))
     if callable(kernel):
         kernel = kernel()
