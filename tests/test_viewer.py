@@ -9,6 +9,8 @@ import json
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -416,9 +418,16 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "--port must lie in [0, 65535]; got 70000." in capsys.readouterr().err
 
 
-def test_command_prints_the_url_serves_and_stops_on_ctrl_c(stack: dict[str, Any]) -> None:
-    import httpx
+def _get(url: str) -> int:
+    """The status of a GET (urllib: no client library beyond the standard one)."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
 
+
+def test_command_prints_the_url_serves_and_stops_on_ctrl_c(stack: dict[str, Any]) -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "convstack.cli", "view", str(stack["dir"] / "result.png")]
         + ["--frames", str(stack["dir"] / "frames"), "--no-browser"],
@@ -432,14 +441,23 @@ def test_command_prints_the_url_serves_and_stops_on_ctrl_c(stack: dict[str, Any]
         assert url.startswith("http://127.0.0.1:") and "/?token=" in url
         base, token = url.split("/?token=")
         assert len(token) >= 32
-        assert httpx.get(url, timeout=10).status_code == 200
-        assert httpx.get(base + "/api/info", timeout=10).status_code == 403
+        assert _get(url) == 200
+        assert _get(base + "/api/info") == 403
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=15) == 130
         assert "interrupted" in process.communicate()[1]
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(url, timeout=5)
+        with pytest.raises(urllib.error.URLError):
+            _get(url)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_websockets_are_closed(stack: dict[str, Any]) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    c = client(stack)
+    with pytest.raises(WebSocketDisconnect) as caught, c.websocket_connect("/ws", headers=AUTH):
+        pass
+    assert caught.value.code == 1008
