@@ -461,3 +461,37 @@ def test_websockets_are_closed(stack: dict[str, Any]) -> None:
     with pytest.raises(WebSocketDisconnect) as caught, c.websocket_connect("/ws", headers=AUTH):
         pass
     assert caught.value.code == 1008
+
+
+def test_the_browser_opens_unless_told_not_to(
+    stack: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import webbrowser
+
+    from convstack.viewer import server
+
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", opened.append)
+    monkeypatch.setattr(server, "serve", lambda view, port, on_ready: on_ready("http://u/?token=t"))
+    result = str(stack["dir"] / "result.png")
+    assert main(["view", result]) == 0
+    assert opened == ["http://u/?token=t"]
+    assert capsys.readouterr().out == "convstack view: http://u/?token=t\n"
+    assert main(["view", result, "--no-browser"]) == 0
+    assert opened == ["http://u/?token=t"]
+
+
+def test_a_port_in_use_is_a_clear_error(
+    stack: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        argv = ["view", str(stack["dir"] / "result.png"), "--port", str(port), "--no-browser"]
+        assert main(argv) == 1
+    assert (
+        f"--port {port}: cannot listen there (Address already in use)." in capsys.readouterr().err
+    )
