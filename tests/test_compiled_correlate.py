@@ -266,3 +266,15 @@ def test_kernel_runs_in_a_forked_child() -> None:
     np.testing.assert_allclose(separable, parent, rtol=1e-4, atol=1e-4)
     expected = oracle(image[:12], kernel, ((2, 2), (2, 2)), "mirror", 0.0, (1, 1), (1, 1))
     np.testing.assert_allclose(direct[:10], expected[:10], rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("method", ["direct", "separable"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flat_image_under_zero_sum_kernel_is_exactly_zero(method, dtype) -> None:
+    """Taps are added in order, so a Laplacian of a flat image is 0, not a rounding residue
+    (by hand: -a - a + 4a - a - a = 0 with every partial sum exact)."""
+    flat = np.full((40, 37), 7 / 255, dtype=dtype)
+    laplace = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], dtype=dtype)
+    assert not correlate(flat, laplace, mode="mirror", method="direct").any()
+    sobel = np.outer([1, 2, 1], [-1, 0, 1]).astype(dtype)
+    assert not correlate(flat, sobel, mode="nearest", method=method).any()
