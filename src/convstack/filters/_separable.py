@@ -13,11 +13,10 @@ from numpy.typing import NDArray
 
 from .. import _methods
 from .._methods import Border, separable_rows
-from .._modes import border_indices
 from ..convolve import correlate
-from ._dtype import POOL_THREADS, pad_image, strips
+from ._dtype import POOL_THREADS, strips
 
-__all__ = ["filter_float", "separable_filter", "strip_source"]
+__all__ = ["filter_float", "separable_filter"]
 
 
 def filter_float(
@@ -83,68 +82,3 @@ def separable_filter(
         target = max(target // (2 * POOL_THREADS), 1 << 18)
     strips(rows, row_bytes, run_rows, target=target)
     return result.reshape(array.shape)
-
-
-def strip_source(
-    array: NDArray[Any],
-    row_pads: tuple[int, int],
-    col_pads: tuple[int, int],
-    mode: str,
-    dtype: Any,
-) -> tuple[Any, Any, int, slice]:
-    """Border handling for strip filters without a padded copy of the image.
-
-    Returns ``load(start, stop)``, the rows ``start - before .. stop + after``
-    of the image as ``(rows, cols, channels)`` in ``dtype`` (a view when they
-    are inside the image and need no conversion), ``fill_border(buf, zero)``,
-    which fills the border columns of a ``(rows, padded_cols, channels)`` strip
-    buffer from its interior columns ``inner`` (a column-wise pass commutes
-    with picking columns; ``zero`` is what a constant border holds by then),
-    ``padded_cols`` and ``inner``. Mode 'mean' has no index rule: the image is
-    padded once and the border columns come with the rows.
-    """
-    channels = array.shape[2] if array.ndim == 3 else 1
-    rows, cols = array.shape[0], array.shape[1]
-    (rb, ra), (cb, ca) = row_pads, col_pads
-    padded_cols = cols + cb + ca
-    if mode == "mean":
-        padded = pad_image(array, (rb, cb), (ra, ca), mode)
-        src = padded.reshape(rows + rb + ra, padded_cols, channels)
-        row_index: NDArray[np.intp] | None = None
-        inner = slice(0, padded_cols)
-    else:
-        src = array.reshape(rows, cols, channels)
-        if mode == "constant":
-            row_index = np.arange(-rb, rows + ra, dtype=np.intp)
-            row_index[(row_index < 0) | (row_index >= rows)] = -1
-        else:
-            row_index = border_indices(rows, rb, ra, mode)
-            col_index = border_indices(cols, cb, ca, mode) + cb
-        inner = slice(cb, cb + cols)
-
-    def load(start: int, stop: int) -> NDArray[Any]:
-        if row_index is None:
-            block = src[start : stop + rb + ra]
-        elif start - rb >= 0 and stop + ra <= rows:
-            block = src[start - rb : stop + ra]
-        else:
-            index = row_index[start : stop + rb + ra]
-            valid = index >= 0
-            block = src[np.where(valid, index, 0)].astype(dtype, copy=False)
-            if not valid.all():
-                block[~valid] = 0
-        return block.astype(dtype, copy=False)
-
-    def fill_border(buf: NDArray[Any], zero: Any) -> None:
-        if row_index is None:
-            return
-        if mode == "constant":
-            buf[:, :cb] = zero
-            buf[:, cb + cols :] = zero
-            return
-        if cb:
-            buf[:, :cb] = buf[:, col_index[:cb]]
-        if ca:
-            buf[:, cb + cols :] = buf[:, col_index[cb + cols :]]
-
-    return load, fill_border, padded_cols, inner
