@@ -1,6 +1,6 @@
 """`convstack batch` throughput: one by one, --jobs 2, and a 2-worker local Dask cluster.
 
-    python bench/batch.py                      # 20 stacks of 5 frames, 360 x 480 RGB
+    python bench/batch.py                      # 20 stacks of 7 frames, 480 x 640 RGB
     python bench/batch.py --stacks 8 --quick   # a smoke run
     python bench/batch.py --repeat 2 --size 480 640
 
@@ -89,8 +89,8 @@ def stack_seconds(out: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stacks", type=int, default=20)
-    parser.add_argument("--size", type=int, nargs=2, default=(360, 480), metavar=("ROWS", "COLS"))
-    parser.add_argument("--frames", type=int, default=5)
+    parser.add_argument("--size", type=int, nargs=2, default=(480, 640), metavar=("ROWS", "COLS"))
+    parser.add_argument("--frames", type=int, default=7)
     parser.add_argument("--repeat", type=int, default=1, help="rounds of all runs")
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
     parser.add_argument("--quick", action="store_true", help="8 stacks of 240 x 320")

@@ -12,6 +12,7 @@ from typing import Any
 from .. import _writer
 from ..stack import batch as _batch
 from . import _fuse
+from ._allocator import keep_freed_memory
 from ._common import UserError, progress_bar
 
 __all__ = ["CommandWork", "register", "run"]
@@ -106,6 +107,10 @@ class CommandWork:
     depth_map: bool = False
     save_steps: bool = False
     retouch: str | None = None
+    #: Whether the stacks run in processes this command started (its --jobs workers, or
+    #: those of a local cluster), whose allocator it may tune as it tunes its own;
+    #: not the workers of a cluster that others run.
+    own_processes: bool = True
     naming: _batch.FuseWork = field(init=False)
 
     def __post_init__(self) -> None:
@@ -131,6 +136,8 @@ class CommandWork:
 
     def __call__(self, stack: _batch.Stack, outputs: _batch.Outputs, overwrite: bool) -> None:
         """Fuse ``stack`` into ``outputs`` by `convstack fuse`'s own code."""
+        if self.own_processes:
+            keep_freed_memory()  # as `main` does for the command's process (a few calls)
         args = argparse.Namespace(
             inputs=[str(frame) for frame in stack.frames],
             output=str(outputs.image),
@@ -189,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
         depth_map=args.depth_map,
         save_steps=args.save_steps,
         retouch=None if args.retouch is None else str(Path(args.retouch).absolute()),
+        own_processes=args.scheduler in (None, "local"),
     )
     records = _batch.run_batch(
         stacks,
