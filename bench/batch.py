@@ -135,13 +135,12 @@ def main() -> None:
                 f"{name:<16} {best[name]:7.2f} {options.stacks / best[name]:9.2f} "
                 f"{vs_one:13.2f} {vs_two:9.2f}"
             )
-        if len(rounds) > 1:
+        for peer in ("one by one", "jobs 2"):
             for name in options.runs:
-                if "one by one" in rounds[0] and name != "one by one":
-                    ratios = [r["one by one"] / r[name] for r in rounds]
-                    print(
-                        f"per round, {name} x one by one: {', '.join(f'{x:.2f}' for x in ratios)}"
-                    )
+                if peer in rounds[0] and name not in (peer, "one by one"):
+                    ratios = [r[peer] / r[name] for r in rounds]
+                    listed = ", ".join(f"{x:.2f}" for x in ratios)
+                    print(f"throughput {name} / {peer}, each round: {listed}")
 
 
 if __name__ == "__main__":
