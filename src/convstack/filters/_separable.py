@@ -1,7 +1,8 @@
-"""Separable filtering of channel-last images through the engine's compiled rows.
+"""The filters' entry to the engine's compiled rows: separable and direct passes.
 
 A colour image (rows, cols, C) runs with its channels interleaved: no per-channel
-split, no transposes, no padded copy (the border comes from index maps).
+split, no transposes, no padded copy (the border comes from index maps), and integer
+images are read in their own dtype.
 """
 
 from __future__ import annotations
@@ -12,19 +13,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import _methods
-from .._methods import Border, separable_rows
-from ..convolve import correlate
+from .._methods import Border, direct_image, separable_rows
 from ._dtype import POOL_THREADS, strips
 
-__all__ = ["filter_float", "separable_filter"]
-
-
-def filter_float(
-    image: NDArray[Any], kernel: NDArray[Any], mode: str, *, method: str = "separable"
-) -> NDArray[Any]:
-    """Correlate a float channel-last image with a 2-D kernel through the engine."""
-    channel_axis = 2 if image.ndim == 3 else None
-    return correlate(image, kernel, mode=mode, channel_axis=channel_axis, method=method)
+__all__ = ["direct_filter", "separable_filter"]
 
 
 def _centred(taps: NDArray[Any], size: int) -> NDArray[np.float64]:
@@ -82,3 +74,18 @@ def separable_filter(
         target = max(target // (2 * POOL_THREADS), 1 << 18)
     strips(rows, row_bytes, run_rows, target=target)
     return result.reshape(array.shape)
+
+
+def direct_filter(array: NDArray[Any], kernel: NDArray[Any], mode: str, dtype: Any) -> NDArray[Any]:
+    """``correlate(array, kernel)`` per channel in ``dtype`` through the engine's compiled
+    direct rows, reading ``array`` in its own dtype (no converted copy), same shape.
+
+    The anchor is ``k // 2`` on each axis, as OpenCV's; rows run over the engine's pool.
+    """
+    dtype = np.dtype(dtype)
+    work = array[None] if array.ndim == 2 else np.moveaxis(array, 2, 0)
+    engine_mode, fill = _fill(array, mode, dtype)
+    pads = tuple((k // 2, k - 1 - k // 2) for k in kernel.shape)
+    border = Border(pads, engine_mode, fill)
+    out = direct_image(work, border, kernel.astype(dtype), (1, 1), (1, 1), array.shape[:2])
+    return out[0] if array.ndim == 2 else np.moveaxis(out, 0, 2)

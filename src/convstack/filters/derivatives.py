@@ -11,21 +11,21 @@ from .. import _validate as v
 from .. import kernels
 from .._nonfinite import run_filter
 from ._dtype import check_image, check_mode
-from ._separable import filter_float, separable_filter
+from ._separable import direct_filter, separable_filter
 
 __all__ = ["laplacian", "scharr", "sobel"]
-
-
-def _float_input(array: NDArray[Any]) -> NDArray[Any]:
-    """float32 working copy (exact for uint8/uint16); float64 stays float64."""
-    return array if array.dtype.kind == "f" else array.astype(np.float32)
 
 
 def _apply(
     array: NDArray[Any], kx: NDArray[Any], ky: NDArray[Any], mode: str
 ) -> NDArray[np.floating[Any]]:
-    # one separable term, straight from the image's dtype
-    return run_filter(array, np.outer(ky, kx), mode, lambda a: _strips(a, [(kx, ky)], mode))
+    # straight from the image's dtype: 3x3 kernels in one direct pass (6 taps beat
+    # two passes and their row buffer), larger ones as one separable term
+    kernel = np.outer(ky, kx)
+    if kernel.size <= 9:
+        dtype = np.float64 if array.dtype == np.float64 else np.float32
+        return run_filter(array, kernel, mode, lambda a: direct_filter(a, kernel, mode, dtype))
+    return run_filter(array, kernel, mode, lambda a: _strips(a, [(kx, ky)], mode))
 
 
 def _strips(
@@ -125,9 +125,7 @@ def laplacian(
         smooth = kernels.derivative_1d(0, size)
         d2 = kernels.derivative_1d(2, size)
         kernel = np.outer(smooth, d2) + np.outer(d2, smooth)
-    if array.ndim == 3:  # gray: the engine's direct 3x3 / separable choice is faster
-        return run_filter(
-            array, kernel, mode, lambda a: _strips(a, [(d2, smooth), (smooth, d2)], mode)
-        )
-    # rank 2: the engine runs it as two separable terms (or directly when cheaper)
-    return filter_float(_float_input(array), kernel, mode, method="auto")
+    if size <= 3:  # 5 taps: one direct pass beats two separable terms
+        dtype = np.float64 if array.dtype == np.float64 else np.float32
+        return run_filter(array, kernel, mode, lambda a: direct_filter(a, kernel, mode, dtype))
+    return run_filter(array, kernel, mode, lambda a: _strips(a, [(d2, smooth), (smooth, d2)], mode))
