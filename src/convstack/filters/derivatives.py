@@ -19,10 +19,12 @@ __all__ = ["laplacian", "scharr", "sobel"]
 def _apply(
     array: NDArray[Any], kx: NDArray[Any], ky: NDArray[Any], mode: str
 ) -> NDArray[np.floating[Any]]:
-    # straight from the image's dtype: 3x3 kernels in one direct pass (6 taps beat
-    # two passes and their row buffer), larger ones as one separable term
+    # straight from the image's dtype: 3x3 kernels on integer images in one direct
+    # pass (6 taps beat two passes and their row buffer; integer sums are exact in
+    # any order), floats and larger kernels as one separable term (the rounding of
+    # OpenCV's and SciPy's separable passes: a flat region gives exact zeros)
     kernel = np.outer(ky, kx)
-    if kernel.size <= 9:
+    if kernel.size <= 9 and array.dtype.kind == "u":
         dtype = np.float64 if array.dtype == np.float64 else np.float32
         return run_filter(array, kernel, mode, lambda a: direct_filter(a, kernel, mode, dtype))
     return run_filter(array, kernel, mode, lambda a: _strips(a, [(kx, ky)], mode))
