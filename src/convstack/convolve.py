@@ -149,7 +149,7 @@ def _filter(
     dtype = v.float_dtype(array)
     work = array if axis is None else np.moveaxis(array, axis, 0)
     work = work.reshape((1,) + work.shape) if axis is None else work
-    # no cast here: strips and tiles are cast to ``dtype`` as they are padded
+    # no cast here: the kernels read the image as it is, FFT tiles are cast as padded
     with np.errstate(over="ignore"):  # a weight beyond float32 becomes inf (then: the rule)
         taps = weights.astype(dtype)
     if flip:
@@ -309,7 +309,8 @@ kernel). ``method="auto"`` picks by a cost model measured on the development mac
 (:func:`choose_method`). NaN and infinities follow one rule for every method (README,
 "Non-finite values"): an output whose footprint (every tap, zero weights included)
 holds one is its direct IEEE value (NaN, +inf or -inf), every other output is finite.
-Integer and bool images are cast to float64 strip by strip, never as a whole. Sizes
+uint8, uint16, int16 and bool images are read as they are by the compiled kernels
+(direct, separable); other integer dtypes and float16 are cast first. Sizes
 whose working memory exceeds :func:`convstack.limits.get_memory_limit` raise
 :class:`convstack.limits.LimitError` before anything is allocated.
 
