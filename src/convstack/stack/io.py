@@ -56,6 +56,7 @@ from numpy.typing import ArrayLike, NDArray
 from .. import _writer
 from ..limits import LimitError, check_memory, check_pixels
 from .errors import FrameReadError, FrameTooLargeError, OutputError
+from .raw import RAW_EXTENSIONS as _RAW_EXTENSIONS  # (read through LibRaw: the raw extra)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -458,7 +459,9 @@ def read_image(path: str | os.PathLike[str] | BinaryIO, *, name: str | None = No
     ----------
     path : str, path-like or binary file object
         A PNG, JPEG or TIFF file (the format is found from the content; a ``.tif`` or
-        ``.tiff`` extension picks TIFF handling), or a file object open for reading
+        ``.tiff`` extension picks TIFF handling), a camera RAW file by its extension
+        (``.dng``, ``.nef``, ``.cr2``, ...: :func:`convstack.stack.raw.read_raw`, 16-bit
+        linear RGB; the ``raw`` extra), or a file object open for reading
         bytes (``io.BytesIO``, ``open(..., "rb")``), read from where it stands.
     name : str, optional
         How error messages name the image (default: the path, or the file object's
@@ -492,6 +495,10 @@ def read_image(path: str | os.PathLike[str] | BinaryIO, *, name: str | None = No
             file = Path(path)
             if _regular_file(file, label) == 0:
                 raise FrameReadError(f"{label}: the file is empty (0 bytes).")
+            if file.suffix.lower() in _RAW_EXTENSIONS:  # camera RAW, through LibRaw
+                from .raw import read_raw
+
+                return _checked(label, read_raw(file, name=label))
             if file.suffix.lower() in (".tif", ".tiff"):
                 with open(file, "rb") as fh:
                     head = fh.read(4)
@@ -817,9 +824,8 @@ def _path_key(path: Path) -> tuple[Any, ...]:
 
 
 def _is_image(path: Path) -> bool:
-    return (
-        path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
-    )
+    known = path.suffix.lower() in IMAGE_EXTENSIONS or path.suffix.lower() in _RAW_EXTENSIONS
+    return path.is_file() and known and not path.name.startswith(".")
 
 
 def list_frames(inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str]) -> list[Path]:

@@ -41,6 +41,7 @@ from ..progress import ProgressCallback, report
 from ..warp import warp
 from . import align as _align
 from . import io as _io
+from . import raw as _raw
 from . import zstack as _zstack
 from .depth import FocusAccumulator, _zoom, focus_gray, regularize_depth, voting_measure
 from .errors import FrameMismatchError, FrameReadError, StackError
@@ -155,6 +156,11 @@ class _Source:
             raise v.fail("frames", "be a sequence of arrays or paths", frames, kind=TypeError)
         self.items = items
         self.names = [_frame_name(item, i) for i, item in enumerate(items)]
+        # camera RAW: LibRaw's OpenMP threads, started in this process, would leave a
+        # forked child's decoder deadlocked; such stacks are read in a worker thread
+        self.raw_files = any(
+            isinstance(item, (str, os.PathLike)) and _raw.is_raw(item) for item in items
+        )
         # file objects are read once, here: a frame may be read twice, and in a child
         # process that shares an open file's position
         self.content: dict[int, bytes] = {}
@@ -679,7 +685,7 @@ def fuse(
     report(progress, "align", 0, count)
     # frames are read and registered in a forked child process where that is safe
     # (before any thread of ours starts), in a worker thread of this one otherwise
-    use_child = can_fork() and count > 2
+    use_child = can_fork() and count > 2 and not source.raw_files
     with ThreadPoolExecutor(max_workers=2) as pool:  # one prepares frames, both finish
         frames_in_order = forked() if use_child else threaded(pool)
         # closing: an error here stops the child process at once, not when collected
