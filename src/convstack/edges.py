@@ -219,7 +219,8 @@ def focus_measure(
         raise v.fail("size", "be an odd int >= 1", size)
     gray = to_gray(image)
     laplacian = correlate(gray, LAB_LAPLACIAN, mode=mode, method="direct")
-    energy = laplacian * laplacian
+    with np.errstate(over="ignore"):  # squares beyond the float range are inf
+        energy = laplacian * laplacian
     if size == 1:
         return energy
     window = np.full((size, size), 1.0 / (size * size))
