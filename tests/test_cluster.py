@@ -154,3 +154,30 @@ def test_command_on_a_local_cluster_equals_jobs(
 def test_runner_argument_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         cluster.dask_runner(**kwargs)
+
+
+def test_command_with_a_scheduler_address_and_relative_paths(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A running cluster whose workers started in another folder: paths are sent
+    absolute."""
+    with distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": ":0"},
+    ) as running:
+        monkeypatch.chdir(tmp_path)
+        argv = ["batch", "root", "-o", "out", "--quiet", "--scheduler", running.scheduler_address]
+        code = main(argv)
+        err = capsys.readouterr().err
+        assert code == 0, err
+    here = B.run_batch(B.find_stacks(tree), tmp_path / "here")
+    assert [r.status for r in here] == ["done"] * 4
+    for k in range(4):
+        assert (tmp_path / "out" / f"s{k}.png").read_bytes() == (
+            tmp_path / "here" / f"s{k}.png"
+        ).read_bytes()
+    report = read_report(tmp_path / "out" / B.REPORT_NAME)
+    assert report["s0"]["outputs"] == [str(tmp_path / "out" / "s0.png")]
