@@ -203,8 +203,8 @@ def _auto_size(sigma: float, dtype: np.dtype[Any]) -> int:
     return int(round(sigma * (3 if dtype == np.uint8 else 4) * 2 + 1)) | 1
 
 
-#: Largest 2-D Gaussian (taps) that gray float images take through the engine as one
-#: kernel; wider ones run as two 1-D passes (the outer product alone would be huge).
+#: 2-D footprints (taps) above this count in the memory check: the NaN path builds
+#: the outer product of the 1-D kernels (the finite path never does).
 _OUTER_TAPS = 1 << 20
 
 
