@@ -198,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     if strokes is not None:
         on_step = _keep_frames(strokes, retouch_frames, on_step)
     try:
-        result = fuse(
+        result = _fuser(args)(
             frames,
             method=args.method,
             align=args.align,
@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         if strokes is not None:
             image = _replay(strokes, image, retouch_frames, args.retouch)
         metadata = _io.read_metadata(files[0] if zstack else frames[result.reference])
-        _write_fused(output, image, zstack, args.force, metadata, inputs)
+        _write_output(args, output, image, zstack, metadata, inputs)
         if depth_path is not None:
             jpeg = depth_path.suffix.lower() in (".jpg", ".jpeg")
             depth = depth_to_image(result.depth, len(frames), np.uint8 if jpeg else np.uint16)
@@ -262,6 +262,17 @@ def _add_scientific_options(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="a mesh vertex every N pixels (default 1; big images)",
     )
+    parser.add_argument(
+        "--alpha",
+        action="store_true",
+        help="keep the frames' alpha channel (RGBA, grey + alpha): the output's alpha is the "
+        "union of their coverage (.png or .tif)",
+    )
+    parser.add_argument(
+        "--float32",
+        action="store_true",
+        help="write the fused image as float32 on [0, 1] (a .tif), for HDR-ish pipelines",
+    )
 
 
 class _Science:
@@ -280,6 +291,7 @@ class _Science:
         self.mesh_step = int(getattr(args, "mesh_step", 1) or 1)
         self.wants_height = any((self.height_path, self.confidence_path, self.mesh_path))
         self.zstack = zstack
+        _check_alpha_and_float(args, others[0], zstack)
         self.z_step: float | None = None
         self.pixel_size = zstack.pixel_size if zstack is not None else None
         if self.mesh_step < 1:
@@ -351,6 +363,48 @@ class _Science:
                 overwrite=force,
                 inputs=inputs,
             )
+
+
+def _check_alpha_and_float(args: argparse.Namespace, output: Path | None, zstack: Any) -> None:
+    """--alpha and --float32 need an output format that holds them (before the work)."""
+    suffix = output.suffix.lower() if output is not None else ""
+    if getattr(args, "float32", False) and suffix not in (".tif", ".tiff"):
+        raise UserError(f"--float32 writes a float32 TIFF: give a .tif output; got {output}.")
+    if getattr(args, "alpha", False):
+        if zstack is not None:
+            raise UserError("--alpha keeps the alpha of RGBA frame files, not of a z-stack.")
+        if suffix not in (".png", ".tif", ".tiff"):
+            raise UserError(
+                f"--alpha needs a .png or .tif output (JPEG holds no alpha); got {output}."
+            )
+
+
+def _fuser(args: argparse.Namespace) -> Any:
+    """``fuse``, or with --alpha the fusion that keeps the union of the frames' alpha."""
+    if getattr(args, "alpha", False):
+        from ..stack.alpha import fuse_with_alpha
+
+        return fuse_with_alpha
+    return fuse
+
+
+def _write_output(
+    args: argparse.Namespace,
+    output: Path,
+    image: NDArray[Any],
+    zstack: Any,
+    metadata: _io.ImageMetadata,
+    inputs: _writer.Inputs,
+) -> None:
+    """The fused image: float32 with --float32, with its alpha with --alpha."""
+    if getattr(args, "float32", False) and image.dtype.kind in "ui":
+        image = (image / np.float32(np.iinfo(image.dtype).max)).astype(np.float32)
+    if getattr(args, "alpha", False):
+        from ..stack.alpha import write_with_alpha
+
+        write_with_alpha(output, image, overwrite=args.force, inputs=inputs)
+        return
+    _write_fused(output, image, zstack, args.force, metadata, inputs)
 
 
 def _path(text: str | None) -> Path | None:
