@@ -161,7 +161,9 @@ def test_user_errors(
     elif setup == "diverges":
         blank = np.zeros((48, 64, 3), np.uint8)
         blank[5:15, 5:15] = 255
+        # one such frame is left out with a warning (issue 16); all but the reference fail
         Image.fromarray(blank).save(paths[0])
+        Image.fromarray(blank[::-1]).save(paths[2])
     elif setup == "missing_input":
         inputs = [str(tmp_path / "absent")]
     elif setup == "reference":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from ..stack import DEFAULT_METHOD, METHODS, OutputError, StackError, fuse
 from ..stack import io as _io
 from ..stack.align import MODELS
 from ..stack.depth import depth_to_image
+from ..stack.registration_report import summary, write_report
 from ._common import UserError, progress_bar
 
 __all__ = ["add_merge_options", "register", "run"]
@@ -56,6 +58,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--force", action="store_true", help="replace existing output files")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--report",
+        metavar="FILE",
+        help="write each frame's registration (transform, residual, confidence, status, "
+        "flags) as JSON to FILE; frames not trusted are named on stderr either way",
+    )
     parser.add_argument(
         "--index",
         metavar="AXIS=N[,...]",
@@ -164,6 +172,15 @@ def run(args: argparse.Namespace) -> int:
         _check_output(depth_path, args.force, "depth map", inputs)
         if _same_target(depth_path, output):
             raise UserError("--depth-map must differ from the output file.")
+    report_path = _path(getattr(args, "report", None))
+    if report_path is not None:
+        try:  # refused now rather than after the work
+            _writer.check_target(report_path, overwrite=args.force, inputs=inputs)
+        except _writer.OutputRefusedError as exc:
+            raise UserError(f"--report {exc}") from None
+        for other, flag in ((output, "-o"), (depth_path, "--depth-map")):
+            if other is not None and _same_target(report_path, other):
+                raise UserError(f"--report must differ from the {flag} file.")
     science = _Science(args, zstack, [output, depth_path], inputs)
     if len(frames) < 2:
         try:  # a lone file may say why it is alone (a multi-page TIFF) or unreadable
@@ -197,6 +214,8 @@ def run(args: argparse.Namespace) -> int:
         on_step = write_step
     if strokes is not None:
         on_step = _keep_frames(strokes, retouch_frames, on_step)
+    # the frames not trusted are printed here, not by logging's last-resort handler
+    logging.getLogger("convstack.stack.pipeline").addHandler(logging.NullHandler())
     try:
         result = _fuser(args)(
             frames,
@@ -209,6 +228,11 @@ def run(args: argparse.Namespace) -> int:
             focus_channel=science.focus_channel,
             height=science.wants_height,
         )
+        untrusted = summary(result.frames)
+        if untrusted:
+            print(f"warning: {untrusted}", file=sys.stderr)
+        if report_path is not None:
+            write_report(result.frames, report_path, overwrite=args.force, inputs=inputs)
         image = result.image
         if strokes is not None:
             image = _replay(strokes, image, retouch_frames, args.retouch)

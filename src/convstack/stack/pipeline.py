@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import os
 import time
@@ -42,9 +43,10 @@ from ..warp import warp
 from . import align as _align
 from . import io as _io
 from . import raw as _raw
+from . import registration_report as _report
 from . import zstack as _zstack
 from .depth import FocusAccumulator, _zoom, focus_gray, regularize_depth, voting_measure
-from .errors import FrameMismatchError, FrameReadError, StackError
+from .errors import AlignmentError, FrameMismatchError, FrameReadError, StackError
 from .forked import Channel, ForkedWorker, can_fork, shared_array
 from .fusion import (
     METHODS,
@@ -59,6 +61,8 @@ from .height import FocusCurve, subframe_height
 from .sharpness import MEASURES, sharpness_mask, to_unit_float
 
 __all__ = ["DEFAULT_METHOD", "FuseResult", "fuse"]
+
+logger = logging.getLogger(__name__)
 
 #: The method :func:`fuse` uses unless told otherwise (chosen by bench/fusion.py).
 DEFAULT_METHOD = "pyramid"
@@ -85,6 +89,11 @@ class FuseResult:
         The merge method used.
     confidence : ndarray of float32, shape (rows, cols)
         How clearly one frame was the sharpest (0 = flat, ambiguous).
+    frames : tuple of FrameReport
+        Per frame, its registration: transform, residual, confidence, status
+        ('reference', 'aligned', 'identity': the estimate explained the pair no better
+        than no motion, 'rejected': left out of the merge) and flags (see
+        :mod:`convstack.stack.registration_report`).
     """
 
     image: NDArray[Any]
@@ -95,6 +104,9 @@ class FuseResult:
     confidence: NDArray[np.float32] = field(repr=False)
     height: NDArray[np.float32] | None = field(default=None, repr=False)
     height_confidence: NDArray[np.float32] | None = field(default=None, repr=False)
+    #: Per frame, how it was registered and whether it is trusted (issue 16; see
+    #: :mod:`convstack.stack.registration_report`); rejected frames were left out.
+    frames: tuple[_report.FrameReport, ...] = field(default=(), repr=False)
 
 
 def _is_file_object(item: Any) -> bool:
@@ -379,6 +391,21 @@ def _warped(
     return warp(frame, matrix, order=3, mode="nearest", tolerance=_WARP_TOLERANCE, out=out)
 
 
+def _distrust(frames: tuple[_report.FrameReport, ...]) -> None:
+    """Log a warning naming the frames not trusted; raise if no frame but the reference
+    was kept."""
+    rejected = [f for f in frames if f.status == "rejected"]
+    if rejected and len(rejected) == len(frames) - 1:
+        reasons = "; ".join(f"frame {f.name!r} ({', '.join(f.flags)})" for f in rejected)
+        raise AlignmentError(
+            f"alignment of every frame but the reference failed: {reasons}; the frames may "
+            "not overlap."
+        )
+    line = _report.summary(frames)
+    if line:
+        logger.warning("%s", line)
+
+
 def _height(
     curve: FocusCurve, depth: NDArray[np.float32], count: int
 ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
@@ -465,7 +492,10 @@ def fuse(
         A frame that cannot be read (named): missing, truncated, corrupt, a multi-page
         TIFF, or (``FrameTooLargeError``) over the pixel or memory limit.
     AlignmentError
-        Registration of a frame failed (named).
+        Registration failed for every frame but the reference (named). A frame whose
+        registration fails or is implausible (a scale, rotation or shift jump, a
+        residual outlier) is otherwise left out, its neighbour merged in its place, and
+        a warning naming it is logged (``result.frames`` says why).
 
     Examples
     --------
@@ -490,6 +520,14 @@ def fuse(
     ref = int(ref)
 
     transforms: list[NDArray[np.float64]] = [np.eye(3)] * count
+    # per frame: what registration decided (written by a child process, read here)
+    frame_rows = _report.new_rows(count, shared_array)
+    stand_ins: dict[int, int] = {}  # a rejected frame -> the kept frame merged in its place
+    residuals: list[float] = []  # of the frames kept so far (the typical one spots outliers)
+    # the last and the first step estimated each way (+1 up, -1 down): breathing changes
+    # smoothly, so they predict the next step (a jump from it is implausible)
+    steps: dict[int, NDArray[np.float64]] = {}
+    first_steps: dict[int, NDArray[np.float64]] = {}
     focus = FocusAccumulator()
     gray_of = focus_gray(focus_channel)  # (the luma unless a focus channel is chosen)
     curve = FocusCurve() if height else None  # the sub-frame peak, for height maps
@@ -508,22 +546,55 @@ def fuse(
         """Read one frame and register it to the neighbour towards the reference."""
         raw = preread.pop(index) if index in preread else source.raw(index)
         gray = gray_of(raw)
+        if align == "none" or neighbour is None:
+            outcome = {"status": "reference" if neighbour is None else "identity", "model": align}
+            _report.record(
+                frame_rows, index, outcome, np.eye(3), neighbour, None, _report.tile_energy(gray)
+            )
         if align != "none":
             if not np.all(np.isfinite(gray)):
                 raise v.fail(source.names[index], "contain only finite values", gray)
             pyramid = _align._gray_pyramid(gray, _finest_level(gray.shape))
             if neighbour is not None:
-                step = _align._register_pyramids(
-                    pyramids[neighbour], pyramid, model=align, name=source.names[index]
-                )
-                matrix = step @ transforms[neighbour]
-                transforms[index] = matrix / matrix[2, 2]
+                raw, gray, pyramid = checked(index, neighbour, raw, gray, pyramid)
             # keep only the pyramids a later frame registers against
             for k in [k for k in pyramids if k != ref]:
                 del pyramids[k]
             pyramid.release_templates()  # its gradients were for the previous pair
             pyramids[index] = pyramid
         return raw, gray
+
+    def checked(
+        index: int, neighbour: int, raw: NDArray[Any], gray: NDArray[np.float32], pyramid: Any
+    ) -> tuple[NDArray[Any], NDArray[np.float32], Any]:
+        """Register a frame to its neighbour and decide whether to trust it; a rejected
+        frame's neighbour (its raw frame, luma, pyramid and transform) stands in for it."""
+        typical = float(np.median(residuals)) if len(residuals) >= 2 else None
+        way = 1 if index > neighbour else -1
+        predicted = steps.get(way)
+        if predicted is None and -way in steps:  # the first step down: the first one up, inverted
+            predicted = np.asarray(np.linalg.inv(first_steps[-way]), dtype=np.float64)
+        step, outcome = _align._register_checked(
+            pyramids[neighbour], pyramid, model=align, typical_residual=typical, predicted=predicted
+        )
+        if step is not None:
+            steps[way] = outcome["step"]
+            first_steps.setdefault(way, outcome["step"])
+        energy = _report.tile_energy(gray)
+        if step is None:
+            stand_ins[index] = stand_ins.get(neighbour, neighbour)
+            transforms[index] = transforms[neighbour]
+            raw = source.raw(stand_ins[index])
+            gray = gray_of(raw)
+            pyramid = pyramids[neighbour]
+        else:
+            matrix = step @ transforms[neighbour]
+            transforms[index] = matrix / matrix[2, 2]
+            residuals.append(1.0 - outcome["correlation"])
+        _report.record(
+            frame_rows, index, outcome, transforms[index], neighbour, stand_ins.get(index), energy
+        )
+        return raw, gray, pyramid
 
     def resample(item: _Frame, into: NDArray[np.float32] | None = None) -> None:
         """Put a registered frame on the reference grid, float32 on [0, 1] (into ``into``
@@ -659,6 +730,9 @@ def fuse(
                         costs[step].append(seconds)
                 if raw is None and position in read_here:  # read here, still in its slot
                     raw = raw_slots[position % 2]
+                    kept = _report.stand_in(frame_rows, index)
+                    if kept is not None:  # rejected there: its stand-in is merged
+                        raw = source.raw(kept)
                 identity = bool(np.allclose(transforms[index], np.eye(3)))
                 item = _Frame(index, raw, gray_of(raw) if identity and raw is not None else None)
                 item.measured = measured
@@ -730,6 +804,8 @@ def fuse(
                 del frame, gray, measured, item
                 report(progress, "align", done, count)
     pyramids.clear()
+    frame_reports = _report.reports(frame_rows, source.names)
+    _distrust(frame_reports)
 
     report(progress, "depth", 0, 1)
     if on_step is not None:
@@ -748,7 +824,8 @@ def fuse(
         report(progress, "fuse", 0, count)
         for index in range(count):
             if acc.needs(index):
-                frame = source.unit(index)
+                kept = _report.stand_in(frame_rows, index)
+                frame = source.unit(index if kept is None else kept)
                 if not np.allclose(transforms[index], np.eye(3)):
                     frame = _warped(frame, transforms[index])
                 acc.add(index, frame)
@@ -782,4 +859,5 @@ def fuse(
         reference=ref,
         method=method,
         confidence=confidence,
+        frames=frame_reports,
     )
