@@ -227,9 +227,15 @@ def median_blur(image: ArrayLike, size: int, *, mode: str = "nearest") -> NDArra
     out = np.empty((rows, width), dtype=array.dtype)
     if k <= NETWORK_MAX["u8" if is_u8 else "other"]:
         col_ops, col_order, steps = _network_tables(k)
+        unrolled = {3: _k_median.network3_rows, 5: _k_median.network5_rows}.get(k)
 
         def work(start: int, stop: int) -> None:
-            _k_median.network_rows(flat, out, start, stop, k, channels, col_ops, col_order, steps)
+            if unrolled is not None:
+                unrolled(flat, out, start, stop, channels, col_ops, col_order)
+            else:
+                _k_median.network_rows(
+                    flat, out, start, stop, k, channels, col_ops, col_order, steps
+                )
 
     elif is_u8:
 
