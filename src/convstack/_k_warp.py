@@ -4,14 +4,14 @@
 edge-padded planes of the working dtype (one plane per channel, padded by one sample
 before and two after on both axes, so no tap needs clamping); :func:`cubic_rows`,
 :func:`linear_rows` and :func:`nearest_rows` fill the output rows ``start:stop`` from
-them, so the caller can split the rows between threads. Each output pixel maps through the 3x3 matrix to its input position, is
-tested against the image (mode 'constant'), clamped to it ('nearest' extension) and
-interpolated from its 1, 4 or 16 taps. Along a run of output pixels whose taps sit on
-the same input rows, one column further each time (a row of a slightly rotated or
-scaled frame, for a hundred pixels or more), the taps are consecutive samples and
-the loop runs several pixels per instruction; elsewhere the same arithmetic runs a
-pixel at a time. A NaN or infinity in the image reaches only the output pixels whose
-taps include it.
+them, so the caller can split the rows between threads. Each output pixel maps through
+the 3x3 matrix to its input position, is tested against the image (mode 'constant'),
+clamped to it ('nearest' extension) and interpolated from its 1, 4 or 16 taps. Along a
+run of output pixels whose taps sit on the same input rows, one column further each
+time (a row of a slightly rotated or scaled frame, for a hundred pixels or more), the
+taps are consecutive samples and the loop runs several pixels per instruction;
+elsewhere the same arithmetic runs a pixel at a time. A NaN or infinity in the image
+reaches only the output pixels whose taps include it.
 """
 
 from __future__ import annotations
@@ -311,6 +311,25 @@ def cubic_rows(
             b = a + 1
             while b < width and rows[b] == i and cols[b] == shift + b:
                 b += 1
+            if b - a < 4:  # a short run (a large rotation): a pixel at a time, same sums
+                for q in range(a, b):
+                    j = cols[q]
+                    wr0, wr1, wr2, wr3 = weights[0, q], weights[1, q], weights[2, q], weights[3, q]
+                    wc0, wc1, wc2, wc3 = weights[4, q], weights[5, q], weights[6, q], weights[7, q]
+                    for ch in range(channels):
+                        p0, p1, p2, p3 = (
+                            planes[ch, i],
+                            planes[ch, i + 1],
+                            planes[ch, i + 2],
+                            planes[ch, i + 3],
+                        )
+                        c0 = wr0 * p0[j] + wr1 * p1[j] + wr2 * p2[j] + wr3 * p3[j]
+                        c1 = wr0 * p0[j + 1] + wr1 * p1[j + 1] + wr2 * p2[j + 1] + wr3 * p3[j + 1]
+                        c2 = wr0 * p0[j + 2] + wr1 * p1[j + 2] + wr2 * p2[j + 2] + wr3 * p3[j + 2]
+                        c3 = wr0 * p0[j + 3] + wr1 * p1[j + 3] + wr2 * p2[j + 3] + wr3 * p3[j + 3]
+                        line[ch, q] = wc0 * c0 + wc1 * c1 + wc2 * c2 + wc3 * c3
+                a = b
+                continue
             for ch in range(channels):
                 plane = planes[ch]
                 _cubic_run(
