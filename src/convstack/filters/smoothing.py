@@ -69,9 +69,10 @@ def box_blur(
 
     Notes
     -----
-    Running sums in both directions (``convstack._k_box``): along each row the sum
-    gains the sample entering the window and loses the one leaving it, and down the
-    columns the same with those row sums, so the cost does not depend on the size.
+    Running sums in both directions (``convstack._k_box``): down the columns the sum
+    gains the row entering the window and loses the one leaving it, and along each row
+    the same with those column sums (windows up to 9 wide: shifted adds), so the cost
+    does not depend on the size.
     Borders come from index tables, without a padded copy. Integer sums are exact
     (int32 or int64); float sums run in float64 and restart on every row and every row
     strip, so there is no summed-area-table drift, and a window that leaves a bright
