@@ -1,10 +1,11 @@
 """Compiled loops of ``bilateral``: OpenCV's weighted window average, one offset at a time.
 
-Each kernel fills the output rows ``start:stop`` from ``padded`` (the image padded by
-``radius`` on every side, rows of ``cols * cn`` samples). For one output row, the
-offsets of the window are visited in turn and each updates the row's running sums
-of weights and weighted samples, a loop along the row that the compiler vectorises
-(the colour weight is a table lookup, a gather).
+Each kernel fills the output rows ``start:stop``; the offsets of the window are visited
+in turn, and each updates running sums of weights and weighted samples in loops along
+the rows that the compiler vectorises. uint8 (``bilateral_u8_rows``): flat channel
+planes, one weight per pair of opposite offsets, the colour weight computed in the loop
+(``_exp2``). Float (``bilateral_float_rows``): OpenCV's interpolated colour table, a
+lookup per sample.
 """
 
 from __future__ import annotations
