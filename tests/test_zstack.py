@@ -216,3 +216,28 @@ def test_index_needs_one_zstack_file(tmp_path, capsys):
         tifffile.imwrite(tmp_path / f"f{i}.tif", frame)
     code = main(["fuse", str(tmp_path), "-o", str(tmp_path / "o.tif"), "--index", "T=0"])
     assert code != 0 and "--index picks planes of one z-stack file" in capsys.readouterr().err
+
+
+def test_a_folder_of_zstack_files_is_a_batch(tmp_path):
+    """Each z-stack file under the folder is a stack of its own; plain frames beside them
+    still make their folder's stack."""
+    from convstack.stack.batch import find_stacks
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    expected = {}
+    for k in range(2):
+        frames, _ = two_depth_stack(rows=24, cols=32, count=3, seed=k)
+        zcyx = np.moveaxis(np.stack(frames), -1, 1).astype(np.uint16) * np.uint16(257)
+        _write(scans / f"s{k}.ome.tif", "ome", zcyx)
+        expected[f"s{k}"] = fuse(scans / f"s{k}.ome.tif", align="none").image
+    frames, _ = two_depth_stack(rows=24, cols=32, count=2)
+    for i, frame in enumerate(frames):
+        tifffile.imwrite(scans / f"frame{i}.tif", frame)
+    names = sorted(stack.name for stack in find_stacks(tmp_path))
+    assert names == ["scans", "scans/s0", "scans/s1"]
+    out = tmp_path / "fused"
+    assert main(["batch", str(tmp_path), "-o", str(out), "--align", "none", "--quiet"]) == 0
+    for name, image in expected.items():  # (OME in, OME out: channel planes)
+        written = tifffile.imread(out / "scans" / f"{name}.tif")
+        np.testing.assert_array_equal(np.moveaxis(written, 0, -1), image)

@@ -44,6 +44,7 @@ from .. import _validate as v
 from .. import _writer
 from ..progress import ProgressCallback, report
 from . import io as _io
+from . import zstack as _zstack
 from .errors import FrameReadError
 
 __all__ = [
@@ -322,6 +323,13 @@ def find_stacks(
             continue
         relative = folder.relative_to(top).as_posix()
         base = top.resolve().name if relative == "." else relative
+        # a z-stack file (multi-page, ImageJ or OME-TIFF) is a stack of its own (issue 15)
+        zstacks = [f for f in frames if _zstack.is_zstack(f)]
+        for path in zstacks:
+            stacks.append(Stack(f"{base}/{path.name.split('.')[0]}", (path,), "a z-stack file"))
+        frames = [f for f in frames if f not in zstacks]
+        if not frames:
+            continue
         for label, run, note in _groups(frames, grouping):
             name = f"{base}/{label}" if label else base
             if len(run) < 2:
@@ -387,7 +395,8 @@ class FuseWork:
         )
         if outputs.depth is not None:
             jpeg = outputs.depth.suffix.lower() in (".jpg", ".jpeg")
-            depth = depth_to_image(result.depth, len(stack.frames), np.uint8 if jpeg else np.uint16)
+            count = len(result.transforms)  # (a z-stack file: its planes)
+            depth = depth_to_image(result.depth, count, np.uint8 if jpeg else np.uint16)
             _io.write_image(outputs.depth, depth, overwrite=overwrite, inputs=inputs)
 
 
