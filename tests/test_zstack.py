@@ -241,3 +241,16 @@ def test_a_folder_of_zstack_files_is_a_batch(tmp_path):
     for name, image in expected.items():  # (OME in, OME out: channel planes)
         written = tifffile.imread(out / "scans" / f"{name}.tif")
         np.testing.assert_array_equal(np.moveaxis(written, 0, -1), image)
+
+
+@pytest.mark.parametrize("imagej", [False, True], ids=["ome", "imagej"])
+def test_big_endian_file_reads_in_native_order(tmp_path, imagej):
+    zcyx = _planes(3, channels=2)
+    path = tmp_path / ("be.tif" if imagej else "be.ome.tif")
+    options = {"imagej": True} if imagej else {}
+    tifffile.imwrite(path, zcyx, byteorder=">", metadata={"axes": "ZCYX"}, **options)
+    stack = open_zstack(path)
+    for z in range(3):
+        plane = stack.read(z)
+        assert plane.dtype.isnative
+        np.testing.assert_array_equal(plane, np.moveaxis(zcyx[z], 0, -1))
