@@ -20,12 +20,12 @@ __all__ = ["EXP2_POLY", "bilateral_float_rows", "bilateral_u8_rows"]
 
 
 @kernel(fastmath={"contract"})
-def _exp2(e: Any, poly: Any, magic: Any) -> tuple[Any, Any]:
-    """``2**e = p * 2**n`` for ``e <= 0``: ``(p, the float32 bits of 2**n)``, 0 below -126.
+def _exp2(e: Any, poly: Any, magic: Any) -> Any:
+    """``2**e`` in float32 for ``e <= 0``, 0 below -126.
 
-    ``n`` is the integer nearest ``e`` (``e + magic - magic``; np.floor runs a libm call,
-    which keeps a loop scalar), ``p = 2**f`` for ``f = e - n`` in ``[-1/2, 1/2]`` by
-    Cephes' polynomial.
+    ``2**e = 2**n * 2**f`` with ``n`` the integer nearest ``e`` (``e + magic - magic``;
+    np.floor runs a libm call, which keeps a loop scalar), ``2**f`` (``|f| <= 1/2``) by
+    Cephes' polynomial (relative error below 2e-7) and ``2**n`` from its exponent bits.
     """
     e = max(e, np.float32(-126.0))
     r = (e + magic) - magic
@@ -35,7 +35,8 @@ def _exp2(e: Any, poly: Any, magic: Any) -> tuple[Any, Any]:
     q = q * f + poly[3]
     q = q * f + poly[4]
     q = q * f + poly[5]
-    return np.float32(1.0) + f * q, (np.int32(r) + np.int32(127)) << 23
+    scale = np.int32((np.int32(r) + np.int32(127)) << 23).view(np.float32)
+    return (np.float32(1.0) + f * q) * scale
 
 
 #: Cephes' ``exp2f`` polynomial: ``2**f ~ 1 + f * P(f)`` for ``|f| <= 1/2``, highest first.
@@ -65,8 +66,6 @@ def bilateral_u8_rows(
     log2_space: Any,
     color_coeff: float,
     poly: Any,
-    bits: Any,
-    pow2: Any,
 ) -> None:
     """OpenCV's 8-bit bilateral: ``w = space(o) * exp(coeff * D**2)``, ``D = sum_c |dx_c|``.
 
@@ -79,12 +78,9 @@ def bilateral_u8_rows(
     ``sum / wsum`` (gray) or ``sum * (1 / wsum)`` (colour), rounded to nearest as
     ``cvRound``.
 
-    The weight is ``2**(log2_space[k] - color_coeff * D**2)``, computed in the loop (a
-    table lookup per pixel, a gather, keeps the loop scalar): ``2**t = 2**n * 2**f``
-    with ``n`` the nearest integer, ``2**f`` (``|f| <= 1/2``) a polynomial (Cephes'
-    ``exp2f``, relative error below 2e-7), and ``2**n`` built from its exponent bits
-    in ``bits``, which ``pow2`` views as float32. Exponents below -126 give 0: such
-    weights add nothing next to the centre's 1.
+    The weight is ``2**(log2_space[k] - color_coeff * D**2)``, computed in the loop by
+    ``_exp2`` (a table lookup per pixel, a gather, keeps the loop scalar). Exponents
+    below -126 give 0: such weights add nothing next to the centre's 1.
     """
     cn = planes.shape[0]
     cols = out.shape[1] // cn
@@ -114,7 +110,7 @@ def bilateral_u8_rows(
             lo0, hi0 = planes[0, base - o :], planes[0, base:]
             for t in range(m):
                 d = np.float32(abs(np.int32(lo0[t]) - np.int32(hi0[t])))
-                weight[t], bits[t] = _exp2(ls - d * d * coeff, poly, magic)
+                weight[t] = _exp2(ls - d * d * coeff, poly, magic)
         elif cn == 3:
             lo0, hi0 = planes[0, base - o :], planes[0, base:]
             lo1, hi1 = planes[1, base - o :], planes[1, base:]
@@ -125,7 +121,7 @@ def bilateral_u8_rows(
                     + abs(np.int32(lo1[t]) - np.int32(hi1[t]))
                     + abs(np.int32(lo2[t]) - np.int32(hi2[t]))
                 )
-                weight[t], bits[t] = _exp2(ls - d * d * coeff, poly, magic)
+                weight[t] = _exp2(ls - d * d * coeff, poly, magic)
         else:
             for t in range(m):
                 weight[t] = 0
@@ -135,15 +131,15 @@ def bilateral_u8_rows(
                     weight[t] += abs(np.int32(lo[t]) - np.int32(hi[t]))
             for t in range(m):
                 d = weight[t]
-                weight[t], bits[t] = _exp2(ls - d * d * coeff, poly, magic)
-        ahead, ahead2 = weight[o:], pow2[o:]  # p sees p + o: the pair anchored at p
+                weight[t] = _exp2(ls - d * d * coeff, poly, magic)
+        ahead = weight[o:]  # p sees p + o: the pair anchored at p
         if cn == 1 or cn == 3:
             xa0, xb0 = planes[0, base + o :], planes[0, base - o :]
             a0 = acc[0]
             if cn == 1:
                 for t in range(n):
-                    wa = ahead[t] * ahead2[t]
-                    wb = weight[t] * pow2[t]  # p sees p - o: the pair anchored at p - o
+                    wa = ahead[t]
+                    wb = weight[t]  # p sees p - o: the pair anchored at p - o
                     wsum[t] += wa + wb
                     a0[t] += wa * np.float32(xa0[t]) + wb * np.float32(xb0[t])
             else:
@@ -151,15 +147,13 @@ def bilateral_u8_rows(
                 xa2, xb2 = planes[2, base + o :], planes[2, base - o :]
                 a1, a2 = acc[1], acc[2]
                 for t in range(n):
-                    wa = ahead[t] * ahead2[t]
-                    wb = weight[t] * pow2[t]
+                    wa = ahead[t]
+                    wb = weight[t]
                     wsum[t] += wa + wb
                     a0[t] += wa * np.float32(xa0[t]) + wb * np.float32(xb0[t])
                     a1[t] += wa * np.float32(xa1[t]) + wb * np.float32(xb1[t])
                     a2[t] += wa * np.float32(xa2[t]) + wb * np.float32(xb2[t])
             continue
-        for t in range(m):
-            weight[t] *= pow2[t]
         for t in range(n):
             wsum[t] += ahead[t] + weight[t]
         for ch in range(cn):

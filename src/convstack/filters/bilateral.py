@@ -186,19 +186,17 @@ def _bilateral_u8(
     planes = np.zeros((channels, size + 2 * margin), dtype=np.uint8)
     planes[:, margin : margin + size] = padded.reshape(size, channels).T
     out = np.empty((rows, cols * channels), dtype=np.uint8)
-    longest = int(shifts[-1]) if len(shifts) else 0
 
     def work(start: int, stop: int) -> None:
-        bits = np.empty((stop - start) * wp + longest, dtype=np.int32)
         _k_bilateral.bilateral_u8_rows(
             planes, out, start, stop, radius, margin, wp, shifts, log2_space,
-            color_coeff, _k_bilateral.EXP2_POLY, bits, bits.view(np.float32),
+            color_coeff, _k_bilateral.EXP2_POLY,
         )  # fmt: skip
 
-    # strips of equal height, at least one per pool thread, whose float32 sums, weights
-    # and exponent bits (channels + 3 rows of floats per row) take ~1 MB: tall enough
-    # that the ``radius`` rows of weights a strip computes beyond its own cost little
-    strips(rows, wp * 4 * (channels + 3), work, target=_STRIP_BYTES, balanced=True)
+    # strips of equal height, at least one per pool thread, whose float32 sums and
+    # weights (channels + 2 rows of floats per row) take ~1 MB: tall enough that the
+    # ``radius`` rows of weights a strip computes beyond its own cost little
+    strips(rows, wp * 4 * (channels + 2), work, target=_STRIP_BYTES, balanced=True)
     return out.reshape(array.shape)
 
 
