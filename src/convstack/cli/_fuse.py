@@ -65,6 +65,13 @@ def register(subparsers: Any) -> None:
         "flags) as JSON to FILE; frames not trusted are named on stderr either way",
     )
     parser.add_argument(
+        "--noise-floor",
+        type=float,
+        metavar="Z",
+        help="pyramid: average the frames where no frame's detail stands Z sigmas of the "
+        "measured noise above it (quieter out-of-focus backgrounds; try 3); off by default",
+    )
+    parser.add_argument(
         "--index",
         metavar="AXIS=N[,...]",
         help="of a z-stack file (one multi-page, ImageJ or OME-TIFF): the entry of each axis "
@@ -227,6 +234,7 @@ def run(args: argparse.Namespace) -> int:
             on_step=on_step,
             focus_channel=science.focus_channel,
             height=science.wants_height,
+            noise_floor=getattr(args, "noise_floor", None),
         )
         untrusted = summary(result.frames)
         if untrusted:

@@ -371,6 +371,26 @@ def _power_in_place(values: F32, power: float) -> None:
             np.multiply(square, square, out=square)
 
 
+#: sigma of Gaussian noise / its median absolute value.
+_MAD_TO_SIGMA = 1.4826
+
+
+_WHITE_GAINS: dict[tuple[int, int, int], list[float]] = {}
+
+
+def _white_gains(shape: tuple[int, ...], levels: int) -> list[float]:
+    """Variance of each band of white noise's Laplacian pyramid over that of band 0
+    (measured once per shape, capped at 512 x 512, on seeded Gaussian noise)."""
+    rows, cols = min(int(shape[0]), 512), min(int(shape[1]), 512)
+    key = (rows, cols, levels)
+    if key not in _WHITE_GAINS:
+        noise = np.random.default_rng(0).standard_normal((rows, cols)).astype(np.float32)
+        bands = laplacian_pyramid(noise, levels)[:-1]
+        first = float(np.mean(np.square(bands[0]))) if bands else 1.0
+        _WHITE_GAINS[key] = [float(np.mean(np.square(b))) / first for b in bands]
+    return _WHITE_GAINS[key]
+
+
 def _quantile(values: F32, q: float) -> float:
     """``np.quantile(values, q)`` (its default, linear method; the same value), by one
     partition: NumPy's own first call imports ``numpy.ma`` (~20 ms of every start-up).
@@ -590,6 +610,14 @@ class PyramidAccumulator:
     The low-pass bases (``1 / 4**(levels - 1)`` of a frame each, a few kilobytes)
     are kept per frame and blended at the end, by depth-map weights or evenly.
 
+    ``noise`` (z, off by default; issue 16): ``tau`` is at least z**2 times the
+    first frame's noise variance at that level, measured rather than assumed: the
+    MAD of its finest level's coefficients (mostly out of focus, so mostly noise),
+    carried to each level by white noise's gain through the pyramid. Where no
+    frame's detail stands out of the noise the frames are then averaged, which keeps
+    an out-of-focus background as clean as their mean instead of picking the
+    strongest grain.
+
     With ``envelope`` (the default) it also keeps the per-pixel running minimum and
     maximum over the frames of their Gaussian level 2 and the minimum of their
     level 1 (``ENVELOPE_LEVELS``: local means over about 4 and 2 px; three arrays,
@@ -614,8 +642,11 @@ class PyramidAccumulator:
         quantile: float = 0.1,
         envelope: bool = True,
         focus: Any = None,
+        noise: float | None = None,
     ) -> None:
         self.focus = focus  # a channel index or weights: its energy decides (issue 15)
+        self.noise = noise  # z: tau from the measured noise floor (issue 16)
+        self.sigma2 = 0.0  # the first frame's finest-level noise variance (with noise)
         self.levels_arg = levels
         self.levels = 0
         self.soft_levels = 1 << 30 if soft_levels is None else soft_levels
@@ -632,6 +663,21 @@ class PyramidAccumulator:
         # running per-pixel min / max of the frames' Gaussian levels ENVELOPE_LEVELS
         self.low: dict[int, F32] = {}
         self.high: dict[int, F32] = {}
+
+    def _noise_floor(self, k: int, squared: F32, energy: F32) -> float:
+        """``tau`` of level ``k`` from the first frame: ``floor`` times the ``quantile`` of
+        its energy; with ``noise`` (z, issue 16) at least the measured noise energy
+        times z**2: the noise's sigma on the finest level is the MAD of its
+        coefficients (1.4826 times the median magnitude: a frame of a focus stack is
+        mostly out of focus, and there the finest level holds only noise), carried to
+        level ``k`` by the gain of white noise through the pyramid."""
+        tau = max(_quantile(energy, self.quantile) * self.floor, 1e-12)
+        if self.noise is None:
+            return tau
+        if k == 0:
+            self.sigma2 = _MAD_TO_SIGMA**2 * _quantile(squared, 0.5)
+        gain = _white_gains(squared.shape[-2:], self.levels)[k]
+        return max(tau, self.noise**2 * self.sigma2 * gain)
 
     def _envelope_levels(self) -> tuple[int, ...]:
         """Gaussian levels of the envelope check, coarse first (none for tiny images)."""
@@ -664,14 +710,14 @@ class PyramidAccumulator:
             self.bands, self.energy, self.weight = [], [], []
         assert self.bands is not None and self.energy is not None
         for k, band in enumerate(bands[:-1]):
-            energy = _blur5(
-                _luma_squared(band) if self.focus is None else _focus_squared(band, self.focus)
-            )
+            focus = self.focus
+            squared = _luma_squared(band) if focus is None else _focus_squared(band, focus)
+            energy = _blur5(squared)
             if first:
                 # soft levels: the running largest weight base 1 + E / tau, and the sum
                 # of weights relative to it (1); the others: the running largest energy
                 if k < self.soft_levels:
-                    self.tau.append(max(_quantile(energy, self.quantile) * self.floor, 1e-12))
+                    self.tau.append(self._noise_floor(k, squared, energy))
                     energy *= np.float32(1.0 / self.tau[k])
                     energy += np.float32(1.0)
                     self.weight.append(np.ones(energy.shape, np.float32))
