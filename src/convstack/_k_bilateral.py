@@ -182,14 +182,14 @@ def bilateral_u8_rows(
 
 @kernel(error_model="numpy", fastmath={"contract"})
 def bilateral_float_rows(
-    padded: Any,
+    planes: Any,
     out: Any,
     start: int,
     stop: int,
     radius: int,
-    cn: int,
-    rows_off: Any,
-    cols_off: Any,
+    margin: int,
+    wp: int,
+    shifts: Any,
     space: Any,
     color: Any,
     scale_index: Any,
@@ -199,40 +199,64 @@ def bilateral_float_rows(
 
     ``alpha = sum_c |x_c(q) - x_c(p)| * scale_index``; the weight is ``space[k] *
     (color[i] + (alpha - i) * (color[i + 1] - color[i]))`` with ``i = floor(alpha)``.
-    The centre is not among the offsets: the sums start at weight 1 and the centre's
-    value. ``out`` and the sums have the working float dtype (float32 or float64), as
-    have ``scale_index`` and ``magic`` (1.5 times 2**23 or 2**52, a rounding constant).
+    Laid out as ``bilateral_u8_rows``: flat channel planes of the padded image, one
+    weight per pair of opposite offsets (``shifts``, centre excluded), whole padded rows
+    of outputs; the sums start at weight 1 and the centre's value. ``planes``, ``out``,
+    ``space``, ``scale_index`` and ``magic`` (1.5 times 2**23 or 2**52, a rounding
+    constant) have the working float dtype (float32 or float64).
     """
+    cn = planes.shape[0]
+    cols = out.shape[1] // cn
+    h = stop - start
+    n = h * wp
+    base = margin + (start + radius) * wp
+    longest = n + shifts[shifts.shape[0] - 1] if shifts.shape[0] else n
+    wsum = np.empty(n, dtype=out.dtype)
+    acc = np.empty((cn, n), dtype=out.dtype)
+    weight = np.empty(longest, dtype=out.dtype)
     unit = magic / magic
-    width = out.shape[1]
-    cols = width // cn
-    wsum = np.empty(cols, dtype=out.dtype)
-    for i in range(start, stop):
-        centre = padded[i + radius, radius * cn :]
-        dst = out[i]
-        for j in range(cols):
-            wsum[j] = 1
-        for j in range(width):
-            dst[j] = centre[j]
-        for k in range(space.shape[0]):
-            nb = padded[i + radius + rows_off[k], (radius + cols_off[k]) * cn :]
-            sw = space[k]
+    for t in range(n):
+        wsum[t] = 1
+    for ch in range(cn):
+        x = planes[ch, base:]
+        a = acc[ch]
+        for t in range(n):
+            a[t] = x[t]
+    for k in range(shifts.shape[0]):
+        o = shifts[k]
+        m = n + o
+        sw = space[k]
+        # anchors q = base - o + t, t < n + o: the pairs (q, q + o)
+        for t in range(m):
+            weight[t] = 0
+        for ch in range(cn):
+            lo, hi = planes[ch, base - o :], planes[ch, base:]
+            for t in range(m):
+                weight[t] += abs(lo[t] - hi[t])
+        for t in range(m):
+            alpha = weight[t] * scale_index
+            # floor(alpha) in the working dtype: round by the magic number, step down
+            # where that went up (np.floor runs a libm call, and an int index would
+            # promote float32 to float64)
+            whole = (alpha + magic) - magic
+            whole = whole if whole <= alpha else whole - unit
+            index = np.intp(whole)
+            low = color[index]
+            weight[t] = (low + (alpha - whole) * (color[index + 1] - low)) * sw
+        ahead = weight[o:]  # p sees p + o: the pair anchored at p
+        for t in range(n):
+            wsum[t] += ahead[t] + weight[t]  # and p sees p - o: anchored at p - o
+        for ch in range(cn):
+            x_ahead = planes[ch, base + o :]
+            x_behind = planes[ch, base - o :]
+            a = acc[ch]
+            for t in range(n):
+                a[t] += ahead[t] * x_ahead[t] + weight[t] * x_behind[t]
+    for i in range(h):
+        dst = out[start + i]
+        row = i * wp + radius
+        w = wsum[row:]
+        for ch in range(cn):
+            a = acc[ch, row:]
             for j in range(cols):
-                d = abs(nb[j * cn] - centre[j * cn])
-                for c in range(1, cn):
-                    d += abs(nb[j * cn + c] - centre[j * cn + c])
-                alpha = d * scale_index
-                # floor(alpha) in the working dtype: round by the magic number, step
-                # down where that went up (np.floor runs a libm call, and mixing in an
-                # int index would promote float32 to float64)
-                whole = (alpha + magic) - magic
-                whole = whole if whole <= alpha else whole - unit
-                index = np.intp(whole)
-                low = color[index]
-                w = (low + (alpha - whole) * (color[index + 1] - low)) * sw
-                wsum[j] += w
-                for c in range(cn):
-                    dst[j * cn + c] += w * nb[j * cn + c]
-        for j in range(cols):
-            for c in range(cn):
-                dst[j * cn + c] /= wsum[j]
+                dst[j * cn + ch] = a[j] / w[j]

@@ -262,19 +262,29 @@ def _float_method(
         gauss_color = np.float64(-0.5) / np.float64(sc * sc)  # -inf when sc**2 underflows
         color = np.exp(value * value * gauss_color).astype(np.float32)
     color[0] = 1  # exp(0 * -inf)
+    rows, cols = shape[0], shape[1]
+    wp = cols + 2 * radius
     rows_off, cols_off, space32 = _offsets(radius, gauss_space, centre=False)
-    space = space32.astype(array.dtype)
+    half = (rows_off > 0) | ((rows_off == 0) & (cols_off > 0))  # one of each pair +-o
+    shifts = rows_off[half] * wp + cols_off[half]
+    order = np.argsort(shifts, kind="stable")  # the longest shift last
+    shifts, space = shifts[order], space32[half][order].astype(array.dtype)
     padded = pad_image(array, (radius, radius), (radius, radius), mode)
-    flat = np.ascontiguousarray(padded).reshape(padded.shape[0], -1)
+    margin = radius  # reads reach ``radius`` samples before / after the padded image
+    size = padded.shape[0] * wp
+    planes = np.zeros((cn, size + 2 * margin), dtype=array.dtype)
+    planes[:, margin : margin + size] = padded.reshape(size, cn).T
     out = np.empty((rows, width), dtype=array.dtype)
     index_scale = array.dtype.type(scale_index)
     magic = array.dtype.type(1.5 * 2.0 ** (np.finfo(array.dtype).nmant))
 
     def work(start: int, stop: int) -> None:
         _k_bilateral.bilateral_float_rows(
-            flat, out, start, stop, radius, cn, rows_off, cols_off, space, color, index_scale,
+            planes, out, start, stop, radius, margin, wp, shifts, space, color, index_scale,
             magic,
         )  # fmt: skip
 
-    strips(rows, width * 4 * max(1, len(space)), work, target=_STRIP_BYTES, balanced=True)
+    # as _bilateral_u8: sums and weights of ~1 MB a strip
+    itemsize = array.dtype.itemsize
+    strips(rows, wp * itemsize * (cn + 2), work, target=_STRIP_BYTES, balanced=True)
     return out.reshape(shape)
