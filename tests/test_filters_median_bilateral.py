@@ -443,6 +443,17 @@ def test_bilateral_radius_cut_where_space_weights_underflow():
     assert np.abs(filters.bilateral(image, 61, 50, 1.5).astype(int) - theirs).max() <= 1
 
 
+@pytest.mark.parametrize("shape", [(12, 15), (11, 9, 3)])
+@pytest.mark.parametrize("diameter", [31, 7])
+def test_bilateral_float_windows_wider_than_the_image_match_cv2(shape, diameter):
+    # a window wider than the image takes the one-offset-at-a-time loop, a narrower one
+    # the flat pairs: both OpenCV's
+    image = make(shape, np.float32, seed=21)
+    theirs = cv2.bilateralFilter(image, diameter, 0.3, 5.0)
+    ours = filters.bilateral(image, diameter, 0.3, 5.0)
+    np.testing.assert_allclose(ours, theirs.reshape(ours.shape), rtol=1e-4, atol=1e-5)
+
+
 def test_bilateral_refuses_absurd_windows():
     image = make((40, 50), np.float32, seed=19)
     with pytest.raises(ValueError, match=r"with a window wider than the image, more than"):

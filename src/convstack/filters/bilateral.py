@@ -265,6 +265,22 @@ def _float_method(
     rows, cols = shape[0], shape[1]
     wp = cols + 2 * radius
     rows_off, cols_off, space32 = _offsets(radius, gauss_space, centre=False)
+    index_scale = array.dtype.type(scale_index)
+    magic = array.dtype.type(1.5 * 2.0 ** (np.finfo(array.dtype).nmant))
+    if 2 * radius > cols:  # the flat layout would spend most of its work on the padding
+        padded2 = np.ascontiguousarray(pad_image(array, (radius, radius), (radius, radius), mode))
+        flat2 = padded2.reshape(padded2.shape[0], -1)
+        out2 = np.empty((rows, width), dtype=array.dtype)
+        space_all = space32.astype(array.dtype)
+
+        def offsets_work(start: int, stop: int) -> None:
+            _k_bilateral.bilateral_float_offsets(
+                flat2, out2, start, stop, radius, cn, rows_off, cols_off, space_all, color,
+                index_scale, magic,
+            )  # fmt: skip
+
+        strips(rows, width * 4 * len(space_all), offsets_work, target=_STRIP_BYTES, balanced=True)
+        return out2.reshape(shape)
     half = (rows_off > 0) | ((rows_off == 0) & (cols_off > 0))  # one of each pair +-o
     shifts = rows_off[half] * wp + cols_off[half]
     order = np.argsort(shifts, kind="stable")  # the longest shift last
@@ -275,8 +291,6 @@ def _float_method(
     planes = np.zeros((cn, size + 2 * margin), dtype=array.dtype)
     planes[:, margin : margin + size] = padded.reshape(size, cn).T
     out = np.empty((rows, width), dtype=array.dtype)
-    index_scale = array.dtype.type(scale_index)
-    magic = array.dtype.type(1.5 * 2.0 ** (np.finfo(array.dtype).nmant))
 
     def work(start: int, stop: int) -> None:
         _k_bilateral.bilateral_float_rows(
