@@ -210,6 +210,12 @@ def misfires(energy: NDArray[np.float64], kept: NDArray[np.bool_]) -> list[int]:
     when, in at least 90 % of the tiles that have texture, its sharpness is under half
     the smaller of its neighbours' (the one neighbour's at either end): a frame of a
     focus stack is the sharpest somewhere, where it was focused.
+
+    Examples
+    --------
+    >>> energy = np.array([[1.0, 4.0], [4.0, 1.0], [0.1, 0.1], [1.0, 4.0]])
+    >>> misfires(energy, np.ones(4, dtype=bool))
+    [2]
     """
     frames = np.flatnonzero(kept)
     found: list[int] = []
