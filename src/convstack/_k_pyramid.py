@@ -22,7 +22,7 @@ from ._jit import kernel
 __all__ = ["expand_rows", "luma_squared_rows", "reduce_rows", "soft_merge_rows"]
 
 
-@kernel(inline="always")
+@kernel
 def _index(i: int, n: int, edge: bool) -> int:
     """Sample ``i`` (at most 2 outside ``[0, n)``) of an axis of ``n``: mirrored about
     the end samples (OpenCV's BORDER_REFLECT_101), or the end sample repeated with
@@ -34,7 +34,7 @@ def _index(i: int, n: int, edge: bool) -> int:
     return i
 
 
-@kernel(inline="always")
+@kernel
 def _taps(x0: Any, x1: Any, x2: Any, x3: Any, x4: Any) -> Any:
     """``((x0 + x4) + 4 (x1 + x3) + 6 x2) / 16`` in float32, in that order."""
     total = x0 + x4
@@ -76,7 +76,7 @@ def reduce_rows(src: Any, out: Any, start: int, stop: int, edge: bool) -> None:
                     )
 
 
-@kernel(inline="always")
+@kernel
 def _upsample_line(x: Any, out: Any) -> None:
     """``out`` (``2 n - 1`` or ``2 n`` samples): ``x`` (``n``) upsampled 2x, borders
     mirrored: even samples ``((x[j-1] + x[j+1]) + 6 x[j]) / 8``, odd ones ``(x[j] +
@@ -169,7 +169,7 @@ def luma_squared_rows(band: Any, luma: Any, out: Any, start: int, stop: int) -> 
             dst[c] = gray * gray
 
 
-@kernel(inline="always")
+@kernel
 def _power(value: Any, whole: int) -> Any:
     """``value ** whole`` (1 <= ``whole`` <= 64) by repeated squaring, the products in
     the order of ``convstack.stack.fusion._power_in_place``."""

@@ -47,7 +47,7 @@ def planes_rows(image: Any, first: int, planes: Any, start: int, stop: int) -> N
             dst[w + 2] = image[i, w - 1, ch]
 
 
-@kernel(inline="always")
+@kernel
 def _cubic_run(
     p0: Any,
     p1: Any,
@@ -82,7 +82,7 @@ def _cubic_run(
         dst[p] = wc0[p] * c0 + wc1[p] * c1 + wc2[p] * c2 + wc3[p] * c3
 
 
-@kernel(inline="always")
+@kernel
 def _linear_run(
     p0: Any, p1: Any, t: Any, u: Any, dst: Any, start: int, stop: int, shift: int
 ) -> None:
@@ -99,7 +99,7 @@ def _linear_run(
         dst[p] = upper + (lower - upper) * t[p]
 
 
-@kernel(inline="always")
+@kernel
 def _positions(
     m: Any,
     y: float,
@@ -152,7 +152,7 @@ def _positions(
         sc[c] = min(max(sc[c], 0.0), right)
 
 
-@kernel(inline="always")
+@kernel
 def _keys(t: float) -> tuple[float, float, float, float]:
     """Keys' weights of the taps at offsets -1, 0, 1, 2 for the fraction ``t``."""
     a = CUBIC_A
@@ -166,7 +166,7 @@ def _keys(t: float) -> tuple[float, float, float, float]:
     )
 
 
-@kernel(inline="always")
+@kernel
 def _finish(line: Any, inside: Any, fill: Any, constant: bool, out: Any, r: int) -> None:
     """``fill`` where the row's positions lie outside, then the row into ``out[:, r]``."""
     channels, width = line.shape
