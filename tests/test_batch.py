@@ -348,13 +348,21 @@ def test_retouch_folder_replays_each_stacks_strokes(
 def test_jobs_give_the_same_bits(
     tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """In a child process: the workers' start method (spawn) leaves multiprocessing's
+    resource tracker running as a child of the process that used it."""
     assert batch([str(tree), "-o", str(tmp_path / "one")], capsys)[0] == 0
-    code, err = batch([str(tree), "-o", str(tmp_path / "two"), "--jobs", "2"], capsys)
-    assert code == 0, err
+    command = [sys.executable, "-m", "convstack.cli", "batch", str(tree), "--quiet"]
+    done = subprocess.run(
+        [*command, "-o", str(tmp_path / "two"), "--jobs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
     for name in ("a.png", "b/c.png", "b/d9.png", "b/d10.png"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
     workers = {r["worker"] for r in read_report(tmp_path / "two" / B.REPORT_NAME).values()}
-    assert f":{os.getpid()}" not in "".join(workers)  # ran in worker processes
+    assert 1 <= len(workers) <= 2  # worker processes took the four stacks
 
 
 @pytest.mark.parametrize(
