@@ -174,7 +174,6 @@ def _match_blur(
         output_shape=t.shape,
         mode="constant",
         cval=np.nan,
-        tolerance=_WARP_TOLERANCE,
     )
     valid = usable[crop] & np.isfinite(warped)
     m = np.where(valid, warped, t)
@@ -367,11 +366,6 @@ def _level_matrix(q: NDArray[np.float64], level: int) -> NDArray[np.float64]:
 #: Gauss-Newton steps in a row without a better correlation that end a level.
 _STALE_STEPS = 4
 
-#: Sample-position error (pixels) the registration's warps may spend on speed
-#: (:func:`convstack.warp.warp`'s separable path for near-zero rotations): far
-#: below the 0.01-0.025 px accuracy of the registration itself.
-_WARP_TOLERANCE = 1e-3
-
 
 class _Diverged(Exception):
     pass
@@ -384,7 +378,7 @@ def _evaluate(
     pixel_matrix: NDArray[np.float64],
 ) -> tuple[float, NDArray[np.float32], NDArray[np.bool_]]:
     """Correlation coefficient, normalised error image and valid mask of one warp."""
-    warped = warp(moving, pixel_matrix, mode="constant", cval=np.nan, tolerance=_WARP_TOLERANCE)
+    warped = warp(moving, pixel_matrix, mode="constant", cval=np.nan)
     valid = usable & np.isfinite(warped)
     count = int(np.count_nonzero(valid))
     if count < _MIN_OVERLAP * max(1, int(np.count_nonzero(usable))) or count < 8:

@@ -297,17 +297,6 @@ def _finest_level(shape: tuple[int, ...]) -> int:
     return max(0, math.ceil(math.log(pixels / 5e5, 4))) if pixels > 5e5 else 0
 
 
-#: Sample-position error (pixels) that the warp may spend on speed for small
-#: rotations (see :func:`convstack.warp.warp`), a fraction of the registration's own
-#: 0.01-0.025 px. 3 MP colour frames (the PCB set) rotated by 0.01-0.15 degrees take
-#: 0.07-0.17 s (banded matrix products into a planar frame) instead of 0.40-0.45 s
-#: for the exact 2-D cubic warp, and differ from it by at most ~1 (RMS 0.03) grey
-#: levels of 255; rotations up to 0.22 degrees qualify. 1/256 px halved that error
-#: but took 0.19-0.40 s from 0.05 degrees on, and left fused synthetic stacks rotated
-#: by 0.08 degrees a frame the same to 0.001 dB and 1e-5 SSIM.
-_WARP_TOLERANCE = 1.0 / 128.0
-
-
 def _mean_costs(costs: dict[str, list[float]]) -> dict[str, float]:
     """The mean of the last four measured seconds of each step."""
     return {step: sum(times[-4:]) / len(times[-4:]) for step, times in costs.items() if times}
@@ -382,13 +371,13 @@ def _warped(
     Integer frames keep their scale (float32 out); float frames are made float32.
     """
     if frame.dtype == np.float64:
-        result = warp(frame, matrix, order=3, mode="nearest", tolerance=_WARP_TOLERANCE)
+        result = warp(frame, matrix, order=3, mode="nearest")
         if out is None:
             return result.astype(np.float32)
         out[...] = result
         return out
     out = _planar(frame.shape) if out is None else out
-    return warp(frame, matrix, order=3, mode="nearest", tolerance=_WARP_TOLERANCE, out=out)
+    return warp(frame, matrix, order=3, mode="nearest", out=out)
 
 
 def _distrust(frames: tuple[_report.FrameReport, ...]) -> None:
