@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from . import _methods, _nonfinite
+from . import _lazy, _methods, _nonfinite
 from . import _validate as v
 from .limits import check_memory
 from .padding import check_mode, dilated_span, resolve_padding
@@ -332,6 +332,19 @@ def correlate(
     channel_axis: int | None = None,
     method: str = "auto",
 ) -> NDArray[np.floating[Any]]:
+    if _lazy.is_dask(image):  # larger than memory: a lazy dask array (convstack._lazy)
+        return _lazy.run(
+            correlate,
+            image,
+            kernel,
+            padding=padding,
+            mode=mode,
+            cval=cval,
+            stride=stride,
+            dilation=dilation,
+            channel_axis=channel_axis,
+            method=method,
+        )
     return _filter(
         image,
         kernel,
@@ -359,6 +372,19 @@ def convolve(
     channel_axis: int | None = None,
     method: str = "auto",
 ) -> NDArray[np.floating[Any]]:
+    if _lazy.is_dask(image):  # larger than memory: a lazy dask array (convstack._lazy)
+        return _lazy.run(
+            convolve,
+            image,
+            kernel,
+            padding=padding,
+            mode=mode,
+            cval=cval,
+            stride=stride,
+            dilation=dilation,
+            channel_axis=channel_axis,
+            method=method,
+        )
     return _filter(
         image,
         kernel,

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .. import _lazy
 from .. import _validate as v
 from ..limits import check_memory
 from ._dtype import check_image, check_mode, pad_image, saturate, strips
@@ -128,6 +129,8 @@ def bilateral(
     >>> bilateral(step, 5, 20, 5)[1].tolist()
     [10, 10, 10, 200, 200, 200]
     """
+    if _lazy.is_dask(image):  # larger than memory: a lazy dask array
+        return _lazy.run(bilateral, image, diameter, sigma_color, sigma_space, mode=mode)
     array = check_image(image)
     mode = check_mode(mode)
     if not isinstance(diameter, (int, np.integer)) or isinstance(diameter, bool):

@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .. import _lazy, kernels
 from .. import _validate as v
-from .. import kernels
 from .._nonfinite import run_filter
 from ._dtype import check_image, check_mode
 from ._separable import direct_filter, separable_filter
@@ -68,6 +68,8 @@ def sobel(
     >>> sobel(ramp, 1, 0)[1].tolist()
     [0.0, 8.0, 8.0, 8.0, 0.0]
     """
+    if _lazy.is_dask(image):  # larger than memory: a lazy dask array
+        return _lazy.run(sobel, image, dx, dy, size, mode=mode)
     array = check_image(image)
     mode = check_mode(mode)
     kernels.sobel(dx, dy, size)  # validates dx, dy and size
@@ -88,6 +90,8 @@ def scharr(
     >>> scharr(ramp, 1, 0)[1].tolist()
     [0.0, 32.0, 32.0, 0.0]
     """
+    if _lazy.is_dask(image):  # larger than memory: a lazy dask array
+        return _lazy.run(scharr, image, dx, dy, mode=mode)
     array = check_image(image)
     mode = check_mode(mode)
     kernels.scharr(dx, dy)  # validates the orders
@@ -116,6 +120,8 @@ def laplacian(
     >>> laplacian(spike)[1:4, 1:4].tolist()
     [[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]
     """
+    if _lazy.is_dask(image):  # larger than memory: a lazy dask array
+        return _lazy.run(laplacian, image, size, mode=mode)
     array = check_image(image)
     mode = check_mode(mode)
     if size not in (1, 3, 5, 7) or isinstance(size, bool):

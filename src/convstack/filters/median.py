@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .. import _lazy
 from ..limits import check_memory
 from ._dtype import POOL_THREADS, check_image, check_mode, check_odd, pad_image, strips
 
@@ -196,6 +197,8 @@ def median_blur(image: ArrayLike, size: int, *, mode: str = "nearest") -> NDArra
     >>> median_blur(np.array([[1, 9, 2, 8, 3]], dtype=np.uint8), 3).tolist()
     [[1, 2, 8, 3, 3]]
     """
+    if _lazy.is_dask(image):  # larger than memory: a lazy dask array
+        return _lazy.run(median_blur, image, size, mode=mode)
     array = check_image(image)
     mode = check_mode(mode)
     k = check_odd(size)

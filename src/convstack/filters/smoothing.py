@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .. import _lazy, kernels
 from .. import _validate as v
-from .. import kernels
 from .._modes import border_indices
 from .._nonfinite import has_nonfinite, run_filter
 from ..limits import check_memory
@@ -88,6 +88,8 @@ def box_blur(
     >>> box_blur(np.array([[0, 0, 9, 0, 0]], dtype=np.uint8), (1, 3)).tolist()
     [[0, 3, 3, 3, 0]]
     """
+    if _lazy.is_dask(image):  # larger than memory: a lazy dask array
+        return _lazy.run(box_blur, image, size, mode=mode)
     array = check_image(image)
     mode = check_mode(mode)
     kr, kc = v.per_axis_ints(size, "size", 2, minimum=1)
@@ -284,6 +286,8 @@ def gaussian_blur(
     >>> gaussian_blur(np.array([[0, 0, 16, 0, 0]], dtype=np.uint8), (1, 3)).tolist()
     [[0, 4, 8, 4, 0]]
     """
+    if _lazy.is_dask(image):  # larger than memory: a lazy dask array
+        return _lazy.run(gaussian_blur, image, size, sigma, sigma_y=sigma_y, mode=mode)
     array = check_image(image)
     mode = check_mode(mode)
     sx = v.finite_float(sigma, "sigma")
@@ -353,6 +357,8 @@ def unsharp_mask(
     >>> unsharp_mask(np.full((4, 4), 7, dtype=np.uint8)).tolist()[0]
     [7, 7, 7, 7]
     """
+    if _lazy.is_dask(image):  # larger than memory: a lazy dask array
+        return _lazy.run(unsharp_mask, image, sigma, amount, mode=mode)
     array = check_image(image)
     mode = check_mode(mode)
     s = v.positive_float(sigma, "sigma")
