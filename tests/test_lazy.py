@@ -207,3 +207,20 @@ def test_import_never_loads_dask() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_channels_split_over_chunks() -> None:
+    """Bilateral weighs the colour distance over every channel: chunks split the channels."""
+    image = _image(np.uint8, 3, shape=(12, 14))
+    lazy = filters.bilateral(da.from_array(image, chunks=(5, 5, 1)), 5, 40.0, 3.0)
+    _same(lazy, filters.bilateral(image, 5, 40.0, 3.0))
+    _same(filters.box_blur(da.from_array(image, chunks=(5, 5, 2)), 3), filters.box_blur(image, 3))
+
+
+def test_unknown_chunk_sizes_are_refused() -> None:
+    image = da.from_array(np.arange(40.0).reshape(8, 5), chunks=(3, 5))
+    unknown = image[image[:, 0] > 10]  # boolean indexing: rows per chunk unknown
+    with pytest.raises(ValueError, match=r"`image` must have known chunk sizes"):
+        filters.box_blur(unknown, 3)
+    with pytest.raises(ValueError, match=r"`image` must have known chunk sizes"):
+        cs.correlate(unknown, np.ones((3, 3)))

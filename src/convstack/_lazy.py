@@ -140,8 +140,11 @@ def _pad_axis(x: Any, axis: int, before: int, after: int, mode: str, fill: Any) 
             shape[axis] = width
             parts.append(da.broadcast_to(da.from_array(fill), tuple(shape)).astype(x.dtype))
         return da.concatenate([parts[0], x, parts[1]], axis=axis)
-    index = pad(np.arange(x.shape[axis]), [(before, after)], mode=mode)
-    return da.take(x, index, axis=axis)
+    n = x.shape[axis]
+    index = pad(np.arange(n), [(before, after)], mode=mode)
+    # only the pads are gathered (a gather of the whole axis would split its chunks)
+    parts = [da.take(x, index[:before], axis=axis), x, da.take(x, index[before + n :], axis=axis)]
+    return da.concatenate(parts, axis=axis)
 
 
 def _pad(x: Any, pads: dict[int, tuple[int, int]], mode: str, fill: Any) -> Any:
@@ -218,6 +221,11 @@ def run(func: Callable[..., Any], image: Any, *args: Any, **kwargs: Any) -> Any:
     ``args`` and ``kwargs`` are the call's other arguments, ``mode=`` among them.
     Returns a dask array equal to ``func(image.compute(), *args, **kwargs)``.
     """
+    if any(np.isnan(size) for sizes in image.chunks for size in sizes):
+        raise ValueError(
+            "`image` must have known chunk sizes (dask's `compute_chunk_sizes()` finds "
+            f"them); got chunks {image.chunks}."
+        )
     name = func.__name__
     if name in ("correlate", "convolve"):
         return _run_engine(func, image, *args, **kwargs)
@@ -248,6 +256,8 @@ def _run_filter(func: Callable[..., Any], image: Any, *args: Any, **kwargs: Any)
         lambda: radius_fn(tuple(image.shape), *args, mode=mode, **rest),
         (0, 1),
     )
+    if image.ndim == 3 and len(image.chunks[2]) > 1:  # bilateral weighs all channels at once
+        image = image.rechunk({2: -1})
     inner = "constant" if mode == "mean" else mode
     extremes = None
     if func.__name__ == "bilateral" and image.dtype.kind == "f":
