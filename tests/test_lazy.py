@@ -224,3 +224,9 @@ def test_unknown_chunk_sizes_are_refused() -> None:
         filters.box_blur(unknown, 3)
     with pytest.raises(ValueError, match=r"`image` must have known chunk sizes"):
         cs.correlate(unknown, np.ones((3, 3)))
+
+
+def test_other_dask_collections_are_refused() -> None:
+    bag = pytest.importorskip("dask.bag")
+    with pytest.raises(TypeError, match=r"`image` must be a dask array .*; got Bag"):
+        filters.box_blur(bag.from_sequence([1, 2, 3]), 3)

@@ -221,6 +221,10 @@ def run(func: Callable[..., Any], image: Any, *args: Any, **kwargs: Any) -> Any:
     ``args`` and ``kwargs`` are the call's other arguments, ``mode=`` among them.
     Returns a dask array equal to ``func(image.compute(), *args, **kwargs)``.
     """
+    if not hasattr(image, "map_overlap"):
+        raise TypeError(
+            f"`image` must be a dask array (or a NumPy array_like); got {type(image).__name__}."
+        )
     if any(np.isnan(size) for sizes in image.chunks for size in sizes):
         raise ValueError(
             "`image` must have known chunk sizes (dask's `compute_chunk_sizes()` finds "
