@@ -86,10 +86,17 @@ def test_filter_window_wider_than_image(
     _same(lazy, func(image, *args, mode=mode))
 
 
-def test_gaussian_one_row_keeps_opencv_rule() -> None:
-    image = _image(np.float64, None, shape=(1, 40))
-    lazy = filters.gaussian_blur(da.from_array(image, chunks=(1, 6)), 5, 1.0)
-    _same(lazy, filters.gaussian_blur(image, 5, 1.0))
+@pytest.mark.parametrize("mode", ["constant", "mirror"])
+@pytest.mark.parametrize("shape", [(1, 40), (40, 1)])
+def test_gaussian_one_row_keeps_opencv_rule(shape: tuple[int, int], mode: str) -> None:
+    """OpenCV drops the Gaussian along an axis of length 1 (not for 'constant')."""
+    image = _image(np.uint8, None, shape=shape)
+    dimage = da.from_array(image, chunks=6)
+    _same(
+        filters.gaussian_blur(dimage, 5, 1.0, mode=mode),
+        filters.gaussian_blur(image, 5, 1.0, mode=mode),
+    )
+    _same(filters.unsharp_mask(dimage, 1.0, mode=mode), filters.unsharp_mask(image, 1.0, mode=mode))
 
 
 def test_float_bilateral_uses_the_whole_image_range() -> None:

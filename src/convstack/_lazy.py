@@ -78,9 +78,11 @@ def _gaussian(
     return radius[0], radius[1]
 
 
-def _unsharp(shape: tuple[int, ...], sigma: float = 1.0, *_: Any, **__: Any) -> Radius:
+def _unsharp(
+    shape: tuple[int, ...], sigma: float = 1.0, *_: Any, mode: str = "mirror", **__: Any
+) -> Radius:
     r = (int(round(8 * float(sigma) + 1)) | 1) // 2
-    return r, r
+    return _gaussian(shape, (2 * r + 1, 2 * r + 1), mode=mode)  # its blur's rule too
 
 
 def _median(shape: tuple[int, ...], size: int, **_: Any) -> Radius:
