@@ -105,3 +105,27 @@ def test_chunked_evaluation_matches_one_pass(capsys, monkeypatch):
     np.testing.assert_allclose(
         [x for _, x, _ in rows], [np.pi / 2, 1.5 * np.pi, 2.5 * np.pi, 3.5 * np.pi], atol=0.01
     )
+
+
+def test_too_many_turning_points_refused_before_listing(capsys, monkeypatch):
+    # sin(x) on [0, 100) turns at pi/2 + k*pi: 32 turning points (hand count); a limit
+    # of 31 refuses with the count, a limit of 32 lists them all
+    from convstack.cli import _extrema
+
+    argv = ["extrema", "sin(x)", "--from", "0", "--to", "100", "--step", "0.01"]
+    monkeypatch.setattr(_extrema, "MAX_EXTREMA", 31)
+    monkeypatch.setattr(_extrema, "CHUNK", 7)  # the count carries across chunks
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Traceback" not in captured.err
+    assert re.search(r"error: EXPR 'sin\(x\)' has 32 turning points .* at most 31", captured.err)
+    monkeypatch.setattr(_extrema, "MAX_EXTREMA", 32)
+    assert main(argv) == 0
+    assert len(_table(capsys.readouterr().out)) == 32
+
+
+def test_turning_point_count_counts_a_plateau_once():
+    from convstack.cli import _extrema
+
+    y = np.array([0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 2.0, 3.0])  # max plateau, min plateau
+    assert _extrema._count_turns(y) == 2
