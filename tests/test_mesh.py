@@ -133,3 +133,16 @@ def test_cli_mesh_from_an_ome_zstack(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and "m.ply: already exists" in err
     assert not (tmp_path / "o2.tif").exists()
+
+
+@pytest.mark.parametrize("step", ["0", "-2"])
+def test_cli_mesh_step_below_one_is_refused(tmp_path, capsys, step):
+    # --mesh-step 0 was read as 1 (``or 1``) and the mesh written
+    path = tmp_path / "z.ome.tif"
+    tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint16), metadata={"axes": "ZYX"})
+    mesh = tmp_path / "m.ply"
+    argv = ["fuse", str(path), "-o", str(tmp_path / "o.tif"), "--mesh", str(mesh)]
+    code = main([*argv, "--z-step", "1um", f"--mesh-step={step}", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and f"error: --mesh-step must be >= 1; got {step}." in err
+    assert "Traceback" not in err and not mesh.exists()

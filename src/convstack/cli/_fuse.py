@@ -320,7 +320,8 @@ class _Science:
         self.height_path = _path(getattr(args, "height_map", None))
         self.confidence_path = _path(getattr(args, "confidence", None))
         self.mesh_path = _path(getattr(args, "mesh", None))
-        self.mesh_step = int(getattr(args, "mesh_step", 1) or 1)
+        mesh_step = getattr(args, "mesh_step", None)  # (absent from batch's options)
+        self.mesh_step = 1 if mesh_step is None else int(mesh_step)
         self.wants_height = any((self.height_path, self.confidence_path, self.mesh_path))
         self.zstack = zstack
         _check_alpha_and_float(args, others[0], zstack)
