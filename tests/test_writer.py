@@ -368,3 +368,14 @@ def test_the_lab_report_is_not_written_over_one_made_meanwhile(tmp_path: Path) -
         report.write("title", "intro")
     assert (tmp_path / "report.html").read_text() == "someone else's"
     assert leftovers(tmp_path) == []
+
+
+def test_folder_that_refuses_files_names_the_target_not_the_temporary():
+    # /proc passes the folder checks for root (os.access says writable) but creating a
+    # file there fails: the error named '/proc/.x.bin.XXXXXXXX.tmp' (issue 19 audit)
+    if not os.path.isdir("/proc/self") or not os.access("/proc", os.W_OK | os.X_OK):
+        pytest.skip("needs /proc writable by os.access (root on Linux)")
+    with pytest.raises(OSError, match=r"cannot create a file in /proc \(") as info:
+        _writer.write_bytes("/proc/x.bin", b"data")
+    assert info.value.filename == "/proc/x.bin"
+    assert ".tmp" not in str(info.value)

@@ -250,6 +250,12 @@ def _write(
                 fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
             except FileExistsError:
                 temp = None
+            except OSError as exc:  # (a folder that passed the checks, such as /proc)
+                temp = None
+                reason = (exc.strerror or str(exc)).lower()
+                raise OSError(
+                    exc.errno, f"cannot create a file in {file.parent} ({reason})", str(file)
+                ) from None
         fill(name, fd)
         _fsync(fd)
         os.close(fd)
