@@ -236,3 +236,23 @@ def test_signal_handlers_raise_and_leave_ignored_signals_ignored():
     finally:
         for number, handler in saved.items():
             signal.signal(number, handler)
+
+
+@pytest.mark.parametrize("name", ["CONVSTACK_MEMORY_LIMIT", "CONVSTACK_MAX_PIXELS"])
+def test_malformed_limit_variable_is_named_before_the_work(tmp_path, capsys, monkeypatch, name):
+    # the variable's error was reported as the first frame's ("f0.png: cannot read the
+    # image (`CONVSTACK_MEMORY_LIMIT` must be ...)") after the frames were listed
+    import numpy as np
+
+    from convstack import limits
+    from convstack.stack.io import write_image
+
+    for i in range(2):
+        write_image(tmp_path / f"f{i}.png", np.full((8, 8), 40 * i, np.uint8))
+    monkeypatch.setattr(limits, "_limit", None)
+    monkeypatch.setenv(name, "garbage")
+    code = main(["fuse", str(tmp_path), "-o", str(tmp_path / "out.png"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith(f"error: `{name}` must be a size such as 2GiB"), err
+    assert "f0.png" not in err and not (tmp_path / "out.png").exists()

@@ -114,6 +114,16 @@ def describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _check_limit_variables() -> None:
+    """Refuse a malformed CONVSTACK_MEMORY_LIMIT or CONVSTACK_MAX_PIXELS before the work,
+    by its name, rather than as the failure of whatever first reads it (a frame's read
+    said "FRAME: cannot read the image (`CONVSTACK_MEMORY_LIMIT` must be ...)")."""
+    from ..limits import get_memory_limit, max_image_pixels
+
+    get_memory_limit()
+    max_image_pixels()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     if argv is None:  # the command's own process, not a caller's (tests call main(argv))
@@ -128,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_limit_variables()
         return int(args.func(args) or 0)
     except (UserError, StackError, OSError, MemoryError, ValueError) as exc:
         if args.debug:
