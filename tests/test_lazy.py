@@ -15,6 +15,18 @@ from convstack import filters
 
 da = pytest.importorskip("dask.array")
 
+
+@pytest.fixture(autouse=True)
+def _synchronous_scheduler() -> Any:
+    """Compute in the test's own thread: dask's threaded scheduler keeps its pool alive for
+    good, and a process with foreign threads no longer forks (``forked.can_fork``), so every
+    fork test later in the same run would skip."""
+    import dask
+
+    with dask.config.set(scheduler="synchronous"):
+        yield
+
+
 MODES = ["constant", "nearest", "reflect", "mirror", "wrap", "mean"]
 #: ours -> scipy.ndimage ('mean' has no SciPy name)
 SCIPY_MODES = {
