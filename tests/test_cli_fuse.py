@@ -537,3 +537,18 @@ def test_two_fuse_processes_racing_for_one_new_output(tmp_path: Path) -> None:
     assert all(m.exists() for m in marks)  # they did meet: the race was real
     assert load(out).shape == (48, 64, 3)
     assert sorted(p.name for p in tmp_path.iterdir() if ".tmp" in p.name) == []
+
+
+def test_a_folder_that_refuses_files_despite_access_is_refused_before_the_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # /proc for root: access() says writable, creating a file there fails; the folder check
+    # tries a real file, so the error comes before any frame is read (issue 19 audit)
+    if not os.path.isdir("/proc/self") or not os.access("/proc", os.W_OK | os.X_OK):
+        pytest.skip("needs /proc writable by os.access (root on Linux)")
+    frames, _ = two_depth_stack(rows=48, cols=64)
+    write_stack(tmp_path / "in", frames)
+    no_fusing(monkeypatch)
+    code, err = run(["fuse", str(tmp_path / "in"), "-o", "/proc/x.png"], capsys)
+    assert code == 1
+    assert re.fullmatch(r"error: .*cannot create a file in the output folder /proc \(.*\)\.\n", err)

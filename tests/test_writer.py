@@ -375,7 +375,20 @@ def test_folder_that_refuses_files_names_the_target_not_the_temporary():
     # file there fails: the error named '/proc/.x.bin.XXXXXXXX.tmp' (issue 19 audit)
     if not os.path.isdir("/proc/self") or not os.access("/proc", os.W_OK | os.X_OK):
         pytest.skip("needs /proc writable by os.access (root on Linux)")
-    with pytest.raises(OSError, match=r"cannot create a file in /proc \(") as info:
+    # the folder check's probe file finds it now, before any data is written
+    with pytest.raises(
+        _writer.FolderNotWritableError,
+        match=r"^/proc/x\.bin: cannot create a file in the output folder /proc \(",
+    ) as info:
         _writer.write_bytes("/proc/x.bin", b"data")
-    assert info.value.filename == "/proc/x.bin"
     assert ".tmp" not in str(info.value)
+
+
+def test_the_folder_check_creates_a_real_file_and_leaves_none(tmp_path: Path) -> None:
+    assert _writer.check_folder(tmp_path) == tmp_path
+    assert list(tmp_path.iterdir()) == []
+    if os.path.isdir("/proc/self") and os.access("/proc", os.W_OK | os.X_OK):
+        with pytest.raises(
+            _writer.FolderNotWritableError, match=r"cannot create a file in the output folder /proc"
+        ):
+            _writer.check_folder("/proc")

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -132,6 +133,17 @@ def check_folder(folder: PathLike, *, what: str | None = None) -> Path:
         raise FolderNotWritableError(
             f"{name}: the output folder {path} is not writable (permission denied)."
         )
+    # os.access trusts permission bits: for root it says yes on /proc and the like, where
+    # creating a file still fails, so a real (removed) file settles it before the work
+    try:
+        handle, probe = tempfile.mkstemp(dir=path, prefix=".convstack-probe-", suffix=".tmp")
+    except OSError as exc:
+        reason = (exc.strerror or str(exc)).lower()
+        raise FolderNotWritableError(
+            f"{name}: cannot create a file in the output folder {path} ({reason})."
+        ) from exc
+    os.close(handle)
+    os.unlink(probe)
     return path
 
 
