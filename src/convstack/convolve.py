@@ -125,6 +125,19 @@ def _filter(
     method: str,
     name: str,
 ) -> NDArray[Any]:
+    if _lazy.is_dask(image):  # larger than memory: a lazy dask array (convstack._lazy)
+        return _lazy.run(
+            convolve if flip else correlate,
+            image,
+            kernel,
+            padding=padding,
+            mode=mode,
+            cval=cval,
+            stride=stride,
+            dilation=dilation,
+            channel_axis=channel_axis,
+            method=method,
+        )
     array = v.as_real_array(image, "image")
     weights = v.as_real_array(kernel, "kernel")
     if array.dtype.kind == "f" and array.dtype.itemsize > 8:
@@ -332,19 +345,6 @@ def correlate(
     channel_axis: int | None = None,
     method: str = "auto",
 ) -> NDArray[np.floating[Any]]:
-    if _lazy.is_dask(image):  # larger than memory: a lazy dask array (convstack._lazy)
-        return _lazy.run(
-            correlate,
-            image,
-            kernel,
-            padding=padding,
-            mode=mode,
-            cval=cval,
-            stride=stride,
-            dilation=dilation,
-            channel_axis=channel_axis,
-            method=method,
-        )
     return _filter(
         image,
         kernel,
@@ -372,19 +372,6 @@ def convolve(
     channel_axis: int | None = None,
     method: str = "auto",
 ) -> NDArray[np.floating[Any]]:
-    if _lazy.is_dask(image):  # larger than memory: a lazy dask array (convstack._lazy)
-        return _lazy.run(
-            convolve,
-            image,
-            kernel,
-            padding=padding,
-            mode=mode,
-            cval=cval,
-            stride=stride,
-            dilation=dilation,
-            channel_axis=channel_axis,
-            method=method,
-        )
     return _filter(
         image,
         kernel,
