@@ -23,7 +23,7 @@ from convstack.stack.align import (
     to_gray,
 )
 from convstack.stack.errors import AlignmentError
-from convstack.stack.fusion import _decimate
+from convstack.stack.fusion import decimate
 from convstack.warp import warp
 
 SHAPE = (192, 256)
@@ -465,5 +465,5 @@ def test_edge_decimation_equals_smoothing_then_subsampling(shape: tuple[int, int
         for i in range(5)
         for j in range(5)
     )
-    decimated = _decimate(_decimate(image, 0, "edge"), 1, "edge")
+    decimated = decimate(decimate(image, 0, "edge"), 1, "edge")
     np.testing.assert_allclose(decimated, smooth[::2, ::2], atol=1e-6)

@@ -247,8 +247,8 @@ def test_compiled_pyramid_steps_match_loops_and_equal_the_numpy_passes(
     reduced = F._reduce(image)
     np.testing.assert_allclose(reduced, _loop_reduce(image), rtol=0, atol=1e-6)
     # the same float32 operations in the same order as the one-axis NumPy passes
-    np.testing.assert_array_equal(reduced, F._decimate(F._decimate(image, 0), 1))
-    edge = F._decimate(F._decimate(image, 0, "edge"), 1, "edge")  # the registration's
+    np.testing.assert_array_equal(reduced, F.decimate(F.decimate(image, 0), 1))
+    edge = F.decimate(F.decimate(image, 0, "edge"), 1, "edge")  # the registration's
     np.testing.assert_array_equal(F._reduce(image, border="edge"), edge)
     padded = np.pad(image.astype(np.float64), 2, mode="edge")
     np.testing.assert_allclose(edge, _loop_reduce(padded)[1:-1, 1:-1], atol=1e-6)
@@ -344,7 +344,7 @@ def test_pyramid_accumulator_keeps_no_view_of_a_frame() -> None:
 def test_pyramid_result_in_a_dtype_and_from_a_reduced_depth(dtype: type, colour: bool) -> None:
     # the conversion done channel by channel equals converting the float result, and a
     # depth map reduced beforehand (base_depth) blends the bases as the full one does
-    from convstack.stack.fusion import PyramidAccumulator, _like_input
+    from convstack.stack.fusion import PyramidAccumulator, from_unit_float
 
     rng = np.random.default_rng(11)
     shape = (37, 45, 3) if colour else (37, 45)
@@ -356,7 +356,7 @@ def test_pyramid_result_in_a_dtype_and_from_a_reduced_depth(dtype: type, colour:
     np.testing.assert_array_equal(acc.result(acc.base_depth(depth)), as_float)
     converted = acc.result(depth, np.dtype(dtype))
     assert converted.dtype == dtype and converted.shape == shape
-    np.testing.assert_array_equal(converted, _like_input(as_float, np.dtype(dtype), clip=True))
+    np.testing.assert_array_equal(converted, from_unit_float(as_float, np.dtype(dtype), clip=True))
 
 
 @pytest.mark.parametrize("power", [8.0, 3.0, 2.5])

@@ -21,58 +21,16 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validate as v
+from .color import to_gray
 from .convolve import correlate
 from .padding import check_mode
 
 __all__ = ["focus_measure", "laplacian_edges", "sobel_magnitude", "to_gray"]
 
-#: ITU-R BT.601 luma weights for R, G, B.
-BT601 = (0.299, 0.587, 0.114)
-
 #: The lab's edge kernel (the negative of the 4-neighbour Laplacian).
 LAB_LAPLACIAN = np.array([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
 
 _SOBEL_COLS = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-
-
-def to_gray(image: ArrayLike) -> NDArray[np.floating[Any]]:
-    """Gray level of an image on [0, 1], float32 for float32 input, float64 otherwise.
-
-    Parameters
-    ----------
-    image : array_like
-        (rows, cols) gray, or (rows, cols, channels) with 3 (RGB) or 4 (RGBA)
-        channels; 1 or 2 channels (gray, gray + alpha) take the first.
-
-    Returns
-    -------
-    ndarray, shape (rows, cols)
-        ``0.299 R + 0.587 G + 0.114 B`` for colour; integer images divided by their
-        dtype's maximum, bool as 0 and 1, floats unchanged (not clipped).
-
-    Examples
-    --------
-    >>> to_gray(np.array([[[255, 0, 0], [255, 255, 255]]], dtype=np.uint8))
-    array([[0.299, 1.   ]])
-    """
-    array = v.as_real_array(image, "image")
-    if array.ndim not in (2, 3):
-        raise v.fail("image", "be 2-D (rows, cols) or 3-D (rows, cols, channels)", array)
-    if array.ndim == 3 and array.shape[2] > 4:
-        raise v.fail("image", "have 1 to 4 channels on its last axis", array)
-    dtype = v.float_dtype(array)
-    if array.dtype.kind in "ui":
-        unit = array.astype(dtype) / dtype.type(np.iinfo(array.dtype).max)
-    else:
-        unit = array.astype(dtype, copy=False)
-    if unit.ndim == 2:
-        return unit
-    if unit.shape[2] < 3:
-        return np.ascontiguousarray(unit[..., 0])
-    r, g, b = (dtype.type(w) for w in BT601)
-    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: NaN, as IEEE says
-        gray: NDArray[np.floating[Any]] = unit[..., 0] * r + unit[..., 1] * g + unit[..., 2] * b
-    return gray
 
 
 def _rescale(

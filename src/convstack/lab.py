@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .color import to_gray as _unit_gray
 from .edges import LAB_LAPLACIAN
-from .edges import to_gray as _unit_gray
 from .progress import ProgressCallback, report
 
 __all__ = ["LAB_SQUARE", "LAB_SOFT_SQUARE", "photo_like_image", "run_lab"]
@@ -124,8 +124,8 @@ def photo_like_image(size: int = 256, *, seed: int = 1) -> NDArray[np.uint8]:
     return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
 
 
-def to_gray(image: NDArray[Any]) -> NDArray[np.uint8]:
-    """RGB uint8 to gray uint8: :func:`convstack.edges.to_gray` (BT.601) rounded to 0-255."""
+def gray_uint8(image: NDArray[Any]) -> NDArray[np.uint8]:
+    """RGB uint8 to gray uint8: :func:`convstack.color.to_gray` (BT.601) rounded to 0-255."""
     return np.clip(np.round(_unit_gray(image) * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -516,7 +516,7 @@ def _filters(rep: Report, image: NDArray[np.uint8]) -> None:
     from . import filters, viz
 
     s = rep.section("OpenCV-like filters")
-    gray = to_gray(image)
+    gray = gray_uint8(image)
     results = [
         (gray, "gray input"),
         (filters.box_blur(gray, 3), "box_blur(3)"),
@@ -586,7 +586,7 @@ def _edges(rep: Report, image: NDArray[np.uint8]) -> None:
     from . import correlate, viz
 
     s = rep.section("Edge detection")
-    gray = to_gray(image) / 255.0
+    gray = gray_uint8(image) / 255.0
     edges = correlate(gray, LAB_LAPLACIAN, mode="mirror")
     magnitude = np.abs(edges)
     scaled = (magnitude - magnitude.min()) / max(float(np.ptp(magnitude)), 1e-12)

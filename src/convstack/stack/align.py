@@ -44,12 +44,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
+from ..color import BT601_F32
 from ..convolve import correlate
 from ..progress import ProgressCallback, report
 from ..warp import as_matrix, warp
 from .errors import AlignmentError
-from .fusion import _decimate
-from .sharpness import _BT601, to_gray
+from .fusion import decimate
+from .sharpness import to_gray
 
 __all__ = [
     "MODELS",
@@ -65,7 +66,7 @@ MODELS = ("none", "translation", "similarity", "affine", "homography")
 _N_PARAMS = {"none": 0, "translation": 2, "similarity": 4, "affine": 6, "homography": 8}
 
 #: ITU-R BT.601 luma weights for R, G, B.
-_LUMA = _BT601
+_LUMA = BT601_F32
 #: Binomial smoothing (sigma = 1) used both as the pyramid's anti-alias filter and
 #: as the pre-smoothing of each level.
 _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / 16.0
@@ -268,7 +269,7 @@ class _Pyramid:
         current = gray
         for k in range(levels):
             if k < finest:  # only its decimation is needed: compute just that
-                current = _decimate(_decimate(current, 0, "edge"), 1, "edge")
+                current = decimate(decimate(current, 0, "edge"), 1, "edge")
                 continue
             smooth = _smooth(current)
             self.levels[k] = smooth

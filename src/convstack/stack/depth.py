@@ -261,7 +261,7 @@ def voting_measure(gray: F32, measure: str = "log_energy") -> F32:
     return half if measure == "laplacian" else gaussian_window(half, _WINDOW / 2.0)
 
 
-def _zoom(small: F32, factor: int) -> F32:
+def zoom_bilinear(small: F32, factor: int) -> F32:
     """Bilinear upsampling by an integer ``factor`` (pixel centres aligned, edges clamped).
 
     The same as :func:`_resize_bilinear` to ``factor`` times the shape, written per
@@ -312,8 +312,8 @@ def _votes(mask: F32, sigma: float, fill: float, fine_scale: bool = True) -> tup
     sixteenth = _block_mean(quarter, 4)
     coarse = np.float32(fill) * gaussian_window(quarter, sigma)
     far = np.float32(fill * fill) * gaussian_window(sixteenth, sigma)
-    coarse += _zoom(far, 4)[: coarse.shape[0], : coarse.shape[1]]
-    support = _zoom(coarse, 4)[: mask.shape[0], : mask.shape[1]]
+    coarse += zoom_bilinear(far, 4)[: coarse.shape[0], : coarse.shape[1]]
+    support = zoom_bilinear(coarse, 4)[: mask.shape[0], : mask.shape[1]]
     if fine is None:
         return support, support
     fine += support
@@ -477,12 +477,12 @@ def regularize_depth(
         speckle = support < np.float32(outlier) * top_support
         depth = np.where(speckle, top_k.astype(np.float32), depth)
     if factor > 1:
-        depth = _zoom(depth, factor)[: idx.shape[0], : idx.shape[1]]
+        depth = zoom_bilinear(depth, factor)[: idx.shape[0], : idx.shape[1]]
     if guide is not None:  # on the maps' own grid
         g = v.as_real_array(guide, "guide").astype(np.float32)
         depth = guided_filter(g, depth, radius, eps)
     if out_shape != idx.shape:
-        depth = _zoom(depth, 2)[: out_shape[0], : out_shape[1]]
+        depth = zoom_bilinear(depth, 2)[: out_shape[0], : out_shape[1]]
     return np.clip(depth, 0, count - 1).astype(np.float32)
 
 
@@ -536,7 +536,7 @@ def depth_map(
         acc.add(i, measured, luma if guided else None)
     if not smooth_depth:
         raw = acc.raw_depth().astype(np.float32)
-        return raw if raw.shape == shape else _zoom(raw, 2)[: shape[0], : shape[1]]
+        return raw if raw.shape == shape else zoom_bilinear(raw, 2)[: shape[0], : shape[1]]
     return regularize_depth(
         acc.raw_depth(), acc.confidence(), count=acc.count, guide=acc.guide, shape=shape
     )

@@ -39,8 +39,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
+from ..color import BT601_F32
 from ..convolve import correlate
-from .sharpness import _BT601, to_unit_float
+from .sharpness import to_unit_float
 
 __all__ = [
     "METHODS",
@@ -87,7 +88,7 @@ def _binomial_taps(source: F32, axis: int, count: int, out: F32) -> None:
     out *= np.float32(1.0 / 16.0)
 
 
-def _decimate(image: F32, axis: int, border: Literal["reflect", "edge"] = "reflect") -> F32:
+def decimate(image: F32, axis: int, border: Literal["reflect", "edge"] = "reflect") -> F32:
     """5-tap binomial blur along ``axis``, kept at even positions only.
 
     ``out[j] = (x[2j-2] + 4 x[2j-1] + 6 x[2j] + 4 x[2j+1] + x[2j+2]) / 16`` with mirrored
@@ -155,13 +156,13 @@ def _reduce(
     """Blur with the 5-tap binomial and keep every other row and column.
 
     ``axes``: the (row, column) axes; (1, 2) for planar (channels, rows, cols) arrays;
-    ``border`` as for :func:`_decimate`. float32 rows and columns last go through the
+    ``border`` as for :func:`decimate`. float32 rows and columns last go through the
     compiled loop (:func:`convstack._k_pyramid.reduce_rows`), the same numbers as the
-    two :func:`_decimate` passes that other arrays take.
+    two :func:`decimate` passes that other arrays take.
     """
     planes = _as_planes(image, axes)
     if planes is None:
-        return _decimate(_decimate(image, axes[0], border), axes[1], border)
+        return decimate(decimate(image, axes[0], border), axes[1], border)
     from .. import _k_pyramid
 
     count, rows, cols = planes.shape
@@ -284,9 +285,9 @@ def _expanded(
 def _planar_luma(image: F32) -> F32:
     """Luma of a planar (channels, rows, cols) array, as :func:`to_gray` of the interleaved."""
     if image.shape[0] >= 3:
-        gray = image[0] * _BT601[0]
-        gray += image[1] * _BT601[1]
-        gray += image[2] * _BT601[2]
+        gray = image[0] * BT601_F32[0]
+        gray += image[1] * BT601_F32[1]
+        gray += image[2] * BT601_F32[2]
         return gray
     return image[0]
 
@@ -304,7 +305,7 @@ def _luma_squared(band: F32) -> F32:
     out = np.empty(planes.shape[1:], np.float32)
     _in_strips(
         out[None],
-        lambda start, stop: _k_pyramid.luma_squared_rows(planes, _BT601, out, start, stop),
+        lambda start, stop: _k_pyramid.luma_squared_rows(planes, BT601_F32, out, start, stop),
     )
     return out
 
@@ -443,7 +444,7 @@ def _as_frame(frame: ArrayLike, name: str) -> F32:
     return to_unit_float(frame, name)
 
 
-def _like_input(result: F32, dtype: np.dtype[Any], *, clip: bool = False) -> NDArray[Any]:
+def from_unit_float(result: F32, dtype: np.dtype[Any], *, clip: bool = False) -> NDArray[Any]:
     """float32 on [0, 1] back to ``dtype`` (integers rounded and saturated).
 
     ``clip``: float results are clipped to [0, 1] too (integers always are).
@@ -555,7 +556,7 @@ def weighted_merge(
     result = acc.result()
     if gamma_correction:
         result = apply_gamma(result, lab_gamma(result))
-    return _like_input(result, first.dtype)
+    return from_unit_float(result, first.dtype)
 
 
 def apply_gamma(image: F32, gamma: float) -> F32:
@@ -765,7 +766,7 @@ class PyramidAccumulator:
         """Collapse; the base is blended by ``frame_weight(depth, i)`` or evenly.
 
         ``depth``: the depth map, or it already reduced by :meth:`base_depth`;
-        ``dtype``: the result is converted to it as :func:`_like_input` does with
+        ``dtype``: the result is converted to it as :func:`from_unit_float` does with
         ``clip=True`` (default: float32 as collapsed).
         """
         assert self.bands is not None and self.energy is not None
@@ -797,14 +798,14 @@ class PyramidAccumulator:
                 bounds.append((check, self.low[check][c], None if high is None else high[c]))
             image = clamp_local_means(image, bounds)
             if out is not None:
-                out[..., c] = _like_input(image, out.dtype, clip=True)
+                out[..., c] = from_unit_float(image, out.dtype, clip=True)
                 return None  # nothing more to keep
             return image
 
         if base.ndim == 2:
             image = channel(...)
             assert image is not None
-            return image if dtype is None else _like_input(image, np.dtype(dtype), clip=True)
+            return image if dtype is None else from_unit_float(image, np.dtype(dtype), clip=True)
         # channels are independent here: a thread each (NumPy releases the GIL)
         with ThreadPoolExecutor(max_workers=base.shape[0]) as pool:
             planes = [
@@ -931,7 +932,7 @@ def depth_merge(frames: Sequence[ArrayLike] | NDArray[Any], depth: ArrayLike) ->
     acc = DepthAccumulator(_check_depth(depth, stack[0].shape, len(stack)))
     for i, f in enumerate(stack):
         acc.add(i, f)
-    return _like_input(acc.result(), dtype)
+    return from_unit_float(acc.result(), dtype)
 
 
 def pyramid_merge(
@@ -990,4 +991,4 @@ def pyramid_merge(
     for i, f in enumerate(stack):
         acc.add(i, f)
     d = None if depth is None else _check_depth(depth, stack[0].shape, len(stack))
-    return _like_input(acc.result(d), dtype, clip=True)
+    return from_unit_float(acc.result(d), dtype, clip=True)

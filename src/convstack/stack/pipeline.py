@@ -45,7 +45,7 @@ from . import io as _io
 from . import raw as _raw
 from . import registration_report as _report
 from . import zstack as _zstack
-from .depth import FocusAccumulator, _zoom, focus_gray, regularize_depth, voting_measure
+from .depth import FocusAccumulator, focus_gray, regularize_depth, voting_measure, zoom_bilinear
 from .errors import AlignmentError, FrameMismatchError, FrameReadError, StackError
 from .forked import Channel, ForkedWorker, can_fork, shared_array
 from .fusion import (
@@ -53,8 +53,8 @@ from .fusion import (
     DepthAccumulator,
     PyramidAccumulator,
     WeightedAccumulator,
-    _like_input,
     apply_gamma,
+    from_unit_float,
     lab_gamma,
 )
 from .height import FocusCurve, subframe_height
@@ -401,8 +401,8 @@ def _height(
     """The sub-frame height (frames) and its confidence, on the depth map's grid."""
     peak, confidence = curve.peak(count)
     if peak.shape != depth.shape:  # measured on a grid decimated by two
-        peak = _zoom(peak, 2)[: depth.shape[0], : depth.shape[1]]
-        confidence = _zoom(confidence, 2)[: depth.shape[0], : depth.shape[1]]
+        peak = zoom_bilinear(peak, 2)[: depth.shape[0], : depth.shape[1]]
+        confidence = zoom_bilinear(confidence, 2)[: depth.shape[0], : depth.shape[1]]
     return subframe_height(peak, depth), confidence
 
 
@@ -792,7 +792,7 @@ def fuse(
                         _depth_and_base, raw, confidence, count, gray.shape, pyramid
                     )
                     if confidence.shape != frame.shape[:2]:  # measured on a decimated grid
-                        full_confidence = pool.submit(_zoom, confidence, 2)
+                        full_confidence = pool.submit(zoom_bilinear, confidence, 2)
                 if weighted is not None:
                     weighted.add(frame, sharpness_mask(frame if focus_channel is None else gray))
                 if pyramid is not None:
@@ -848,7 +848,7 @@ def fuse(
     if source.dtype.kind == "f":  # float in, float out, on the frames' own scale
         image = _float_output(image, source.float_range(), source.scale)
     elif image.dtype != source.dtype:
-        image = _like_input(image, source.dtype, clip=True)
+        image = from_unit_float(image, source.dtype, clip=True)
     heights = _height(curve, depth, count) if curve is not None else (None, None)
     return FuseResult(
         height=heights[0],

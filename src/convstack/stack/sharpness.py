@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
+from ..color import BT601_F32
 from ..convolve import correlate
 
 __all__ = ["MEASURES", "sharpness", "sharpness_mask", "to_gray", "to_unit_float"]
@@ -24,7 +25,6 @@ __all__ = ["MEASURES", "sharpness", "sharpness_mask", "to_gray", "to_unit_float"
 #: Names accepted by :func:`sharpness`.
 MEASURES = ("laplacian", "laplacian_energy", "log_energy", "tenengrad")
 
-_BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _LAPLACE4 = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], dtype=np.float32)
 _SOBEL_SMOOTH = np.array([1.0, 2.0, 1.0], dtype=np.float32)
 _SOBEL_DIFF = np.array([-1.0, 0.0, 1.0], dtype=np.float32)
@@ -61,7 +61,7 @@ def to_gray(image: ArrayLike, name: str = "image") -> NDArray[np.float32]:
     array = v.as_real_array(image, name)
     if array.ndim == 3 and 3 <= array.shape[2] <= 4 and array.dtype.kind in "ui":
         # integers straight to luma, the scale folded into the weights (no float copy)
-        weights = _BT601 / np.float32(np.iinfo(array.dtype).max)
+        weights = BT601_F32 / np.float32(np.iinfo(array.dtype).max)
         gray = np.multiply(array[..., 0], weights[0], dtype=np.float32)
         gray += np.multiply(array[..., 1], weights[1], dtype=np.float32)
         gray += np.multiply(array[..., 2], weights[2], dtype=np.float32)
@@ -72,9 +72,9 @@ def to_gray(image: ArrayLike, name: str = "image") -> NDArray[np.float32]:
     if array.ndim != 3 or not 1 <= array.shape[2] <= 4:
         raise v.fail(name, "be 2-D (rows, cols) or (rows, cols, 1..4 channels)", array)
     if array.shape[2] >= 3:
-        gray = array[..., 0] * _BT601[0]
-        gray += array[..., 1] * _BT601[1]
-        gray += array[..., 2] * _BT601[2]
+        gray = array[..., 0] * BT601_F32[0]
+        gray += array[..., 1] * BT601_F32[1]
+        gray += array[..., 2] * BT601_F32[2]
         return gray
     return np.ascontiguousarray(array[..., 0])
 

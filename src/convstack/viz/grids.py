@@ -53,7 +53,7 @@ def display_rgb(image: NDArray[Any]) -> NDArray[np.float64]:
     return np.clip(scaled, 0.0, 1.0)
 
 
-def _grid_shape(count: int, cols: int | None) -> tuple[int, int]:
+def grid_shape(count: int, cols: int | None) -> tuple[int, int]:
     if cols is None:
         cols = min(count, 4)
     cols = v.per_axis_ints(cols, "cols", 1, minimum=1)[0]
@@ -151,7 +151,7 @@ def image_grid(
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
             raise v.fail(f"images[{i}]", "be (rows, cols) or (rows, cols, 3 or 4)", array)
     check_titles(titles, len(arrays), "image")
-    rows, ncols = _grid_shape(len(arrays), cols)
+    rows, ncols = grid_shape(len(arrays), cols)
     width, height = panel_size(arrays[0].shape, panel_width)
     extra = 0.9 if colorbar else 0.0
     fig = new_figure(ncols * (width + extra) + 0.2, rows * (height + 0.45) + (0.4 * bool(suptitle)))

@@ -11,7 +11,7 @@ from numpy.typing import ArrayLike
 
 from .. import _validate as v
 from ._common import check_titles, finish, finite_range, new_figure
-from .grids import _grid_shape, panel_size
+from .grids import grid_shape, panel_size
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -84,7 +84,7 @@ def sharpness_maps(
         if scale == "sqrt" and low >= 0
         else Normalize(vmin=low, vmax=high)
     )
-    rows, ncols = _grid_shape(len(arrays), cols)
+    rows, ncols = grid_shape(len(arrays), cols)
     width, height = panel_size(arrays[0].shape, panel_width)
     fig = new_figure(ncols * width + 1.2, rows * (height + 0.4))
     axes = fig.subplots(rows, ncols, squeeze=False)
