@@ -21,16 +21,19 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import _validate as v
+from . import kernels
 from .color import to_gray
 from .convolve import correlate
 from .padding import check_mode
 
 __all__ = ["focus_measure", "laplacian_edges", "sobel_magnitude", "to_gray"]
 
-#: The lab's edge kernel (the negative of the 4-neighbour Laplacian).
-LAB_LAPLACIAN = np.array([[0.0, -1.0, 0.0], [-1.0, 4.0, -1.0], [0.0, -1.0, 0.0]])
+#: The lab's edge kernel (the negative of the 4-neighbour Laplacian); ``0.0 -`` rather than
+#: unary minus keeps its zero corners +0.0, the literal it replaced, signs of zeros included.
+LAB_LAPLACIAN = 0.0 - kernels.laplacian(4)
 
-_SOBEL_COLS = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+_SOBEL_COLS = kernels.sobel(1, 0)
+_SOBEL_ROWS = kernels.sobel(0, 1)
 
 
 def _rescale(
@@ -127,7 +130,7 @@ def sobel_magnitude(
     check_mode(mode, 0.0)
     gray = to_gray(image)
     d_cols = correlate(gray, _SOBEL_COLS, mode=mode, method="direct")
-    d_rows = correlate(gray, _SOBEL_COLS.T, mode=mode, method="direct")
+    d_rows = correlate(gray, _SOBEL_ROWS, mode=mode, method="direct")
     magnitude: NDArray[np.floating[Any]] = np.hypot(d_rows, d_cols)
     return _rescale(magnitude, gray) if rescale else magnitude
 

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
+from .. import kernels
 from ..color import BT601_F32
 from ..convolve import correlate
 
@@ -25,9 +26,11 @@ __all__ = ["MEASURES", "sharpness", "sharpness_mask", "to_gray", "to_unit_float"
 #: Names accepted by :func:`sharpness`.
 MEASURES = ("laplacian", "laplacian_energy", "log_energy", "tenengrad")
 
-_LAPLACE4 = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], dtype=np.float32)
-_SOBEL_SMOOTH = np.array([1.0, 2.0, 1.0], dtype=np.float32)
-_SOBEL_DIFF = np.array([-1.0, 0.0, 1.0], dtype=np.float32)
+# The lab's sign (negative Laplacian; zeros kept +0.0) and Sobel's two factors, in float32
+# (small integers, so the casts are exact).
+_LAPLACE4 = (0.0 - kernels.laplacian(4)).astype(np.float32)
+_SOBEL_SMOOTH = kernels.derivative_1d(0, 3).astype(np.float32)
+_SOBEL_DIFF = kernels.derivative_1d(1, 3).astype(np.float32)
 
 
 def to_unit_float(image: ArrayLike, name: str = "image") -> NDArray[np.float32]:
