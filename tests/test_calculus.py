@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convstack import calculus as calculus_module
+from convstack.apps.lab import LAB_SOFT_SQUARE
 from convstack.calculus import (
     Extremum,
     derivative,
@@ -18,7 +19,6 @@ from convstack.calculus import (
     laplace,
     second_derivatives,
 )
-from convstack.lab import LAB_SOFT_SQUARE
 
 RNG = np.random.default_rng(1234)
 

@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("matplotlib")
 from PIL import Image  # noqa: E402
 
-from convstack import lab  # noqa: E402
+from convstack.apps import lab  # noqa: E402
 from convstack.cli import main  # noqa: E402
 
 LAB_HEADINGS = [

@@ -333,7 +333,7 @@ def test_demo_refuses_an_unwritable_folder_before_rendering(
 def test_lab_refuses_an_unwritable_folder_before_the_work(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from convstack import lab
+    from convstack.apps import lab
     from convstack.cli import main
 
     locked_folder(monkeypatch, tmp_path)
@@ -360,7 +360,7 @@ def test_figures_are_saved_by_the_rules(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_the_lab_report_is_not_written_over_one_made_meanwhile(tmp_path: Path) -> None:
-    from convstack.lab import Report
+    from convstack.apps.lab import Report
 
     report = Report(tmp_path, overwrite=False, progress=None)
     (tmp_path / "report.html").write_text("someone else's")

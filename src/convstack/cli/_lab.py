@@ -45,7 +45,7 @@ def _check_folders(out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
-    from ..lab import run_lab
+    from ..apps.lab import run_lab
 
     def progress(stage: str, done: int, total: int) -> None:
         if done < total:

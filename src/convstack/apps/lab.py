@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .color import to_gray as _unit_gray
-from .edges import LAB_LAPLACIAN
-from .progress import ProgressCallback, report
+from ..color import to_gray as _unit_gray
+from ..edges import LAB_LAPLACIAN
+from ..progress import ProgressCallback, report
 
 __all__ = ["LAB_SQUARE", "LAB_SOFT_SQUARE", "photo_like_image", "run_lab"]
 
@@ -114,7 +114,7 @@ def photo_like_image(size: int = 256, *, seed: int = 1) -> NDArray[np.uint8]:
     >>> photo_like_image(64).shape
     (64, 64, 3)
     """
-    from .stack.synthetic import make_scene
+    from ..stack.synthetic import make_scene
 
     if not isinstance(size, int) or isinstance(size, bool) or size < 32:
         raise ValueError(f"`size` must be an int >= 32; got {size!r}.")
@@ -262,7 +262,7 @@ class Report:
             parts.extend(s.body)
         parts.append("</body></html>")
         target = self.out / "report.html"
-        from .viz._common import atomic_write
+        from ..viz._common import atomic_write
 
         atomic_write(
             target,
@@ -284,7 +284,7 @@ def _stage(rep: Report, name: str, index: int, total: int) -> Iterator[None]:
 
 
 def _convolution(rep: Report) -> None:
-    from . import correlate, viz
+    from .. import correlate, viz
 
     s = rep.section("Convolution")
     s.text(
@@ -352,7 +352,7 @@ def _convolution(rep: Report) -> None:
 
 
 def _task1(rep: Report) -> None:
-    from . import convolve, correlate, viz
+    from .. import convolve, correlate, viz
 
     s = rep.section("Task 1")
     f = np.arange(1, 26, dtype=np.float64).reshape(5, 5) % 7
@@ -391,7 +391,7 @@ def _task1(rep: Report) -> None:
 
 
 def _derivative(rep: Report) -> None:
-    from . import correlate, derivative, viz
+    from .. import correlate, derivative, viz
 
     s = rep.section("Derivative")
     t = np.arange(0.0, 4.0 * np.pi, 0.01)
@@ -420,7 +420,7 @@ def _derivative(rep: Report) -> None:
 
 
 def _task2(rep: Report) -> None:
-    from . import derivative, extrema, viz
+    from .. import derivative, extrema, viz
 
     s = rep.section("Task 2")
     x = np.arange(-3.5, 7.5, 0.001)
@@ -452,7 +452,7 @@ def _task2(rep: Report) -> None:
 
 
 def _surfaces(rep: Report) -> None:
-    from . import correlate, viz
+    from .. import correlate, viz
 
     def surface(section: Section, name: str, z: NDArray[Any], title: str) -> None:
         rep.figure(
@@ -513,7 +513,7 @@ def _surfaces(rep: Report) -> None:
 
 
 def _filters(rep: Report, image: NDArray[np.uint8]) -> None:
-    from . import filters, viz
+    from .. import filters, viz
 
     s = rep.section("OpenCV-like filters")
     gray = gray_uint8(image)
@@ -544,7 +544,7 @@ def _filters(rep: Report, image: NDArray[np.uint8]) -> None:
 
 
 def _task3(rep: Report, image: NDArray[np.uint8]) -> None:
-    from . import convolve, kernels, viz
+    from .. import convolve, kernels, viz
 
     s = rep.section("Task 3")
     g1 = kernels.box(11)
@@ -583,7 +583,7 @@ def _task3(rep: Report, image: NDArray[np.uint8]) -> None:
 
 
 def _edges(rep: Report, image: NDArray[np.uint8]) -> None:
-    from . import correlate, viz
+    from .. import correlate, viz
 
     s = rep.section("Edge detection")
     gray = gray_uint8(image) / 255.0
@@ -616,8 +616,8 @@ def _stack_section(
     truth_depth: NDArray[Any] | None,
 ) -> None:
     """Sharpness maps, the lab's merge and convstack's fusion of one stack, with numbers."""
-    from . import metrics, viz
-    from .stack import fuse, sharpness_mask, weighted_merge
+    from .. import metrics, viz
+    from ..stack import fuse, sharpness_mask, weighted_merge
 
     masks = [sharpness_mask(f) for f in frames]
     lab = weighted_merge(frames, masks)
@@ -700,7 +700,7 @@ def _task4(rep: Report, small: bool, bug: Path | None) -> None:
     _stack_section(rep, s, "task4_synthetic", list(frames), truth, None, truth_depth)
     if bug is not None:
         b = rep.section("The bug set", 3)
-        from .stack.io import list_frames, read_image
+        from ..stack.io import list_frames, read_image
 
         paths = [p for p in list_frames(bug) if p.name != "result.png"]
         factor = 6 if small else 3
@@ -723,7 +723,7 @@ def synthetic_stack(small: bool) -> tuple[NDArray[Any], NDArray[Any], NDArray[An
     The true depth is given as the (fractional) index of the frame focused at each pixel's
     distance, interpolated in 1/z, so that it compares with a fused depth map.
     """
-    from .stack import synthetic
+    from ..stack import synthetic
 
     size = (96, 128) if small else (240, 320)
     count = 5 if small else 7
@@ -788,7 +788,7 @@ def run_lab(
     bug_dir = None if bug is None else Path(bug)
     if bug_dir is not None and not bug_dir.is_dir():
         raise FileNotFoundError(f"`bug` must be a folder of the bug set; got '{bug_dir}'.")
-    from .viz._common import new_figure
+    from ..viz._common import new_figure
 
     new_figure(1, 1)  # fail early, before any work, when matplotlib is missing
     (folder / "figures").mkdir(parents=True, exist_ok=True)
