@@ -111,7 +111,8 @@ def test_method_and_reference_options(tmp_path: Path, capsys: pytest.CaptureFixt
         out = tmp_path / f"{method}.png"
         args = ["fuse", str(tmp_path / "in"), "-o", str(out), "--method", method]
         code, err = run([*args, "--reference", "0", "--quiet"], capsys)
-        assert code == 0, err and out.is_file()
+        assert code == 0, err
+        assert out.is_file(), method
 
 
 @pytest.mark.parametrize(
