@@ -200,6 +200,7 @@ def soft_merge_rows(
     whole: int,
     start: int,
     stop: int,
+    offset: int,
 ) -> None:
     """Rows ``start:stop`` of one soft pyramid level taking in a frame, in place.
 
@@ -208,13 +209,15 @@ def soft_merge_rows(
     added with weight ``(b / t) ** whole``: ``weight = weight * old + new``,
     ``total = total * old + band * new`` (every plane), then ``top = t``. ``energy``,
     ``top``, ``weight``: (rows, cols); ``band``, ``total``: (planes, rows, cols);
-    float32, ``scale`` a float32 scalar.
+    float32, ``scale`` a float32 scalar. ``energy`` and ``band`` may be a strip of the
+    level: their row ``r`` is row ``r + offset`` of ``top``, ``weight`` and ``total``.
     """
     planes = band.shape[0]
     width = energy.shape[1]
     one = np.float32(1.0)
     for r in range(start, stop):
-        e, t_row, w_row = energy[r], top[r], weight[r]
+        s = r + offset
+        e, t_row, w_row = energy[r], top[s], weight[s]
         for c in range(width):
             base = e[c] * scale
             base = base + one
@@ -224,4 +227,4 @@ def soft_merge_rows(
             t_row[c] = largest
             w_row[c] = w_row[c] * old + new
             for p in range(planes):
-                total[p, r, c] = total[p, r, c] * old + band[p, r, c] * new
+                total[p, s, c] = total[p, s, c] * old + band[p, r, c] * new

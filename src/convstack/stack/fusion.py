@@ -42,6 +42,15 @@ from .. import _validate as v
 from ..color import BT601_F32
 from ..convolve import correlate
 from .sharpness import to_unit_float
+from .strips import (
+    STRIP_LEVEL,
+    expand_source,
+    level_sizes,
+    reduce_source,
+    rows_for_budget,
+    strip_needs,
+    strip_step,
+)
 
 __all__ = [
     "METHODS",
@@ -326,12 +335,20 @@ def _focus_squared(band: F32, focus: Any) -> F32:
 
 
 def _soft_merge(
-    energy: F32, band: F32, top: F32, weight: F32, total: F32, scale: np.float32, power: float
+    energy: F32,
+    band: F32,
+    top: F32,
+    weight: F32,
+    total: F32,
+    scale: np.float32,
+    power: float,
+    offset: int = 0,
 ) -> bool:
     """One soft level of :meth:`PyramidAccumulator.add` in one compiled pass
     (:func:`convstack._k_pyramid.soft_merge_rows`), ``top``, ``weight`` and ``total``
     updated in place; False (nothing done) unless ``power`` is a whole number in
-    [1, 64] and every array float32 and C-contiguous."""
+    [1, 64] and every array float32 and C-contiguous. ``energy`` and ``band`` may be
+    a strip of the level, starting at its row ``offset``."""
     whole = int(power)
     arrays = (energy, band, top, weight, total)
     if whole != power or not 1 <= whole <= 64:
@@ -345,7 +362,7 @@ def _soft_merge(
     _in_strips(
         planes,
         lambda start, stop: _k_pyramid.soft_merge_rows(
-            energy, planes, top, weight, sums, scale, whole, start, stop
+            energy, planes, top, weight, sums, scale, whole, start, stop, offset
         ),
     )
     return True
@@ -392,15 +409,20 @@ def _white_gains(shape: tuple[int, ...], levels: int) -> list[float]:
     return _WHITE_GAINS[key]
 
 
-def _quantile(values: F32, q: float) -> float:
+def _quantile(values: F32, q: float, *, in_place: bool = False) -> float:
     """``np.quantile(values, q)`` (its default, linear method; the same value), by one
     partition: NumPy's own first call imports ``numpy.ma`` (~20 ms of every start-up).
+    ``in_place``: partition ``values`` itself (C-contiguous, reordered) instead of a copy.
     """
     flat = values.ravel()
     index = q * (flat.size - 1)
     lo = int(math.floor(index))
     hi = min(lo + 1, flat.size - 1)
-    part = np.partition(flat, [lo, hi])
+    if in_place:
+        flat.partition([lo, hi])
+        part = flat
+    else:
+        part = np.partition(flat, [lo, hi])
     a, b, t = part[lo], part[hi], index - lo
     return float(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
 
@@ -438,6 +460,32 @@ def collapse(bands: Sequence[F32], axes: tuple[int, int] = (0, 1)) -> F32:
     for band in reversed(bands[:-1]):
         current = _expanded(current, band.shape, axes, band, 1)
     return current
+
+
+def _reduce_rows(level: F32, start: int, rows: int, lo: int, hi: int) -> F32:
+    """Rows ``lo:hi`` of the next Gaussian level, exactly as :func:`_reduce` of the
+    whole level makes them, from ``level``: rows ``start:`` of a level of ``rows`` rows
+    (rows last but one), holding the rows :func:`convstack.stack.strips.reduce_source`
+    names (a view of the few rows beyond them is kept: the mirror there is not the
+    level's)."""
+    a, b = reduce_source(lo, hi, rows)
+    source = level[..., a - start : b - start, :]
+    axes = (source.ndim - 2, source.ndim - 1)
+    return _reduce(source, axes)[..., lo - a // 2 : hi - a // 2, :]
+
+
+def _expand_rows(
+    coarse: F32, start: int, coarse_rows: int, rows: int, lo: int, hi: int, cols: int
+) -> F32:
+    """Rows ``lo:hi`` of :func:`_expand` of a whole level to ``rows`` x ``cols``, exactly,
+    from ``coarse``: rows ``start:`` of that level (``coarse_rows`` rows), holding the
+    rows :func:`convstack.stack.strips.expand_source` names. A new array (a view of it)."""
+    j0, j1 = expand_source(lo, hi, coarse_rows)
+    source = coarse[..., j0 - start : j1 - start, :]
+    count = rows - 2 * j0 if j1 == coarse_rows else 2 * (j1 - j0)
+    axes = (source.ndim - 2, source.ndim - 1)
+    shape = source.shape[:-2] + (count, cols)
+    return _expand(source, shape, axes)[..., lo - 2 * j0 : hi - 2 * j0, :]
 
 
 def _as_frame(frame: ArrayLike, name: str) -> F32:
@@ -594,6 +642,11 @@ class DepthAccumulator:
         return self.total
 
 
+#: Bytes of one strip's temporaries for ``strip_rows='auto'``
+#: (:func:`convstack.stack.strips.rows_for_budget`).
+STRIP_BUDGET = 32 << 20
+
+
 class PyramidAccumulator:
     """Running per-level fusion of the frames' Laplacian-pyramid coefficients.
 
@@ -631,6 +684,13 @@ class PyramidAccumulator:
     the near-focused frame: the mix is darker than every frame's local mean there,
     which is what the envelope catches. The same check caps a glow: a local mean
     brighter than in every frame.
+
+    ``strip_rows`` (issue 14): frames are taken in and the result made in strips of
+    about that many rows (rounded up to a multiple of ``2 ** STRIP_LEVEL``), each with
+    the halo that makes it exact: the same bits as the whole frame at once (None),
+    with no full-size temporary beyond the running state and the result. ``'auto'``:
+    strips of about ``STRIP_BUDGET`` bytes of temporaries
+    (:func:`convstack.stack.strips.rows_for_budget` gives them for another budget).
     """
 
     def __init__(
@@ -644,7 +704,16 @@ class PyramidAccumulator:
         envelope: bool = True,
         focus: Any = None,
         noise: float | None = None,
+        strip_rows: int | Literal["auto"] | None = "auto",
     ) -> None:
+        if strip_rows is not None and strip_rows != "auto":
+            if isinstance(strip_rows, bool) or not isinstance(strip_rows, (int, np.integer)):
+                raise TypeError(
+                    f"`strip_rows` must be an int, 'auto' or None; got {type(strip_rows).__name__}."
+                )
+            if strip_rows < 1:
+                raise ValueError(f"`strip_rows` must be >= 1; got {strip_rows}.")
+        self.strip_rows = strip_rows
         self.focus = focus  # a channel index or weights: its energy decides (issue 15)
         self.noise = noise  # z: tau from the measured noise floor (issue 16)
         self.sigma2 = 0.0  # the first frame's finest-level noise variance (with noise)
@@ -686,33 +755,210 @@ class PyramidAccumulator:
             return ()
         return tuple(k for k in ENVELOPE_LEVELS if 0 < k < self.levels)
 
+    def _squared(self, band: F32) -> F32:
+        """The squared luma (or focus channel) of a band, whose window is the energy."""
+        return _luma_squared(band) if self.focus is None else _focus_squared(band, self.focus)
+
+    def _step(self, shape: tuple[int, ...]) -> int:
+        """Rows of level 0 per strip for frames of ``shape`` (rows, cols[, channels])."""
+        rows = int(shape[0])
+        if self.strip_rows is None:
+            return rows
+        asked = self.strip_rows
+        if asked == "auto":
+            asked = rows_for_budget(shape, STRIP_BUDGET)
+        return strip_step(rows, int(asked), STRIP_LEVEL)
+
     def add(self, index: int, frame: F32) -> None:
-        """Take in frame ``index`` (float32, aligned)."""
-        if self.bands is None:
+        """Take in frame ``index`` (float32, aligned), strip by strip.
+
+        The finest ``STRIP_LEVEL`` levels are made and merged one strip of rows at a
+        time (:mod:`convstack.stack.strips`: each strip computes the rows its halo
+        needs, so every coefficient equals the whole frame's); the strips' rows of
+        Gaussian level ``STRIP_LEVEL`` gather into one small image, whose coarser
+        levels are merged whole. The first frame's ``tau`` of a strip-made level is
+        taken once all its strips are in.
+        """
+        first = self.bands is None or self.energy is None
+        if first:
             self.levels = pyramid_levels(frame.shape, self.levels_arg)
+            self.bands, self.energy, self.weight, self.tau = [], [], [], []
+        step = self._step(frame.shape)
         if frame.ndim == 3:  # planar inside: per-pixel weights broadcast over channels
             frame = np.ascontiguousarray(np.moveaxis(frame, 2, 0))
         self.axes = (1, 2) if frame.ndim == 3 else (0, 1)
-        gauss = gaussian_pyramid(frame, self.levels, self.axes)
+        rows, cols = frame.shape[-2:]
+        split = 0 if step >= rows else min(STRIP_LEVEL, self.levels - 1)
+        if split == 0:
+            self._add_levels(index, frame, 0, first)
+            return
+        sizes = level_sizes(rows, split + 1), level_sizes(cols, split + 1)
+        if first:
+            self._allocate(frame.shape[:-2], sizes, split)
+        coarse = np.empty(frame.shape[:-2] + (sizes[0][split], sizes[1][split]), np.float32)
+        for start in range(0, rows, step):
+            self._add_strip(frame, start, min(rows, start + step), sizes, split, coarse, first)
+        if first:
+            self._first_taus(split, step)
+        self._add_levels(index, coarse, split, first)
+
+    def _allocate(
+        self, planes: tuple[int, ...], sizes: tuple[list[int], list[int]], split: int
+    ) -> None:
+        """The running state of the strip-made levels ``0 .. split - 1``, filled by the
+        first frame's strips (and the envelope's levels below ``split``)."""
+        assert self.bands is not None and self.energy is not None
+        for k in range(split):
+            shape = (sizes[0][k], sizes[1][k])
+            self.bands.append(np.empty(planes + shape, np.float32))
+            self.energy.append(np.empty(shape, np.float32))
+            if k < self.soft_levels:
+                self.weight.append(np.empty(shape, np.float32))
         for check in self._envelope_levels():
+            if check < split:
+                level = planes + (sizes[0][check], sizes[1][check])
+                self.low[check] = np.empty(level, np.float32)
+                if check not in ENVELOPE_FLOOR_ONLY:
+                    self.high[check] = np.empty(level, np.float32)
+
+    def _add_strip(
+        self,
+        frame: F32,
+        start: int,
+        stop: int,
+        sizes: tuple[list[int], list[int]],
+        split: int,
+        coarse: F32,
+        first: bool,
+    ) -> None:
+        """Merge rows ``start:stop`` of ``frame`` (planar or grey) on levels below
+        ``split``, and write the strip's rows of Gaussian level ``split`` into ``coarse``."""
+        rows, cols = sizes
+        needs, owns = strip_needs(rows, start, stop, split)
+        lo, hi = needs[0]
+        gauss = [frame[..., lo:hi, :]]
+        for k in range(split):
+            gauss.append(_reduce_rows(gauss[k], needs[k][0], rows[k], *needs[k + 1]))
+
+        def owned(k: int) -> F32:
+            """The strip's own rows of Gaussian level ``k``."""
+            offset = needs[k][0]
+            return gauss[k][..., owns[k][0] - offset : owns[k][1] - offset, :]
+
+        for check in self._envelope_levels():
+            if check < split:
+                mine, a, b = owned(check), owns[check][0], owns[check][1]
+                targets: list[tuple[F32, Any]] = [(self.low[check], np.minimum)]
+                if check not in ENVELOPE_FLOOR_ONLY:
+                    targets.append((self.high[check], np.maximum))
+                for state, pick in targets:
+                    part = state[..., a:b, :]
+                    if first:
+                        part[...] = mine
+                    else:
+                        pick(part, mine, out=part)
+        a, b = owns[split]
+        coarse[..., a:b, :] = owned(split)
+        for k in range(split):
+            a, b = owns[k]
+            band_lo, band_hi = max(0, a - 2), min(rows[k], b + 2)
+            offset = needs[k][0]
+            band = _expand_rows(
+                gauss[k + 1], needs[k + 1][0], rows[k + 1], rows[k], band_lo, band_hi, cols[k]
+            )
+            np.subtract(gauss[k][..., band_lo - offset : band_hi - offset, :], band, out=band)
+            energy = _blur5(self._squared(band))[a - band_lo : b - band_lo]
+            self._merge(k, a, b, energy, band[..., a - band_lo : b - band_lo, :], first)
+
+    def _merge(self, k: int, a: int, b: int, energy: F32, band: F32, first: bool) -> None:
+        """Merge a strip's ``band`` and ``energy`` into rows ``a:b`` of level ``k``."""
+        assert self.bands is not None and self.energy is not None
+        total, top = self.bands[k][..., a:b, :], self.energy[k][a:b]
+        if first:  # raw energy: the soft levels' tau needs the whole level first
+            total[...] = band
+            top[...] = energy
+            return
+        if k >= self.soft_levels:
+            better = energy > top
+            np.maximum(top, energy, out=top)
+            np.copyto(total, band, where=better)
+            return
+        scale = np.float32(1.0 / self.tau[k])
+        planes = np.ascontiguousarray(band)
+        whole_energy = np.ascontiguousarray(energy)
+        if _soft_merge(
+            whole_energy,
+            planes,
+            self.energy[k],
+            self.weight[k],
+            self.bands[k],
+            scale,
+            self.power,
+            a,
+        ):
+            return
+        weight = self.weight[k][a:b]
+        base = whole_energy
+        base *= scale
+        base += np.float32(1.0)
+        largest = np.maximum(top, base)
+        old = np.divide(top, largest, out=top)
+        _power_in_place(old, self.power)
+        new = np.divide(base, largest, out=base)
+        _power_in_place(new, self.power)
+        weight *= old
+        weight += new
+        total *= old
+        planes *= new
+        total += planes
+        top[...] = largest
+
+    def _first_taus(self, split: int, step: int) -> None:
+        """``tau`` of the strip-made soft levels from the first frame's whole raw
+        energies (then turned into weight bases in place), as :meth:`_noise_floor`
+        takes it; the weight arrays, all ones after, hold the values to partition."""
+        assert self.bands is not None and self.energy is not None
+        for k in range(min(split, self.soft_levels)):
+            scratch, energy = self.weight[k], self.energy[k]
+            if self.noise is not None and k == 0:
+                band = self.bands[0]
+                for a in range(0, energy.shape[0], step):
+                    b = min(energy.shape[0], a + step)
+                    scratch[a:b] = self._squared(band[..., a:b, :])
+                self.sigma2 = _MAD_TO_SIGMA**2 * _quantile(scratch, 0.5, in_place=True)
+            np.copyto(scratch, energy)
+            tau = max(_quantile(scratch, self.quantile, in_place=True) * self.floor, 1e-12)
+            if self.noise is not None:
+                gain = _white_gains(energy.shape, self.levels)[k]
+                tau = max(tau, self.noise**2 * self.sigma2 * gain)
+            self.tau.append(tau)
+            scratch.fill(1.0)
+            energy *= np.float32(1.0 / tau)
+            energy += np.float32(1.0)
+
+    def _add_levels(self, index: int, image: F32, offset: int, first: bool) -> None:
+        """Merge levels ``offset ..`` of a frame whole; ``image`` is its Gaussian level
+        ``offset`` (the frame itself for 0)."""
+        assert self.bands is not None and self.energy is not None
+        gauss = gaussian_pyramid(image, self.levels - offset, self.axes)
+        for check in self._envelope_levels():
+            if check < offset:
+                continue
+            level = gauss[check - offset]
             if check not in self.low:
-                self.low[check] = gauss[check].copy()
+                self.low[check] = level.copy()
             else:
-                np.minimum(self.low[check], gauss[check], out=self.low[check])
+                np.minimum(self.low[check], level, out=self.low[check])
             if check not in ENVELOPE_FLOOR_ONLY:
                 if check not in self.high:
-                    self.high[check] = gauss[check].copy()
+                    self.high[check] = level.copy()
                 else:
-                    np.maximum(self.high[check], gauss[check], out=self.high[check])
+                    np.maximum(self.high[check], level, out=self.high[check])
         bands = _bands(gauss, self.axes)
         del gauss
-        first = self.bands is None or self.energy is None
-        if first:  # the first frame's arrays become the running sums (no zeros to add to)
-            self.bands, self.energy, self.weight = [], [], []
-        assert self.bands is not None and self.energy is not None
-        for k, band in enumerate(bands[:-1]):
-            focus = self.focus
-            squared = _luma_squared(band) if focus is None else _focus_squared(band, focus)
+        for j, band in enumerate(bands[:-1]):
+            k = offset + j
+            squared = self._squared(band)
             energy = _blur5(squared)
             if first:
                 # soft levels: the running largest weight base 1 + E / tau, and the sum
@@ -725,54 +971,53 @@ class PyramidAccumulator:
                 self.energy.append(energy)
                 self.bands.append(band)
                 continue
-            if k < self.soft_levels:
-                # weights (1 + E/tau)**power, summed relative to the running largest
-                # (as an online softmax): (base / top)**power <= 1 stays finite whatever
-                # the ratios. Powers of ratios rather than exponentials of log-weights:
-                # NumPy's float32 log1p and exp are scalar code on CPUs without AVX-512
-                # (log1p alone took 55 ms on a 3 MP level there)
-                scale = np.float32(1.0 / self.tau[k])
-                if _soft_merge(
-                    energy, band, self.energy[k], self.weight[k], self.bands[k], scale, self.power
-                ):
-                    continue
-                base = energy
-                base *= np.float32(1.0 / self.tau[k])
-                base += np.float32(1.0)
-                top = np.maximum(self.energy[k], base)
-                old = np.divide(self.energy[k], top, out=self.energy[k])
-                _power_in_place(old, self.power)
-                new = np.divide(base, top, out=base)
-                _power_in_place(new, self.power)
-                self.energy[k] = top
-                self.weight[k] *= old
-                self.weight[k] += new
-                self.bands[k] *= old
-                band *= new
-                self.bands[k] += band
-                continue
-            better = energy > self.energy[k]
-            np.maximum(self.energy[k], energy, out=self.energy[k])
-            np.copyto(self.bands[k], band, where=better)
+            # soft levels: weights (1 + E/tau)**power, summed relative to the running
+            # largest (as an online softmax): (base / top)**power <= 1 stays finite
+            # whatever the ratios. Powers of ratios rather than exponentials of
+            # log-weights: NumPy's float32 log1p and exp are scalar code on CPUs
+            # without AVX-512 (log1p alone took 55 ms on a 3 MP level there)
+            self._merge(k, 0, band.shape[-2], energy, band, False)
         base = bands[-1]  # the frame itself when there is one level: keep a copy
-        self.bases[index] = base.copy() if np.may_share_memory(base, frame) else base
+        keep = offset == 0 and np.may_share_memory(base, image)
+        self.bases[index] = base.copy() if keep else base
 
     def base_depth(self, depth: F32) -> F32:
         """``depth`` (rows, cols) reduced to the grid of the low-pass bases, for :meth:`result`."""
         assert self.levels > 0, "add frames first"
         return gaussian_pyramid(depth.astype(np.float32), self.levels)[-1]
 
+    def _detail(self, k: int, a: int, b: int) -> F32:
+        """Rows ``a:b`` of fused detail level ``k`` (soft levels: the weighted mean)."""
+        assert self.bands is not None
+        rows = self.bands[k][..., a:b, :]
+        return rows / self.weight[k][a:b] if k < len(self.weight) else rows
+
+    def _collapse_level(self, k: int, coarser: F32, step: int) -> F32:
+        """Level ``k`` of the collapse: ``coarser`` expanded plus detail ``k``, strip by
+        strip (no full-size temporary)."""
+        assert self.bands is not None
+        shape = self.bands[k].shape
+        out = np.empty(shape, np.float32)
+        rows = shape[-2]
+        for a in range(0, rows, step):
+            b = min(rows, a + step)
+            value = _expand_rows(coarser, 0, coarser.shape[-2], rows, a, b, shape[-1])
+            np.add(self._detail(k, a, b), value, out=out[..., a:b, :])
+        return out
+
     def result(self, depth: F32 | None = None, dtype: Any = None) -> NDArray[Any]:
         """Collapse; the base is blended by ``frame_weight(depth, i)`` or evenly.
 
         ``depth``: the depth map, or it already reduced by :meth:`base_depth`;
         ``dtype``: the result is converted to it as :func:`from_unit_float` does with
-        ``clip=True`` (default: float32 as collapsed).
+        ``clip=True`` (default: float32 as collapsed). The finest level is collapsed,
+        checked against the envelope and converted one strip of rows at a time (with
+        the halo the check needs), straight into the result; the coarser levels are
+        collapsed level by level in strips too, so beside the running state and the
+        result only level 1 of the image (1/4 of it) and one strip's temporaries are
+        held. The state is left as it was: ``result`` may be called again.
         """
         assert self.bands is not None and self.energy is not None
-        details = list(self.bands)
-        for k, total in enumerate(self.weight):
-            details[k] = details[k] / total
         order = sorted(self.bases)
         base = np.zeros_like(self.bases[order[0]])
         if depth is None:
@@ -783,35 +1028,65 @@ class PyramidAccumulator:
             coarse = depth if depth.shape == grid else self.base_depth(depth)
             for i in order:
                 base += self.bases[i] * frame_weight(coarse, i)
+        full = self.bands[0].shape if self.bands else base.shape  # (channels,) rows, cols
+        rows, cols = full[-2:]
+        channels = full[0] if len(full) == 3 else 0
+        step = max(8, self._step((rows, cols, max(channels, 1))))
+        step = -(-step // 8) * 8  # the envelope's level 2 rows stay aligned
+        current = base
+        for k in range(len(self.bands) - 1, 0, -1):
+            current = self._collapse_level(k, current, step)
         checks = self._envelope_levels()
-        # colour: the channels, collapsed apart, are converted into one interleaved array
-        full = details[0].shape if details else base.shape  # planar: (channels, rows, cols)
-        out = np.empty(full[1:] + full[:1], dtype) if dtype is not None and base.ndim == 3 else None
+        halo = _CLAMP_HALO if checks else 0
+        kind = np.dtype(np.float32) if dtype is None else np.dtype(dtype)
+        out = np.empty((rows, cols, channels) if channels else (rows, cols), kind)
 
-        def channel(c: Any) -> F32 | None:
-            """Collapse and envelope-check one channel (``c``: an index, or ``...``); None
-            once written into ``out``."""
-            image = collapse([*(d[c] for d in details), base[c]])
+        def strip(image: F32, c: Any, a: int, b: int, lo: int) -> None:
+            """Envelope-check one channel (``c``: an index, or ``...``) of rows ``lo:``
+            of the image, and write its rows ``a:b`` into ``out``."""
             bounds = []
             for check in checks:
-                high = self.high.get(check)
-                bounds.append((check, self.low[check][c], None if high is None else high[c]))
-            image = clamp_local_means(image, bounds)
-            if out is not None:
-                out[..., c] = from_unit_float(image, out.dtype, clip=True)
-                return None  # nothing more to keep
-            return image
+                n = level_sizes(image.shape[-2], check + 1)[-1]
+                first = lo >> check
+                low, high = self.low[check][c], self.high.get(check)
+                bounds.append(
+                    (
+                        check,
+                        low[first : first + n],
+                        None if high is None else high[c][first : first + n],
+                    )
+                )
+            checked = clamp_local_means(image, bounds)[a - lo : b - lo]
+            target = out[a:b] if c is ... else out[a:b, :, c]
+            target[...] = checked if dtype is None else from_unit_float(checked, kind, clip=True)
 
-        if base.ndim == 2:
-            image = channel(...)
-            assert image is not None
-            return image if dtype is None else from_unit_float(image, np.dtype(dtype), clip=True)
         # channels are independent here: a thread each (NumPy releases the GIL)
-        with ThreadPoolExecutor(max_workers=base.shape[0]) as pool:
-            planes = [
-                plane for plane in pool.map(channel, range(base.shape[0])) if plane is not None
-            ]
-        return np.stack(planes, axis=-1) if out is None else out
+        pool = ThreadPoolExecutor(max_workers=channels) if channels else None
+        try:
+            for a in range(0, rows, step):
+                b = min(rows, a + step)
+                lo, hi = max(0, a - halo), min(rows, b + halo)
+                if self.bands:
+                    image = _expand_rows(current, 0, current.shape[-2], rows, lo, hi, cols)
+                    np.add(self._detail(0, lo, hi), image, out=image)
+                else:  # one level: the base is the image
+                    image = current[..., lo:hi, :]
+                if pool is None:
+                    strip(image, ..., a, b, lo)
+                else:
+                    tasks = [pool.submit(strip, image[c], c, a, b, lo) for c in range(channels)]
+                    for task in tasks:
+                        task.result()
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        return out
+
+
+#: Rows of level 0 beyond a strip that the envelope check of the strip reads (its
+#: Gaussian levels 1 and 2 and the corrections expanded back: about 18), a multiple of
+#: 8 so that the level-2 rows of every strip start on the level's own grid.
+_CLAMP_HALO = 24
 
 
 #: Gaussian levels whose per-pixel [min, max] over the frames bound the pyramid's
