@@ -179,3 +179,49 @@ def test_large_frames_measure_focus_on_the_voting_grid(monkeypatch: pytest.Monke
     assert half.depth.shape == full.depth.shape == half.confidence.shape
     assert np.abs(half.depth[:, 4:24]).max() < 0.5 and np.abs(half.depth[:, 40:60] - 3).max() < 0.5
     assert np.mean(np.abs(half.image.astype(int) - full.image.astype(int))) < 1.0
+
+
+def _plane_depth(seed: int, outlier: float | None = None) -> tuple[np.ndarray, float]:
+    """The regularised depth of a rendered flat, weakly textured plane (7 frames, noise
+    0.02) and its true frame index (frame k focused at 1/z = 1 - k/8; the plane at z = 2)."""
+    from convstack.stack.synthetic import make_scene, render_stack
+
+    scene = make_scene((128, 160), seed=seed, kind="plane")
+    inv_focus = np.linspace(1.0, 0.25, 7)
+    stack = render_stack(scene, focus_distances=1 / inv_focus, aperture=10.0, noise=0.02, seed=seed)
+    truth = float(np.interp(1 / 2.0, inv_focus[::-1], np.arange(7)[::-1]))
+    acc = D.FocusAccumulator()
+    for k, frame in enumerate(stack.frames):
+        acc.add(k, D.voting_measure(D.to_gray(frame)))
+    options = {} if outlier is None else {"outlier": outlier}
+    depth = D.regularize_depth(acc.raw_depth(), acc.confidence(), count=7, **options)
+    return depth, truth
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_flat_textured_plane_has_no_depth_islands(seed: int) -> None:
+    depth, truth = _plane_depth(seed)
+    assert truth == 4.0  # the oracle: 1/z = 0.5 lies at frame 4
+    wrong = np.abs(depth - truth) > 0.5
+    assert ndi.label(wrong)[1] == 0
+    # the speckle removal is what keeps them out (the test can fail)
+    off, _ = _plane_depth(seed, outlier=0.0)
+    assert ndi.label(np.abs(off - truth) > 0.5)[1] >= 10
+
+
+def test_speckle_threshold_default_removes_what_half_leaves() -> None:
+    # on this plane the former default, 0.5, leaves islands that 0.65 removes
+    half, truth = _plane_depth(1, outlier=0.5)
+    assert ndi.label(np.abs(half - truth) > 0.5)[1] >= 1
+
+
+def test_flat_scene_takes_its_blur_scale_from_the_focus_range() -> None:
+    from convstack.stack.synthetic import make_scene, render_stack
+
+    scene = make_scene((32, 40), seed=0, kind="plane")
+    assert np.ptp(scene.depth) == 0
+    wide = render_stack(scene, focus_distances=[1.0, 4.0])
+    assert wide.aperture == pytest.approx(32 / 48 / 0.75)  # the rows/48 px rule, by hand
+    pinhole = render_stack(scene, 3)  # every frame focused on the plane: nothing blurs
+    assert pinhole.aperture == 0.0
+    np.testing.assert_allclose(pinhole.frames, np.broadcast_to(scene.image, (3, 32, 40, 3)))

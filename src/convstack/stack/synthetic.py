@@ -29,7 +29,7 @@ from ..convolve import correlate
 __all__ = ["Layer", "RenderedStack", "Scene", "SCENE_KINDS", "make_scene", "render_stack"]
 
 #: Scene kinds understood by :func:`make_scene`.
-SCENE_KINDS = ("default", "halo")
+SCENE_KINDS = ("default", "halo", "occlusion", "plane")
 
 _F32 = NDArray[np.float32]
 
@@ -297,6 +297,36 @@ def _halo_layers(rng: np.random.Generator, shape: tuple[int, int]) -> list[Layer
     return layers
 
 
+def _occlusion_layers(rng: np.random.Generator, shape: tuple[int, int]) -> list[Layer]:
+    scale = min(shape)
+    rows, cols = np.indices(shape, dtype=np.float64)
+    # a textured wall far away
+    wall = _colourise(_texture(rng, shape, 0), *_palette(rng))
+    layers = [Layer(wall, np.ones(shape, np.float32), _flat(shape, 4.0))]
+    # a ring in the middle distance, left of centre
+    dist = np.hypot(rows - 0.55 * shape[0], cols - 0.42 * shape[1])
+    radius = 0.3 * scale
+    ring = np.abs(dist - radius) - 0.25 * radius
+    colour = _colourise(_texture(rng, shape, 2), *_palette(rng))
+    layers.append(Layer(colour, _coverage(ring), _flat(shape, 2.3)))
+    # a thin stick near the lens, across the ring's left side (the demo's stick)
+    angle = math.radians(25.0)
+    dr, dc = rows - 0.5 * shape[0], cols - 0.36 * shape[1]
+    along = dr * math.cos(angle) - dc * math.sin(angle)
+    across = dr * math.sin(angle) + dc * math.cos(angle)
+    half = (0.42 * shape[0], max(2.0, 0.01 * scale))
+    stick = _box_sd(along, across, (0.0, 0.0), half)
+    colour = _colourise(_texture(rng, shape, 1), *_palette(rng))
+    layers.append(Layer(colour, _coverage(stick), _flat(shape, 1.07)))
+    return layers
+
+
+def _plane_layers(rng: np.random.Generator, shape: tuple[int, int]) -> list[Layer]:
+    texture = 0.5 + 0.15 * (_texture(rng, shape, 0) - 0.5)  # mottled, low contrast
+    colour = _colourise(texture, *_palette(rng))
+    return [Layer(colour, np.ones(shape, np.float32), _flat(shape, 2.0))]
+
+
 def make_scene(
     shape: tuple[int, int] = (480, 640), *, seed: int = 0, kind: str = "default"
 ) -> Scene:
@@ -308,13 +338,20 @@ def make_scene(
         Image size, each at least 16.
     seed : int
         Seed of the random textures and placements (same seed, same scene).
-    kind : {'default', 'halo'}
+    kind : {'default', 'halo', 'occlusion', 'plane'}
         'default': a textured back wall at z = 4 with a smooth sky band, a ground plane
         receding from z = 1.25 to 3.6, and seven textured objects (boxes, disks, a ring,
         blobs, a thin bar, one smooth shaded ball) between z = 1 and 3.4.
         'halo': a bright, finely textured star at z = 1 and bright thin sticks at
         z = 1.15 in front of a dark textured background at z = 5, the case where
         naive fusion leaves a glow around the object.
+        'occlusion': a thin textured stick at z = 1.07 (its width 2 % of the shorter
+        side, at least 4 px) across a textured ring at z = 2.3 before a textured wall
+        at z = 4, at fixed places (the last layer is the stick): where the near layer
+        must stay whole over the far one.
+        'plane': one mottled, low-contrast plane at z = 2 (a flat region whose depth
+        is one value; its depth span is zero, so pass ``render_stack`` an
+        ``aperture`` or ``focus_distances``).
 
     Returns
     -------
@@ -334,7 +371,13 @@ def make_scene(
         raise v.fail("seed", "be an int", seed, kind=TypeError)
     v.choice(kind, "kind", SCENE_KINDS)
     rng = np.random.default_rng(int(seed))
-    layers = _halo_layers(rng, size) if kind == "halo" else _default_layers(rng, size)
+    build = {
+        "default": _default_layers,
+        "halo": _halo_layers,
+        "occlusion": _occlusion_layers,
+        "plane": _plane_layers,
+    }[kind]
+    layers = build(rng, size)
     frozen = tuple(layers)
     image, depth = _composite(frozen)
     return Scene(image=image, depth=depth, layers=frozen)
@@ -494,7 +537,8 @@ def render_stack(
     aperture : float, optional
         Blur-disk radius in pixels per unit of ``|1/z - 1/z_focus|``. Default: such
         that the largest possible blur (near end focused, far end seen) is
-        ``min(rows, cols) / 48`` pixels (10 px at 480 rows). 0 gives a pinhole.
+        ``min(rows, cols) / 48`` pixels (10 px at 480 rows); for a flat scene, that
+        the frames focused farthest apart see that blur. 0 gives a pinhole.
     breathing : float
         Relative magnification change per frame: frame ``k`` is magnified by
         ``(1 + breathing) ** (k - reference)`` about the image centre.
@@ -545,8 +589,10 @@ def render_stack(
             raise v.fail("focus_distances", "be a 1-D sequence of distances > 0", distances)
         inv_focus = 1.0 / distances
     if aperture is None:
-        span = max(inv_near - inv_far, 1e-6)
-        aperture = min(shape) / 48.0 / span
+        span = inv_near - inv_far
+        if span < 1e-6:  # a flat scene: the blur's scale comes from the focus range
+            span = float(np.ptp(inv_focus))
+        aperture = min(shape) / 48.0 / span if span >= 1e-6 else 0.0
     aperture = v.positive_float(aperture, "aperture", allow_zero=True)
     shift = v.positive_float(shift, "shift", allow_zero=True)
     noise = v.positive_float(noise, "noise", allow_zero=True)
