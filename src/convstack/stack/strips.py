@@ -20,6 +20,7 @@ __all__ = [
     "level_sizes",
     "reduce_source",
     "rows_for_budget",
+    "state_bytes",
     "strip_needs",
     "strip_step",
 ]
@@ -30,10 +31,11 @@ __all__ = [
 STRIP_LEVEL = 3
 
 #: Bytes of strip temporaries per row, column and colour channel, and per row and
-#: column whatever the channels (measured: a float32 frame strip, its band and the
-#: expanded level, Gaussian level 1; luma square, energy, the window's passes).
-_BYTES_PER_SAMPLE = 20
-_BYTES_PER_PIXEL = 24
+#: column whatever the channels: traced peaks of ``add`` and ``result`` on 3000-column
+#: frames, grey and colour (``result``, a thread per channel, about 12.7 a sample;
+#: ``add`` about 7.3 a sample and 10 a pixel), rounded up.
+_BYTES_PER_SAMPLE = 13
+_BYTES_PER_PIXEL = 10
 
 
 def level_sizes(n: int, levels: int) -> list[int]:
@@ -116,8 +118,8 @@ def rows_for_budget(shape: tuple[int, ...], budget: int) -> int:
 
     Examples
     --------
-    >>> rows_for_budget((4000, 6000, 3), 64 << 20)
-    400
+    >>> rows_for_budget((4000, 6000, 3), 256 << 20)
+    848
     """
     if len(shape) not in (2, 3) or min(shape) < 1:
         raise ValueError(f"`shape` must be (rows, cols[, channels]) of sizes >= 1; got {shape}.")
@@ -129,3 +131,26 @@ def rows_for_budget(shape: tuple[int, ...], budget: int) -> int:
     halo = 8 << STRIP_LEVEL  # the rows on both sides that a strip computes again
     rows = max(unit, int(budget) // per_row - halo)
     return rows // unit * unit
+
+
+def state_bytes(shape: tuple[int, ...], levels: int, *, envelope: bool = True) -> int:
+    """Bytes the pyramid merge holds whatever the strips, for frames of ``shape``.
+
+    The running state (float32: every detail level's weighted sum, its largest weight
+    base and sum of weights; with ``envelope`` the frames' minimum of Gaussian levels 1
+    and 2 and maximum of level 2) and the image's levels 1 and 2 that ``result``
+    collapses through; not the result itself, nor the few-kilobyte bases.
+
+    Examples
+    --------
+    >>> state_bytes((4000, 6000, 3), 8) / (4000 * 6000)  # bytes a pixel, colour
+    34.9...
+    """
+    rows, cols = level_sizes(shape[0], levels), level_sizes(shape[1], levels)
+    channels = shape[2] if len(shape) == 3 else 1
+    area = [r * c for r, c in zip(rows, cols, strict=True)]
+    total = sum(area[:-1]) * 4 * (channels + 2)  # sums, largest base, weight sum
+    if envelope:
+        total += sum(area[k] * 4 * channels for k in (1, 2, 2) if k < levels)
+    total += sum(area[k] * 4 * channels for k in (1, 2) if k < levels)
+    return total
