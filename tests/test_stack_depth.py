@@ -225,3 +225,70 @@ def test_flat_scene_takes_its_blur_scale_from_the_focus_range() -> None:
     pinhole = render_stack(scene, 3)  # every frame focused on the plane: nothing blurs
     assert pinhole.aperture == 0.0
     np.testing.assert_allclose(pinhole.frames, np.broadcast_to(scene.image, (3, 32, 40, 3)))
+
+
+@pytest.fixture(scope="module")
+def occlusion_stack() -> tuple:
+    """The 'occlusion' scene (a 5 px stick at frame 0 across a ring, before a wall),
+    7 frames with noise 0.01, fused without alignment; and the stick's true mask."""
+    from convstack.stack import fuse
+    from convstack.stack.synthetic import make_scene, render_stack
+
+    scene = make_scene((240, 320), seed=0, kind="occlusion")
+    stack = render_stack(scene, 7, noise=0.01, seed=0)
+    result = fuse(list(stack.frames), align="none")
+    stick = scene.layers[-1].alpha >= 0.5  # the oracle: the scene's own stick
+    assert float(scene.depth[stick].max()) < float(scene.depth[~stick].min())  # the nearest
+    return result, stick
+
+
+def _stick_excess(depth: np.ndarray, stick: np.ndarray) -> tuple[float, float]:
+    """Median and 90th percentile, over the rows the stick crosses, of the depth map's
+    frame-0 pixels near the stick minus the stick's true pixels in that row."""
+    rows = np.flatnonzero(stick.sum(axis=1) >= 2)[10:-10]
+    near = ndi.binary_dilation(stick, iterations=20)
+    extra = ((depth < 1.5) & near)[rows].sum(axis=1) - stick[rows].sum(axis=1)
+    return float(np.median(extra)), float(np.percentile(extra, 90))
+
+
+def test_snap_brings_the_stick_to_its_true_width(occlusion_stack: tuple) -> None:
+    result, stick = occlusion_stack
+    median, _ = _stick_excess(result.depth, stick)
+    assert median >= 5  # the focus window's reach: the stick grows on both sides
+    snapped = D.snap_depth_steps(result.depth, result.image, count=7)
+    median, high = _stick_excess(snapped, stick)
+    assert abs(median) <= 2 and high <= 5
+    # only pixels near a depth step change
+    far_from_step = ndi.binary_erosion(np.abs(ndi.laplace(result.depth)) < 0.5, iterations=12)
+    np.testing.assert_array_equal(snapped[far_from_step], result.depth[far_from_step])
+
+
+def test_snap_keeps_a_structure_thinner_than_its_band() -> None:
+    # a 3 px line at frame 0 (its depth already true): no pixel of it lies 5 px from
+    # the step, so it has no deciding pixels of its own side and is kept whole
+    image = np.zeros((30, 30, 3), np.float32)
+    image[:, 14:17] = 1.0
+    depth = np.full((30, 30), 6.0, np.float32)
+    depth[:, 14:17] = 0.0
+    np.testing.assert_array_equal(D.snap_depth_steps(depth, image, count=7), depth)
+
+
+def test_snap_depth_steps_input_unchanged_and_errors() -> None:
+    depth = np.full((12, 12), 3.0)
+    depth[:, 6:] = 0.0
+    image = np.zeros((12, 12), np.uint8)
+    before = depth.copy()
+    D.snap_depth_steps(depth, image, count=4)
+    np.testing.assert_array_equal(depth, before)
+    with pytest.raises(ValueError, match="`depth` must be 2-D"):
+        D.snap_depth_steps(np.zeros((2, 3, 4)), image, count=4)
+    with pytest.raises(ValueError, match="`image` must be \\(rows, cols\\[, channels\\]\\)"):
+        D.snap_depth_steps(depth, np.zeros((12, 11)), count=4)
+    with pytest.raises(ValueError, match="`count` must be an int >= 1; got 0"):
+        D.snap_depth_steps(depth, image, count=0)
+    with pytest.raises(ValueError, match="`reach` must be > 0; got -1"):
+        D.snap_depth_steps(depth, image, count=4, reach=-1)
+    with pytest.raises(ValueError, match="`smooth` must be >= 0; got -0.5"):
+        D.snap_depth_steps(depth, image, count=4, smooth=-0.5)
+    with pytest.raises(ValueError, match="`stride` must be an int >= 1; got 0"):
+        D.snap_depth_steps(depth, image, count=4, stride=0)

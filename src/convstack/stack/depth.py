@@ -29,6 +29,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
 from ..convolve import correlate
+from ..filters._dtype import strips
 from .sharpness import gaussian_window, sharpness, to_gray, to_unit_float
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "depth_to_image",
     "guided_filter",
     "regularize_depth",
+    "snap_depth_steps",
     "voting_measure",
 ]
 
@@ -486,6 +488,121 @@ def regularize_depth(
     if out_shape != idx.shape:
         depth = zoom_bilinear(depth, 2)[: out_shape[0], : out_shape[1]]
     return np.clip(depth, 0, count - 1).astype(np.float32)
+
+
+def snap_depth_steps(
+    depth: ArrayLike,
+    image: ArrayLike,
+    *,
+    count: int,
+    step: float = 1.5,
+    reach: float = 5.0,
+    radius: int = 10,
+    sigma: float = 0.05,
+    smooth: float = 1.0,
+    stride: int = 1,
+) -> F32:
+    """Move the depth map's steps onto the image's edges (undo the near side's growth).
+
+    A focus measure averages over a window, so an in-focus edge wins the pixels within
+    about the window's reach on both of its sides. At an occlusion the outline belongs
+    to the nearer surface (sharp in its frame, blurred in the others'), so the near
+    side of each depth step grows by that reach: the demo's stick is twice its width
+    in the depth map. Each pixel within ``reach`` (plus a 3 px margin) of a step takes
+    the depth of the side whose colours it resembles most, judged on the pixels farther
+    than ``reach`` from every step.
+
+    Parameters
+    ----------
+    depth : array_like, shape (rows, cols)
+        Fractional frame indices in [0, count - 1] (e.g. from :func:`regularize_depth`).
+    image : array_like, shape (rows, cols) or (rows, cols, channels)
+        The all-in-focus image (the fused result), integer or float in [0, 1].
+    count : int
+        Number of frames.
+    step : float
+        A depth step: neighbouring pixels (3 x 3) that differ by this many frames or
+        more (smaller changes, as on a tilted plane, are left alone).
+    reach : float
+        How far (pixels) a step's near side may have grown: what is re-decided, and
+        how far from the steps the pixels that decide lie.
+    radius : int
+        Half-width (pixels) of the window of deciding pixels.
+    sigma : float
+        Colour distance scale (on [0, 1] values) of the resemblance ``exp(-d^2 / 2
+        sigma^2)``; each side scores the mean over its pixels (not the sum, so that a
+        thin structure is not outvoted by the wide region around it).
+    smooth : float
+        Standard deviation (pixels) of the Gaussian that averages each pixel's margin
+        (own side's score minus the best other side's) over its neighbours in the band
+        before the sign decides (0: each pixel alone, noisier on texture).
+    stride : int
+        Sample the window every ``stride`` pixels (faster, coarser).
+
+    Returns
+    -------
+    ndarray of float32, shape (rows, cols)
+        The depth, changed only within ``reach + 3`` pixels of a step. A pixel whose own
+        side has no deciding pixel in its window (a structure thinner than the band)
+        keeps its depth.
+
+    Raises
+    ------
+    ValueError
+        A ``depth`` that is not 2-D, an ``image`` of another size, ``count`` < 1,
+        ``step``, ``reach`` or ``sigma`` <= 0, ``smooth`` < 0, ``radius`` or ``stride`` < 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> image = np.zeros((20, 40), np.float32)
+    >>> image[:, 20:] = 1.0  # the true edge at column 20
+    >>> depth = np.full((20, 40), 4.0, np.float32)
+    >>> depth[:, 15:] = 0.0  # the near side (frame 0) has grown by 5 px
+    >>> snapped = snap_depth_steps(depth, image, count=5)
+    >>> snapped[10, 13:23].round(1).tolist()
+    [4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 4.0, 0.0, 0.0, 0.0]
+    """
+    from .. import _k_depth
+
+    d = v.as_real_array(depth, "depth")
+    if d.ndim != 2:
+        raise v.fail("depth", "be 2-D (rows, cols)", d.shape)
+    unit = to_unit_float(image, "image")
+    if unit.shape[:2] != d.shape or unit.ndim not in (2, 3):
+        raise v.fail(
+            "image", f"be (rows, cols[, channels]) with rows, cols = {d.shape}", unit.shape
+        )
+    if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+        raise v.fail("count", "be an int >= 1", count)
+    for name, value in (("step", step), ("reach", reach), ("sigma", sigma)):
+        if not (isinstance(value, (int, float, np.number)) and np.isfinite(value) and value > 0):
+            raise v.fail(name, "be > 0", value)
+    if not (isinstance(smooth, (int, float, np.number)) and np.isfinite(smooth) and smooth >= 0):
+        raise v.fail("smooth", "be >= 0", smooth)
+    for name, value in (("radius", radius), ("stride", stride)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise v.fail(name, "be an int >= 1", value)
+    source = np.ascontiguousarray(d, dtype=np.float32)
+    colours = np.ascontiguousarray(unit.reshape(*d.shape, -1))
+    labels = np.clip(np.rint(source), 0, count - 1).astype(np.int32)
+    band = float(reach) + 3.0
+    dist = _k_depth.step_distance(source, float(step), band + 1.0)
+    margin = np.zeros_like(source)
+    other = source.copy()
+
+    def work(start: int, stop: int) -> None:
+        _k_depth.snap_rows(
+            source, labels, dist, colours, margin, other, start, stop, band, float(reach),
+            int(radius), int(stride), 1.0 / (2.0 * float(sigma) ** 2), int(count),
+        )  # fmt: skip
+
+    strips(d.shape[0], d.shape[1] * 64, work, balanced=True)
+    if smooth > 0:  # one decision per neighbourhood, not per textured pixel
+        inside = (dist < band).astype(np.float32)
+        weight = np.maximum(gaussian_window(inside, smooth), np.float32(1e-6))
+        margin = (gaussian_window(margin, smooth) / weight).astype(np.float32)
+    return np.where((margin < 0) & (dist < band), other, source).astype(np.float32)
 
 
 def depth_map(
