@@ -64,7 +64,7 @@ def test_end_to_end_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "done in" in err  # the progress bar went to stderr
     fused = load(out)
     assert fused.dtype == np.uint8 and fused.shape == truth.shape
-    assert peak_signal_noise_ratio(truth[8:-8, 8:-8], fused[8:-8, 8:-8]) > 30
+    assert peak_signal_noise_ratio(truth[8:-8, 8:-8], fused[8:-8, 8:-8]) > 42.8  # measured 43.34
     depth_image = load(depth)
     assert depth_image.dtype == np.uint16 and depth_image.shape == truth.shape[:2]
     assert depth_image[:, :30].mean() < 10000 and depth_image[:, 66:].mean() > 55000
@@ -87,7 +87,7 @@ def test_16bit_tiff_glob_quiet(tmp_path: Path, capsys: pytest.CaptureFixture[str
     score = peak_signal_noise_ratio(
         truth[:, 4:-4] * 257.0, fused[:, 4:-4].astype(float), data_range=65535
     )
-    assert score > 30
+    assert score > 42.1  # measured 42.66 dB
 
 
 def test_exif_of_reference_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

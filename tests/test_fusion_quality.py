@@ -33,9 +33,10 @@ def test_noise_floor_background_no_noisier_than_the_median_frame(kind: str, seed
     median_frame = float(np.median([_high_pass(f)[background].std() for f in frames]))
     default = _high_pass(fuse(frames, align="none").image)[background].std()
     quiet = _high_pass(fuse(frames, align="none", noise_floor=3).image)[background].std()
-    # measured: quiet / median frame 0.79-0.89, default / median frame 1.24-1.34
-    assert quiet < 0.95 * median_frame
-    assert quiet < 0.8 * default
+    # measured: quiet / median frame 0.79-0.88, quiet / default 0.64-0.68 (default / median
+    # frame 1.24-1.34); each bar 6 % (0.5 dB) above the largest
+    assert quiet < 0.93 * median_frame, quiet / median_frame
+    assert quiet < 0.72 * default, quiet / default
 
 
 @pytest.mark.parametrize("value", [-1.0, 0.0, float("nan")])

@@ -148,18 +148,31 @@ def test_depth_shape_checked() -> None:
         F.depth_merge([np.zeros((4, 4))] * 2, np.zeros((3, 4)))
 
 
+# PSNR (dB) each merge reaches on two_depth_stack (colour, gray), measured; each bar sits
+# 0.5 dB under it (deterministic figures). The lab's weighted mean: 27.49 / 27.23.
+QUALITY_MEASURED = {
+    True: {"depth": 37.03, "pyramid": 40.43, "classic": 32.08},
+    False: {"depth": 37.33, "pyramid": 42.59, "classic": 31.16},
+}
+
+
 @pytest.mark.parametrize("colour", [True, False])
 def test_quality_against_truth(colour: bool) -> None:
-    """Every method of ours beats the lab's weighted mean clearly on a known scene."""
+    """Every method of ours beats the lab's weighted mean clearly on a known scene, and
+    stays within 0.5 dB of what it was measured to reach."""
     frames, truth = two_depth_stack(colour=colour)
     depth = depth_map(frames)
     lab = weighted_merge(frames, [sharpness_mask(f) for f in frames])
     lab_psnr = peak_signal_noise_ratio(truth, lab)
-    for merged in (F.depth_merge(frames, depth), F.pyramid_merge(frames, depth)):
+    merges = {
+        "depth": F.depth_merge(frames, depth),
+        "pyramid": F.pyramid_merge(frames, depth),
+        "classic": F.pyramid_merge(frames),
+    }
+    for name, merged in merges.items():
         score = peak_signal_noise_ratio(truth[:, 4:-4], merged[:, 4:-4])
-        assert score > 31 and score > lab_psnr + 5
-    classic = peak_signal_noise_ratio(truth[:, 4:-4], F.pyramid_merge(frames)[:, 4:-4])
-    assert classic > lab_psnr + 2
+        assert score > QUALITY_MEASURED[colour][name] - 0.5, (name, score)
+        assert score > lab_psnr + 3, (name, score, lab_psnr)
 
 
 def test_inputs_unchanged() -> None:

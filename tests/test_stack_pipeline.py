@@ -36,8 +36,9 @@ def test_every_method_on_arrays(method: str) -> None:
     lab = weighted_merge(frames, [sharpness_mask(f) for f in frames])
     if method == "weighted":
         np.testing.assert_allclose(result.image.astype(int), lab.astype(int), atol=1)
-    else:
-        assert score > peak_signal_noise_ratio(truth, lab) + 3
+    else:  # measured over the lab's 27.49 dB: pyramid +13.21, depthmap +9.54, maxabs +4.45
+        bar = {"pyramid": 12.7, "depthmap": 9.0, "maxabs": 3.9}[method]
+        assert score > peak_signal_noise_ratio(truth, lab) + bar, score
 
 
 def test_default_method_is_one_of_ours() -> None:
@@ -54,7 +55,8 @@ def test_bit_depth_kept(dtype: type) -> None:
     result = fuse(np.stack(frames), align="none")
     assert result.image.dtype == dtype
     scaled = result.image.astype(np.float64) / {np.uint8: 255, np.uint16: 65535}.get(dtype, 1)
-    assert peak_signal_noise_ratio(truth[:, 4:-4] / 255, scaled[:, 4:-4], data_range=1) > 30
+    # measured 42.71 dB (uint8), 42.66 (uint16, float32)
+    assert peak_signal_noise_ratio(truth[:, 4:-4] / 255, scaled[:, 4:-4], data_range=1) > 42.1
 
 
 def test_alignment_recovers_shifts() -> None:
@@ -73,7 +75,8 @@ def test_alignment_recovers_shifts() -> None:
     inner = (slice(8, -8), slice(8, -8))
     unaligned = fuse(moved, align="none")
     good = peak_signal_noise_ratio(truth[inner], result.image[inner])
-    assert good > peak_signal_noise_ratio(truth[inner], unaligned.image[inner]) + 3
+    # measured 39.65 dB aligned, 15.84 not (+23.81)
+    assert good > peak_signal_noise_ratio(truth[inner], unaligned.image[inner]) + 23.2, good
 
 
 def test_paths_are_streamed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -193,16 +196,17 @@ def test_photometric_correction_undoes_exposure_drift() -> None:
     inner = (slice(None), slice(4, -4))
     plain_score = peak_signal_noise_ratio(truth[inner], plain.image[inner])
     matched_score = peak_signal_noise_ratio(truth[inner], matched.image[inner])
-    assert matched_score > plain_score + 3
+    # measured: plain 30.29 dB, matched 41.74, undrifted frames 44.13
+    assert matched_score > plain_score + 10.9
     reference = peak_signal_noise_ratio(truth[inner], fuse(frames, align="none").image[inner])
-    assert matched_score > reference - 3
+    assert matched_score > reference - 2.9
 
 
 def test_photometric_correction_costs_nothing_without_drift() -> None:
     frames, _ = two_depth_stack(rows=64, cols=96)
     plain = fuse(frames, align="none").image
     matched = fuse(frames, align="none", photometric=True).image
-    assert peak_signal_noise_ratio(plain, matched) > 45
+    assert peak_signal_noise_ratio(plain, matched) > 45.6  # measured 46.18 dB
 
 
 @pytest.mark.parametrize("fork", ["0", "1"])
