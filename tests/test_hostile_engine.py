@@ -488,3 +488,101 @@ def test_edge_maps_keep_nonfinite_and_rescale_the_rest():
     np.testing.assert_allclose(result[finite], (plain[finite] - low) / (high - low), atol=1e-12)
     colour = np.dstack([image, -image, image])  # inf - inf in the gray conversion: NaN
     assert np.isnan(edges.sobel_magnitude(colour)[0, 9])
+
+
+def _ieee_taps(image, kernel, mode, stride=(1, 1), dilation=(1, 1)):
+    """'same' correlation as a sum over every tap (zero weights included) of shifted
+    views of the numpy-padded image in float64: the IEEE outcome of each footprint."""
+    kh, kw = kernel.shape
+    before = ((kh // 2) * dilation[0], (kw // 2) * dilation[1])
+    span = ((kh - 1) * dilation[0] + 1, (kw - 1) * dilation[1] + 1)
+    pads = [(b, s - 1 - b) for b, s in zip(before, span, strict=True)]
+    padded = np.pad(image.astype(np.float64), pads, mode=NUMPY_PAD[mode])
+    n_r, n_c = image.shape
+    out = np.zeros(((n_r - 1) // stride[0] + 1, (n_c - 1) // stride[1] + 1))
+    with np.errstate(invalid="ignore", over="ignore"):
+        for a in range(kh):
+            for b in range(kw):
+                r, c = a * dilation[0], b * dilation[1]
+                window = padded[r : r + n_r : stride[0], c : c + n_c : stride[1]]
+                out += kernel[a, b] * window
+    return out
+
+
+@pytest.mark.parametrize("method", ["direct", "separable", "fft"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("geometry", [((1, 1), (1, 1)), ((2, 1), (1, 2))])
+def test_engine_nonfinite_at_every_position_and_in_every_strip(
+    method, mode, dtype, geometry, monkeypatch
+):
+    # The compiled rows test the image rows they read for NaN/inf themselves: a single
+    # non-finite sample at any position (corners, edges, the rows where one thread's
+    # range of output rows meets the next) must reach exactly its footprint, with the
+    # rest finite and right; rows split over three threads whatever the size.
+    from convstack import _methods
+
+    monkeypatch.setattr(_methods, "THREAD_MIN_WORK", 0)
+    monkeypatch.setattr(_methods, "THREADS", 3)
+    stride, dilation = geometry
+    kernel = np.array([[0.5, -1.0, 0.0, 2.0], [1.0, 0.0, 3.0, -0.5], [0.25, 0.75, -2.0, 1.0]])
+    base = np.random.default_rng(7).normal(size=(12, 10)).astype(dtype)
+    tolerance = 1e-4 if dtype == np.float32 else 1e-10
+    for index, position in enumerate(np.ndindex(base.shape)):
+        image = base.copy()
+        image[position] = (np.nan, np.inf, -np.inf)[index % 3]
+        kept = image.copy()
+        result = convstack.correlate(
+            image, kernel, mode=mode, method=method, stride=stride, dilation=dilation
+        )
+        np.testing.assert_array_equal(image, kept)
+        assert result.dtype == dtype
+        expected = _ieee_taps(image, kernel.astype(dtype), mode, stride, dilation)
+        for test in (np.isnan, np.isposinf, np.isneginf):
+            np.testing.assert_array_equal(test(result), test(expected), err_msg=str(position))
+        finite = np.isfinite(expected)
+        assert finite.any()
+        np.testing.assert_allclose(result[finite], expected[finite], rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.parametrize("method", ["direct", "separable"])
+def test_engine_nonfinite_found_by_one_strip_only(method, monkeypatch):
+    # one NaN in the last row range, one -inf in the first: each strip's flag counts
+    from convstack import _methods
+
+    monkeypatch.setattr(_methods, "THREAD_MIN_WORK", 0)
+    monkeypatch.setattr(_methods, "THREADS", 3)
+    kernel = np.outer([1.0, 2.0, 1.0], [1.0, -2.0, 3.0])
+    for places in ([(29, 4)], [(0, 9)], [(0, 9), (29, 4)], [(15, 0)]):
+        image = np.random.default_rng(8).normal(size=(30, 20))
+        for k, place in enumerate(places):
+            image[place] = (np.nan, -np.inf)[k % 2]
+        result = convstack.correlate(image, kernel, mode="nearest", method=method)
+        expected = _ieee_taps(image, kernel, "nearest")
+        np.testing.assert_array_equal(np.isnan(result), np.isnan(expected))
+        np.testing.assert_array_equal(np.isinf(result), np.isinf(expected))
+        finite = np.isfinite(expected)
+        np.testing.assert_allclose(result[finite], expected[finite], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("method", ["direct", "separable", "fft"])
+def test_engine_nonfinite_in_channels_and_1d(method):
+    # channel-last colour (interleaved rows) and a 1-D signal, a non-finite sample each
+    image = np.random.default_rng(9).normal(size=(9, 8, 3)).astype(np.float32)
+    image[0, 7, 2], image[4, 0, 0] = np.inf, np.nan
+    kernel = np.array([[1.0, 0.0, 2.0], [-1.0, 0.5, 1.0], [0.0, 1.0, 1.0]])
+    result = convstack.correlate(image, kernel, mode="wrap", channel_axis=-1, method=method)
+    for c in range(3):
+        expected = _ieee_taps(image[..., c], kernel, "wrap")
+        np.testing.assert_array_equal(np.isnan(result[..., c]), np.isnan(expected))
+        np.testing.assert_array_equal(np.isinf(result[..., c]), np.isinf(expected))
+        finite = np.isfinite(expected)
+        np.testing.assert_allclose(result[..., c][finite], expected[finite], rtol=1e-5, atol=1e-5)
+    signal = np.arange(15.0)
+    signal[0], signal[14] = -np.inf, np.nan
+    out = convstack.correlate(signal, [2.0, 0.0, 1.0], mode="mirror", method=method)
+    expected = _ieee_taps(signal[None], np.array([[2.0, 0.0, 1.0]]), "mirror")[0]
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_array_equal(np.isneginf(out), np.isneginf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(out[finite], expected[finite])

@@ -25,6 +25,31 @@ from ._jit import kernel
 __all__ = ["correlate_rows", "separable_rows"]
 
 
+@kernel(inline="always")
+def _nonfinite_in(row: Any) -> bool:
+    """Whether the 1-D float ``row`` holds a NaN or an infinity (``v - v`` is 0 for
+    every finite ``v``, NaN otherwise; no ``nnan``/``ninf`` flag folds it away)."""
+    bad = 0
+    for x in range(row.size):
+        v = row[x]
+        bad |= (v - v) != 0
+    return bad != 0
+
+
+@kernel(inline="always")
+def _check_rows(flat: Any, rmap: Any, p_next: int, p_first: int, p_last: int) -> Any:
+    """Check the image rows of padded rows ``max(p_next, p_first) .. p_last`` for a
+    non-finite sample; return (found, next padded row to check). Fill rows (-1) are
+    the caller's business."""
+    p = max(p_next, p_first)
+    while p <= p_last:
+        r = rmap[p]
+        if r >= 0 and _nonfinite_in(flat[r]):
+            return True, p_last + 1
+        p += 1
+    return False, p
+
+
 @kernel(fastmath={"contract"}, inline="always")
 def _sum_taps(dst: Any, src: Any, ws: Any, rs: Any, offs: Any, n: int, lo: int, m: int) -> None:
     """``dst[x] += sum_t ws[t] * src[rs[t], lo + offs[t] + x]`` for ``x < m``, ``t < n``.
@@ -112,7 +137,8 @@ def correlate_rows(
     ws: Any,
     rs: Any,
     offs: Any,
-) -> None:
+    check: bool,
+) -> bool:
     """Output rows ``r0 .. r1`` of the direct correlation of ``src`` with ``weights``.
 
     ``src`` (rows, cols, ch), ``out`` (out_rows, out_cols, ch) of the float working
@@ -120,7 +146,10 @@ def correlate_rows(
     (rows, cols) pairs; ``before`` is the number of padded columns before the image.
     ``ws``, ``rs`` and ``offs`` are scratch vectors of ``kh * kw`` taps (weights, image
     rows, offsets in samples). Zero weights are skipped (as ``0 * x`` would be, except
-    for non-finite ``x``).
+    for non-finite ``x``). With ``check`` (float images), every image row that a tap
+    of these output rows reads is tested for a NaN or an infinity just before it is
+    used (while it is in cache); the return value says whether one was met (the
+    caller then applies the footprint rule, :mod:`convstack._nonfinite`).
     """
     n_r, n_c, ch = src.shape
     n_or, n_oc, _ = out.shape
@@ -129,7 +158,11 @@ def correlate_rows(
     src_flat = src.reshape(n_r * n_c * ch)
     res = out.reshape(n_or, n_oc * ch)
     lo, m = j0 * ch, (j1 - j0) * ch
+    found, p_next = False, 0
     for i in range(r0, r1):
+        if check and not found:
+            p0 = i * stride[0]
+            found, p_next = _check_rows(flat, rmap, p_next, p0, p0 + (kh - 1) * dilation[0])
         acc = res[i]
         for x in range(acc.size):
             acc[x] = 0
@@ -169,6 +202,7 @@ def correlate_rows(
         else:
             for t in range(n):
                 _strided_columns(acc, flat[rs[t]], ws[t], ch, j0, j1, stride[1], offs[t] - before)
+    return found
 
 
 @kernel
@@ -236,7 +270,8 @@ def separable_rows(
     offs: Any,
     col16: Any,
     mid16: Any,
-) -> None:
+    check: bool,
+) -> bool:
     """Output rows ``r0 .. r1`` of ``sum_t correlate(src, outer(col_taps[t], row_taps[t]))``.
 
     Per output row and rank term: a column pass over ``kh`` image rows into ``mid``
@@ -249,6 +284,8 @@ def separable_rows(
     (uint8 images with integer column taps whose column sums stay below ``2**16``: the
     exact uint8 Gaussian), the column pass runs in uint16 lanes (twice as many per
     vector, no conversion per tap) with the taps ``col16``, and is converted once.
+    ``check``: as for :func:`correlate_rows`, the image rows read are tested for a
+    non-finite sample as they are first used; the return value says whether one was.
     """
     n_r, n_c, ch = src.shape
     n_or, n_oc, _ = out.shape
@@ -260,7 +297,11 @@ def separable_rows(
     rows = mid.reshape(1, mid.size)
     width = n_oc * ch
     lo, hi = before * ch, (before + n_c) * ch
+    found, p_next = False, 0
     for i in range(r0, r1):
+        if check and not found:
+            p0 = i * stride[0]
+            found, p_next = _check_rows(flat, rmap, p_next, p0, p0 + (kh - 1) * dilation[0])
         for x in range(width):
             acc[x] = 0
         for t in range(n_terms):
@@ -306,3 +347,4 @@ def separable_rows(
         row_out = res[i]
         for x in range(width):
             row_out[x] = (acc[x] + bias) * scale
+    return found

@@ -121,13 +121,21 @@ if hasattr(os, "register_at_fork"):
 
 
 def _run(tasks: Sequence[Callable[[], None]], work: float) -> None:
-    """Run ``tasks`` (independent closures) on the pool, or inline when small."""
+    """Run ``tasks`` (independent closures) on the pool, or inline when small.
+
+    On the pool, the calling thread runs the first task itself while the pool runs the
+    others (one hand-off fewer than waiting idle).
+    """
     if THREADS == 1 or len(tasks) == 1 or work < THREAD_MIN_WORK:
         for task in tasks:
             task()
         return
-    for future in [_executor().submit(task) for task in tasks]:
-        future.result()
+    futures = [_executor().submit(task) for task in tasks[1:]]
+    try:
+        tasks[0]()
+    finally:
+        for future in futures:
+            future.result()
 
 
 def _buffer(name: str, size: int, dtype: np.dtype[Any]) -> NDArray[Any]:
@@ -318,8 +326,13 @@ def direct_image(
     dilation: Shape,
     stride: Shape,
     out_shape: Shape,
+    found: list[bool] | None = None,
 ) -> NDArray[Any]:
-    """Direct correlation of a (batch, rows, cols) work array (compiled, no padded copy)."""
+    """Direct correlation of a (batch, rows, cols) work array (compiled, no padded copy).
+
+    With a ``found`` list, the kernels test the float image rows they read for NaN and
+    infinities and append one flag per row range (True: one was met).
+    """
     dtype = border.fill.dtype
     batch, n_r, n_c = work.shape
     out = _empty_out(work, out_shape, dtype)
@@ -333,13 +346,18 @@ def direct_image(
     tasks: list[Callable[[], None]] = []
     for src, dst, items in _channel_sources(work, out, dtype):
         fill = np.ascontiguousarray(border.fill[items])
+        check = found is not None and src.dtype.kind == "f"
 
-        def run_rows(r0: int, r1: int, src: Any = src, dst: Any = dst, fill: Any = fill) -> None:
+        def run_rows(
+            r0: int, r1: int, src: Any = src, dst: Any = dst, fill: Any = fill, check: bool = check
+        ) -> None:
             ws, rs, offs = _tap_scratch(taps.size, dtype)
-            k.correlate_rows(
+            bad = k.correlate_rows(
                 src, dst, taps, rmap, cmap, fill, r0, r1, stride, dilation, before, j0, j1,
-                ws, rs, offs,
+                ws, rs, offs, check,
             )  # fmt: skip
+            if found is not None:
+                found.append(bool(bad))
 
         tasks += _row_tasks(run_rows, out_shape[0], cost)
     _run(tasks, cost)
@@ -353,12 +371,16 @@ def direct(
     dilation: Shape,
     stride: Shape,
     out_shape: Shape,
+    found: list[bool] | None = None,
 ) -> NDArray[Any]:
-    """Direct correlation: every output a sum over the kernel's taps (compiled rows)."""
+    """Direct correlation: every output a sum over the kernel's taps (compiled rows).
+
+    ``found``: see :func:`direct_image` (1-D and 2-D images only).
+    """
     if image.ndim > 3:
         return _direct_nd(image, border, kernel, dilation, stride, out_shape)
     work, kshape, dil, st, oshape = _as_2d(image, kernel.shape, dilation, stride, out_shape)
-    out = direct_image(work, _border_2d(border), kernel.reshape(kshape), dil, st, oshape)
+    out = direct_image(work, _border_2d(border), kernel.reshape(kshape), dil, st, oshape, found)
     return out.reshape((image.shape[0],) + out_shape)
 
 
@@ -401,6 +423,7 @@ def separable_rows(
     *,
     bias: float = 0.0,
     scale: float = 1.0,
+    found: list[bool] | None = None,
 ) -> Callable[[int, int], None]:
     """A function that fills output rows ``[r0, r1)`` of ``out`` with
     ``sum(correlate(image, outer(col, row)) for col, row in terms)``.
@@ -411,6 +434,8 @@ def separable_rows(
     every ``row`` one length. Each output is ``(sum + bias) * scale`` cast to
     ``out``'s dtype: the exact integer Gaussians use integer taps, an accumulator in
     which every partial sum is an exact integer, a rounding offset and a power of two.
+    With a ``found`` list, the float image rows read are tested for NaN and infinities
+    and each call appends a flag (True: one was met).
     """
     dtype = border.fill.dtype
     src = kernel_source(image, dtype)
@@ -433,16 +458,19 @@ def separable_rows(
         and bool(np.all((fill >= 0) & (fill <= 255) & (fill == np.round(fill))))
     )
     col16 = cols.astype(np.uint16) if narrow else np.zeros((1, 1), np.uint16)
+    check = found is not None and src.dtype.kind == "f"
 
     def run_rows(r0: int, r1: int) -> None:
         mid = np.empty(cmap.size * ch, dtype=dtype)
         mid16 = np.empty(n_c * ch if narrow else 0, dtype=np.uint16)
         acc = np.empty(max(width, 1), dtype=dtype)
         ws, rs, offs = _tap_scratch(max(cols.shape[1], rows.shape[1]), dtype)
-        k.separable_rows(
+        bad = k.separable_rows(
             src, out, cols, rows, rmap, cmap, fill, r0, r1, stride, dilation, before,
-            mid, acc, bias, scale, ws, rs, offs, col16, mid16,
+            mid, acc, bias, scale, ws, rs, offs, col16, mid16, check,
         )  # fmt: skip
+        if found is not None:
+            found.append(bool(bad))
 
     return run_rows
 
@@ -454,10 +482,14 @@ def separable(
     dilation: Shape,
     stride: Shape,
     out_shape: Shape,
+    found: list[bool] | None = None,
 ) -> NDArray[Any]:
-    """Sum over the rank terms of a 2-D kernel of a column pass then a row pass."""
+    """Sum over the rank terms of a 2-D kernel of a column pass then a row pass.
+
+    ``found``: see :func:`direct_image`.
+    """
     if kernel.ndim != 2:
-        return direct(image, border, kernel, dilation, stride, out_shape)
+        return direct(image, border, kernel, dilation, stride, out_shape, found)
     dtype = border.fill.dtype
     terms = rank_terms(kernel)
     out = _empty_out(image, out_shape, dtype)
@@ -465,7 +497,7 @@ def separable(
     tasks: list[Callable[[], None]] = []
     for src, dst, items in _channel_sources(image, out, dtype):
         item_border = Border(border.pads, border.mode, np.ascontiguousarray(border.fill[items]))
-        run_rows = separable_rows(src, item_border, terms, dilation, stride, dst)
+        run_rows = separable_rows(src, item_border, terms, dilation, stride, dst, found=found)
         tasks += _row_tasks(run_rows, out_shape[0], cost)
     _run(tasks, cost)
     return out

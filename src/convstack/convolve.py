@@ -203,13 +203,26 @@ def _finite_kernel(
 ) -> NDArray[Any]:
     """Run ``method`` on a finite kernel; non-finite samples follow the footprint rule.
 
-    With NaN or infinities in the image (or the border fill), the method runs on a copy
-    with those samples set to 0, so that neither FFT tiles nor separable terms spread
-    them, and :func:`convstack._nonfinite.overwrite` then gives the outputs whose
-    footprint holds one their direct IEEE value.
+    Direct and separable on 1-D and 2-D images run on the image as it is, their
+    kernels testing each image row for NaN and infinities as they first read it (a
+    finite image pays no separate scan). Each of their outputs depends only on the
+    samples of its footprint, so when one was met, the outputs whose footprint holds
+    none are already right and :func:`convstack._nonfinite.overwrite` gives the others
+    their direct IEEE value. FFT (and the N-D paths, and a non-finite border fill)
+    would spread such samples: there the image is scanned first and, if needed, the
+    method runs on a copy with those samples set to 0 before the overwrite.
     """
     spatial = work.shape[1:]
+    if method == "auto":
+        method = choose_method(spatial, taps, out_shape, border.pads, stride, dilation)
     bad_fill = not np.isfinite(border.fill).all()
+    if method in ("direct", "separable") and work.ndim <= 3 and not bad_fill:
+        found: list[bool] = []
+        run = _methods.direct if method == "direct" else _methods.separable
+        result = run(work, border, taps, dilation, stride, out_shape, found)
+        if any(found):
+            _nonfinite.overwrite(result, work, border, taps, dilation, stride)
+        return result
     bad = bad_fill or _nonfinite.has_nonfinite(work)
     source, fast_border = work, border
     if bad:
@@ -217,8 +230,6 @@ def _finite_kernel(
         if bad_fill:
             fill = np.where(np.isfinite(border.fill), border.fill, 0).astype(border.fill.dtype)
             fast_border = _methods.Border(border.pads, border.mode, fill)
-    if method == "auto":
-        method = choose_method(spatial, taps, out_shape, border.pads, stride, dilation)
     with np.errstate(invalid="ignore", over="ignore"):
         result = _methods.METHODS[method](source, fast_border, taps, dilation, stride, out_shape)
     if bad:
