@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .. import _writer
+from .. import _preload, _writer
 from ..stack import DEFAULT_METHOD, METHODS, OutputError, StackError, fuse
 from ..stack import io as _io
 from ..stack.align import MODELS
@@ -223,6 +223,9 @@ def run(args: argparse.Namespace) -> int:
         on_step = _keep_frames(strokes, retouch_frames, on_step)
     # the frames not trusted are printed here, not by logging's last-resort handler
     logging.getLogger("convstack.stack.pipeline").addHandler(logging.NullHandler())
+    # numba's import and set-up (0.8-1.5 s of CPU) done once, here: the reader child
+    # that fuse forks inherits them instead of paying them again
+    _preload.start_compiler()
     try:
         result = _fuser(args)(
             frames,

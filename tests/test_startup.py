@@ -1,0 +1,176 @@
+"""Start-up: what `import convstack` and the command line load, and the compiler started
+before `fuse` forks its reader child (issue 13)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convstack.cli import main
+
+
+def run_python(code: str) -> str:
+    """Run ``code`` in a fresh interpreter; its stdout (a failure shows its stderr)."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_import_and_help_do_not_load_numba() -> None:
+    out = run_python(
+        """
+        import contextlib, io, sys
+        import convstack
+        print("numba" in sys.modules)
+        from convstack.cli import main
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+            main(["--help"])
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):
+            main(["fuse", "--help"])
+        print("numba" in sys.modules)
+        """
+    )
+    assert out.split() == ["False", "False"]
+
+
+def test_start_compiler_loads_numba_once() -> None:
+    out = run_python(
+        """
+        import sys, time
+        from convstack import _preload
+        print("numba" in sys.modules)
+        _preload.start_compiler()
+        print("numba" in sys.modules)
+        started = time.perf_counter()
+        _preload.start_compiler()
+        print(time.perf_counter() - started < 0.1)
+        """
+    )
+    assert out.split() == ["False", "True", "True"]
+
+
+def test_a_child_forked_after_start_compiler_computes_right() -> None:
+    """The child inherits the parent's compiler: its kernels (one it never called in
+    the parent) give the loop's numbers and see NaN."""
+    out = run_python(
+        """
+        import os, pickle
+        import numpy as np
+        from convstack import _preload, correlate
+        from convstack._nonfinite import has_nonfinite
+        from convstack.stack.forked import can_fork
+        if not can_fork():
+            print("skip"); raise SystemExit
+        _preload.start_compiler()
+        image = np.random.default_rng(3).random((50, 41)).astype(np.float32)
+        kernel = np.array([[1, 2, 0], [0, -1, 3], [2, 0, 1]], np.float32)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            bad = np.ones(100_000, np.float32)
+            bad[77_777] = np.nan
+            good = np.ones(100_000, np.float32)
+            result = (correlate(image, kernel, mode="nearest", method="direct"),
+                      has_nonfinite(bad), has_nonfinite(good))
+            with os.fdopen(write, "wb") as f:
+                pickle.dump(result, f)
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read, "rb") as f:
+            got, bad, good = pickle.load(f)
+        os.waitpid(pid, 0)
+        padded = np.pad(image.astype(np.float64), 1, mode="edge")
+        expected = np.zeros(image.shape)
+        for r in range(image.shape[0]):
+            for c in range(image.shape[1]):
+                expected[r, c] = (padded[r:r + 3, c:c + 3] * kernel).sum()
+        print(np.abs(got - expected).max() < 1e-5, bad, good)
+        """
+    )
+    if out.strip() == "skip":
+        pytest.skip("no fork here")
+    assert out.split() == ["True", "True", "False"]
+
+
+def write_stack(folder: Path, count: int = 4) -> Path:
+    """``count`` RGB frames: crops of one textured image, each shifted by a pixel and
+    blurred differently in its halves (so registration and the merge both work)."""
+    rng = np.random.default_rng(7)
+    base = rng.random((70, 90, 3))
+    for _ in range(3):  # smooth it a little: registration needs gradients
+        base = (base + np.roll(base, 1, 0) + np.roll(base, 1, 1)) / 3
+    folder.mkdir()
+    for i in range(count):
+        frame = base[i : i + 60, i : i + 80].copy()
+        side = slice(0, 40) if i % 2 else slice(40, 80)
+        frame[:, side] = (frame[:, side] + np.roll(frame[:, side], 1, 1)) / 2
+        Image.fromarray(np.rint(frame * 255).astype(np.uint8)).save(folder / f"f{i}.png")
+    return folder
+
+
+def test_fuse_gives_the_same_bits_with_the_compiler_started_before_the_fork(
+    tmp_path: Path,
+) -> None:
+    """`fuse` (which forks its reader for more than two frames) in two fresh processes,
+    one started cold and one after ``start_compiler``: identical results."""
+    folder = write_stack(tmp_path / "in")
+    code = """
+        import sys
+        import numpy as np
+        from pathlib import Path
+        from convstack import _preload
+        from convstack.stack import fuse
+        from convstack.stack.forked import can_fork
+        if sys.argv[2] == "1":
+            _preload.start_compiler()
+        frames = sorted(Path(sys.argv[1]).glob("*.png"))
+        result = fuse(frames, align="similarity")
+        np.save(sys.argv[3], np.stack([result.image.astype(np.float64),
+                                       np.repeat(result.depth[..., None], 3, axis=2)]))
+        print(can_fork())
+        """
+    outputs = []
+    for started in ("0", "1"):
+        target = tmp_path / f"out{started}.npy"
+        result = subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code), str(folder), started, str(target)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, result.stderr
+        outputs.append(np.load(target))
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    assert outputs[0][0].std() > 0  # a real image, not a constant
+
+
+def test_fuse_command_starts_the_compiler_before_fuse_and_not_on_a_user_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from convstack import _preload
+    from convstack.cli import _fuse
+
+    calls: list[str] = []
+    monkeypatch.setattr(_preload, "start_compiler", lambda: calls.append("compiler"))
+    real_fuse = _fuse.fuse
+
+    def fuse(*args: object, **kwargs: object) -> object:
+        calls.append("fuse")
+        return real_fuse(*args, **kwargs)
+
+    monkeypatch.setattr(_fuse, "fuse", fuse)
+    folder = write_stack(tmp_path / "in", count=3)
+    out = tmp_path / "out.png"
+    assert main(["fuse", str(folder), "-o", str(out), "--quiet"]) == 0
+    assert calls == ["compiler", "fuse"]
+    calls.clear()
+    assert main(["fuse", str(folder), "-o", str(out), "--quiet"]) == 1  # exists: refused
+    assert "exists" in capsys.readouterr().err
+    assert calls == []
