@@ -586,3 +586,41 @@ def test_engine_nonfinite_in_channels_and_1d(method):
     np.testing.assert_array_equal(np.isneginf(out), np.isneginf(expected))
     finite = np.isfinite(expected)
     np.testing.assert_allclose(out[finite], expected[finite])
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [0, 3])
+@pytest.mark.parametrize("size_sigma", [(5, 0.0), (11, 0.12)])
+def test_gaussian_nonfinite_at_borders_and_strip_edges(
+    mode, dtype, channels, size_sigma, monkeypatch
+):
+    # gaussian_blur's separable rows find NaN/inf themselves (no scan first): one sample
+    # on each border row and column and on the rows where the filters' strips meet.
+    # sigma 0.12 makes the outer taps exactly 0 (inf there is NaN by the rule; the
+    # rows skip zero taps, so only the rule's overwrite gets it right)
+    from convstack import _methods
+
+    monkeypatch.setattr(_methods, "THREAD_MIN_WORK", 0)  # strips of 2**18 bytes: 3 here
+    size, sigma = size_sigma
+    step = (1 << 18) // (9 * max(channels, 1) * np.dtype(dtype).itemsize * (2 * size + 2))
+    n = 3 * step - 5
+    shape = (n, 9) + ((channels,) if channels else ())
+    base = np.random.default_rng(11).random(shape).astype(dtype)
+    taps = cv2.getGaussianKernel(size, sigma).ravel()  # OpenCV's taps
+    kernel = np.outer(taps, taps)
+    rows = sorted(
+        {0, 1, 2, n - 3, n - 2, n - 1} | {s + d for s in (step, 2 * step) for d in (-3, 0, 2)}
+    )
+    for index, (r, c) in enumerate((r, c) for r in rows for c in (0, 1, 4, 7, 8)):
+        image = base.copy()
+        image[r, c] = (np.nan, np.inf, -np.inf)[index % 3]
+        result = filters.gaussian_blur(image, size, sigma, mode=mode)
+        planes = [image] if not channels else [image[..., k] for k in range(channels)]
+        outs = [result] if not channels else [result[..., k] for k in range(channels)]
+        for plane, got in zip(planes, outs, strict=True):
+            expected = _ieee_taps(plane, kernel, mode)
+            for test in (np.isnan, np.isposinf, np.isneginf):
+                np.testing.assert_array_equal(test(got), test(expected), err_msg=f"{r, c}")
+            finite = np.isfinite(expected)
+            np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-5, atol=1e-6)

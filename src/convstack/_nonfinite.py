@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["finite_copy", "has_nonfinite", "overwrite", "run_filter"]
+__all__ = ["finite_copy", "has_nonfinite", "overwrite", "run_filter", "run_local_filter"]
 
 Shape = tuple[int, ...]
 Pads = tuple[tuple[int, int], ...]
@@ -248,6 +248,39 @@ def run_filter(
         finally:
             _KNOWN_FINITE.reset(token)
     result = compute(finite_copy(array))
+    _footprint_rule(array, result, kernel, mode)
+    return result
+
+
+def run_local_filter(
+    array: NDArray[Any],
+    kernel: NDArray[Any] | Callable[[], NDArray[Any]],
+    mode: str,
+    compute: Callable[[NDArray[Any], list[bool]], NDArray[Any]],
+) -> NDArray[Any]:
+    """:func:`run_filter` for a ``compute`` that finds non-finite samples itself.
+
+    ``compute(image, found)`` must read, for each output, only the samples of its
+    footprint (the engine's direct and separable rows do), and append to ``found``
+    whether it met a NaN or an infinity (the rows test each image row as they first
+    read it). It runs on the image as it is, with no separate scan; the outputs whose
+    footprint holds a non-finite sample then get their IEEE value from
+    :func:`overwrite`, the others are already what the finite path gives.
+    """
+    found: list[bool] = []
+    result = compute(array, found)
+    if any(found):
+        _footprint_rule(array, result, kernel, mode)
+    return result
+
+
+def _footprint_rule(
+    array: NDArray[Any],
+    result: NDArray[Any],
+    kernel: NDArray[Any] | Callable[[], NDArray[Any]],
+    mode: str,
+) -> None:
+    """Overwrite the outputs of a channel-last filter whose footprint holds a non-finite."""
     if callable(kernel):
         kernel = kernel()
     work = array[None] if array.ndim == 2 else np.moveaxis(array, 2, 0)
@@ -263,4 +296,3 @@ def run_filter(
     weights = np.asarray(kernel, dtype=np.float64)
     ones = (1,) * kernel.ndim
     overwrite(target, work, Border(pads, mode, fill), weights, ones, ones)
-    return result

@@ -31,7 +31,8 @@ def _fill(array: NDArray[Any], mode: str, dtype: Any) -> tuple[str, NDArray[Any]
     channels = array.shape[2] if array.ndim == 3 else 1
     if mode != "mean":
         return mode, np.zeros(channels, dtype=dtype)
-    means = array.reshape(-1, channels).mean(axis=0, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf: the caller's rule
+        means = array.reshape(-1, channels).mean(axis=0, dtype=np.float64)
     if array.dtype.kind in "ui":
         means = means.astype(array.dtype)
     return "constant", means.astype(dtype)
@@ -46,6 +47,7 @@ def separable_filter(
     out: NDArray[Any] | None = None,
     bias: float = 0.0,
     scale: float = 1.0,
+    found: list[bool] | None = None,
 ) -> NDArray[Any]:
     """``sum(correlate(array, outer(ky, kx)) for kx, ky in terms)``, same shape.
 
@@ -54,7 +56,8 @@ def separable_filter(
     (and, without ``out``, the result's dtype); with ``out``, each result is
     ``(sum + bias) * scale`` cast to ``out``'s dtype (see
     :func:`convstack._methods.separable_rows`). Rows are split over the filters'
-    thread pool.
+    thread pool. With a ``found`` list, float rows are tested for NaN/inf as they are
+    read and each strip appends whether it met one.
     """
     dtype = np.dtype(dtype)
     rows, cols = array.shape[0], array.shape[1]
@@ -65,7 +68,9 @@ def separable_filter(
     engine_mode, fill = _fill(array, mode, dtype)
     border = Border(((ny // 2, ny // 2), (nx // 2, nx // 2)), engine_mode, fill)
     result = np.empty(image.shape, dtype=dtype) if out is None else out.reshape(image.shape)
-    run_rows = separable_rows(image, border, pairs, (1, 1), (1, 1), result, bias=bias, scale=scale)
+    run_rows = separable_rows(
+        image, border, pairs, (1, 1), (1, 1), result, bias=bias, scale=scale, found=found
+    )
     row_bytes = image.shape[1] * image.shape[2] * dtype.itemsize * (nx + ny + 2)
     # about two strips per pool thread (three or more strips go on the pool), one
     # strip on the calling thread when the taps are too few to pay for hand-offs

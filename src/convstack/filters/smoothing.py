@@ -11,7 +11,7 @@ from numpy.typing import ArrayLike, NDArray
 from .. import _lazy, kernels
 from .. import _validate as v
 from .._modes import border_indices
-from .._nonfinite import has_nonfinite, run_filter
+from .._nonfinite import has_nonfinite, run_filter, run_local_filter
 from ..limits import check_memory
 from ._dtype import check_image, check_mode, pad_image, saturate, strips
 from ._separable import separable_filter
@@ -314,10 +314,10 @@ def gaussian_blur(
         return array.copy()
     if array.dtype.kind == "f":
 
-        def compute(a: NDArray[Any]) -> NDArray[Any]:
-            return separable_filter(a, [(kx, ky)], mode, a.dtype)
+        def compute(a: NDArray[Any], found: list[bool]) -> NDArray[Any]:
+            return separable_filter(a, [(kx, ky)], mode, a.dtype, found=found)
 
-        return run_filter(array, lambda: np.outer(ky, kx), mode, compute)
+        return run_local_filter(array, lambda: np.outer(ky, kx), mode, compute)
     if array.dtype in (np.uint8, np.uint16):
         bits = 8 * array.dtype.itemsize
         return _gaussian_exact(array, _fixed_point(kx, bits), _fixed_point(ky, bits), mode, bits)
