@@ -1,12 +1,12 @@
 """The command's own process keeps the memory it frees (glibc's allocator, tuned once).
 
-By default glibc returns every block over 32 MiB to the system when it is freed
-(``mmap``/``munmap``), so each new frame-sized NumPy temporary comes back as fresh
-pages that the kernel must fault in and zero: on the PCB set (3 MP colour frames)
-a new-array addition took 5.0 ms against 1.3 ms into memory already touched, and a
-whole ``convstack fuse`` 2.36 -> 2.20 s with the allocator kept from doing that
-(peak RSS 612 -> 619 MB). The library does not touch the allocator of a process it
-is imported into; only the ``convstack`` command does, for itself.
+glibc gives large blocks (from 32 MiB at the latest, its highest mmap threshold) a
+mapping of their own and unmaps them when they are freed, so each new frame-sized NumPy
+temporary comes back as fresh pages that the kernel must fault in and zero, for every
+frame again. Served from a heap that keeps what is freed, the temporaries land in pages
+already touched, for a slightly higher peak of resident memory. The library does not
+touch the allocator of a process it is imported into; only the ``convstack`` command
+does, for itself.
 """
 
 from __future__ import annotations
