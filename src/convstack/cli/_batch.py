@@ -95,7 +95,7 @@ def _merge_option_names() -> list[str]:
     """The destinations of fuse's merge options (whatever fuse declares there)."""
     probe = argparse.ArgumentParser(add_help=False)
     _fuse.add_merge_options(probe)
-    return [action.dest for action in probe._actions]
+    return list(vars(probe.parse_args([])))  # every option has a default
 
 
 @dataclass(frozen=True)
