@@ -232,7 +232,8 @@ def test_focus_channel_decides_for_every_channel(dtype, channels):
         assert image.dtype == np.dtype(dtype) and image.shape == frames[0].shape
         scores[choice] = [psnr(sharp[..., c], image[..., c], data_range=top) for c in (0, 1)]
     # channel c fuses sharp when focus is decided on it, soft when on the other one
-    assert scores[0][0] > scores[1][0] + 5 and scores[1][1] > scores[0][1] + 5, scores
+    # (measured: 23.5-27.5 dB apart over the three cases)
+    assert scores[0][0] > scores[1][0] + 22.5 and scores[1][1] > scores[0][1] + 22.5, scores
     weights = [1.0] + [0.0] * (channels - 1)
     np.testing.assert_array_equal(
         fuse(frames, align="none", focus_channel=weights).image,
