@@ -292,3 +292,22 @@ def test_snap_depth_steps_input_unchanged_and_errors() -> None:
         D.snap_depth_steps(depth, image, count=4, smooth=-0.5)
     with pytest.raises(ValueError, match="`stride` must be an int >= 1; got 0"):
         D.snap_depth_steps(depth, image, count=4, stride=0)
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_snap_moves_a_grown_step_onto_the_edge(half: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a textured far side (frame 5) and a flat near side (frame 0) whose depth has grown
+    # 4 px past the true edge at column 40; maps of 1 MP and more take the path on
+    # the grid decimated by two (forced here on a small map)
+    if half:
+        monkeypatch.setattr(D, "_HALF_VOTE_PIXELS", 100)
+    rng = np.random.default_rng(3)
+    image = np.empty((48, 80, 3), np.float32)
+    image[:, :40] = 0.3 + 0.1 * rng.random((48, 40, 1))
+    image[:, 40:] = 0.8
+    depth = np.zeros((48, 80), np.float32)
+    depth[:, :36] = 5.0
+    snapped = D.snap_depth_steps(depth, image, count=6)
+    columns = np.flatnonzero(np.median(snapped, axis=0) < 2.5)
+    assert abs(int(columns[0]) - 40) <= (1 if half else 0)
+    assert columns[-1] == 79
