@@ -100,17 +100,18 @@ def test_a_child_forked_after_start_compiler_computes_right() -> None:
     assert out.split() == ["True", "True", "False"]
 
 
-def write_stack(folder: Path, count: int = 4) -> Path:
-    """``count`` RGB frames: crops of one textured image, each shifted by a pixel and
-    blurred differently in its halves (so registration and the merge both work)."""
+def write_stack(folder: Path, count: int = 4, shape: tuple[int, int] = (60, 80)) -> Path:
+    """``count`` RGB frames of ``shape``: crops of one textured image, each shifted by
+    a pixel and blurred differently in its halves (registration and merge both work)."""
+    rows, cols = shape
     rng = np.random.default_rng(7)
-    base = rng.random((70, 90, 3))
+    base = rng.random((rows + count, cols + count, 3))
     for _ in range(3):  # smooth it a little: registration needs gradients
         base = (base + np.roll(base, 1, 0) + np.roll(base, 1, 1)) / 3
     folder.mkdir()
     for i in range(count):
-        frame = base[i : i + 60, i : i + 80].copy()
-        side = slice(0, 40) if i % 2 else slice(40, 80)
+        frame = base[i : i + rows, i : i + cols].copy()
+        side = slice(0, cols // 2) if i % 2 else slice(cols // 2, cols)
         frame[:, side] = (frame[:, side] + np.roll(frame[:, side], 1, 1)) / 2
         Image.fromarray(np.rint(frame * 255).astype(np.uint8)).save(folder / f"f{i}.png")
     return folder
@@ -158,7 +159,7 @@ def test_fuse_command_starts_the_compiler_before_fuse_and_not_on_a_user_error(
     from convstack.cli import _fuse
 
     calls: list[str] = []
-    monkeypatch.setattr(_preload, "start_compiler", lambda: calls.append("compiler"))
+    monkeypatch.setattr(_preload, "load_fuse_kernels", lambda warp: calls.append(f"warp={warp}"))
     real_fuse = _fuse.fuse
 
     def fuse(*args: object, **kwargs: object) -> object:
@@ -169,8 +170,61 @@ def test_fuse_command_starts_the_compiler_before_fuse_and_not_on_a_user_error(
     folder = write_stack(tmp_path / "in", count=3)
     out = tmp_path / "out.png"
     assert main(["fuse", str(folder), "-o", str(out), "--quiet"]) == 0
-    assert calls == ["compiler", "fuse"]
+    assert calls == ["warp=True", "fuse"]
+    calls.clear()
+    out.unlink()
+    assert main(["fuse", str(folder), "-o", str(out), "--quiet", "--align", "none"]) == 0
+    assert calls == ["warp=False", "fuse"]
     calls.clear()
     assert main(["fuse", str(folder), "-o", str(out), "--quiet"]) == 1  # exists: refused
     assert "exists" in capsys.readouterr().err
     assert calls == []
+
+
+SIGNATURES = """
+    import sys
+    def signatures():
+        found = set()
+        for name, module in list(sys.modules.items()):
+            if name.startswith("convstack._k_"):
+                for attr, obj in vars(module).items():
+                    if hasattr(obj, "py_func") and hasattr(obj, "signatures"):
+                        found |= {f"{attr}{[str(t) for t in s]}" for s in obj.signatures}
+        return found
+"""
+
+
+@pytest.mark.parametrize("grey", [False, True])
+@pytest.mark.parametrize("align", ["similarity", "none"])
+def test_load_fuse_kernels_loads_only_signatures_fuse_calls(
+    tmp_path: Path, grey: bool, align: str
+) -> None:
+    """Every kernel signature loaded before the fork is one that fuse calls itself
+    (on a cold cache a stray one would compile for seconds, for nothing); fuse in one
+    process (CONVSTACK_FORK=0) so that all its calls are seen."""
+    folder = write_stack(tmp_path / "in")
+    if grey:
+        for path in folder.glob("*.png"):
+            Image.open(path).convert("L").save(path)
+    fused = run_python(
+        SIGNATURES
+        + f"""
+    import os
+    os.environ["CONVSTACK_FORK"] = "0"
+    from pathlib import Path
+    from convstack.stack import fuse
+    fuse(sorted(Path({str(folder)!r}).glob("*.png")), align={align!r})
+    print("\\n".join(sorted(signatures())))
+    """
+    ).splitlines()
+    loaded = run_python(
+        SIGNATURES
+        + f"""
+    from convstack import _preload
+    _preload.load_fuse_kernels(warp={align != "none"})
+    print("\\n".join(sorted(signatures())))
+    """
+    ).splitlines()
+    assert any(s.startswith("correlate_rows") for s in loaded)
+    assert any(s.startswith("cubic_rows") for s in loaded) == (align != "none")
+    assert set(loaded) <= set(fused)

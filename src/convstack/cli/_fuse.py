@@ -223,9 +223,9 @@ def run(args: argparse.Namespace) -> int:
         on_step = _keep_frames(strokes, retouch_frames, on_step)
     # the frames not trusted are printed here, not by logging's last-resort handler
     logging.getLogger("convstack.stack.pipeline").addHandler(logging.NullHandler())
-    # numba's import and set-up (0.8-1.5 s of CPU) done once, here: the reader child
-    # that fuse forks inherits them instead of paying them again
-    _preload.start_compiler()
+    # numba's import and set-up (0.8-1.5 s of CPU) and the kernels both processes
+    # call, done once, here: the reader child that fuse forks inherits them
+    _preload.load_fuse_kernels(warp=args.align != "none")
     try:
         result = _fuser(args)(
             frames,
