@@ -311,8 +311,8 @@ def test_strips_hold_no_full_size_temporary() -> None:
     whole = peaks(WholeFrame())
     strips = peaks(F.PyramidAccumulator(strip_rows=32))
     assert whole[0] > 2 * frame_bytes and whole[1] > 2 * frame_bytes  # the oracle does
-    # measured 0.25 and 0.65 of a frame here (strips of 32 rows + halos, of 512 rows)
-    assert strips[0] < 0.4 * frame_bytes  # one strip's levels, level 3 of the frame
+    # measured 0.42 and 0.65 of a frame here (strips of 32 rows + halos, of 512 rows)
+    assert strips[0] < 0.6 * frame_bytes  # two strips' levels, level 3 of the frame
     assert strips[1] < 0.8 * frame_bytes  # image levels 1-2 (1/4 + 1/16), one strip
 
 

@@ -200,7 +200,7 @@ def soft_merge_rows(
     whole: int,
     start: int,
     stop: int,
-    offset: int,
+    offset: int = 0,
 ) -> None:
     """Rows ``start:stop`` of one soft pyramid level taking in a frame, in place.
 

@@ -44,6 +44,7 @@ from ..convolve import correlate
 from .sharpness import to_unit_float
 from .strips import (
     STRIP_LEVEL,
+    STRIP_WORKERS,
     expand_source,
     level_sizes,
     reduce_source,
@@ -150,13 +151,25 @@ def _as_planes(image: F32, axes: tuple[int, int]) -> F32 | None:
     return planes[None] if planes.ndim == 2 else planes
 
 
-def _in_strips(out: F32, work: Any) -> None:
+def _plane_groups(image: F32, axes: tuple[int, int]) -> list[F32] | None:
+    """:func:`_as_planes` as a list of C-contiguous (planes, rows, cols) arrays, in
+    order: a strip of rows of a planar array is one view per plane (each plane's rows
+    are contiguous), not a copy."""
+    split = image.ndim == 3 and tuple(axes) == (1, 2) and image.dtype == np.float32
+    if split and not image.flags.c_contiguous and all(p.flags.c_contiguous for p in image):
+        return [plane[None] for plane in image]
+    planes = _as_planes(image, axes)
+    return None if planes is None else [planes]
+
+
+def _in_strips(out: F32, work: Any, *, balanced: bool = False) -> None:
     """``work(start, stop)`` over strips of the rows of ``out`` (planes, rows, cols), on
-    the filters' thread pool when there are several."""
+    the filters' thread pool when there are several (``balanced``: at least one per
+    pool thread, for one plane of several done in turn)."""
     from ..filters._dtype import strips
 
     planes, rows, cols = out.shape
-    strips(rows, planes * cols * 4, work, target=_STRIP_BYTES)
+    strips(rows, planes * cols * 4, work, target=_STRIP_BYTES, balanced=balanced)
 
 
 def _reduce(
@@ -169,15 +182,26 @@ def _reduce(
     compiled loop (:func:`convstack._k_pyramid.reduce_rows`), the same numbers as the
     two :func:`decimate` passes that other arrays take.
     """
-    planes = _as_planes(image, axes)
-    if planes is None:
+    groups = _plane_groups(image, axes)
+    if groups is None:
         return decimate(decimate(image, axes[0], border), axes[1], border)
     from .. import _k_pyramid
 
-    count, rows, cols = planes.shape
+    rows, cols = groups[0].shape[1:]
+    count = sum(g.shape[0] for g in groups)
     out = np.empty((count, (rows + 1) // 2, (cols + 1) // 2), np.float32)
     edge = border == "edge"
-    _in_strips(out, lambda start, stop: _k_pyramid.reduce_rows(planes, out, start, stop, edge))
+    first = 0
+    for planes in groups:
+        part = out[first : first + planes.shape[0]]
+        first += planes.shape[0]
+        _in_strips(
+            part,
+            lambda start, stop, src=planes, dst=part: _k_pyramid.reduce_rows(
+                src, dst, start, stop, edge
+            ),
+            balanced=len(groups) > 1,
+        )
     return out if image.ndim == 3 else out[0]
 
 
@@ -266,10 +290,13 @@ def _expanded(
     """:func:`_expand`, then ``base + it`` (``sign`` 1) or ``base - it`` (-1), with
     ``base`` of the size ``shape``; one compiled loop for float32 rows and columns last
     (:func:`convstack._k_pyramid.expand_rows`), the same numbers as the NumPy passes."""
-    planes = _as_planes(image, axes)
+    groups = _plane_groups(image, axes) if base is None else None
+    planes = _as_planes(image, axes) if base is not None else None
     target = None if base is None else _as_planes(base, axes)
     rows, cols = shape[axes[0]], shape[axes[1]]
     n, m = image.shape[axes[0]], image.shape[axes[1]]
+    if groups is not None and rows in (2 * n - 1, 2 * n) and cols in (2 * m - 1, 2 * m):
+        return _expanded_groups(groups, rows, cols, image.ndim)
     if (
         planes is None
         or rows not in (2 * n - 1, 2 * n)
@@ -289,6 +316,26 @@ def _expanded(
         out, lambda start, stop: _k_pyramid.expand_rows(planes, source, sign, out, start, stop)
     )
     return out if image.ndim == 3 else out[0]
+
+
+def _expanded_groups(groups: list[F32], rows: int, cols: int, ndim: int) -> F32:
+    """:func:`_expand` of the planes of ``groups`` (:func:`_plane_groups`), compiled."""
+    from .. import _k_pyramid
+
+    count = sum(g.shape[0] for g in groups)
+    out = np.empty((count, rows, cols), np.float32)
+    first = 0
+    for planes in groups:
+        part = out[first : first + planes.shape[0]]
+        first += planes.shape[0]
+        _in_strips(
+            part,
+            lambda start, stop, src=planes, dst=part: _k_pyramid.expand_rows(
+                src, dst, 0, dst, start, stop
+            ),
+            balanced=len(groups) > 1,
+        )
+    return out if ndim == 3 else out[0]
 
 
 def _planar_luma(image: F32) -> F32:
@@ -343,12 +390,14 @@ def _soft_merge(
     scale: np.float32,
     power: float,
     offset: int = 0,
+    rows: tuple[int, int] | None = None,
 ) -> bool:
     """One soft level of :meth:`PyramidAccumulator.add` in one compiled pass
     (:func:`convstack._k_pyramid.soft_merge_rows`), ``top``, ``weight`` and ``total``
     updated in place; False (nothing done) unless ``power`` is a whole number in
     [1, 64] and every array float32 and C-contiguous. ``energy`` and ``band`` may be
-    a strip of the level, starting at its row ``offset``."""
+    a strip of the level, starting at its row ``offset``; ``rows``: only their rows
+    ``lo:hi`` (default: all)."""
     whole = int(power)
     arrays = (energy, band, top, weight, total)
     if whole != power or not 1 <= whole <= 64:
@@ -359,10 +408,11 @@ def _soft_merge(
 
     planes = band if band.ndim == 3 else band[None]
     sums = total if total.ndim == 3 else total[None]
+    lo, hi = (0, planes.shape[1]) if rows is None else rows
     _in_strips(
-        planes,
+        planes[:, lo:hi],
         lambda start, stop: _k_pyramid.soft_merge_rows(
-            energy, planes, top, weight, sums, scale, whole, start, stop, offset
+            energy, planes, top, weight, sums, scale, whole, start + lo, stop + lo, offset
         ),
     )
     return True
@@ -476,16 +526,18 @@ def _reduce_rows(level: F32, start: int, rows: int, lo: int, hi: int) -> F32:
 
 def _expand_rows(
     coarse: F32, start: int, coarse_rows: int, rows: int, lo: int, hi: int, cols: int
-) -> F32:
+) -> tuple[F32, int]:
     """Rows ``lo:hi`` of :func:`_expand` of a whole level to ``rows`` x ``cols``, exactly,
     from ``coarse``: rows ``start:`` of that level (``coarse_rows`` rows), holding the
-    rows :func:`convstack.stack.strips.expand_source` names. A new array (a view of it)."""
+    rows :func:`convstack.stack.strips.expand_source` names. Returns a new array and
+    the row of the whole expansion that is its first: it holds a few rows more on each
+    side of ``lo:hi``, which are not the whole expansion's."""
     j0, j1 = expand_source(lo, hi, coarse_rows)
     source = coarse[..., j0 - start : j1 - start, :]
     count = rows - 2 * j0 if j1 == coarse_rows else 2 * (j1 - j0)
     axes = (source.ndim - 2, source.ndim - 1)
     shape = source.shape[:-2] + (count, cols)
-    return _expand(source, shape, axes)[..., lo - 2 * j0 : hi - 2 * j0, :]
+    return _expand(source, shape, axes), 2 * j0
 
 
 def _as_frame(frame: ArrayLike, name: str) -> F32:
@@ -642,9 +694,11 @@ class DepthAccumulator:
         return self.total
 
 
-#: Bytes of one strip's temporaries for ``strip_rows='auto'``
-#: (:func:`convstack.stack.strips.rows_for_budget`).
-STRIP_BUDGET = 32 << 20
+#: Bytes of the strips' temporaries for ``strip_rows='auto'``
+#: (:func:`convstack.stack.strips.rows_for_budget`), with at least ``STRIP_MIN_ROWS``
+#: rows a strip (the halo, about 60 rows, is computed twice: its share stays small).
+STRIP_BUDGET = 64 << 20
+STRIP_MIN_ROWS = 128
 
 
 class PyramidAccumulator:
@@ -766,7 +820,7 @@ class PyramidAccumulator:
             return rows
         asked = self.strip_rows
         if asked == "auto":
-            asked = rows_for_budget(shape, STRIP_BUDGET)
+            asked = max(STRIP_MIN_ROWS, rows_for_budget(shape, STRIP_BUDGET))
         return strip_step(rows, int(asked), STRIP_LEVEL)
 
     def add(self, index: int, frame: F32) -> None:
@@ -796,8 +850,17 @@ class PyramidAccumulator:
         if first:
             self._allocate(frame.shape[:-2], sizes, split)
         coarse = np.empty(frame.shape[:-2] + (sizes[0][split], sizes[1][split]), np.float32)
-        for start in range(0, rows, step):
-            self._add_strip(frame, start, min(rows, start + step), sizes, split, coarse, first)
+        starts = range(0, rows, step)
+        with ThreadPoolExecutor(max_workers=min(STRIP_WORKERS, len(starts))) as pool:
+            # strips own disjoint rows of every array they write: they run side by side
+            tasks = [
+                pool.submit(
+                    self._add_strip, frame, a, min(rows, a + step), sizes, split, coarse, first
+                )
+                for a in starts
+            ]
+            for task in tasks:
+                task.result()
         if first:
             self._first_taus(split, step)
         self._add_levels(index, coarse, split, first)
@@ -862,43 +925,49 @@ class PyramidAccumulator:
         for k in range(split):
             a, b = owns[k]
             band_lo, band_hi = max(0, a - 2), min(rows[k], b + 2)
-            offset = needs[k][0]
-            band = _expand_rows(
+            # the band on the rows the expansion makes (the few beyond band_lo:band_hi
+            # are not the level's): contiguous, so no copy on the way to the merge
+            band, row0 = _expand_rows(
                 gauss[k + 1], needs[k + 1][0], rows[k + 1], rows[k], band_lo, band_hi, cols[k]
             )
-            np.subtract(gauss[k][..., band_lo - offset : band_hi - offset, :], band, out=band)
-            energy = _blur5(self._squared(band))[a - band_lo : b - band_lo]
-            self._merge(k, a, b, energy, band[..., a - band_lo : b - band_lo, :], first)
+            offset = row0 - needs[k][0]
+            level = gauss[k][..., offset : offset + band.shape[-2], :]
+            np.subtract(level, band, out=band)
+            self._merge(k, row0, a, b, _blur5(self._squared(band)), band, first)
 
-    def _merge(self, k: int, a: int, b: int, energy: F32, band: F32, first: bool) -> None:
-        """Merge a strip's ``band`` and ``energy`` into rows ``a:b`` of level ``k``."""
+    def _merge(
+        self, k: int, row0: int, a: int, b: int, energy: F32, band: F32, first: bool
+    ) -> None:
+        """Merge rows ``a:b`` of level ``k`` from ``band`` and ``energy``, whose first
+        row is the level's row ``row0`` (exact on rows ``a:b`` at least)."""
         assert self.bands is not None and self.energy is not None
         total, top = self.bands[k][..., a:b, :], self.energy[k][a:b]
+        mine = slice(a - row0, b - row0)
         if first:  # raw energy: the soft levels' tau needs the whole level first
-            total[...] = band
-            top[...] = energy
+            total[...] = band[..., mine, :]
+            top[...] = energy[mine]
             return
         if k >= self.soft_levels:
-            better = energy > top
-            np.maximum(top, energy, out=top)
-            np.copyto(total, band, where=better)
+            better = energy[mine] > top
+            np.maximum(top, energy[mine], out=top)
+            np.copyto(total, band[..., mine, :], where=better)
             return
         scale = np.float32(1.0 / self.tau[k])
-        planes = np.ascontiguousarray(band)
-        whole_energy = np.ascontiguousarray(energy)
         if _soft_merge(
-            whole_energy,
-            planes,
+            energy,
+            band,
             self.energy[k],
             self.weight[k],
             self.bands[k],
             scale,
             self.power,
-            a,
+            row0,
+            (mine.start, mine.stop),
         ):
             return
         weight = self.weight[k][a:b]
-        base = whole_energy
+        planes = band[..., mine, :]
+        base = energy[mine]
         base *= scale
         base += np.float32(1.0)
         largest = np.maximum(top, base)
@@ -976,7 +1045,7 @@ class PyramidAccumulator:
             # whatever the ratios. Powers of ratios rather than exponentials of
             # log-weights: NumPy's float32 log1p and exp are scalar code on CPUs
             # without AVX-512 (log1p alone took 55 ms on a 3 MP level there)
-            self._merge(k, 0, band.shape[-2], energy, band, False)
+            self._merge(k, 0, 0, band.shape[-2], energy, band, False)
         base = bands[-1]  # the frame itself when there is one level: keep a copy
         keep = offset == 0 and np.may_share_memory(base, image)
         self.bases[index] = base.copy() if keep else base
@@ -1001,8 +1070,9 @@ class PyramidAccumulator:
         rows = shape[-2]
         for a in range(0, rows, step):
             b = min(rows, a + step)
-            value = _expand_rows(coarser, 0, coarser.shape[-2], rows, a, b, shape[-1])
-            np.add(self._detail(k, a, b), value, out=out[..., a:b, :])
+            value, row0 = _expand_rows(coarser, 0, coarser.shape[-2], rows, a, b, shape[-1])
+            mine = value[..., a - row0 : b - row0, :]
+            np.add(self._detail(k, a, b), mine, out=out[..., a:b, :])
         return out
 
     def result(self, depth: F32 | None = None, dtype: Any = None) -> NDArray[Any]:
@@ -1067,7 +1137,8 @@ class PyramidAccumulator:
                 b = min(rows, a + step)
                 lo, hi = max(0, a - halo), min(rows, b + halo)
                 if self.bands:
-                    image = _expand_rows(current, 0, current.shape[-2], rows, lo, hi, cols)
+                    value, row0 = _expand_rows(current, 0, current.shape[-2], rows, lo, hi, cols)
+                    image = value[..., lo - row0 : hi - row0, :]
                     np.add(self._detail(0, lo, hi), image, out=image)
                 else:  # one level: the base is the image
                     image = current[..., lo:hi, :]
