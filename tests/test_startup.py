@@ -228,3 +228,36 @@ def test_load_fuse_kernels_loads_only_signatures_fuse_calls(
     assert any(s.startswith("correlate_rows") for s in loaded)
     assert any(s.startswith("cubic_rows") for s in loaded) == (align != "none")
     assert set(loaded) <= set(fused)
+
+
+def test_in_background_runs_in_a_thread_and_raises_its_error_in_the_caller() -> None:
+    import threading
+
+    from convstack import _preload
+
+    seen: list[str] = []
+    wait = _preload.in_background(lambda: seen.append(threading.current_thread().name))
+    wait()
+    assert seen == ["convstack-preload"]
+
+    def fail() -> None:
+        raise ValueError("`x` must be >= 0; got -1.")
+
+    wait = _preload.in_background(fail)
+    with pytest.raises(ValueError, match="`x` must be >= 0"):
+        wait()
+    assert not any(t.name == "convstack-preload" for t in threading.enumerate())
+
+
+def test_demo_scores_a_frame_warped_into_planes_as_into_pixels() -> None:
+    """The demo warps frames for its scores into planar frames (the kernel signature
+    fuse compiles already): the same numbers as the default interleaved output."""
+    from convstack.cli import _demo
+    from convstack.warp import warp
+
+    frame = np.random.default_rng(5).random((40, 50, 3)).astype(np.float32)
+    matrix = np.array([[1.001, 0.003, 0.7], [-0.003, 1.001, -1.2], [0.0, 0.0, 1.0]])
+    planar = _demo._planar(frame.shape)
+    assert np.moveaxis(planar, -1, 0).flags.c_contiguous
+    warp(frame, matrix, order=3, out=planar)
+    np.testing.assert_array_equal(planar, warp(frame, matrix, order=3))

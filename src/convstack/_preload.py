@@ -21,9 +21,12 @@ Called by the command line (``convstack fuse``), never at ``import convstack``.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+
 import numpy as np
 
-__all__ = ["load_fuse_kernels", "start_compiler"]
+__all__ = ["in_background", "load_fuse_kernels", "start_compiler"]
 
 
 def start_compiler() -> None:
@@ -65,3 +68,30 @@ def load_fuse_kernels(*, warp: bool = True) -> None:
         moved = np.array([[1.0, 0.01, 0.5], [-0.01, 1.0, 0.25], [0.0, 0.0, 1.0]])
         tiny = np.zeros((16, 16, 3), dtype=np.float32)
         warp_image(tiny, moved, order=3, mode="nearest", out=planar)
+
+
+def in_background(function: Callable[[], None]) -> Callable[[], None]:
+    """Run ``function`` in a thread of its own; return the function that waits for it
+    and raises again what it raised.
+
+    For kernels loaded or compiled while the caller does other work (numba releases
+    the GIL in LLVM's passes, NumPy in its loops). Wait before anything forks: a
+    child forked while a compile runs would inherit numba's compiler lock held.
+    """
+    failed: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            function()
+        except BaseException as exc:  # raised again in the caller's thread
+            failed.append(exc)
+
+    thread = threading.Thread(target=target, name="convstack-preload", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    return wait
