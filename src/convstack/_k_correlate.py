@@ -50,9 +50,103 @@ def _check_rows(flat: Any, rmap: Any, p_next: int, p_first: int, p_last: int) ->
     return False, p
 
 
-@kernel(fastmath={"contract"}, inline="always")
-def _sum_taps(dst: Any, src: Any, ws: Any, rs: Any, offs: Any, n: int, lo: int, m: int) -> None:
-    """``dst[x] += sum_t ws[t] * src[rs[t], lo + offs[t] + x]`` for ``x < m``, ``t < n``.
+@kernel(fastmath={"contract"})
+def _pass8(
+    dst: Any, src: Any, ws: Any, rs: Any, offs: Any, t: int, lo: int, m: int, init: bool
+) -> None:
+    """``dst[x] (+)= sum of taps t .. t+7`` in tap order; ``init``: from 0, not ``dst``."""
+    w0, s0 = ws[t], src[rs[t], lo + offs[t] : lo + offs[t] + m]
+    w1, s1 = ws[t + 1], src[rs[t + 1], lo + offs[t + 1] : lo + offs[t + 1] + m]
+    w2, s2 = ws[t + 2], src[rs[t + 2], lo + offs[t + 2] : lo + offs[t + 2] + m]
+    w3, s3 = ws[t + 3], src[rs[t + 3], lo + offs[t + 3] : lo + offs[t + 3] + m]
+    w4, s4 = ws[t + 4], src[rs[t + 4], lo + offs[t + 4] : lo + offs[t + 4] + m]
+    w5, s5 = ws[t + 5], src[rs[t + 5], lo + offs[t + 5] : lo + offs[t + 5] + m]
+    w6, s6 = ws[t + 6], src[rs[t + 6], lo + offs[t + 6] : lo + offs[t + 6] + m]
+    w7, s7 = ws[t + 7], src[rs[t + 7], lo + offs[t + 7] : lo + offs[t + 7] + m]
+    if init:
+        zero = dst.dtype.type(0)
+        for x in range(m):
+            v = zero + w0 * s0[x]  # not folded (no nsz flag): rounds as 0 + w0*s0 did
+            v += w1 * s1[x]
+            v += w2 * s2[x]
+            v += w3 * s3[x]
+            v += w4 * s4[x]
+            v += w5 * s5[x]
+            v += w6 * s6[x]
+            dst[x] = v + w7 * s7[x]
+    else:
+        for x in range(m):
+            v = dst[x] + w0 * s0[x]
+            v += w1 * s1[x]
+            v += w2 * s2[x]
+            v += w3 * s3[x]
+            v += w4 * s4[x]
+            v += w5 * s5[x]
+            v += w6 * s6[x]
+            dst[x] = v + w7 * s7[x]
+
+
+@kernel(fastmath={"contract"})
+def _pass4(
+    dst: Any, src: Any, ws: Any, rs: Any, offs: Any, t: int, lo: int, m: int, init: bool
+) -> None:
+    """As :func:`_pass8` for taps t .. t+3."""
+    w0, s0 = ws[t], src[rs[t], lo + offs[t] : lo + offs[t] + m]
+    w1, s1 = ws[t + 1], src[rs[t + 1], lo + offs[t + 1] : lo + offs[t + 1] + m]
+    w2, s2 = ws[t + 2], src[rs[t + 2], lo + offs[t + 2] : lo + offs[t + 2] + m]
+    w3, s3 = ws[t + 3], src[rs[t + 3], lo + offs[t + 3] : lo + offs[t + 3] + m]
+    if init:
+        zero = dst.dtype.type(0)
+        for x in range(m):
+            v = zero + w0 * s0[x]
+            v += w1 * s1[x]
+            v += w2 * s2[x]
+            dst[x] = v + w3 * s3[x]
+    else:
+        for x in range(m):
+            v = dst[x] + w0 * s0[x]
+            v += w1 * s1[x]
+            v += w2 * s2[x]
+            dst[x] = v + w3 * s3[x]
+
+
+@kernel(fastmath={"contract"})
+def _pass2(
+    dst: Any, src: Any, ws: Any, rs: Any, offs: Any, t: int, lo: int, m: int, init: bool
+) -> None:
+    """As :func:`_pass8` for taps t, t+1."""
+    w0, s0 = ws[t], src[rs[t], lo + offs[t] : lo + offs[t] + m]
+    w1, s1 = ws[t + 1], src[rs[t + 1], lo + offs[t + 1] : lo + offs[t + 1] + m]
+    if init:
+        zero = dst.dtype.type(0)
+        for x in range(m):
+            dst[x] = (zero + w0 * s0[x]) + w1 * s1[x]
+    else:
+        for x in range(m):
+            dst[x] = (dst[x] + w0 * s0[x]) + w1 * s1[x]
+
+
+@kernel(fastmath={"contract"})
+def _pass1(
+    dst: Any, src: Any, ws: Any, rs: Any, offs: Any, t: int, lo: int, m: int, init: bool
+) -> None:
+    """As :func:`_pass8` for tap t."""
+    w0, s0 = ws[t], src[rs[t], lo + offs[t] : lo + offs[t] + m]
+    if init:
+        zero = dst.dtype.type(0)
+        for x in range(m):
+            dst[x] = zero + w0 * s0[x]
+    else:
+        for x in range(m):
+            dst[x] += w0 * s0[x]
+
+
+@kernel
+def _sum_taps(
+    dst: Any, src: Any, ws: Any, rs: Any, offs: Any, n: int, lo: int, m: int, init: bool
+) -> None:
+    """``dst[x] += sum_t ws[t] * src[rs[t], lo + offs[t] + x]`` for ``x < m``, ``t < n``
+    (with ``init``: ``dst[x] = ...``, as from a zeroed ``dst``; then ``n`` >= 1).
 
     Up to eight taps per pass over ``dst`` (one load and store of ``dst`` per pass),
     each added in tap order, as a plain loop over the taps would (so a flat image
@@ -60,44 +154,20 @@ def _sum_taps(dst: Any, src: Any, ws: Any, rs: Any, offs: Any, n: int, lo: int, 
     """
     t = 0
     while t < n:
-        k = min(n - t, 8)
-        w0, s0 = ws[t], src[rs[t], lo + offs[t] : lo + offs[t] + m]
-        if k == 8:
-            w1, s1 = ws[t + 1], src[rs[t + 1], lo + offs[t + 1] : lo + offs[t + 1] + m]
-            w2, s2 = ws[t + 2], src[rs[t + 2], lo + offs[t + 2] : lo + offs[t + 2] + m]
-            w3, s3 = ws[t + 3], src[rs[t + 3], lo + offs[t + 3] : lo + offs[t + 3] + m]
-            w4, s4 = ws[t + 4], src[rs[t + 4], lo + offs[t + 4] : lo + offs[t + 4] + m]
-            w5, s5 = ws[t + 5], src[rs[t + 5], lo + offs[t + 5] : lo + offs[t + 5] + m]
-            w6, s6 = ws[t + 6], src[rs[t + 6], lo + offs[t + 6] : lo + offs[t + 6] + m]
-            w7, s7 = ws[t + 7], src[rs[t + 7], lo + offs[t + 7] : lo + offs[t + 7] + m]
-            for x in range(m):
-                v = dst[x] + w0 * s0[x]
-                v += w1 * s1[x]
-                v += w2 * s2[x]
-                v += w3 * s3[x]
-                v += w4 * s4[x]
-                v += w5 * s5[x]
-                v += w6 * s6[x]
-                dst[x] = v + w7 * s7[x]
+        k = n - t
+        first = init and t == 0
+        if k >= 8:
+            _pass8(dst, src, ws, rs, offs, t, lo, m, first)
+            t += 8
         elif k >= 4:
-            k = 4
-            w1, s1 = ws[t + 1], src[rs[t + 1], lo + offs[t + 1] : lo + offs[t + 1] + m]
-            w2, s2 = ws[t + 2], src[rs[t + 2], lo + offs[t + 2] : lo + offs[t + 2] + m]
-            w3, s3 = ws[t + 3], src[rs[t + 3], lo + offs[t + 3] : lo + offs[t + 3] + m]
-            for x in range(m):
-                v = dst[x] + w0 * s0[x]
-                v += w1 * s1[x]
-                v += w2 * s2[x]
-                dst[x] = v + w3 * s3[x]
+            _pass4(dst, src, ws, rs, offs, t, lo, m, first)
+            t += 4
         elif k >= 2:
-            k = 2
-            w1, s1 = ws[t + 1], src[rs[t + 1], lo + offs[t + 1] : lo + offs[t + 1] + m]
-            for x in range(m):
-                dst[x] = (dst[x] + w0 * s0[x]) + w1 * s1[x]
+            _pass2(dst, src, ws, rs, offs, t, lo, m, first)
+            t += 2
         else:
-            for x in range(m):
-                dst[x] += w0 * s0[x]
-        t += k
+            _pass1(dst, src, ws, rs, offs, t, lo, m, first)
+            t += 1
 
 
 @kernel
@@ -164,9 +234,7 @@ def correlate_rows(
             p0 = i * stride[0]
             found, p_next = _check_rows(flat, rmap, p_next, p0, p0 + (kh - 1) * dilation[0])
         acc = res[i]
-        for x in range(acc.size):
-            acc[x] = 0
-        n = 0
+        n, n_fill = 0, 0
         for a in range(kh):
             r = rmap[i * stride[0] + a * dilation[0]]
             for b in range(kw):
@@ -174,12 +242,27 @@ def correlate_rows(
                 if w == 0:
                     continue
                 if r < 0:
-                    _fill_tap(acc, w, fill, n_oc, ch)
+                    n_fill += 1
                     continue
                 ws[n] = w
                 rs[n] = r
                 offs[n] = b * dilation[1]  # padded column of output column 0
                 n += 1
+        # the interior pass starts from 0 itself unless fill rows or strides come first
+        init = n_fill == 0 and stride[1] == 1 and n > 0
+        if init:
+            for x in range(lo):
+                acc[x] = 0
+            for x in range(lo + m, acc.size):
+                acc[x] = 0
+        else:
+            for x in range(acc.size):
+                acc[x] = 0
+        for a in range(kh if n_fill else 0):  # taps on fill rows: first, in tap order
+            if rmap[i * stride[0] + a * dilation[0]] < 0:
+                for b in range(kw):
+                    if weights[a, b] != 0:
+                        _fill_tap(acc, weights[a, b], fill, n_oc, ch)
         # border columns, through the column map (one channel: a plain scalar loop)
         for e in range(j0 + n_oc - j1):
             j = e if e < j0 else j1 + e - j0
@@ -198,7 +281,7 @@ def correlate_rows(
         if stride[1] == 1:
             for t in range(n):
                 offs[t] = (offs[t] - before) * ch
-            _sum_taps(acc[lo : lo + m], flat, ws, rs, offs, n, lo, m)
+            _sum_taps(acc[lo : lo + m], flat, ws, rs, offs, n, lo, m, init)
         else:
             for t in range(n):
                 _strided_columns(acc, flat[rs[t]], ws[t], ch, j0, j1, stride[1], offs[t] - before)
@@ -302,35 +385,43 @@ def separable_rows(
         if check and not found:
             p0 = i * stride[0]
             found, p_next = _check_rows(flat, rmap, p_next, p0, p0 + (kh - 1) * dilation[0])
-        for x in range(width):
-            acc[x] = 0
         for t in range(n_terms):
             inner = mid[lo:hi]
+            n, n_fill = 0, 0
             if mid16.size:
                 _column_pass_u16(mid16, flat, col16, t, rmap, fill, i, stride[0], dilation[0])
                 for x in range(hi - lo):
                     inner[x] = mid16[x]
-                kh_left = 0
             else:
-                for x in range(hi - lo):
-                    inner[x] = 0
-                kh_left = kh
-            n = 0
-            for a in range(kh_left):
-                w = col_taps[t, a]
-                if w == 0:
-                    continue
-                r = rmap[i * stride[0] + a * dilation[0]]
-                if r < 0:
-                    _fill_tap(inner, w, fill, n_c, ch)
-                    continue
-                ws[n] = w
-                rs[n] = r
-                offs[n] = 0
-                n += 1
-            _sum_taps(inner, flat, ws, rs, offs, n, 0, hi - lo)
+                for a in range(kh):
+                    w = col_taps[t, a]
+                    if w == 0:
+                        continue
+                    r = rmap[i * stride[0] + a * dilation[0]]
+                    if r < 0:
+                        n_fill += 1
+                        continue
+                    ws[n] = w
+                    rs[n] = r
+                    offs[n] = 0
+                    n += 1
+                if n_fill or n == 0:  # fill rows first, in tap order, from 0
+                    for x in range(hi - lo):
+                        inner[x] = 0
+                    for a in range(kh if n_fill else 0):
+                        if col_taps[t, a] != 0 and rmap[i * stride[0] + a * dilation[0]] < 0:
+                            _fill_tap(inner, col_taps[t, a], fill, n_c, ch)
+            _sum_taps(inner, flat, ws, rs, offs, n, 0, hi - lo, n_fill == 0 and n > 0)
             _column_edges(mid, col_taps, t, fill, cmap, 0, before, lo, ch)
             _column_edges(mid, col_taps, t, fill, cmap, before + n_c, n_pc, lo, ch)
+            n = 0
+            for b in range(kw):
+                if row_taps[t, b] != 0:
+                    n += 1
+            init = t == 0 and stride[1] == 1 and n > 0  # the row pass starts from 0 itself
+            if t == 0 and not init:
+                for x in range(width):
+                    acc[x] = 0
             n = 0
             for b in range(kw):
                 w = row_taps[t, b]
@@ -343,7 +434,7 @@ def separable_rows(
                     n += 1
                 else:
                     _strided_columns(acc, mid, w, ch, 0, n_oc, stride[1], b * dilation[1])
-            _sum_taps(acc, rows, ws, rs, offs, n, 0, width)
+            _sum_taps(acc, rows, ws, rs, offs, n, 0, width, init)
         row_out = res[i]
         for x in range(width):
             row_out[x] = (acc[x] + bias) * scale
