@@ -165,15 +165,26 @@ class Border:
     fill: NDArray[Any]
 
     def index_maps(self, spatial: Shape) -> list[NDArray[np.intp]]:
-        """Source index of every padded position per axis (-1: the fill value)."""
-        maps = []
-        for n, (b, a) in zip(spatial, self.pads, strict=True):
-            if self.mode == "constant":
-                p = np.arange(-b, n + a, dtype=np.intp)
-                maps.append(np.where((p >= 0) & (p < n), p, -1))
-            else:
-                maps.append(border_indices(n, b, a, self.mode))
-        return maps
+        """Source index of every padded position per axis (-1: the fill value).
+
+        Read-only arrays, cached per (length, pads, mode).
+        """
+        return [
+            _index_map(int(n), int(b), int(a), self.mode)
+            for n, (b, a) in zip(spatial, self.pads, strict=True)
+        ]
+
+
+@functools.lru_cache(maxsize=64)
+def _index_map(n: int, before: int, after: int, mode: str) -> NDArray[np.intp]:
+    """Source index of each position of an axis of ``n`` padded by (before, after)."""
+    if mode == "constant":
+        p = np.arange(-before, n + after, dtype=np.intp)
+        index = np.where((p >= 0) & (p < n), p, -1)
+    else:
+        index = border_indices(n, before, after, mode)
+    index.setflags(write=False)
+    return index
 
 
 def _interior(lo: int, hi: int, before: int, n: int) -> tuple[int, int]:
@@ -244,11 +255,17 @@ def _border_2d(border: Border) -> Border:
     return border
 
 
+_KERNELS: Any = None
+
+
 def _compiled() -> Any:
     """The compiled loops (numba loads on the first call that needs them)."""
-    from . import _k_correlate
+    global _KERNELS
+    if _KERNELS is None:
+        from . import _k_correlate
 
-    return _k_correlate
+        _KERNELS = _k_correlate
+    return _KERNELS
 
 
 #: Image dtypes the kernels read as they are; others are cast to the working dtype

@@ -8,6 +8,7 @@ centre element, index ``k // 2`` on each axis.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import numpy as np
@@ -259,10 +260,10 @@ def _check_size(
     """
     batch = float(work.shape[0])
     span = dilated_span(taps.shape, dilation)
-    padded = float(np.prod([n + b + a for n, (b, a) in zip(work.shape[1:], pads, strict=True)]))
-    outputs = batch * float(np.prod(out_shape, dtype=float))
-    scratch = 3.0 * float(np.prod(span, dtype=float)) if taps.ndim <= 2 else 3.0 * batch * padded
-    image = batch * float(np.prod(work.shape[1:], dtype=float)) * (work.dtype.kind == "f")
+    padded = math.prod(float(n + b + a) for n, (b, a) in zip(work.shape[1:], pads, strict=True))
+    outputs = batch * math.prod(float(n) for n in out_shape)
+    scratch = 3.0 * math.prod(float(n) for n in span) if taps.ndim <= 2 else 3.0 * batch * padded
+    image = batch * math.prod(float(n) for n in work.shape[1:]) * (work.dtype.kind == "f")
     need = dtype.itemsize * (2.0 * outputs + scratch + image)
     check_memory(
         need,
