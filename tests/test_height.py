@@ -232,8 +232,9 @@ def test_focus_channel_decides_for_every_channel(dtype, channels):
         assert image.dtype == np.dtype(dtype) and image.shape == frames[0].shape
         scores[choice] = [psnr(sharp[..., c], image[..., c], data_range=top) for c in (0, 1)]
     # channel c fuses sharp when focus is decided on it, soft when on the other one
-    # (measured: 23.5-27.5 dB apart over the three cases)
-    assert scores[0][0] > scores[1][0] + 22.5 and scores[1][1] > scores[0][1] + 22.5, scores
+    # (measured 20.8-26.7 dB apart over 15 draws of each case: the module's RNG makes the
+    # draw depend on which tests ran before)
+    assert scores[0][0] > scores[1][0] + 19 and scores[1][1] > scores[0][1] + 19, scores
     weights = [1.0] + [0.0] * (channels - 1)
     np.testing.assert_array_equal(
         fuse(frames, align="none", focus_channel=weights).image,
