@@ -543,11 +543,10 @@ def snap_depth_steps(
     Returns
     -------
     ndarray of float32, shape (rows, cols)
-        The depth, changed only within ``reach + 3`` pixels of a step (maps of 1 MP
-        and more are decided on a grid decimated by two, as the depth votes are, and
-        the decision is upsampled). A pixel whose own
-        side has no deciding pixel in its window (a structure thinner than the band)
-        keeps its depth.
+        The depth, changed only within ``reach + 3`` pixels of a step. A pixel whose
+        own side has no deciding pixel in its window (a structure thinner than the
+        band) keeps its depth. Maps of 1 MP and more are decided on a grid decimated
+        by two (as the depth votes are), the decision upsampled.
 
     Raises
     ------
