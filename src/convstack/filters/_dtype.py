@@ -8,6 +8,7 @@ dtype's range; floats keep their precision.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -93,6 +94,7 @@ def saturate(values: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
 
 
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 #: Threads of the strip pool.
 POOL_THREADS = max(1, min(4, os.cpu_count() or 1))
@@ -100,15 +102,18 @@ POOL_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 def _pool() -> ThreadPoolExecutor:
     global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=POOL_THREADS, thread_name_prefix="convstack-filters")
-    return _POOL
+    with _POOL_LOCK:  # callers on several threads (the pyramid's strips) make one pool
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(
+                max_workers=POOL_THREADS, thread_name_prefix="convstack-filters"
+            )
+        return _POOL
 
 
 def _forget_pool() -> None:
     """In a forked child: the pool's threads stayed in the parent, a new pool is needed."""
-    global _POOL
-    _POOL = None
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
