@@ -29,7 +29,6 @@ from numpy.typing import ArrayLike, NDArray
 
 from .. import _validate as v
 from ..convolve import correlate
-from ..filters._dtype import strips
 from .sharpness import gaussian_window, sharpness, to_gray, to_unit_float
 
 __all__ = [
@@ -618,6 +617,7 @@ def _snap_margins(
     minus the best other side's, averaged over ``smooth``), that side's depth, and the
     band."""
     from .. import _k_depth
+    from ..filters._dtype import strips  # here: `convstack fuse` never loads the filters
 
     colours = np.ascontiguousarray(colours, dtype=np.float32)
     labels = np.clip(np.rint(source), 0, count - 1).astype(np.int32)
