@@ -261,3 +261,40 @@ def test_demo_scores_a_frame_warped_into_planes_as_into_pixels() -> None:
     assert np.moveaxis(planar, -1, 0).flags.c_contiguous
     warp(frame, matrix, order=3, out=planar)
     np.testing.assert_array_equal(planar, warp(frame, matrix, order=3))
+
+
+def test_each_command_registers_under_its_table_name_and_the_help_lists_all() -> None:
+    from convstack.cli import _COMMANDS, build_parser
+
+    def commands(parser: object) -> set[str]:
+        actions = parser._subparsers._group_actions  # type: ignore[attr-defined]
+        return set(actions[0].choices)
+
+    for name in _COMMANDS:
+        assert commands(build_parser(name)) == {name}
+    assert commands(build_parser()) == set(_COMMANDS)
+    assert commands(build_parser("no-such-command")) == set(_COMMANDS)
+
+
+def test_a_command_imports_only_its_own_module(tmp_path: Path) -> None:
+    folder = write_stack(tmp_path / "in", count=3)
+    out = run_python(
+        f"""
+        import sys
+        from convstack.cli import main
+        assert main(["--debug", "fuse", {str(folder)!r}, "-o", {str(tmp_path / "o.png")!r},
+                     "--quiet"]) == 0
+        print(" ".join(sorted(m for m in sys.modules if m.startswith("convstack.cli._")
+                              and m not in ("convstack.cli._common", "convstack.cli._allocator"))))
+        """
+    )
+    assert out.split() == ["convstack.cli._fuse"]
+
+
+def test_an_unknown_command_is_refused_naming_the_commands(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["fusee", "x"])
+    err = capsys.readouterr().err
+    assert "invalid choice: 'fusee'" in err and "'fuse'" in err and "'view'" in err

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import os
 import signal
 import sys
@@ -26,13 +27,24 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from ..stack.errors import StackError
-from . import _batch, _demo, _edges, _extrema, _filter, _fuse, _lab, _view
 from ._allocator import keep_freed_memory
 from ._common import UserError
 
 __all__ = ["Terminated", "build_parser", "command", "describe", "handle_signals", "main"]
 
-_COMMANDS = (_demo, _fuse, _batch, _filter, _edges, _extrema, _lab, _view)
+#: Each subcommand's module, by the name it registers, in the order of the help. A
+#: command imports only its own (`convstack filter` none of focus stacking's modules,
+#: `convstack fuse` not the batch's, the demo's or the viewer's); the help, all.
+_COMMANDS = {
+    "demo": "_demo",
+    "fuse": "_fuse",
+    "batch": "_batch",
+    "filter": "_filter",
+    "edges": "_edges",
+    "extrema": "_extrema",
+    "lab": "_lab",
+    "view": "_view",
+}
 
 
 class _Version(argparse.Action):
@@ -48,8 +60,9 @@ class _Version(argparse.Action):
         parser.exit()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the top-level parser with every subcommand registered."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """Return the top-level parser with every subcommand registered, or only
+    ``command`` if it names one."""
     parser = argparse.ArgumentParser(
         prog="convstack",
         description="Convolution, classic filters and focus stacking in NumPy.",
@@ -57,8 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_Version, help="show the version and exit")
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in _COMMANDS:
-        module.register(subparsers)
+    for name in [command] if command in _COMMANDS else list(_COMMANDS):
+        importlib.import_module(f"{__name__}.{_COMMANDS[name]}").register(subparsers)
     for subparser in subparsers.choices.values():  # also after the command's name
         subparser.add_argument(
             "--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP
@@ -132,8 +145,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # what is imported by now lives as long as the process: the cyclic garbage
         # collector need not walk it again (and a forked child shares its pages)
         gc.freeze()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    # the command is the first word that is not an option (the top level's take no value)
+    parser = build_parser(next((a for a in arguments if not a.startswith("-")), None))
+    args = parser.parse_args(arguments)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
