@@ -298,3 +298,78 @@ def test_an_unknown_command_is_refused_naming_the_commands(
         main(["fusee", "x"])
     err = capsys.readouterr().err
     assert "invalid choice: 'fusee'" in err and "'fuse'" in err and "'view'" in err
+
+
+def pillow_metadata(path: Path) -> tuple[bytes | None, bytes | None]:
+    """EXIF and ICC of a JPEG as Pillow reads them (the oracle)."""
+    with Image.open(path) as im:
+        exif = im.info.get("exif") or None
+        return exif, im.info.get("icc_profile") or None
+
+
+@pytest.mark.parametrize("exif", [False, True])
+@pytest.mark.parametrize("icc_size", [0, 3000, 150_000])  # 150 kB: three APP2 segments
+def test_jpeg_metadata_read_without_pillow_as_pillow_reads_it(
+    tmp_path: Path, exif: bool, icc_size: int
+) -> None:
+    from convstack.stack.io import read_metadata
+
+    image = Image.fromarray(np.random.default_rng(1).integers(0, 256, (24, 32, 3), np.uint8))
+    options: dict[str, object] = {}
+    if exif:
+        tags = Image.Exif()
+        tags[0x010F] = "convstack test camera"  # Make
+        tags[0x0110] = "x" * 300  # Model
+        options["exif"] = tags.tobytes()
+    if icc_size:
+        options["icc_profile"] = np.random.default_rng(2).bytes(icc_size)
+    path = tmp_path / "frame.jpg"
+    image.save(path, quality=90, **options)
+    want_exif, want_icc = pillow_metadata(path)
+    assert (want_exif is not None) == exif and (want_icc is not None) == bool(icc_size)
+    got = read_metadata(path)
+    assert got.exif == want_exif
+    assert got.icc_profile == want_icc
+
+
+def test_jpeg_metadata_of_the_pcb_frames_as_pillow(shared_data: Path) -> None:
+    from convstack.stack.io import read_metadata
+
+    frames = sorted((shared_data / "pcb" / "pcb").glob("*.jpg"))[:3]
+    if not frames:
+        pytest.skip("no PCB frames")
+    for path in frames:
+        got = read_metadata(path)
+        assert (got.exif, got.icc_profile) == pillow_metadata(path)
+
+
+def test_jpeg_metadata_does_not_import_pillow(tmp_path: Path) -> None:
+    path = tmp_path / "frame.jpg"
+    tags = Image.Exif()
+    tags[0x010F] = "camera"
+    Image.new("RGB", (16, 16)).save(path, exif=tags.tobytes())
+    out = run_python(
+        f"""
+        import sys
+        from convstack.stack.io import read_metadata
+        print(len(read_metadata({str(path)!r}).exif) > 0, "PIL" in sys.modules)
+        """
+    )
+    assert out.split() == ["True", "False"]
+
+
+def test_jpeg_metadata_of_a_damaged_header_falls_back_to_pillow(tmp_path: Path) -> None:
+    """A segment length running past the end: the walk gives up, Pillow decides (it
+    finds nothing either: metadata absent, no error)."""
+    from convstack.stack.io import _jpeg_metadata, read_metadata
+
+    path = tmp_path / "frame.jpg"
+    tags = Image.Exif()
+    tags[0x010F] = "camera"
+    Image.new("RGB", (16, 16)).save(path, exif=tags.tobytes())
+    data = path.read_bytes()
+    cut = data[:2] + b"\xff\xe1\xff\xf0" + data[6:40]  # APP1 claiming 65520 bytes
+    assert _jpeg_metadata(cut) is None
+    path.write_bytes(cut)
+    got = read_metadata(path)
+    assert (got.exif, got.icc_profile) == (None, None)

@@ -541,7 +541,11 @@ def read_metadata(path: str | os.PathLike[str]) -> ImageMetadata:
             head = fh.read(32)
         if _png_header(head) is not None:
             return _png_metadata(file.read_bytes())
-        from PIL import Image  # imported here: PNG stacks never need it
+        if head.startswith(_JPEG_SIGNATURE):
+            found = _jpeg_metadata(file.read_bytes())
+            if found is not None:
+                return found
+        from PIL import Image  # imported here: PNG and JPEG stacks never need it
 
         with Image.open(file) as im:
             icc = im.info.get("icc_profile") or None
@@ -583,6 +587,49 @@ def _png_metadata(data: bytes) -> ImageMetadata:
         elif kind == b"iCCP":  # profile name, NUL, compression method 0, zlib data
             name_end = chunk.index(b"\x00")
             icc = zlib.decompress(chunk[name_end + 2 :]) or None
+    return ImageMetadata(exif=exif, icc_profile=icc)
+
+
+def _jpeg_metadata(data: bytes) -> ImageMetadata | None:
+    """The EXIF block (the APP1 segments that start ``Exif\\0\\0``, joined) and the ICC
+    profile (the APP2 ``ICC_PROFILE`` segments, joined in their sequence order) of a
+    JPEG, found by walking its segments up to the first scan, as Pillow reads them;
+    None where the walk meets what it does not expect (Pillow reads that file).
+
+    Importing Pillow and its JPEG plugin cost 21-23 ms at the end of every
+    ``convstack fuse`` of JPEG frames, for two byte strings.
+    """
+    exif: bytes | None = None
+    icc_parts: list[bytes] = []
+    position = 2  # after SOI
+    while True:
+        if position + 4 > len(data) or data[position] != 0xFF:
+            return None
+        marker = data[position + 1]
+        if marker == 0xFF:  # a fill byte before the marker
+            position += 1
+            continue
+        if marker in (0xDA, 0xD9):  # the first scan, or the end: no metadata after it
+            break
+        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            position += 2
+            continue
+        (length,) = struct.unpack(">H", data[position + 2 : position + 4])
+        payload = data[position + 4 : position + 2 + length]
+        if length < 2 or len(payload) != length - 2:
+            return None
+        if marker == 0xE1 and payload.startswith(_EXIF_HEADER):  # (more: extended EXIF)
+            exif = payload if exif is None else exif + payload[len(_EXIF_HEADER) :]
+        elif marker == 0xE2 and payload.startswith(b"ICC_PROFILE\x00"):
+            if len(payload) < 14:  # no sequence number and count
+                return None
+            icc_parts.append(payload)
+        position += 2 + length
+    icc = None
+    if icc_parts:  # (sequence number, count, data) each; an incomplete set is dropped
+        icc_parts.sort()
+        if icc_parts[0][13] == len(icc_parts):
+            icc = b"".join(part[14:] for part in icc_parts) or None
     return ImageMetadata(exif=exif, icc_profile=icc)
 
 
