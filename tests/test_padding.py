@@ -141,3 +141,41 @@ def test_pad_rejects_bad_arrays() -> None:
         pad(np.ones((0, 2)), 1)
     with pytest.raises(TypeError, match="`image` must be an array of real numbers"):
         pad(np.ones(3, complex), 1)
+
+
+def test_padding_does_not_import_the_engine():
+    # issue 18: padding and the engine imported each other (one side lazily); the
+    # border description and the block filler now live here and the engine imports them
+    import ast
+    import inspect
+
+    from convstack import _methods, padding
+
+    def imported(module):
+        names = set()
+        for node in ast.walk(ast.parse(inspect.getsource(module))):
+            if isinstance(node, ast.ImportFrom):
+                names.add(node.module or "")
+                names.update(alias.name for alias in node.names)
+        return names
+
+    assert not {"_methods", "convolve"} & imported(padding)
+    assert "padding" in imported(_methods)
+    assert _methods.Border is padding.Border
+
+
+@pytest.mark.parametrize("mode", ["constant", "nearest", "reflect", "mirror", "wrap"])
+def test_fill_block_is_a_window_of_numpy_pad(mode):
+    from convstack.padding import Border, fill_block
+
+    image = np.arange(20.0).reshape(4, 5)
+    pads = ((3, 6), (7, 2))
+    border = Border(pads, mode, np.array([-1.5]))
+    kwargs = {"constant_values": -1.5} if mode == "constant" else {}
+    numpy_mode = {"nearest": "edge", "reflect": "symmetric", "mirror": "reflect"}.get(mode, mode)
+    expected = np.pad(image, pads, mode=numpy_mode, **kwargs)
+    maps = border.index_maps(image.shape)
+    for rows, cols in (((0, 13), (0, 14)), ((2, 9), (5, 12)), ((10, 13), (0, 3))):
+        out = np.full((rows[1] - rows[0], cols[1] - cols[0]), np.nan)
+        fill_block(image, maps, border, 0, rows, cols, out)
+        np.testing.assert_array_equal(out, expected[rows[0] : rows[1], cols[0] : cols[1]])

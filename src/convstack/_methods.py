@@ -26,14 +26,12 @@ import os
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ._modes import border_indices
-from .padding import dilated_span
+from .padding import Border, dilated_span, fill_block
 
 
 def _scipy_fft() -> Any:
@@ -150,88 +148,6 @@ def _buffer(name: str, size: int, dtype: np.dtype[Any]) -> NDArray[Any]:
         buf = np.empty(max(size, 1), dtype=dtype)
         cache[key] = buf
     return buf[:size]
-
-
-@dataclass(frozen=True)
-class Border:
-    """How the virtual padded array is made from the work array.
-
-    ``pads`` per spatial axis; ``mode`` an index mode ('nearest', 'reflect',
-    'mirror', 'wrap') or 'constant' with one fill value per batch item in ``fill``.
-    """
-
-    pads: Pads
-    mode: str
-    fill: NDArray[Any]
-
-    def index_maps(self, spatial: Shape) -> list[NDArray[np.intp]]:
-        """Source index of every padded position per axis (-1: the fill value).
-
-        Read-only arrays, cached per (length, pads, mode).
-        """
-        return [
-            _index_map(int(n), int(b), int(a), self.mode)
-            for n, (b, a) in zip(spatial, self.pads, strict=True)
-        ]
-
-
-@functools.lru_cache(maxsize=64)
-def _index_map(n: int, before: int, after: int, mode: str) -> NDArray[np.intp]:
-    """Source index of each position of an axis of ``n`` padded by (before, after)."""
-    if mode == "constant":
-        p = np.arange(-before, n + after, dtype=np.intp)
-        index = np.where((p >= 0) & (p < n), p, -1)
-    else:
-        index = border_indices(n, before, after, mode)
-    index.setflags(write=False)
-    return index
-
-
-def _interior(lo: int, hi: int, before: int, n: int) -> tuple[int, int]:
-    """Positions [i0, i1) of ``lo:hi`` that lie inside the image (identity map)."""
-    i0 = min(max(before - lo, 0), hi - lo)
-    i1 = max(min(before + n - lo, hi - lo), i0)
-    return i0, i1
-
-
-def _fill_block(
-    image: NDArray[Any],
-    maps: list[NDArray[np.intp]],
-    border: Border,
-    item: int,
-    rows: tuple[int, int],
-    cols: tuple[int, int],
-    out: NDArray[Any],
-) -> None:
-    """Write padded[rows[0]:rows[1], cols[0]:cols[1]] of a 2-D ``image`` into ``out``."""
-    (r_lo, r_hi), (c_lo, c_hi) = rows, cols
-    (rb, _), (cb, _) = border.pads
-    n_r, n_c = image.shape
-    i0, i1 = _interior(r_lo, r_hi, rb, n_r)
-    j0, j1 = _interior(c_lo, c_hi, cb, n_c)
-    if i1 > i0 and j1 > j0:
-        src_r, src_c = r_lo + i0 - rb, c_lo + j0 - cb
-        out[i0:i1, j0:j1] = image[src_r : src_r + i1 - i0, src_c : src_c + j1 - j0]
-    if border.mode == "constant":
-        value = border.fill[item]
-        out[:i0] = value
-        out[i1:] = value
-        out[i0:i1, :j0] = value
-        out[i0:i1, j1:] = value
-        return
-    rmap, cmap = maps[0][r_lo:r_hi], maps[1][c_lo:c_hi]
-    src_c = c_lo + j0 - cb
-    for lo, hi in ((0, i0), (i1, r_hi - r_lo)):
-        if hi > lo and j1 > j0:
-            out[lo:hi, j0:j1] = image[rmap[lo:hi], src_c : src_c + j1 - j0]
-    whole_width = j0 <= cb - c_lo and j1 >= cb - c_lo + n_c  # all source columns are in out
-    for lo, hi in ((0, j0), (j1, c_hi - c_lo)):
-        if hi <= lo:
-            continue
-        if whole_width:
-            out[:, lo:hi] = out[:, cmap[lo:hi] + (cb - c_lo)]
-        else:
-            out[:, lo:hi] = image[np.ix_(rmap, cmap[lo:hi])]
 
 
 def _as_2d(
@@ -643,7 +559,7 @@ def fft(
             return
         block = _buffer("fftin", len_r * len_c, dtype).reshape(len_r, len_c)
         hr, hc = nr + span[0] - 1, nc + span[1] - 1
-        _fill_block(work[item], maps, border, item, (r0, r0 + hr), (c0, c0 + hc), block[:hr, :hc])
+        fill_block(work[item], maps, border, item, (r0, r0 + hr), (c0, c0 + hc), block[:hr, :hc])
         block[hr:, :] = 0
         block[:hr, hc:] = 0
         spec = _scipy_fft().rfft2(block, workers=1)

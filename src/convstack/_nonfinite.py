@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .padding import Border
+
 __all__ = ["finite_copy", "has_nonfinite", "overwrite", "run_filter", "run_local_filter"]
 
 Shape = tuple[int, ...]
@@ -104,7 +106,7 @@ def _count(
         method = "separable"
     else:
         method = "direct" if taps <= 64 else "fft"
-    pad = _methods.Border(border.pads, border.mode, fill.astype(np.float64))
+    pad = Border(border.pads, border.mode, fill.astype(np.float64))
     with np.errstate(invalid="ignore", over="ignore"):
         counts = _methods.METHODS[method](
             indicator.astype(np.float64), pad, weights, dilation, stride, out_shape
@@ -174,7 +176,7 @@ def overwrite(
         every output has a non-finite term and is written.
     work : ndarray
         (batch, *spatial) image as given (with its non-finite samples).
-    border : convstack._methods.Border
+    border : convstack.padding.Border
         The padding: pads, mode ('constant' for 'mean') and constant fill per item.
     kernel : ndarray
         Weights oriented for correlation, one axis per spatial axis.
@@ -285,8 +287,6 @@ def _footprint_rule(
         kernel = kernel()
     work = array[None] if array.ndim == 2 else np.moveaxis(array, 2, 0)
     target = result[None] if result.ndim == 2 else np.moveaxis(result, 2, 0)
-    from ._methods import Border
-
     pads = tuple((k // 2, k - 1 - k // 2) for k in kernel.shape)
     fill = np.zeros(work.shape[0], dtype=result.dtype)
     if mode == "mean":

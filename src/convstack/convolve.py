@@ -17,7 +17,7 @@ from numpy.typing import ArrayLike, NDArray
 from . import _lazy, _methods, _nonfinite
 from . import _validate as v
 from .limits import check_memory
-from .padding import check_mode, dilated_span, resolve_padding
+from .padding import Border, check_mode, dilated_span, resolve_padding
 
 __all__ = ["choose_method", "convolve", "correlate", "output_shape"]
 
@@ -195,7 +195,7 @@ def _filter(
 
 def _finite_kernel(
     work: NDArray[Any],
-    border: _methods.Border,
+    border: Border,
     taps: NDArray[Any],
     dilation: tuple[int, ...],
     stride: tuple[int, ...],
@@ -230,7 +230,7 @@ def _finite_kernel(
         source = _nonfinite.finite_copy(work, border.fill.dtype)
         if bad_fill:
             fill = np.where(np.isfinite(border.fill), border.fill, 0).astype(border.fill.dtype)
-            fast_border = _methods.Border(border.pads, border.mode, fill)
+            fast_border = Border(border.pads, border.mode, fill)
     with np.errstate(invalid="ignore", over="ignore"):
         result = _methods.METHODS[method](source, fast_border, taps, dilation, stride, out_shape)
     if bad:
@@ -285,8 +285,8 @@ def _border(
     """
     if mode == "mean":
         means = work.reshape(work.shape[0], -1).mean(axis=1, dtype=np.float64)
-        return _methods.Border(pads, "constant", means.astype(dtype))
-    return _methods.Border(pads, mode, np.full(work.shape[0], cval, dtype=dtype))
+        return Border(pads, "constant", means.astype(dtype))
+    return Border(pads, mode, np.full(work.shape[0], cval, dtype=dtype))
 
 
 _DOC = """{summary}

@@ -13,7 +13,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import _methods
-from .._methods import Border, direct_image, separable_rows
+from .._methods import direct_image, separable_rows
+from ..padding import Border
 from ._dtype import POOL_THREADS, strips
 
 __all__ = ["direct_filter", "separable_filter"]
