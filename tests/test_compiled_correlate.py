@@ -292,3 +292,29 @@ def test_uint8_integer_taps_separable(mode, cval) -> None:
     for c in range(3):
         expected = oracle(image[..., c], kernel, ((2, 2), (1, 1)), mode, cval, (1, 1), (1, 1))
         np.testing.assert_allclose(got[..., c], expected, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("method", ["direct", "separable"])
+@pytest.mark.parametrize("taps", range(0, 16))
+def test_every_tap_count_and_zero_pattern(method, taps) -> None:
+    """0 to 15 non-zero taps (passes of 8, 4, 2 and 1 taps; the first pass of a row
+    writes it from 0 unless fill rows or column strides came first), zero rows and
+    columns, fill rows ('constant' with a cval), a column stride, float32 and float64."""
+    kernel = np.zeros(15)
+    kernel[:taps] = rng(20 + taps).normal(size=taps)
+    kernel = kernel.reshape(3, 5)[:, ::-1]  # zeros on the left, then whole zero rows
+    pads = ((2, 2), (2, 2))
+    for dtype, mode, cval, stride in (
+        (np.float64, "constant", 0.75, (1, 1)),
+        (np.float64, "mirror", 0.0, (1, 1)),
+        (np.float64, "constant", -2.0, (2, 3)),
+        (np.float32, "wrap", 0.0, (1, 1)),
+    ):
+        image = rng(5).random((7, 6)).astype(dtype)
+        expected = oracle(image, kernel, pads, mode, cval, stride, (1, 1))
+        got = correlate(
+            image, kernel, padding=pads, mode=mode, cval=cval, stride=stride, method=method
+        )
+        assert got.dtype == dtype
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
