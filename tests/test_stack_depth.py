@@ -282,6 +282,8 @@ def test_snap_depth_steps_input_unchanged_and_errors() -> None:
     np.testing.assert_array_equal(depth, before)
     with pytest.raises(ValueError, match="`depth` must be 2-D"):
         D.snap_depth_steps(np.zeros((2, 3, 4)), image, count=4)
+    with pytest.raises(ValueError, match="`depth` must be finite"):
+        D.snap_depth_steps(np.where(depth > 1, np.nan, depth), image, count=4)
     with pytest.raises(ValueError, match="`image` must be \\(rows, cols\\[, channels\\]\\)"):
         D.snap_depth_steps(depth, np.zeros((12, 11)), count=4)
     with pytest.raises(ValueError, match="`count` must be an int >= 1; got 0"):

@@ -550,7 +550,7 @@ def snap_depth_steps(
     Raises
     ------
     ValueError
-        A ``depth`` that is not 2-D, an ``image`` of another size, ``count`` < 1,
+        A ``depth`` that is not 2-D or not finite, an ``image`` of another size, ``count`` < 1,
         ``step``, ``reach`` or ``sigma`` <= 0, ``smooth`` < 0, ``radius`` or ``stride`` < 1.
 
     Examples
@@ -567,6 +567,8 @@ def snap_depth_steps(
     d = v.as_real_array(depth, "depth")
     if d.ndim != 2:
         raise v.fail("depth", "be 2-D (rows, cols)", d.shape)
+    if not np.all(np.isfinite(d)):  # (a NaN label would index out of the kernel's tables)
+        raise v.fail("depth", "be finite", "NaN or inf")
     unit = to_unit_float(image, "image")
     if unit.shape[:2] != d.shape or unit.ndim not in (2, 3):
         raise v.fail(
