@@ -15,13 +15,17 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
+from convstack.stack._registrar import Registrar
+from convstack.stack._source import FrameSource
 from convstack.stack.align import (
-    align_stack,
+    WORK_PIXELS,
     estimate_gain,
     estimate_transform,
-    iter_aligned,
+    gray_pyramid,
     to_gray,
+    work_level,
 )
+from convstack.stack.depth import focus_gray
 from convstack.stack.errors import AlignmentError
 from convstack.stack.fusion import decimate
 from convstack.warp import warp
@@ -293,99 +297,124 @@ def _stack(seed: int, n: int = 5) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return frames, truths
 
 
-@pytest.mark.parametrize("chain", [True, False])
-def test_align_stack_recovers_each_frame(chain: bool) -> None:
+def _registrar(
+    frames: list[np.ndarray], reference: int | None = None, model: str = "similarity"
+) -> tuple[Registrar, list[int]]:
+    """The registrar of fuse over ``frames``, and the list of frames it reads, in order."""
+    source = FrameSource(frames)
+    read: list[int] = []
+    raw = source.raw
+
+    def spy(index: int) -> np.ndarray:
+        read.append(index)
+        return raw(index)
+
+    source.raw = spy  # type: ignore[method-assign]
+    ref = len(frames) // 2 if reference is None else reference
+    return Registrar(source, ref, model, focus_gray(None)), read
+
+
+def _chain(registrar: Registrar) -> list[int]:
+    """Register every frame in the registrar's order; the indices in that order."""
+    seen = []
+    for index, neighbour in registrar.order:
+        registrar.register(index, neighbour)
+        seen.append(index)
+    return seen
+
+
+def test_registrar_chains_each_frame_to_the_reference() -> None:
     frames, truths = _stack(7)
-    calls: list[tuple[str, int, int]] = []
-    transforms = align_stack(frames, chain=chain, progress=lambda *args: calls.append(args))
-    assert len(transforms) == len(frames)
-    np.testing.assert_array_equal(transforms[2], np.eye(3))
-    for estimate, truth in zip(transforms, truths, strict=True):
+    registrar, read = _registrar(frames)
+    assert _chain(registrar) == [2, 3, 4, 1, 0] == read  # every frame read once, outwards
+    np.testing.assert_array_equal(registrar.transforms[2], np.eye(3))
+    for estimate, truth in zip(registrar.transforms, truths, strict=True):
         assert _corner_rms(estimate, truth) < 0.05
-    assert calls[-1] == ("align", 5, 5)
-    assert [c[1] for c in calls] == [1, 2, 3, 4, 5]
+    reports = registrar.reports()
+    assert [r.status for r in reports] == ["aligned", "aligned", "reference", "aligned", "aligned"]
+    assert [r.neighbour for r in reports] == [1, 2, None, 2, 3]
 
 
-def test_align_stack_streams_from_a_loader() -> None:
+def test_registrar_with_another_reference() -> None:
     frames, truths = _stack(8)
-    loaded: list[int] = []
-
-    def loader(index: int) -> np.ndarray:
-        loaded.append(index)
-        return frames[index]
-
-    transforms = align_stack(loader, count=5, reference=1, refine=True)
-    assert sorted(loaded) == [0, 1, 2, 3, 4]  # every frame read exactly once
+    registrar, read = _registrar(frames, reference=1)
+    assert _chain(registrar) == [1, 2, 3, 4, 0] == read
     to_ref1 = np.linalg.inv(truths[1])
-    for estimate, truth in zip(transforms, truths, strict=True):
+    for estimate, truth in zip(registrar.transforms, truths, strict=True):
         expected = truth @ to_ref1
         assert _corner_rms(estimate, expected / expected[2, 2]) < 0.05
 
 
-def test_align_stack_holds_few_frames_at_once() -> None:
+def test_registrar_holds_no_frame() -> None:
+    # streaming: the registrar keeps pyramids, never a frame it read and handed back
     frames, _ = _stack(10, n=7)
-    alive: list[weakref.ref] = []
-    most = 0
+    registrar, _ = _registrar(frames)
+    raw = registrar.source.raw
+    alive: list[weakref.ref] = []  # type: ignore[type-arg]
 
-    def loader(index: int) -> np.ndarray:
-        nonlocal most
-        gc.collect()
-        most = max(most, sum(ref() is not None for ref in alive))
-        frame = frames[index].copy()  # a fresh array, as if read from disk
+    def fresh(index: int) -> np.ndarray:
+        frame = raw(index).copy()  # a fresh array, as if read from disk
         alive.append(weakref.ref(frame))
         return frame
 
-    align_stack(loader, count=7)
-    assert most <= 2  # with the frame being loaded: at most three
+    registrar.source.raw = fresh  # type: ignore[method-assign]
+    for index, neighbour in registrar.order:
+        registrar.register(index, neighbour)
+        gc.collect()
+        assert sum(ref() is not None for ref in alive) == 0
 
 
-def test_iter_aligned_hands_over_each_frame_once_in_chain_order() -> None:
-    frames, truths = _stack(11)
-    loaded: list[int] = []
-
-    def loader(index: int) -> np.ndarray:
-        loaded.append(index)
-        return frames[index]
-
-    seen = []
-    for index, frame, matrix in iter_aligned(loader, count=5):
-        assert frame is frames[index]
-        assert _corner_rms(matrix, truths[index]) < 0.05
-        seen.append(index)
-    assert seen == [2, 3, 4, 1, 0] == loaded
-
-
-def test_iter_aligned_checks_arguments_before_loading() -> None:
-    def loader(index: int) -> np.ndarray:
-        raise AssertionError("nothing should be loaded")
-
-    with pytest.raises(ValueError, match="`model` must be one of"):
-        iter_aligned(loader, count=3, model="bogus")
-
-
-def test_align_stack_names_the_frame_that_fails() -> None:
-    frames, _ = _stack(9, n=3)
+def test_registrar_leaves_out_a_flat_frame_and_names_it() -> None:
+    frames, truths = _stack(9, n=3)
     frames[2] = np.full(SHAPE, 3.0, dtype=np.float32)
-    with pytest.raises(AlignmentError, match="frame 'c.tif'"):
-        align_stack(frames, names=["a.tif", "b.tif", "c.tif"])
+    registrar, _ = _registrar(frames)
+    _chain(registrar)
+    reports = registrar.reports()
+    assert reports[2].status == "rejected" and reports[2].name == "frames[2]"
+    assert registrar.stand_in(2) == 1  # its neighbour is merged in its place
+    np.testing.assert_array_equal(registrar.transforms[2], registrar.transforms[1])
+    assert _corner_rms(registrar.transforms[0], truths[0]) < 0.05
 
 
-def test_align_stack_model_none_and_single_frame() -> None:
+def test_registrar_fails_when_only_the_reference_is_kept() -> None:
     frames, _ = _stack(9, n=3)
-    assert all(np.array_equal(t, np.eye(3)) for t in align_stack(frames, model="none"))
-    assert len(align_stack(frames[:1])) == 1
+    frames[0] = frames[2] = np.full(SHAPE, 3.0, dtype=np.float32)
+    registrar, _ = _registrar(frames)
+    _chain(registrar)
+    with pytest.raises(AlignmentError, match="alignment of every frame but the reference"):
+        registrar.reports()
 
 
-def test_align_stack_bad_arguments() -> None:
+def test_registrar_model_none_keeps_the_identity() -> None:
     frames, _ = _stack(9, n=3)
-    with pytest.raises(TypeError, match="`count` must be given when `frames` is a callable"):
-        align_stack(lambda i: frames[i])
-    with pytest.raises(ValueError, match=r"`reference` must be a frame index in \[0, 2\]; got 3"):
-        align_stack(frames, reference=3)
-    with pytest.raises(ValueError, match=r"`names` must have one name per frame \(3\)"):
-        align_stack(frames, names=["a"])
-    with pytest.raises(AlignmentError, match="frame '1' is 10 x 10"):
-        align_stack([frames[0], np.zeros((10, 10)), frames[2]], reference=0)
+    registrar, read = _registrar(frames, model="none")
+    _chain(registrar)
+    assert read == [1, 2, 0]
+    assert all(np.array_equal(t, np.eye(3)) for t in registrar.transforms)
+    assert [r.status for r in registrar.reports()] == ["identity", "reference", "identity"]
+
+
+def test_registrar_refuses_a_frame_that_is_not_finite() -> None:
+    frames, _ = _stack(9, n=3)
+    frames[0] = frames[0].copy()
+    frames[0][5, 5] = np.nan
+    registrar, _ = _registrar(frames)
+    with pytest.raises(ValueError, match=r"`frames\[0\]` must contain only finite values"):
+        _chain(registrar)
+
+
+def test_one_finest_level_policy() -> None:
+    # fuse registers (and estimate_transform refines) down to the first level with at
+    # most WORK_PIXELS pixels: a loop over the levels is the oracle
+    for shape in [(100, 100), (500, 1000), (707, 708), (1000, 2000), (1001, 2000), (4000, 6000)]:
+        level = 0
+        while shape[0] * shape[1] / 4**level > WORK_PIXELS:
+            level += 1
+        assert work_level(shape) == level
+        if shape[0] * shape[1] <= 2_000_000:
+            assert gray_pyramid(np.zeros(shape, np.float32)).finest == level
+    # half a megapixel: 1 MP frames are registered at half, 6 MP at quarter resolution
+    assert (work_level((1000, 1000)), work_level((2000, 3000))) == (1, 2)
 
 
 def test_estimate_gain_is_robust_to_outliers() -> None:
@@ -445,7 +474,7 @@ def test_reused_pyramids_give_the_same_chain_as_estimate_transform() -> None:
     scene = _scene(21)
     truths = [_similarity(1.0 + 0.004 * k, 0.05 * k, (0.7 * k, -0.5 * k)) for k in range(3)]
     frames = [_render(scene, m) for m in truths]
-    pyramids = [A._gray_pyramid(f) for f in frames]
+    pyramids = [A.gray_pyramid(f) for f in frames]
     for k in (1, 2):
         direct = estimate_transform(frames[k - 1], frames[k])
         reused = A._register_pyramids(pyramids[k - 1], pyramids[k], model="similarity")

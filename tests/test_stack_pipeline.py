@@ -216,17 +216,17 @@ def test_the_split_between_threads_does_not_change_the_result(
 ) -> None:
     # the worker thread (or child process) warps and measures as much as balances the
     # two; whichever does a step, the numbers are the same
-    from convstack.stack import forked, pipeline
+    from convstack.stack import _schedule, forked
 
     monkeypatch.setenv(forked.ENVIRONMENT_SWITCH, fork)
     frames, _ = two_depth_stack(rows=64, cols=96, count=5)
     shifted = [np.roll(f, k - 2, axis=1) for k, f in enumerate(frames)]
     results = []
     for share in (0, 1, 2):
-        monkeypatch.setattr(pipeline, "_balanced_share", lambda costs, share=share: share)
+        monkeypatch.setattr(_schedule, "balanced_share", lambda costs, share=share: share)
         # the child process's frames read there, every other one read here, or all
         for credit in (0.0, 0.5, 1.0) if fork == "1" else (0.0,):
-            monkeypatch.setattr(pipeline, "_read_credit", lambda costs, share, c=credit: c)
+            monkeypatch.setattr(_schedule, "read_credit", lambda costs, share, c=credit: c)
             results.append(fuse(shifted, align="translation", photometric=photometric))
     for other in results[1:]:
         np.testing.assert_array_equal(other.image, results[0].image)
@@ -234,48 +234,48 @@ def test_the_split_between_threads_does_not_change_the_result(
 
 
 def test_read_credit_balances_the_two_processes() -> None:
-    from convstack.stack.pipeline import _read_credit
+    from convstack.stack._schedule import read_credit
 
     def costs(read: float, register: float, warp: float, measure: float, merge: float) -> dict:  # type: ignore[type-arg]
         steps = {"read": read, "register": register, "warp": warp, "measure": measure}
         return {step: [seconds] for step, seconds in {**steps, "merge": merge}.items()}
 
-    assert _read_credit({"read": [1.0]}, 1) == 0.0  # not measured yet
+    assert read_credit({"read": [1.0]}, 1) == 0.0  # not measured yet
     # breathing-like: the child (read 9 + register 28) is busier than this process
     # (warp 7 + measure 5 + merge 15): reading (37 - 27) / 18 of the frames here evens them
-    assert _read_credit(costs(9, 28, 7, 5, 15), 0) == pytest.approx(10 / 18)
-    assert _read_credit(costs(15, 60, 110, 40, 170), 1) == 0.0  # PCB-like: this one is busier
-    assert _read_credit(costs(5, 200, 7, 5, 15), 0) == 1.0  # at most every frame
+    assert read_credit(costs(9, 28, 7, 5, 15), 0) == pytest.approx(10 / 18)
+    assert read_credit(costs(15, 60, 110, 40, 170), 1) == 0.0  # PCB-like: this one is busier
+    assert read_credit(costs(5, 200, 7, 5, 15), 0) == 1.0  # at most every frame
 
 
 def test_balanced_share_moves_work_to_the_idle_thread() -> None:
-    from convstack.stack.pipeline import _balanced_share
+    from convstack.stack._schedule import balanced_share
 
     def costs(register: float, warp: float, measure: float, merge: float) -> dict:  # type: ignore[type-arg]
         return {"register": [register], "warp": [warp], "measure": [measure], "merge": [merge]}
 
-    assert _balanced_share({"register": [1.0]}) == 1  # not measured yet
-    assert _balanced_share(costs(80, 55, 30, 100)) == 1  # bug set: balanced as is
-    assert _balanced_share(costs(40, 130, 80, 190)) == 2  # large frames: merging dominates
-    assert _balanced_share(costs(40, 9, 6, 30)) == 0  # small frames: registration dominates
+    assert balanced_share({"register": [1.0]}) == 1  # not measured yet
+    assert balanced_share(costs(80, 55, 30, 100)) == 1  # bug set: balanced as is
+    assert balanced_share(costs(40, 130, 80, 190)) == 2  # large frames: merging dominates
+    assert balanced_share(costs(40, 9, 6, 30)) == 0  # small frames: registration dominates
 
 
 def _spy_on_forks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the child processes that fuse starts (skips where fork is unavailable)."""
-    from convstack.stack import forked, pipeline
+    from convstack.stack import _schedule, forked
 
     monkeypatch.delenv(forked.ENVIRONMENT_SWITCH, raising=False)
     if not forked.can_fork():
         pytest.skip("no fork here (platform, or another thread is running)")
     started: list[int] = []
-    original = pipeline.ForkedWorker
+    original = _schedule.ForkedWorker
 
     class Counted(original):  # type: ignore[misc,valid-type]
         def __init__(self, target):  # type: ignore[no-untyped-def]
             started.append(1)
             super().__init__(target)
 
-    monkeypatch.setattr(pipeline, "ForkedWorker", Counted)
+    monkeypatch.setattr(_schedule, "ForkedWorker", Counted)
     return started
 
 
@@ -359,21 +359,85 @@ def test_a_child_process_that_dies_is_a_stack_error(monkeypatch: pytest.MonkeyPa
     # killed (by the user, or the kernel out of memory): an error naming the frame, not a hang
     import signal
 
-    from convstack.stack import StackError, pipeline
+    from convstack.stack import StackError, align
 
     started = _spy_on_forks(monkeypatch)
-    original = pipeline._finest_level
+    original = align.gray_pyramid
 
-    def dies(shape):  # type: ignore[no-untyped-def]
+    def dies(gray):  # type: ignore[no-untyped-def]
         if os.getpid() != parent:  # in the child, at the first frame to register
             os.kill(os.getpid(), signal.SIGKILL)
-        return original(shape)
+        return original(gray)
 
     parent = os.getpid()
-    monkeypatch.setattr(pipeline, "_finest_level", dies)
+    monkeypatch.setattr(align, "gray_pyramid", dies)
     frames, _ = two_depth_stack(count=5)
     with pytest.raises(StackError, match=r"frames\[3\] failed: the worker process ended"):
         fuse(frames)
     assert started == [1]
     with pytest.raises(ChildProcessError):  # waited for
         os.waitpid(-1, os.WNOHANG)
+
+
+def _stack_imports() -> dict[str, list[tuple[str, str, int]]]:
+    """Per module of convstack.stack: (module, name, line) of every name it takes from
+    another convstack module, by ``from X import name`` or ``alias.name``."""
+    import ast
+
+    import convstack.stack
+
+    folder = Path(convstack.stack.__file__).parent
+    package = folder.parent
+    found: dict[str, list[tuple[str, str, int]]] = {}
+    for path in sorted(folder.glob("*.py")):
+        uses: list[tuple[str, str, int]] = []
+        aliases: dict[str, str] = {}  # local name -> convstack module it stands for
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or node.level == 0:
+                continue
+            base = folder if node.level == 1 else package
+            parts = (node.module or "").split(".") if node.module else []
+            for alias in node.names:
+                target = base.joinpath(*parts, alias.name)
+                if target.with_suffix(".py").is_file() or target.is_dir():  # a module
+                    aliases[alias.asname or alias.name] = ".".join([*parts, alias.name])
+                else:
+                    uses.append((".".join(parts), alias.name, node.lineno))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+            ):
+                uses.append((aliases[node.value.id], node.attr, node.lineno))
+        found[path.stem] = uses
+    return found
+
+
+def test_no_private_name_crosses_a_module_line_in_stack() -> None:
+    # a stage's helpers that another needs live in a shared module, with public names
+    crossing = [
+        f"{module}.py:{line}: {source}.{name}"
+        for module, uses in _stack_imports().items()
+        for source, name, line in uses
+        if name.startswith("_") and not name.startswith("__")
+    ]
+    assert crossing == []
+
+
+def test_stack_modules_import_no_cycle() -> None:
+    imports = _stack_imports()
+    graph = {m: {s for s, _, _ in uses if s in imports and s != m} for m, uses in imports.items()}
+    cycles = []
+    for start in graph:
+        stack, seen = [(start, [start])], set()
+        while stack:
+            node, trail = stack.pop()
+            for dep in graph[node]:
+                if dep == start:
+                    cycles.append(" -> ".join([*trail, dep]))
+                elif dep not in seen:
+                    seen.add(dep)
+                    stack.append((dep, [*trail, dep]))
+    assert cycles == []

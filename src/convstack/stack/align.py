@@ -1,12 +1,12 @@
-"""Stage 2 of focus stacking: register every frame to a reference frame.
+"""Stage 2 of focus stacking: register one frame to another.
 
 :func:`estimate_transform` finds the 3x3 matrix that maps reference pixel
 coordinates ``(row, col, 1)`` to moving-frame coordinates, so that
 ``convstack.warp.warp(moving, matrix)`` lies on the reference grid.
-:func:`align_stack` does it for a whole stack, chaining neighbours to the
-reference; :func:`iter_aligned` is the same as a stream of ``(index, frame,
-transform)``, reading each frame once and keeping only the gray pyramids of the
-reference and of the previous frame.
+:func:`register_checked` does the same on pyramids built once per frame
+(:func:`gray_pyramid`) and decides whether to trust the estimate; the stack's
+one chaining path (each frame to its neighbour, composed to the reference) is
+:class:`convstack.stack._registrar.Registrar`.
 
 Method
 ------
@@ -30,14 +30,14 @@ correlation is halved. Parameters are expressed in centred coordinates
 normalised by half the image's larger side, which keeps the normal equations
 well conditioned and makes them the same at every level.
 
-By default the finest level used is the first with at most 1.5 million pixels
-(half resolution for 3 to 6 MP frames): on blurred, noisy frames a full-resolution
-level adds work but no accuracy, while a quarter-resolution one loses some.
+By default the finest level used is the first with at most half a million pixels
+(:func:`work_level`): on blurred, noisy frames finer levels add work (four times a
+level) but hardly any accuracy.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+import math
 from typing import Any
 
 import numpy as np
@@ -46,7 +46,6 @@ from numpy.typing import ArrayLike, NDArray
 from .. import _validate as v
 from ..color import BT601_F32
 from ..convolve import correlate
-from ..progress import ProgressCallback, report
 from ..warp import as_matrix, warp
 from .errors import AlignmentError
 from .fusion import decimate
@@ -54,11 +53,14 @@ from .sharpness import to_gray
 
 __all__ = [
     "MODELS",
-    "align_stack",
+    "WORK_PIXELS",
+    "Pyramid",
     "estimate_gain",
     "estimate_transform",
-    "iter_aligned",
+    "gray_pyramid",
+    "register_checked",
     "to_gray",
+    "work_level",
 ]
 
 #: Motion models, from the fewest parameters to the most.
@@ -73,8 +75,9 @@ _BINOMIAL = np.array([1.0, 4.0, 6.0, 4.0, 1.0], dtype=np.float32) / 16.0
 _DIFF = np.array([-0.5, 0.0, 0.5], dtype=np.float32)
 #: The coarsest automatic level keeps at least this many pixels on its shorter side.
 _MIN_COARSE_SIDE = 32
-#: Automatic finest level: the first level with at most this many pixels.
-_WORK_PIXELS = 1_500_000
+#: Automatic finest level: the first level with at most this many pixels (about half a
+#: megapixel is plenty for sub-pixel accuracy; see :func:`work_level`).
+WORK_PIXELS = 500_000
 #: The overlap of the warped frame and the reference must keep this fraction of pixels.
 _MIN_OVERLAP = 0.2
 #: Pixels at the edge of a level (its smoothing and gradient saw the border rule).
@@ -259,8 +262,8 @@ def _steepest_descent(
     return out.reshape(count, -1)
 
 
-class _Pyramid:
-    """Gray, smoothed pyramid of one frame plus its cached template data (private)."""
+class Pyramid:
+    """Gray, smoothed pyramid of one frame plus its cached template data."""
 
     def __init__(self, gray: NDArray[np.float32], levels: int, finest: int) -> None:
         self.shape = gray.shape
@@ -336,11 +339,19 @@ def _auto_levels(shape: tuple[int, ...]) -> int:
     return levels
 
 
+def work_level(shape: tuple[int, ...]) -> int:
+    """The finest pyramid level registered by default: the first with at most
+    ``WORK_PIXELS`` pixels (0, full resolution, for frames that small).
+
+    Finer levels make the transform hardly more accurate (the frames' blur and noise
+    bound it), and each one costs four times the work of the level above.
+    """
+    pixels = float(shape[0]) * float(shape[1])
+    return max(0, math.ceil(math.log(pixels / WORK_PIXELS, 4))) if pixels > WORK_PIXELS else 0
+
+
 def _auto_finest(shape: tuple[int, ...], levels: int) -> int:
-    finest = 0
-    while finest < levels - 1 and shape[0] * shape[1] / 4**finest > _WORK_PIXELS:
-        finest += 1
-    return finest
+    return min(work_level(shape), levels - 1)
 
 
 def _normaliser(shape: tuple[int, ...]) -> tuple[NDArray[np.float64], float]:
@@ -438,8 +449,8 @@ def _check_sane(a: NDArray[np.float64], corners: NDArray[np.float64], limit: flo
 
 
 def _register(
-    template: _Pyramid,
-    moving: _Pyramid,
+    template: Pyramid,
+    moving: Pyramid,
     model: str,
     start: NDArray[np.float64] | None,
     *,
@@ -649,7 +660,7 @@ def estimate_transform(
         Pyramid levels; default: halve until the shorter side would drop below 32.
     finest_level : int, optional
         Finest level refined (0 = full resolution); default: the first level with
-        at most 1.5 million pixels.
+        at most half a million pixels (:func:`work_level`).
     iterations : int
         Most Gauss-Newton iterations per level.
     tolerance : float
@@ -716,8 +727,8 @@ def estimate_transform(
     if model == "none":
         return np.eye(3)
     return _register_pyramids(
-        _Pyramid(ref, n_levels, finest),
-        _Pyramid(mov, n_levels, finest),
+        Pyramid(ref, n_levels, finest),
+        Pyramid(mov, n_levels, finest),
         model=model,
         name=name,
         start=start,
@@ -729,20 +740,21 @@ def estimate_transform(
     )
 
 
-def _gray_pyramid(gray: NDArray[np.float32], finest_level: int | None = None) -> _Pyramid:
-    """The smoothed pyramid that registration works on, for reuse across pairs (private).
+def gray_pyramid(gray: NDArray[np.float32]) -> Pyramid:
+    """The smoothed pyramid that registration works on, for reuse across pairs.
 
     ``gray`` must be a finite float32 luma; a stack registered frame by frame builds
-    each frame's pyramid once with this and passes it to :func:`_register_pyramids`
-    as the moving frame, then as the next frame's reference.
+    each frame's pyramid once with this (finest level :func:`work_level`) and passes
+    it to :func:`register_checked` as the moving frame, then as the next frame's
+    reference.
     """
-    n_levels, finest = _resolve_levels(gray.shape, None, finest_level)
-    return _Pyramid(gray, n_levels, finest)
+    n_levels, finest = _resolve_levels(gray.shape, None, None)
+    return Pyramid(gray, n_levels, finest)
 
 
 def _register_pyramids(
-    reference: _Pyramid,
-    moving: _Pyramid,
+    reference: Pyramid,
+    moving: Pyramid,
     *,
     model: str,
     name: str | None = None,
@@ -753,7 +765,7 @@ def _register_pyramids(
     mask: NDArray[np.bool_] | None = None,
     match_blur: bool = True,
 ) -> NDArray[np.float64]:
-    """:func:`estimate_transform` on pyramids from :func:`_gray_pyramid` (options checked)."""
+    """:func:`estimate_transform` on pyramids from :func:`gray_pyramid` (options checked)."""
     try:
         a, cc = _register(
             reference,
@@ -773,11 +785,9 @@ def _register_pyramids(
 
 
 #: A transform is applied only when it removes at least this fraction of the identity's
-#: residual (1 - correlation, on the blur-matched finest level). Measured on rendered
-#: pairs (240 x 320, three scenes, two kinds): with no motion and near/far focus the
-#: transform's residual was 0.983-1.004 of the identity's; with 0.3 px shifts or 0.2 %
-#: breathing 0.25-0.82, with 1 px shifts 0.03-0.32; on the bug set (0.1 % breathing a
-#: frame) 0.63-0.93.
+#: residual (1 - correlation, on the blur-matched finest level): with no motion, a
+#: defocus difference read as motion removes next to nothing (within about 2 %), while
+#: a third of a pixel of shift or 0.1 % of breathing already removes several percent.
 _SIGNIFICANT = 0.05
 #: A step whose scale differs from the one predicted (the previous step the same way:
 #: breathing changes smoothly) by more than this (in log scale), or whose rotation
@@ -806,21 +816,21 @@ def _scale_rotation(m: NDArray[np.float64]) -> tuple[float, float]:
     return scale, float(angle)
 
 
-def _register_checked(
-    reference: _Pyramid,
-    moving: _Pyramid,
+def register_checked(
+    reference: Pyramid,
+    moving: Pyramid,
     *,
     model: str,
     min_correlation: float = 0.2,
     typical_residual: float | None = None,
     predicted: NDArray[np.float64] | None = None,
 ) -> tuple[NDArray[np.float64] | None, dict[str, Any]]:
-    """Register ``moving`` to ``reference`` and decide whether to trust it (private).
+    """Register ``moving`` to ``reference`` and decide whether to trust it.
 
     Tries ``model``, then each simpler model down to a translation while the
     registration diverges or ends below a correlation of 0.5 (or ``min_correlation``
     if higher). Returns ``(step, outcome)``: ``step`` the pixel matrix to apply (the
-    identity when the estimate did not remove 10 % of the identity's residual; None
+    identity when the estimate did not remove 5 % of the identity's residual; None
     when the frame is rejected), ``outcome`` a dict for
     :func:`convstack.stack.registration_report.record` (status, model, correlation,
     identity, step, reason, value, asked). ``typical_residual``: the median residual
@@ -893,255 +903,6 @@ def _register_checked(
         return np.eye(3), outcome
     outcome["status"] = "aligned"
     return m, outcome
-
-
-def iter_aligned(
-    frames: Sequence[ArrayLike] | Callable[[int], ArrayLike],
-    *,
-    model: str = "similarity",
-    reference: int | None = None,
-    chain: bool = True,
-    refine: bool = False,
-    count: int | None = None,
-    progress: ProgressCallback | None = None,
-    names: Sequence[str] | None = None,
-    levels: int | None = None,
-    finest_level: int | None = None,
-    iterations: int = 50,
-    tolerance: float = 0.005,
-    min_correlation: float = 0.2,
-    match_blur: bool = True,
-) -> Iterator[tuple[int, NDArray[Any], NDArray[np.float64]]]:
-    """Load, register and hand over the frames one at a time: ``(index, frame, transform)``.
-
-    The order is the reference first, then the frames after it outwards, then the
-    frames before it outwards (each frame after the neighbour it is chained to).
-    Each frame is loaded once and given back as loaded (``numpy.asarray``), so a
-    streaming pipeline can warp and use it at once; the iterator itself keeps only
-    the gray pyramids of the reference and of the previous frame.
-
-    Parameters
-    ----------
-    frames : sequence of array_like, or callable
-        The frames (same size), or ``loader(index) -> array`` together with
-        ``count``.
-    model : str
-        Motion model, as in :func:`estimate_transform`.
-    reference : int, optional
-        Index of the reference frame; default the middle one, ``count // 2``.
-    chain : bool
-        True (default): register each frame to its neighbour on the reference's side
-        (similar focus, so robust) and compose; False: register each frame directly
-        to the reference (no accumulated error, but frames far from the reference
-        differ more in blur).
-    refine : bool
-        With ``chain``, refine each composed transform against the reference at the
-        finest level used. Off by default: on synthetic stacks whose blur varies
-        across the frame it was less accurate than the chain alone (corner error
-        0.03-0.05 px against 0.02-0.03 px; registering directly to the reference:
-        0.04-0.06 px).
-    count : int, optional
-        Number of frames; required when ``frames`` is a callable.
-    progress : callable, optional
-        ``progress("align", done, total)`` after each frame.
-    names : sequence of str, optional
-        Frame names for error messages (default: their indices).
-    levels, finest_level, iterations, tolerance, min_correlation, match_blur
-        As in :func:`estimate_transform`.
-
-    Yields
-    ------
-    index : int
-    frame : ndarray
-        The frame as loaded.
-    transform : ndarray (3, 3), float64
-        Reference pixel coordinates -> this frame's; the identity for the reference.
-
-    Raises
-    ------
-    AlignmentError
-        Naming the frame whose registration failed (raised while iterating).
-    ValueError, TypeError
-        Bad arguments (raised at the call, before any frame is loaded).
-    """
-    model = _check_model(model)
-    n_iter, tol, floor = _check_options(iterations, tolerance, min_correlation)
-    if callable(frames) and not isinstance(frames, Sequence):
-        if count is None:
-            raise TypeError("`count` must be given when `frames` is a callable; got None.")
-        loader: Callable[[int], ArrayLike] = frames
-        total: Any = count
-    else:
-        sequence = frames
-        total = len(sequence) if count is None else count
-
-        def loader(index: int) -> ArrayLike:
-            return sequence[index]
-
-    if isinstance(total, bool) or not isinstance(total, (int, np.integer)) or total < 1:
-        raise v.fail("count", "be an int >= 1", total)
-    total = int(total)
-    ref_index = total // 2 if reference is None else reference
-    if (
-        isinstance(ref_index, bool)
-        or not isinstance(ref_index, (int, np.integer))
-        or not 0 <= ref_index < total
-    ):
-        raise v.fail("reference", f"be a frame index in [0, {total - 1}]", reference)
-    ref_index = int(ref_index)
-    if names is not None and len(names) != total:
-        raise v.fail("names", f"have one name per frame ({total})", names)
-    labels = [str(i) for i in range(total)] if names is None else [str(n) for n in names]
-    options: dict[str, Any] = {
-        "iterations": n_iter,
-        "tolerance": tol,
-        "mask": None,
-        "match_blur": bool(match_blur),
-    }
-    return _aligned(
-        loader, total, ref_index, labels, model, chain, refine, floor, levels, finest_level,
-        options, progress,
-    )  # fmt: skip
-
-
-def _aligned(
-    loader: Callable[[int], ArrayLike],
-    total: int,
-    ref_index: int,
-    labels: list[str],
-    model: str,
-    chain: bool,
-    refine: bool,
-    floor: float,
-    levels: int | None,
-    finest_level: int | None,
-    options: dict[str, Any],
-    progress: ProgressCallback | None,
-) -> Iterator[tuple[int, NDArray[Any], NDArray[np.float64]]]:
-    """The generator behind :func:`iter_aligned` (arguments already checked)."""
-    frame = np.asarray(loader(ref_index))
-    ref_gray = _checked_gray(frame, f"frames[{ref_index}]")
-    shape = ref_gray.shape
-    report(progress, "align", 1, total)
-    yield ref_index, frame, np.eye(3)
-    del frame
-    if total == 1:
-        return
-    n_levels, finest = _resolve_levels(shape, levels, finest_level)
-    ref_pyr = _Pyramid(ref_gray, n_levels, finest) if model != "none" else None
-    del ref_gray
-    options = dict(options, finest=finest)
-    done = 1
-    for direction in (1, -1):
-        previous = ref_pyr
-        previous_m = np.eye(3)
-        index = ref_index + direction
-        while 0 <= index < total:
-            label = labels[index]
-            frame = np.asarray(loader(index))
-            gray = _checked_gray(frame, f"frames[{index}]")
-            if gray.shape != shape:
-                raise AlignmentError(
-                    f"frame {label!r} is {gray.shape[0]} x {gray.shape[1]}, "
-                    f"the reference is {shape[0]} x {shape[1]}."
-                )
-            m = np.eye(3)
-            current = None
-            if ref_pyr is not None and previous is not None:
-                current = _Pyramid(gray, n_levels, finest)
-                try:
-                    if chain:
-                        a, cc = _register(
-                            previous, current, model, None, coarsest=n_levels - 1, **options
-                        )
-                        m = _finish(a, cc, shape, floor, label) @ previous_m
-                        if refine and previous is not ref_pyr:
-                            a, cc = _register(
-                                ref_pyr, current, model, m, coarsest=finest, **options
-                            )
-                            m = _finish(a, cc, shape, floor, label)
-                    else:
-                        a, cc = _register(
-                            ref_pyr, current, model, None, coarsest=n_levels - 1, **options
-                        )
-                        m = _finish(a, cc, shape, floor, label)
-                except _Diverged as exc:
-                    raise AlignmentError(f"alignment of frame {label!r} diverged: {exc}.") from None
-                m = m / m[2, 2]
-                if previous is not ref_pyr or not refine:
-                    previous.release_templates()  # its gradients are not needed again
-            del gray
-            previous, previous_m = current, m
-            done += 1
-            report(progress, "align", done, total)
-            yield index, frame, m
-            del frame
-            index += direction
-
-
-def align_stack(
-    frames: Sequence[ArrayLike] | Callable[[int], ArrayLike],
-    *,
-    model: str = "similarity",
-    reference: int | None = None,
-    chain: bool = True,
-    refine: bool = False,
-    count: int | None = None,
-    progress: ProgressCallback | None = None,
-    names: Sequence[str] | None = None,
-    levels: int | None = None,
-    finest_level: int | None = None,
-    iterations: int = 50,
-    tolerance: float = 0.005,
-    min_correlation: float = 0.2,
-    match_blur: bool = True,
-) -> list[NDArray[np.float64]]:
-    """Transforms that map the reference frame's pixel coordinates to each frame's.
-
-    Parameters
-    ----------
-    frames : sequence of array_like, or callable
-        The frames (same size), or ``loader(index) -> array`` together with
-        ``count``; a loader (or a lazy sequence) lets the frames stream from disk:
-        each is read once, and at most the reference's and two frames' gray
-        pyramids are held at a time (see :func:`iter_aligned`).
-    model, reference, chain, refine, count, progress, names
-        As in :func:`iter_aligned`.
-    levels, finest_level, iterations, tolerance, min_correlation, match_blur
-        As in :func:`estimate_transform`.
-
-    Returns
-    -------
-    list of ndarray (3, 3)
-        One transform per frame, the identity for the reference; warp frame ``i``
-        with ``convstack.warp.warp(frame_i, transforms[i])``.
-
-    Raises
-    ------
-    AlignmentError
-        Naming the frame whose registration failed.
-    """
-    transforms: list[NDArray[np.float64]] = []
-    order: list[int] = []
-    for index, _, matrix in iter_aligned(
-        frames,
-        model=model,
-        reference=reference,
-        chain=chain,
-        refine=refine,
-        count=count,
-        progress=progress,
-        names=names,
-        levels=levels,
-        finest_level=finest_level,
-        iterations=iterations,
-        tolerance=tolerance,
-        min_correlation=min_correlation,
-        match_blur=match_blur,
-    ):
-        order.append(index)
-        transforms.append(matrix)
-    return [transforms[order.index(i)] for i in range(len(order))]
 
 
 def _luma_nan(array: NDArray[np.float64]) -> NDArray[np.float64]:

@@ -3,13 +3,13 @@
 :func:`convstack.stack.fuse` reads, registers and (as the measured costs decide)
 warps and measures frames in a child process while this one merges them. NumPy
 releases the GIL only inside its loops, and registration is many small operations,
-so two threads of one process mostly take turns: on 480 x 640 stacks a threaded
-fuse was 5 % faster than a single thread, while two processes run side by side.
+so two threads of one process mostly take turns, while two processes run side by
+side.
 The child is forked (a copy of this process: nothing to import, only results to
 send back), so this is used only where ``fork`` is safe: Linux and the BSDs, with
 no other thread running than convstack's own idle thread pools. The process and
 its pipes are handled here with ``os.fork`` and ``pickle`` directly (the
-``multiprocessing`` package would add 10 ms of imports to every ``convstack fuse``).
+``multiprocessing`` package would add its imports to every ``convstack fuse``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ neighbour (``1 - correlation`` of the blur-matched frames) beside the identity's
 a confidence, and what was decided:
 
 - ``'aligned'``: the transform explained the pair significantly better than the
-  identity (it removed at least 10 % of the identity's residual) and was applied;
+  identity (it removed at least 5 % of the identity's residual) and was applied;
 - ``'identity'``: it did not, so the frame was left where it is (a defocus
   difference read as motion would otherwise move it);
 - ``'rejected'``: the registration failed with every model down to a translation,
@@ -158,7 +158,8 @@ def record(
     stand_in: int | None,
     energy: NDArray[np.float64],
 ) -> None:
-    """Write one frame's registration ``outcome`` (see ``align._register_checked``)."""
+    """Write one frame's registration ``outcome`` (see
+    :func:`convstack.stack.align.register_checked`)."""
     from .align import MODELS
 
     row = rows[index]

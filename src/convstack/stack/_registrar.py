@@ -1,0 +1,188 @@
+"""The registrar of :func:`convstack.stack.fuse`: the one path that chains a stack's
+frames to its reference.
+
+Frames are registered from the reference outwards (``ref, ref+1, ..., n-1, ref-1,
+..., 0``), each to its neighbour on the reference's side (similar focus, so robust),
+and the steps are composed into transforms to the reference. A frame whose
+registration fails or is implausible is rejected: its neighbour (raw frame, luma,
+pyramid and transform) stands in for it, and the chain goes on from there. What was
+decided for every frame goes into a row of floats (in memory that a forked child
+process writes into too) that :mod:`convstack.stack.registration_report` reads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .. import _validate as v
+from . import align
+from . import registration_report as _report
+from ._source import FrameSource
+from .errors import AlignmentError
+from .forked import shared_array
+
+__all__ = ["Registrar", "processing_order"]
+
+# the warnings are fuse's: logged under its module's name, where users listen
+logger = logging.getLogger("convstack.stack.pipeline")
+
+
+def processing_order(count: int, reference: int) -> list[tuple[int, int | None]]:
+    """(frame, neighbour towards the reference) in processing order."""
+    order: list[tuple[int, int | None]] = [(reference, None)]
+    order += [(i, i - 1) for i in range(reference + 1, count)]
+    order += [(i, i + 1) for i in range(reference - 1, -1, -1)]
+    return order
+
+
+class Registrar:
+    """Registers each frame to its neighbour and chains the transforms to the reference.
+
+    Parameters
+    ----------
+    source : FrameSource
+        Where the frames are read.
+    reference : int
+        The reference frame's index.
+    model : str
+        The motion model (one of :data:`convstack.stack.align.MODELS`).
+    gray_of : callable
+        ``gray_of(frame)``: the float32 luma (or focus channel) registered.
+
+    Attributes
+    ----------
+    transforms : list of ndarray (3, 3)
+        Per frame, reference pixel coordinates -> its own (a rejected frame's is its
+        stand-in's); the identity until registered.
+    rows : ndarray
+        Per frame, what registration decided (see
+        :func:`convstack.stack.registration_report.record`).
+    preread : dict
+        Frames read before a child process forked, taken instead of reading again.
+    """
+
+    def __init__(
+        self,
+        source: FrameSource,
+        reference: int,
+        model: str,
+        gray_of: Callable[[NDArray[Any]], NDArray[np.float32]],
+    ) -> None:
+        count = len(source)
+        self.source = source
+        self.reference = reference
+        self.model = model
+        self.gray_of = gray_of
+        self.order = processing_order(count, reference)
+        self.transforms: list[NDArray[np.float64]] = [np.eye(3)] * count
+        self.rows = _report.new_rows(count, shared_array)
+        self.preread: dict[int, NDArray[Any]] = {}
+        self._stand_ins: dict[int, int] = {}  # a rejected frame -> the kept frame merged
+        self._residuals: list[float] = []  # of the frames kept so far (spots outliers)
+        # the last and the first step estimated each way (+1 up, -1 down): breathing
+        # changes smoothly, so they predict the next step (a jump from it is implausible)
+        self._steps: dict[int, NDArray[np.float64]] = {}
+        self._first_steps: dict[int, NDArray[np.float64]] = {}
+        # registration pyramids of the frames a later frame registers against (each is
+        # built once: as the moving frame, then as its neighbour's reference)
+        self._pyramids: dict[int, align.Pyramid] = {}
+
+    def register(
+        self, index: int, neighbour: int | None
+    ) -> tuple[NDArray[Any], NDArray[np.float32]]:
+        """Read frame ``index`` and register it to ``neighbour`` (None: the reference).
+
+        Returns the raw frame and its luma: the stand-in's when the frame is rejected.
+        """
+        raw = self.preread.pop(index) if index in self.preread else self.source.raw(index)
+        gray = self.gray_of(raw)
+        if self.model == "none" or neighbour is None:
+            status = "reference" if neighbour is None else "identity"
+            outcome = {"status": status, "model": self.model}
+            energy = _report.tile_energy(gray)
+            _report.record(self.rows, index, outcome, np.eye(3), neighbour, None, energy)
+        if self.model != "none":
+            if not np.all(np.isfinite(gray)):
+                raise v.fail(self.source.names[index], "contain only finite values", gray)
+            pyramid = align.gray_pyramid(gray)
+            if neighbour is not None:
+                raw, gray, pyramid = self._checked(index, neighbour, raw, gray, pyramid)
+            # keep only the pyramids a later frame registers against
+            for k in [k for k in self._pyramids if k != self.reference]:
+                del self._pyramids[k]
+            pyramid.release_templates()  # its gradients were for the previous pair
+            self._pyramids[index] = pyramid
+        return raw, gray
+
+    def _checked(
+        self,
+        index: int,
+        neighbour: int,
+        raw: NDArray[Any],
+        gray: NDArray[np.float32],
+        pyramid: align.Pyramid,
+    ) -> tuple[NDArray[Any], NDArray[np.float32], align.Pyramid]:
+        """Register a frame to its neighbour and decide whether to trust it; a rejected
+        frame's neighbour (its raw frame, luma, pyramid and transform) stands in for it."""
+        residuals = self._residuals
+        typical = float(np.median(residuals)) if len(residuals) >= 2 else None
+        way = 1 if index > neighbour else -1
+        predicted = self._steps.get(way)
+        if predicted is None and -way in self._steps:  # the first step down: the first
+            # one up, inverted
+            predicted = np.asarray(np.linalg.inv(self._first_steps[-way]), dtype=np.float64)
+        step, outcome = align.register_checked(
+            self._pyramids[neighbour],
+            pyramid,
+            model=self.model,
+            typical_residual=typical,
+            predicted=predicted,
+        )
+        if step is not None:
+            self._steps[way] = outcome["step"]
+            self._first_steps.setdefault(way, outcome["step"])
+        energy = _report.tile_energy(gray)
+        transforms = self.transforms
+        if step is None:
+            self._stand_ins[index] = self._stand_ins.get(neighbour, neighbour)
+            transforms[index] = transforms[neighbour]
+            raw = self.source.raw(self._stand_ins[index])
+            gray = self.gray_of(raw)
+            pyramid = self._pyramids[neighbour]
+        else:
+            matrix = step @ transforms[neighbour]
+            transforms[index] = matrix / matrix[2, 2]
+            residuals.append(1.0 - outcome["correlation"])
+        stand_in = self._stand_ins.get(index)
+        _report.record(self.rows, index, outcome, transforms[index], neighbour, stand_in, energy)
+        return raw, gray, pyramid
+
+    def stand_in(self, index: int) -> int | None:
+        """The kept frame merged in place of frame ``index`` (None: it was kept).
+
+        Read from the rows, so it is known here when a child process registered it."""
+        return _report.stand_in(self.rows, index)
+
+    def reports(self) -> tuple[_report.FrameReport, ...]:
+        """Every frame's :class:`~convstack.stack.registration_report.FrameReport`, once
+        all are registered (the pyramids kept for the chain are dropped); logs a warning
+        naming the frames not trusted, and raises :class:`AlignmentError` if no frame
+        but the reference was kept."""
+        self._pyramids.clear()
+        frames = _report.reports(self.rows, self.source.names)
+        rejected = [f for f in frames if f.status == "rejected"]
+        if rejected and len(rejected) == len(frames) - 1:
+            reasons = "; ".join(f"frame {f.name!r} ({', '.join(f.flags)})" for f in rejected)
+            raise AlignmentError(
+                f"alignment of every frame but the reference failed: {reasons}; the frames "
+                "may not overlap."
+            )
+        line = _report.summary(frames)
+        if line:
+            logger.warning("%s", line)
+        return frames

@@ -1,0 +1,289 @@
+"""The scheduler of :func:`convstack.stack.fuse`: who reads, registers, warps and
+measures each frame, so that the merge never waits long.
+
+One frame is read and registered by a worker (a forked child process, see
+:mod:`convstack.stack.forked`, or a worker thread where forking is not safe) while
+the previous one is merged in this thread: two frames in flight. Warping and
+measuring go to the worker or stay here, whichever balances the two by the
+measured step times (registration costs more than merging for small frames, less
+for large ones). A child process that has more to do than this one also gets some
+of its frames read here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import registration_report as _report
+from ._frames import Frame, is_identity, measure_focus, planar, to_reference_grid
+from ._registrar import Registrar
+from ._source import FrameSource
+from .errors import StackError
+from .forked import Channel, ForkedWorker, can_fork, shared_array
+
+__all__ = ["STEPS", "Scheduler", "balanced_share", "loads", "mean_costs", "read_credit"]
+
+#: The steps whose seconds per frame are measured.
+STEPS = ("read", "register", "warp", "measure", "merge")
+
+
+def mean_costs(costs: dict[str, list[float]]) -> dict[str, float]:
+    """The mean of the last four measured seconds of each step."""
+    return {step: sum(times[-4:]) / len(times[-4:]) for step, times in costs.items() if times}
+
+
+def loads(mean: dict[str, float], share: int) -> tuple[float, float]:
+    """Seconds per frame of (the worker, this side) when the worker reads, registers
+    and takes the first ``share`` of the steps warp and measure; this side merges."""
+    steps = (mean["warp"], mean["measure"])
+    worker = mean.get("read", 0.0) + mean["register"] + sum(steps[:share])
+    return worker, mean["merge"] + sum(steps[share:])
+
+
+def balanced_share(costs: dict[str, list[float]]) -> int:
+    """How many steps after registration the worker thread takes (0, 1 warp, 2 warp and
+    measure) so that the busier of the two threads has the least to do.
+
+    ``costs`` holds the measured seconds per frame of 'read' (when measured apart),
+    'register', 'warp', 'measure' (wherever they ran) and 'merge' (this thread's own
+    work); the last four of each are averaged. 1 until every step has been measured.
+    """
+    if not all(costs.get(step) for step in ("register", "warp", "measure", "merge")):
+        return 1
+    mean = mean_costs(costs)
+    return min(range(3), key=lambda share: max(loads(mean, share)))
+
+
+def read_credit(costs: dict[str, list[float]], share: int) -> float:
+    """The share of a frame that this process should read for the child process.
+
+    When the child (reading, registering and the first ``share`` steps) is busier than
+    this process (the other steps and the merge), reading a fraction ``f`` of the frames
+    here moves ``f`` reads across: ``f = (child - parent) / (2 read)`` balances the two
+    (0 when this process is the busier). Summed over frames, each whole unit is a frame
+    to read here.
+    """
+    if not all(costs.get(step) for step in STEPS):
+        return 0.0
+    mean = mean_costs(costs)
+    child, parent = loads(mean, share)
+    return min(1.0, max(0.0, (child - parent) / (2.0 * mean["read"])))
+
+
+class Scheduler:
+    """Hands the frames to the merge in the registrar's order, each read, registered
+    and (as balanced) warped and measured by a worker while the one before is merged.
+
+    Parameters
+    ----------
+    source : FrameSource
+        Where the frames are read.
+    registrar : Registrar
+        Registers them (in the worker) and holds their transforms.
+    gray_of : callable
+        ``gray_of(frame)``: the float32 luma (or focus channel) that is measured.
+    measure : str
+        The focus measure.
+    photometric : bool
+        The merge corrects each frame's brightness first, so it measures them itself.
+    keep_frames : bool
+        The merge keeps the frames it is given (``on_step``): frames from a child
+        process are copied out of their shared slot.
+    """
+
+    def __init__(
+        self,
+        source: FrameSource,
+        registrar: Registrar,
+        *,
+        gray_of: Callable[[NDArray[Any]], NDArray[np.float32]],
+        measure: str,
+        photometric: bool,
+        keep_frames: bool,
+    ) -> None:
+        self.source = source
+        self.registrar = registrar
+        self.gray_of = gray_of
+        self.measure = measure
+        self.photometric = photometric
+        self.keep_frames = keep_frames
+        # seconds per frame of each step, as measured (running means): they decide
+        # which steps the worker takes so that neither side waits for the other
+        self.costs: dict[str, list[float]] = {step: [] for step in STEPS}
+        self._slots: list[NDArray[np.float32]] = []
+        self._raw_slots: NDArray[Any] | None = None
+
+    def frames(self, pool: ThreadPoolExecutor) -> Generator[Frame, None, None]:
+        """The frames in the registrar's order, from a forked child process where that
+        is safe (before any thread of ours starts), from a thread of ``pool`` otherwise.
+
+        Close the generator when done (an error stops the child process at once)."""
+        count = len(self.registrar.order)
+        if can_fork() and count > 2 and not self.source.raw_files:
+            return self.forked()
+        return self.threaded(pool)
+
+    def timed(
+        self, step: str, started: float, index: int, spent: dict[str, float] | None = None
+    ) -> None:
+        """Record a step's seconds in ``costs``, or in ``spent`` (a child process's)."""
+        if spent is not None:
+            spent[step] = time.perf_counter() - started
+        elif index != self.registrar.reference:  # not registered, and merged first
+            self.costs[step].append(time.perf_counter() - started)
+
+    def finish(
+        self,
+        item: Frame,
+        upto: int,
+        spent: dict[str, float] | None = None,
+        into: NDArray[np.float32] | None = None,
+    ) -> Frame:
+        """Take ``item`` through the steps after registration, up to step ``upto``
+        (0 none, 1 warp, 2 warp and measure; the photometric correction measures later);
+        ``spent``: a child process's step times, ``into``: where its frame goes."""
+        if upto >= 1 and item.frame is None:
+            started = time.perf_counter()
+            raw, item.raw = item.raw, None
+            assert raw is not None
+            matrix = self.registrar.transforms[item.index]
+            item.frame = to_reference_grid(raw, matrix, into)
+            if not is_identity(matrix):
+                item.gray = None  # the luma of the raw frame is stale
+            self.timed("warp", started, item.index, spent)
+        if upto >= 2 and item.measured is None and not self.photometric:
+            assert item.frame is not None
+            started = time.perf_counter()
+            if item.gray is None:
+                item.gray = self.gray_of(item.frame)
+            item.measured = measure_focus(item.gray, self.measure)
+            self.timed("measure", started, item.index, spent)
+        return item
+
+    def prepare(self, index: int, neighbour: int | None, share: int) -> Frame:
+        """The worker's part of one frame: read, register, then ``finish`` to ``share``."""
+        started = time.perf_counter()
+        raw, gray = self.registrar.register(index, neighbour)
+        self.timed("register", started, index)
+        return self.finish(Frame(index, raw, gray), share)
+
+    def threaded(self, pool: ThreadPoolExecutor) -> Generator[Frame, None, None]:
+        """The frames in order, each prepared in a thread of ``pool`` while the one
+        before it is merged here."""
+        order = self.registrar.order
+        count = len(order)
+        pending = pool.submit(self.prepare, *order[0], 1)
+        for done in range(1, count + 1):
+            item = pending.result()
+            if done < count:
+                pending = pool.submit(self.prepare, *order[done], balanced_share(self.costs))
+            yield item
+
+    def forked(self) -> Generator[Frame, None, None]:
+        """The frames in order, each prepared in a child process while the one before
+        it is merged here; warped frames come through memory the two share."""
+        registrar, source = self.registrar, self.source
+        order = registrar.order
+        count = len(order)
+        ref = registrar.reference
+        reference = registrar.preread[ref] = source.raw(ref)  # sets the slots' shape
+        self._slots = [planar(reference.shape, shared_array) for _ in range(2)]
+        # frames this process reads for the child when it has time to spare (see
+        # read_credit) go through two more slots (a pipe both ways could deadlock)
+        self._raw_slots = raw_slots = shared_array((2, *reference.shape), reference.dtype)
+        read_here: set[int] = set()
+        credit = 0.0
+        with ForkedWorker(self._child) as worker:
+            registrar.preread.clear()  # the child has its copy
+            worker.send((1, False))  # the second and third frames may go to the slots
+            worker.send((1, False))
+            # the reference needs no registration: merged here while the child registers
+            yield Frame(ref, reference, self.gray_of(reference))
+            del reference
+            for position, (index, _) in enumerate(order[1:], start=1):
+                item = self._received(worker, position, index, position in read_here)
+                yield item
+                del item
+                if position + 2 < count:
+                    share = balanced_share(self.costs)
+                    credit += read_credit(self.costs, share)
+                    given = credit >= 1.0  # this process has time to spare: it reads
+                    if given:
+                        credit -= 1.0
+                        started = time.perf_counter()
+                        raw_slots[position % 2] = source.raw(order[position + 2][0])
+                        self.costs["read"].append(time.perf_counter() - started)
+                        read_here.add(position + 2)
+                    worker.send((share, given))
+
+    def _received(self, worker: ForkedWorker, position: int, index: int, read_here: bool) -> Frame:
+        """The child process's result for the frame at ``position``, as a Frame."""
+        registrar = self.registrar
+        try:
+            registrar.transforms[index], raw, warped, measured, spent = worker.receive()
+        except ChildProcessError as exc:
+            raise StackError(
+                f"reading and registering {self.source.names[index]} failed: {exc} "
+                "(killed, or out of memory?)"
+            ) from exc
+        for step, seconds in spent.items():
+            if step != "read" or seconds > 0:  # (0: the parent read it)
+                self.costs[step].append(seconds)
+        if raw is None and read_here:  # read here, still in its slot
+            assert self._raw_slots is not None
+            raw = self._raw_slots[position % 2]
+            kept = _report.stand_in(registrar.rows, index)
+            if kept is not None:  # rejected there: its stand-in is merged
+                raw = self.source.raw(kept)
+        identity = is_identity(registrar.transforms[index])
+        item = Frame(index, raw, self.gray_of(raw) if identity and raw is not None else None)
+        item.measured = measured
+        if warped:  # into the slot
+            item.raw = None
+            item.frame = self._slots[position % 2]
+            if self.keep_frames:  # the slot is reused: a copy to keep
+                item.frame = item.frame.copy()
+        return item
+
+    def _child(self, inbox: Channel, outbox: Channel) -> None:
+        """The child process's work: read, register and finish each frame in order."""
+        registrar = self.registrar
+        assert self._raw_slots is not None
+        for position, (index, neighbour) in enumerate(registrar.order):
+            if position == 0:  # the reference: the parent has it, its pyramid is here
+                registrar.register(index, neighbour)
+                continue
+            # the slot is free (the frame before last was merged), and the parent may
+            # have read this frame itself, when it has time to spare
+            share, given = inbox.recv()
+            started = time.perf_counter()
+            if given:
+                registrar.preread[index] = self._raw_slots[position % 2]
+            else:
+                registrar.preread[index] = self.source.raw(index)
+            spent = {"read": 0.0 if given else time.perf_counter() - started}
+            started = time.perf_counter()
+            raw, gray = registrar.register(index, neighbour)
+            spent["register"] = time.perf_counter() - started
+            slot = self._slots[position % 2]
+            item = self.finish(Frame(index, raw, gray), share, spent, slot)
+            warped = item.frame is not None
+            if warped and item.frame is not slot:  # the frame did not move: a copy
+                slot[...] = item.frame
+            # the frame goes back if it is to be warped there, or if its luma (the raw
+            # frame's, when it did not move) is to be measured there
+            identity = is_identity(registrar.transforms[index])
+            send_raw = (not warped or (identity and item.measured is None)) and not given
+            message = (
+                registrar.transforms[index],
+                raw if send_raw else None,
+                warped,
+                item.measured,
+            )
+            outbox.send(("ok", (*message, spent)))

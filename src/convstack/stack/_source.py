@@ -1,0 +1,173 @@
+"""The frame source of :func:`convstack.stack.fuse`: frames from arrays, paths, file
+objects or a z-stack, read one at a time on demand and checked against the reference.
+
+The frame read first (the reference) sets the stack's shape and dtype; every later
+frame must match it. Float frames are scaled by the reference's largest magnitude
+where over 1 (the stages assume about [0, 1]); their ranges are kept to scale the
+result back.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from .. import _validate as v
+from . import io as _io
+from . import raw as _raw
+from . import zstack as _zstack
+from .errors import FrameMismatchError, FrameReadError
+from .forked import shared_array
+from .sharpness import to_unit_float
+
+__all__ = ["DTYPES", "FrameSource", "frame_name"]
+
+#: The frame dtypes fuse accepts.
+DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _is_file_object(item: Any) -> bool:
+    return not isinstance(item, np.ndarray) and callable(getattr(item, "read", None))
+
+
+def frame_name(item: Any, index: int) -> str:
+    """How messages name frame ``index``: its path, a file object's name, or its index."""
+    if isinstance(item, (str, os.PathLike)):
+        return str(item)
+    if isinstance(item, _zstack.ZPlane):
+        return item.name
+    if _is_file_object(item):
+        own = getattr(item, "name", None)
+        if isinstance(own, (str, os.PathLike)):
+            return f"frames[{index}] ({os.fspath(own)})"
+        return f"frames[{index}] (in-memory bytes)"
+    return f"frames[{index}]"
+
+
+def _finite_range(array: NDArray[Any]) -> tuple[float, float]:
+    """The least and the largest finite value in ``array`` ((0, 0) if none)."""
+    low, high = float(np.min(array)), float(np.max(array))
+    if not (np.isfinite(low) and np.isfinite(high)):
+        finite = array[np.isfinite(array)]
+        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    return low, high
+
+
+class FrameSource:
+    """Frames from arrays, paths or file objects, loaded on demand and checked against
+    the first (the reference), whose range also sets the scale of float frames."""
+
+    def __init__(self, frames: Any) -> None:
+        if isinstance(frames, (str, os.PathLike)):  # one file: a z-stack
+            if not os.path.isfile(frames):
+                raise v.fail(
+                    "frames",
+                    "be a sequence of arrays or paths, or one z-stack file",
+                    frames,
+                    kind=TypeError,
+                )
+            frames = _zstack.open_zstack(frames)
+        elif _zstack.is_lone_zstack(frames):  # [one file], as a folder or glob lists it
+            frames = _zstack.open_zstack(frames[0])
+        if isinstance(frames, _zstack.ZStack):
+            frames = frames.frames()
+        if isinstance(frames, np.ndarray):
+            if frames.ndim not in (3, 4):
+                raise v.fail(
+                    "frames",
+                    "be a (frames, rows, cols[, channels]) array or a sequence of frames",
+                    frames,
+                )
+            items: list[Any] = list(frames)
+        elif isinstance(frames, Sequence):
+            items = list(frames)
+        else:
+            raise v.fail("frames", "be a sequence of arrays or paths", frames, kind=TypeError)
+        self.items = items
+        self.names = [frame_name(item, i) for i, item in enumerate(items)]
+        # camera RAW: LibRaw's OpenMP threads, started in this process, would leave a
+        # forked child's decoder deadlocked; such stacks are read in a worker thread
+        self.raw_files = any(
+            isinstance(item, (str, os.PathLike)) and _raw.is_raw(item) for item in items
+        )
+        # file objects are read once, here: a frame may be read twice, and in a child
+        # process that shares an open file's position
+        self.content: dict[int, bytes] = {}
+        for i, item in enumerate(items):
+            if _is_file_object(item):
+                data = item.read()
+                if not isinstance(data, bytes):
+                    raise v.fail(self.names[i], "be a binary file object", data, kind=TypeError)
+                self.content[i] = data
+        self.shape: tuple[int, ...] | None = None
+        self.dtype: np.dtype[Any] | None = None
+        self.first = ""  # the frame read first (the reference) sets shape and dtype
+        # float frames: divided by the reference's largest magnitude where over 1 (the
+        # steps assume about [0, 1]); each one's range as read, scaled, in memory that a
+        # child process forked later (after the reference is read) writes into too
+        self.scale = 1.0
+        self.ranges: NDArray[np.float64] | None = None
+        if len(items) < 2:
+            if len(items) == 1 and (isinstance(items[0], (str, os.PathLike)) or self.content):
+                self.raw(0)  # a lone file may say why (a multi-page TIFF, unreadable)
+            raise FrameMismatchError(f"focus stacking needs at least two frames; got {len(items)}.")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def raw(self, index: int) -> NDArray[Any]:
+        """Frame ``index`` as read (float frames scaled), checked against the reference."""
+        item = self.items[index]
+        name = self.names[index]
+        if isinstance(item, _zstack.ZPlane):
+            array = item.load()
+        elif isinstance(item, (str, os.PathLike)) or index in self.content:
+            try:
+                if index in self.content:
+                    array = _io.read_image(io.BytesIO(self.content[index]), name=name)
+                else:
+                    array = _io.read_image(item)
+            except FrameReadError:
+                raise
+            except Exception as exc:  # codec errors of every kind
+                raise FrameReadError(f"{name}: cannot read the image ({exc}).") from exc
+        else:
+            array = v.as_real_array(item, name)
+        if array.ndim == 3 and array.shape[2] == 1:
+            array = array[..., 0]
+        if array.ndim not in (2, 3) or array.dtype not in DTYPES:
+            raise FrameMismatchError(
+                f"{name}: frames must be (rows, cols) or (rows, cols, channels) arrays of "
+                f"uint8, uint16 or float; got shape {array.shape}, dtype {array.dtype}."
+            )
+        if self.shape is None:
+            self.shape, self.dtype, self.first = array.shape, array.dtype, name
+            if array.dtype.kind == "f":
+                low, high = _finite_range(array)
+                self.scale = max(1.0, high, -low)
+                self.ranges = shared_array((len(self.items), 2), np.float64)
+        elif array.shape != self.shape or array.dtype != self.dtype:
+            raise FrameMismatchError(
+                f"{name}: shape {array.shape} and dtype {array.dtype} differ from those of "
+                f"the reference frame {self.first} ({self.shape}, {self.dtype}); "
+                "all frames must have the same size, channels and bit depth."
+            )
+        if self.scale != 1.0:
+            array = array / array.dtype.type(self.scale)
+        if self.ranges is not None:
+            self.ranges[index] = _finite_range(array)
+        return array
+
+    def float_range(self) -> tuple[float, float]:
+        """The range of the float frames read, scaled, widened to [0, 1]."""
+        assert self.ranges is not None
+        return min(0.0, float(self.ranges[:, 0].min())), max(1.0, float(self.ranges[:, 1].max()))
+
+    def unit(self, index: int) -> NDArray[np.float32]:
+        """Frame ``index`` as float32 on [0, 1] (integers divided by their maximum)."""
+        return to_unit_float(self.raw(index), self.names[index])
