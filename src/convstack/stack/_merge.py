@@ -36,8 +36,9 @@ from .fusion import (
 from .height import FocusCurve, subframe_height
 from .sharpness import sharpness_mask
 
-__all__ = ["Merger", "block_means", "in_frames_dtype", "second_pass"]
+__all__ = ["Merger", "StepCallback", "block_means", "in_frames_dtype", "second_pass"]
 
+#: ``on_step(name, array)``: what :func:`convstack.stack.fuse` shows of its steps.
 StepCallback = Callable[[str, NDArray[Any]], None]
 
 

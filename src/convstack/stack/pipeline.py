@@ -1,17 +1,18 @@
 """The focus-stacking pipeline: load -> align -> sharpness -> depth -> fuse, streaming.
 
-:func:`fuse` orchestrates four stages, each a small module of its own:
+:func:`fuse` orchestrates four stages, each a small private module of
+``convstack.stack``:
 
-- the frame source (:mod:`._source`) reads the frames one at a time on demand and
+- the frame source (``_source``) reads the frames one at a time on demand and
   checks them against the reference;
-- the registrar (:mod:`._registrar`) registers each frame to its neighbour on the
+- the registrar (``_registrar``) registers each frame to its neighbour on the
   reference's side, from the reference outwards, and chains the transforms to the
   reference; a frame it does not trust is left out, its neighbour standing in;
-- the scheduler (:mod:`._schedule`) has a worker (a forked child process, or a
-  thread where forking is not safe) read and register the next frame, and warp and
-  measure it as the measured step times balance, while this thread merges;
-- the merge (:mod:`._merge`) votes each frame's focus measure into the depth map
-  and adds the frame to the single-pass merges (``'pyramid'``, ``'maxabs'``,
+- the scheduler (``_schedule``) has a worker (a forked child process, or a thread
+  where forking is not safe) read and register the next frame, and warp and measure
+  it (``_frames``) as the measured step times balance, while this thread merges;
+- the merge (``_merge``) votes each frame's focus measure into the depth map and
+  adds the frame to the single-pass merges (``'pyramid'``, ``'maxabs'``,
   ``'weighted'``); then regularises the depth map and makes the image (only
   ``'depthmap'`` reads again the frames that the depth map uses).
 
@@ -26,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +40,7 @@ from ..progress import ProgressCallback, report
 from . import registration_report as _report
 from . import zstack as _zstack
 from ._frames import Frame
-from ._merge import Merger, in_frames_dtype, second_pass
+from ._merge import Merger, StepCallback, in_frames_dtype, second_pass
 from ._registrar import Registrar
 from ._schedule import Scheduler
 from ._source import FrameSource
@@ -52,8 +53,6 @@ __all__ = ["DEFAULT_METHOD", "FuseResult", "fuse"]
 
 #: The method :func:`fuse` uses unless told otherwise (chosen by bench/fusion.py).
 DEFAULT_METHOD = "pyramid"
-
-StepCallback = Callable[[str, NDArray[Any]], None]
 
 
 @dataclass(frozen=True)
