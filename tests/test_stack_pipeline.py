@@ -441,3 +441,29 @@ def test_stack_modules_import_no_cycle() -> None:
                     seen.add(dep)
                     stack.append((dep, [*trail, dep]))
     assert cycles == []
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+def test_a_frame_goes_onto_the_reference_grid_by_its_transform(dtype: type) -> None:
+    # the scheduler's warp step, a plain function of (frame, transform): a whole-pixel
+    # shift moves every pixel exactly (any interpolation), edges repeat; integers come
+    # out on [0, 1]
+    from convstack.stack._frames import planar, to_reference_grid
+
+    rng = np.random.default_rng(5)
+    top = np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
+    frame = (rng.random((20, 30, 3)) * top).astype(dtype)
+    before = frame.copy()
+    unit = frame.astype(np.float64) / top
+    same = to_reference_grid(frame, np.eye(3))
+    assert same.dtype == np.float32
+    np.testing.assert_allclose(same, unit, rtol=0, atol=1e-7)
+    shift = np.array(
+        [[1.0, 0.0, 2.0], [0.0, 1.0, 3.0], [0.0, 0.0, 1.0]]
+    )  # ref (r, c) -> (r+2, c+3)
+    into = planar(frame.shape)
+    moved = to_reference_grid(frame, shift, into)
+    assert moved is into and moved.dtype == np.float32
+    np.testing.assert_allclose(moved[:-2, :-3], unit[2:, 3:], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(moved[-1, -1], unit[-1, -1], rtol=0, atol=1e-6)  # edge repeated
+    np.testing.assert_array_equal(frame, before)
