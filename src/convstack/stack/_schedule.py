@@ -199,28 +199,31 @@ class Scheduler:
         self._raw_slots = raw_slots = shared_array((2, *reference.shape), reference.dtype)
         read_here: set[int] = set()
         credit = 0.0
-        with ForkedWorker(self._child) as worker:
-            registrar.preread.clear()  # the child has its copy
-            worker.send((1, False))  # the second and third frames may go to the slots
-            worker.send((1, False))
-            # the reference needs no registration: merged here while the child registers
-            yield Frame(ref, reference, self.gray_of(reference))
-            del reference
-            for position, (index, _) in enumerate(order[1:], start=1):
-                item = self._received(worker, position, index, position in read_here)
-                yield item
-                del item
-                if position + 2 < count:
-                    share = balanced_share(self.costs)
-                    credit += read_credit(self.costs, share)
-                    given = credit >= 1.0  # this process has time to spare: it reads
-                    if given:
-                        credit -= 1.0
-                        started = time.perf_counter()
-                        raw_slots[position % 2] = source.raw(order[position + 2][0])
-                        self.costs["read"].append(time.perf_counter() - started)
-                        read_here.add(position + 2)
-                    worker.send((share, given))
+        try:
+            with ForkedWorker(self._child) as worker:
+                registrar.preread.clear()  # the child has its copy
+                worker.send((1, False))  # the second and third frames may go to the slots
+                worker.send((1, False))
+                # the reference needs no registration: merged here while the child registers
+                yield Frame(ref, reference, self.gray_of(reference))
+                del reference
+                for position, (index, _) in enumerate(order[1:], start=1):
+                    item = self._received(worker, position, index, position in read_here)
+                    yield item
+                    del item
+                    if position + 2 < count:
+                        share = balanced_share(self.costs)
+                        credit += read_credit(self.costs, share)
+                        given = credit >= 1.0  # this process has time to spare: it reads
+                        if given:
+                            credit -= 1.0
+                            started = time.perf_counter()
+                            raw_slots[position % 2] = source.raw(order[position + 2][0])
+                            self.costs["read"].append(time.perf_counter() - started)
+                            read_here.add(position + 2)
+                        worker.send((share, given))
+        finally:  # the shared slots go with the run, not with the scheduler
+            self._slots, self._raw_slots = [], None
 
     def _received(self, worker: ForkedWorker, position: int, index: int, read_here: bool) -> Frame:
         """The child process's result for the frame at ``position``, as a Frame."""
