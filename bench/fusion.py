@@ -206,8 +206,10 @@ def score(truth: np.ndarray, image: np.ndarray) -> tuple[float, float]:
 
 
 def register_to(reference: np.ndarray, image: np.ndarray) -> np.ndarray:
-    """``image`` resampled onto ``reference``'s grid (similarity, convstack.align)."""
-    matrix = estimate_transform(reference, image, model="similarity")
+    """``image`` resampled onto ``reference``'s grid (similarity, convstack.align),
+    registered down to full resolution: the scoring must not depend on fuse's
+    working-level policy (and every method is scored through the same transform)."""
+    matrix = estimate_transform(reference, image, model="similarity", finest_level=0)
     return to_u8(warp(image, matrix, order=3, mode="nearest") / 255.0)
 
 

@@ -263,6 +263,25 @@ def test_snap_brings_the_stick_to_its_true_width(occlusion_stack: tuple) -> None
     np.testing.assert_array_equal(snapped[far_from_step], result.depth[far_from_step])
 
 
+def test_fuse_snap_depth_snaps_only_the_returned_depth() -> None:
+    # fuse(snap_depth=True): the same image, the depth map snapped on it, the stick
+    # brought to its true width
+    from convstack.stack import fuse
+    from convstack.stack.synthetic import make_scene, render_stack
+
+    scene = make_scene((240, 320), seed=0, kind="occlusion")
+    frames = list(render_stack(scene, 7, noise=0.01, seed=0).frames)
+    plain = fuse(frames, align="none")
+    snapped = fuse(frames, align="none", snap_depth=True, height=True)
+    np.testing.assert_array_equal(snapped.image, plain.image)
+    expected = D.snap_depth_steps(plain.depth, plain.image, count=7)
+    np.testing.assert_array_equal(snapped.depth, expected)
+    stick = scene.layers[-1].alpha >= 0.5
+    median, high = _stick_excess(snapped.depth, stick)
+    assert abs(median) <= 2 and high <= 5
+    assert snapped.height is not None and snapped.height.shape == snapped.depth.shape
+
+
 def test_snap_keeps_a_structure_thinner_than_its_band() -> None:
     # a 3 px line at frame 0 (its depth already true): no pixel of it lies 5 px from
     # the step, so it has no deciding pixels of its own side and is kept whole

@@ -45,7 +45,7 @@ from ._registrar import Registrar
 from ._schedule import Scheduler
 from ._source import FrameSource
 from .align import MODELS
-from .depth import focus_gray
+from .depth import focus_gray, snap_depth_steps
 from .fusion import METHODS
 from .sharpness import MEASURES
 
@@ -122,6 +122,7 @@ def fuse(
     focus_channel: int | Sequence[float] | None = None,
     height: bool = False,
     noise_floor: float | None = None,
+    snap_depth: bool = False,
 ) -> FuseResult:
     """Fuse a focus stack into one image that is sharp everywhere, plus its depth map.
 
@@ -176,6 +177,12 @@ def fuse(
         default: on the bug set z = 3 gains 0.17 dB against its reference composite
         (0.55 dB unaligned) and halves the background's high-pass energy, but costs
         rendered stacks 0.1-0.5 dB (bench/README.md, fusion).
+    snap_depth : bool
+        Move the returned depth map's steps onto the fused image's edges
+        (:func:`convstack.stack.depth.snap_depth_steps`): a focus window makes the near
+        side of every occlusion grow by its reach (the demo's stick, twice its width).
+        Only the returned ``depth`` (and ``height``) change, never the merge; off by
+        default, as it costs 7-10 % of a fuse on 1 MP frames and more on small ones.
 
     Returns
     -------
@@ -257,6 +264,8 @@ def fuse(
         image = second_pass(source, registrar, depth, progress)
     else:
         image = merger.result(base_depth, source.dtype, progress)
+    if snap_depth:
+        depth = snap_depth_steps(depth, image, count=count)
     heights = merger.height(depth)
     return FuseResult(
         height=heights[0],
