@@ -25,7 +25,10 @@ frame at a time, memory independent of the number of frames) that
   gamma correction. The floor: it blurs and leaves halos, since every frame leaks in.
 
 bench/fusion.py compares them (and enfuse, focusweave); bench/README.md has the figures.
-Frames are float32 on [0, 1] here; integer conversion is the pipeline's job.
+Frames are float32 on [0, 1] here; integer conversion is the pipeline's job. The pyramid
+merge takes each frame in, and makes its result, in strips of rows with their halos
+(:mod:`convstack.stack.strips`, issue 14): its temporaries stay a few hundred rows
+whatever the frame size, with the same bits as the whole frame at once.
 """
 
 from __future__ import annotations
