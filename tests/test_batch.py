@@ -518,3 +518,71 @@ def test_interrupted_batch_leaves_no_partial_output(
     assert stray_files(out) == []
     for name in done:  # and those there are whole
         assert load(out / f"{name}.png").shape == (360, 480, 3)
+
+
+# ------------------------------------------------------------------ how workers start
+
+#: Set in the process that runs the batch; a forked worker sees the value set there,
+#: a spawned one this default.
+MARK = "imported"
+
+
+class ProbeWork(B.FuseWork):
+    """Writes, in place of an image, what the worker process was started with."""
+
+    def __call__(self, stack: B.Stack, outputs: B.Outputs, overwrite: bool) -> None:
+        from convstack import _methods
+
+        seen = [MARK, str(_methods.THREADS), os.environ["CONVSTACK_THREADS"]]
+        seen.append(str("numba" in sys.modules))
+        outputs.image.write_text(" ".join(seen))
+
+
+def forked_workers(folder: str) -> None:
+    global MARK
+    from convstack import _methods
+
+    base = Path(folder)
+    for k in range(4):
+        (base / "root" / f"s{k}").mkdir(parents=True)
+        for i in range(2):
+            (base / "root" / f"s{k}" / f"f{i}.png").write_bytes(b"")
+    cores = os.cpu_count() or 1
+    assert cores == _methods.THREADS  # imported here before the batch's share
+    assert "numba" not in sys.modules
+    MARK = "set by the batch's process"
+    records = B.run_batch(B.find_stacks(base / "root"), base / "out", ProbeWork(), jobs=2)
+    assert [r.status for r in records] == ["done"] * 4, [r.error for r in records]
+    share = str(max(1, cores // 2))
+    expected = f"{MARK} {share} {share} True"
+    for k in range(4):
+        assert (base / "out" / f"s{k}.png").read_text() == expected
+    assert cores == _methods.THREADS  # this process's own share is unchanged
+
+
+def test_workers_are_forked_loaded_and_with_their_thread_share(tmp_path: Path) -> None:
+    """In a fresh interpreter (no other thread): the workers are forked from it, with
+    numba loaded once there, and each takes its share of threads from its environment,
+    though the engine read CONVSTACK_THREADS when this process imported it."""
+    if sys.platform != "linux":
+        pytest.skip("workers are forked on Linux only")
+    env = {k: v for k, v in os.environ.items() if k not in ("CONVSTACK_THREADS", "CONVSTACK_FORK")}
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent), env.get("PYTHONPATH", "")])
+    code = f"import test_batch; test_batch.forked_workers({str(tmp_path)!r})"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+def test_workers_are_spawned_while_another_thread_runs() -> None:
+    import threading
+
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert B._start_method() == "spawn"  # fork would copy that thread's locks held
+    finally:
+        release.set()
+        other.join()

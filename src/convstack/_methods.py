@@ -109,9 +109,11 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def _forget_pool() -> None:
-    """In a forked child: the pool's threads stayed in the parent, a new pool is needed."""
-    global _pool, _pool_lock
+    """In a forked child: the pool's threads stayed in the parent, a new pool is needed,
+    of the child's share of threads (a batch worker's environment sets it)."""
+    global _pool, _pool_lock, THREADS
     _pool, _pool_lock = None, threading.Lock()
+    THREADS = _threads_from_env()
 
 
 if hasattr(os, "register_at_fork"):

@@ -602,11 +602,33 @@ def _run_here(
 
 
 def _start_method() -> str:
-    import multiprocessing
+    """How the workers start: forked from this process where that is safe (Linux, no
+    other thread running), else spawned.
 
+    A forked worker starts with this process's modules loaded (the pipeline, numba),
+    where a spawned one starts an interpreter and imports them again: about 0.3 s of CPU
+    a worker, plus numba's 0.2 s (:func:`_preload`). Fork is unsafe with other threads
+    (a lock one held stays held in the child); macOS's frameworks forbid it.
+    """
+    import multiprocessing
+    import sys
+    import threading
+
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform == "linux" and "fork" in methods and threading.active_count() == 1:
+        return "fork"
     # spawn: a fresh interpreter with this process's environment (the thread share);
-    # fork is unsafe with threads, and forkserver keeps the environment it started with
-    return "spawn" if "spawn" in multiprocessing.get_all_start_methods() else "fork"
+    # forkserver keeps the environment it started with
+    return "spawn" if "spawn" in methods else "fork"
+
+
+def _preload() -> None:
+    """Before forking the workers: load what every stack needs (the pipeline and numba,
+    0.5 s of imports) once here, not once in each worker. Loads no kernel and starts no
+    thread. (A setting read at import follows the worker's environment all the same:
+    the modules that read one re-read it in a forked child.)"""
+    from .. import _jit  # noqa: F401 (numba: the kernels' compiler, loaded once)
+    from . import pipeline  # noqa: F401
 
 
 def _worker_started() -> None:
@@ -633,11 +655,13 @@ def _run_in_processes(jobs: int) -> Runner:
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        context = multiprocessing.get_context(_start_method())
+        method = _start_method()
+        if method == "fork":
+            _preload()
         with _environment(unset_worker_environment(jobs)):
-            pool = ProcessPoolExecutor(
+            pool = ProcessPoolExecutor(  # (a forked worker inherits the environment here)
                 max_workers=min(jobs, len(tasks)),
-                mp_context=context,
+                mp_context=multiprocessing.get_context(method),
                 initializer=_worker_started,
             )
             try:
