@@ -624,3 +624,18 @@ def test_gaussian_nonfinite_at_borders_and_strip_edges(
                 np.testing.assert_array_equal(test(got), test(expected), err_msg=f"{r, c}")
             finite = np.isfinite(expected)
             np.testing.assert_allclose(got[finite], expected[finite], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["direct", "separable", "fft"])
+@pytest.mark.parametrize("dtype", [">f8", np.float16, np.longdouble])
+def test_engine_nonfinite_in_cast_dtypes(method, dtype):
+    # the compiled rows test the array they read (cast to native float32/float64)
+    image = np.random.default_rng(12).random((9, 7)).astype(dtype)
+    image[0, 3], image[8, 6], image[4, 0] = np.nan, np.inf, -np.inf
+    kernel = np.array([[1.0, 0.0, 2.0], [0.5, 1.0, -1.0], [1.0, 1.0, 0.0]])
+    result = convstack.correlate(image, kernel, mode="mirror", method=method)
+    expected = _ieee_taps(image.astype(np.float64), kernel, "mirror")
+    for test in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(test(result), test(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(result[finite], expected[finite], rtol=1e-6, atol=1e-6)
