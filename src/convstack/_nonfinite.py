@@ -11,7 +11,10 @@ How: the fast path runs on a copy of the image with its non-finite samples set t
 (:func:`finite_copy`), so that nothing spreads; then :func:`overwrite` finds, with a few
 passes of the engine over 0/1 indicator images, which outputs have a NaN, a +inf or a
 -inf term, and writes their IEEE outcome. Finite images pay one summing pass
-(:func:`has_nonfinite`).
+(:func:`has_nonfinite`), except under the engine's direct and separable rows, which test
+each image row as they first read it: there the method runs on the image as it is (each
+output reads only its footprint) and the overwrite follows only when a row held a
+non-finite sample (:func:`run_local_filter`, ``convstack.convolve``).
 """
 
 from __future__ import annotations
