@@ -7,8 +7,11 @@ that padded row ``p`` / column ``q`` holds, or -1 where it holds the per-channel
 column straight (``j0 <= j < j1``): those run in tight loops over the flat row
 (channels interleaved, so a column shift is a shift by ``channels`` samples); the few
 border columns go through ``cmap``. Loop order: output rows, kernel taps, output
-columns, so that the innermost loop is contiguous and vectorises; taps go four to a
-pass over the output row (one load and store of the accumulator per four taps).
+columns, so that the innermost loop is contiguous and vectorises; taps go up to eight to
+a pass over the output row (one load and store of the accumulator per pass; the first
+pass of a row writes it from 0). Float images are tested for NaN and infinities one
+image row at a time, as the rows are first read (the caller applies the footprint rule
+when one was met).
 Loops index slices from 0, so numba knows no index is negative (no wraparound test
 in the loop). The callers (``convstack._methods``) validate every shape and split
 rows over threads.
