@@ -65,13 +65,6 @@ def register(subparsers: Any) -> None:
         "flags) as JSON to FILE; frames not trusted are named on stderr either way",
     )
     parser.add_argument(
-        "--noise-floor",
-        type=float,
-        metavar="Z",
-        help="pyramid: average the frames where no frame's detail stands Z sigmas of the "
-        "measured noise above it (quieter out-of-focus backgrounds; try 3); off by default",
-    )
-    parser.add_argument(
         "--index",
         metavar="AXIS=N[,...]",
         help="of a z-stack file (one multi-page, ImageJ or OME-TIFF): the entry of each axis "
@@ -79,6 +72,19 @@ def register(subparsers: Any) -> None:
     )
     _add_scientific_options(parser)
     parser.set_defaults(func=run)
+
+
+def _noise_floor(text: str) -> float | None:
+    """``--noise-floor``: a z > 0, or 'off' (None)."""
+    if text.strip().lower() == "off":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0 or 'off'; got {text!r}")
+    return value
 
 
 def add_merge_options(parser: argparse.ArgumentParser) -> None:
@@ -108,6 +114,19 @@ def add_merge_options(parser: argparse.ArgumentParser) -> None:
         "--photometric",
         action="store_true",
         help="match each frame's brightness and contrast to the reference (exposure drift)",
+    )
+    parser.add_argument(
+        "--noise-floor",
+        type=_noise_floor,
+        metavar="Z",
+        help="pyramid: average the frames where no frame's detail stands Z sigmas of the "
+        "measured noise above it (quieter out-of-focus backgrounds; try 3); off by default",
+    )
+    parser.add_argument(
+        "--snap-depth",
+        action="store_true",
+        help="move the depth map's steps onto the fused image's edges (occlusions: the near "
+        "side no longer grows by the focus window's reach); changes only --depth-map",
     )
 
 
@@ -237,7 +256,8 @@ def run(args: argparse.Namespace) -> int:
             on_step=on_step,
             focus_channel=science.focus_channel,
             height=science.wants_height,
-            noise_floor=getattr(args, "noise_floor", None),
+            noise_floor=args.noise_floor,
+            snap_depth=args.snap_depth,
         )
         untrusted = summary(result.frames)
         if untrusted:

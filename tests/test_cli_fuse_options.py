@@ -1,0 +1,79 @@
+"""`convstack fuse` and `batch` merge options that reach `fuse`: --noise-floor, --snap-depth."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from convstack.cli import main
+from convstack.stack import fuse
+from convstack.stack.depth import depth_to_image
+from test_cli_fuse import load, write_stack
+from test_stack_fusion import two_depth_stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[np.ndarray]]:
+    folder = tmp_path_factory.mktemp("stack")
+    frames, _ = two_depth_stack(rows=64, cols=96)
+    write_stack(folder / "in", frames)
+    return folder / "in", frames
+
+
+@pytest.mark.parametrize(
+    ("argv", "options"),
+    [
+        ([], {}),
+        (["--noise-floor", "3"], {"noise_floor": 3.0}),
+        (["--noise-floor", "off"], {"noise_floor": None}),
+        (["--snap-depth"], {"snap_depth": True}),
+    ],
+)
+def test_fuse_options_reach_fuse(
+    stack: tuple[Path, list[np.ndarray]], tmp_path: Path, argv: list[str], options: dict
+) -> None:  # type: ignore[type-arg]
+    folder, frames = stack
+    out, depth = tmp_path / "out.png", tmp_path / "depth.png"
+    argv = ["fuse", str(folder), "-o", str(out), "--depth-map", str(depth), "--quiet", *argv]
+    assert main(argv) == 0
+    expected = fuse(frames, **options)  # the oracle: the library call with those options
+    np.testing.assert_array_equal(load(out), expected.image)
+    depth_image = depth_to_image(expected.depth, len(frames), np.uint16)
+    np.testing.assert_array_equal(load(depth), depth_image)
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan", "three"])
+def test_bad_noise_floor_is_a_clean_usage_error(
+    stack: tuple[Path, list[np.ndarray]],
+    tmp_path: Path,
+    value: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    folder, _ = stack
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fuse", str(folder), "-o", str(tmp_path / "o.png"), "--noise-floor", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--noise-floor: must be a number > 0 or 'off'" in err and "Traceback" not in err
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_batch_takes_the_noise_floor_as_fuse_does(
+    stack: tuple[Path, list[np.ndarray]], tmp_path: Path
+) -> None:
+    folder, frames = stack
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    for path in sorted(folder.iterdir()):
+        (root / "a" / path.name).write_bytes(path.read_bytes())
+    outdir = tmp_path / "out"
+    assert main(["batch", str(root), "-o", str(outdir), "--noise-floor", "3", "--quiet"]) == 0
+    results = [p for p in outdir.rglob("*.png")]
+    assert len(results) == 1
+    with Image.open(results[0]) as image:
+        fused = np.asarray(image)
+    np.testing.assert_array_equal(fused, fuse(frames, noise_floor=3.0).image)
+    assert not np.array_equal(fused, fuse(frames).image)  # the option made a difference
