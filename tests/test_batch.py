@@ -535,6 +535,14 @@ class ProbeWork(B.FuseWork):
 
         seen = [MARK, str(_methods.THREADS), os.environ["CONVSTACK_THREADS"]]
         seen.append(str("numba" in sys.modules))
+        # a module that copied the count at import would keep the batch process's
+        stale = [
+            name
+            for name, module in list(sys.modules.items())
+            if name.startswith("convstack") and getattr(module, "THREADS", None) is not None
+            if module is not _methods and module.THREADS != _methods.THREADS
+        ]
+        seen.append(",".join(stale) or "none")
         outputs.image.write_text(" ".join(seen))
 
 
@@ -554,7 +562,7 @@ def forked_workers(folder: str) -> None:
     records = B.run_batch(B.find_stacks(base / "root"), base / "out", ProbeWork(), jobs=2)
     assert [r.status for r in records] == ["done"] * 4, [r.error for r in records]
     share = str(max(1, cores // 2))
-    expected = f"{MARK} {share} {share} True"
+    expected = f"{MARK} {share} {share} True none"
     for k in range(4):
         assert (base / "out" / f"s{k}.png").read_text() == expected
     assert cores == _methods.THREADS  # this process's own share is unchanged

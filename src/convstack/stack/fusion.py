@@ -41,8 +41,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .. import _methods
 from .. import _validate as v
-from .._methods import THREADS
 from ..color import BT601_F32
 from ..convolve import correlate
 from .sharpness import to_unit_float
@@ -855,7 +855,8 @@ class PyramidAccumulator:
             self._allocate(frame.shape[:-2], sizes, split)
         coarse = np.empty(frame.shape[:-2] + (sizes[0][split], sizes[1][split]), np.float32)
         starts = range(0, rows, step)
-        workers = min(STRIP_WORKERS, THREADS, len(starts))  # CONVSTACK_THREADS=1: one
+        # CONVSTACK_THREADS=1: one (read now: a forked batch worker re-reads its share)
+        workers = min(STRIP_WORKERS, _methods.THREADS, len(starts))
         with ThreadPoolExecutor(max_workers=workers) as pool:
             # strips own disjoint rows of every array they write: they run side by side
             tasks = [
