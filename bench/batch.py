@@ -12,6 +12,8 @@ wall-clock from start to exit (worker start-up, Dask's included), on the same st
   jobs 2 oversub --jobs 2 with CONVSTACK_THREADS=2 CONVSTACK_FORK=1 in the workers (each
                  fuse as if alone: 2 workers x 2 processes x 2 threads on the cores)
   dask local 2   --scheduler local --jobs 2 (distributed.LocalCluster, 2 worker processes)
+  jobs 2 old     with --old SRC: --jobs 2 run by another tree's package (SRC holds its
+                 convstack folder, put first on PYTHONPATH), e.g. the commit before a change
 
 The runs are interleaved (one of each, then again with --repeat); the table gives the
 best of each, the ratios are throughputs against a peer of the same round, and every
@@ -94,13 +96,23 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="rounds of all runs")
     parser.add_argument("--runs", nargs="+", choices=list(RUNS), default=list(RUNS))
     parser.add_argument("--quick", action="store_true", help="8 stacks of 240 x 320")
+    parser.add_argument(
+        "--old", metavar="SRC", help="also run --jobs 2 with the package under SRC ('jobs 2 old')"
+    )
     options = parser.parse_args()
+    if options.old:
+        old = str(Path(options.old).resolve())
+        RUNS["jobs 2 old"] = (["--jobs", "2"], {"PYTHONPATH": old})
+        if "jobs 2 old" not in options.runs:
+            options.runs.append("jobs 2 old")
     if options.quick:
         options.stacks, options.size = 8, (240, 320)
     with tempfile.TemporaryDirectory(prefix="convstack-bench-batch-") as temp:
         root = Path(temp) / "root"
         make_stacks(root, options.stacks, tuple(options.size), options.frames)
         run(root, Path(temp) / "warm", ["--jobs", "1"], {})  # compile/cache the kernels
+        if options.old:
+            run(root, Path(temp) / "warm-old", ["--jobs", "1"], RUNS["jobs 2 old"][1])
         print(
             f"{options.stacks} stacks of {options.frames} frames, {options.size[0]} x "
             f"{options.size[1]} RGB, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
