@@ -16,7 +16,8 @@ compiled, once in the parent rather than once in each process at the same time (
 Kernels only one of the two processes calls are left to it: loading them before the
 fork would only put them on the parent's path.
 
-Called by the command line (``convstack fuse``), never at ``import convstack``.
+Called by the command line (``convstack fuse``; ``convstack demo`` in a thread while it
+renders, see :func:`in_background`), never at ``import convstack``.
 """
 
 from __future__ import annotations
