@@ -30,6 +30,8 @@ import argparse
 import hashlib
 import json
 import os
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -69,9 +71,21 @@ def digest(folder: Path) -> dict[str, str]:
     }
 
 
-def run(root: Path, out: Path, args: list[str], env: dict[str, str]) -> float:
-    """Seconds one batch process takes, start to exit."""
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process's finished children (and theirs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+CPU: dict[str, list[float]] = {}
+
+
+def run(root: Path, out: Path, args: list[str], env: dict[str, str], name: str = "") -> float:
+    """Seconds one batch process takes, start to exit (its CPU seconds, workers'
+    included, are kept in ``CPU[name]``: a figure the other jobs on a loaded machine
+    disturb less than the wall time)."""
     command = [sys.executable, "-m", "convstack.cli", "batch", str(root), "-o", str(out)]
+    cpu = cpu_seconds()
     started = time.perf_counter()
     done = subprocess.run(
         [*command, "--quiet", *args], env={**os.environ, **env}, capture_output=True, text=True
@@ -79,6 +93,7 @@ def run(root: Path, out: Path, args: list[str], env: dict[str, str]) -> float:
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         sys.exit(f"batch failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    CPU.setdefault(name, []).append(cpu_seconds() - cpu)
     return seconds
 
 
@@ -125,34 +140,40 @@ def main() -> None:
             for name in options.runs:
                 out = Path(temp) / f"out-{round_}-{name.replace(' ', '-')}"
                 argv, env = RUNS[name]
-                times[name] = run(root, out, argv, env)
+                times[name] = run(root, out, argv, env, name)
                 found = digest(out)
                 if reference is None:
                     reference = found
                 same = found == reference and len(found) == options.stacks
                 print(
                     f"  round {round_ + 1}  {name:<15} {times[name]:7.2f} s  "
-                    f"{options.stacks / times[name]:5.2f} stacks/s  "
+                    f"{options.stacks / times[name]:5.2f} stacks/s  cpu {CPU[name][-1]:5.2f} s  "
                     f"{stack_seconds(out):5.2f} s a stack in its worker  "
                     f"outputs {'identical' if same else 'DIFFER'}"
                 )
                 best[name] = min(best.get(name, float("inf")), times[name])
             rounds.append(times)
         print(f"load after: {os.getloadavg()[0]:.1f}")
-        print(f"\n{'run':<16} {'best s':>7} {'stacks/s':>9} {'x one by one':>13} {'x jobs 2':>9}")
+        print(
+            f"\n{'run':<16} {'best s':>7} {'stacks/s':>9} {'x one by one':>13} {'x jobs 2':>9}"
+            f" {'median cpu s':>13}"
+        )
         for name in options.runs:
             vs_one = best["one by one"] / best[name] if "one by one" in best else float("nan")
             vs_two = best["jobs 2"] / best[name] if "jobs 2" in best else float("nan")
             print(
                 f"{name:<16} {best[name]:7.2f} {options.stacks / best[name]:9.2f} "
-                f"{vs_one:13.2f} {vs_two:9.2f}"
+                f"{vs_one:13.2f} {vs_two:9.2f} {statistics.median(CPU[name]):13.2f}"
             )
         for peer in ("one by one", "jobs 2"):
             for name in options.runs:
                 if peer in rounds[0] and name not in (peer, "one by one"):
                     ratios = [r[peer] / r[name] for r in rounds]
                     listed = ", ".join(f"{x:.2f}" for x in ratios)
-                    print(f"throughput {name} / {peer}, each round: {listed}")
+                    print(
+                        f"throughput {name} / {peer}, each round: {listed} "
+                        f"(median {statistics.median(ratios):.2f})"
+                    )
 
 
 if __name__ == "__main__":
