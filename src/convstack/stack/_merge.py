@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -77,6 +77,8 @@ class Merger:
         ``gray_of(frame)``: the float32 luma (or focus channel) that is measured.
     photometric, gamma_correction, levels, focus_channel, noise_floor, height
         As in :func:`convstack.stack.fuse`.
+    strip_rows : int or 'auto'
+        The pyramid merge's rows a strip (the memory plan's; the same bits whatever).
     """
 
     def __init__(
@@ -92,6 +94,7 @@ class Merger:
         focus_channel: int | Sequence[float] | None,
         noise_floor: float | None,
         height: bool,
+        strip_rows: int | str = "auto",
     ) -> None:
         self.method = method
         self.count = count
@@ -104,11 +107,14 @@ class Merger:
         self.curve = FocusCurve() if height else None  # the sub-frame peak, for height maps
         self.weighted = WeightedAccumulator() if method == "weighted" else None
         self.pyramid: PyramidAccumulator | None = None
+        rows: int | Literal["auto"] = "auto" if strip_rows == "auto" else int(strip_rows)
         if method == "pyramid":
-            self.pyramid = PyramidAccumulator(levels, focus=focus_channel, noise=noise_floor)
+            self.pyramid = PyramidAccumulator(
+                levels, focus=focus_channel, noise=noise_floor, strip_rows=rows
+            )
         elif method == "maxabs":  # the classic rule: hard max at every level, mean base
             self.pyramid = PyramidAccumulator(
-                levels, soft_levels=0, envelope=False, focus=focus_channel
+                levels, soft_levels=0, envelope=False, focus=focus_channel, strip_rows=rows
             )
         self._reference_means: NDArray[np.float32] | None = None
         self._raw_depth: NDArray[Any] | None = None

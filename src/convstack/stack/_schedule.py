@@ -15,19 +15,131 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..limits import LimitError, format_size
 from . import registration_report as _report
 from ._frames import Frame, is_identity, measure_focus, planar, to_reference_grid
 from ._registrar import Registrar
 from ._source import FrameSource
 from .errors import StackError
 from .forked import Channel, ForkedWorker, can_fork, shared_array
+from .strips import STRIP_LEVEL, rows_for_budget, strip_bytes
 
-__all__ = ["STEPS", "Scheduler", "balanced_share", "loads", "mean_costs", "read_credit"]
+__all__ = [
+    "STEPS",
+    "MemoryPlan",
+    "Scheduler",
+    "balanced_share",
+    "estimate_peak",
+    "loads",
+    "mean_costs",
+    "plan_memory",
+    "read_credit",
+]
+
+#: The peak of a fuse, all processes (the sum of their VmRSS, sampled: bench/memory.py),
+#: as (fixed bytes, bytes a pixel, bytes a pixel and channel) of one frame, strips'
+#: temporaries not included: fitted to bench/README.md's "## Memory" runs of the
+#: pyramid merge (8-bit colour 6, 12 and 45 MP, 16-bit grey 6 and 24 MP; within 3 %
+#: for colour, over by up to 20 % for grey), the forked reader's process and its
+#: copies included in ``_FORKED``.
+_ONE_PROCESS = (300 << 20, 80, 13)
+_FORKED = (480 << 20, 65, 33)
+
+#: Bytes a channel sample costs per byte of the frames' samples over one (raw frames
+#: in flight, in slots, in the reader and their float copies: about six copies; a
+#: guess on the safe side, uint16 measured within it, floats not measured).
+_PER_SAMPLE_BYTE = 6
+
+#: Methods whose peak was measured; the others ('weighted': whole-frame masks and
+#: sums, 'depthmap': a second pass) are given half as much again a pixel.
+_MEASURED_METHODS = ("pyramid", "maxabs")
+
+
+def estimate_peak(
+    shape: tuple[int, ...], dtype: np.dtype[Any], method: str, *, forked: bool
+) -> int:
+    """The expected peak bytes of :func:`convstack.stack.fuse` (all processes) on frames
+    of ``shape`` and ``dtype``, without the merge strips' temporaries
+    (:func:`convstack.stack.strips.strip_bytes`, added by :func:`plan_memory`).
+
+    Flat in the number of frames (two in flight, whatever their number)."""
+    fixed, per_pixel, per_channel = _FORKED if forked else _ONE_PROCESS
+    channels = shape[2] if len(shape) == 3 else 1
+    itemsize = np.dtype(dtype).itemsize
+    pixel = per_pixel + channels * (per_channel + _PER_SAMPLE_BYTE * (itemsize - 1))
+    if method not in _MEASURED_METHODS:
+        pixel = pixel * 3 // 2
+    # the measured constants include the default strips (64 MiB): taken out here
+    return fixed - (64 << 20) + int(shape[0]) * int(shape[1]) * pixel
+
+
+@dataclass(frozen=True)
+class MemoryPlan:
+    """How :func:`convstack.stack.fuse` keeps under its memory limit.
+
+    Attributes
+    ----------
+    forked : bool
+        Whether the reader may run as a forked child process (else a thread here).
+    strip_rows : int or 'auto'
+        The pyramid merge's rows a strip (``PyramidAccumulator(strip_rows=...)``).
+    estimate : int
+        The expected peak bytes, all processes.
+    """
+
+    forked: bool
+    strip_rows: int | str
+    estimate: int
+
+
+def plan_memory(
+    shape: tuple[int, ...],
+    dtype: np.dtype[Any],
+    method: str,
+    limit: int,
+    *,
+    default_rows: int,
+) -> MemoryPlan:
+    """The schedule that fits ``limit`` bytes: the reader forked with the merge's
+    default strips (``default_rows``) where that fits, else in a thread with strips as
+    large as fit (down to ``2 ** STRIP_LEVEL`` rows).
+
+    Raises
+    ------
+    LimitError
+        If even the leanest schedule's estimate exceeds ``limit``.
+    """
+    pyramid = method in _MEASURED_METHODS
+    strips = strip_bytes(shape, default_rows) if pyramid else 0
+    forked = estimate_peak(shape, dtype, method, forked=True)
+    if forked + strips <= limit:
+        return MemoryPlan(True, default_rows if pyramid else "auto", forked + strips)
+    alone = estimate_peak(shape, dtype, method, forked=False)
+    if alone + strips <= limit:
+        return MemoryPlan(False, default_rows if pyramid else "auto", alone + strips)
+    least = 1 << STRIP_LEVEL
+    if pyramid and alone + strip_bytes(shape, least) <= limit:
+        rows = max(least, min(default_rows, rows_for_budget(shape, limit - alone)))
+        while rows > least and alone + strip_bytes(shape, rows) > limit:
+            rows -= least
+        return MemoryPlan(False, rows, alone + strip_bytes(shape, rows))
+    lean = alone + (strip_bytes(shape, least) if pyramid else 0)
+    channels = shape[2] if len(shape) == 3 else 1
+    raise LimitError(
+        f"fusing frames of {shape[0]} x {shape[1]} pixels x {channels} channels of {dtype} "
+        f"(method {method!r}) needs about {format_size(lean)} even in one process with the "
+        f"smallest merge strips, more than the memory limit of {format_size(limit)}; raise "
+        "it with fuse(memory_limit=...), `convstack fuse --memory-limit SIZE` (e.g. "
+        f"{format_size(lean * 1.25).replace(' ', '')}), or the environment variable "
+        "CONVSTACK_MEMORY_LIMIT."
+    )
+
 
 #: The steps whose seconds per frame are measured.
 STEPS = ("read", "register", "warp", "measure", "merge")
@@ -95,6 +207,9 @@ class Scheduler:
     keep_frames : bool
         The merge keeps the frames it is given (``on_step``): frames from a child
         process are copied out of their shared slot.
+    fork : bool
+        Whether the worker may be a forked child process (the memory plan's choice:
+        the child costs a process of its own).
     """
 
     def __init__(
@@ -106,8 +221,10 @@ class Scheduler:
         measure: str,
         photometric: bool,
         keep_frames: bool,
+        fork: bool = True,
     ) -> None:
         self.source = source
+        self.fork = fork
         self.registrar = registrar
         self.gray_of = gray_of
         self.measure = measure
@@ -125,7 +242,7 @@ class Scheduler:
 
         Close the generator when done (an error stops the child process at once)."""
         count = len(self.registrar.order)
-        if can_fork() and count > 2 and not self.source.raw_files:
+        if self.fork and can_fork() and count > 2 and not self.source.raw_files:
             return self.forked()
         return self.threaded(pool)
 
@@ -192,7 +309,9 @@ class Scheduler:
         order = registrar.order
         count = len(order)
         ref = registrar.reference
-        reference = registrar.preread[ref] = source.raw(ref)  # sets the slots' shape
+        if ref not in registrar.preread:  # (read already where no header gave its size)
+            registrar.preread[ref] = source.raw(ref)
+        reference = registrar.preread[ref]  # sets the slots' shape
         self._slots = [planar(reference.shape, shared_array) for _ in range(2)]
         # frames this process reads for the child when it has time to spare (see
         # read_credit) go through two more slots (a pipe both ways could deadlock)

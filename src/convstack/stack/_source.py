@@ -25,7 +25,7 @@ from .errors import FrameMismatchError, FrameReadError
 from .forked import shared_array
 from .sharpness import to_unit_float
 
-__all__ = ["DTYPES", "FrameSource", "frame_name"]
+__all__ = ["DTYPES", "FrameSource", "frame_name", "probe_header"]
 
 #: The frame dtypes fuse accepts.
 DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32), np.dtype(np.float64))
@@ -56,6 +56,73 @@ def _finite_range(array: NDArray[Any]) -> tuple[float, float]:
         finite = array[np.isfinite(array)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
     return low, high
+
+
+#: Samples a pixel of each PNG colour type decodes to (a palette expands to RGB).
+_PNG_SAMPLES = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
+
+
+def _jpeg_shape(head: bytes) -> tuple[int, ...] | None:
+    """(rows, cols[, channels]) from a JPEG's start-of-frame segment, or None."""
+    position = 2
+    while position + 9 < len(head) and head[position] == 0xFF:
+        marker = head[position + 1]
+        if marker == 0xFF:
+            position += 1
+            continue
+        length = int.from_bytes(head[position + 2 : position + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            rows = int.from_bytes(head[position + 5 : position + 7], "big")
+            cols = int.from_bytes(head[position + 7 : position + 9], "big")
+            channels = head[position + 9]
+            return (rows, cols) if channels == 1 else (rows, cols, channels)
+        position += 2 + length
+    return None
+
+
+def probe_header(
+    item: Any, content: bytes | None = None
+) -> tuple[tuple[int, ...], np.dtype[Any]] | None:
+    """A frame's (shape, dtype) as :meth:`FrameSource.raw` will read it, from an array's
+    attributes or an image file's header (PNG, JPEG, TIFF), without decoding pixels;
+    None where the header does not say (another format, a z-stack plane, a lone
+    channel kept or an alpha dropped on reading are not told apart: an upper bound).
+
+    ``content``: a file object's bytes, already read.
+    """
+    if isinstance(item, np.ndarray):
+        shape = item.shape[:2] if item.ndim == 3 and item.shape[2] == 1 else item.shape
+        return (tuple(shape), item.dtype) if item.ndim in (2, 3) else None
+    if content is None and not isinstance(item, (str, os.PathLike)):
+        return None
+    try:
+        if content is not None:
+            head = content[: 1 << 16]
+        else:
+            with open(item, "rb") as fh:
+                head = fh.read(1 << 16)
+        if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
+            cols, rows = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+            samples = _PNG_SAMPLES.get(head[25], 4)
+            dtype = np.dtype(np.uint16 if head[24] == 16 else np.uint8)
+            return ((rows, cols) if samples == 1 else (rows, cols, samples)), dtype
+        if head.startswith(b"\xff\xd8\xff"):
+            shape = _jpeg_shape(head)
+            return None if shape is None else (shape, np.dtype(np.uint8))
+        if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            import tifffile
+
+            with tifffile.TiffFile(io.BytesIO(content) if content is not None else item) as tif:
+                page = tif.pages.first
+                rows, cols = int(page.imagelength), int(page.imagewidth)
+                samples = int(page.samplesperpixel)
+                found = page.dtype
+                if found is None:
+                    return None
+                return ((rows, cols) if samples == 1 else (rows, cols, samples)), np.dtype(found)
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    return None
 
 
 class FrameSource:
@@ -119,6 +186,13 @@ class FrameSource:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def probe(self, index: int) -> tuple[tuple[int, ...], np.dtype[Any]] | None:
+        """Frame ``index``'s (shape, dtype) from its header, nothing decoded (see
+        :func:`probe_header`); None where unknown (camera RAW, z-stacks, other formats)."""
+        if self.raw_files:
+            return None
+        return probe_header(self.items[index], self.content.get(index))
 
     def raw(self, index: int) -> NDArray[Any]:
         """Frame ``index`` as read (float frames scaled), checked against the reference."""

@@ -36,18 +36,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import _validate as v
+from ..limits import get_memory_limit, parse_size
 from ..progress import ProgressCallback, report
 from . import registration_report as _report
 from . import zstack as _zstack
 from ._frames import Frame
 from ._merge import Merger, StepCallback, in_frames_dtype, second_pass
 from ._registrar import Registrar
-from ._schedule import Scheduler
+from ._schedule import MemoryPlan, Scheduler, plan_memory
 from ._source import FrameSource
 from .align import MODELS
 from .depth import focus_gray, snap_depth_steps
-from .fusion import METHODS
+from .fusion import METHODS, STRIP_BUDGET, STRIP_MIN_ROWS
 from .sharpness import MEASURES
+from .strips import rows_for_budget
 
 __all__ = ["DEFAULT_METHOD", "FuseResult", "fuse"]
 
@@ -107,6 +109,20 @@ def _merge_frame(
         on_step(f"sharpness_{item.index:03d}", measured)
 
 
+def _plan(source: FrameSource, registrar: Registrar, method: str, limit: int) -> MemoryPlan:
+    """The memory plan for ``limit`` bytes, from the reference's header (nothing
+    decoded), or from the reference itself, read first, where its header does not tell."""
+    ref = registrar.reference
+    probed = source.probe(ref)
+    if probed is None:
+        registrar.preread[ref] = source.raw(ref)
+        assert source.shape is not None and source.dtype is not None
+        probed = source.shape, source.dtype
+    shape, dtype = probed
+    default_rows = max(STRIP_MIN_ROWS, rows_for_budget(shape, STRIP_BUDGET))
+    return plan_memory(shape, dtype, method, limit, default_rows=default_rows)
+
+
 def fuse(
     frames: Sequence[Any] | NDArray[Any] | str | os.PathLike[str] | _zstack.ZStack,
     *,
@@ -123,6 +139,7 @@ def fuse(
     height: bool = False,
     noise_floor: float | None = None,
     snap_depth: bool = False,
+    memory_limit: int | str | None = None,
 ) -> FuseResult:
     """Fuse a focus stack into one image that is sharp everywhere, plus its depth map.
 
@@ -183,6 +200,13 @@ def fuse(
         side of every occlusion grow by its reach (the demo's stick, twice its width).
         Only the returned ``depth`` (and ``height``) change, never the merge; off by
         default, as it costs 7-10 % of a fuse on 1 MP frames and more on small ones.
+    memory_limit : int or str, optional
+        Bytes (or a size such as ``"2GiB"``) the whole fuse may take, all processes;
+        default :func:`convstack.limits.get_memory_limit` (half of the memory). From
+        the frames' size (read from the reference's header, before any frame is
+        decoded) and measured bytes a pixel, it chooses whether the reader runs as a
+        forked child (a process of its own) or a thread here, and the pyramid
+        merge's strip rows; the output is the same whatever it chooses.
 
     Returns
     -------
@@ -197,6 +221,9 @@ def fuse(
     FrameReadError
         A frame that cannot be read (named): missing, truncated, corrupt, a multi-page
         TIFF, or (``FrameTooLargeError``) over the pixel or memory limit.
+    LimitError
+        Even the leanest schedule's estimated peak exceeds ``memory_limit`` (said
+        before any frame is decoded, where the reference's header gives its size).
     AlignmentError
         Registration failed for every frame but the reference (named). A frame whose
         registration fails or is implausible (a scale, rotation or shift jump, a
@@ -220,6 +247,13 @@ def fuse(
     v.choice(measure, "measure", MEASURES)
     if noise_floor is not None:
         noise_floor = v.positive_float(noise_floor, "noise_floor")
+    if memory_limit is None:
+        limit = get_memory_limit()
+    elif isinstance(memory_limit, (int, str)) and not isinstance(memory_limit, bool):
+        limit = parse_size(memory_limit, "memory_limit")
+    else:
+        raise v.fail("memory_limit", "be a size in bytes or a string such as '2GiB'",
+                     memory_limit, kind=TypeError)  # fmt: skip
     source = FrameSource(frames)
     count = len(source)
     ref = count // 2 if reference is None else reference
@@ -227,14 +261,15 @@ def fuse(
         raise v.fail("reference", f"be a frame index in [0, {count - 1}]", reference)
     gray_of = focus_gray(focus_channel)  # (the luma unless a focus channel is chosen)
     registrar = Registrar(source, int(ref), align, gray_of)
+    plan = _plan(source, registrar, method, limit)
     scheduler = Scheduler(
         source, registrar, gray_of=gray_of, measure=measure, photometric=photometric,
-        keep_frames=on_step is not None,
+        keep_frames=on_step is not None, fork=plan.forked,
     )  # fmt: skip
     merger = Merger(
         method, count, measure=measure, gray_of=gray_of, photometric=photometric,
         gamma_correction=gamma_correction, levels=levels, focus_channel=focus_channel,
-        noise_floor=noise_floor, height=height,
+        noise_floor=noise_floor, height=height, strip_rows=plan.strip_rows,
     )  # fmt: skip
 
     report(progress, "align", 0, count)

@@ -22,6 +22,7 @@ __all__ = [
     "reduce_source",
     "rows_for_budget",
     "state_bytes",
+    "strip_bytes",
     "strip_needs",
     "strip_step",
 ]
@@ -139,6 +140,22 @@ def rows_for_budget(shape: tuple[int, ...], budget: int) -> int:
     halo = 8 << STRIP_LEVEL  # the rows on both sides that a strip computes again
     rows = max(unit, int(budget) // STRIP_WORKERS // per_row - halo)
     return rows // unit * unit
+
+
+def strip_bytes(shape: tuple[int, ...], strip_rows: int) -> int:
+    """Bytes of the temporaries of the ``STRIP_WORKERS`` strips in work with strips of
+    ``strip_rows`` rows (halo included): what :func:`rows_for_budget` keeps near its
+    budget.
+
+    Examples
+    --------
+    >>> strip_bytes((4000, 6000, 3), 392) <= 256 << 20
+    True
+    """
+    channels = shape[2] if len(shape) == 3 else 1
+    per_row = shape[1] * (_BYTES_PER_SAMPLE * channels + _BYTES_PER_PIXEL)
+    rows = min(int(strip_rows), int(shape[0])) + (8 << STRIP_LEVEL)
+    return STRIP_WORKERS * rows * per_row
 
 
 def state_bytes(shape: tuple[int, ...], levels: int, *, envelope: bool = True) -> int:

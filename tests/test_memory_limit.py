@@ -1,0 +1,229 @@
+"""fuse(memory_limit=...): the plan (forked reader or thread, merge strip rows) follows
+the budget, a budget below the leanest estimate is refused before any frame is
+decoded, and the output is the same whatever the plan (issue 14, part 3)."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+
+from convstack.limits import LimitError
+from convstack.stack import _schedule, fuse
+from convstack.stack import io as stack_io
+from convstack.stack._schedule import estimate_peak, plan_memory
+from convstack.stack._source import probe_header
+from convstack.stack.fusion import STRIP_BUDGET, STRIP_MIN_ROWS
+from convstack.stack.strips import rows_for_budget, strip_bytes
+
+MiB = 1 << 20
+
+
+def _stack(channels: int = 3, count: int = 4, rows: int = 300, cols: int = 220) -> np.ndarray:
+    """Frames each sharp in its own band of rows, shifted a little each (warped)."""
+    rng = np.random.default_rng(3)
+    sharp = rng.random((rows, cols, channels)).astype(np.float32)
+    soft = cv2.GaussianBlur(sharp, (0, 0), 2.0).reshape(rows, cols, channels)
+    frames = []
+    for i in range(count):
+        frame = soft.copy()
+        frame[rows * i // count : rows * (i + 1) // count] = sharp[
+            rows * i // count : rows * (i + 1) // count
+        ]
+        shift = np.float32([[1, 0, 0.6 * i], [0, 1, -0.3 * i]])
+        frame = cv2.warpAffine(frame, shift, (cols, rows), borderMode=cv2.BORDER_REFLECT)
+        frames.append(np.rint(frame.reshape(rows, cols, channels) * 255).astype(np.uint8))
+    stack = np.stack(frames)
+    return stack[..., 0] if channels == 1 else stack
+
+
+def _plan(limit: int, shape: tuple[int, ...] = (300, 220, 3)) -> _schedule.MemoryPlan:
+    """The plan fuse makes (its default strips: fusion's 'auto')."""
+    rows = max(STRIP_MIN_ROWS, rows_for_budget(shape, STRIP_BUDGET))
+    return plan_memory(shape, np.dtype(np.uint8), "pyramid", limit, default_rows=rows)
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+def test_plan_forks_when_the_budget_allows_and_uses_a_thread_below():
+    shape = (2000, 3000, 3)
+    forked = estimate_peak(shape, np.dtype(np.uint8), "pyramid", forked=True)
+    alone = estimate_peak(shape, np.dtype(np.uint8), "pyramid", forked=False)
+    strips = strip_bytes(shape, 160)  # (160 rows: 'auto' at 3000 columns of colour)
+    assert _plan(1 << 40, shape).strip_rows == 160
+    assert alone < forked  # the forked reader costs a process of its own
+    assert _plan(forked + strips, shape).forked
+    plan = _plan(forked + strips - 1, shape)
+    assert not plan.forked and plan.strip_rows == 160
+    assert plan.estimate == alone + strips
+
+
+def test_plan_shrinks_the_strips_before_refusing():
+    shape = (2000, 3000, 3)
+    alone = estimate_peak(shape, np.dtype(np.uint8), "pyramid", forked=False)
+    plan = _plan(alone + strip_bytes(shape, 160) // 2, shape)
+    assert not plan.forked
+    assert isinstance(plan.strip_rows, int) and 8 <= plan.strip_rows < 160
+    assert plan.strip_rows % 8 == 0
+    assert plan.estimate <= alone + strip_bytes(shape, 160) // 2
+    assert _plan(alone + strip_bytes(shape, 8), shape).strip_rows == 8
+    with pytest.raises(LimitError, match=r"needs about .* more than the memory limit of"):
+        _plan(alone + strip_bytes(shape, 8) - 1, shape)
+
+
+def test_estimate_is_linear_in_pixels_and_conservative_for_wider_samples():
+    def peak(shape: tuple[int, ...], dtype: type = np.uint8, method: str = "pyramid") -> int:
+        return estimate_peak(shape, np.dtype(dtype), method, forked=False)
+
+    small, large = peak((1000, 1000, 3)), peak((2000, 2000, 3))
+    assert large - small == 3 * (small - peak((0, 0, 3)))
+    assert peak((1000, 1000, 3), np.uint16) > small
+    assert peak((1000, 1000, 3), np.float64) > peak((1000, 1000, 3), np.float32) > small
+    assert peak((1000, 1000), np.uint8) < small  # fewer channels
+    assert peak((1000, 1000, 3), method="weighted") > small  # not measured: more
+
+
+# --------------------------------------------------------------------------- fuse
+
+
+@pytest.fixture
+def which_worker(monkeypatch):
+    """Records whether the scheduler forked a reader or ran a thread."""
+    used: list[str] = []
+    forked, threaded = _schedule.Scheduler.forked, _schedule.Scheduler.threaded
+
+    def forked_spy(self):
+        used.append("forked")
+        return forked(self)
+
+    def threaded_spy(self, pool):
+        used.append("threaded")
+        return threaded(self, pool)
+
+    monkeypatch.setattr(_schedule.Scheduler, "forked", forked_spy)
+    monkeypatch.setattr(_schedule.Scheduler, "threaded", threaded_spy)
+    monkeypatch.delenv("CONVSTACK_FORK", raising=False)
+    return used
+
+
+def test_fork_or_thread_follows_the_budget(which_worker):
+    frames = _stack()
+    if not _schedule.can_fork():
+        pytest.skip("no fork here")
+    forked = _plan(1 << 40).estimate
+    fuse(frames, align="translation", memory_limit=forked)
+    fuse(frames, align="translation", memory_limit=forked - 1)
+    assert which_worker == ["forked", "threaded"]
+
+
+def test_output_is_the_same_whatever_the_budget(which_worker):
+    frames = _stack()
+    shape = (300, 220, 3)
+    alone = estimate_peak(shape, np.dtype(np.uint8), "pyramid", forked=False)
+    budgets = [1 << 40, "300MiB", alone + strip_bytes(shape, 48), alone + strip_bytes(shape, 8)]
+    plans = [_plan(300 * MiB if isinstance(b, str) else b) for b in budgets]
+    # forked, then a thread: whole frames in one strip ('auto'), then 48 and 8 rows
+    assert [(p.forked, p.strip_rows) for p in plans] == [
+        (True, 3048), (False, 3048), (False, 48), (False, 8)
+    ]  # fmt: skip
+    results = [fuse(frames, align="translation", memory_limit=b) for b in budgets]
+    for other in results[1:]:
+        for name in ("image", "depth", "confidence"):
+            np.testing.assert_array_equal(getattr(other, name), getattr(results[0], name))
+        for a, b in zip(other.transforms, results[0].transforms, strict=True):
+            np.testing.assert_array_equal(a, b)
+    if _schedule.can_fork():
+        assert which_worker[0] == "forked" and "threaded" in which_worker
+
+
+def test_a_budget_below_the_estimate_is_refused_before_any_frame_is_decoded(tmp_path, monkeypatch):
+    paths = []
+    for i, frame in enumerate(_stack(count=3)):
+        paths.append(tmp_path / f"f{i}.tif")
+        assert cv2.imwrite(str(paths[-1]), frame)
+    decoded: list[object] = []
+    read_image = stack_io.read_image
+
+    def noticed(*args, **kwargs):
+        decoded.append(args[0])
+        return read_image(*args, **kwargs)
+
+    monkeypatch.setattr(stack_io, "read_image", noticed)
+    with pytest.raises(LimitError, match=r"more than the memory limit of 100\.0 MiB; raise it"):
+        fuse(paths, memory_limit="100MiB")
+    first = io.BytesIO(paths[0].read_bytes())  # a file object: only its bytes are read
+    with pytest.raises(LimitError, match="--memory-limit"):
+        fuse([first, *paths[1:]], memory_limit=100 * MiB)
+    assert decoded == []
+    fuse(paths, align="none", memory_limit="1GiB")
+    assert paths[1] in decoded  # the spy sees this process decode (a forked reader its own)
+
+
+def test_a_frame_whose_header_says_nothing_is_read_first_then_refused(tmp_path, monkeypatch):
+    paths = []
+    for i, frame in enumerate(_stack(count=3)):
+        paths.append(tmp_path / f"f{i}.bmp")
+        assert cv2.imwrite(str(paths[-1]), frame)
+    assert probe_header(paths[0]) is None
+    decoded: list[object] = []
+    read_image = stack_io.read_image
+
+    def noticed(*args, **kwargs):
+        decoded.append(args[0])
+        return read_image(*args, **kwargs)
+
+    monkeypatch.setattr(stack_io, "read_image", noticed)
+    with pytest.raises(LimitError, match="memory limit"):
+        fuse(paths, memory_limit="100MiB")
+    assert decoded == [paths[1]]  # the reference only
+    plain = fuse(paths, align="none", memory_limit="1GiB")
+    again = fuse(paths, align="none")
+    np.testing.assert_array_equal(plain.image, again.image)
+
+
+@pytest.mark.parametrize(
+    ("limit", "kind", "message"),
+    [
+        (-1, ValueError, r"`memory_limit` must be a size > 0; got -1\."),
+        (0, ValueError, r"`memory_limit` must be a size > 0; got 0\."),
+        ("lots", ValueError, r"`memory_limit` must be a size such as 2GiB.*; got 'lots'\."),
+        (1.5e9, TypeError, r"`memory_limit` must be a size in bytes or a string"),
+        (True, TypeError, r"`memory_limit` must be a size in bytes or a string"),
+    ],
+)
+def test_bad_memory_limit_is_named(limit, kind, message):
+    with pytest.raises(kind, match=message):
+        fuse(_stack(count=2, rows=40, cols=30), memory_limit=limit)
+
+
+# --------------------------------------------------------------------------- headers
+
+
+@pytest.mark.parametrize(
+    ("suffix", "channels", "dtype"),
+    [
+        (".png", 3, np.uint8),
+        (".png", 1, np.uint16),
+        (".png", 4, np.uint8),
+        (".jpg", 3, np.uint8),
+        (".jpg", 1, np.uint8),
+        (".tif", 3, np.uint16),
+        (".tif", 1, np.float32),
+    ],
+)
+def test_probe_header_says_what_reading_gives(tmp_path, suffix, channels, dtype):
+    rng = np.random.default_rng(0)
+    image = (rng.random((37, 53, channels)) * (1 if dtype == np.float32 else 200)).astype(dtype)
+    path = tmp_path / f"frame{suffix}"
+    assert cv2.imwrite(str(path), image[..., 0] if channels == 1 else image)
+    read = stack_io.read_image(path)  # the oracle: the decoder itself
+    # (an alpha channel is dropped on reading: the header gives an upper bound)
+    said = (*read.shape[:2], channels) if channels == 4 else read.shape
+    assert probe_header(path) == (said, read.dtype)
+    assert probe_header("x", path.read_bytes()) == (said, read.dtype)
+    array = np.zeros((5, 6, 1), np.float64)
+    assert probe_header(array) == ((5, 6), np.dtype(np.float64))
+    assert probe_header(tmp_path / "missing.png") is None
