@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import _validate as v
+from ..limits import max_image_pixels
 from . import io as _io
 from . import raw as _raw
 from . import zstack as _zstack
@@ -189,10 +190,16 @@ class FrameSource:
 
     def probe(self, index: int) -> tuple[tuple[int, ...], np.dtype[Any]] | None:
         """Frame ``index``'s (shape, dtype) from its header, nothing decoded (see
-        :func:`probe_header`); None where unknown (camera RAW, z-stacks, other formats)."""
+        :func:`probe_header`); None where unknown (camera RAW, z-stacks, other formats)
+        or where the decoder has more to say (no pixels, or over the pixel limit)."""
         if self.raw_files:
             return None
-        return probe_header(self.items[index], self.content.get(index))
+        found = probe_header(self.items[index], self.content.get(index))
+        if found is not None:
+            rows, cols = found[0][:2]
+            if min(rows, cols) < 1 or rows * cols > max_image_pixels():
+                return None
+        return found
 
     def raw(self, index: int) -> NDArray[Any]:
         """Frame ``index`` as read (float frames scaled), checked against the reference."""
