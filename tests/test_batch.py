@@ -532,8 +532,10 @@ class ProbeWork(B.FuseWork):
 
     def __call__(self, stack: B.Stack, outputs: B.Outputs, overwrite: bool) -> None:
         from convstack import _methods
+        from convstack.limits import get_memory_limit
 
         seen = [MARK, str(_methods.THREADS), os.environ["CONVSTACK_THREADS"]]
+        seen.append(str(get_memory_limit()))
         seen.append(str("numba" in sys.modules))
         # a module that copied the count at import would keep the batch process's
         stale = [
@@ -549,6 +551,7 @@ class ProbeWork(B.FuseWork):
 def forked_workers(folder: str) -> None:
     global MARK
     from convstack import _methods
+    from convstack.limits import set_memory_limit
 
     base = Path(folder)
     for k in range(4):
@@ -559,10 +562,11 @@ def forked_workers(folder: str) -> None:
     assert cores == _methods.THREADS  # imported here before the batch's share
     assert "numba" not in sys.modules
     MARK = "set by the batch's process"
+    set_memory_limit("3GiB")  # the batch's budget: half of it for each of two workers
     records = B.run_batch(B.find_stacks(base / "root"), base / "out", ProbeWork(), jobs=2)
     assert [r.status for r in records] == ["done"] * 4, [r.error for r in records]
     share = str(max(1, cores // 2))
-    expected = f"{MARK} {share} {share} True none"
+    expected = f"{MARK} {share} {share} {3 * 2**29} True none"
     for k in range(4):
         assert (base / "out" / f"s{k}.png").read_text() == expected
     assert cores == _methods.THREADS  # this process's own share is unchanged
@@ -571,7 +575,8 @@ def forked_workers(folder: str) -> None:
 def test_workers_are_forked_loaded_and_with_their_thread_share(tmp_path: Path) -> None:
     """In a fresh interpreter (no other thread): the workers are forked from it, with
     numba loaded once there, and each takes its share of threads from its environment,
-    though the engine read CONVSTACK_THREADS when this process imported it."""
+    though the engine read CONVSTACK_THREADS when this process imported it, and its
+    share of the memory limit."""
     if sys.platform != "linux":
         pytest.skip("workers are forked on Linux only")
     env = {k: v for k, v in os.environ.items() if k not in ("CONVSTACK_THREADS", "CONVSTACK_FORK")}

@@ -213,6 +213,30 @@ def test_command_with_a_scheduler_address_and_relative_paths(tmp_path: Path) -> 
     in_child("with_an_address", str(tmp_path))
 
 
+def local_shares(folder: str) -> None:
+    from convstack.limits import set_memory_limit
+    from convstack.stack.cluster import dask_runner
+    from test_batch import ProbeWork
+
+    base = Path(folder)
+    for k in range(2):
+        (base / "root" / f"s{k}").mkdir(parents=True)
+        for i in range(2):
+            (base / "root" / f"s{k}" / f"f{i}.png").write_bytes(b"")
+    set_memory_limit("3GiB")
+    stacks = B.find_stacks(base / "root")
+    records = B.run_batch(stacks, base / "out", ProbeWork(), runner=dask_runner("local"))
+    assert [r.status for r in records] == ["done"] * 2, [r.error for r in records]
+    share = str(max(1, (os.cpu_count() or 1) // 2))
+    for k in range(2):
+        seen = (base / "out" / f"s{k}.png").read_text().split()
+        assert seen[-5:-2] == [share, share, str(3 * 2**29)], seen
+
+
+def test_local_workers_get_their_share_of_threads_and_memory(tmp_path: Path) -> None:
+    in_child("local_shares", str(tmp_path))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -63,6 +63,7 @@ __all__ = [
     "run_stack",
     "unset_worker_environment",
     "worker_environment",
+    "worker_memory_limit",
     "write_report",
 ]
 
@@ -631,11 +632,27 @@ def _preload() -> None:
     from . import pipeline  # noqa: F401
 
 
-def _worker_started() -> None:
-    """In a worker process: Ctrl-C is the batch's to handle (it stops the workers);
-    SIGTERM unwinds a running stack like Ctrl-C (its temporary and written files
-    removed), and ends an idle worker at once."""
+def worker_memory_limit(jobs: int) -> int:
+    """Each of ``jobs`` workers' share of the memory limit in force here (bytes): the
+    batch's budget is split between the stacks that run at once.
+
+    The limit is :func:`convstack.limits.get_memory_limit` (``CONVSTACK_MEMORY_LIMIT``,
+    else half of this machine's memory); ``fuse`` plans each stack within its share.
+    """
+    from ..limits import get_memory_limit
+
+    return max(1, get_memory_limit() // max(1, jobs))
+
+
+def _worker_started(memory_limit: int) -> None:
+    """In a worker process: its share of the memory limit; Ctrl-C is the batch's to
+    handle (it stops the workers); SIGTERM unwinds a running stack like Ctrl-C (its
+    temporary and written files removed), and ends an idle worker at once."""
     import signal
+
+    from ..limits import set_memory_limit
+
+    set_memory_limit(memory_limit)
 
     def stop(signum: int, frame: Any) -> None:
         global _stopping
@@ -663,6 +680,7 @@ def _run_in_processes(jobs: int) -> Runner:
                 max_workers=min(jobs, len(tasks)),
                 mp_context=multiprocessing.get_context(method),
                 initializer=_worker_started,
+                initargs=(worker_memory_limit(jobs),),
             )
             try:
                 pending = {

@@ -22,7 +22,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from .batch import Outputs, Record, Runner, Task, Work, run_stack, unset_worker_environment
+from .batch import (
+    Outputs,
+    Record,
+    Runner,
+    Task,
+    Work,
+    run_stack,
+    unset_worker_environment,
+    worker_memory_limit,
+)
 
 __all__ = ["dask_runner"]
 
@@ -52,7 +61,9 @@ def dask_runner(
     scheduler : str
         The scheduler's address (``'tcp://HOST:8786'``), or ``'local'``: a
         ``distributed.LocalCluster`` of ``workers`` worker processes (one thread each)
-        on this machine, started for the batch and closed after it.
+        on this machine, started for the batch and closed after it; each gets its
+        share of the memory limit in force here
+        (:func:`convstack.stack.batch.worker_memory_limit`).
     workers : int
         Worker processes of the local cluster (ignored for an address).
     retries : int
@@ -91,7 +102,10 @@ def dask_runner(
                         # (health, metrics) on any free port, not 8787, which another
                         # cluster may hold (distributed warns and moves)
                         scheduler_kwargs={"dashboard_address": ":0"},
-                        env=unset_worker_environment(workers),
+                        env={  # each worker's share of threads and of the memory limit
+                            **unset_worker_environment(workers),
+                            "CONVSTACK_MEMORY_LIMIT": str(worker_memory_limit(workers)),
+                        },
                     )
                 )
                 client = stack.enter_context(distributed.Client(cluster))
