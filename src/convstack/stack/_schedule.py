@@ -132,10 +132,13 @@ def plan_memory(
         return MemoryPlan(False, rows, alone + strip_bytes(shape, rows))
     lean = alone + (strip_bytes(shape, least) if pyramid else 0)
     channels = shape[2] if len(shape) == 3 else 1
+    needs, has = format_size(lean), format_size(limit)
+    if needs == has:  # (the same to one decimal: say the bytes)
+        needs, has = f"{needs} ({lean} bytes)", f"{has} ({limit} bytes)"
     raise LimitError(
         f"fusing frames of {shape[0]} x {shape[1]} pixels x {channels} channels of {dtype} "
-        f"(method {method!r}) needs about {format_size(lean)} even in one process with the "
-        f"smallest merge strips, more than the memory limit of {format_size(limit)}; raise "
+        f"(method {method!r}) needs about {needs} even in one process with the "
+        f"smallest merge strips, more than the memory limit of {has}; raise "
         "it with fuse(memory_limit=...), `convstack fuse --memory-limit SIZE` (e.g. "
         f"{format_size(lean * 1.25).replace(' ', '')}), or the environment variable "
         "CONVSTACK_MEMORY_LIMIT."

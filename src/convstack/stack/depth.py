@@ -486,7 +486,8 @@ def regularize_depth(
         depth = guided_filter(g, depth, radius, eps)
     if out_shape != idx.shape:
         depth = zoom_bilinear(depth, 2)[: out_shape[0], : out_shape[1]]
-    return np.clip(depth, 0, count - 1).astype(np.float32)
+    # (clipped in float32 where it is float32 already: no second full-size copy)
+    return np.clip(depth, 0, count - 1).astype(np.float32, copy=False)
 
 
 def snap_depth_steps(
