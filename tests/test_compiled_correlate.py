@@ -318,3 +318,39 @@ def test_every_tap_count_and_zero_pattern(method, taps) -> None:
         assert got.dtype == dtype
         tol = 1e-5 if dtype == np.float32 else 1e-12
         np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+_LITERAL_SIGNATURES = """
+import numpy as np
+from numba.core import types
+from convstack import _k_correlate, correlate
+image = np.arange(64.0).reshape(8, 8)
+correlate(image, np.arange(9.0).reshape(3, 3), mode="nearest", method="direct")
+correlate(image, np.outer([1.0, 2.0, 1.0], [1.0, 0.0, -1.0]), mode="wrap", method="separable")
+for name in dir(_k_correlate):
+    function = getattr(_k_correlate, name)
+    for signature in getattr(function, "signatures", ()):
+        if any(isinstance(arg, types.Literal) for arg in signature):
+            print(name, signature)
+"""
+
+
+@pytest.mark.slow
+def test_no_kernel_compiles_a_literal_argument_variant(tmp_path) -> None:
+    """On a cold cache (as on a fresh install), no correlation kernel is compiled for a
+    literal argument type (``Literal[int](0)``): each such signature is one more compile
+    of that kernel and of every kernel below it (seconds on a first run)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-c", _LITERAL_SIGNATURES],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    assert result.stdout == ""

@@ -13,8 +13,16 @@ pass of a row writes it from 0). Float images are tested for NaN and infinities 
 image row at a time, as the rows are first read (the caller applies the footprint rule
 when one was met).
 Loops index slices from 0, so numba knows no index is negative (no wraparound test
-in the loop). The callers (``convstack._methods``) validate every shape and split
-rows over threads.
+in the loop). Integers handed to another kernel start as ``np.intp(0)``, never the
+literal ``0``: numba types a call with a literal argument (or a counter still typed as
+its literal start) as a signature of its own and compiles the callee, and all the
+callees below it, once more (on a cold cache that doubled the tap passes' compile time).
+The tap passes (:func:`_pass8` .. :func:`_pass1`) are inlined into :func:`_sum_taps` by
+numba (``inline="always"``, so ``_sum_taps`` carries their ``contract`` flag) rather than
+compiled as kernels of their own: LLVM optimises a kernel's code once alone and again
+in every kernel that links it, so four separate passes per dtype cost a first run
+about 1 s more (same output bits either way). The callers (``convstack._methods``)
+validate every shape and split rows over threads.
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ def _check_rows(flat: Any, rmap: Any, p_next: int, p_first: int, p_last: int) ->
     return False, p
 
 
-@kernel(fastmath={"contract"})
+@kernel(fastmath={"contract"}, inline="always")
 def _pass8(
     dst: Any, src: Any, ws: Any, rs: Any, offs: Any, t: int, lo: int, m: int, init: bool
 ) -> None:
@@ -89,7 +97,7 @@ def _pass8(
             dst[x] = v + w7 * s7[x]
 
 
-@kernel(fastmath={"contract"})
+@kernel(fastmath={"contract"}, inline="always")
 def _pass4(
     dst: Any, src: Any, ws: Any, rs: Any, offs: Any, t: int, lo: int, m: int, init: bool
 ) -> None:
@@ -113,7 +121,7 @@ def _pass4(
             dst[x] = v + w3 * s3[x]
 
 
-@kernel(fastmath={"contract"})
+@kernel(fastmath={"contract"}, inline="always")
 def _pass2(
     dst: Any, src: Any, ws: Any, rs: Any, offs: Any, t: int, lo: int, m: int, init: bool
 ) -> None:
@@ -129,7 +137,7 @@ def _pass2(
             dst[x] = (dst[x] + w0 * s0[x]) + w1 * s1[x]
 
 
-@kernel(fastmath={"contract"})
+@kernel(fastmath={"contract"}, inline="always")
 def _pass1(
     dst: Any, src: Any, ws: Any, rs: Any, offs: Any, t: int, lo: int, m: int, init: bool
 ) -> None:
@@ -144,7 +152,7 @@ def _pass1(
             dst[x] += w0 * s0[x]
 
 
-@kernel
+@kernel(fastmath={"contract"})
 def _sum_taps(
     dst: Any, src: Any, ws: Any, rs: Any, offs: Any, n: int, lo: int, m: int, init: bool
 ) -> None:
@@ -153,9 +161,10 @@ def _sum_taps(
 
     Up to eight taps per pass over ``dst`` (one load and store of ``dst`` per pass),
     each added in tap order, as a plain loop over the taps would (so a flat image
-    under a zero-sum kernel gives exact zeros, as OpenCV's ``filter2D`` does).
+    under a zero-sum kernel gives exact zeros, as OpenCV's ``filter2D`` does). The
+    passes are inlined here, and ``contract`` is theirs (fused multiply-adds).
     """
-    t = 0
+    t = np.intp(0)  # not the literal 0: see the module notes on literal arguments
     while t < n:
         k = n - t
         first = init and t == 0
@@ -237,7 +246,7 @@ def correlate_rows(
             p0 = i * stride[0]
             found, p_next = _check_rows(flat, rmap, p_next, p0, p0 + (kh - 1) * dilation[0])
         acc = res[i]
-        n, n_fill = 0, 0
+        n, n_fill = np.intp(0), 0
         for a in range(kh):
             r = rmap[i * stride[0] + a * dilation[0]]
             for b in range(kw):
@@ -384,13 +393,14 @@ def separable_rows(
     width = n_oc * ch
     lo, hi = before * ch, (before + n_c) * ch
     found, p_next = False, 0
+    zero = np.intp(0)
     for i in range(r0, r1):
         if check and not found:
             p0 = i * stride[0]
             found, p_next = _check_rows(flat, rmap, p_next, p0, p0 + (kh - 1) * dilation[0])
         for t in range(n_terms):
             inner = mid[lo:hi]
-            n, n_fill = 0, 0
+            n, n_fill = np.intp(0), 0
             if mid16.size:
                 _column_pass_u16(mid16, flat, col16, t, rmap, fill, i, stride[0], dilation[0])
                 for x in range(hi - lo):
@@ -414,10 +424,10 @@ def separable_rows(
                     for a in range(kh if n_fill else 0):
                         if col_taps[t, a] != 0 and rmap[i * stride[0] + a * dilation[0]] < 0:
                             _fill_tap(inner, col_taps[t, a], fill, n_c, ch)
-            _sum_taps(inner, flat, ws, rs, offs, n, 0, hi - lo, n_fill == 0 and n > 0)
-            _column_edges(mid, col_taps, t, fill, cmap, 0, before, lo, ch)
+            _sum_taps(inner, flat, ws, rs, offs, n, zero, hi - lo, n_fill == 0 and n > 0)
+            _column_edges(mid, col_taps, t, fill, cmap, zero, before, lo, ch)
             _column_edges(mid, col_taps, t, fill, cmap, before + n_c, n_pc, lo, ch)
-            n = 0
+            n = np.intp(0)
             for b in range(kw):
                 if row_taps[t, b] != 0:
                     n += 1
@@ -425,7 +435,7 @@ def separable_rows(
             if t == 0 and not init:
                 for x in range(width):
                     acc[x] = 0
-            n = 0
+            n = np.intp(0)
             for b in range(kw):
                 w = row_taps[t, b]
                 if w == 0:
@@ -436,8 +446,8 @@ def separable_rows(
                     offs[n] = b * dilation[1] * ch
                     n += 1
                 else:
-                    _strided_columns(acc, mid, w, ch, 0, n_oc, stride[1], b * dilation[1])
-            _sum_taps(acc, rows, ws, rs, offs, n, 0, width, init)
+                    _strided_columns(acc, mid, w, ch, zero, n_oc, stride[1], b * dilation[1])
+            _sum_taps(acc, rows, ws, rs, offs, n, zero, width, init)
         row_out = res[i]
         for x in range(width):
             row_out[x] = (acc[x] + bias) * scale
