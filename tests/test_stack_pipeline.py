@@ -467,3 +467,11 @@ def test_a_frame_goes_onto_the_reference_grid_by_its_transform(dtype: type) -> N
     np.testing.assert_allclose(moved[:-2, :-3], unit[2:, 3:], rtol=0, atol=1e-6)
     np.testing.assert_allclose(moved[-1, -1], unit[-1, -1], rtol=0, atol=1e-6)  # edge repeated
     np.testing.assert_array_equal(frame, before)
+    # a frame that does not move goes into the slot too (the forked reader's: no frame
+    # of its own), the same bits as without one: the float32 quotient of the float32 value
+    kept = planar(frame.shape)
+    assert to_reference_grid(frame, np.eye(3), kept) is kept
+    oracle = frame.astype(np.float32) / np.float32(top)  # (float64 frames: rounded first)
+    np.testing.assert_array_equal(kept, oracle)
+    np.testing.assert_array_equal(same, oracle)
+    np.testing.assert_array_equal(frame, before)

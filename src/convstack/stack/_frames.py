@@ -84,9 +84,14 @@ def to_reference_grid(
     raw: NDArray[Any], matrix: NDArray[np.float64], into: NDArray[np.float32] | None = None
 ) -> NDArray[np.float32]:
     """A registered frame as read, put on the reference grid as float32 on [0, 1]
-    (into ``into`` if given and the frame moves)."""
+    (into ``into`` if given)."""
     if is_identity(matrix):
-        return to_unit_float(raw)
+        if into is None:
+            return to_unit_float(raw)
+        if raw.dtype.kind in "ui":  # as to_unit_float, without a frame of its own
+            return np.divide(raw, np.float32(np.iinfo(raw.dtype).max), out=into, dtype=np.float32)
+        into[...] = raw
+        return into
     # warp the integers as they are (cheaper), then scale to [0, 1]
     frame = warped(raw, matrix, into)
     if raw.dtype.kind in "ui":
