@@ -213,6 +213,13 @@ def test_command_with_a_scheduler_address_and_relative_paths(tmp_path: Path) -> 
     in_child("with_an_address", str(tmp_path))
 
 
+def profiles() -> bool:
+    """In a worker: whether its statistical profiler is on."""
+    import dask.config
+
+    return bool(dask.config.get("distributed.worker.profile.enabled"))
+
+
 def local_shares(folder: str) -> None:
     from convstack.limits import set_memory_limit
     from convstack.stack.cluster import dask_runner
@@ -225,15 +232,22 @@ def local_shares(folder: str) -> None:
             (base / "root" / f"s{k}" / f"f{i}.png").write_bytes(b"")
     set_memory_limit("3GiB")
     stacks = B.find_stacks(base / "root")
-    records = B.run_batch(stacks, base / "out", ProbeWork(), runner=dask_runner("local"))
+    profiling: dict[str, bool] = {}
+    runner = dask_runner(
+        "local", on_submitted=lambda client: profiling.update(client.run(profiles))
+    )
+    records = B.run_batch(stacks, base / "out", ProbeWork(), runner=runner)
     assert [r.status for r in records] == ["done"] * 2, [r.error for r in records]
+    assert list(profiling.values()) == [False, False]  # no profiler sampling the stacks
     share = str(max(1, (os.cpu_count() or 1) // 2))
     for k in range(2):
         seen = (base / "out" / f"s{k}.png").read_text().split()
         assert seen[-5:-2] == [share, share, str(3 * 2**29)], seen
 
 
-def test_local_workers_get_their_share_of_threads_and_memory(tmp_path: Path) -> None:
+def test_local_workers_get_their_shares_and_no_profiler(
+    tmp_path: Path,
+) -> None:
     in_child("local_shares", str(tmp_path))
 
 

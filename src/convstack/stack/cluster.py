@@ -91,8 +91,14 @@ def dask_runner(
         work: Work, tasks: Sequence[Task], force: bool, done: Callable[[Record], None]
     ) -> None:
         distributed = _import_distributed()
+        import dask.config
+
         with contextlib.ExitStack() as stack:
             if scheduler == "local":
+                # the workers' statistical profiler samples every 10 ms for a dashboard
+                # that is not served: 0.3-1.0 s of CPU a 20-stack batch (bench/README)
+                no_profiler = {"distributed.worker.profile.enabled": False}
+                stack.enter_context(dask.config.set(no_profiler))
                 cluster = stack.enter_context(
                     distributed.LocalCluster(
                         n_workers=workers,
