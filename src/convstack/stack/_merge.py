@@ -56,10 +56,17 @@ def _depth_and_base(
     count: int,
     shape: tuple[int, int],
     pyramid: PyramidAccumulator | None,
-) -> tuple[NDArray[np.float32], NDArray[np.float32] | None]:
-    """The regularised depth map, and for ``pyramid`` the depth on its bases' grid."""
+) -> tuple[NDArray[np.float32], NDArray[np.float32] | None, NDArray[np.float32] | None]:
+    """The regularised depth map, for ``pyramid`` the depth on its bases' grid, and the
+    confidence on the frames' grid where it was measured on a decimated one (else None).
+
+    One after the other: run side by side (they were), the regularisation's
+    temporaries (32 B a pixel at 6 MP) and the confidence's upsampling (14) both fell
+    on the last frame's merge, the peak of a fuse in one process."""
     depth = regularize_depth(raw, confidence, count=count, shape=shape)
-    return depth, None if pyramid is None else pyramid.base_depth(depth)
+    base = None if pyramid is None else pyramid.base_depth(depth)
+    full = zoom_bilinear(confidence, 2) if confidence.shape != shape else None
+    return depth, base, full
 
 
 class Merger:
@@ -120,7 +127,6 @@ class Merger:
         self._raw_depth: NDArray[Any] | None = None
         self._confidence: NDArray[np.float32] | None = None
         self._regularized: Future[Any] | None = None
-        self._full_confidence: Future[Any] | None = None
 
     def vote(
         self, item: Frame
@@ -156,8 +162,6 @@ class Merger:
         self._regularized = pool.submit(
             _depth_and_base, raw, confidence, self.count, shape, self.pyramid
         )
-        if confidence.shape != shape:  # measured on a decimated grid
-            self._full_confidence = pool.submit(zoom_bilinear, confidence, 2)
 
     def add(self, index: int, frame: NDArray[np.float32], gray: NDArray[np.float32]) -> None:
         """Add a warped frame to the single-pass merges (``gray``: its focus image)."""
@@ -177,11 +181,10 @@ class Merger:
         if on_step is not None:
             on_step("depth_raw", raw.astype(np.float32))
             on_step("confidence", confidence)
-        depth, base_depth = self._regularized.result()
-        self._raw_depth = None
-        if confidence.shape != depth.shape:  # measured on the decimated grid (1 MP and more)
-            assert self._full_confidence is not None
-            confidence = self._full_confidence.result()[: depth.shape[0], : depth.shape[1]]
+        depth, base_depth, full = self._regularized.result()
+        self._raw_depth = self._regularized = None
+        if full is not None:  # measured on the decimated grid (1 MP and more)
+            confidence = full[: depth.shape[0], : depth.shape[1]]
         self.focus = FocusAccumulator()  # the votes are spent: their memory goes
         return depth, base_depth, confidence
 
