@@ -1,18 +1,16 @@
 """Start numba before ``fuse`` forks, so that its reader child inherits a ready compiler.
 
 The first call of any compiled kernel in a process costs far more than loading that
-kernel from the disk cache: numba is imported (~0.3 s on the development VM) and its
-compiler set up (~0.45 s quiet, 0.75-1.1 s under load: the typing and lowering
-registries, among them an import of ``scipy.linalg`` that numba makes to find BLAS).
-:func:`convstack.stack.fuse` forks a child that reads and registers frames, and
-until now both processes paid that set-up separately, each on its own first kernel
-call. Done once in the parent before the fork, the child gets it as a copy of the
-parent's memory: nothing to import or build.
+kernel from the disk cache: numba is imported and its compiler set up (the typing and
+lowering registries, among them an import of ``scipy.linalg`` that numba makes to find
+BLAS), most of a second of CPU. :func:`convstack.stack.fuse` forks a child that reads
+and registers frames; left alone, both processes would pay that set-up, each on its own
+first kernel call. Done once in the parent before the fork, the child gets it as a copy
+of the parent's memory: nothing to import or build.
 
 The same holds for the kernels that both processes call (the float32 correlation of
 registration and of the sharpness measure, the cubic warp): loaded, or on a cold cache
-compiled, once in the parent rather than once in each process at the same time (a cold
-``convstack fuse`` of a 480 x 640 stack: 8.2-8.4 s of CPU against 10.4-11.1 s).
+compiled, once in the parent rather than once in each process at the same time.
 Kernels only one of the two processes calls are left to it: loading them before the
 fork would only put them on the parent's path.
 

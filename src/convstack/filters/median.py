@@ -28,9 +28,8 @@ from ._dtype import POOL_THREADS, check_image, check_mode, check_odd, pad_image,
 __all__ = ["NETWORK_MAX", "median_blur", "merge_network", "sort_network"]
 
 #: Largest window size served by the min/max networks, for uint8 and for other dtypes.
-#: Beyond it uint8 takes column histograms (constant cost: faster from 15 on, 1024x1024
-#: k=13 29 vs 35 ms, k=15 42 vs 37 ms), the others the sorted window (level at 25: float32
-#: 512x512 k=17 network 96 ms against 218 ms, k=25 both ~400 ms).
+#: Beyond it uint8 takes column histograms (constant cost in the size: they win from
+#: about 15 on), the others the sorted window (level with the networks at about 25).
 NETWORK_MAX = {"u8": 13, "other": 23}
 
 #: Largest size whose network is also checked on every 0-1 input ((k+1)**k of them).

@@ -160,8 +160,8 @@ _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 #: Most start-of-scan markers a JPEG may hold: progressive files have about 10 (libjpeg's
-#: default script), but libjpeg decodes every scan, valid or not, over the whole image:
-#: a 2000 x 2000 frame with 2000 copies of a small scan took 5.4 s against 0.37 s.
+#: default script), but libjpeg decodes every scan, valid or not, over the whole image,
+#: so a file of thousands of tiny scans costs many times a normal decode.
 _JPEG_MAX_SCANS = 1000
 
 
@@ -240,10 +240,8 @@ def _read_png(path: str, data: bytes, depth: int) -> NDArray[Any]:
     (no palette), through imagecodecs' libpng.
 
     Pillow (13.x) cannot hold 16-bit colour (no 16-bit RGB mode: it would silently
-    truncate such files to 8 bits), and pypng undoes the rows' filters in Python (a
-    3 MP 16-bit frame written by OpenCV: 2.7 s, here 0.13 s); 8-bit frames read faster
-    than through Pillow too (a 480 x 640 RGB frame: 6.4 against 11.6 ms; the bug set's
-    1.4 MP frames 19.7 against 24.7 ms).
+    truncate such files to 8 bits), and pypng undoes the rows' filters in Python (about
+    20x slower); 8-bit frames read faster than through Pillow too.
     """
     import imagecodecs  # imported here, as tifffile below: most runs never need it
 
@@ -258,8 +256,8 @@ def _read_png(path: str, data: bytes, depth: int) -> NDArray[Any]:
 
 
 def _read_jpeg(data: bytes) -> NDArray[Any] | None:
-    """A grey or RGB JPEG through imagecodecs' libjpeg-turbo (a 3 MP PCB frame in 12
-    against 31 ms through Pillow, the same pixels); None for other colour spaces
+    """A grey or RGB JPEG through imagecodecs' libjpeg-turbo (about 2.5x faster than
+    Pillow, the same pixels); None for other colour spaces
     (CMYK, YCCK), which Pillow converts."""
     import imagecodecs
 
@@ -575,8 +573,7 @@ def _png_metadata(data: bytes) -> ImageMetadata:
     """The eXIf and iCCP chunks of a PNG, found by walking its chunks (pypng).
 
     Pillow's ``getexif`` would decode the whole image to look for an eXIf chunk after
-    the image data (12 ms for a 480 x 640 frame, 24 ms for the bug set's 1.4 MP frames),
-    and importing Pillow costs 12 ms of every start-up.
+    the image data, and importing Pillow would cost every start-up.
     """
     import png  # pypng
 
@@ -597,8 +594,8 @@ def _jpeg_metadata(data: bytes) -> ImageMetadata | None:
     JPEG, found by walking its segments up to the first scan, as Pillow reads them;
     None where the walk meets what it does not expect (Pillow reads that file).
 
-    Importing Pillow and its JPEG plugin cost 21-23 ms at the end of every
-    ``convstack fuse`` of JPEG frames, for two byte strings.
+    Importing Pillow and its JPEG plugin would cost every ``convstack fuse`` of JPEG
+    frames more than the walk, for two byte strings.
     """
     exif: bytes | None = None
     icc_parts: list[bytes] = []
@@ -653,8 +650,8 @@ def _check_image(image: ArrayLike) -> NDArray[Any]:
 
 
 #: zlib level of PNG and TIFF outputs: level 1 encodes 3-4x faster than level 6 for
-#: about 1 % more bytes on photographs (bug set frame as PNG: 0.09 s / 2352 KiB against
-#: 0.35 s / 2325 KiB), and a stack's write is a visible share of its wall time.
+#: about 1 % more bytes on photographs, and a stack's write is a visible share of its
+#: wall time.
 ZLIB_LEVEL = 1
 
 
@@ -668,10 +665,9 @@ def _png(array: NDArray[Any], meta: ImageMetadata | None) -> bytes:
 
     The chunks are written here, the compression is imagecodecs' libdeflate at
     :data:`ZLIB_LEVEL`: every row takes the Up filter (its difference from the row
-    above, one NumPy subtraction; 16-bit samples big-endian first). libpng's Paeth
-    filter at zlib level 1 took 2.4x as long on a fused PCB image (286 against 121 ms,
-    4.65 against 4.75 MB) and 1.2x on a 16-bit one (506 against 420 ms, 3 % more bytes
-    here); a stack's write is a visible share of a ``convstack fuse``. The iCCP and
+    above, one NumPy subtraction; 16-bit samples big-endian first): about half the
+    time of libpng's adaptive filters at the same level for 2-3 % more bytes, and a
+    stack's write is a visible share of a ``convstack fuse``. The iCCP and
     eXIf chunks go after IHDR, before the image data.
     """
     import imagecodecs  # imported here: most runs write one image, at their end
@@ -723,8 +719,8 @@ def _encode(
             compression="zlib",
             compressionargs={"level": ZLIB_LEVEL},
             # samples as differences from their left neighbour (TIFF predictor 2 for
-            # integers, 3 for floats, through imagecodecs): fused PCB, 8-bit, 0.29 s /
-            # 7.5 MB -> 0.14 s / 5.0 MB with the level above; float32 bug -17 % bytes
+            # integers, 3 for floats, through imagecodecs): smaller files (a third less
+            # on photographs) written in about half the time
             predictor=True,
             iccprofile=icc,
             metadata=None,
