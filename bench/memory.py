@@ -14,6 +14,7 @@ which split shared pages between the processes.
     python bench/memory.py --cases big45 --frames 10 --env CONVSTACK_FORK=0
     python bench/memory.py --cases big45 big200 # 45 MP colour, 200 MP grey 16-bit
     python bench/memory.py --cases 6mp --frames 10 --old /tmp/base/src   # and an older tree
+    python bench/memory.py --cases 6mp 12mp --memory-limit 1.2GiB 2GiB   # within a budget?
 
 ``--old SRC`` runs the same stack again with ``PYTHONPATH=SRC`` (another checkout's
 ``src``) right after, for a ratio in the same run. Check ``free -g`` before the big
@@ -34,6 +35,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from convstack.limits import parse_size
 
 #: name -> (rows, cols, channels, dtype, frame counts)
 CASES: dict[str, tuple[int, int, int, str, list[int]]] = {
@@ -118,6 +121,7 @@ def run_fuse(
     pythonpath: str | None,
     extra: dict[str, str] | None = None,
     limit: float = 0.0,
+    options: list[str] | None = None,
 ) -> dict[str, float]:
     """Run ``convstack fuse`` on ``paths``; peak sums of the tree's RSS (and PSS), wall s.
 
@@ -128,7 +132,7 @@ def run_fuse(
     env.setdefault("CONVSTACK_MAX_PIXELS", str(1 << 31))
     script = shutil.which("convstack") or str(Path(sys.executable).parent / "convstack")
     command = [sys.executable, script, "fuse", *map(str, paths), "-o", str(out)]
-    command += ["--quiet", "--force"]
+    command += ["--quiet", "--force", *(options or [])]
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, start_new_session=True)
     peak_rss = peak_pss = 0
@@ -165,6 +169,14 @@ def main() -> None:
     parser.add_argument(
         "--env", nargs="+", default=[], metavar="KEY=VALUE", help="also run with these set"
     )
+    parser.add_argument(
+        "--memory-limit",
+        nargs="+",
+        default=[],
+        metavar="SIZE",
+        help="also run `fuse --memory-limit SIZE` for each; the row says whether the peak "
+        "stayed within it",
+    )
     args = parser.parse_args()
     print("| case | frames | run | peak GiB (RSS sum) | B/px | PSS GiB | wall s | s/MP/frame |")
     print("|---|---:|---|---:|---:|---:|---:|---:|")
@@ -180,20 +192,33 @@ def main() -> None:
                 f"<!-- {name}: {max(counts)} frames written in {time.perf_counter() - t:.1f} s -->"
             )
             for n in counts:
-                runs: list[tuple[str, str | None, dict[str, str]]] = [("this tree", None, {})]
+                Run = tuple[str, str | None, dict[str, str], list[str]]
+                runs: list[Run] = [("this tree", None, {}, [])]
                 if args.old:
-                    runs.append(("--old", args.old, {}))
+                    runs.append(("--old", args.old, {}, []))
                 if args.env:
                     extra = dict(item.split("=", 1) for item in args.env)
-                    runs.append((" ".join(args.env), None, extra))
-                for label, path, extra in runs:
+                    runs.append((" ".join(args.env), None, extra, []))
+                for size in args.memory_limit:
+                    runs.append((f"--memory-limit {size}", None, {}, ["--memory-limit", size]))
+                for label, path, extra, options in runs:
                     limit = args.kill_above * 2**30
                     r = run_fuse(
-                        paths[:n], work / "out.tif", args.interval, args.pss, path, extra, limit
+                        paths[:n],
+                        work / "out.tif",
+                        args.interval,
+                        args.pss,
+                        path,
+                        extra,
+                        limit,
+                        options,
                     )
                     if r["killed"]:
                         print(f"| {name} | {n} | {label} | > {args.kill_above} (killed) |")
                         continue
+                    if options:
+                        budget = parse_size(options[1], "--memory-limit")
+                        label += " (within)" if r["rss"] <= budget else " (OVER)"
                     pixels = rows * cols
                     print(
                         f"| {name} {rows}x{cols}x{channels} {dtype} | {n} | {label} "

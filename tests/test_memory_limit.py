@@ -230,3 +230,79 @@ def test_probe_header_says_what_reading_gives(tmp_path, suffix, channels, dtype)
     array = np.zeros((5, 6, 1), np.float64)
     assert probe_header(array) == ((5, 6), np.dtype(np.float64))
     assert probe_header(tmp_path / "missing.png") is None
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.fixture
+def frame_folder(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, frame in enumerate(_stack(count=3, rows=64, cols=48)):
+        assert cv2.imwrite(str(folder / f"f{i}.png"), frame)
+    return folder
+
+
+@pytest.fixture
+def fuse_calls(monkeypatch):
+    """The memory_limit each `fuse` the CLI makes is given (then the real fuse)."""
+    from convstack.cli import _fuse
+
+    seen: list[object] = []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("memory_limit"))
+        return fuse(*args, **kwargs)
+
+    monkeypatch.setattr(_fuse, "fuse", spy)
+    return seen
+
+
+def test_cli_memory_limit_reaches_fuse(frame_folder, tmp_path, fuse_calls):
+    from convstack.cli import main
+
+    out = tmp_path / "out.png"
+    assert main(["fuse", str(frame_folder), "-o", str(out), "--quiet"]) == 0
+    argv = ["fuse", str(frame_folder), "-o", str(out), "--force", "--quiet"]
+    assert main([*argv, "--memory-limit", "1.5GiB"]) == 0
+    assert fuse_calls == [None, int(1.5 * 2**30)]
+
+
+def test_cli_memory_limit_below_the_estimate_is_a_clean_error(frame_folder, tmp_path, capsys):
+    from convstack.cli import main
+
+    out = tmp_path / "out.png"
+    code = main(["fuse", str(frame_folder), "-o", str(out), "--memory-limit", "100MiB"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith("error: fusing frames of 64 x 48 pixels x 3 channels of uint8")
+    assert "more than the memory limit of 100.0 MiB; raise it" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "lots", "2 GiBs"])
+def test_cli_bad_memory_limit_is_a_usage_error(frame_folder, tmp_path, capsys, value):
+    from convstack.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fuse", str(frame_folder), "-o", str(tmp_path / "o.png"), "--memory-limit", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    rule = "must be a size > 0 such as 2GiB, 512MB or a number of bytes"
+    assert f"--memory-limit: {rule}; got {value!r}" in err
+
+
+def test_batch_passes_the_memory_limit_on(frame_folder, tmp_path, fuse_calls, capsys):
+    from convstack.cli import main
+
+    root = tmp_path / "root" / "a"
+    root.mkdir(parents=True)
+    for path in frame_folder.iterdir():
+        (root / path.name).write_bytes(path.read_bytes())
+    outdir = tmp_path / "out"
+    argv = ["batch", str(root.parent), "-o", str(outdir), "--quiet"]
+    assert main([*argv, "--memory-limit", "100MiB"]) == 1  # refused, named in the report
+    assert "more than the memory limit of 100.0 MiB" in capsys.readouterr().err
+    assert main([*argv, "--memory-limit", "1GiB"]) == 0
+    assert fuse_calls == [100 * MiB, 1 << 30]

@@ -87,6 +87,18 @@ def _noise_floor(text: str) -> float | None:
     return value
 
 
+def _memory_limit(text: str) -> int:
+    """``--memory-limit``: a size such as 2GiB, 512MB or a number of bytes."""
+    from ..limits import parse_size
+
+    try:
+        return parse_size(text, "--memory-limit")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a size > 0 such as 2GiB, 512MB or a number of bytes; got {text!r}"
+        ) from None
+
+
 def add_merge_options(parser: argparse.ArgumentParser) -> None:
     """Add the options that say how a stack is fused (not where its files are): shared
     by `fuse` and `batch`, which passes them on to `fuse` for every stack."""
@@ -121,6 +133,15 @@ def add_merge_options(parser: argparse.ArgumentParser) -> None:
         metavar="Z",
         help="pyramid: average the frames where no frame's detail stands Z sigmas of the "
         "measured noise above it (quieter out-of-focus backgrounds; try 3); off by default",
+    )
+    parser.add_argument(
+        "--memory-limit",
+        type=_memory_limit,
+        metavar="SIZE",
+        help="the most memory the fuse may take, all its processes (e.g. 2GiB): it decides "
+        "whether frames are read in a process of their own and the merge's strip size, and "
+        "refuses before reading if even the leanest way would not fit (default: "
+        "CONVSTACK_MEMORY_LIMIT, else half of the memory)",
     )
     parser.add_argument(
         "--snap-depth",
@@ -258,6 +279,7 @@ def run(args: argparse.Namespace) -> int:
             height=science.wants_height,
             noise_floor=args.noise_floor,
             snap_depth=args.snap_depth,
+            memory_limit=getattr(args, "memory_limit", None),
         )
         untrusted = summary(result.frames)
         if untrusted:
