@@ -45,12 +45,12 @@ __all__ = [
 #: The peak of a fuse, all processes (the sum of their VmRSS, sampled: bench/memory.py),
 #: as (fixed bytes, bytes a pixel, bytes a pixel and channel) of one frame, the merge
 #: strips' temporaries not included: fitted to bench/README.md's "## Memory" runs of
-#: the pyramid merge (8-bit colour 6, 12 and 45 MP, 16-bit grey 6 and 24 MP) and raised
-#: to stay 5-12 % above every one of them (sampling misses short peaks; the load and
-#: the allocator's reuse move a run by a few %); ``_FORKED`` includes the reader's
-#: process and its copies.
-_ONE_PROCESS = (320 << 20, 90, 14)
-_FORKED = (560 << 20, 70, 36)
+#: the pyramid merge (8-bit colour 6, 12 and 45 MP; 16-bit grey 6 and 24 MP) and set
+#: 6-12 % above every one of them (sampling misses short peaks; the load and the
+#: allocator's reuse move a run by a few %); ``_FORKED`` includes the reader's process
+#: and its copies.
+_ONE_PROCESS = (300 << 20, 85, 10)
+_FORKED = (500 << 20, 60, 30)
 
 #: Bytes a channel sample costs per byte of the frames' samples over one (raw frames
 #: in flight, in slots, in the reader and their float copies: about six copies; a
