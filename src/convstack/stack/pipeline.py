@@ -19,7 +19,9 @@
 At most two frames are in flight, plus two lumas for registration and a fixed
 number of frame-sized accumulators, whatever the number of frames; only the
 pyramid's low-pass bases (a few kilobytes each) are kept per frame, so peak memory
-is flat in the number of frames (bench/README.md, "## fusion").
+is flat in the number of frames (bench/README.md, "## fusion"). Before any frame is
+decoded, the memory plan (``_schedule.plan_memory``) fits the run to ``memory_limit``
+from the reference's size: the reader forked or a thread, and the merge's strip rows.
 """
 
 from __future__ import annotations
