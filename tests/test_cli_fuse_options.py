@@ -77,3 +77,57 @@ def test_batch_takes_the_noise_floor_as_fuse_does(
         fused = np.asarray(image)
     np.testing.assert_array_equal(fused, fuse(frames, noise_floor=3.0).image)
     assert not np.array_equal(fused, fuse(frames).image)  # the option made a difference
+
+
+def _one_stack_root(folder: Path, root: Path) -> Path:
+    (root / "a").mkdir(parents=True)
+    for path in sorted(folder.iterdir()):
+        (root / "a" / path.name).write_bytes(path.read_bytes())
+    return root
+
+
+def test_batch_memory_limit_is_the_whole_batch_budget(
+    stack: tuple[Path, list[np.ndarray]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --jobs 1: the stack runs here, within the whole budget, which is the limit in force
+    # while the batch runs (fuse plans within it: memory_limit=None), and restored after
+    from convstack.cli import _fuse
+    from convstack.limits import get_memory_limit
+
+    before = get_memory_limit()
+    seen: list[tuple[object, int]] = []
+    real_run = _fuse.run
+
+    def spy(args: object) -> int:
+        seen.append((args.memory_limit, get_memory_limit()))
+        return real_run(args)
+
+    monkeypatch.setattr(_fuse, "run", spy)
+    root = _one_stack_root(stack[0], tmp_path / "root")
+    argv = ["batch", str(root), "-o", str(tmp_path / "out"), "--memory-limit", "3GiB"]
+    assert main([*argv, "--quiet"]) == 0
+    assert seen == [(None, 3 * 1024**3)]
+    assert get_memory_limit() == before
+
+
+def test_batch_memory_limit_is_split_between_jobs(
+    stack: tuple[Path, list[np.ndarray]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --jobs 2: each worker is started with half of the batch's budget
+    from convstack.stack import batch
+
+    shares: list[int] = []
+    real_share = batch.worker_memory_limit
+
+    def spy(jobs: int) -> int:
+        shares.append(real_share(jobs))
+        return shares[-1]
+
+    monkeypatch.setattr(batch, "worker_memory_limit", spy)
+    root = _one_stack_root(stack[0], tmp_path / "root")
+    (root / "b").mkdir()
+    for path in sorted((root / "a").iterdir()):
+        (root / "b" / path.name).write_bytes(path.read_bytes())
+    argv = ["batch", str(root), "-o", str(tmp_path / "out"), "--memory-limit", "3GiB"]
+    assert main([*argv, "--jobs", "2", "--quiet"]) == 0
+    assert shares and set(shares) == {3 * 1024**3 // 2}

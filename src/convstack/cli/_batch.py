@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _writer
+from ..limits import memory_limit
 from ..stack import batch as _batch
 from . import _fuse
 from ._allocator import keep_freed_memory
@@ -164,8 +165,27 @@ def _scheduler_runner(args: argparse.Namespace) -> _batch.Runner | None:
         raise UserError(str(exc)) from None
 
 
+def _splits_budget(args: argparse.Namespace) -> bool:
+    """Whether ``--memory-limit`` is this machine's budget for the whole batch (its
+    stacks run here, or on a local cluster), rather than each stack's on a cluster's
+    machines."""
+    return getattr(args, "memory_limit", None) is not None and args.scheduler in (None, "local")
+
+
 def run(args: argparse.Namespace) -> int:
-    """Run the subcommand; 0 if every stack was fused or skipped, else 1."""
+    """Run the subcommand; 0 if every stack was fused or skipped, else 1.
+
+    ``--memory-limit`` on this machine bounds the whole batch: it becomes the limit in
+    force while the batch runs, which each of the ``--jobs`` workers (or local cluster
+    workers) gets its share of, and a stack's fuse plans within that share.
+    """
+    if not _splits_budget(args):
+        return _run(args)
+    with memory_limit(args.memory_limit):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     root, outdir = Path(args.root), Path(args.output)
     if args.jobs < 1:
         raise UserError(f"--jobs must be >= 1; got {args.jobs}.")
@@ -191,7 +211,10 @@ def run(args: argparse.Namespace) -> int:
     except _writer.OutputRefusedError as exc:
         raise UserError(f"--report {exc}") from None
     work = CommandWork(
-        options={name: getattr(args, name) for name in _merge_option_names()},
+        options={
+            name: None if name == "memory_limit" and _splits_budget(args) else getattr(args, name)
+            for name in _merge_option_names()
+        },
         format=args.format,
         depth_map=args.depth_map,
         save_steps=args.save_steps,
