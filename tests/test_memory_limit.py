@@ -306,4 +306,6 @@ def test_batch_passes_the_memory_limit_on(frame_folder, tmp_path, fuse_calls, ca
     assert main([*argv, "--memory-limit", "100MiB"]) == 1  # refused, named in the report
     assert "more than the memory limit of 100.0 MiB" in capsys.readouterr().err
     assert main([*argv, "--memory-limit", "1GiB"]) == 0
-    assert fuse_calls == [100 * MiB, 1 << 30]
+    # the batch's budget is the limit in force while it runs (split between --jobs
+    # workers: tests/test_cli_fuse_options.py), so each fuse plans within it
+    assert fuse_calls == [None, None]
