@@ -210,7 +210,8 @@ def _crossed_stack(dtype, channels: int):
     """Channel 0 sharp on the left in frame 0 and on the right in frame 1; channel 1 the
     other way round; the other channels flat. Returns frames and the sharp channels."""
     rows, cols = 32, 48
-    sharp = ndi.gaussian_filter(RNG.random((channels, rows, cols)), (0, 1, 1))
+    rng = np.random.default_rng(channels)  # its own draw: the same whatever ran before
+    sharp = ndi.gaussian_filter(rng.random((channels, rows, cols)), (0, 1, 1))
     sharp = (sharp - sharp.min()) / (sharp.max() - sharp.min())
     soft = ndi.gaussian_filter(sharp, (0, 3, 3))
     left = np.arange(cols) < cols // 2
@@ -232,9 +233,8 @@ def test_focus_channel_decides_for_every_channel(dtype, channels):
         assert image.dtype == np.dtype(dtype) and image.shape == frames[0].shape
         scores[choice] = [psnr(sharp[..., c], image[..., c], data_range=top) for c in (0, 1)]
     # channel c fuses sharp when focus is decided on it, soft when on the other one
-    # (measured 20.8-26.7 dB apart over 15 draws of each case: the module's RNG makes the
-    # draw depend on which tests ran before)
-    assert scores[0][0] > scores[1][0] + 19 and scores[1][1] > scores[0][1] + 19, scores
+    # (measured 22.8-28.0 dB apart on these seeded draws, the least 22.8: uint8, channel 1)
+    assert scores[0][0] > scores[1][0] + 22 and scores[1][1] > scores[0][1] + 22, scores
     weights = [1.0] + [0.0] * (channels - 1)
     np.testing.assert_array_equal(
         fuse(frames, align="none", focus_channel=weights).image,
