@@ -59,28 +59,6 @@ def _finite_range(array: NDArray[Any]) -> tuple[float, float]:
     return low, high
 
 
-#: Samples a pixel of each PNG colour type decodes to (a palette expands to RGB).
-_PNG_SAMPLES = {0: 1, 2: 3, 3: 3, 4: 2, 6: 4}
-
-
-def _jpeg_shape(head: bytes) -> tuple[int, ...] | None:
-    """(rows, cols[, channels]) from a JPEG's start-of-frame segment, or None."""
-    position = 2
-    while position + 9 < len(head) and head[position] == 0xFF:
-        marker = head[position + 1]
-        if marker == 0xFF:
-            position += 1
-            continue
-        length = int.from_bytes(head[position + 2 : position + 4], "big")
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            rows = int.from_bytes(head[position + 5 : position + 7], "big")
-            cols = int.from_bytes(head[position + 7 : position + 9], "big")
-            channels = head[position + 9]
-            return (rows, cols) if channels == 1 else (rows, cols, channels)
-        position += 2 + length
-    return None
-
-
 def probe_header(
     item: Any, content: bytes | None = None
 ) -> tuple[tuple[int, ...], np.dtype[Any]] | None:
@@ -96,34 +74,7 @@ def probe_header(
         return (tuple(shape), item.dtype) if item.ndim in (2, 3) else None
     if content is None and not isinstance(item, (str, os.PathLike)):
         return None
-    try:
-        if content is not None:
-            head = content[: 1 << 16]
-        else:
-            with open(item, "rb") as fh:
-                head = fh.read(1 << 16)
-        if head.startswith(b"\x89PNG\r\n\x1a\n") and head[12:16] == b"IHDR":
-            cols, rows = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
-            samples = _PNG_SAMPLES.get(head[25], 4)
-            dtype = np.dtype(np.uint16 if head[24] == 16 else np.uint8)
-            return ((rows, cols) if samples == 1 else (rows, cols, samples)), dtype
-        if head.startswith(b"\xff\xd8\xff"):
-            shape = _jpeg_shape(head)
-            return None if shape is None else (shape, np.dtype(np.uint8))
-        if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-            import tifffile
-
-            with tifffile.TiffFile(io.BytesIO(content) if content is not None else item) as tif:
-                page = tif.pages.first
-                rows, cols = int(page.imagelength), int(page.imagewidth)
-                samples = int(page.samplesperpixel)
-                found = page.dtype
-                if found is None:
-                    return None
-                return ((rows, cols) if samples == 1 else (rows, cols, samples)), np.dtype(found)
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
-    return None
+    return _io.read_header(item if content is None else content)
 
 
 class FrameSource:

@@ -65,6 +65,7 @@ __all__ = [
     "check_output",
     "list_frames",
     "natural_key",
+    "read_header",
     "read_image",
     "read_metadata",
     "write_image",
@@ -223,6 +224,69 @@ def _check_jpeg(label: str, data: bytes) -> None:
         f"{label}: truncated: the JPEG data end without an end-of-image marker "
         f"(after {len(data)} bytes); the missing part would decode as grey."
     )
+
+
+def _jpeg_shape(head: bytes) -> tuple[int, ...] | None:
+    """(rows, cols[, channels]) from a JPEG's start-of-frame segment, or None (the
+    segments walked from SOI; :func:`_check_jpeg` walks them again, defensively, when
+    the whole file is read)."""
+    position = 2
+    while position + 9 < len(head) and head[position] == 0xFF:
+        marker = head[position + 1]
+        if marker == 0xFF:
+            position += 1
+            continue
+        length = int.from_bytes(head[position + 2 : position + 4], "big")
+        if marker in _JPEG_SOF:
+            rows = int.from_bytes(head[position + 5 : position + 7], "big")
+            cols = int.from_bytes(head[position + 7 : position + 9], "big")
+            channels = head[position + 9]
+            return (rows, cols) if channels == 1 else (rows, cols, channels)
+        position += 2 + length
+    return None
+
+
+def read_header(
+    source: str | os.PathLike[str] | bytes,
+) -> tuple[tuple[int, ...], np.dtype[Any]] | None:
+    """An image's (shape, dtype) from its header (PNG, JPEG, TIFF), without decoding
+    pixels; None where the header does not say (another format, unreadable).
+
+    ``source``: a path, or the file's bytes. A lone channel kept or an alpha dropped on
+    reading are not told apart: the shape is an upper bound of what
+    :func:`read_image` gives.
+    """
+    try:
+        if isinstance(source, bytes):
+            head = source[: 1 << 16]
+        else:
+            with open(source, "rb") as fh:
+                head = fh.read(1 << 16)
+        header = _png_header(head)
+        if header is not None:
+            cols, rows = struct.unpack(">II", head[16:24])
+            samples = _PNG_SAMPLES.get(header[1], 4)
+            dtype = np.dtype(np.uint16 if header[0] == 16 else np.uint8)
+            return ((rows, cols) if samples == 1 else (rows, cols, samples)), dtype
+        if head.startswith(b"\xff\xd8\xff"):
+            shape = _jpeg_shape(head)
+            return None if shape is None else (shape, np.dtype(np.uint8))
+        if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            import tifffile
+
+            with tifffile.TiffFile(
+                io.BytesIO(source) if isinstance(source, bytes) else source
+            ) as tif:
+                page = tif.pages.first
+                rows, cols = int(page.imagelength), int(page.imagewidth)
+                samples = int(page.samplesperpixel)
+                found = page.dtype
+                if found is None:
+                    return None
+                return ((rows, cols) if samples == 1 else (rows, cols, samples)), np.dtype(found)
+    except (OSError, ValueError, IndexError, AttributeError, struct.error):
+        return None
+    return None
 
 
 def _for_libpng(depth: int, colour: int, interlace: int) -> bool:
