@@ -34,7 +34,7 @@ whatever the frame size, with the same bits as the whole frame at once.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -192,21 +192,34 @@ def _reduce(
     from .. import _k_pyramid
 
     rows, cols = groups[0].shape[1:]
-    count = sum(g.shape[0] for g in groups)
-    out = np.empty((count, (rows + 1) // 2, (cols + 1) // 2), np.float32)
     edge = border == "edge"
+    out = _rows_of_groups(
+        groups,
+        ((rows + 1) // 2, (cols + 1) // 2),
+        lambda src, dst, start, stop: _k_pyramid.reduce_rows(src, dst, start, stop, edge),
+    )
+    return out if image.ndim == 3 else out[0]
+
+
+def _rows_of_groups(
+    groups: list[F32], shape: tuple[int, int], rows_of: Callable[[F32, F32, int, int], None]
+) -> F32:
+    """A new float32 (planes, rows, cols) array of ``shape`` (rows, cols) a plane, made
+    from the planes of ``groups`` (:func:`_plane_groups`) by ``rows_of(src, dst, start,
+    stop)``, which writes rows start..stop of ``dst`` from the group ``src``; each group
+    in strips on the filters' pool."""
+    count = sum(g.shape[0] for g in groups)
+    out = np.empty((count, *shape), np.float32)
     first = 0
     for planes in groups:
         part = out[first : first + planes.shape[0]]
         first += planes.shape[0]
         _in_strips(
             part,
-            lambda start, stop, src=planes, dst=part: _k_pyramid.reduce_rows(
-                src, dst, start, stop, edge
-            ),
+            lambda start, stop, src=planes, dst=part: rows_of(src, dst, start, stop),
             balanced=len(groups) > 1,
         )
-    return out if image.ndim == 3 else out[0]
+    return out
 
 
 def _upsample(image: F32, size: int, axis: int) -> F32:
@@ -326,19 +339,11 @@ def _expanded_groups(groups: list[F32], rows: int, cols: int, ndim: int) -> F32:
     """:func:`_expand` of the planes of ``groups`` (:func:`_plane_groups`), compiled."""
     from .. import _k_pyramid
 
-    count = sum(g.shape[0] for g in groups)
-    out = np.empty((count, rows, cols), np.float32)
-    first = 0
-    for planes in groups:
-        part = out[first : first + planes.shape[0]]
-        first += planes.shape[0]
-        _in_strips(
-            part,
-            lambda start, stop, src=planes, dst=part: _k_pyramid.expand_rows(
-                src, dst, 0, dst, start, stop
-            ),
-            balanced=len(groups) > 1,
-        )
+    out = _rows_of_groups(
+        groups,
+        (rows, cols),
+        lambda src, dst, start, stop: _k_pyramid.expand_rows(src, dst, 0, dst, start, stop),
+    )
     return out if ndim == 3 else out[0]
 
 
