@@ -23,6 +23,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[np.ndarr
     return folder / "in", frames
 
 
+def _stacks_root(folder: Path, root: Path, names: tuple[str, ...] = ("a",)) -> Path:
+    """``root`` holding a copy of the stack in ``folder`` under each of ``names``."""
+    for name in names:
+        (root / name).mkdir(parents=True)
+        for path in sorted(folder.iterdir()):
+            (root / name / path.name).write_bytes(path.read_bytes())
+    return root
+
+
 @pytest.mark.parametrize(
     ("argv", "options"),
     [
@@ -65,10 +74,7 @@ def test_batch_takes_the_noise_floor_as_fuse_does(
     stack: tuple[Path, list[np.ndarray]], tmp_path: Path
 ) -> None:
     folder, frames = stack
-    root = tmp_path / "root"
-    (root / "a").mkdir(parents=True)
-    for path in sorted(folder.iterdir()):
-        (root / "a" / path.name).write_bytes(path.read_bytes())
+    root = _stacks_root(folder, tmp_path / "root")
     outdir = tmp_path / "out"
     assert main(["batch", str(root), "-o", str(outdir), "--noise-floor", "3", "--quiet"]) == 0
     results = [p for p in outdir.rglob("*.png")]
@@ -77,13 +83,6 @@ def test_batch_takes_the_noise_floor_as_fuse_does(
         fused = np.asarray(image)
     np.testing.assert_array_equal(fused, fuse(frames, noise_floor=3.0).image)
     assert not np.array_equal(fused, fuse(frames).image)  # the option made a difference
-
-
-def _one_stack_root(folder: Path, root: Path) -> Path:
-    (root / "a").mkdir(parents=True)
-    for path in sorted(folder.iterdir()):
-        (root / "a" / path.name).write_bytes(path.read_bytes())
-    return root
 
 
 def test_batch_memory_limit_is_the_whole_batch_budget(
@@ -103,7 +102,7 @@ def test_batch_memory_limit_is_the_whole_batch_budget(
         return real_run(args)
 
     monkeypatch.setattr(_fuse, "run", spy)
-    root = _one_stack_root(stack[0], tmp_path / "root")
+    root = _stacks_root(stack[0], tmp_path / "root")
     argv = ["batch", str(root), "-o", str(tmp_path / "out"), "--memory-limit", "3GiB"]
     assert main([*argv, "--quiet"]) == 0
     assert seen == [(None, 3 * 1024**3)]
@@ -124,10 +123,7 @@ def test_batch_memory_limit_is_split_between_jobs(
         return shares[-1]
 
     monkeypatch.setattr(batch, "worker_memory_limit", spy)
-    root = _one_stack_root(stack[0], tmp_path / "root")
-    (root / "b").mkdir()
-    for path in sorted((root / "a").iterdir()):
-        (root / "b" / path.name).write_bytes(path.read_bytes())
+    root = _stacks_root(stack[0], tmp_path / "root", ("a", "b"))
     argv = ["batch", str(root), "-o", str(tmp_path / "out"), "--memory-limit", "3GiB"]
     assert main([*argv, "--jobs", "2", "--quiet"]) == 0
     assert shares and set(shares) == {3 * 1024**3 // 2}

@@ -143,19 +143,30 @@ def test_output_is_the_same_whatever_the_budget(which_worker):
         assert which_worker[0] == "forked" and "threaded" in which_worker
 
 
-def test_a_budget_below_the_estimate_is_refused_before_any_frame_is_decoded(tmp_path, monkeypatch):
-    paths = []
-    for i, frame in enumerate(_stack(count=3)):
-        paths.append(tmp_path / f"f{i}.tif")
-        assert cv2.imwrite(str(paths[-1]), frame)
-    decoded: list[object] = []
+def _written(folder, suffix: str) -> list:
+    """Three frames of :func:`_stack` written by OpenCV as ``f0.SUFFIX``, ..."""
+    paths = [folder / f"f{i}.{suffix}" for i in range(3)]
+    for path, frame in zip(paths, _stack(count=3), strict=True):
+        assert cv2.imwrite(str(path), frame)
+    return paths
+
+
+@pytest.fixture
+def decoded(monkeypatch):
+    """The sources this process's read_image decodes, in order (a spy)."""
+    seen: list[object] = []
     read_image = stack_io.read_image
 
     def noticed(*args, **kwargs):
-        decoded.append(args[0])
+        seen.append(args[0])
         return read_image(*args, **kwargs)
 
     monkeypatch.setattr(stack_io, "read_image", noticed)
+    return seen
+
+
+def test_a_budget_below_the_estimate_is_refused_before_any_frame_is_decoded(tmp_path, decoded):
+    paths = _written(tmp_path, "tif")
     with pytest.raises(LimitError, match=r"more than the memory limit of 100\.0 MiB; raise it"):
         fuse(paths, memory_limit="100MiB")
     first = io.BytesIO(paths[0].read_bytes())  # a file object: only its bytes are read
@@ -166,20 +177,9 @@ def test_a_budget_below_the_estimate_is_refused_before_any_frame_is_decoded(tmp_
     assert paths[1] in decoded  # the spy sees this process decode (a forked reader its own)
 
 
-def test_a_frame_whose_header_says_nothing_is_read_first_then_refused(tmp_path, monkeypatch):
-    paths = []
-    for i, frame in enumerate(_stack(count=3)):
-        paths.append(tmp_path / f"f{i}.bmp")
-        assert cv2.imwrite(str(paths[-1]), frame)
+def test_a_frame_whose_header_says_nothing_is_read_first_then_refused(tmp_path, decoded):
+    paths = _written(tmp_path, "bmp")
     assert probe_header(paths[0]) is None
-    decoded: list[object] = []
-    read_image = stack_io.read_image
-
-    def noticed(*args, **kwargs):
-        decoded.append(args[0])
-        return read_image(*args, **kwargs)
-
-    monkeypatch.setattr(stack_io, "read_image", noticed)
     with pytest.raises(LimitError, match="memory limit"):
         fuse(paths, memory_limit="100MiB")
     assert decoded == [paths[1]]  # the reference only

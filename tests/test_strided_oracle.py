@@ -26,29 +26,10 @@ import numpy as np
 import pytest
 
 from convstack import convolve, correlate
+from test_compiled_correlate import source_index  # the border fold, one oracle for both
 
 METHODS = ("direct", "separable", "fft", "auto")
 MODES = ("constant", "nearest", "reflect", "mirror", "wrap", "mean")
-
-
-def _fold(p: int, n: int, mode: str) -> int | None:
-    """Index of the image sample that position ``p`` holds; None for a fill value."""
-    if 0 <= p < n:
-        return p
-    if mode in ("constant", "mean"):
-        return None
-    if mode == "nearest":
-        return min(max(p, 0), n - 1)
-    if mode == "wrap":
-        return p % n
-    if mode == "mirror" and n == 1:
-        return 0
-    while not 0 <= p < n:  # reflect: the edge sample repeats; mirror: it does not
-        if mode == "reflect":
-            p = -1 - p if p < 0 else 2 * n - 1 - p
-        else:
-            p = -p if p < 0 else 2 * n - 2 - p
-    return p
 
 
 def _pads(padding: Any, ndim: int) -> list[tuple[int, int]] | None:
@@ -119,7 +100,9 @@ def oracle(
     for index in itertools.product(*(range(len(p)) for p in positions)):
         total = 0.0
         for tap in itertools.product(*(range(k) for k in w.shape)):
-            where = [_fold(positions[a][index[a]][tap[a]], x.shape[a], mode) for a in range(ndim)]
+            where = [
+                source_index(positions[a][index[a]][tap[a]], x.shape[a], mode) for a in range(ndim)
+            ]
             value = fill if None in where else x[tuple(where)]
             total += w[tap] * value
         out[index] = total
@@ -131,6 +114,16 @@ def _check(got: np.ndarray, expected: np.ndarray, image: np.ndarray, kernel: np.
     scale = float(np.abs(kernel).sum()) * max(1.0, float(np.abs(image).max()))
     tolerance = (1e-5 if got.dtype == np.float32 else 1e-11) * scale
     np.testing.assert_allclose(got, expected, rtol=0, atol=tolerance)
+
+
+def _check_every_method(
+    image: np.ndarray, kernel: np.ndarray, flip: bool, options: dict[str, Any]
+) -> None:
+    """convolve (``flip``) or correlate by every method against the oracle."""
+    expected = oracle(image, kernel, flip=flip, **options)
+    run = convolve if flip else correlate
+    for method in METHODS:
+        _check(run(image, kernel, method=method, **options), expected, image, kernel)
 
 
 def rng(seed: int) -> np.random.Generator:
@@ -152,7 +145,7 @@ def test_fold_matches_numpy_pad_names() -> None:
         ("nearest", "edge"),
         ("wrap", "wrap"),
     ):
-        folded = [x[_fold(p, 3, ours)] for p in range(-7, 10)]
+        folded = [x[source_index(p, 3, ours)] for p in range(-7, 10)]
         assert folded == np.pad(x, 7, mode=numpys)[:17].tolist(), ours
 
 
@@ -190,10 +183,7 @@ def test_2d_every_mode_padding_stride_dilation(flip, mode, padding, stride, dila
     image = rng(1).random((13, 17))  # odd, unequal sides
     kernel = rng(2).normal(size=(3, 4))  # one odd and one even side: the anchor matters
     options = {"padding": padding, "mode": mode, "stride": stride, "dilation": dilation}
-    expected = oracle(image, kernel, flip=flip, **options)
-    run = convolve if flip else correlate
-    for method in METHODS:
-        _check(run(image, kernel, method=method, **options), expected, image, kernel)
+    _check_every_method(image, kernel, flip, options)
 
 
 @pytest.mark.parametrize("flip", [False, True], ids=["correlate", "convolve"])
@@ -204,10 +194,7 @@ def test_1d(flip, mode, padding, stride, dilation) -> None:
     image = rng(3).normal(size=23)
     kernel = rng(4).normal(size=4)
     options = {"padding": padding, "mode": mode, "stride": stride, "dilation": dilation}
-    expected = oracle(image, kernel, flip=flip, **options)
-    run = convolve if flip else correlate
-    for method in METHODS:
-        _check(run(image, kernel, method=method, **options), expected, image, kernel)
+    _check_every_method(image, kernel, flip, options)
 
 
 @pytest.mark.parametrize("flip", [False, True], ids=["correlate", "convolve"])
@@ -267,10 +254,7 @@ def test_odd_shapes(flip, mode, shape, kshape, padding, stride, dilation) -> Non
         "stride": stride,
         "dilation": dilation,
     }
-    expected = oracle(image, kernel, flip=flip, **options)
-    run = convolve if flip else correlate
-    for method in METHODS:
-        _check(run(image, kernel, method=method, **options), expected, image, kernel)
+    _check_every_method(image, kernel, flip, options)
 
 
 @pytest.mark.parametrize("flip", [False, True], ids=["correlate", "convolve"])
