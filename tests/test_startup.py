@@ -373,3 +373,60 @@ def test_jpeg_metadata_of_a_damaged_header_falls_back_to_pillow(tmp_path: Path) 
     path.write_bytes(cut)
     got = read_metadata(path)
     assert (got.exif, got.icc_profile) == (None, None)
+
+
+def test_the_command_sets_numba_up_without_scipy_linalg() -> None:
+    out = run_python(
+        """
+        import sys
+        import numpy as np
+        from convstack import _preload
+        _preload.skip_numba_blas()
+        _preload.start_compiler()
+        print("numba" in sys.modules, "scipy.linalg" in sys.modules)
+        from numba.np import arraymath
+        print(arraymath._HAVE_BLAS)
+        import scipy.linalg  # still imports as usual afterwards
+        print(float(scipy.linalg.det(np.eye(3) * 2.0)))
+        from convstack.convolve import correlate
+        image = np.arange(25, dtype=np.float32).reshape(5, 5)
+        print(float(correlate(image, np.ones((3, 3), np.float32), mode="constant")[2, 2]))
+        """
+    )
+    # 6 + 7 + 8 + 11 + 12 + 13 + 16 + 17 + 18 = 108 (the 3 x 3 around the centre, 12)
+    assert out.split() == ["True", "False", "False", "8.0", "108.0"]
+
+
+def test_skipping_numba_blas_leaves_an_imported_scipy_linalg_alone() -> None:
+    out = run_python(
+        """
+        import sys
+        import scipy.linalg
+        from convstack import _preload
+        _preload.skip_numba_blas()
+        _preload.start_compiler()
+        from numba.np import arraymath
+        print(sys.modules["scipy.linalg"] is scipy.linalg, arraymath._HAVE_BLAS)
+        """
+    )
+    assert out.split() == ["True", "True"]
+
+
+def test_convstack_fuse_never_imports_scipy_linalg(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    frames = []
+    for i in range(2):
+        path = tmp_path / f"f{i}.png"
+        Image.fromarray(rng.integers(0, 256, (40, 48), dtype=np.uint8)).save(path)
+        frames.append(str(path))
+    out = tmp_path / "out.png"
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "convstack.cli", "fuse", *frames,
+         "-o", str(out), "--quiet", "--align", "none"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()}
+    assert "numba" in imported  # numba was set up ...
+    assert "scipy.linalg" not in imported  # ... without its BLAS look-up
+    assert out.is_file()

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any, NoReturn
 
+from .. import _preload
 from ..stack.errors import StackError
 from ._allocator import keep_freed_memory
 from ._common import UserError
@@ -142,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the command's own process, not a caller's (tests call main(argv))
         handle_signals()
         keep_freed_memory()
+        _preload.skip_numba_blas()  # none of its kernels calls BLAS: 0.13 s less a start
         # what is imported by now lives as long as the process: the cyclic garbage
         # collector need not walk it again (and a forked child shares its pages)
         gc.freeze()
