@@ -8,10 +8,21 @@ registration fails or is implausible is rejected: its neighbour (raw frame, luma
 pyramid and transform) stands in for it, and the chain goes on from there. What was
 decided for every frame goes into a row of floats (in memory that a forked child
 process writes into too) that :mod:`convstack.stack.registration_report` reads.
+
+A broken reference (another scene, a black frame, a rotation or zoom jump) makes
+every frame, or nearly every one, look broken. When at least half the frames and one
+of the reference's neighbours are rejected, the two frames nearest the reference are
+registered to each other: if they agree, the reference is the broken one.
+:meth:`Registrar.reports` then raises :class:`ReferenceBroken`, and ``fuse`` runs
+again (:meth:`ReferenceBroken.again`) from the nearest of the two, the broken frame
+left out as a rejected one is (its neighbour stands in for it). A reference the user
+chose is never replaced: that is an :class:`AlignmentError` naming it.
 """
 
 from __future__ import annotations
 
+import contextvars
+import io
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -26,10 +37,57 @@ from ._source import FrameSource
 from .errors import AlignmentError
 from .forked import shared_array
 
-__all__ = ["Registrar", "processing_order"]
+__all__ = ["ReferenceBroken", "Registrar", "processing_order"]
 
 # the warnings are fuse's: logged under its module's name, where users listen
 logger = logging.getLogger("convstack.stack.pipeline")
+
+
+#: The frames a fuse run again after a broken reference leaves out (see
+#: :meth:`ReferenceBroken.again`): frame -> the reference it replaced was that frame.
+_LEFT_OUT: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
+    "convstack_left_out", default=frozenset()
+)
+#: The reason code of a broken reference left out (registration_report.REASONS).
+_BROKEN_REFERENCE = 7
+
+
+class ReferenceBroken(AlignmentError):
+    """The reference chosen by default disagrees with its neighbours, which agree with
+    each other: :meth:`again` fuses once more with ``reference`` instead, ``broken``
+    left out.
+
+    Attributes
+    ----------
+    reference : int
+        The nearest trusted frame, the new reference.
+    broken : int
+        The reference first chosen.
+    """
+
+    def __init__(self, message: str, reference: int, broken: int) -> None:
+        super().__init__(message)
+        self.reference = reference
+        self.broken = broken
+
+    def again(self, fuse: Callable[..., Any], source: FrameSource, options: dict[str, Any]) -> Any:
+        """``fuse(frames, **options)`` with the new reference, the broken one left out.
+
+        The frames are ``source``'s (file objects' bytes, already read, in new ones);
+        a warning says which frame is the reference now.
+        """
+        logger.warning("%s", self)
+        frames: list[Any] = []
+        for index, item in enumerate(source.items):
+            if index in source.content:
+                item = io.BytesIO(source.content[index])
+                item.name = source.names[index]  # (the messages keep its name)
+            frames.append(item)
+        token = _LEFT_OUT.set(frozenset({self.broken}))
+        try:
+            return fuse(frames, **{**options, "reference": self.reference})
+        finally:
+            _LEFT_OUT.reset(token)
 
 
 def processing_order(count: int, reference: int) -> list[tuple[int, int | None]]:
@@ -53,6 +111,10 @@ class Registrar:
         The motion model (one of :data:`convstack.stack.align.MODELS`).
     gray_of : callable
         ``gray_of(frame)``: the float32 luma (or focus channel) registered.
+    chosen : bool
+        Whether the user chose the reference: it is then never replaced (a broken one
+        is an :class:`AlignmentError`), else :meth:`reports` may raise
+        :class:`ReferenceBroken`.
 
     Attributes
     ----------
@@ -72,12 +134,17 @@ class Registrar:
         reference: int,
         model: str,
         gray_of: Callable[[NDArray[Any]], NDArray[np.float32]],
+        *,
+        chosen: bool = False,
     ) -> None:
         count = len(source)
         self.source = source
         self.reference = reference
         self.model = model
         self.gray_of = gray_of
+        self.chosen = chosen
+        # a broken reference replaced: left out without registration (see ReferenceBroken)
+        self.left_out = _LEFT_OUT.get()
         self.order = processing_order(count, reference)
         self.transforms: list[NDArray[np.float64]] = [np.eye(3)] * count
         self.rows = _report.new_rows(count, shared_array)
@@ -136,13 +203,20 @@ class Registrar:
         if predicted is None and -way in self._steps:  # the first step down: the first
             # one up, inverted
             predicted = np.asarray(np.linalg.inv(self._first_steps[-way]), dtype=np.float64)
-        step, outcome = align.register_checked(
-            self._pyramids[neighbour],
-            pyramid,
-            model=self.model,
-            typical_residual=typical,
-            predicted=predicted,
-        )
+        step: NDArray[np.float64] | None
+        outcome: dict[str, Any]
+        if index in self.left_out:  # the broken reference replaced: not registered
+            step = None
+            outcome = {"status": "rejected", "model": self.model}
+            outcome.update(reason=_BROKEN_REFERENCE, value=float(self.reference))
+        else:
+            step, outcome = align.register_checked(
+                self._pyramids[neighbour],
+                pyramid,
+                model=self.model,
+                typical_residual=typical,
+                predicted=predicted,
+            )
         if step is not None:
             self._steps[way] = outcome["step"]
             self._first_steps.setdefault(way, outcome["step"])
@@ -171,11 +245,20 @@ class Registrar:
     def reports(self) -> tuple[_report.FrameReport, ...]:
         """Every frame's :class:`~convstack.stack.registration_report.FrameReport`, once
         all are registered (the pyramids kept for the chain are dropped); logs a warning
-        naming the frames not trusted, and raises :class:`AlignmentError` if no frame
-        but the reference was kept."""
+        naming the frames not trusted.
+
+        Raises
+        ------
+        ReferenceBroken
+            The reference, chosen by default, looks broken (see the module's notes).
+        AlignmentError
+            No frame but the reference was kept, or the reference the user chose looks
+            broken.
+        """
         self._pyramids.clear()
         frames = _report.reports(self.rows, self.source.names)
         rejected = [f for f in frames if f.status == "rejected"]
+        self._check_reference({f.index for f in rejected})
         if rejected and len(rejected) == len(frames) - 1:
             reasons = "; ".join(f"frame {f.name!r} ({', '.join(f.flags)})" for f in rejected)
             raise AlignmentError(
@@ -186,3 +269,38 @@ class Registrar:
         if line:
             logger.warning("%s", line)
         return frames
+
+    def _check_reference(self, rejected: set[int]) -> None:
+        """Raise if the reference looks broken: at least half the other frames and one
+        of its neighbours rejected, while the two frames nearest it register to each
+        other (see the module's notes)."""
+        count, ref = len(self.source), self.reference
+        if self.model == "none" or self.left_out or count < 3:
+            return
+        if 2 * len(rejected) < count - 1 or not rejected & {ref - 1, ref + 1}:
+            return
+        # the two frames nearest the reference: one each side, or two on its one side
+        near = sorted(range(count), key=lambda i: (abs(i - ref), i))[1:3]
+        pyramids = [align.gray_pyramid(self.gray_of(self.source.raw(i))) for i in near]
+        step, _ = align.register_checked(pyramids[0], pyramids[1], model=self.model)
+        if step is None:
+            return  # they disagree too: the frames, not the reference, are broken
+        names = self.source.names
+        found = (
+            f"the reference frame {names[ref]!r} looks broken (another scene, a black frame, "
+            f"a rotation or zoom jump?): its neighbours {names[near[0]]!r} and "
+            f"{names[near[1]]!r} register to each other, not to it"
+        )
+        if self.chosen:
+            raise AlignmentError(
+                f"{found}; choose another `reference` (got {ref}), or leave it to the "
+                "default, which then takes the nearest trusted frame."
+            )
+        middle = (count - 1) / 2.0
+        new = min(near, key=lambda i: (abs(i - ref), abs(i - middle), i))
+        raise ReferenceBroken(
+            f"{found}; {names[new]!r} is the reference instead (the output has its "
+            f"geometry), {names[ref]!r} left out.",
+            new,
+            ref,
+        )

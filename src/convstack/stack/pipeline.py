@@ -44,7 +44,7 @@ from . import registration_report as _report
 from . import zstack as _zstack
 from ._frames import Frame
 from ._merge import Merger, StepCallback, in_frames_dtype, second_pass
-from ._registrar import Registrar
+from ._registrar import ReferenceBroken, Registrar
 from ._schedule import MemoryPlan, Scheduler, plan_memory
 from ._source import FrameSource
 from .align import MODELS
@@ -160,6 +160,11 @@ def fuse(
         neighbours); 'none' skips alignment.
     reference : int, optional
         Index of the reference frame (its geometry is the output's); default the middle.
+        A default reference that looks broken (its two neighbours register to each
+        other but not to it: another scene, a black frame, a jump) is replaced by the
+        nearest of them, and fuse runs again (twice the time) with the broken frame left
+        out; a warning says so, and ``result.reference`` is the new one. A reference
+        given here is never replaced: if it looks broken, ``AlignmentError``.
     measure : str
         Focus measure for the depth map (see :func:`convstack.stack.sharpness.sharpness`).
     gamma_correction : bool
@@ -244,6 +249,8 @@ def fuse(
     >>> bool(np.abs(result.image - sharp)[:, :6].max() < 0.02)
     True
     """
+    options = dict(locals())  # (to fuse again from another reference: see below)
+    del options["frames"]
     v.choice(method, "method", METHODS)
     v.choice(align, "align", MODELS)
     v.choice(measure, "measure", MEASURES)
@@ -262,7 +269,7 @@ def fuse(
     if isinstance(ref, bool) or not isinstance(ref, (int, np.integer)) or not 0 <= ref < count:
         raise v.fail("reference", f"be a frame index in [0, {count - 1}]", reference)
     gray_of = focus_gray(focus_channel)  # (the luma unless a focus channel is chosen)
-    registrar = Registrar(source, int(ref), align, gray_of)
+    registrar = Registrar(source, int(ref), align, gray_of, chosen=reference is not None)
     plan = _plan(source, registrar, method, limit)
     scheduler = Scheduler(
         source, registrar, gray_of=gray_of, measure=measure, photometric=photometric,
@@ -288,7 +295,11 @@ def fuse(
             scheduler.timed("merge", started, item.index)
             del item
             report(progress, "align", done, count)
-    frame_reports = registrar.reports()
+    try:
+        frame_reports = registrar.reports()
+    except ReferenceBroken as broken:  # the default reference: again from its neighbour
+        del merger, scheduler, registrar  # (before the second run's)
+        return broken.again(fuse, source, options)
 
     report(progress, "depth", 0, 1)
     depth, base_depth, confidence = merger.depth(on_step)

@@ -11,8 +11,10 @@ a confidence, and what was decided:
 - ``'identity'``: it did not, so the frame was left where it is (a defocus
   difference read as motion would otherwise move it);
 - ``'rejected'``: the registration failed with every model down to a translation,
-  or was implausible (a scale or rotation jump between neighbours); the frame is left
-  out of the merge (its neighbour stands in for it);
+  or was implausible (a scale or rotation jump between neighbours), or the frame was
+  the default reference and looked broken (its neighbours register to each other, not
+  to it: another is the reference); the frame is left out of the merge (its neighbour
+  stands in for it);
 - ``'reference'``.
 
 ``flags`` add what was noticed without rejecting: a fallback to a simpler model, a
@@ -47,6 +49,8 @@ REASONS = {
     4: "rotation jump of {:.1f} degrees (against the step predicted from its neighbours)",
     5: "shift of {:.0f} pixels from its neighbour",
     6: "residual {:.3f} after registration, an outlier among the stack's",
+    7: "the reference first chosen, broken: its neighbours register to each other, not "
+    "to it; frame {:.0f}'s geometry is the output's",
 }
 #: Side of the grid of tiles whose sharpness the misfire check compares.
 TILES = 8
@@ -297,7 +301,8 @@ def write_report(
 ) -> Path:
     """Write the frames' reports as one JSON document by the one writer's rules.
 
-    ``{"frames": [...], "rejected": [names], "flagged": [names]}``; the file is never one
+    ``{"frames": [...], "reference": name, "rejected": [names], "flagged": [names]}``
+    (``reference``: the frame whose geometry is the output's); the file is never one
     of ``inputs`` (the frames) and replaces an existing one only with ``overwrite``.
     """
     import json
@@ -306,6 +311,7 @@ def write_report(
 
     document = {
         "frames": [f.to_json() for f in frames],
+        "reference": next((f.name for f in frames if f.status == "reference"), None),
         "rejected": [f.name for f in frames if f.status == "rejected"],
         "flagged": [f.name for f in frames if f.status != "rejected" and f.flags],
     }
