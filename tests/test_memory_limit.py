@@ -13,7 +13,7 @@ import pytest
 from convstack.limits import LimitError
 from convstack.stack import _schedule, fuse
 from convstack.stack import io as stack_io
-from convstack.stack._schedule import estimate_peak, plan_memory
+from convstack.stack._schedule import estimate_peak, estimate_strip_major, plan_memory
 from convstack.stack._source import probe_header
 from convstack.stack.fusion import STRIP_BUDGET, STRIP_MIN_ROWS
 from convstack.stack.strips import rows_for_budget, strip_bytes
@@ -71,8 +71,11 @@ def test_plan_shrinks_the_strips_before_refusing():
     assert plan.estimate <= alone + strip_bytes(shape, 160) // 2
     assert _plan(alone + strip_bytes(shape, 8), shape).strip_rows == 8
     lean = alone + strip_bytes(shape, 8)
-    with pytest.raises(LimitError, match=rf"needs about .* \({lean} bytes\) .* limit of .*"):
-        _plan(lean - 1, shape)
+    below = _plan(lean - 1, shape)  # under the leanest frame-major schedule: strip-major
+    assert below.strip_major and below.estimate <= lean - 1
+    least = estimate_strip_major(shape, np.dtype(np.uint8), 8)
+    with pytest.raises(LimitError, match=rf"needs about .* \({least} bytes\) .* limit of .*"):
+        _plan(least - 1, shape)
     refused = r"needs about [\d.]+ [MG]iB .* limit of 500\.0 MiB; raise"
     with pytest.raises(LimitError, match=refused):
         _plan(500 * MiB, shape)

@@ -12,6 +12,7 @@ The accumulators are used only through their ``add`` and ``result``.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
@@ -23,6 +24,7 @@ from ..progress import ProgressCallback, report
 from ._frames import Frame, is_identity, measure_focus, warped
 from ._registrar import Registrar
 from ._source import FrameSource
+from ._strip_major import FrameCache
 from .align import estimate_gain
 from .depth import FocusAccumulator, regularize_depth, zoom_bilinear
 from .fusion import (
@@ -86,6 +88,11 @@ class Merger:
         As in :func:`convstack.stack.fuse`.
     strip_rows : int or 'auto'
         The pyramid merge's rows a strip (the memory plan's; the same bits whatever).
+    cache : FrameCache, optional
+        'pyramid' and 'maxabs': merge strip-major (issue 14, the memory plan's choice
+        for frames too large for the frame-major state): each frame's coarse levels
+        now, its finer ones strip by strip in :meth:`result` from the frames kept in
+        ``cache`` (closed there); the same bits.
     """
 
     def __init__(
@@ -102,6 +109,7 @@ class Merger:
         noise_floor: float | None,
         height: bool,
         strip_rows: int | str = "auto",
+        cache: FrameCache | None = None,
     ) -> None:
         self.method = method
         self.count = count
@@ -123,6 +131,10 @@ class Merger:
             self.pyramid = PyramidAccumulator(
                 levels, soft_levels=0, envelope=False, focus=focus_channel, strip_rows=rows
             )
+        self.cache = cache if self.pyramid is not None and levels != 1 else None
+        if cache is not None:  # an error ends the fuse: its disk space goes with the merge
+            weakref.finalize(self, cache.close)
+        self._order: list[int] = []  # the frames in the order merged (strip-major)
         self._reference_means: NDArray[np.float32] | None = None
         self._raw_depth: NDArray[Any] | None = None
         self._confidence: NDArray[np.float32] | None = None
@@ -168,7 +180,11 @@ class Merger:
         if self.weighted is not None:
             mask = sharpness_mask(frame if self.focus_channel is None else gray)
             self.weighted.add(frame, mask)
-        if self.pyramid is not None:
+        if self.pyramid is not None and self.cache is not None:
+            self.pyramid.add_coarse(index, frame)
+            self.cache.put(index, frame)
+            self._order.append(index)
+        elif self.pyramid is not None:
             self.pyramid.add(index, frame)
 
     def depth(
@@ -204,7 +220,12 @@ class Merger:
             assert self.pyramid is not None
             # integers converted to the frames' dtype channel by channel, as collapsed
             as_dtype = dtype if dtype.kind in "ui" else None
-            image = self.pyramid.result(base_depth if self.method == "pyramid" else None, as_dtype)
+            depth = base_depth if self.method == "pyramid" else None
+            if self.cache is None:
+                image = self.pyramid.result(depth, as_dtype)
+            else:
+                with self.cache:
+                    image = self.pyramid.merge_strips(self.cache.rows, self._order, depth, as_dtype)
         report(progress, "fuse", 1, 1)
         return image
 

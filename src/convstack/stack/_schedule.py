@@ -36,6 +36,7 @@ __all__ = [
     "Scheduler",
     "balanced_share",
     "estimate_peak",
+    "estimate_strip_major",
     "loads",
     "mean_costs",
     "plan_memory",
@@ -57,9 +58,27 @@ _FORKED = (500 << 20, 60, 30)
 #: guess on the safe side, uint16 measured within it, floats not measured).
 _PER_SAMPLE_BYTE = 6
 
+#: The strip-major merge's peak (:mod:`convstack.stack._strip_major`), as
+#: ``_ONE_PROCESS``: a guess to be fitted to bench/memory.py's runs (the frame in
+#: flight, its luma and measure, the depth map, confidence and result; no frame-sized
+#: pyramid state), plus twice the strips' temporaries (a strip's running state, its
+#: frame rows and temporaries).
+_STRIP_MAJOR = (300 << 20, 45, 12)
+
 #: Methods whose peak was measured; the others ('weighted': whole-frame masks and
 #: sums, 'depthmap': a second pass) are given half as much again a pixel.
 _MEASURED_METHODS = ("pyramid", "maxabs")
+
+
+def estimate_strip_major(shape: tuple[int, ...], dtype: np.dtype[Any], strip_rows: int) -> int:
+    """The expected peak bytes of :func:`convstack.stack.fuse`'s strip-major merge
+    ('pyramid', 'maxabs'; one process) on frames of ``shape`` and ``dtype``, with strips
+    of ``strip_rows`` rows; flat in the number of frames."""
+    fixed, per_pixel, per_channel = _STRIP_MAJOR
+    channels = shape[2] if len(shape) == 3 else 1
+    itemsize = np.dtype(dtype).itemsize
+    pixel = per_pixel + channels * (per_channel + _PER_SAMPLE_BYTE * (itemsize - 1))
+    return fixed + int(shape[0]) * int(shape[1]) * pixel + 2 * strip_bytes(shape, strip_rows)
 
 
 def estimate_peak(
@@ -92,11 +111,16 @@ class MemoryPlan:
         The pyramid merge's rows a strip (``PyramidAccumulator(strip_rows=...)``).
     estimate : int
         The expected peak bytes, all processes.
+    strip_major : bool
+        Whether the pyramid merge runs strip-major (two passes, frames cached on
+        disk: see :mod:`convstack.stack._strip_major`), for frames whose frame-major
+        state does not fit.
     """
 
     forked: bool
     strip_rows: int | str
     estimate: int
+    strip_major: bool = False
 
 
 def plan_memory(
@@ -109,7 +133,8 @@ def plan_memory(
 ) -> MemoryPlan:
     """The schedule that fits ``limit`` bytes: the reader forked with the merge's
     default strips (``default_rows``) where that fits, else in a thread with strips as
-    large as fit (down to ``2 ** STRIP_LEVEL`` rows).
+    large as fit (down to ``2 ** STRIP_LEVEL`` rows), else ('pyramid' and 'maxabs')
+    the strip-major merge with strips as large as fit.
 
     Raises
     ------
@@ -130,6 +155,14 @@ def plan_memory(
         while rows > least and alone + strip_bytes(shape, rows) > limit:
             rows -= least
         return MemoryPlan(False, rows, alone + strip_bytes(shape, rows))
+    if pyramid and min(shape[0], shape[1]) >= 64:
+        rows = default_rows
+        while rows > least and estimate_strip_major(shape, dtype, rows) > limit:
+            rows = max(least, rows // 2 // least * least)
+        estimate = estimate_strip_major(shape, dtype, rows)
+        if estimate <= limit:
+            return MemoryPlan(False, rows, estimate, strip_major=True)
+        alone = estimate - strip_bytes(shape, least)  # (the leanest said below)
     lean = alone + (strip_bytes(shape, least) if pyramid else 0)
     channels = shape[2] if len(shape) == 3 else 1
     needs, has = format_size(lean), format_size(limit)
@@ -138,7 +171,8 @@ def plan_memory(
     raise LimitError(
         f"fusing frames of {shape[0]} x {shape[1]} pixels x {channels} channels of {dtype} "
         f"(method {method!r}) needs about {needs} even in one process with the "
-        f"smallest merge strips, more than the memory limit of {has}; raise "
+        f"smallest merge strips{' (strip-major)' if pyramid else ''}, more than the "
+        f"memory limit of {has}; raise "
         "it with fuse(memory_limit=...), `convstack fuse --memory-limit SIZE` (e.g. "
         f"{format_size(lean * 1.25).replace(' ', '')}), or the environment variable "
         "CONVSTACK_MEMORY_LIMIT."

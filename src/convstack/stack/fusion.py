@@ -33,8 +33,9 @@ whatever the frame size, with the same bits as the whole frame at once.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
@@ -427,6 +428,12 @@ def _soft_merge(
     return True
 
 
+def _to_weight_base(energy: F32, tau: float) -> None:
+    """A soft level's raw energy made its weight base ``1 + E / tau``, in place."""
+    energy *= np.float32(1.0 / tau)
+    energy += np.float32(1.0)
+
+
 def _power_in_place(values: F32, power: float) -> None:
     """``values **= power``; whole powers up to 64 by repeated squaring (a few SIMD
     multiplications instead of ``exp(power * log(values))``)."""
@@ -796,6 +803,7 @@ class PyramidAccumulator:
         # running per-pixel min / max of the frames' Gaussian levels ENVELOPE_LEVELS
         self.low: dict[int, F32] = {}
         self.high: dict[int, F32] = {}
+        self.frame_shape: tuple[int, ...] = ()  # planar: the strip-major merge's frames
 
     def _noise_floor(self, k: int, squared: F32, energy: F32) -> float:
         """``tau`` of level ``k`` from the first frame: ``floor`` times the ``quantile`` of
@@ -902,38 +910,54 @@ class PyramidAccumulator:
         stop: int,
         sizes: tuple[list[int], list[int]],
         split: int,
-        coarse: F32,
+        coarse: F32 | None,
         first: bool,
+        *,
+        frame_row: int = 0,
+        shift: Sequence[int] | None = None,
+        merge: bool = True,
+        capture: Callable[[int, int, int, F32, F32], None] | None = None,
     ) -> None:
         """Merge rows ``start:stop`` of ``frame`` (planar or grey) on levels below
-        ``split``, and write the strip's rows of Gaussian level ``split`` into ``coarse``."""
+        ``split``, and write the strip's rows of Gaussian level ``split`` into ``coarse``.
+
+        ``frame_row``: the frame's row that ``frame``'s first is (it holds at least
+        the rows the strip reads); ``shift``: per level, the level's row that the
+        running state's first is (strip-sized state; default 0, the whole level);
+        ``merge=False``: only ``coarse`` is made (and ``capture`` fed); ``capture(k,
+        a, b, band, energy)``: the strip's own rows ``a:b`` of detail level ``k`` and
+        their raw energy (the strip-major merge's first frame, for ``tau``)."""
         rows, cols = sizes
         needs, owns = strip_needs(rows, start, stop, split)
         lo, hi = needs[0]
-        gauss = [frame[..., lo:hi, :]]
+        gauss = [frame[..., lo - frame_row : hi - frame_row, :]]
         for k in range(split):
             gauss.append(_reduce_rows(gauss[k], needs[k][0], rows[k], *needs[k + 1]))
+        moved = [0] * (split + 1) if shift is None else shift
 
         def owned(k: int) -> F32:
             """The strip's own rows of Gaussian level ``k``."""
             offset = needs[k][0]
             return gauss[k][..., owns[k][0] - offset : owns[k][1] - offset, :]
 
-        for check in self._envelope_levels():
+        for check in self._envelope_levels() if merge else ():
             if check < split:
                 mine, a, b = owned(check), owns[check][0], owns[check][1]
                 targets: list[tuple[F32, Any]] = [(self.low[check], np.minimum)]
                 if check not in ENVELOPE_FLOOR_ONLY:
                     targets.append((self.high[check], np.maximum))
                 for state, pick in targets:
-                    part = state[..., a:b, :]
+                    part = state[..., a - moved[check] : b - moved[check], :]
                     if first:
                         part[...] = mine
                     else:
                         pick(part, mine, out=part)
-        a, b = owns[split]
-        coarse[..., a:b, :] = owned(split)
-        for k in range(split):
+        if coarse is not None:
+            a, b = owns[split]
+            coarse[..., a:b, :] = owned(split)
+        if not merge and capture is None:
+            return
+        for k in range(split if merge else min(split, self.soft_levels)):
             a, b = owns[k]
             band_lo, band_hi = max(0, a - 2), min(rows[k], b + 2)
             # the band on the rows the expansion makes (the few beyond band_lo:band_hi
@@ -944,7 +968,12 @@ class PyramidAccumulator:
             offset = row0 - needs[k][0]
             level = gauss[k][..., offset : offset + band.shape[-2], :]
             np.subtract(level, band, out=band)
-            self._merge(k, row0, a, b, _blur5(self._squared(band)), band, first)
+            energy = _blur5(self._squared(band))
+            if capture is not None:
+                capture(k, a, b, band[..., a - row0 : b - row0, :], energy[a - row0 : b - row0])
+            if merge:
+                m = moved[k]
+                self._merge(k, row0 - m, a - m, b - m, energy, band, first)
 
     def _merge(
         self, k: int, row0: int, a: int, b: int, energy: F32, band: F32, first: bool
@@ -1007,14 +1036,19 @@ class PyramidAccumulator:
                     scratch[a:b] = self._squared(band[..., a:b, :])
                 self.sigma2 = _MAD_TO_SIGMA**2 * _quantile(scratch, 0.5, in_place=True)
             np.copyto(scratch, energy)
-            tau = max(_quantile(scratch, self.quantile, in_place=True) * self.floor, 1e-12)
-            if self.noise is not None:
-                gain = _white_gains(energy.shape, self.levels)[k]
-                tau = max(tau, self.noise**2 * self.sigma2 * gain)
-            self.tau.append(tau)
+            self.tau.append(self._level_tau(k, scratch))
             scratch.fill(1.0)
-            energy *= np.float32(1.0 / tau)
-            energy += np.float32(1.0)
+            _to_weight_base(energy, self.tau[k])
+
+    def _level_tau(self, k: int, energies: F32) -> float:
+        """``tau`` of strip-made level ``k`` from the first frame's raw ``energies`` of
+        the whole level (C-contiguous, partitioned in place), as :meth:`_noise_floor`
+        takes it (``sigma2`` set already with ``noise``)."""
+        tau = max(_quantile(energies, self.quantile, in_place=True) * self.floor, 1e-12)
+        if self.noise is not None:
+            gain = _white_gains(energies.shape, self.levels)[k]
+            tau = max(tau, self.noise**2 * self.sigma2 * gain)
+        return tau
 
     def _add_levels(self, index: int, image: F32, offset: int, first: bool) -> None:
         """Merge levels ``offset ..`` of a frame whole; ``image`` is its Gaussian level
@@ -1045,8 +1079,7 @@ class PyramidAccumulator:
                 # of weights relative to it (1); the others: the running largest energy
                 if k < self.soft_levels:
                     self.tau.append(self._noise_floor(k, squared, energy))
-                    energy *= np.float32(1.0 / self.tau[k])
-                    energy += np.float32(1.0)
+                    _to_weight_base(energy, self.tau[k])
                     self.weight.append(np.ones(energy.shape, np.float32))
                 self.energy.append(energy)
                 self.bands.append(band)
@@ -1060,6 +1093,180 @@ class PyramidAccumulator:
         base = bands[-1]  # the frame itself when there is one level: keep a copy
         keep = offset == 0 and np.may_share_memory(base, image)
         self.bases[index] = base.copy() if keep else base
+
+    # ---------------------------------------------------------- the strip-major merge
+    def add_coarse(self, index: int, frame: F32) -> None:
+        """Strip-major merge, pass 1: take in frame ``index`` (float32, aligned) on its
+        coarse levels only.
+
+        The frame's strips make its Gaussian level ``STRIP_LEVEL`` (as in :meth:`add`),
+        whose levels are merged whole here and its base kept; the finer levels are
+        merged by :meth:`merge_strips`, which reads the frames again. The first
+        frame's ``tau`` of the finer soft levels is taken here from their whole
+        energies, as :meth:`add` takes it.
+        """
+        first = self.bands is None or self.energy is None
+        if frame.ndim == 3:
+            frame = np.ascontiguousarray(np.moveaxis(frame, 2, 0))
+        rows, cols = frame.shape[-2:]
+        if first:
+            self.levels = pyramid_levels(frame.shape[-2:], self.levels_arg)
+            if self.levels < 2:
+                raise ValueError(
+                    f"the strip-major merge needs at least 2 pyramid levels; got {self.levels}."
+                )
+            self.bands, self.energy, self.weight, self.tau = [], [], [], []
+            self.frame_shape = frame.shape
+        self.axes = (1, 2) if frame.ndim == 3 else (0, 1)
+        split = min(STRIP_LEVEL, self.levels - 1)
+        sizes = level_sizes(rows, split + 1), level_sizes(cols, split + 1)
+        coarse = np.empty(frame.shape[:-2] + (sizes[0][split], sizes[1][split]), np.float32)
+        energies: dict[int, F32] = {}
+        squared: list[F32] = []
+        if first:
+            self._strip_state(frame.shape[:-2], [(0, 0)] * (split + 1), sizes, split)
+            for k in range(min(split, self.soft_levels)):
+                energies[k] = np.empty((sizes[0][k], sizes[1][k]), np.float32)
+            if self.noise is not None and energies:
+                squared.append(np.empty((rows, cols), np.float32))
+
+        def capture(k: int, a: int, b: int, band: F32, energy: F32) -> None:
+            energies[k][a:b] = energy
+            if k == 0 and squared:
+                squared[0][a:b] = self._squared(band)
+
+        step = self._step((rows, cols, *frame.shape[:-2]))
+        starts = range(0, rows, step)
+        workers = min(STRIP_WORKERS, _methods.THREADS, len(starts))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            tasks = [
+                pool.submit(
+                    self._add_strip,
+                    frame,
+                    a,
+                    min(rows, a + step),
+                    sizes,
+                    split,
+                    coarse,
+                    first,
+                    merge=False,
+                    capture=capture if first else None,
+                )  # fmt: skip
+                for a in starts
+            ]
+            for task in tasks:
+                task.result()
+        if squared:
+            self.sigma2 = _MAD_TO_SIGMA**2 * _quantile(squared.pop(), 0.5, in_place=True)
+        for k in sorted(energies):
+            self.tau.append(self._level_tau(k, energies.pop(k)))
+        self._add_levels(index, coarse, split, first)
+
+    def _strip_state(
+        self,
+        planes: tuple[int, ...],
+        owns: Sequence[tuple[int, int]],
+        sizes: tuple[list[int], list[int]],
+        split: int,
+    ) -> None:
+        """The running state of levels ``0 .. split - 1`` on the rows ``owns`` of each
+        (the strip-major merge's strip; empty rows: placeholders)."""
+        assert self.bands is not None and self.energy is not None
+        for k in range(split):
+            shape = (owns[k][1] - owns[k][0], sizes[1][k])
+            arrays = (np.empty(planes + shape, np.float32), np.empty(shape, np.float32))
+            if len(self.bands) > k:
+                self.bands[k], self.energy[k] = arrays
+            else:
+                self.bands.append(arrays[0])
+                self.energy.append(arrays[1])
+            if k < self.soft_levels:
+                if len(self.weight) > k:
+                    self.weight[k] = np.empty(shape, np.float32)
+                else:
+                    self.weight.append(np.empty(shape, np.float32))
+        for check in self._envelope_levels():
+            if check < split:
+                level = planes + (owns[check][1] - owns[check][0], sizes[1][check])
+                self.low[check] = np.empty(level, np.float32)
+                if check not in ENVELOPE_FLOOR_ONLY:
+                    self.high[check] = np.empty(level, np.float32)
+
+    def merge_strips(
+        self,
+        rows_of: Callable[[int, int, int], F32],
+        order: Sequence[int],
+        depth: F32 | None = None,
+        dtype: Any = None,
+    ) -> NDArray[Any]:
+        """Strip-major merge, pass 2: the result (as :meth:`result`), one strip of
+        output rows at a time, after :meth:`add_coarse` took every frame.
+
+        ``rows_of(index, lo, hi)``: rows ``lo:hi`` of frame ``index`` as given to
+        :meth:`add_coarse` (planar (channels, rows, cols) float32 for colour); the
+        frames are merged into each strip in ``order`` (:meth:`add_coarse`'s), on the
+        rows the strip's collapse and envelope check read, so the result has the same
+        bits as :meth:`add` of every frame and :meth:`result`. Beside the result, only
+        one strip's running state, frame rows and temporaries are held; the coarse
+        levels (1/64 of a frame) are collapsed whole first.
+        """
+        assert self.bands is not None and self.energy is not None
+        planes, (rows, cols) = self.frame_shape[:-2], self.frame_shape[-2:]
+        split = min(STRIP_LEVEL, self.levels - 1)
+        sizes = level_sizes(rows, split + 1), level_sizes(cols, split + 1)
+        channels = planes[0] if planes else 0
+        step = self._collapse_step(rows, cols, channels)
+        current = self._collapsed(depth, split, step)
+        out = self._output(rows, cols, channels, dtype)
+        with _channel_pool(channels) as pool:
+            for a, b, lo, hi in self._output_strips(rows, step):
+                spans, start, stop = self._strip_spans(sizes, split, lo, hi)
+                needs, owns = strip_needs(sizes[0], start, stop, split)
+                shift = [owns[k][0] for k in range(split)] + [0]  # (level split: whole)
+                self._strip_state(planes, owns, sizes, split)
+                for position, index in enumerate(order):
+                    rows_in = rows_of(index, *needs[0])
+                    self._add_strip(
+                        rows_in, start, stop, sizes, split, None, position == 0,
+                        frame_row=needs[0][0], shift=shift,
+                    )  # fmt: skip
+                    if position == 0:  # tau is known: weight bases, as _first_taus makes
+                        for k in range(min(split, self.soft_levels)):
+                            _to_weight_base(self.energy[k], self.tau[k])
+                            self.weight[k].fill(1.0)
+                image = current
+                for k in range(split - 1, -1, -1):
+                    (c0, c1), coarse0 = spans[k], spans[k + 1][0] if k + 1 < split else 0
+                    value, row0 = _expand_rows(
+                        image, coarse0, sizes[0][k + 1], sizes[0][k], c0, c1, sizes[1][k]
+                    )
+                    image = value[..., c0 - row0 : c1 - row0, :]
+                    np.add(self._detail(k, c0 - shift[k], c1 - shift[k]), image, out=image)
+                self._write_strip(image, a, b, lo, out, dtype is not None, pool, shift)
+        self._strip_state(planes, [(0, 0)] * (split + 1), sizes, split)  # the strips go
+        return out
+
+    def _strip_spans(
+        self, sizes: tuple[list[int], list[int]], split: int, lo: int, hi: int
+    ) -> tuple[list[tuple[int, int]], int, int]:
+        """For the collapse of level-0 rows ``lo:hi``: per level below ``split`` the rows
+        it makes (each the rows its finer level's expansion reads), and the level-0
+        rows ``start:stop`` (aligned to ``2 ** split``) whose owned rows on every level
+        cover them and the envelope's rows of its check."""
+        spans = [(lo, hi)]
+        for k in range(split - 1):
+            spans.append(expand_source(*spans[k], sizes[0][k + 1]))
+        low = [span[0] for span in spans]
+        high = [span[1] for span in spans]
+        for check in self._envelope_levels():
+            if check < split:
+                first = lo >> check
+                low[check] = min(low[check], first)
+                high[check] = max(high[check], first + level_sizes(hi - lo, check + 1)[-1])
+        unit = 1 << split
+        start = min(row << k for k, row in enumerate(low)) // unit * unit
+        stop = -(-max(row << k for k, row in enumerate(high)) // unit) * unit
+        return spans, start, min(stop, sizes[0][0])
 
     def base_depth(self, depth: F32) -> F32:
         """``depth`` (rows, cols) reduced to the grid of the low-pass bases, for :meth:`result`."""
@@ -1099,6 +1306,44 @@ class PyramidAccumulator:
         held. The state is left as it was: ``result`` may be called again.
         """
         assert self.bands is not None and self.energy is not None
+        # (channels,) rows, cols
+        full = self.bands[0].shape if self.bands else self.bases[min(self.bases)].shape
+        rows, cols = full[-2:]
+        channels = full[0] if len(full) == 3 else 0
+        step = self._collapse_step(rows, cols, channels)
+        current = self._collapsed(depth, 1, step)
+        out = self._output(rows, cols, channels, dtype)
+        with _channel_pool(channels) as pool:
+            for a, b, lo, hi in self._output_strips(rows, step):
+                if self.bands:
+                    value, row0 = _expand_rows(current, 0, current.shape[-2], rows, lo, hi, cols)
+                    image = value[..., lo - row0 : hi - row0, :]
+                    np.add(self._detail(0, lo, hi), image, out=image)
+                else:  # one level: the base is the image
+                    image = current[..., lo:hi, :]
+                self._write_strip(image, a, b, lo, out, dtype is not None, pool)
+        return out
+
+    def _collapsed(self, depth: F32 | None, stop: int, step: int) -> F32:
+        """The fused image's Gaussian level ``stop`` (at least 1): the blended base
+        collapsed through the detail levels down to ``stop``, in strips of ``step``."""
+        current = self._blended_base(depth)
+        assert self.bands is not None
+        for k in range(len(self.bands) - 1, stop - 1, -1):
+            current = self._collapse_level(k, current, step)
+        return current
+
+    def _output_strips(self, rows: int, step: int) -> Iterator[tuple[int, int, int, int]]:
+        """The collapse's strips of level-0 rows: ``(a, b, lo, hi)``, rows ``a:b``
+        made from rows ``lo:hi`` (the envelope check's halo)."""
+        halo = _CLAMP_HALO if self._envelope_levels() else 0
+        for a in range(0, rows, step):
+            b = min(rows, a + step)
+            yield a, b, max(0, a - halo), min(rows, b + halo)
+
+    def _blended_base(self, depth: F32 | None) -> F32:
+        """The fused low-pass base: the bases blended by ``frame_weight(depth, i)`` (the
+        depth map, or it reduced by :meth:`base_depth`), or evenly (None)."""
         order = sorted(self.bases)
         base = np.zeros_like(self.bases[order[0]])
         if depth is None:
@@ -1109,26 +1354,46 @@ class PyramidAccumulator:
             coarse = depth if depth.shape == grid else self.base_depth(depth)
             for i in order:
                 base += self.bases[i] * frame_weight(coarse, i)
-        full = self.bands[0].shape if self.bands else base.shape  # (channels,) rows, cols
-        rows, cols = full[-2:]
-        channels = full[0] if len(full) == 3 else 0
-        step = max(8, self._step((rows, cols, max(channels, 1))))
-        step = -(-step // 8) * 8  # the envelope's level 2 rows stay aligned
-        current = base
-        for k in range(len(self.bands) - 1, 0, -1):
-            current = self._collapse_level(k, current, step)
-        checks = self._envelope_levels()
-        halo = _CLAMP_HALO if checks else 0
-        kind = np.dtype(np.float32) if dtype is None else np.dtype(dtype)
-        out = np.empty((rows, cols, channels) if channels else (rows, cols), kind)
+        return base
 
-        def strip(image: F32, c: Any, a: int, b: int, lo: int) -> None:
-            """Envelope-check one channel (``c``: an index, or ``...``) of rows ``lo:``
-            of the image, and write its rows ``a:b`` into ``out``."""
+    def _collapse_step(self, rows: int, cols: int, channels: int) -> int:
+        """Rows of level 0 a strip of the collapse (a multiple of 8: the envelope's
+        level 2 rows stay aligned)."""
+        step = max(8, self._step((rows, cols, max(channels, 1))))
+        return -(-step // 8) * 8
+
+    @staticmethod
+    def _output(rows: int, cols: int, channels: int, dtype: Any) -> NDArray[Any]:
+        """The result's array: float32 or ``dtype``, (rows, cols[, channels])."""
+        kind = np.dtype(np.float32) if dtype is None else np.dtype(dtype)
+        return np.empty((rows, cols, channels) if channels else (rows, cols), kind)
+
+    def _write_strip(
+        self,
+        image: F32,
+        a: int,
+        b: int,
+        lo: int,
+        out: NDArray[Any],
+        convert: bool,
+        pool: ThreadPoolExecutor | None,
+        shift: Sequence[int] | None = None,
+    ) -> None:
+        """Envelope-check ``image`` (rows ``lo:`` of the collapsed level 0, planar or
+        grey, with the halo the check reads) and write its rows ``a:b`` into ``out``,
+        converted to ``out``'s dtype where ``convert``; channels side by side on
+        ``pool``. ``shift``: per level, the row of the envelope's first (strip-sized
+        state)."""
+        checks = self._envelope_levels()
+        moved = [0] * (max(checks, default=0) + 1) if shift is None else shift
+        kind = out.dtype
+
+        def strip(plane: F32, c: Any) -> None:
+            """One channel (``c``: an index, or ``...``)."""
             bounds = []
             for check in checks:
-                n = level_sizes(image.shape[-2], check + 1)[-1]
-                first = lo >> check
+                n = level_sizes(plane.shape[-2], check + 1)[-1]
+                first = (lo >> check) - moved[check]
                 low, high = self.low[check][c], self.high.get(check)
                 bounds.append(
                     (
@@ -1137,32 +1402,30 @@ class PyramidAccumulator:
                         None if high is None else high[c][first : first + n],
                     )
                 )
-            checked = clamp_local_means(image, bounds)[a - lo : b - lo]
+            checked = clamp_local_means(plane, bounds)[a - lo : b - lo]
             target = out[a:b] if c is ... else out[a:b, :, c]
-            target[...] = checked if dtype is None else from_unit_float(checked, kind, clip=True)
+            target[...] = from_unit_float(checked, kind, clip=True) if convert else checked
 
-        # channels are independent here: a thread each (NumPy releases the GIL)
-        pool = ThreadPoolExecutor(max_workers=channels) if channels else None
-        try:
-            for a in range(0, rows, step):
-                b = min(rows, a + step)
-                lo, hi = max(0, a - halo), min(rows, b + halo)
-                if self.bands:
-                    value, row0 = _expand_rows(current, 0, current.shape[-2], rows, lo, hi, cols)
-                    image = value[..., lo - row0 : hi - row0, :]
-                    np.add(self._detail(0, lo, hi), image, out=image)
-                else:  # one level: the base is the image
-                    image = current[..., lo:hi, :]
-                if pool is None:
-                    strip(image, ..., a, b, lo)
-                else:
-                    tasks = [pool.submit(strip, image[c], c, a, b, lo) for c in range(channels)]
-                    for task in tasks:
-                        task.result()
-        finally:
-            if pool is not None:
-                pool.shutdown()
-        return out
+        if pool is None:
+            strip(image, ...)
+            return
+        tasks = [pool.submit(strip, image[c], c) for c in range(image.shape[0])]
+        for task in tasks:
+            task.result()
+
+
+@contextlib.contextmanager
+def _channel_pool(channels: int) -> Iterator[ThreadPoolExecutor | None]:
+    """A thread per channel for the collapse's last strips (NumPy releases the GIL;
+    the channels are independent there), or None for grey."""
+    if not channels:
+        yield None
+        return
+    pool = ThreadPoolExecutor(max_workers=channels)
+    try:
+        yield pool
+    finally:
+        pool.shutdown()
 
 
 #: Rows of level 0 beyond a strip that the envelope check of the strip reads (its

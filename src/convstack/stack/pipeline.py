@@ -47,6 +47,7 @@ from ._merge import Merger, StepCallback, in_frames_dtype, second_pass
 from ._registrar import ReferenceBroken, Registrar
 from ._schedule import MemoryPlan, Scheduler, plan_memory
 from ._source import FrameSource
+from ._strip_major import FrameCache
 from .align import MODELS
 from .depth import focus_gray, snap_depth_steps
 from .fusion import METHODS, STRIP_BUDGET, STRIP_MIN_ROWS
@@ -279,6 +280,7 @@ def fuse(
         method, count, measure=measure, gray_of=gray_of, photometric=photometric,
         gamma_correction=gamma_correction, levels=levels, focus_channel=focus_channel,
         noise_floor=noise_floor, height=height, strip_rows=plan.strip_rows,
+        cache=FrameCache() if plan.strip_major else None,
     )  # fmt: skip
 
     report(progress, "align", 0, count)

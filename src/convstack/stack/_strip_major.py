@@ -1,0 +1,104 @@
+"""The disk cache of the strip-major merge of :func:`convstack.stack.fuse` (issue 14).
+
+Frames too large for the frame-major merge's running state are merged in two passes
+(:meth:`convstack.stack.fusion.PyramidAccumulator.add_coarse`, then
+:meth:`~convstack.stack.fusion.PyramidAccumulator.merge_strips`): the first puts each
+frame on the reference grid, votes its focus and merges its coarse levels, the second
+merges the fine levels one strip of output rows at a time, every frame's rows read
+back from here. The frames are kept exactly as the merge takes them (float32 on the
+reference grid, photometric correction applied, planar), so both passes see the same
+bits and the result is the frame-major merge's to the bit.
+
+The cache is one file in the system's temporary folder (``tempfile.gettempdir()``,
+``TMPDIR``), unlinked as soon as it is made: nothing is left on disk once it is
+closed, whether the fuse ends, fails or the process is killed. Rows are read with
+``pread`` into arrays of their own (not mapped: mapped pages would count in the
+process's resident size until unmapped).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import weakref
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+__all__ = ["FrameCache"]
+
+#: Bytes a system call writes or reads at most (Linux stops at about 2 GiB).
+_CHUNK = 1 << 28
+
+
+def _planes(frame: NDArray[Any]) -> NDArray[np.float32]:
+    """A frame as C-contiguous float32 (planes, rows, cols), or (rows, cols) for grey
+    (a view where the frame is planar already, else a copy)."""
+    if frame.ndim == 3:
+        frame = np.moveaxis(frame, 2, 0)
+    return np.ascontiguousarray(frame, dtype=np.float32)
+
+
+class FrameCache:
+    """Frames (float32, on the reference grid) in an unlinked temporary file.
+
+    ``put(index, frame)`` appends a frame (rows, cols[, channels]); ``rows(index, lo,
+    hi)`` reads its rows ``lo:hi`` back as the strip-major merge takes them (planar
+    (channels, rows, cols) for colour). ``close()`` (or the end of a ``with`` block, or
+    the cache being collected) frees the disk space.
+    """
+
+    def __init__(self) -> None:
+        fd, path = tempfile.mkstemp(prefix="convstack-frames-", suffix=".f32")
+        os.unlink(path)  # (the space stays until the descriptor is closed)
+        self._fd = fd
+        self._close = weakref.finalize(self, os.close, fd)
+        self._end = 0
+        self._where: dict[int, tuple[int, tuple[int, ...]]] = {}
+
+    @property
+    def closed(self) -> bool:
+        """Whether the cache's file is closed (its disk space freed)."""
+        return not self._close.alive
+
+    def put(self, index: int, frame: NDArray[Any]) -> None:
+        """Store frame ``index`` (replacing nothing: each index once)."""
+        planes = _planes(frame)
+        data = planes.reshape(-1).data.cast("B")
+        offset, done = self._end, 0
+        while done < len(data):
+            done += os.pwrite(self._fd, data[done : done + _CHUNK], offset + done)
+        self._where[index] = (offset, planes.shape)
+        self._end = offset + planes.nbytes
+
+    def rows(self, index: int, lo: int, hi: int) -> NDArray[np.float32]:
+        """Rows ``lo:hi`` of frame ``index``: a new float32 (rows, cols) array for grey,
+        (planes, rows, cols) for colour."""
+        offset, shape = self._where[index]
+        rows, cols = shape[-2:]
+        planes = shape[0] if len(shape) == 3 else 1
+        out = np.empty((planes, hi - lo, cols), np.float32)
+        for p in range(planes):
+            start = offset + ((p * rows) + lo) * cols * 4
+            self._read(out[p].reshape(-1).data.cast("B"), start)
+        return out if len(shape) == 3 else out[0]
+
+    def _read(self, buffer: memoryview, offset: int) -> None:
+        """Fill ``buffer`` from the file at ``offset``."""
+        done = 0
+        while done < len(buffer):
+            got = os.preadv(self._fd, [buffer[done : done + _CHUNK]], offset + done)
+            if got <= 0:
+                raise OSError(f"the frame cache ended at byte {offset + done}")
+            done += got
+
+    def close(self) -> None:
+        """Free the cache's disk space (again: nothing)."""
+        self._close()
+
+    def __enter__(self) -> FrameCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,215 @@
+"""The strip-major merge (issue 14, bounded memory): two passes, frames cached on disk.
+
+The oracle is the frame-major merge (``PyramidAccumulator.add`` of every frame, then
+``result``; tests/test_strips.py holds it against the whole-frame merge): the
+strip-major one makes the same per-pixel arithmetic in the same order, so the tests
+ask for the same bits, not one grey level.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from typing import Any
+
+import numpy as np
+import pytest
+
+from convstack.limits import LimitError
+from convstack.stack import fuse, pipeline
+from convstack.stack import fusion as F
+from convstack.stack._schedule import MemoryPlan, plan_memory
+from convstack.stack._strip_major import FrameCache
+from convstack.stack.synthetic import make_scene, render_stack
+
+
+def _stack(
+    shape: tuple[int, int], count: int, dtype: Any, *, grey: bool = False, seed: int = 0
+) -> list[np.ndarray]:
+    """A rendered focus stack in ``dtype`` (float: [0, 1] float32)."""
+    frames = render_stack(make_scene(shape, seed=seed), count, noise=0.01, seed=seed).frames
+    out = []
+    for frame in frames:
+        f = frame.mean(axis=2) if grey else frame
+        if np.dtype(dtype).kind == "u":
+            top = np.iinfo(dtype).max
+            f = np.clip(np.rint(f * top), 0, top).astype(dtype)
+        else:
+            f = f.astype(dtype)
+        out.append(f)
+    return out
+
+
+def _strip_major(monkeypatch: pytest.MonkeyPatch, rows: int) -> list[FrameCache]:
+    """Make fuse's memory plan strip-major with ``rows`` a strip; the caches made."""
+    made: list[FrameCache] = []
+
+    class Spy(FrameCache):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+    monkeypatch.setattr(
+        pipeline, "plan_memory", lambda *a, **k: MemoryPlan(False, rows, 0, strip_major=True)
+    )
+    monkeypatch.setattr(pipeline, "FrameCache", Spy)
+    return made
+
+
+def _frame_major(monkeypatch: pytest.MonkeyPatch, rows: int) -> None:
+    monkeypatch.setattr(pipeline, "plan_memory", lambda *a, **k: MemoryPlan(False, rows, 0))
+
+
+CASES = [
+    # (shape, count, dtype, grey, fuse options)
+    ((150, 203), 4, np.uint8, False, {}),
+    ((133, 171), 3, np.uint16, True, {}),
+    ((120, 160), 3, np.float32, False, {"noise_floor": 3.0}),
+    ((97, 130), 3, np.uint8, True, {"method": "maxabs"}),
+    ((128, 128), 4, np.uint16, False, {"photometric": True, "height": True}),
+]
+
+
+@pytest.mark.parametrize(("shape", "count", "dtype", "grey", "options"), CASES)
+@pytest.mark.parametrize("rows", [8, 40])
+def test_strip_major_equals_frame_major_to_the_bit(
+    monkeypatch: pytest.MonkeyPatch,
+    shape: tuple[int, int],
+    count: int,
+    dtype: Any,
+    grey: bool,
+    options: dict[str, Any],
+    rows: int,
+) -> None:
+    frames = _stack(shape, count, dtype, grey=grey)
+    kept = [f.copy() for f in frames]
+    _frame_major(monkeypatch, 24)
+    expected = fuse(frames, align="none", **options)
+    made = _strip_major(monkeypatch, rows)
+    got = fuse(frames, align="none", **options)
+    assert len(made) == 1 and made[0].closed
+    assert got.image.dtype == expected.image.dtype
+    np.testing.assert_array_equal(got.image, expected.image)
+    np.testing.assert_array_equal(got.depth, expected.depth)
+    for frame, copy in zip(frames, kept, strict=True):
+        np.testing.assert_array_equal(frame, copy)  # inputs untouched
+
+
+def test_strip_major_with_rotation_and_zoom(monkeypatch: pytest.MonkeyPatch) -> None:
+    from convstack.warp import warp
+
+    frames = _stack((160, 200), 4, np.uint8)
+    centre = np.array([80.0, 100.0])
+    moved = []
+    for k, frame in enumerate(frames):
+        angle, zoom = 0.01 * (k - 2), 1.0 + 0.004 * (k - 2)
+        c, s = np.cos(angle) * zoom, np.sin(angle) * zoom
+        m = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        m[:2, 2] = centre - m[:2, :2] @ centre + [0.7 * k, -0.4 * k]
+        out = warp(frame, m, order=3, mode="nearest")
+        moved.append(np.clip(np.rint(out), 0, 255).astype(np.uint8))
+    _frame_major(monkeypatch, 16)
+    expected = fuse(moved, align="similarity")
+    _strip_major(monkeypatch, 16)
+    got = fuse(moved, align="similarity")
+    assert any(not np.allclose(m, np.eye(3)) for m in got.transforms)
+    np.testing.assert_array_equal(got.image, expected.image)
+
+
+def _open_caches() -> list[str]:
+    """This process's open files that are unlinked frame caches."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if "convstack-frames-" in target:
+            found.append(target)
+    return found
+
+
+def test_the_cache_leaves_nothing_after_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = _stack((96, 128), 4, np.uint8)
+    broken = [*frames[:3], frames[3][:, :-1]]  # the last frame read does not match
+    made = _strip_major(monkeypatch, 16)
+    with pytest.raises(ValueError, match="differ from those of the reference"):
+        fuse(broken, align="none")
+    gc.collect()
+    assert made and all(cache.closed for cache in made)
+    assert _open_caches() == []
+    assert not any(name.startswith("convstack-frames-") for name in os.listdir(_tmp()))
+
+
+def _tmp() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
+
+
+def test_the_cache_reads_back_rows_and_is_never_on_disk() -> None:
+    rng = np.random.default_rng(0)
+    colour = rng.random((30, 20, 3)).astype(np.float32)
+    grey = rng.random((30, 20)).astype(np.float32)
+    with FrameCache() as cache:
+        cache.put(7, colour)
+        cache.put(2, grey)
+        assert len(_open_caches()) == 1
+        assert not any(n.startswith("convstack-frames-") for n in os.listdir(_tmp()))
+        np.testing.assert_array_equal(cache.rows(7, 5, 17), np.moveaxis(colour, 2, 0)[:, 5:17])
+        np.testing.assert_array_equal(cache.rows(2, 0, 30), grey)
+    assert cache.closed and _open_caches() == []
+
+
+def test_accumulator_strip_major_equals_add_and_result() -> None:
+    # the accumulator alone, odd sizes, strips of 8 rows (the smallest) to one strip
+    rng = np.random.default_rng(3)
+    for shape, options in [
+        ((203, 177, 3), {}),
+        ((77, 65), {"noise": 2.0}),
+        ((64, 64, 3), {}),
+        ((40, 50), {}),
+        ((99, 70), {"soft_levels": 1}),
+    ]:
+        scene = rng.random(shape).astype(np.float32)
+        frames = [scene + 0.3 * rng.random(shape).astype(np.float32) for _ in range(3)]
+        depth = 2 * rng.random(shape[:2]).astype(np.float32)
+        for rows in (8, 24, 1000):
+            whole = F.PyramidAccumulator(strip_rows=rows, **options)
+            strips = F.PyramidAccumulator(strip_rows=rows, **options)
+            planar = []
+            for i, frame in enumerate(frames):
+                whole.add(i, frame)
+                strips.add_coarse(i, frame)
+                planar.append(np.moveaxis(frame, 2, 0) if frame.ndim == 3 else frame)
+            expected = whole.result(depth, np.uint16)
+            got = strips.merge_strips(
+                lambda i, lo, hi, p=planar: p[i][..., lo:hi, :].copy(), [0, 1, 2], depth, np.uint16
+            )
+            np.testing.assert_array_equal(got, expected)
+
+
+def test_add_coarse_needs_two_levels() -> None:
+    with pytest.raises(ValueError, match="needs at least 2 pyramid levels; got 1"):
+        F.PyramidAccumulator(levels=1).add_coarse(0, np.zeros((40, 40), np.float32))
+
+
+def test_the_plan_goes_strip_major_when_frame_major_does_not_fit() -> None:
+    from convstack.stack._schedule import estimate_peak, estimate_strip_major
+    from convstack.stack.strips import strip_bytes
+
+    shape, dtype = (3000, 4000, 3), np.dtype(np.uint8)
+    roomy = plan_memory(shape, dtype, "pyramid", 1 << 40, default_rows=160)
+    assert not roomy.strip_major
+    # under the leanest frame-major schedule, over the strip-major one
+    lean = estimate_peak(shape, dtype, "pyramid", forked=False) + strip_bytes(shape, 8)
+    tight = plan_memory(shape, dtype, "pyramid", lean - 1, default_rows=160)
+    assert tight.strip_major and not tight.forked and tight.estimate <= lean - 1
+    assert tight.estimate == estimate_strip_major(shape, dtype, int(tight.strip_rows))
+    # the other methods have no strip-major merge
+    with pytest.raises(LimitError, match=r"method 'weighted'\) needs about"):
+        plan_memory(shape, dtype, "weighted", lean - 1, default_rows=160)
+    # below even the strip-major estimate: refused, and said so
+    least = estimate_strip_major(shape, dtype, 8)
+    with pytest.raises(LimitError, match=r"smallest merge strips \(strip-major\)"):
+        plan_memory(shape, dtype, "maxabs", least - 1, default_rows=160)
