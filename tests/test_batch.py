@@ -472,6 +472,66 @@ def test_a_retried_task_finds_its_outputs_written(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ interruption
 
 
+class NamingWork(B.FuseWork):
+    """Writes its outputs' names (no fusing): for runners that do the work themselves."""
+
+    def __call__(self, stack: B.Stack, outputs: B.Outputs, overwrite: bool) -> None:
+        for path in outputs.files():
+            _writer.write_bytes(path, stack.name.encode(), overwrite=overwrite)
+
+
+def test_an_interrupted_run_reports_every_stack_and_leaves_none_half_done(
+    tmp_path: Path,
+) -> None:
+    """A runner stopped by Ctrl-C after: s0 reported, s1 half written (its image, no
+    depth map), s2 written whole but not reported (its worker stopped first), s3 not run."""
+    stacks = [B.Stack(f"s{k}", (tmp_path / "f1.png", tmp_path / "f2.png")) for k in range(4)]
+    work = NamingWork(depth_map=True)
+    ended: list[B.Record] = []
+
+    def stopped(work: B.Work, tasks: list, force: bool, done) -> None:
+        (s0, o0), (s1, o1), (s2, o2) = tasks[:3]
+        done(B.run_stack(work, s0, o0, force))
+        _writer.write_bytes(o1.image, b"half", overwrite=False)
+        work(s2, o2, force)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        B.run_batch(stacks, tmp_path / "out", work, runner=stopped, on_record=ended.append)
+    by_name = {r.stack: r for r in ended}
+    assert [by_name[f"s{k}"].status for k in range(4)] == ["done", "interrupted", "done"] + [
+        "interrupted"
+    ]
+    assert "interrupted" in (by_name["s2"].note or "")
+    assert by_name["s3"].error == "the batch was interrupted before this stack ended."
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "s0.depth.png",
+        "s0.png",
+        "s2.depth.png",
+        "s2.png",
+    ]
+
+
+def test_parallel_runners_get_the_biggest_stacks_first(tmp_path: Path) -> None:
+    sizes = {"a": 10, "b": 300, "c": 20, "d": 300}
+    stacks = []
+    for name, size in sizes.items():
+        frames = (tmp_path / f"{name}1.png", tmp_path / f"{name}2.png")
+        for frame in frames:
+            frame.write_bytes(b"x" * size)
+        stacks.append(B.Stack(name, frames))
+    order: list[list[str]] = []
+
+    def runner(work: B.Work, tasks: list, force: bool, done) -> None:
+        order.append([stack.name for stack, _ in tasks])
+        for stack, outputs in tasks:
+            done(B.run_stack(work, stack, outputs, force))
+
+    records = B.run_batch(stacks, tmp_path / "out", NamingWork(), runner=runner)
+    assert order == [["b", "d", "c", "a"]]  # ties keep their order
+    assert [r.stack for r in records] == ["a", "b", "c", "d"]  # the report's order: the tree's
+
+
 def make_slow_tree(root: Path, count: int) -> None:
     for k in range(count):
         write_frames(root / f"s{k}", k, rows=360, cols=480, count=4)
@@ -518,6 +578,14 @@ def test_interrupted_batch_leaves_no_partial_output(
     assert stray_files(out) == []
     for name in done:  # and those there are whole
         assert load(out / f"{name}.png").shape == (360, 480, 3)
+    # the report says which stacks ended and which did not
+    report = read_report(out / B.REPORT_NAME)
+    assert sorted(report) == [f"s{k}" for k in range(6)]
+    assert {name for name, r in report.items() if r["status"] == "done"} == done
+    others = [r for name, r in report.items() if name not in done]
+    assert {r["status"] for r in others} == {"interrupted"}
+    assert all("interrupted before this stack ended" in r["error"] for r in others)
+    assert "batch interrupted:" in err
 
 
 # ------------------------------------------------------------------ how workers start
@@ -595,7 +663,7 @@ def test_workers_are_spawned_while_another_thread_runs() -> None:
     other = threading.Thread(target=release.wait)
     other.start()
     try:
-        assert B._start_method() == "spawn"  # fork would copy that thread's locks held
+        assert B.worker_start_method() == "spawn"  # fork would copy that thread's locks held
     finally:
         release.set()
         other.join()

@@ -221,15 +221,21 @@ def _run(args: argparse.Namespace) -> int:
         retouch=None if args.retouch is None else str(Path(args.retouch).absolute()),
         own_processes=args.scheduler in (None, "local"),
     )
-    records = _batch.run_batch(
-        stacks,
-        outdir,
-        work,
-        jobs=args.jobs,
-        force=args.force,
-        runner=runner,
-        progress=progress_bar(args.quiet),
-    )
+    ended: dict[str, _batch.Record] = {}
+    try:
+        records = _batch.run_batch(
+            stacks,
+            outdir,
+            work,
+            jobs=args.jobs,
+            force=args.force,
+            runner=runner,
+            progress=progress_bar(args.quiet),
+            on_record=lambda record: ended.__setitem__(record.stack, record),
+        )
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the report of what ended, then exit
+        _report_interrupted([ended[s.name] for s in stacks if s.name in ended], report, frames)
+        raise
     _batch.write_report(records, report, inputs=frames)
     counts = {status: sum(r.status == status for r in records) for status in ("done", "skipped")}
     failed = [r for r in records if r.status == "failed"]
@@ -241,3 +247,16 @@ def _run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 1 if failed else 0
+
+
+def _report_interrupted(records: list[_batch.Record], report: Path, frames: _writer.Inputs) -> None:
+    """Write the report of an interrupted batch: the stacks that ended, and the others
+    marked 'interrupted' (:func:`convstack.stack.batch.run_batch` adds them)."""
+    _batch.write_report(records, report, inputs=frames)
+    fused = sum(r.status == "done" for r in records)
+    stopped = sum(r.status == "interrupted" for r in records)
+    print(
+        f"batch interrupted: {fused} fused, {stopped} not finished (left no output); "
+        f"report: {os.fspath(report)}",
+        file=sys.stderr,
+    )

@@ -60,10 +60,13 @@ __all__ = [
     "parse_group",
     "remove_stale_temps",
     "run_batch",
+    "preload_for_workers",
     "run_stack",
+    "temporary_environment",
     "unset_worker_environment",
     "worker_environment",
     "worker_memory_limit",
+    "worker_start_method",
     "write_report",
 ]
 
@@ -124,8 +127,9 @@ class Outputs:
 class Record:
     """What happened to one stack: a line of the report.
 
-    ``status`` is 'done', 'skipped' (its outputs exist) or 'failed' (``error`` says
-    why). ``peak_rss`` is the largest resident size in bytes of the process that ran
+    ``status`` is 'done', 'skipped' (its outputs exist), 'failed' (``error`` says
+    why) or 'interrupted' (the batch was stopped before the stack ended: it left no
+    output). ``peak_rss`` is the largest resident size in bytes of the process that ran
     it, during this stack where the system allows measuring so (Linux), else during
     the process's life; ``peak_rss_children`` the largest of its finished child
     processes (the frame reader that ``fuse`` forks), over the process's life.
@@ -550,7 +554,7 @@ def unset_worker_environment(jobs: int) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def temporary_environment(values: dict[str, str]) -> Iterator[None]:
     """Set environment variables (inherited by processes started meanwhile), then
     restore them."""
     saved = {key: os.environ.get(key) for key in values}
@@ -602,13 +606,13 @@ def _run_here(
         done(run_stack(work, stack, outputs, force))
 
 
-def _start_method() -> str:
+def worker_start_method() -> str:
     """How the workers start: forked from this process where that is safe (Linux, no
     other thread running), else spawned.
 
     A forked worker starts with this process's modules loaded (the pipeline, numba),
     where a spawned one starts an interpreter and imports them again: about 0.3 s of CPU
-    a worker, plus numba's 0.2 s (:func:`_preload`). Fork is unsafe with other threads
+    a worker, plus numba's 0.2 s (:func:`preload_for_workers`). Fork is unsafe with other threads
     (a lock one held stays held in the child); macOS's frameworks forbid it.
     """
     import multiprocessing
@@ -623,7 +627,7 @@ def _start_method() -> str:
     return "spawn" if "spawn" in methods else "fork"
 
 
-def _preload() -> None:
+def preload_for_workers() -> None:
     """Before forking the workers: load what every stack needs (the pipeline and numba,
     0.5 s of imports) once here, not once in each worker. Loads no kernel and starts no
     thread. (A setting read at import follows the worker's environment all the same:
@@ -672,10 +676,10 @@ def _run_in_processes(jobs: int) -> Runner:
         import multiprocessing
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-        method = _start_method()
+        method = worker_start_method()
         if method == "fork":
-            _preload()
-        with _environment(unset_worker_environment(jobs)):
+            preload_for_workers()
+        with temporary_environment(unset_worker_environment(jobs)):
             pool = ProcessPoolExecutor(  # (a forked worker inherits the environment here)
                 max_workers=min(jobs, len(tasks)),
                 mp_context=multiprocessing.get_context(method),
@@ -775,13 +779,58 @@ def run_batch(
             path.parent.mkdir(parents=True, exist_ok=True)
     if runner is None:
         runner = _run_here if jobs == 1 or len(tasks) < 2 else _run_in_processes(jobs)
+    before = {path: _stat(path) for _, outputs in tasks for path in outputs.files()}
     try:
         if tasks:
-            runner(chosen, tasks, force, done)
+            runner(chosen, tasks if runner is _run_here else _longest_first(tasks), force, done)
+    except KeyboardInterrupt:  # Ctrl-C, or the CLI's SIGTERM: the runner stopped its workers
+        for record in _settle_interrupted(tasks, records, before):
+            records[record.stack] = record
+            if on_record is not None:
+                on_record(record)
+        raise
     finally:  # killed workers' leftovers (a run that ended, or was interrupted)
         for _, outputs in tasks:
             remove_stale_temps(outputs)
     return [records[stack.name] for stack in stacks if stack.name in records]
+
+
+def _longest_first(tasks: Sequence[Task]) -> list[Task]:
+    """The tasks, the biggest stacks first (bytes of frames): parallel workers then end
+    together rather than one of them fusing a big stack alone at the end."""
+
+    def size(task: Task) -> int:
+        total = 0
+        for frame in task[0].frames:
+            with contextlib.suppress(OSError):
+                total += frame.stat().st_size
+        return total
+
+    return sorted(tasks, key=size, reverse=True)  # stable: equal sizes keep their order
+
+
+def _settle_interrupted(
+    tasks: Sequence[Task], records: dict[str, Record], before: dict[Path, tuple[int, int] | None]
+) -> list[Record]:
+    """Records for the stacks an interrupted batch did not report: 'done' for one whose
+    outputs were all written (its record was lost with its stopped worker), else
+    'interrupted', its outputs written since ``before`` removed (none is left half done).
+    """
+    settled = []
+    for stack, outputs in tasks:
+        if stack.name in records:
+            continue
+        record = Record(stack.name, len(stack.frames), "interrupted", note=stack.note)
+        record.outputs = [str(path) for path in outputs.files()]
+        changed = {path: before[path] for path in outputs.files() if _stat(path) != before[path]}
+        if len(changed) == len(outputs.files()) and outputs.complete():
+            record.status = "done"
+            record.note = _join(record.note, "ended as the batch was interrupted: no timing")
+        else:
+            _remove_written(changed)
+            record.error = "the batch was interrupted before this stack ended."
+        settled.append(record)
+    return settled
 
 
 def write_report(
