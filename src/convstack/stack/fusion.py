@@ -34,6 +34,7 @@ whatever the frame size, with the same bits as the whole frame at once.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -1218,33 +1219,85 @@ class PyramidAccumulator:
         step = self._collapse_step(rows, cols, channels)
         current = self._collapsed(depth, split, step)
         out = self._output(rows, cols, channels, dtype)
-        with _channel_pool(channels) as pool:
-            for a, b, lo, hi in self._output_strips(rows, step):
-                spans, start, stop = self._strip_spans(sizes, split, lo, hi)
-                needs, owns = strip_needs(sizes[0], start, stop, split)
-                shift = [owns[k][0] for k in range(split)] + [0]  # (level split: whole)
-                self._strip_state(planes, owns, sizes, split)
-                for position, index in enumerate(order):
-                    rows_in = rows_of(index, *needs[0])
-                    self._add_strip(
-                        rows_in, start, stop, sizes, split, None, position == 0,
-                        frame_row=needs[0][0], shift=shift,
-                    )  # fmt: skip
-                    if position == 0:  # tau is known: weight bases, as _first_taus makes
-                        for k in range(min(split, self.soft_levels)):
-                            _to_weight_base(self.energy[k], self.tau[k])
-                            self.weight[k].fill(1.0)
-                image = current
-                for k in range(split - 1, -1, -1):
-                    (c0, c1), coarse0 = spans[k], spans[k + 1][0] if k + 1 < split else 0
-                    value, row0 = _expand_rows(
-                        image, coarse0, sizes[0][k + 1], sizes[0][k], c0, c1, sizes[1][k]
-                    )
-                    image = value[..., c0 - row0 : c1 - row0, :]
-                    np.add(self._detail(k, c0 - shift[k], c1 - shift[k]), image, out=image)
-                self._write_strip(image, a, b, lo, out, dtype is not None, pool, shift)
-        self._strip_state(planes, [(0, 0)] * (split + 1), sizes, split)  # the strips go
+        strips = list(self._output_strips(rows, step))
+        workers = min(STRIP_WORKERS, _methods.THREADS, len(strips))
+        with (
+            _channel_pool(channels) as pool,
+            ThreadPoolExecutor(max_workers=workers) as strip_pool,
+        ):
+            # strips write disjoint rows of ``out``, each from a state of its own
+            tasks = [
+                strip_pool.submit(
+                    self._strip_clone()._merge_strip,
+                    rows_of,
+                    order,
+                    current,
+                    sizes,
+                    split,
+                    strip,
+                    out,
+                    dtype is not None,
+                    pool,
+                )  # fmt: skip
+                for strip in strips
+            ]
+            try:
+                for task in tasks:
+                    task.result()
+            finally:
+                for task in tasks:
+                    task.cancel()
         return out
+
+    def _strip_clone(self) -> PyramidAccumulator:
+        """A shallow copy with state lists of its own, for one strip of
+        :meth:`merge_strips` (the coarse levels, bases and taus shared, read only)."""
+        clone = copy.copy(self)
+        assert self.bands is not None and self.energy is not None
+        clone.bands, clone.energy, clone.weight = [*self.bands], [*self.energy], [*self.weight]
+        clone.low, clone.high = dict(self.low), dict(self.high)
+        return clone
+
+    def _merge_strip(
+        self,
+        rows_of: Callable[[int, int, int], F32],
+        order: Sequence[int],
+        current: F32,
+        sizes: tuple[list[int], list[int]],
+        split: int,
+        strip: tuple[int, int, int, int],
+        out: NDArray[Any],
+        convert: bool,
+        pool: ThreadPoolExecutor | None,
+    ) -> None:
+        """One strip of :meth:`merge_strips` (``strip``: ``(a, b, lo, hi)`` as
+        :meth:`_output_strips` gives it; ``current``: the fused Gaussian level
+        ``split``), merged into this accumulator's (a clone's) state and written."""
+        assert self.bands is not None and self.energy is not None
+        a, b, lo, hi = strip
+        spans, start, stop = self._strip_spans(sizes, split, lo, hi)
+        needs, owns = strip_needs(sizes[0], start, stop, split)
+        shift = [owns[k][0] for k in range(split)] + [0]  # (level split: whole)
+        self._strip_state(self.frame_shape[:-2], owns, sizes, split)
+        for position, index in enumerate(order):
+            rows_in = rows_of(index, *needs[0])
+            self._add_strip(
+                rows_in, start, stop, sizes, split, None, position == 0,
+                frame_row=needs[0][0], shift=shift,
+            )  # fmt: skip
+            if position == 0:  # tau is known: weight bases, as _first_taus makes
+                for k in range(min(split, self.soft_levels)):
+                    _to_weight_base(self.energy[k], self.tau[k])
+                    self.weight[k].fill(1.0)
+        image = current
+        for k in range(split - 1, -1, -1):
+            (c0, c1), coarse0 = spans[k], spans[k + 1][0] if k + 1 < split else 0
+            value, row0 = _expand_rows(
+                image, coarse0, sizes[0][k + 1], sizes[0][k], c0, c1, sizes[1][k]
+            )
+            image = value[..., c0 - row0 : c1 - row0, :]
+            np.add(self._detail(k, c0 - shift[k], c1 - shift[k]), image, out=image)
+        self._write_strip(image, a, b, lo, out, convert, pool, shift)
 
     def _strip_spans(
         self, sizes: tuple[list[int], list[int]], split: int, lo: int, hi: int
