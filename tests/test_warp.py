@@ -19,7 +19,7 @@ def _random_affine(rng: np.random.Generator) -> np.ndarray:
     return m
 
 
-@pytest.mark.parametrize("order", [0, 1, 3])
+@pytest.mark.parametrize("order", [0, 1, 3, 5])
 @pytest.mark.parametrize("channels", [None, 3])
 def test_integer_shift_equals_a_slice(order: int, channels: int | None) -> None:
     shape = (20, 30) if channels is None else (20, 30, channels)
@@ -201,7 +201,7 @@ def test_transform_points() -> None:
     [
         ({"matrix": np.eye(2)}, ValueError, r"`matrix` must have shape \(3, 3\)"),
         ({"matrix": np.full((3, 3), np.nan)}, ValueError, "`matrix` must contain only finite"),
-        ({"order": 2}, ValueError, "`order` must be 0, 1 or 3; got 2"),
+        ({"order": 2}, ValueError, "`order` must be 0, 1, 3 or 5; got 2"),
         ({"mode": "wrap"}, ValueError, "`mode` must be one of 'nearest', 'constant'; got 'wrap'"),
         ({"output_shape": (0, 3)}, ValueError, "`output_shape` must be >= 1"),
         ({"cval": "x"}, TypeError, "`cval` must be a real number"),
@@ -495,3 +495,74 @@ def test_the_compiled_warp_works_in_a_forked_child() -> None:
     with forked.ForkedWorker(child) as worker:
         worker.receive()
     np.testing.assert_array_equal(shared, parent)
+
+
+def _spline_oracle(
+    image: np.ndarray, m: np.ndarray, out_shape: tuple[int, int], mode: str, cval: float
+) -> np.ndarray:
+    """SciPy's quintic B-spline (``map_coordinates(order=5)``) of the image with its edge
+    pixels repeated far enough (40) that SciPy's own border rule never reaches it, at
+    the positions clamped to the image ('nearest'), ``cval`` outside for 'constant'."""
+    pad = 40
+    h, w = image.shape[:2]
+    grid = image.astype(np.float64).reshape(h, w, -1)
+    padded = np.pad(grid, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    r, c = np.mgrid[0 : out_shape[0], 0 : out_shape[1]].astype(np.float64)
+    y, x, z = (m[k, 0] * r + m[k, 1] * c + m[k, 2] for k in range(3))
+    defined = z > 0
+    y, x = np.where(defined, y / np.where(defined, z, 1), 0), np.where(defined, x / z, 0)
+    inside = defined & (y >= -1e-9) & (y <= h - 1 + 1e-9) & (x >= -1e-9) & (x <= w - 1 + 1e-9)
+    coords = [np.clip(y, 0, h - 1) + pad, np.clip(x, 0, w - 1) + pad]
+    out = np.stack(
+        [ndi.map_coordinates(padded[..., k], coords, order=5, mode="mirror") for k in
+         range(grid.shape[2])],
+        axis=-1,
+    )  # fmt: skip
+    if mode == "constant":
+        out[~inside] = cval
+    return out if image.ndim == 3 else out[..., 0]
+
+
+@pytest.mark.parametrize("mode", ["nearest", "constant"])
+@pytest.mark.parametrize("name", list(_MATRICES))
+@pytest.mark.parametrize(
+    ("dtype", "channels"), [(np.uint8, None), (np.float32, 3), (np.float64, 2), (np.uint16, 4)]
+)
+def test_quintic_matches_scipy_spline(
+    mode: str, name: str, dtype: type, channels: int | None
+) -> None:
+    rng = np.random.default_rng(5)
+    shape = (23, 29) if channels is None else (23, 29, channels)
+    top = 1.0 if np.dtype(dtype).kind == "f" else float(np.iinfo(dtype).max)
+    image = (rng.random(shape) * top).astype(dtype)
+    before = image.copy()
+    m = _MATRICES[name]
+    got = warp(image, m, output_shape=(21, 31), order=5, mode=mode, cval=-0.5)
+    expected = _spline_oracle(image, m, (21, 31), mode, -0.5)
+    atol = 1e-9 * top if dtype == np.float64 else 2e-5 * top
+    np.testing.assert_allclose(got, expected, rtol=0, atol=atol)
+    np.testing.assert_array_equal(image, before)
+
+
+def test_quintic_on_a_frame_split_in_strips() -> None:
+    # a colour frame large enough for two strips of rows and two of columns
+    image = (RNG.random((150, 260, 3)) * 255).astype(np.uint8)
+    m = _MATRICES["slight rotation"]
+    expected = _spline_oracle(image, m, (150, 260), "nearest", 0.0)
+    np.testing.assert_allclose(warp(image, m, order=5), expected, rtol=0, atol=5e-3)
+
+
+def test_quintic_keeps_fine_detail_that_the_cubic_softens() -> None:
+    # the reason for order 5: a pattern of period 3 px shifted by half a pixel keeps
+    # 97 % of its amplitude (the cubic: 69 %; the exact shift keeps all of it)
+    cols = np.arange(200.0)
+    image = np.tile(np.cos(2 * np.pi * cols / 3.0), (8, 1))
+    half = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+    truth = np.cos(2 * np.pi * (cols + 0.5) / 3.0)[40:-40]
+    kept = {
+        order: float(
+            np.dot(warp(image, half, order=order)[4, 40:-40], truth) / np.dot(truth, truth)
+        )
+        for order in (3, 5)
+    }
+    assert kept[5] > 0.95 and kept[3] < 0.7

@@ -20,7 +20,7 @@ from . import _validate as v
 __all__ = ["as_matrix", "transform_points", "warp"]
 
 MODES = ("nearest", "constant")
-ORDERS = (0, 1, 3)
+ORDERS = (0, 1, 3, 5)
 
 #: Output bytes of a strip of rows (a task of the thread pool): a 3 MP colour frame
 #: in about ten strips, each of which copies the input rows it reads.
@@ -80,6 +80,24 @@ def _band(m: NDArray[np.float64], start: int, stop: int, cols: int, rows: int) -
     return max(0, low - 1), min(rows + 3, high + 5)
 
 
+def _spline_coefficients(grid: NDArray[Any], work: np.dtype[Any]) -> NDArray[Any]:
+    """The quintic B-spline coefficients of ``grid`` (rows, cols, channels), edge-padded
+    by ``SPLINE_PAD`` each side: (channels, rows + 2 pad, cols + 2 pad) of ``work``;
+    rows filtered in strips on the pool, then columns."""
+    from . import _k_warp
+    from .filters._dtype import strips
+
+    h, w, channels = grid.shape
+    pad = _k_warp.SPLINE_PAD
+    planes = np.empty((channels, h + 2 * pad, w + 2 * pad), work)
+    gain = _k_warp.spline_gain() ** 2  # (both axes' gain, once)
+    row_bytes = (w + 2 * pad) * channels * work.itemsize
+    strips(h + 2 * pad, row_bytes, lambda a, b: _k_warp.spline_rows(grid, planes, gain, a, b))
+    column_bytes = (h + 2 * pad) * channels * work.itemsize
+    strips(w + 2 * pad, column_bytes, lambda a, b: _k_warp.spline_columns(planes, a, b))
+    return planes
+
+
 def _warp_into(
     grid: NDArray[Any], m: NDArray[np.float64], order: int, fill: float | None, out: NDArray[Any]
 ) -> None:
@@ -99,10 +117,17 @@ def _warp_into(
     _, out_rows, out_cols = out.shape
     work = out.dtype
     projective = bool(m[2, 0] != 0.0 or m[2, 1] != 0.0 or m[2, 2] != 1.0)
-    rows_kernel = {0: _k_warp.nearest_rows, 1: _k_warp.linear_rows, 3: _k_warp.cubic_rows}[order]
+    rows_kernel = {
+        0: _k_warp.nearest_rows,
+        1: _k_warp.linear_rows,
+        3: _k_warp.cubic_rows,
+        5: _k_warp.quintic_rows,
+    }[order]
     value = np.array([0.0 if fill is None else fill], work)
     whole: NDArray[Any] | None = None
-    if projective or abs(float(m[0, 1])) * (out_cols - 1) > h / 8:
+    if order == 5:  # the spline's coefficients, of the whole image (see _k_warp)
+        whole = _spline_coefficients(grid, work)
+    elif projective or abs(float(m[0, 1])) * (out_cols - 1) > h / 8:
         whole = np.empty((channels, h + 3, w + 3), work)
         copy = whole
         strips(
@@ -161,9 +186,12 @@ def warp(
         (reference -> moving), so ``warp(moving, m)`` lies on the reference grid.
     output_shape : (int, int), optional
         Rows and columns of the result; default: those of ``image``.
-    order : {0, 1, 3}
+    order : {0, 1, 3, 5}
         0 nearest neighbour, 1 bilinear (default), 3 Keys cubic convolution
-        (a = -0.5; may overshoot the input range slightly).
+        (a = -0.5; may overshoot the input range slightly), 5 quintic B-spline
+        interpolation (SciPy's ``order=5``: the sharpest, for little more time: it
+        keeps fine detail that the cubic softens by up to a third at half-pixel
+        positions; overshoots more).
     mode : {'nearest', 'constant'}
         Samples outside ``[0, rows - 1] x [0, cols - 1]``: 'nearest' repeats the edge
         pixels; 'constant' gives ``cval`` (NaN works, and marks the invalid area).
@@ -218,7 +246,7 @@ def warp(
         raise v.fail("image", "be 2-D (rows, cols) or 3-D (rows, cols, channels)", array)
     m = as_matrix(matrix)
     if isinstance(order, bool) or order not in ORDERS:
-        raise v.fail("order", "be 0, 1 or 3", order)
+        raise v.fail("order", "be 0, 1, 3 or 5", order)
     v.choice(mode, "mode", MODES)
     fill = v.real_number(cval, "cval")
     if output_shape is None:
