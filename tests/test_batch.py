@@ -537,20 +537,38 @@ def make_slow_tree(root: Path, count: int) -> None:
         write_frames(root / f"s{k}", k, rows=360, cols=480, count=4)
 
 
+def has_distributed() -> bool:
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+DASK = pytest.mark.skipif(not has_distributed(), reason="needs dask.distributed")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("signum", "jobs", "group"),
-    [(signal.SIGINT, 1, True), (signal.SIGINT, 2, True), (signal.SIGTERM, 2, False)],
-    ids=["ctrl-c", "ctrl-c-jobs-2", "sigterm-jobs-2"],
+    ("signum", "jobs", "group", "local"),
+    [
+        (signal.SIGINT, 1, True, False),
+        (signal.SIGINT, 2, True, False),
+        (signal.SIGTERM, 2, False, False),
+        pytest.param(signal.SIGINT, 2, True, True, marks=DASK),
+        pytest.param(signal.SIGTERM, 2, False, True, marks=DASK),
+    ],
+    ids=["ctrl-c", "ctrl-c-jobs-2", "sigterm-jobs-2", "ctrl-c-dask-local", "sigterm-dask-local"],
 )
 def test_interrupted_batch_leaves_no_partial_output(
-    tmp_path: Path, signum: int, jobs: int, group: bool
+    tmp_path: Path, signum: int, jobs: int, group: bool, local: bool
 ) -> None:
     """Ctrl-C reaches the whole process group (the workers too); SIGTERM only the batch."""
     root, out = tmp_path / "root", tmp_path / "out"
     make_slow_tree(root, 6)
     command = [sys.executable, "-m", "convstack.cli", "batch", str(root), "-o", str(out)]
     command += ["--depth-map", "--quiet", "--jobs", str(jobs), "--method", "depthmap"]
+    command += ["--scheduler", "local"] if local else []
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120

@@ -243,6 +243,8 @@ def local_shares(folder: str) -> None:
     for k in range(2):
         seen = (base / "out" / f"s{k}.png").read_text().split()
         assert seen[-5:-2] == [share, share, str(3 * 2**29)], seen
+        # forked from this process with numba loaded here, no module kept its thread count
+        assert seen[-2:] == [str(sys.platform == "linux"), "none"], seen
 
 
 def test_local_workers_get_their_shares_and_no_profiler(

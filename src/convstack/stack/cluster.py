@@ -10,6 +10,11 @@ under the output's name; the scheduler gives the task to another worker, whose
 batch removes any that remain. A stack whose task fails on every try is reported as
 failed; the others go on.
 
+``--scheduler local`` starts its workers as ``--jobs`` does (:func:`_local_cluster`):
+forked from this process on Linux, with the pipeline and numba loaded here once, each
+with its share of threads and of the memory limit, and Dask's scheduler handing a
+worker its next stack only when it is free.
+
 Dask is imported here only, when a runner is made.
 """
 
@@ -17,20 +22,27 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
+import os
+import signal
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from ..limits import set_memory_limit
 from .batch import (
     Outputs,
     Record,
     Runner,
     Task,
     Work,
+    preload_for_workers,
     run_stack,
+    temporary_environment,
     unset_worker_environment,
     worker_memory_limit,
+    worker_start_method,
 )
 
 __all__ = ["dask_runner"]
@@ -91,34 +103,15 @@ def dask_runner(
         work: Work, tasks: Sequence[Task], force: bool, done: Callable[[Record], None]
     ) -> None:
         distributed = _import_distributed()
-        import dask.config
-
+        share = None
         with contextlib.ExitStack() as stack:
             if scheduler == "local":
-                # the workers' statistical profiler samples every 10 ms for a dashboard
-                # that is not served: 0.3-1.0 s of CPU a 20-stack batch (bench/README)
-                no_profiler = {"distributed.worker.profile.enabled": False}
-                stack.enter_context(dask.config.set(no_profiler))
-                cluster = stack.enter_context(
-                    distributed.LocalCluster(
-                        n_workers=workers,
-                        threads_per_worker=1,
-                        processes=True,
-                        dashboard_address=None,  # no dashboard; its HTTP server
-                        # (health, metrics) on any free port, not 8787, which another
-                        # cluster may hold (distributed warns and moves)
-                        scheduler_kwargs={"dashboard_address": ":0"},
-                        env={  # each worker's share of threads and of the memory limit
-                            **unset_worker_environment(workers),
-                            "CONVSTACK_MEMORY_LIMIT": str(worker_memory_limit(workers)),
-                        },
-                    )
-                )
-                client = stack.enter_context(distributed.Client(cluster))
+                share = worker_memory_limit(workers)
+                client = _local_cluster(distributed, stack, workers, share)
             else:
                 client = stack.enter_context(distributed.Client(scheduler))
             _submit_and_collect(
-                distributed, client, work, tasks, force, done, retries, on_submitted
+                distributed, client, work, tasks, force, done, retries, on_submitted, share
             )
 
     return runner
@@ -148,14 +141,17 @@ def _submit_and_collect(
     done: Callable[[Record], None],
     retries: int,
     on_submitted: Callable[[Any], None] | None,
+    share: int | None,
 ) -> None:
-    """One task per stack; a record for each as it ends (a task that failed on every
-    try, its worker lost each time, is recorded as failed)."""
+    """One task per stack, in the order of ``tasks`` (the scheduler runs the first
+    submitted first); a record for each as it ends (a task that failed on every try,
+    its worker lost each time, is recorded as failed)."""
     batch = uuid.uuid4().hex[:8]
     futures = {}
     for number, (stack, outputs) in zip(itertools.count(), _absolute(tasks), strict=False):
         future = client.submit(
-            run_stack,
+            _run_with_share,
+            share,
             work,
             stack,
             outputs,
@@ -180,3 +176,105 @@ def _submit_and_collect(
         with contextlib.suppress(Exception):
             client.cancel([f for f, _ in futures.values()], force=True)
         raise
+
+
+def _run_with_share(
+    share: int | None, work: Work, stack: Any, outputs: Outputs, force: bool
+) -> Record:
+    """:func:`convstack.stack.batch.run_stack` in a worker of the local cluster with its
+    ``share`` of the memory limit (a forked worker holds the batch's whole limit); a
+    remote worker (None) keeps its own."""
+    if share is not None:
+        set_memory_limit(share)
+    return run_stack(work, stack, outputs, force)
+
+
+#: Whether this process is starting local cluster workers (read by the fork hook).
+_forking_workers = False
+_hooked = False
+
+
+def _local_cluster(distributed: Any, stack: contextlib.ExitStack, workers: int, share: int) -> Any:
+    """Start a ``distributed.LocalCluster`` of ``workers`` processes for the batch (closed
+    with ``stack``) and return its client.
+
+    As for ``--jobs``: on Linux, while no other thread runs, the workers are forked from
+    this process with the pipeline and numba loaded (spawned, each imports distributed,
+    the pipeline and numba again: 0.4-0.5 s of start and 0.7 s of CPU a worker, bench/
+    README "Batch"); each gets ``CONVSTACK_THREADS``, ``CONVSTACK_FORK`` and its share of
+    ``CONVSTACK_MEMORY_LIMIT`` in its environment, set here while the cluster runs so that
+    a forked worker (and one the nanny restarts) reads them at the fork. The scheduler
+    gives a worker one stack at a time (``worker-saturation`` 1.0, not 1.1, which queues
+    a second stack on each worker: at the end one worker can sit idle while the other
+    holds two). The workers' statistical profiler is off (a dashboard nobody serves).
+    """
+    import dask.config
+
+    method = worker_start_method()
+    if method == "fork":
+        preload_for_workers()
+        _hook_fork()
+    settings = {
+        "distributed.worker.profile.enabled": False,
+        "distributed.worker.multiprocessing-method": method,
+        "distributed.scheduler.worker-saturation": 1.0,
+    }
+    env = {**unset_worker_environment(workers), "CONVSTACK_MEMORY_LIMIT": str(share)}
+    stack.enter_context(dask.config.set(settings))
+    stack.enter_context(temporary_environment(env))
+    stack.enter_context(_starting_workers())
+    cluster = stack.enter_context(
+        distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,  # no dashboard; its HTTP server (health, metrics) on
+            # any free port, not 8787, which another cluster may hold (distributed warns)
+            scheduler_kwargs={"dashboard_address": ":0"},
+            env=env,  # (a spawned worker's)
+            silence_logs=logging.ERROR,  # not the warnings of tasks cancelled by Ctrl-C
+        )
+    )
+    return stack.enter_context(distributed.Client(cluster))
+
+
+@contextlib.contextmanager
+def _starting_workers() -> Any:
+    global _forking_workers
+    _forking_workers = True
+    try:
+        yield
+    finally:
+        _forking_workers = False
+
+
+def _hook_fork() -> None:
+    """Register :func:`_forked_worker` to run in every child forked from here (once)."""
+    global _hooked
+    if not _hooked and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_forked_worker)
+        _hooked = True
+
+
+def _forked_worker() -> None:
+    """In a local cluster's worker just forked from the batch's process: Ctrl-C is the
+    batch's to handle (it closes the cluster, which ends the workers; a worker of its
+    own would print distributed's tracebacks), SIGTERM and SIGHUP end it as they end a
+    spawned worker (the command line turns them into an exception that would unwind the
+    worker's event loop, not end it), and a new pool for distributed's offload thread
+    (the parent's thread, if it had started, is not in the child)."""
+    if not _forking_workers:
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            signal.signal(number, signal.SIG_DFL)
+    from concurrent.futures import ThreadPoolExecutor
+
+    import distributed.utils
+
+    if hasattr(distributed.utils, "_offload_executor"):
+        distributed.utils._offload_executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="Dask-Offload"
+        )
