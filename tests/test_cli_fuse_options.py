@@ -1,4 +1,5 @@
-"""`convstack fuse` and `batch` merge options that reach `fuse`: --noise-floor, --snap-depth."""
+"""`convstack fuse` and `batch` merge options that reach `fuse`: --noise-floor, --snap-depth,
+--interpolation."""
 
 from __future__ import annotations
 
@@ -127,3 +128,34 @@ def test_batch_memory_limit_is_split_between_jobs(
     argv = ["batch", str(root), "-o", str(tmp_path / "out"), "--memory-limit", "3GiB"]
     assert main([*argv, "--jobs", "2", "--quiet"]) == 0
     assert shares and set(shares) == {3 * 1024**3 // 2}
+
+
+def test_interpolation_reaches_fuse_and_batch(tmp_path: Path) -> None:
+    # a stack that moves (its frames are resampled), so the option makes a difference
+    from convstack.stack.synthetic import make_scene, render_stack
+
+    stack = render_stack(make_scene((64, 96), seed=2), 3, breathing=0.004, shift=1.5, seed=2)
+    frames = [np.rint(f * 255).astype(np.uint8) for f in stack.frames]
+    write_stack(tmp_path / "in", frames)
+    out = tmp_path / "out.png"
+    argv = ["fuse", str(tmp_path / "in"), "-o", str(out), "--quiet"]
+    assert main([*argv, "--interpolation", "quintic"]) == 0
+    quintic = fuse(frames, interpolation="quintic").image
+    np.testing.assert_array_equal(load(out), quintic)
+    assert not np.array_equal(quintic, fuse(frames).image)
+    root = _stacks_root(tmp_path / "in", tmp_path / "root")
+    outdir = tmp_path / "batch"
+    batch = ["batch", str(root), "-o", str(outdir), "--quiet"]
+    assert main([*batch, "--interpolation", "quintic"]) == 0
+    (result,) = outdir.rglob("*.png")
+    np.testing.assert_array_equal(load(result), quintic)
+
+
+def test_bad_interpolation_is_a_clean_usage_error(
+    stack: tuple[Path, list[np.ndarray]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, _ = stack
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fuse", str(folder), "-o", str(tmp_path / "o.png"), "--interpolation", "lanczos"])
+    assert exit_info.value.code == 2
+    assert "--interpolation: invalid choice: 'lanczos'" in capsys.readouterr().err

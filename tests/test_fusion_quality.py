@@ -1,4 +1,5 @@
-"""Fusion quality on out-of-focus backgrounds (issue 16, part 1): ``noise_floor``."""
+"""Fusion quality (issue 16): out-of-focus backgrounds (``noise_floor``), breathing stacks
+resampled by the quintic spline (``interpolation``)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,26 @@ def test_noise_floor_must_be_positive(value: float) -> None:
     frames, _ = _background_stack("default", 0)
     with pytest.raises(ValueError, match="`noise_floor` must be"):
         fuse(frames[:2], align="none", noise_floor=value)
+
+
+def _psnr(truth: np.ndarray, image: np.ndarray, border: int = 12) -> float:
+    inner = (slice(border, -border), slice(border, -border))
+    error = np.mean((truth[inner].astype(np.float64) - image[inner]) ** 2)
+    return float(10.0 * np.log10(1.0 / error))
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_quintic_interpolation_gains_on_a_breathing_stack(seed: int) -> None:
+    # frames that breathe 0.4 % and shift up to 3 px: each is resampled onto the
+    # reference grid, where the cubic softens the detail it keeps
+    scene = make_scene((240, 320), seed=seed)
+    stack = render_stack(scene, 7, breathing=0.004, shift=3.0, noise=0.01, seed=seed)
+    cubic = _psnr(scene.image, fuse(stack.frames).image)
+    quintic = _psnr(scene.image, fuse(stack.frames, interpolation="quintic").image)
+    assert quintic > cubic + 0.5, (quintic, cubic)  # measured +0.97, +1.02 dB
+
+
+def test_interpolation_is_checked() -> None:
+    frames, _ = _background_stack("default", 0)
+    with pytest.raises(ValueError, match="`interpolation` must be one of 'cubic', 'quintic'"):
+        fuse(frames[:2], interpolation="lanczos")

@@ -149,6 +149,14 @@ def add_merge_options(parser: argparse.ArgumentParser) -> None:
         help="move the depth map's steps onto the fused image's edges (occlusions: the near "
         "side no longer grows by the focus window's reach); changes only --depth-map",
     )
+    parser.add_argument(
+        "--interpolation",
+        choices=("cubic", "quintic"),
+        default="cubic",
+        help="how aligned frames are resampled: cubic (default) or quintic, a B-spline that "
+        "keeps fine detail the cubic softens (+0.7-0.8 dB on breathing stacks) for 30-65 %% "
+        "more time",
+    )
 
 
 def _check_output(path: Path, force: bool, what: str, inputs: _writer.Inputs) -> None:
@@ -280,6 +288,7 @@ def run(args: argparse.Namespace) -> int:
             noise_floor=args.noise_floor,
             snap_depth=args.snap_depth,
             memory_limit=getattr(args, "memory_limit", None),
+            interpolation=args.interpolation,
         )
         untrusted = summary(result.frames)
         if untrusted:

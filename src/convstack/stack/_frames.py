@@ -62,29 +62,35 @@ def planar(shape: tuple[int, ...], empty: Callable[..., NDArray[Any]] = np.empty
 
 
 def warped(
-    frame: NDArray[Any], matrix: NDArray[np.float64], out: NDArray[np.float32] | None = None
+    frame: NDArray[Any],
+    matrix: NDArray[np.float64],
+    out: NDArray[np.float32] | None = None,
+    order: int = 3,
 ) -> NDArray[np.float32]:
-    """``frame`` resampled onto the reference grid (cubic; edges repeated, not black),
-    into ``out`` if given, else into a new planar frame (see :func:`planar`); a
-    float64 frame is warped apart, then copied in.
+    """``frame`` resampled onto the reference grid (cubic, or ``order`` 5: quintic
+    spline; edges repeated, not black), into ``out`` if given, else into a new planar
+    frame (see :func:`planar`); a float64 frame is warped apart, then copied in.
 
     Integer frames keep their scale (float32 out); float frames are made float32.
     """
     if frame.dtype == np.float64:
-        result = warp(frame, matrix, order=3, mode="nearest")
+        result = warp(frame, matrix, order=order, mode="nearest")
         if out is None:
             return result.astype(np.float32)
         out[...] = result
         return out
     out = planar(frame.shape) if out is None else out
-    return warp(frame, matrix, order=3, mode="nearest", out=out)
+    return warp(frame, matrix, order=order, mode="nearest", out=out)
 
 
 def to_reference_grid(
-    raw: NDArray[Any], matrix: NDArray[np.float64], into: NDArray[np.float32] | None = None
+    raw: NDArray[Any],
+    matrix: NDArray[np.float64],
+    into: NDArray[np.float32] | None = None,
+    order: int = 3,
 ) -> NDArray[np.float32]:
     """A registered frame as read, put on the reference grid as float32 on [0, 1]
-    (into ``into`` if given)."""
+    (into ``into`` if given; ``order``: the warp's, see :func:`warped`)."""
     if is_identity(matrix):
         if into is None:
             return to_unit_float(raw)
@@ -93,7 +99,7 @@ def to_reference_grid(
         into[...] = raw
         return into
     # warp the integers as they are (cheaper), then scale to [0, 1]
-    frame = warped(raw, matrix, into)
+    frame = warped(raw, matrix, into, order)
     if raw.dtype.kind in "ui":
         frame *= np.float32(1.0 / np.iinfo(raw.dtype).max)
     return frame

@@ -260,7 +260,7 @@ def second_pass(
             frame = source.unit(index if kept is None else kept)
             matrix = registrar.transforms[index]
             if not is_identity(matrix):
-                frame = warped(frame, matrix)
+                frame = warped(frame, matrix, order=registrar.warp_order)
             acc.add(index, frame)
             del frame
         report(progress, "fuse", index + 1, count)

@@ -37,7 +37,7 @@ from ._source import FrameSource
 from .errors import AlignmentError
 from .forked import shared_array
 
-__all__ = ["ReferenceBroken", "Registrar", "processing_order"]
+__all__ = ["INTERPOLATIONS", "ReferenceBroken", "Registrar", "processing_order"]
 
 # the warnings are fuse's: logged under its module's name, where users listen
 logger = logging.getLogger("convstack.stack.pipeline")
@@ -48,6 +48,8 @@ logger = logging.getLogger("convstack.stack.pipeline")
 _LEFT_OUT: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
     "convstack_left_out", default=frozenset()
 )
+#: How fuse may put the frames on the reference grid: name -> the warp's ``order``.
+INTERPOLATIONS = {"cubic": 3, "quintic": 5}
 #: The reason code of a broken reference left out (registration_report.REASONS).
 _BROKEN_REFERENCE = 7
 
@@ -115,6 +117,9 @@ class Registrar:
         Whether the user chose the reference: it is then never replaced (a broken one
         is an :class:`AlignmentError`), else :meth:`reports` may raise
         :class:`ReferenceBroken`.
+    interpolation : {'cubic', 'quintic'}
+        How the frames are put on the reference grid by their transforms
+        (``warp_order``: :func:`convstack.warp.warp`'s ``order``, 3 or 5).
 
     Attributes
     ----------
@@ -136,6 +141,7 @@ class Registrar:
         gray_of: Callable[[NDArray[Any]], NDArray[np.float32]],
         *,
         chosen: bool = False,
+        interpolation: str = "cubic",
     ) -> None:
         count = len(source)
         self.source = source
@@ -143,6 +149,7 @@ class Registrar:
         self.model = model
         self.gray_of = gray_of
         self.chosen = chosen
+        self.warp_order = INTERPOLATIONS[interpolation]
         # a broken reference replaced: left out without registration (see ReferenceBroken)
         self.left_out = _LEFT_OUT.get()
         self.order = processing_order(count, reference)

@@ -313,7 +313,7 @@ class Scheduler:
             raw, item.raw = item.raw, None
             assert raw is not None
             matrix = self.registrar.transforms[item.index]
-            item.frame = to_reference_grid(raw, matrix, into)
+            item.frame = to_reference_grid(raw, matrix, into, self.registrar.warp_order)
             if not is_identity(matrix):
                 item.gray = None  # the luma of the raw frame is stale
             self.timed("warp", started, item.index, spent)
