@@ -147,11 +147,39 @@ class Merger:
 
         Returns the frame, its luma and its measure, brightness-matched to the
         reference with ``photometric``."""
-        frame = item.frame
-        assert frame is not None
-        gray = self.gray_of(frame) if item.gray is None else item.gray
+        assert item.frame is not None
+        frame, gray = self._matched(item.frame, item.gray)
         measured = item.measured
-        if self.photometric:  # the reference comes first
+        if measured is None:
+            measured = measure_focus(gray, self.measure)
+        self._vote(item.index, measured)
+        return frame, gray, measured
+
+    def take(
+        self, item: Frame, *, keep: bool = False
+    ) -> tuple[NDArray[np.float32] | None, NDArray[np.float32], NDArray[np.float32]]:
+        """The strip-major merge's first pass over a warped frame: cached and its coarse
+        levels merged (:meth:`add`), then dropped (``item.frame`` too) before its focus
+        is measured and voted, so that one frame-sized float array is held at a time.
+
+        Returns as :meth:`vote` does, the frame only with ``keep`` (else None)."""
+        assert item.frame is not None and self.cache is not None
+        frame, gray = self._matched(item.frame, item.gray)
+        item.frame = item.gray = None
+        self.add(item.index, frame, gray)
+        shown = frame if keep else None
+        del frame
+        measured = measure_focus(gray, self.measure)
+        self._vote(item.index, measured)
+        return shown, gray, measured
+
+    def _matched(
+        self, frame: NDArray[np.float32], gray: NDArray[np.float32] | None
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """The frame and its luma (made here if None), brightness-matched to the
+        reference with ``photometric`` (the reference comes first)."""
+        gray = self.gray_of(frame) if gray is None else gray
+        if self.photometric:
             means = block_means(gray)
             if self._reference_means is None:
                 self._reference_means = means
@@ -159,12 +187,13 @@ class Merger:
                 gain, offset = estimate_gain(self._reference_means, means)
                 frame = frame * np.float32(gain) + np.float32(offset)
                 gray = gray * np.float32(gain) + np.float32(offset)
-        if measured is None:
-            measured = measure_focus(gray, self.measure)
-        self.focus.add(item.index, measured)
+        return frame, gray
+
+    def _vote(self, index: int, measured: NDArray[np.float32]) -> None:
+        """Frame ``index``'s focus measure into the depth vote (and the focus curve)."""
+        self.focus.add(index, measured)
         if self.curve is not None:
-            self.curve.add(item.index, measured)
-        return frame, gray, measured
+            self.curve.add(index, measured)
 
     def start_depth(self, pool: ThreadPoolExecutor, shape: tuple[int, int]) -> None:
         """Regularise the depth map in ``pool`` once every frame has voted (while the

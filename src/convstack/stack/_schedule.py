@@ -253,6 +253,10 @@ class Scheduler:
     fork : bool
         Whether the worker may be a forked child process (the memory plan's choice:
         the child costs a process of its own).
+    lean : bool
+        The worker only reads and registers, and ``finish`` puts frames into planar
+        arrays of their own: one frame on the reference grid at a time (the
+        strip-major merge's schedule).
     """
 
     def __init__(
@@ -265,8 +269,10 @@ class Scheduler:
         photometric: bool,
         keep_frames: bool,
         fork: bool = True,
+        lean: bool = False,
     ) -> None:
         self.source = source
+        self.lean = lean
         self.fork = fork
         self.registrar = registrar
         self.gray_of = gray_of
@@ -313,9 +319,11 @@ class Scheduler:
             raw, item.raw = item.raw, None
             assert raw is not None
             matrix = self.registrar.transforms[item.index]
-            item.frame = to_reference_grid(raw, matrix, into, self.registrar.warp_order)
+            if into is None and self.lean:  # planar, as the strip-major merge keeps it
+                into = planar(raw.shape)
             if not is_identity(matrix):
-                item.gray = None  # the luma of the raw frame is stale
+                item.gray = None  # the luma of the raw frame is stale (dropped first)
+            item.frame = to_reference_grid(raw, matrix, into, self.registrar.warp_order)
             self.timed("warp", started, item.index, spent)
         if upto >= 2 and item.measured is None and not self.photometric:
             assert item.frame is not None
@@ -331,6 +339,9 @@ class Scheduler:
         started = time.perf_counter()
         raw, gray = self.registrar.register(index, neighbour)
         self.timed("register", started, index)
+        if self.lean and not is_identity(self.registrar.transforms[index]):
+            del gray  # stale once warped: not held while the frame waits
+            return self.finish(Frame(index, raw, None), share)
         return self.finish(Frame(index, raw, gray), share)
 
     def threaded(self, pool: ThreadPoolExecutor) -> Generator[Frame, None, None]:
@@ -338,11 +349,12 @@ class Scheduler:
         before it is merged here."""
         order = self.registrar.order
         count = len(order)
-        pending = pool.submit(self.prepare, *order[0], 1)
+        pending = pool.submit(self.prepare, *order[0], 0 if self.lean else 1)
         for done in range(1, count + 1):
             item = pending.result()
             if done < count:
-                pending = pool.submit(self.prepare, *order[done], balanced_share(self.costs))
+                share = 0 if self.lean else balanced_share(self.costs)
+                pending = pool.submit(self.prepare, *order[done], share)
             yield item
 
     def forked(self) -> Generator[Frame, None, None]:

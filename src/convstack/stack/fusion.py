@@ -1136,7 +1136,10 @@ class PyramidAccumulator:
             if k == 0 and squared:
                 squared[0][a:b] = self._squared(band)
 
-        step = self._step((rows, cols, *frame.shape[:-2]))
+        # strips of the default budget at most (the second pass's may be larger)
+        shape = (rows, cols, *frame.shape[:-2])
+        auto = max(STRIP_MIN_ROWS, rows_for_budget(shape, STRIP_BUDGET))
+        step = min(self._step(shape), strip_step(rows, auto, STRIP_LEVEL))
         starts = range(0, rows, step)
         workers = min(STRIP_WORKERS, _methods.THREADS, len(starts))
         with ThreadPoolExecutor(max_workers=workers) as pool:

@@ -102,12 +102,20 @@ def _merge_frame(
     merger: Merger, item: Frame, last: ThreadPoolExecutor | None, on_step: StepCallback | None
 ) -> None:
     """Vote and merge one frame; after the last one's vote (``last``: the pool, free
-    now), the depth map is regularised there while the frame is merged here."""
-    frame, gray, measured = merger.vote(item)
+    now), the depth map is regularised there while the frame is merged here (the
+    strip-major merge's first pass merges first, then votes: see ``Merger.take``)."""
+    strip_major = merger.cache is not None
+    if strip_major:
+        frame, gray, measured = merger.take(item, keep=on_step is not None)
+    else:
+        frame, gray, measured = merger.vote(item)
     if last is not None:
         merger.start_depth(last, (gray.shape[0], gray.shape[1]))
-    merger.add(item.index, frame, gray)
+    if not strip_major:
+        assert frame is not None
+        merger.add(item.index, frame, gray)
     if on_step is not None:
+        assert frame is not None
         on_step(f"aligned_{item.index:03d}", frame)
         on_step(f"sharpness_{item.index:03d}", measured)
 
@@ -284,7 +292,7 @@ def fuse(
     plan = _plan(source, registrar, method, limit)
     scheduler = Scheduler(
         source, registrar, gray_of=gray_of, measure=measure, photometric=photometric,
-        keep_frames=on_step is not None, fork=plan.forked,
+        keep_frames=on_step is not None, fork=plan.forked, lean=plan.strip_major,
     )  # fmt: skip
     merger = Merger(
         method, count, measure=measure, gray_of=gray_of, photometric=photometric,
@@ -301,7 +309,7 @@ def fuse(
         contextlib.closing(scheduler.frames(pool)) as frames_in_order,
     ):
         for done, item in enumerate(frames_in_order, start=1):
-            scheduler.finish(item, 2)
+            scheduler.finish(item, 1 if plan.strip_major else 2)
             started = time.perf_counter()
             _merge_frame(merger, item, pool if done == count else None, on_step)
             scheduler.timed("merge", started, item.index)
