@@ -763,12 +763,17 @@ def run_batch(
     root = Path(outdir)
     tasks, settled = _plan(stacks, root, chosen, force)
     records: dict[str, Record] = {}
+    announced: set[str] = set()  # passed to on_record
     total = len(stacks)
+
+    def announce(record: Record) -> None:
+        if on_record is not None:
+            on_record(record)
+        announced.add(record.stack)
 
     def done(record: Record) -> None:
         records[record.stack] = record
-        if on_record is not None:
-            on_record(record)
+        announce(record)
         report(progress, "stacks", len(records), total)
 
     report(progress, "stacks", 0, total)
@@ -786,8 +791,9 @@ def run_batch(
     except KeyboardInterrupt:  # Ctrl-C, or the CLI's SIGTERM: the runner stopped its workers
         for record in _settle_interrupted(tasks, records, before):
             records[record.stack] = record
-            if on_record is not None:
-                on_record(record)
+        for name, record in records.items():  # (the signal may have come between the two)
+            if name not in announced:
+                announce(record)
         raise
     finally:  # killed workers' leftovers (a run that ended, or was interrupted)
         for _, outputs in tasks:

@@ -232,7 +232,10 @@ def _local_cluster(distributed: Any, stack: contextlib.ExitStack, workers: int, 
             # any free port, not 8787, which another cluster may hold (distributed warns)
             scheduler_kwargs={"dashboard_address": ":0"},
             env=env,  # (a spawned worker's)
-            silence_logs=logging.ERROR,  # not the warnings of tasks cancelled by Ctrl-C
+            # distributed's log quiet: a Ctrl-C closes the scheduler while a worker is in
+            # a stack, and its tasks cancelled and heartbeat failed print tracebacks; a
+            # stack's failure is in its record, a lost worker's in the stack's retry
+            silence_logs=logging.CRITICAL,
         )
     )
     return stack.enter_context(distributed.Client(cluster))
