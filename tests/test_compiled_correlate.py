@@ -354,3 +354,58 @@ def test_no_kernel_compiles_a_literal_argument_variant(tmp_path) -> None:
         check=True,
     )
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("kw", range(1, 22))
+def test_one_channel_row_passes_every_kernel_width(kw) -> None:
+    """One-channel images with consecutive column taps run one pass per kernel row
+    (8, 5, 4, 3, 2 or 1 taps a pass) or, for 3x3, one pass for the whole kernel: every
+    width from 1 to 21 over 1 to 4 kernel rows, zero weights included, a zero kernel row
+    on the fill ('constant'), odd image sizes, 1-pixel images, every kernel dtype."""
+    for kh in (1, 2, 3, 4):
+        kernel = rng(30 + kw + kh).normal(size=(kh, kw))
+        kernel[:, ::3] = 0  # zero weights inside the passes
+        for shape, mode, cval, dtype in (
+            ((9, 2 * kw + 5), "mirror", 0.0, np.float64),
+            ((7, kw + 1), "nearest", 0.0, np.float32),
+            ((5, 3 * kw), "constant", 1.5, np.float64),
+            ((1, 1), "reflect", 0.0, np.float64),
+            ((6, kw + 8), "wrap", 0.0, np.uint8),
+            ((4, kw + 3), "mean", 0.0, np.int16),
+        ):
+            image = (rng(kw).random(shape) * 50).astype(dtype)
+            pads = ((kh // 2, kh - 1 - kh // 2), (kw // 2, kw - 1 - kw // 2))
+            expected = oracle(image, kernel, pads, mode, cval, (1, 1), (1, 1))
+            got = correlate(image, kernel, mode=mode, cval=cval, method="direct")
+            tol = 2e-5 * max(1.0, np.abs(expected).max()) if got.dtype == np.float32 else 1e-10
+            np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+    top_zero = np.vstack([np.zeros((1, kw)), rng(kw).normal(size=(2, kw))])
+    image = rng(3).random((6, kw + 4))
+    pads = ((1, 1), (kw // 2, kw - 1 - kw // 2))
+    expected = oracle(image, top_zero, pads, "constant", 2.0, (1, 1), (1, 1))
+    got = correlate(image, top_zero, mode="constant", cval=2.0, method="direct")
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kshape", [(3, 3), (3, 11), (2, 5)])
+def test_one_channel_row_passes_non_finite_footprints(kshape) -> None:
+    """The one-channel passes add zero weights too; a NaN or an infinity under any tap
+    of an output's footprint (zero weights included) still gives that output its IEEE
+    value by the footprint rule, and every other output stays finite."""
+    kernel = rng(40).normal(size=kshape)
+    kernel[0, 0] = 0.0
+    for bad in (np.nan, np.inf, -np.inf):
+        image = rng(41).random((12, 17)).astype(np.float32)
+        image[5, 8] = bad
+        got = correlate(image, kernel, mode="mirror", method="direct")
+        pads = ((kshape[0] // 2, kshape[0] - 1 - kshape[0] // 2),) + (
+            (kshape[1] // 2, kshape[1] - 1 - kshape[1] // 2),
+        )
+        with np.errstate(invalid="ignore"):
+            expected = oracle(image, kernel, pads, "mirror", 0.0, (1, 1), (1, 1))
+        footprint = ~np.isfinite(expected) | np.isnan(expected)
+        # zero-weight taps on the bad sample: 0 * inf is NaN in the footprint rule
+        assert np.isfinite(got[~footprint]).all()
+        assert (~np.isfinite(got[footprint])).all()
+        finite = np.isfinite(expected)
+        np.testing.assert_allclose(got[finite], expected[finite], rtol=2e-5, atol=2e-5)

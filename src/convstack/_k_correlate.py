@@ -9,9 +9,13 @@ column straight (``j0 <= j < j1``): those run in tight loops over the flat row
 border columns go through ``cmap``. Loop order: output rows, kernel taps, output
 columns, so that the innermost loop is contiguous and vectorises; taps go up to eight to
 a pass over the output row (one load and store of the accumulator per pass; the first
-pass of a row writes it from 0). Float images are tested for NaN and infinities one
-image row at a time, as the rows are first read (the caller applies the footprint rule
-when one was met).
+pass of a row writes it from 0). One-channel images with consecutive column taps (no
+column dilation or stride, no fill row under a non-zero weight) take faster passes
+instead: a whole 3x3 kernel in one pass over three rows (:func:`_taps3x3`), other sizes
+one pass per kernel row whose offsets are constants (:func:`_row_taps`); these add zero
+weights too (the footprint rule covers their non-finite samples). Float images are
+tested for NaN and infinities one image row at a time, as the rows are first read (the
+caller applies the footprint rule when one was met).
 Loops index slices from 0, so numba knows no index is negative (no wraparound test
 in the loop). Integers handed to another kernel start as ``np.intp(0)``, never the
 literal ``0``: numba types a call with a literal argument (or a counter still typed as
@@ -182,6 +186,90 @@ def _sum_taps(
             t += 1
 
 
+@kernel(fastmath={"contract"})
+def _row_taps(dst: Any, row: Any, w: Any, m: int, init: bool) -> None:
+    """``dst[x] (+)= sum_b w[b] * row[x + b]`` for ``x < m``: the taps of one kernel row
+    on consecutive samples of one image row (one channel, no column dilation), in order.
+
+    Eight, five, four, three, two or one taps a pass; the offsets within a pass are
+    constants, so each pass addresses one row pointer (the generic passes above keep one
+    pointer per tap: 1.1-1.9x the time at 5x5 to 21x21). ``init``: ``dst`` starts from 0.
+    """
+    if init:
+        for x in range(m):
+            dst[x] = 0
+    n = w.size
+    b = np.intp(0)  # not the literal 0: see the module notes
+    while b < n:
+        s = row[b:]
+        if n - b >= 8:
+            w0, w1, w2, w3 = w[b], w[b + 1], w[b + 2], w[b + 3]
+            w4, w5, w6, w7 = w[b + 4], w[b + 5], w[b + 6], w[b + 7]
+            for x in range(m):
+                v = dst[x] + w0 * s[x]
+                v += w1 * s[x + 1]
+                v += w2 * s[x + 2]
+                v += w3 * s[x + 3]
+                v += w4 * s[x + 4]
+                v += w5 * s[x + 5]
+                v += w6 * s[x + 6]
+                dst[x] = v + w7 * s[x + 7]
+            b += 8
+        elif n - b >= 5:
+            w0, w1, w2, w3, w4 = w[b], w[b + 1], w[b + 2], w[b + 3], w[b + 4]
+            for x in range(m):
+                v = dst[x] + w0 * s[x]
+                v += w1 * s[x + 1]
+                v += w2 * s[x + 2]
+                v += w3 * s[x + 3]
+                dst[x] = v + w4 * s[x + 4]
+            b += 5
+        elif n - b == 4:
+            w0, w1, w2, w3 = w[b], w[b + 1], w[b + 2], w[b + 3]
+            for x in range(m):
+                v = dst[x] + w0 * s[x]
+                v += w1 * s[x + 1]
+                v += w2 * s[x + 2]
+                dst[x] = v + w3 * s[x + 3]
+            b += 4
+        elif n - b == 3:
+            w0, w1, w2 = w[b], w[b + 1], w[b + 2]
+            for x in range(m):
+                dst[x] = ((dst[x] + w0 * s[x]) + w1 * s[x + 1]) + w2 * s[x + 2]
+            b += 3
+        elif n - b == 2:
+            w0, w1 = w[b], w[b + 1]
+            for x in range(m):
+                dst[x] = (dst[x] + w0 * s[x]) + w1 * s[x + 1]
+            b += 2
+        else:
+            w0 = w[b]
+            for x in range(m):
+                dst[x] += w0 * s[x]
+            b += 1
+
+
+@kernel(fastmath={"contract"})
+def _taps3x3(dst: Any, s0: Any, s1: Any, s2: Any, w: Any, m: int) -> None:
+    """``dst[x] = sum_ab w[a, b] * s_a[x + b]`` for ``x < m``: a whole 3x3 kernel in one
+    pass over three image rows (one channel), taps in order from 0. One load and FMA
+    per tap and one store per output (2.7x faster than a pass per row at 512^2)."""
+    w00, w01, w02 = w[0, 0], w[0, 1], w[0, 2]
+    w10, w11, w12 = w[1, 0], w[1, 1], w[1, 2]
+    w20, w21, w22 = w[2, 0], w[2, 1], w[2, 2]
+    zero = dst.dtype.type(0)
+    for x in range(m):
+        v = zero + w00 * s0[x]
+        v += w01 * s0[x + 1]
+        v += w02 * s0[x + 2]
+        v += w10 * s1[x]
+        v += w11 * s1[x + 1]
+        v += w12 * s1[x + 2]
+        v += w20 * s2[x]
+        v += w21 * s2[x + 1]
+        dst[x] = v + w22 * s2[x + 2]
+
+
 @kernel
 def _fill_tap(acc: Any, w: Any, fill: Any, n_oc: int, ch: int) -> None:
     """``acc += w * fill`` on every column: a tap that lies on a fill row."""
@@ -290,7 +378,23 @@ def correlate_rows(
                 for c in range(ch):
                     v = flat[rs[t], s * ch + c] if s >= 0 else fill[c]
                     acc[j * ch + c] += ws[t] * v
-        if stride[1] == 1:
+        if stride[1] == 1 and ch == 1 and dilation[1] == 1 and n_fill == 0 and m > 0:
+            # one channel, consecutive taps: one pass per kernel row (or one for 3x3)
+            dst, c0 = acc[lo : lo + m], j0 - before
+            p0 = i * stride[0]
+            if kh == 3 and kw == 3 and min(rmap[p0], rmap[p0 + dilation[0]]) >= 0:
+                r2 = rmap[p0 + 2 * dilation[0]]
+                if r2 >= 0:
+                    s0, s1 = flat[rmap[p0], c0:], flat[rmap[p0 + dilation[0]], c0:]
+                    _taps3x3(dst, s0, s1, flat[r2, c0:], weights, m)
+                    continue
+            first = init
+            for a in range(kh):
+                r = rmap[p0 + a * dilation[0]]
+                if r >= 0:  # (a fill row here has only zero weights)
+                    _row_taps(dst, flat[r, c0:], weights[a], m, first)
+                    first = False
+        elif stride[1] == 1:
             for t in range(n):
                 offs[t] = (offs[t] - before) * ch
             _sum_taps(acc[lo : lo + m], flat, ws, rs, offs, n, lo, m, init)
