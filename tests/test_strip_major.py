@@ -213,3 +213,38 @@ def test_the_plan_goes_strip_major_when_frame_major_does_not_fit() -> None:
     least = estimate_strip_major(shape, dtype, 8)
     with pytest.raises(LimitError, match=r"smallest merge strips \(strip-major\)"):
         plan_memory(shape, dtype, "maxabs", least - 1, default_rows=160)
+
+
+def _zoom_whole(small: np.ndarray, factor: int) -> np.ndarray:
+    """zoom_bilinear's formula on whole arrays (the oracle of its blocks): per axis and
+    output phase, the sample mixed with its clamped neighbour before or after."""
+    out = small
+    for axis in (0, 1):
+        moved = np.moveaxis(out, axis, 0)
+        prev = np.concatenate([moved[:1], moved[:-1]])
+        nxt = np.concatenate([moved[1:], moved[-1:]])
+        up = np.empty((moved.shape[0] * factor, *moved.shape[1:]), np.float32)
+        for phase in range(factor):
+            pos = (phase + 0.5) / factor - 0.5
+            if pos < 0:
+                up[phase::factor] = prev * np.float32(-pos) + moved * np.float32(1 + pos)
+            else:
+                up[phase::factor] = moved * np.float32(1 - pos) + nxt * np.float32(pos)
+        out = np.moveaxis(up, 0, axis)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (5, 1), (300, 7), (513, 260)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("factor", [2, 4])
+def test_zoom_in_blocks_has_the_whole_arrays_bits(
+    shape: tuple[int, int], dtype: Any, factor: int
+) -> None:
+    # the depth map's zoom to full size runs in blocks of rows (fuse's peak on big
+    # frames): the same arithmetic, so the same bits, blocks' edges included
+    from convstack.stack.depth import zoom_bilinear
+
+    small = np.random.default_rng(1).random(shape).astype(dtype)
+    kept = small.copy()
+    np.testing.assert_array_equal(zoom_bilinear(small, factor), _zoom_whole(small, factor))
+    np.testing.assert_array_equal(small, kept)

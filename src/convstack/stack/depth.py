@@ -266,31 +266,45 @@ def zoom_bilinear(small: F32, factor: int) -> F32:
     """Bilinear upsampling by an integer ``factor`` (pixel centres aligned, edges clamped).
 
     The same as :func:`_resize_bilinear` to ``factor`` times the shape, written per
-    output phase with shifted views instead of a gather (several times faster).
+    output phase with shifted views instead of a gather (several times faster), a
+    block of rows at a time (the temporaries stay a few blocks, not several maps).
     """
-    out = small
-    for axis in (0, 1):
-        # along ``axis`` in place (no transposed copies): ``cut(i)`` indexes that axis
-        def cut(index: Any, axis: int = axis) -> tuple[Any, ...]:
-            return (slice(None),) * axis + (index,)
+    return _zoom_axis(_zoom_axis(small, factor, 0), factor, 1)
 
-        prev = np.concatenate([out[cut(slice(0, 1))], out[cut(slice(0, -1))]], axis=axis)
-        nxt = np.concatenate([out[cut(slice(1, None))], out[cut(slice(-1, None))]], axis=axis)
-        shape = list(out.shape)
-        shape[axis] *= factor
-        up = np.empty(shape, np.float32)
+
+#: Rows of the input that :func:`zoom_bilinear` takes at once.
+_ZOOM_ROWS = 256
+
+
+def _zoom_axis(image: F32, factor: int, axis: int) -> F32:
+    """:func:`zoom_bilinear` along ``axis`` (0 or 1) alone: each output phase left of
+    a sample's centre mixes it with the sample before, right of it with the one after
+    (edges repeated), in blocks of ``_ZOOM_ROWS`` rows."""
+    rows = image.shape[0]
+    shape = list(image.shape)
+    shape[axis] *= factor
+    up = np.empty(shape, np.float32)
+    for r0 in range(0, rows, _ZOOM_ROWS):
+        r1 = min(rows, r0 + _ZOOM_ROWS)
+        block = image[r0:r1]
+        if axis == 0:
+            before, after = image[max(r0 - 1, 0) : r1 - 1], image[r0 + 1 : r1 + 1]
+            prev = before if r0 else np.concatenate([image[:1], before])
+            nxt = after if r1 < rows else np.concatenate([after, image[-1:]])
+        else:
+            prev = np.concatenate([block[:, :1], block[:, :-1]], axis=1)
+            nxt = np.concatenate([block[:, 1:], block[:, -1:]], axis=1)
         for phase in range(factor):
             pos = (phase + 0.5) / factor - 0.5
-            if pos < 0:
-                up[cut(slice(phase, None, factor))] = prev * np.float32(-pos) + out * np.float32(
-                    1 + pos
-                )
+            if axis == 0:
+                target = up[r0 * factor + phase : r1 * factor : factor]
             else:
-                up[cut(slice(phase, None, factor))] = out * np.float32(1 - pos) + nxt * np.float32(
-                    pos
-                )
-        out = up
-    return out
+                target = up[r0:r1, phase::factor]
+            if pos < 0:
+                target[...] = prev * np.float32(-pos) + block * np.float32(1 + pos)
+            else:
+                target[...] = block * np.float32(1 - pos) + nxt * np.float32(pos)
+    return up
 
 
 def _votes(mask: F32, sigma: float, fill: float, fine_scale: bool = True) -> tuple[F32, F32]:
@@ -479,6 +493,11 @@ def regularize_depth(
         # frame the neighbourhood supports most
         speckle = support < np.float32(outlier) * top_support
         depth = np.where(speckle, top_k.astype(np.float32), depth)
+    # the votes' state goes before the map is zoomed (fuse's peak on big frames)
+    del best, best_k, lower, upper, previous, support, top_support, top_k, curvature, offset
+    del labels, conf, trust
+    for phases in (label_phases, conf_phases, trust_phases):
+        phases.clear()
     if factor > 1:
         depth = zoom_bilinear(depth, factor)[: idx.shape[0], : idx.shape[1]]
     if guide is not None:  # on the maps' own grid
@@ -486,6 +505,8 @@ def regularize_depth(
         depth = guided_filter(g, depth, radius, eps)
     if out_shape != idx.shape:
         depth = zoom_bilinear(depth, 2)[: out_shape[0], : out_shape[1]]
+    if depth.dtype == np.float32 and depth.flags.c_contiguous:  # in place: no copy
+        return np.clip(depth, 0, count - 1, out=depth)
     # (clipped in float32 where it is float32 already: no second full-size copy)
     return np.clip(depth, 0, count - 1).astype(np.float32, copy=False)
 

@@ -1327,7 +1327,7 @@ class PyramidAccumulator:
     def base_depth(self, depth: F32) -> F32:
         """``depth`` (rows, cols) reduced to the grid of the low-pass bases, for :meth:`result`."""
         assert self.levels > 0, "add frames first"
-        return gaussian_pyramid(depth.astype(np.float32), self.levels)[-1]
+        return gaussian_pyramid(depth.astype(np.float32, copy=False), self.levels)[-1]
 
     def _detail(self, k: int, a: int, b: int) -> F32:
         """Rows ``a:b`` of fused detail level ``k`` (soft levels: the weighted mean)."""
