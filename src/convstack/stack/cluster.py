@@ -7,8 +7,11 @@ one writer's rules. A worker lost mid-stack (killed, its machine gone) leaves at
 the writer's temporary file ``.NAME.XXXXXXXX.tmp`` beside the output, never a file
 under the output's name; the scheduler gives the task to another worker, whose
 ``run_stack`` first removes such leftovers of that stack's outputs, and the end of the
-batch removes any that remain. A stack whose task fails on every try is reported as
-failed; the others go on.
+batch removes any that remain. The scheduler does so up to its
+``distributed.scheduler.allowed-failures`` times (default 3) for a stack, then the task
+fails with ``KilledWorker``: that stack is reported as failed; the others go on.
+(``retries`` is another count: tries again of a task that raised on a worker, such as
+one whose function could not be loaded there; ``run_stack`` itself never raises.)
 
 ``--scheduler local`` starts its workers as ``--jobs`` does (:func:`_local_cluster`):
 forked from this process on Linux, with the pipeline and numba loaded here once, each
@@ -79,7 +82,10 @@ def dask_runner(
     workers : int
         Worker processes of the local cluster (ignored for an address).
     retries : int
-        Times a stack's task is tried again after its worker was lost.
+        Times a stack's task is tried again after it raised on a worker (its function
+        could not be unpickled there, say). A task whose worker was lost is run again
+        elsewhere by the scheduler, up to its ``distributed.scheduler.allowed-failures``
+        (default 3), whatever this says.
     on_submitted : callable, optional
         Called with the ``distributed.Client`` once the tasks are submitted (tests use
         it to find the workers).
