@@ -409,3 +409,20 @@ def test_one_channel_row_passes_non_finite_footprints(kshape) -> None:
         assert (~np.isfinite(got[footprint])).all()
         finite = np.isfinite(expected)
         np.testing.assert_allclose(got[finite], expected[finite], rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("kw", range(1, 22))
+def test_separable_one_channel_row_pass_every_width(kw) -> None:
+    """The separable row pass of a one-channel image is one pass per term over its
+    padded row buffer (8, 5, 4, 3, 2 or 1 taps a pass): every width 1 to 21, zero
+    weights, two rank terms, float32 and float64, against the loop."""
+    row = rng(50 + kw).normal(size=kw)
+    row[1::4] = 0
+    kernel = np.outer([1.0, -2.0, 0.5], row) + np.outer([0.0, 1.0, 3.0], row[::-1])
+    for dtype, mode in ((np.float64, "reflect"), (np.float32, "constant"), (np.float64, "wrap")):
+        image = rng(kw).random((8, kw + 6)).astype(dtype)
+        pads = ((1, 1), (kw // 2, kw - 1 - kw // 2))
+        expected = oracle(image, kernel, pads, mode, 0.0, (1, 1), (1, 1))
+        got = correlate(image, kernel, mode=mode, method="separable")
+        tol = 2e-5 * max(1.0, np.abs(expected).max()) if dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)

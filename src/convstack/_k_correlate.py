@@ -539,6 +539,9 @@ def separable_rows(
             if t == 0 and not init:
                 for x in range(width):
                     acc[x] = 0
+            if stride[1] == 1 and ch == 1 and dilation[1] == 1 and n > 0:
+                _row_taps(acc, mid, row_taps[t], width, init)  # consecutive taps: one row
+                continue
             n = np.intp(0)
             for b in range(kw):
                 w = row_taps[t, b]
