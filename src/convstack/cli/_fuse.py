@@ -157,6 +157,13 @@ def add_merge_options(parser: argparse.ArgumentParser) -> None:
         "keeps fine detail the cubic softens (+0.7-0.8 dB on breathing stacks) for 30-65 %% "
         "more time",
     )
+    parser.add_argument(
+        "--prefer",
+        choices=("none", "near", "far"),
+        default="none",
+        help="at occlusions found in the depth map, keep the near (or far) layer whole: "
+        "near objects' edges free of the far layer's texture (default: none)",
+    )
 
 
 def _check_output(path: Path, force: bool, what: str, inputs: _writer.Inputs) -> None:
@@ -289,6 +296,7 @@ def run(args: argparse.Namespace) -> int:
             snap_depth=args.snap_depth,
             memory_limit=getattr(args, "memory_limit", None),
             interpolation=args.interpolation,
+            prefer=args.prefer,
         )
         untrusted = summary(result.frames)
         if untrusted:

@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 from .. import _validate as v
 from . import align
 from . import registration_report as _report
+from ._frames import to_reference_grid
 from ._source import FrameSource
 from .errors import AlignmentError
 from .forked import shared_array
@@ -242,6 +243,13 @@ class Registrar:
         stand_in = self._stand_ins.get(index)
         _report.record(self.rows, index, outcome, transforms[index], neighbour, stand_in, energy)
         return raw, gray, pyramid
+
+    def on_grid(self, index: int) -> NDArray[np.float32]:
+        """Frame ``index`` (its stand-in if it was rejected) read again and put on the
+        reference grid by its transform: float32 on [0, 1]."""
+        kept = self.stand_in(index)
+        raw = self.source.raw(index if kept is None else kept)
+        return to_reference_grid(raw, self.transforms[index], None, self.warp_order)
 
     def stand_in(self, index: int) -> int | None:
         """The kept frame merged in place of frame ``index`` (None: it was kept).
