@@ -3,15 +3,18 @@
     python bench/batch.py                      # 20 stacks of 7 frames, 480 x 640 RGB
     python bench/batch.py --stacks 8 --quick   # a smoke run
     python bench/batch.py --repeat 2 --size 480 640
+    python bench/batch.py --overhead --repeat 5  # the runners' own cost: 20 stacks, no fusing
 
 Each run is a fresh `python -m convstack.cli batch ROOT -o OUT --quiet` process, timed
 wall-clock from start to exit (worker start-up, Dask's included), on the same stacks:
 
   one by one     --jobs 1 (in the batch process; fuse forks its own reader child)
-  jobs 2         --jobs 2 (two spawned workers, each CONVSTACK_THREADS=1 and no fork)
+  jobs 2         --jobs 2 (two workers forked from the batch's process, each
+                 CONVSTACK_THREADS=1 and no fork of its own)
   jobs 2 oversub --jobs 2 with CONVSTACK_THREADS=2 CONVSTACK_FORK=1 in the workers (each
                  fuse as if alone: 2 workers x 2 processes x 2 threads on the cores)
-  dask local 2   --scheduler local --jobs 2 (distributed.LocalCluster, 2 worker processes)
+  dask local 2   --scheduler local --jobs 2 (distributed.LocalCluster, 2 worker processes
+                 forked as --jobs's are)
   jobs 2 old     with --old SRC: --jobs 2 run by another tree's package (SRC holds its
                  convstack folder, put first on PYTHONPATH), e.g. the commit before a change
 
@@ -22,6 +25,11 @@ time a stack took inside its worker (from the batch's report), which leaves out 
 start-up of the workers and of the cluster. The stacks are synthetic
 (convstack.stack.synthetic: a scene, focus breathing, shifts, noise), written as 8-bit
 PNG once per invocation.
+
+--overhead times what the runners cost besides the stacks: a fresh interpreter runs
+run_batch on 20 stacks whose work writes one small file (no fusing), with --jobs 2's
+forked pool and with a 2-worker local Dask cluster (start, 20 tasks, close), alternated;
+it prints the whole process's and run_batch's seconds.
 """
 
 from __future__ import annotations
@@ -103,6 +111,58 @@ def stack_seconds(out: Path) -> float:
     return sum(r["seconds"] for r in records) / max(1, len(records))
 
 
+OVERHEAD = """
+import sys, tempfile, time
+from pathlib import Path
+from convstack import _writer
+from convstack.stack import batch as B
+
+class Names(B.FuseWork):
+    def __call__(self, stack, outputs, overwrite):
+        _writer.write_bytes(outputs.image, stack.name.encode(), overwrite=overwrite)
+
+temp = Path(tempfile.mkdtemp(prefix="convstack-bench-overhead-"))
+stacks = []
+for k in range(20):
+    frames = (temp / f"{k}a.png", temp / f"{k}b.png")
+    for frame in frames:
+        frame.write_bytes(b"x")
+    stacks.append(B.Stack(f"s{k:02d}", frames))
+runner = None
+if sys.argv[1] == "dask":
+    from convstack.stack.cluster import dask_runner
+    runner = dask_runner("local", workers=2)
+started = time.perf_counter()
+records = B.run_batch(stacks, temp / "out", Names(), jobs=2, runner=runner)
+assert [r.status for r in records] == ["done"] * 20
+print(time.perf_counter() - started)
+"""
+
+
+def overhead(repeat: int) -> None:
+    """The runners' own seconds (see the module's docstring), alternated ``repeat`` times."""
+    times: dict[str, list[tuple[float, float]]] = {"jobs 2": [], "dask local 2": []}
+    print(f"the runners' own cost, 20 stacks of no work, load {os.getloadavg()[0]:.1f}")
+    for _ in range(repeat):
+        for name, kind in (("jobs 2", "jobs"), ("dask local 2", "dask")):
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-c", OVERHEAD, kind], capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
+            times[name].append((time.perf_counter() - started, float(done.stdout)))
+            print(
+                f"  {name:<13} process {times[name][-1][0]:5.2f} s  run_batch "
+                f"{times[name][-1][1]:5.2f} s"
+            )
+    for name, pairs in times.items():
+        process = statistics.median(p for p, _ in pairs)
+        inside = statistics.median(r for _, r in pairs)
+        print(f"{name:<13} median: process {process:.2f} s, run_batch {inside:.2f} s")
+    print(f"load after: {os.getloadavg()[0]:.1f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--stacks", type=int, default=20)
@@ -114,7 +174,13 @@ def main() -> None:
     parser.add_argument(
         "--old", metavar="SRC", help="also run --jobs 2 with the package under SRC ('jobs 2 old')"
     )
+    parser.add_argument(
+        "--overhead", action="store_true", help="only the runners' own cost (no fusing)"
+    )
     options = parser.parse_args()
+    if options.overhead:
+        overhead(options.repeat)
+        return
     if options.old:
         old = str(Path(options.old).resolve())
         RUNS["jobs 2 old"] = (["--jobs", "2"], {"PYTHONPATH": old})
