@@ -253,6 +253,18 @@ def test_rerun_skips_and_force_redoes(
     assert {r["status"] for r in read_report(out / B.REPORT_NAME).values()} == {"done"}
 
 
+def test_progress_counts_the_stacks_to_run(tree: Path, tmp_path: Path) -> None:
+    """A rerun's progress (and so its time left) is over the stacks it fuses, not the
+    skipped ones done at once."""
+    out = tmp_path / "out"
+    stacks = B.find_stacks(tree)
+    B.run_batch(stacks[:3], out, NamingWork())
+    seen: list[tuple[str, int, int]] = []
+    records = B.run_batch(stacks, out, NamingWork(), progress=lambda *args: seen.append(args))
+    assert [r.status for r in records] == ["skipped"] * 3 + ["done"]
+    assert seen == [("stacks", 0, 1), ("stacks", 1, 1)]
+
+
 def test_new_stack_is_fused_on_rerun(
     tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -748,7 +748,8 @@ def run_batch(
     runner : callable, optional
         Runs the tasks elsewhere (see :func:`convstack.stack.cluster.dask_runner`).
     progress : callable, optional
-        ``progress('stacks', done, total)`` as stacks end.
+        ``progress('stacks', done, total)`` as stacks end, over the stacks to run (not
+        those skipped, which would make a rerun's time left look short).
     on_record : callable, optional
         Called with each record as its stack ends.
 
@@ -764,7 +765,6 @@ def run_batch(
     tasks, settled = _plan(stacks, root, chosen, force)
     records: dict[str, Record] = {}
     announced: set[str] = set()  # passed to on_record
-    total = len(stacks)
 
     def announce(record: Record) -> None:
         if on_record is not None:
@@ -774,11 +774,12 @@ def run_batch(
     def done(record: Record) -> None:
         records[record.stack] = record
         announce(record)
-        report(progress, "stacks", len(records), total)
+        report(progress, "stacks", len(records) - len(settled), len(tasks))
 
-    report(progress, "stacks", 0, total)
-    for record in settled:
-        done(record)
+    for record in settled:  # (not in the progress: its time left is the stacks to run's)
+        records[record.stack] = record
+        announce(record)
+    report(progress, "stacks", 0, len(tasks))
     for _, outputs in tasks:
         for path in [*outputs.files(), *outputs.extra]:
             path.parent.mkdir(parents=True, exist_ok=True)
