@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from . import _lazy, _methods, _nonfinite
 from . import _validate as v
-from .limits import check_memory
+from .limits import check_memory, get_memory_limit
 from .padding import Border, check_mode, dilated_span, resolve_padding
 
 __all__ = ["choose_method", "convolve", "correlate", "output_shape"]
@@ -164,8 +164,11 @@ def _filter(
     work = array if axis is None else np.moveaxis(array, axis, 0)
     work = work.reshape((1,) + work.shape) if axis is None else work
     # no cast here: the kernels read the image as it is, FFT tiles are cast as padded
-    with np.errstate(over="ignore"):  # a weight beyond float32 becomes inf (then: the rule)
-        taps = weights.astype(dtype)
+    if weights.dtype == dtype:
+        taps = weights.astype(dtype)  # a copy: the caller's kernel is never modified
+    else:
+        with np.errstate(over="ignore"):  # a weight beyond float32 becomes inf: the rule
+            taps = weights.astype(dtype)
     if flip:
         taps = taps[(slice(None, None, -1),) * taps.ndim]
 
@@ -265,11 +268,12 @@ def _check_size(
     scratch = 3.0 * math.prod(float(n) for n in span) if taps.ndim <= 2 else 3.0 * batch * padded
     image = batch * math.prod(float(n) for n in work.shape[1:]) * (work.dtype.kind == "f")
     need = dtype.itemsize * (2.0 * outputs + scratch + image)
-    check_memory(
-        need,
-        f"{name} of an image of shape {shape} with a kernel of shape {taps.shape} "
-        f"(dilation {dilation}, padding {pads})",
-    )
+    if need > get_memory_limit():  # (the message is built only for a refusal)
+        check_memory(
+            need,
+            f"{name} of an image of shape {shape} with a kernel of shape {taps.shape} "
+            f"(dilation {dilation}, padding {pads})",
+        )
 
 
 def _border(

@@ -113,6 +113,11 @@ def dilated_span(kernel_shape: tuple[int, ...], dilation: tuple[int, ...]) -> tu
     >>> dilated_span((3, 4), (2, 1))
     (5, 4)
     """
+    return _spans(tuple(kernel_shape), tuple(dilation))
+
+
+@functools.lru_cache(maxsize=256)  # every correlate call asks a few times
+def _spans(kernel_shape: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(d * (k - 1) + 1 for k, d in zip(kernel_shape, dilation, strict=True))
 
 
