@@ -135,3 +135,22 @@ def test_prefer_reaches_fuse_and_batch(
     with pytest.raises(SystemExit):
         main([*base, "--prefer", "front"])
     assert "--prefer: invalid choice: 'front'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("size", [3, 5, 9, 17])
+def test_running_extremes_match_scipy(size: int) -> None:
+    from convstack.stack.occlusion import _running
+
+    rng = np.random.default_rng(size)
+    labels = rng.integers(0, 9, (37, 53)).astype(np.float64)
+    mask = rng.random((20, 30)) > 0.3
+    for reduce, oracle in (
+        (np.maximum, ndimage.maximum_filter),
+        (np.minimum, ndimage.minimum_filter),
+    ):
+        np.testing.assert_array_equal(
+            _running(labels, size, reduce), oracle(labels, size, mode="nearest")
+        )
+        np.testing.assert_array_equal(
+            _running(mask, size, reduce), oracle(mask, size, mode="nearest")
+        )

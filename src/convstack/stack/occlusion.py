@@ -7,7 +7,9 @@ side). :func:`prefer_layer` finds the boundaries in the depth map (a step of at 
 ``STEP`` frames within ``REACH`` pixels), takes the preferred side of each, and there
 blends the fused image towards the frames of that side's depth (the two frames around
 its fractional depth), wherever those frames hold at least as much fine detail as the
-fused image (so a side that the depth map draws too wide keeps the pyramid's result).
+fused image (so a side that the depth map draws too wide keeps the pyramid's result)
+and the depth map is confident (out-of-focus areas, where its steps are noise, keep
+the pyramid's result too).
 
 Which end of the stack is near is read from the depth map itself: a focus window makes
 the near side of every occlusion grow by its reach, which
@@ -30,7 +32,16 @@ from ..convolve import correlate
 from .depth import snap_depth_steps
 from .sharpness import gaussian_window, to_unit_float
 
-__all__ = ["PREFER", "near_is_first", "preferred_side", "prefer_layer"]
+__all__ = [
+    "CONFIDENT",
+    "DETAIL_RATIO",
+    "PREFER",
+    "REACH",
+    "STEP",
+    "near_is_first",
+    "preferred_side",
+    "prefer_layer",
+]
 
 logger = logging.getLogger("convstack.stack.pipeline")
 
@@ -45,6 +56,9 @@ REACH = 8
 #: Laplacian, Gaussian-smoothed) is at least this share of the fused image's.
 DETAIL_RATIO = 1.0
 _DETAIL_SIGMA = 1.0
+#: Only pixels whose depth confidence exceeds the map's median and this share of its
+#: 90th percentile take part: an out-of-focus area's depth steps are noise.
+CONFIDENT = 0.25
 #: The preferred side is eroded by this many pixels (3 x 3 cross), its blend weight
 #: feathered by a Gaussian of this sigma.
 _ERODE = 1
@@ -54,13 +68,23 @@ _LAPLACIAN = np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]], np.f
 
 
 def _running(a: NDArray[Any], size: int, reduce: Callable[..., Any]) -> NDArray[Any]:
-    """``reduce`` (np.max, np.min) over a ``size`` x ``size`` window, edges repeated."""
+    """``reduce`` (np.maximum, np.minimum) over a ``size`` x ``size`` window (odd size),
+    edges repeated: along each axis, windows of 2, 4, 8, ... samples from two of half
+    the length (a few passes instead of ``size``)."""
     half = size // 2
     out = a
     for axis in (0, 1):
         pad = [(half, half) if k == axis else (0, 0) for k in range(2)]
-        window = np.lib.stride_tricks.sliding_window_view(np.pad(out, pad, mode="edge"), size, axis)
-        out = reduce(window, axis=-1)
+        run = np.pad(out, pad, mode="edge")  # run[i]: the window of `width` from i
+        width = 1
+        while width * 2 <= size:
+            run = reduce(run[:-width] if axis == 0 else run[:, :-width],
+                         run[width:] if axis == 0 else run[:, width:])  # fmt: skip
+            width *= 2
+        rest = size - width  # the windows of `width` from i and from i + rest
+        first = run[: run.shape[0] - rest] if axis == 0 else run[:, : run.shape[1] - rest]
+        last = run[rest:] if axis == 0 else run[:, rest:]
+        out = reduce(first, last) if rest else first
     return np.asarray(out)
 
 
@@ -85,9 +109,9 @@ def preferred_side(
     low_first = (prefer == "near") == near_is_first(depth, snapped)  # the preferred: lower
     size = 2 * REACH + 1
     if low_first:
-        side = labels <= _running(labels, size, np.max) - STEP
+        side = labels <= _running(labels, size, np.maximum) - STEP
     else:
-        side = labels >= _running(labels, size, np.min) + STEP
+        side = labels >= _running(labels, size, np.minimum) + STEP
     side &= before == labels
     for _ in range(_ERODE):  # by the 3 x 3 cross
         padded = np.pad(side, 1, mode="edge")
@@ -109,6 +133,7 @@ def prefer_layer(
     *,
     prefer: str,
     count: int,
+    confidence: NDArray[Any] | None = None,
 ) -> NDArray[np.float32]:
     """Blend the fused ``image`` towards the preferred layer's frames at occlusions.
 
@@ -125,6 +150,11 @@ def prefer_layer(
         The layer kept whole ('none': ``image`` as float32, unchanged).
     count : int
         The number of frames.
+    confidence : ndarray (rows, cols), optional
+        The depth map's confidence (``FuseResult.confidence``): where given, only
+        pixels more confident than the map's median and than ``CONFIDENT`` times its
+        90th percentile take part (an out-of-focus area's depth steps are noise, and
+        its frames' detail is their noise).
 
     Returns
     -------
@@ -149,21 +179,26 @@ def prefer_layer(
     d = np.clip(np.asarray(depth, dtype=np.float32), 0, count - 1)
     snapped = snap_depth_steps(d, fused, count=count)
     side = preferred_side(d, snapped, count, prefer)
+    if confidence is not None:
+        trusted = np.asarray(confidence, dtype=np.float32)
+        typical, high = np.quantile(trusted, [0.5, 0.9])
+        side &= trusted > max(float(typical), CONFIDENT * float(high))
     if not side.any():
         return fused
-    low = np.floor(d).astype(np.intp)
-    share = d - low
-    own = np.zeros_like(fused)
-    near = _running(side, 9, np.max)  # (the detail measure reads 4 px around)
-    needed = np.unique(np.concatenate([low[near], np.minimum(low[near] + 1, count - 1)]))
+    # the preferred frames on the side and the 4 px around it (which the detail reads)
+    near = _running(side, 9, np.maximum)
+    low = np.floor(d[near]).astype(np.intp)
+    share = d[near] - low
+    own = fused.copy()
+    mixed = np.zeros_like(own[near])
+    needed = np.unique(np.concatenate([low, np.minimum(low + 1, count - 1)]))
     for k in needed:
         weight = np.where(low == k, 1.0 - share, 0.0) + np.where(low + 1 == k, share, 0.0)
         weight = weight.astype(np.float32)
-        own += frame(int(k)) * (weight[..., None] if fused.ndim == 3 else weight)
+        mixed += frame(int(k))[near] * (weight[:, None] if fused.ndim == 3 else weight)
+    own[near] = mixed
     keep = side & (_detail(own) >= DETAIL_RATIO * _detail(fused))
-    # (``own`` is whole only where both frames around the depth were read)
-    read = np.isin(low, needed) & np.isin(np.minimum(low + 1, count - 1), needed)
-    weight = gaussian_window(keep.astype(np.float32), _FEATHER) * read
+    weight = gaussian_window(keep.astype(np.float32), _FEATHER)
     if fused.ndim == 3:
         weight = weight[..., None]
     logger.debug("prefer %s: %d pixels of %d frames", prefer, int(keep.sum()), needed.size)

@@ -344,7 +344,9 @@ def fuse(
     else:
         image = merger.result(base_depth, source.dtype, progress)
     if prefer != "none":  # the preferred layer whole at occlusions (its frames read again)
-        image = prefer_layer(image, depth, registrar.on_grid, prefer=prefer, count=count)
+        image = prefer_layer(
+            image, depth, registrar.on_grid, prefer=prefer, count=count, confidence=confidence
+        )
     if snap_depth:
         depth = snap_depth_steps(depth, image, count=count)
     heights = merger.height(depth)
