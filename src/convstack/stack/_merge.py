@@ -24,7 +24,7 @@ from ..progress import ProgressCallback, report
 from ._frames import Frame, is_identity, measure_focus, warped
 from ._registrar import Registrar
 from ._source import FrameSource
-from ._strip_major import FrameCache
+from ._strip_major import FrameCache, release_freed_memory
 from .align import estimate_gain
 from .depth import FocusAccumulator, regularize_depth, zoom_bilinear
 from .fusion import (
@@ -171,6 +171,7 @@ class Merger:
         del frame
         measured = measure_focus(gray, self.measure)
         self._vote(item.index, measured)
+        release_freed_memory()  # the frame and the measure's temporaries
         return shown, gray, measured
 
     def _matched(
@@ -200,6 +201,9 @@ class Merger:
         last one is merged); ``shape``: the frames' (rows, cols)."""
         self._confidence = confidence = self.focus.confidence()
         self._raw_depth = raw = self.focus.raw_depth()
+        self.focus = FocusAccumulator()  # the votes are spent: their memory goes
+        if self.cache is not None:
+            release_freed_memory()
         self._regularized = pool.submit(
             _depth_and_base, raw, confidence, self.count, shape, self.pyramid
         )
@@ -230,7 +234,8 @@ class Merger:
         self._raw_depth = self._regularized = None
         if full is not None:  # measured on the decimated grid (1 MP and more)
             confidence = full[: depth.shape[0], : depth.shape[1]]
-        self.focus = FocusAccumulator()  # the votes are spent: their memory goes
+        if self.cache is not None:
+            release_freed_memory()  # the regularisation's temporaries
         return depth, base_depth, confidence
 
     def result(

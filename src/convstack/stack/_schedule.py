@@ -28,7 +28,7 @@ from ._registrar import Registrar
 from ._source import FrameSource
 from .errors import StackError
 from .forked import Channel, ForkedWorker, can_fork, shared_array
-from .strips import STRIP_LEVEL, rows_for_budget, strip_bytes
+from .strips import STRIP_LEVEL, STRIP_WORKERS, rows_for_budget, strip_bytes
 
 __all__ = [
     "STEPS",
@@ -58,12 +58,17 @@ _FORKED = (500 << 20, 60, 30)
 #: guess on the safe side, uint16 measured within it, floats not measured).
 _PER_SAMPLE_BYTE = 6
 
-#: The strip-major merge's peak (:mod:`convstack.stack._strip_major`), as
-#: ``_ONE_PROCESS``: a guess to be fitted to bench/memory.py's runs (the frame in
-#: flight, its luma and measure, the depth map, confidence and result; no frame-sized
-#: pyramid state), plus twice the strips' temporaries (a strip's running state, its
-#: frame rows and temporaries).
-_STRIP_MAJOR = (300 << 20, 45, 12)
+#: The strip-major merge's peak (:mod:`convstack.stack._strip_major`, one process):
+#: the larger of its first pass with the depth regularisation (fixed bytes, bytes a
+#: pixel, bytes a pixel and channel: the frame on the grid, the next one read, the
+#: luma, its measure and the votes; the regularisation's temporaries, about 21 B/px,
+#: are the top) and its second pass (bytes a pixel beside each channel's result
+#: sample: the depth map and confidence at full size; plus the strips, below).
+#: Fitted to bench/memory.py's runs (45 MP colour: 1.69-1.82 GiB in the first pass,
+#: 1.28 with strips of 256 rows; the CLI's allocator trimmed after every frame) and
+#: set 5-10 % above them.
+_STRIP_MAJOR = (320 << 20, 20, 6)
+_STRIP_MAJOR_SECOND = 10
 
 #: Rows a strip of the strip-major merge where the budget allows (its second pass
 #: merges every frame into each strip's rows plus about 150 of halo: 12 MP colour x 5,
@@ -82,8 +87,12 @@ def estimate_strip_major(shape: tuple[int, ...], dtype: np.dtype[Any], strip_row
     fixed, per_pixel, per_channel = _STRIP_MAJOR
     channels = shape[2] if len(shape) == 3 else 1
     itemsize = np.dtype(dtype).itemsize
-    pixel = per_pixel + channels * (per_channel + _PER_SAMPLE_BYTE * (itemsize - 1))
-    return fixed + int(shape[0]) * int(shape[1]) * pixel + 2 * strip_bytes(shape, strip_rows)
+    pixels = int(shape[0]) * int(shape[1])
+    first = per_pixel + channels * (per_channel + _PER_SAMPLE_BYTE * (itemsize - 1))
+    # the second pass: two strips in work (their state, frame rows and temporaries)
+    second = pixels * (_STRIP_MAJOR_SECOND + channels * itemsize)
+    second += STRIP_WORKERS * strip_bytes(shape, strip_rows)
+    return fixed + max(pixels * first, second)
 
 
 def estimate_peak(

@@ -18,7 +18,9 @@ process's resident size until unmapped).
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import tempfile
 import weakref
 from typing import Any
@@ -26,10 +28,28 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["FrameCache"]
+__all__ = ["FrameCache", "release_freed_memory"]
 
 #: Bytes a system call writes or reads at most (Linux stops at about 2 GiB).
 _CHUNK = 1 << 28
+
+
+def release_freed_memory() -> None:
+    """Hand the memory this process freed back to the system (glibc's ``malloc_trim``;
+    elsewhere nothing): the strip-major merge frees a frame-sized array per frame, which
+    an allocator that keeps freed memory (the ``convstack`` command's, see
+    :mod:`convstack.cli._allocator`) would otherwise hold, fragmented, beside the next
+    one. Only free pages go; no setting of the allocator changes."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
+            return
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, ValueError, AttributeError):
+        return
+    trim.argtypes = (ctypes.c_size_t,)
+    trim(0)
 
 
 def _planes(frame: NDArray[Any]) -> NDArray[np.float32]:
