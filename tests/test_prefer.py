@@ -112,6 +112,13 @@ def test_bad_prefer() -> None:
         fuse(frames, prefer="middle")
     with pytest.raises(ValueError, match="`prefer` must be one of"):
         prefer_layer(frames[0], frames[0], lambda k: frames[k], prefer="front", count=2)
+    with pytest.raises(ValueError, match=r"`confidence` must have the depth map's shape \(8, 8\)"):
+        prefer_layer(
+            frames[0], frames[0], lambda k: frames[k], prefer="near", count=2,
+            confidence=np.zeros((4, 4)),
+        )  # fmt: skip
+    with pytest.raises(ValueError, match="`count` must be an int >= 1"):
+        prefer_layer(frames[0], frames[0], lambda k: frames[k], prefer="near", count=0)
 
 
 def test_prefer_reaches_fuse_and_batch(

@@ -156,6 +156,12 @@ def prefer_layer(
         90th percentile take part (an out-of-focus area's depth steps are noise, and
         its frames' detail is their noise).
 
+    Raises
+    ------
+    ValueError
+        ``prefer`` not one of the choices; ``depth``, ``image``, ``count`` or
+        ``confidence`` that do not fit together (named).
+
     Returns
     -------
     ndarray of float32, shape of ``image``
@@ -174,13 +180,17 @@ def prefer_layer(
     """
     v.choice(prefer, "prefer", PREFER)
     fused = to_unit_float(image, "image")
+    if fused is image:  # (a new array out, always)
+        fused = fused.copy()
     if prefer == "none":
         return fused
-    d = np.clip(np.asarray(depth, dtype=np.float32), 0, count - 1)
-    snapped = snap_depth_steps(d, fused, count=count)
+    d = np.clip(np.asarray(depth, dtype=np.float32), 0, max(count - 1, 0))
+    snapped = snap_depth_steps(d, fused, count=count)  # (checks depth, image and count)
     side = preferred_side(d, snapped, count, prefer)
     if confidence is not None:
-        trusted = np.asarray(confidence, dtype=np.float32)
+        trusted = np.asarray(v.as_real_array(confidence, "confidence"), dtype=np.float32)
+        if trusted.shape != d.shape:
+            raise v.fail("confidence", f"have the depth map's shape {d.shape}", trusted.shape)
         typical, high = np.quantile(trusted, [0.5, 0.9])
         side &= trusted > max(float(typical), CONFIDENT * float(high))
     if not side.any():
