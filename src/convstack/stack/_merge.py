@@ -169,9 +169,10 @@ class Merger:
         self.add(item.index, frame, gray)
         shown = frame if keep else None
         del frame
+        release_freed_memory()  # the frame's pages, before the measure's temporaries
         measured = measure_focus(gray, self.measure)
         self._vote(item.index, measured)
-        release_freed_memory()  # the frame and the measure's temporaries
+        release_freed_memory()
         return shown, gray, measured
 
     def _matched(
