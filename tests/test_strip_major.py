@@ -248,3 +248,42 @@ def test_zoom_in_blocks_has_the_whole_arrays_bits(
     kept = small.copy()
     np.testing.assert_array_equal(zoom_bilinear(small, factor), _zoom_whole(small, factor))
     np.testing.assert_array_equal(small, kept)
+
+
+def test_a_small_budget_makes_fuse_strip_major(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the real plan: under the frame-major estimate (at least its fixed 236 MiB) and
+    # over the strip-major one (its constants made tiny here), fuse goes strip-major
+    from convstack.stack import _schedule
+
+    frames = np.stack(_stack((120, 150), 3, np.uint8))
+    expected = fuse(frames, align="none")
+    made: list[FrameCache] = []
+
+    class Spy(FrameCache):
+        def __init__(self) -> None:
+            super().__init__()
+            made.append(self)
+
+    monkeypatch.setattr(pipeline, "FrameCache", Spy)
+    monkeypatch.setattr(_schedule, "_STRIP_MAJOR", (1 << 20, 1, 0))
+    got = fuse(frames, align="none", memory_limit="200MiB")
+    assert len(made) == 1 and made[0].closed
+    np.testing.assert_array_equal(got.image, expected.image)
+    np.testing.assert_array_equal(got.confidence, expected.confidence)
+
+
+def test_strip_major_shows_the_same_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    frames = _stack((96, 120), 3, np.uint16)
+
+    def steps() -> dict[str, np.ndarray]:
+        seen: dict[str, np.ndarray] = {}
+        fuse(frames, align="translation", on_step=lambda name, a: seen.update({name: a.copy()}))
+        return seen
+
+    _frame_major(monkeypatch, 16)
+    expected = steps()
+    _strip_major(monkeypatch, 16)
+    got = steps()
+    assert sorted(got) == sorted(expected) and "aligned_001" in got
+    for name, array in expected.items():
+        np.testing.assert_array_equal(got[name], array, err_msg=name)
