@@ -32,7 +32,9 @@ Methods (one run, same files)
   mean         plain per-pixel mean, no alignment
   lab          the lab's recipe: |Laplacian| masks, weighted mean, automatic gamma, no alignment
   <ours>       convstack.stack.fuse(paths, method=...) for every method (similarity alignment,
-               except 'none' on the aligned/halo stacks, as for the peers)
+               except 'none' on the aligned/halo stacks, as for the peers); pyramid-nf3,
+               pyramid-q and pyramid-near: 'pyramid' with noise_floor=3,
+               interpolation='quintic' and prefer='near'
   enfuse       align_image_stack -m -a (reference frame first) + enfuse focus-stacking options
   focusweave   focusweave FOLDER --keep-size (its defaults: middle reference, sharpness 4)
 
@@ -191,6 +193,8 @@ def available_methods() -> dict[str, Callable[[list[Path], Path, str], None]]:
     for name in METHODS:
         methods[name] = ours(name)
     methods["pyramid-nf3"] = ours("pyramid", noise_floor=3.0)
+    methods["pyramid-q"] = ours("pyramid", interpolation="quintic")
+    methods["pyramid-near"] = ours("pyramid", prefer="near")
     if shutil.which("enfuse") and shutil.which("align_image_stack"):
         methods["enfuse"] = run_enfuse
     if shutil.which("focusweave"):
