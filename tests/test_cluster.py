@@ -220,6 +220,11 @@ def profiles() -> bool:
     return bool(dask.config.get("distributed.worker.profile.enabled"))
 
 
+def saturation(dask_scheduler: object) -> float:
+    """On the scheduler: how many tasks it queues on a worker thread."""
+    return float(dask_scheduler.WORKER_SATURATION)  # type: ignore[attr-defined]
+
+
 def local_shares(folder: str) -> None:
     from convstack.limits import set_memory_limit
     from convstack.stack.cluster import dask_runner
@@ -233,12 +238,17 @@ def local_shares(folder: str) -> None:
     set_memory_limit("3GiB")
     stacks = B.find_stacks(base / "root")
     profiling: dict[str, bool] = {}
-    runner = dask_runner(
-        "local", on_submitted=lambda client: profiling.update(client.run(profiles))
-    )
+    saturations: list[float] = []
+
+    def seen(client: object) -> None:
+        profiling.update(client.run(profiles))  # type: ignore[attr-defined]
+        saturations.append(client.run_on_scheduler(saturation))  # type: ignore[attr-defined]
+
+    runner = dask_runner("local", on_submitted=seen)
     records = B.run_batch(stacks, base / "out", ProbeWork(), runner=runner)
     assert [r.status for r in records] == ["done"] * 2, [r.error for r in records]
     assert list(profiling.values()) == [False, False]  # no profiler sampling the stacks
+    assert saturations == [1.0]  # one stack at a time on each worker, none queued
     share = str(max(1, (os.cpu_count() or 1) // 2))
     for k in range(2):
         seen = (base / "out" / f"s{k}.png").read_text().split()
