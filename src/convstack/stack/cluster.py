@@ -206,13 +206,14 @@ def _local_cluster(distributed: Any, stack: contextlib.ExitStack, workers: int, 
 
     As for ``--jobs``: on Linux, while no other thread runs, the workers are forked from
     this process with the pipeline and numba loaded (spawned, each imports distributed,
-    the pipeline and numba again: 0.4-0.5 s of start and 0.7 s of CPU a worker, bench/
-    README "Batch"); each gets ``CONVSTACK_THREADS``, ``CONVSTACK_FORK`` and its share of
-    ``CONVSTACK_MEMORY_LIMIT`` in its environment, set here while the cluster runs so that
-    a forked worker (and one the nanny restarts) reads them at the fork. The scheduler
-    gives a worker one stack at a time (``worker-saturation`` 1.0, not 1.1, which queues
-    a second stack on each worker: at the end one worker can sit idle while the other
-    holds two). The workers' statistical profiler is off (a dashboard nobody serves).
+    the pipeline and numba again: 0.35 s more start-up a batch and 0.7 s of CPU a worker,
+    bench/README "Batch"); each gets ``CONVSTACK_THREADS``, ``CONVSTACK_FORK`` and its
+    share of ``CONVSTACK_MEMORY_LIMIT`` in its environment, set here while the cluster
+    runs so that a forked worker (and one the nanny restarts) reads them at the fork.
+    The scheduler gives a worker one stack at a time (``worker-saturation`` 1.0, not 1.1,
+    which queues a second stack on each worker: at the end one worker can sit idle while
+    the other holds two). The workers' statistical profiler is off (a dashboard nobody
+    serves).
     """
     import dask.config
 
