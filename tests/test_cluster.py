@@ -225,7 +225,9 @@ def saturation(dask_scheduler: object) -> float:
     return float(dask_scheduler.WORKER_SATURATION)  # type: ignore[attr-defined]
 
 
-def local_shares(folder: str) -> None:
+def local_shares(folder: str, start: str) -> None:
+    """``start`` 'fork': this process has no other thread, its workers are forked from it;
+    'spawn': a thread runs (fork would be unsafe), they are spawned."""
     from convstack.limits import set_memory_limit
     from convstack.stack.cluster import dask_runner
     from test_batch import ProbeWork
@@ -240,27 +242,34 @@ def local_shares(folder: str) -> None:
     profiling: dict[str, bool] = {}
     saturations: list[float] = []
 
-    def seen(client: object) -> None:
+    def inspect(client: object) -> None:
         profiling.update(client.run(profiles))  # type: ignore[attr-defined]
         saturations.append(client.run_on_scheduler(saturation))  # type: ignore[attr-defined]
 
-    runner = dask_runner("local", on_submitted=seen)
-    records = B.run_batch(stacks, base / "out", ProbeWork(), runner=runner)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    if start == "spawn":
+        other.start()
+    try:
+        runner = dask_runner("local", on_submitted=inspect)
+        records = B.run_batch(stacks, base / "out", ProbeWork(), runner=runner)
+    finally:
+        release.set()
     assert [r.status for r in records] == ["done"] * 2, [r.error for r in records]
     assert list(profiling.values()) == [False, False]  # no profiler sampling the stacks
     assert saturations == [1.0]  # one stack at a time on each worker, none queued
     share = str(max(1, (os.cpu_count() or 1) // 2))
+    forked = sys.platform == "linux" and start == "fork"
     for k in range(2):
         seen = (base / "out" / f"s{k}.png").read_text().split()
         assert seen[-5:-2] == [share, share, str(3 * 2**29)], seen
-        # forked from this process with numba loaded here, no module kept its thread count
-        assert seen[-2:] == [str(sys.platform == "linux"), "none"], seen
+        # forked: numba came loaded from this process; no module kept its thread count
+        assert seen[-2:] == [str(forked), "none"], seen
 
 
-def test_local_workers_get_their_shares_and_no_profiler(
-    tmp_path: Path,
-) -> None:
-    in_child("local_shares", str(tmp_path))
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_local_workers_get_their_shares_and_no_profiler(tmp_path: Path, start: str) -> None:
+    in_child("local_shares", str(tmp_path), start)
 
 
 @pytest.mark.parametrize(
