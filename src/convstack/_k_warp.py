@@ -432,17 +432,23 @@ def spline_columns(planes: Any, start: int, stop: int) -> None:
 
 
 @kernel
-def _quintic(t: float, weights: Any, c: int, first: int) -> None:
-    """``weights[first + k, c]``: the quintic B-spline's weight of the tap at offset
-    ``k - 2`` (k < 6) for the fraction ``t``."""
-    for k in range(6):
-        x = abs(t - (k - 2.0))
-        value = (3.0 - x) ** 5
-        if x < 2.0:
-            value -= 6.0 * (2.0 - x) ** 5
-        if x < 1.0:
-            value += 15.0 * (1.0 - x) ** 5
-        weights[first + k, c] = value / 120.0
+def _fifth(x: float) -> float:
+    return x * (x * x) * (x * x)
+
+
+@kernel
+def _quintic(t: float) -> tuple[float, float, float, float, float, float]:
+    """The quintic B-spline's weights of the taps at offsets -2 .. 3 for the fraction
+    ``t`` in [0, 1): ``beta5(t - offset)``, each piece a polynomial in ``t``."""
+    s, u = 1.0 - t, t
+    return (
+        _fifth(s) / 120.0,
+        (_fifth(1.0 + s) - 6.0 * _fifth(s)) / 120.0,
+        (_fifth(2.0 + s) - 6.0 * _fifth(1.0 + s) + 15.0 * _fifth(s)) / 120.0,
+        (_fifth(2.0 + u) - 6.0 * _fifth(1.0 + u) + 15.0 * _fifth(u)) / 120.0,
+        (_fifth(1.0 + u) - 6.0 * _fifth(u)) / 120.0,
+        _fifth(u) / 120.0,
+    )
 
 
 @kernel
@@ -458,17 +464,23 @@ def _quintic_run(
     w0, w1, w2, w3, w4, w5 = weights[0], weights[1], weights[2], weights[3], weights[4], weights[5]
     a0, a1, a2 = weights[6], weights[7], weights[8]
     a3, a4, a5 = weights[9], weights[10], weights[11]
+    one = np.uint64(1)
     offset = np.uint64(shift + start)
     for p in range(np.uint64(start), np.uint64(stop)):
         q = p - np.uint64(start) + offset
         k0, k1, k2, k3, k4, k5 = w0[p], w1[p], w2[p], w3[p], w4[p], w5[p]
-        total = dst.dtype.type(0.0)
-        for col, across in enumerate((a0[p], a1[p], a2[p], a3[p], a4[p], a5[p])):
-            t = q + np.uint64(col)
-            total += across * (
-                k0 * r0[t] + k1 * r1[t] + k2 * r2[t] + k3 * r3[t] + k4 * r4[t] + k5 * r5[t]
-            )
-        dst[p] = total
+        c0 = k0 * r0[q] + k1 * r1[q] + k2 * r2[q] + k3 * r3[q] + k4 * r4[q] + k5 * r5[q]
+        q += one
+        c1 = k0 * r0[q] + k1 * r1[q] + k2 * r2[q] + k3 * r3[q] + k4 * r4[q] + k5 * r5[q]
+        q += one
+        c2 = k0 * r0[q] + k1 * r1[q] + k2 * r2[q] + k3 * r3[q] + k4 * r4[q] + k5 * r5[q]
+        q += one
+        c3 = k0 * r0[q] + k1 * r1[q] + k2 * r2[q] + k3 * r3[q] + k4 * r4[q] + k5 * r5[q]
+        q += one
+        c4 = k0 * r0[q] + k1 * r1[q] + k2 * r2[q] + k3 * r3[q] + k4 * r4[q] + k5 * r5[q]
+        q += one
+        c5 = k0 * r0[q] + k1 * r1[q] + k2 * r2[q] + k3 * r3[q] + k4 * r4[q] + k5 * r5[q]
+        dst[p] = a0[p] * c0 + a1[p] * c1 + a2[p] * c2 + a3[p] * c3 + a4[p] * c4 + a5[p] * c5
 
 
 @kernel
@@ -507,8 +519,14 @@ def quintic_rows(
             j = int(sc[c])
             rows[c] = i - 2 + pad - first  # the top tap's padded row
             cols[c] = j - 2 + pad
-            _quintic(sr[c] - i, weights, c, 0)
-            _quintic(sc[c] - j, weights, c, 6)
+            (
+                weights[0, c], weights[1, c], weights[2, c],
+                weights[3, c], weights[4, c], weights[5, c],
+            ) = _quintic(sr[c] - i)  # fmt: skip
+            (
+                weights[6, c], weights[7, c], weights[8, c],
+                weights[9, c], weights[10, c], weights[11, c],
+            ) = _quintic(sc[c] - j)  # fmt: skip
         a = 0
         while a < width:  # runs of taps one column apart on the same rows
             i = rows[a]
