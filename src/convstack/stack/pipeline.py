@@ -229,7 +229,7 @@ def fuse(
     interpolation : {'cubic', 'quintic'}
         How aligned frames are resampled onto the reference grid: Keys cubic, or the
         quintic B-spline (``convstack.warp.warp(order=5)``), which keeps the fine detail
-        that the cubic softens (breathing stacks +0.7-0.8 dB) for 30-65 % more wall
+        that the cubic softens (breathing stacks +0.7-0.8 dB) for 8-33 % more wall
         time (bench/README.md, fusion). Frames that need no transform are not resampled.
     prefer : {'none', 'near', 'far'}
         At occlusion boundaries found in the depth map (a step of 3 frames or more),
