@@ -154,7 +154,7 @@ def add_merge_options(parser: argparse.ArgumentParser) -> None:
         choices=("cubic", "quintic"),
         default="cubic",
         help="how aligned frames are resampled: cubic (default) or quintic, a B-spline that "
-        "keeps fine detail the cubic softens (+0.7-0.8 dB on breathing stacks) for 30-65 %% "
+        "keeps fine detail the cubic softens (+0.7-0.8 dB on breathing stacks) for 8-33 %% "
         "more time",
     )
     parser.add_argument(
