@@ -260,7 +260,8 @@ def fuse(
         Registration failed for every frame but the reference (named). A frame whose
         registration fails or is implausible (a scale, rotation or shift jump, a
         residual outlier) is otherwise left out, its neighbour merged in its place, and
-        a warning naming it is logged (``result.frames`` says why).
+        a warning naming it is logged (``result.frames`` says why). Also a ``reference``
+        given here that looks broken (see ``reference``).
 
     Examples
     --------
