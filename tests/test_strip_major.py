@@ -287,3 +287,23 @@ def test_strip_major_shows_the_same_steps(monkeypatch: pytest.MonkeyPatch) -> No
     assert sorted(got) == sorted(expected) and "aligned_001" in got
     for name, array in expected.items():
         np.testing.assert_array_equal(got[name], array, err_msg=name)
+
+
+def test_strip_major_photometric_with_alignment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the frame brightness-matched in place there, registered frames' lumas kept as
+    # they were for the registrar: the same bits as frame-major
+    frames = _stack((112, 144), 4, np.uint8)
+    drifted = []
+    for k, frame in enumerate(frames):
+        moved = np.roll(frame, (k - 2, 2 * k - 3), axis=(0, 1)).astype(np.float32)
+        drifted.append(np.clip(moved * (0.85 + 0.1 * k) + 6 * k, 0, 255).astype(np.uint8))
+    kept = [f.copy() for f in drifted]
+    _frame_major(monkeypatch, 16)
+    expected = fuse(drifted, align="translation", photometric=True)
+    _strip_major(monkeypatch, 16)
+    got = fuse(drifted, align="translation", photometric=True)
+    assert any(not np.allclose(m, np.eye(3)) for m in got.transforms)
+    np.testing.assert_array_equal(got.image, expected.image)
+    np.testing.assert_array_equal(got.depth, expected.depth)
+    for frame, copy in zip(drifted, kept, strict=True):
+        np.testing.assert_array_equal(frame, copy)

@@ -164,7 +164,8 @@ class Merger:
 
         Returns as :meth:`vote` does, the frame only with ``keep`` (else None)."""
         assert item.frame is not None and self.cache is not None
-        frame, gray = self._matched(item.frame, item.gray)
+        # (the frame is this merge's own: brightness-matched in place)
+        frame, gray = self._matched(item.frame, item.gray, in_place=True)
         item.frame = item.gray = None
         self.add(item.index, frame, gray)
         shown = frame if keep else None
@@ -176,10 +177,15 @@ class Merger:
         return shown, gray, measured
 
     def _matched(
-        self, frame: NDArray[np.float32], gray: NDArray[np.float32] | None
+        self,
+        frame: NDArray[np.float32],
+        gray: NDArray[np.float32] | None,
+        *,
+        in_place: bool = False,
     ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
         """The frame and its luma (made here if None), brightness-matched to the
-        reference with ``photometric`` (the reference comes first)."""
+        reference with ``photometric`` (the reference comes first); ``in_place``: the
+        frame corrected in place (the same two roundings, so the same numbers)."""
         gray = self.gray_of(frame) if gray is None else gray
         if self.photometric:
             means = block_means(gray)
@@ -187,7 +193,12 @@ class Merger:
                 self._reference_means = means
             else:
                 gain, offset = estimate_gain(self._reference_means, means)
-                frame = frame * np.float32(gain) + np.float32(offset)
+                if in_place:
+                    frame *= np.float32(gain)
+                    frame += np.float32(offset)
+                else:
+                    frame = frame * np.float32(gain) + np.float32(offset)
+                # (a copy: the registrar's pyramid may hold the luma of a small frame)
                 gray = gray * np.float32(gain) + np.float32(offset)
         return frame, gray
 
