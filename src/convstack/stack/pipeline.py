@@ -21,7 +21,10 @@ number of frame-sized accumulators, whatever the number of frames; only the
 pyramid's low-pass bases (a few kilobytes each) are kept per frame, so peak memory
 is flat in the number of frames (bench/README.md, "## fusion"). Before any frame is
 decoded, the memory plan (``_schedule.plan_memory``) fits the run to ``memory_limit``
-from the reference's size: the reader forked or a thread, and the merge's strip rows.
+from the reference's size: the reader forked or a thread, and the merge's strip rows;
+frames too large for the merge's frame-sized state are merged strip-major (``_strip_major``:
+coarse levels and the depth votes frame by frame, then the fine levels strip by strip from
+the frames cached on disk; the same bits).
 """
 
 from __future__ import annotations
@@ -225,7 +228,10 @@ def fuse(
         the frames' size (read from the reference's header, before any frame is
         decoded) and measured bytes a pixel, it chooses whether the reader runs as a
         forked child (a process of its own) or a thread here, and the pyramid
-        merge's strip rows; the output is the same whatever it chooses.
+        merge's strip rows; where even that does not fit ('pyramid', 'maxabs'), the
+        strip-major merge: two passes, the registered frames cached on disk in the
+        system's temporary folder (``TMPDIR``; 4 bytes a sample a frame, freed at the
+        end). The output is the same whatever it chooses.
     interpolation : {'cubic', 'quintic'}
         How aligned frames are resampled onto the reference grid: Keys cubic, or the
         quintic B-spline (``convstack.warp.warp(order=5)``), which keeps the fine detail
