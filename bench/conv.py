@@ -97,9 +97,13 @@ def peers() -> dict[str, Callable[[np.ndarray, np.ndarray], Callable[[], Any]] |
 
 def calibrate(repeats: int) -> None:
     """Measure the constants of convstack's cost model (method="auto") on this machine."""
+    import importlib
+
     import scipy.fft
 
     from convstack import _methods
+
+    engine = importlib.import_module("convstack.convolve")  # the module, not the function
 
     rng = np.random.default_rng(1)
     image = rng.random((2048, 2048), dtype=np.float32)
@@ -110,11 +114,17 @@ def calibrate(repeats: int) -> None:
             lambda: convstack.correlate(image, kernel, mode="mirror", method=method), repeats
         )
 
+    # wall times of calls whose rows run on THREADS threads; the constants are the
+    # CPU time of one thread (OUT_NS stays wall: allocation and first touch)
+    threads = _methods.THREADS
     t3 = timed(rng.standard_normal((3, 3)).astype(np.float32), "direct")
     t9 = timed(rng.standard_normal((9, 9)).astype(np.float32), "direct")
     tap = (t9 - t3) / ((81 - 9) * outputs)
     out = (t3 - 9 * tap * outputs) / outputs
-    print(f"TAP_NS = {tap * 1e9:.3f}  (direct 3x3 {t3 * 1e3:.1f} ms, 9x9 {t9 * 1e3:.1f} ms)")
+    print(
+        f"TAP_NS = {tap * threads * 1e9:.3f}  (direct 3x3 {t3 * 1e3:.1f} ms, "
+        f"9x9 {t9 * 1e3:.1f} ms, {threads} threads)"
+    )
     print(f"OUT_NS = {out * 1e9:.3f}  (the 3x3 time less its taps, per output)")
     g5, g25 = (
         np.outer(w, w).astype(np.float32) for w in (np.hanning(7)[1:-1], np.hanning(27)[1:-1])
@@ -122,15 +132,21 @@ def calibrate(repeats: int) -> None:
     s5, s25 = timed(g5, "separable"), timed(g25, "separable")
     grid = 2 * outputs + 2048.0 * 20  # column-pass samples (padded width) + row-pass samples
     print(
-        f"SEP_TAP_NS = {(s25 - s5) / (20 * grid) * 1e9:.3f}  "
+        f"SEP_TAP_NS = {(s25 - s5) / (20 * grid) * threads * 1e9:.3f}  "
         f"(separable 5x5 {s5 * 1e3:.1f} ms, 25x25 {s25 * 1e3:.1f} ms)"
     )
     for k in (11, 21, 51):
         kernel = rng.standard_normal((k, k)).astype(np.float32)
         measured = timed(kernel, "fft")
-        span, full = (k, k), (2048, 2048)
-        model = _methods.fft_plan(span, full)[2] + _methods.FFT_OUT_NS * outputs
-        print(f"fft {k}x{k}: {measured * 1e3:.1f} ms, model {model * 1e-6:.1f} ms")
+        full = (2048, 2048)
+        model = engine._costs(
+            full, (kernel.shape, kernel.dtype.str, kernel.tobytes()), full,
+            ((k // 2, k // 2),) * 2, (1, 1), (1, 1),
+        )  # fmt: skip
+        print(
+            f"{k}x{k}: fft {measured * 1e3:.1f} ms, model {model['fft'] * 1e-6:.1f} ms; "
+            f"direct model {model['direct'] * 1e-6:.1f} ms"
+        )
     for n in (128, 256, 512, 1024, 2048):
         tile = rng.random((n, n), dtype=np.float32)
         spec = scipy.fft.rfft2(tile)

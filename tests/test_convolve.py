@@ -540,3 +540,33 @@ def test_small_kernels_do_not_import_scipy_fft() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_cost_model_picks_by_kernel_size_and_rank(monkeypatch) -> None:
+    """The measured cost model (constants in convstack._methods): direct for small dense
+    kernels, separable for a rank-1 Gaussian, FFT for a 51x51 dense kernel at 2048^2,
+    and direct for every size on a tiny image; FFT tiles count in rounds of THREADS."""
+    import importlib
+
+    from convstack import _methods
+
+    engine = importlib.import_module("convstack.convolve")  # the module, not the function
+    choose_method = engine.choose_method
+    monkeypatch.setattr(_methods, "THREADS", 2)
+    engine._costs.cache_clear()
+    r = rng(60)
+    pads = lambda k: ((k // 2, k // 2),) * 2  # noqa: E731
+    for n, k, wanted in ((2048, 3, "direct"), (2048, 51, "fft"), (16, 9, "direct")):
+        kernel = r.normal(size=(k, k)).astype(np.float32)
+        assert choose_method((n, n), kernel, (n, n), pads(k), (1, 1), (1, 1)) == wanted
+    g = np.hanning(21)[1:-1]
+    gauss = np.outer(g, g).astype(np.float32)
+    got = choose_method((2048, 2048), gauss, (2048, 2048), pads(19), (1, 1), (1, 1))
+    assert got == "separable"
+    # by hand: 3 tiles on 2 threads take 2 rounds; small work stays on one thread
+    assert _methods.wall_ns(300.0, 1e9, 3) == 200.0
+    assert _methods.wall_ns(300.0, 1e9, 4) == 150.0
+    assert _methods.wall_ns(300.0, 10.0, 4) == 300.0
+    monkeypatch.setattr(_methods, "THREADS", 1)
+    assert _methods.wall_ns(300.0, 1e9, 4) == 300.0
+    engine._costs.cache_clear()

@@ -80,13 +80,13 @@ def _threads_from_env() -> int:
 
 THREADS = _threads_from_env()
 #: Cost model of the compiled methods (see convolve.choose_method), measured with
-#: ``python bench/conv.py --calibrate``: ns per tap and output sample of direct (each
-#: tap a load and a fused multiply-add, rows over the threads), ns per tap and
-#: sample of a separable pass (one contiguous row each), ns per output sample
+#: ``python bench/conv.py --calibrate``: CPU ns of one thread per tap and output
+#: sample of direct (each tap a load and a fused multiply-add), per tap and sample of
+#: a separable pass (one contiguous row each), and wall ns per output sample
 #: (allocation, first touch, row set-up).
-TAP_NS = 0.07
-SEP_TAP_NS = 0.06
-OUT_NS = 0.5
+TAP_NS = 0.032
+SEP_TAP_NS = 0.044
+OUT_NS = 0.14
 #: Below this many multiply-adds a call runs on the calling thread only: a hand-off
 #: to the pool costs tens of microseconds on an idle machine and 100-200 us on a
 #: loaded one, four million compiled taps about 0.3 ms.
@@ -136,6 +136,15 @@ def _run(tasks: Sequence[Callable[[], None]], work: float) -> None:
     finally:
         for future in futures:
             future.result()
+
+
+def wall_ns(cpu_ns: float, work: float, parts: int) -> float:
+    """Wall time of ``cpu_ns`` of work split in ``parts`` equal tasks, as :func:`_run`
+    runs them: on the calling thread below ``THREAD_MIN_WORK``, else in rounds of
+    ``THREADS`` tasks (a last, partial round costs a whole one)."""
+    if THREADS == 1 or parts <= 1 or work < THREAD_MIN_WORK:
+        return cpu_ns
+    return cpu_ns * -(-parts // THREADS) / parts
 
 
 def _buffer(name: str, size: int, dtype: np.dtype[Any]) -> NDArray[Any]:
@@ -476,9 +485,10 @@ FFT_NS = 0.3
 FFT_CACHE_SAMPLES = 1024 * 1024
 FFT_TILE_NS = 50_000.0
 FFT_FILL_NS = 0.6
-#: Per output sample of an FFT call (output allocation, strided copy-out): whole-image
-#: FFTs at 512^2 took about 0.8 ms more than the tile model, 2048^2 ones 3-5 ms more.
-FFT_OUT_NS = 1.5
+#: Per output sample of an FFT call, wall (output allocation and first touch), as
+#: ``OUT_NS``: with the tiles in rounds over the threads, the model is within 5% of
+#: ``method="fft"`` at 2048^2 for 11x11 to 51x51 kernels.
+FFT_OUT_NS = 0.14
 
 
 def _sides(span: int, n_full: int) -> list[tuple[int, int]]:

@@ -48,7 +48,9 @@ def choose_method(
 ) -> str:
     """Pick the cheapest method for one image (per channel) by a measured cost model.
 
-    Estimated times in ns, with the constants of ``convstack._methods``:
+    Estimated wall times in ns, with the constants of ``convstack._methods`` (CPU time
+    of one thread; work of at least ``THREAD_MIN_WORK`` taps is split over ``THREADS``
+    threads: rows evenly, FFT tiles in rounds of ``THREADS``):
 
     - direct: ``TAP_NS * outputs * taps + OUT_NS * outputs``, ``taps`` the non-zero
       taps of the kernel;
@@ -94,21 +96,22 @@ def _costs(
     span = dilated_span(kernel.shape, dilation)
     outputs = float(np.prod(out_shape))
     fixed = m.OUT_NS * outputs
-    costs: dict[str, float] = {
-        "direct": m.TAP_NS * outputs * float(np.count_nonzero(kernel)) + fixed
-    }
+    work = outputs * float(np.count_nonzero(kernel))
+    costs: dict[str, float] = {"direct": m.wall_ns(m.TAP_NS * work, work, out_shape[0]) + fixed}
     if kernel.ndim == 2 and min(kernel.shape) > 1:
         column_grid = float(out_shape[0]) * padded[1]
         taps = 0.0
         for col, row in m.rank_terms(kernel):
             taps += column_grid * np.count_nonzero(col) + outputs * np.count_nonzero(row)
-        costs["separable"] = m.SEP_TAP_NS * taps + fixed
+        costs["separable"] = m.wall_ns(m.SEP_TAP_NS * taps, taps, out_shape[0]) + fixed
     if kernel.ndim == 2:
         full = (padded[0] - span[0] + 1, padded[1] - span[1] + 1)
-        costs["fft"] = m.fft_plan((span[0], span[1]), full)[2] + m.FFT_OUT_NS * outputs
+        (_, t_r), (_, t_c), ns = m.fft_plan((span[0], span[1]), full)
     else:
-        costs["fft"] = m.fft_plan((1, span[0]), (1, padded[0] - span[0] + 1))[2]
-        costs["fft"] += m.FFT_OUT_NS * outputs
+        full = (1, padded[0] - span[0] + 1)
+        (_, t_r), (_, t_c), ns = m.fft_plan((1, span[0]), full)
+    tiles = -(-full[0] // t_r) * -(-full[1] // t_c)
+    costs["fft"] = m.wall_ns(ns, 50.0 * full[0] * full[1], tiles) + m.FFT_OUT_NS * outputs
     return costs
 
 
