@@ -68,3 +68,21 @@ def test_interpolation_is_checked() -> None:
     frames, _ = _background_stack("default", 0)
     with pytest.raises(ValueError, match="`interpolation` must be one of 'cubic', 'quintic'"):
         fuse(frames[:2], interpolation="lanczos")
+
+
+def test_render_stack_takes_a_resampler() -> None:
+    # the frames that move go through it (SciPy's quintic spline here), the reference not
+    def spline(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+        inverse = np.linalg.inv(matrix)
+        planes = [ndimage.affine_transform(image[..., c], inverse, order=5, mode="nearest")
+                  for c in range(image.shape[2])]  # fmt: skip
+        return np.stack(planes, axis=-1).astype(np.float32)
+
+    scene = make_scene((48, 64), seed=3)
+    keys = render_stack(scene, 3, breathing=0.01, shift=1.0, seed=3)
+    sharp = render_stack(scene, 3, breathing=0.01, shift=1.0, seed=3, resample=spline)
+    np.testing.assert_array_equal(sharp.frames[1], keys.frames[1])
+    np.testing.assert_array_equal(sharp.transforms, keys.transforms)
+    assert np.abs(sharp.frames[0] - keys.frames[0]).max() > 0.01
+    with pytest.raises(TypeError, match="`resample` must be a callable or None"):
+        render_stack(scene, 3, resample="quintic")  # type: ignore[arg-type]
