@@ -242,9 +242,9 @@ def fuse(
         keep the near (or far) layer whole: on that side, blend towards its own frames
         where they hold as much fine detail as the merge (which end of the stack is near
         is read from the depth map; :func:`convstack.stack.occlusion.prefer_layer`).
-        Reads those frames again (usually one or two). 'near': +0.3-0.4 dB on a near
-        stick's edge and none lost around it; 'far' costs up to 0.35 dB around it (the
-        far frames carry the near object's glow) (bench/README.md, fusion).
+        Reads those frames again, and costs 1.3-2x the time of a fuse. 'near': +0.24 to
+        +0.38 dB on a near stick's edge, none lost around it; 'far' costs up to 0.18 dB
+        around it (the far frames carry the near object's glow) (bench/README.md, fusion).
 
     Returns
     -------
