@@ -64,10 +64,11 @@ _PER_SAMPLE_BYTE = 6
 #: luma, its measure and the votes; the regularisation's temporaries, about 21 B/px,
 #: are the top) and its second pass (bytes a pixel beside each channel's result
 #: sample: the depth map and confidence at full size; plus the strips, below).
-#: Fitted to bench/memory.py's runs (45 MP colour: 1.69-1.82 GiB in the first pass,
-#: 1.28 with strips of 256 rows; the CLI's allocator trimmed after every frame) and
-#: set 5-10 % above them.
-_STRIP_MAJOR = (320 << 20, 20, 6)
+#: Fitted to bench/memory.py's runs (45 MP colour under --memory-limit 2GiB: 1.82,
+#: 1.84 and 1.94 GiB at 10, 20 and 50 frames, the regularisation's phase the top, the
+#: CLI's allocator trimmed after every frame; 1.28-1.64 in the second pass) and set at
+#: or above them: 45 MP colour 1.96 GiB.
+_STRIP_MAJOR = (320 << 20, 21, 6)
 _STRIP_MAJOR_SECOND = 10
 
 #: Rows a strip of the strip-major merge where the budget allows (its second pass
