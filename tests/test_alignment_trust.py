@@ -287,3 +287,19 @@ def test_broken_reference_in_the_cli_report(
     document = json.loads(report.read_text())
     assert document["reference"] == str(folder / "f2.png")
     assert document["rejected"] == [str(folder / "f3.png")]
+
+
+def test_a_zoom_jump_after_the_reference_keeps_the_reference(
+    clean: tuple[Any, np.ndarray, float],
+) -> None:
+    # the lens jumps 3 % between the reference and the next frame, and stays there:
+    # the frames below the reference look broken against the step up (half of them
+    # rejected), and the reference's neighbours register to each other, but frame 2's
+    # own step from the reference is a small one: the stack jumped, not the reference
+    _, frames, _ = clean
+    jumped = frames.copy()
+    for index in range(MIDDLE + 1, 7):
+        jumped[index] = _moved(frames[index], _about_centre(zoom=1.03))
+    result = fuse(jumped)
+    assert result.reference == MIDDLE
+    assert result.frames[MIDDLE].status == "reference"

@@ -11,8 +11,10 @@ process writes into too) that :mod:`convstack.stack.registration_report` reads.
 
 A broken reference (another scene, a black frame, a rotation or zoom jump) makes
 every frame, or nearly every one, look broken. When at least half the frames and one
-of the reference's neighbours are rejected, the two frames nearest the reference are
-registered to each other: if they agree, the reference is the broken one.
+of the reference's neighbours are rejected, its two neighbours are registered to each
+other: if they agree, and each one's step from the reference failed or scales or
+rotates well beyond their own step (a stack whose lens jumps right after the
+reference has one neighbour agree with it), the reference is the broken one.
 :meth:`Registrar.reports` then raises :class:`ReferenceBroken`, and ``fuse`` runs
 again (:meth:`ReferenceBroken.again`) from the nearest of the two, the broken frame
 left out as a rejected one is (its neighbour stands in for it). A reference the user
@@ -273,7 +275,7 @@ class Registrar:
         self._pyramids.clear()
         frames = _report.reports(self.rows, self.source.names)
         rejected = [f for f in frames if f.status == "rejected"]
-        self._check_reference({f.index for f in rejected})
+        self._check_reference(frames)
         if rejected and len(rejected) == len(frames) - 1:
             reasons = "; ".join(f"frame {f.name!r} ({', '.join(f.flags)})" for f in rejected)
             raise AlignmentError(
@@ -285,21 +287,25 @@ class Registrar:
             logger.warning("%s", line)
         return frames
 
-    def _check_reference(self, rejected: set[int]) -> None:
+    def _check_reference(self, frames: tuple[_report.FrameReport, ...]) -> None:
         """Raise if the reference looks broken: at least half the other frames and one
-        of its neighbours rejected, while the two frames nearest it register to each
-        other (see the module's notes)."""
+        of its neighbours rejected, while its two neighbours register to each other
+        plausibly, and each one's step from the reference failed or scales or rotates
+        well beyond that (see the module's notes)."""
         count, ref = len(self.source), self.reference
-        if self.model == "none" or self.left_out or count < 3:
-            return
+        if self.model == "none" or self.left_out or not 0 < ref < count - 1:
+            return  # (a reference at an end has no neighbours on both sides to ask)
+        rejected = {f.index for f in frames if f.status == "rejected"}
         if 2 * len(rejected) < count - 1 or not rejected & {ref - 1, ref + 1}:
             return
-        # the two frames nearest the reference: one each side, or two on its one side
-        near = sorted(range(count), key=lambda i: (abs(i - ref), i))[1:3]
+        near = [ref - 1, ref + 1]
         pyramids = [align.gray_pyramid(self.gray_of(self.source.raw(i))) for i in near]
-        step, _ = align.register_checked(pyramids[0], pyramids[1], model=self.model)
+        step, outcome = align.register_checked(pyramids[0], pyramids[1], model=self.model)
         if step is None:
             return  # they disagree too: the frames, not the reference, are broken
+        direct = outcome["step"]
+        if not all(align.jumps_beyond(frames[i].step, direct) for i in near):
+            return  # one of them agrees with the reference: a jump in the stack itself
         names = self.source.names
         found = (
             f"the reference frame {names[ref]!r} looks broken (another scene, a black frame, "

@@ -58,6 +58,7 @@ __all__ = [
     "estimate_gain",
     "estimate_transform",
     "gray_pyramid",
+    "jumps_beyond",
     "register_checked",
     "to_gray",
     "work_level",
@@ -814,6 +815,26 @@ def _scale_rotation(m: NDArray[np.float64]) -> tuple[float, float]:
     scale = float(np.sqrt(abs(np.linalg.det(m[:2, :2]))))
     angle = np.degrees(np.arctan2(m[0, 1] - m[1, 0], m[0, 0] + m[1, 1]))
     return scale, float(angle)
+
+
+def jumps_beyond(step: NDArray[np.float64] | None, than: NDArray[np.float64]) -> bool:
+    """Whether the registration ``step`` (a pixel matrix, None where it failed) scales
+    or rotates by more than ``than`` does, beyond the limits of a jump between
+    neighbours (2.2 % in log scale, 1.5 degrees); a failed one counts as a jump.
+
+    Examples
+    --------
+    >>> zoom = np.diag([1.03, 1.03, 1.0])
+    >>> jumps_beyond(zoom, np.eye(3)), jumps_beyond(np.eye(3), zoom), jumps_beyond(None, zoom)
+    (True, False, True)
+    """
+    if step is None:
+        return True
+    scale, angle = _scale_rotation(step)
+    base_scale, base_angle = _scale_rotation(than)
+    if abs(np.log(scale)) > abs(np.log(base_scale)) + _MAX_SCALE_JUMP:
+        return True
+    return abs(angle) > abs(base_angle) + _MAX_ROTATION_JUMP
 
 
 def register_checked(
