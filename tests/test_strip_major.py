@@ -307,3 +307,32 @@ def test_strip_major_photometric_with_alignment(monkeypatch: pytest.MonkeyPatch)
     np.testing.assert_array_equal(got.depth, expected.depth)
     for frame, copy in zip(drifted, kept, strict=True):
         np.testing.assert_array_equal(frame, copy)
+
+
+@pytest.mark.parametrize("q", [0.0, 0.1, 0.5, 0.9, 1.0])
+def test_streamed_quantile_is_numpys_quantile(q: float) -> None:
+    # the first frame's tau without its whole energies: two passes over chunks must
+    # give np.quantile's value exactly (ties, zeros, one value, tiny and huge values)
+    from convstack.stack.fusion import _StreamedQuantile
+
+    rng = np.random.default_rng(5)
+    cases = [
+        rng.random(1001) ** 4,
+        np.zeros(500),
+        np.full(77, 3.5),
+        np.concatenate([np.zeros(300), rng.random(50)]),
+        rng.random(20000) * 1e-30,
+        np.array([2.0]),
+        np.array([1.0, 5.0]),
+        np.concatenate([rng.random(100) * 1e30, rng.random(100)]),
+    ]
+    for values in cases:
+        values = values.astype(np.float32)
+        streamed = _StreamedQuantile(q)
+        chunks = np.array_split(rng.permutation(values), 7)
+        for chunk in chunks:
+            streamed.first(chunk)
+        streamed.between()
+        for chunk in chunks:
+            streamed.second(chunk)
+        assert streamed.value() == float(np.quantile(values, q)), (values[:4], q)

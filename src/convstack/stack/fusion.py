@@ -36,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
@@ -490,8 +491,64 @@ def _quantile(values: F32, q: float, *, in_place: bool = False) -> float:
         part = flat
     else:
         part = np.partition(flat, [lo, hi])
-    a, b, t = part[lo], part[hi], index - lo
+    return _interpolated(part[lo], part[hi], index - lo)
+
+
+def _interpolated(a: Any, b: Any, t: float) -> float:
+    """:func:`_quantile`'s linear interpolation between its two order statistics."""
     return float(b - (b - a) * (1 - t) if t >= 0.5 else a + (b - a) * t)
+
+
+class _StreamedQuantile:
+    """:func:`_quantile` of non-negative float32 values seen in chunks, exactly, in two
+    passes over the same chunks and without keeping them: a float32 >= 0 sorts as its
+    bits, so the first pass counts the values by their upper 16 bits, which bins hold
+    the two order statistics the quantile interpolates between, and the second counts
+    the values of those bins by their lower 16 bits, which gives the statistics' bits.
+    Chunks may come from several threads."""
+
+    def __init__(self, q: float) -> None:
+        self.q = q
+        self.count = 0
+        self.high = np.zeros(1 << 16, np.int64)
+        self.low: dict[int, NDArray[np.int64]] = {}
+        self.ranks: list[tuple[int, int]] = []  # (upper bits, rank among that bin)
+        self._lock = threading.Lock()
+
+    def first(self, values: F32) -> None:
+        """First pass: count a chunk by its values' upper 16 bits."""
+        counts = np.bincount(values.view(np.uint32).ravel() >> 16, minlength=1 << 16)
+        with self._lock:
+            self.high += counts
+            self.count += values.size
+
+    def between(self) -> None:
+        """Between the passes: find the bins of the two order statistics."""
+        index = self.q * (self.count - 1)
+        lo = int(math.floor(index))
+        below = np.cumsum(self.high)
+        for rank in (lo, min(lo + 1, self.count - 1)):
+            top = int(np.searchsorted(below, rank, side="right"))
+            self.ranks.append((top, rank - (int(below[top - 1]) if top else 0)))
+            self.low.setdefault(top, np.zeros(1 << 16, np.int64))
+
+    def second(self, values: F32) -> None:
+        """Second pass: count a chunk's values of the chosen bins by their lower bits."""
+        bits = values.view(np.uint32).ravel()
+        for top in self.low:
+            mine = bits[(bits >> 16) == top] & 0xFFFF
+            counts = np.bincount(mine, minlength=1 << 16)
+            with self._lock:
+                self.low[top] += counts
+
+    def value(self) -> float:
+        """The quantile, as :func:`_quantile` of all the values."""
+        found = []
+        for top, rank in self.ranks:
+            low = int(np.searchsorted(np.cumsum(self.low[top]), rank, side="right"))
+            found.append(np.array([(top << 16) | low], np.uint32).view(np.float32)[0])
+        index = self.q * (self.count - 1)
+        return _interpolated(found[0], found[1], index - math.floor(index))
 
 
 def pyramid_levels(shape: tuple[int, ...], levels: int | None = None, min_size: int = 16) -> int:
@@ -1037,17 +1094,18 @@ class PyramidAccumulator:
                     scratch[a:b] = self._squared(band[..., a:b, :])
                 self.sigma2 = _MAD_TO_SIGMA**2 * _quantile(scratch, 0.5, in_place=True)
             np.copyto(scratch, energy)
-            self.tau.append(self._level_tau(k, scratch))
+            quantile = _quantile(scratch, self.quantile, in_place=True)
+            self.tau.append(self._tau_from(k, quantile, energy.shape))
             scratch.fill(1.0)
             _to_weight_base(energy, self.tau[k])
 
-    def _level_tau(self, k: int, energies: F32) -> float:
-        """``tau`` of strip-made level ``k`` from the first frame's raw ``energies`` of
-        the whole level (C-contiguous, partitioned in place), as :meth:`_noise_floor`
-        takes it (``sigma2`` set already with ``noise``)."""
-        tau = max(_quantile(energies, self.quantile, in_place=True) * self.floor, 1e-12)
+    def _tau_from(self, k: int, quantile: float, shape: tuple[int, ...]) -> float:
+        """``tau`` of strip-made level ``k`` (of ``shape``) from the ``quantile`` of the
+        first frame's raw energies there, as :meth:`_noise_floor` takes it (``sigma2``
+        set already with ``noise``)."""
+        tau = max(quantile * self.floor, 1e-12)
         if self.noise is not None:
-            gain = _white_gains(energies.shape, self.levels)[k]
+            gain = _white_gains(shape, self.levels)[k]
             tau = max(tau, self.noise**2 * self.sigma2 * gain)
         return tau
 
@@ -1122,19 +1180,24 @@ class PyramidAccumulator:
         split = min(STRIP_LEVEL, self.levels - 1)
         sizes = level_sizes(rows, split + 1), level_sizes(cols, split + 1)
         coarse = np.empty(frame.shape[:-2] + (sizes[0][split], sizes[1][split]), np.float32)
-        energies: dict[int, F32] = {}
-        squared: list[F32] = []
         if first:
             self._strip_state(frame.shape[:-2], [(0, 0)] * (split + 1), sizes, split)
-            for k in range(min(split, self.soft_levels)):
-                energies[k] = np.empty((sizes[0][k], sizes[1][k]), np.float32)
-            if self.noise is not None and energies:
-                squared.append(np.empty((rows, cols), np.float32))
+        # the first frame's tau (and noise) from its whole levels' energies, streamed:
+        # two passes over its strips, nothing frame-sized kept (see _StreamedQuantile)
+        taus = {k: _StreamedQuantile(self.quantile) for k in range(min(split, self.soft_levels))}
+        median = _StreamedQuantile(0.5) if self.noise is not None and taus else None
+        counters = [*taus.values(), *([median] if median is not None else [])]
 
-        def capture(k: int, a: int, b: int, band: F32, energy: F32) -> None:
-            energies[k][a:b] = energy
-            if k == 0 and squared:
-                squared[0][a:b] = self._squared(band)
+        def counting(second: bool) -> Callable[[int, int, int, F32, F32], None]:
+            """A capture for :meth:`_add_strip`: the strip's rows of level ``k`` counted."""
+
+            def capture(k: int, a: int, b: int, band: F32, energy: F32) -> None:
+                count = _StreamedQuantile.second if second else _StreamedQuantile.first
+                count(taus[k], np.ascontiguousarray(energy))
+                if k == 0 and median is not None:
+                    count(median, self._squared(band))
+
+            return capture
 
         # strips of the default budget at most (the second pass's may be larger)
         shape = (rows, cols, *frame.shape[:-2])
@@ -1142,7 +1205,9 @@ class PyramidAccumulator:
         step = min(self._step(shape), strip_step(rows, auto, STRIP_LEVEL))
         starts = range(0, rows, step)
         workers = min(STRIP_WORKERS, _methods.THREADS, len(starts))
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+
+        def strips(into: F32 | None, capture: Callable[..., None] | None) -> None:
+            """Every strip of the frame (side by side): level ``split`` into ``into``."""
             tasks = [
                 pool.submit(
                     self._add_strip,
@@ -1151,19 +1216,28 @@ class PyramidAccumulator:
                     min(rows, a + step),
                     sizes,
                     split,
-                    coarse,
+                    into,
                     first,
                     merge=False,
-                    capture=capture if first else None,
+                    capture=capture,
                 )  # fmt: skip
                 for a in starts
             ]
             for task in tasks:
                 task.result()
-        if squared:
-            self.sigma2 = _MAD_TO_SIGMA**2 * _quantile(squared.pop(), 0.5, in_place=True)
-        for k in sorted(energies):
-            self.tau.append(self._level_tau(k, energies.pop(k)))
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            strips(coarse, counting(False) if first and counters else None)
+            if first and counters:
+                for counter in counters:
+                    counter.between()
+                strips(None, counting(True))
+        if first and median is not None:
+            self.sigma2 = _MAD_TO_SIGMA**2 * median.value()
+        if first:
+            for k in sorted(taus):
+                level = (sizes[0][k], sizes[1][k])
+                self.tau.append(self._tau_from(k, taus[k].value(), level))
         self._add_levels(index, coarse, split, first)
 
     def _strip_state(
