@@ -45,8 +45,8 @@ def _strip_major(monkeypatch: pytest.MonkeyPatch, rows: int) -> list[FrameCache]
     made: list[FrameCache] = []
 
     class Spy(FrameCache):
-        def __init__(self) -> None:
-            super().__init__()
+        def __init__(self, frames: int = 0) -> None:
+            super().__init__(frames)
             made.append(self)
 
     monkeypatch.setattr(
@@ -260,8 +260,8 @@ def test_a_small_budget_makes_fuse_strip_major(monkeypatch: pytest.MonkeyPatch) 
     made: list[FrameCache] = []
 
     class Spy(FrameCache):
-        def __init__(self) -> None:
-            super().__init__()
+        def __init__(self, frames: int = 0) -> None:
+            super().__init__(frames)
             made.append(self)
 
     monkeypatch.setattr(pipeline, "FrameCache", Spy)
@@ -336,3 +336,36 @@ def test_streamed_quantile_is_numpys_quantile(q: float) -> None:
         for chunk in chunks:
             streamed.second(chunk)
         assert streamed.value() == float(np.quantile(values, q)), (values[:4], q)
+
+
+def test_a_disk_without_room_is_said_before_the_frames_are_cached(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import shutil
+    from collections import namedtuple
+
+    from convstack.stack import _strip_major as cache_module
+    from convstack.stack.errors import StackError
+
+    frames = _stack((96, 128), 4, np.uint8)
+    made = _strip_major(monkeypatch, 16)
+    usage = namedtuple("usage", "total used free")
+    real = shutil.disk_usage
+    monkeypatch.setattr(
+        cache_module.shutil, "disk_usage", lambda path: usage(1 << 30, 1 << 30, 1000)
+    )
+    room = r"keeps the registered frames on disk .* about 576\.0 KiB more in .*, which has "
+    with pytest.raises(StackError, match=room + r"1000 B free; point TMPDIR at a larger disk"):
+        fuse(frames, align="none")
+    monkeypatch.setattr(cache_module.shutil, "disk_usage", real)
+
+    def full(*args: Any) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cache_module.os, "pwrite", full)
+    with pytest.raises(StackError, match="about .* more in .*; point TMPDIR") as caught:
+        fuse(frames, align="none")
+    assert isinstance(caught.value.__cause__, OSError)
+    del caught
+    gc.collect()
+    assert len(made) == 2 and all(cache.closed for cache in made)

@@ -19,7 +19,9 @@ process's resident size until unmapped).
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import shutil
 import sys
 import tempfile
 import weakref
@@ -27,6 +29,9 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from ..limits import format_size
+from .errors import StackError
 
 __all__ = ["FrameCache", "release_freed_memory"]
 
@@ -66,10 +71,14 @@ class FrameCache:
     ``put(index, frame)`` appends a frame (rows, cols[, channels]); ``rows(index, lo,
     hi)`` reads its rows ``lo:hi`` back as the strip-major merge takes them (planar
     (channels, rows, cols) for colour). ``close()`` (or the end of a ``with`` block, or
-    the cache being collected) frees the disk space.
+    the cache being collected) frees the disk space. ``frames``: how many will be put;
+    the first checks that the folder has room for them all, and a full disk is a
+    :class:`~convstack.stack.errors.StackError` that says where and how much.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, frames: int = 0) -> None:
+        self.folder = tempfile.gettempdir()
+        self.frames = frames  # (how many will come: the room is checked at the first)
         fd, path = tempfile.mkstemp(prefix="convstack-frames-", suffix=".f32")
         os.unlink(path)  # (the space stays until the descriptor is closed)
         self._fd = fd
@@ -85,12 +94,34 @@ class FrameCache:
     def put(self, index: int, frame: NDArray[Any]) -> None:
         """Store frame ``index`` (replacing nothing: each index once)."""
         planes = _planes(frame)
+        if not self._where and self.frames:
+            self._check_room(planes.nbytes * self.frames)
         data = planes.reshape(-1).data.cast("B")
         offset, done = self._end, 0
-        while done < len(data):
-            done += os.pwrite(self._fd, data[done : done + _CHUNK], offset + done)
+        try:
+            while done < len(data):
+                done += os.pwrite(self._fd, data[done : done + _CHUNK], offset + done)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self._check_room(planes.nbytes * max(self.frames - len(self._where), 1), exc)
+            raise
         self._where[index] = (offset, planes.shape)
         self._end = offset + planes.nbytes
+
+    def _check_room(self, needed: int, cause: OSError | None = None) -> None:
+        """Raise :class:`StackError` saying where and how much, unless the cache's
+        folder has ``needed`` bytes free (always, with ``cause``: the disk is full)."""
+        free = shutil.disk_usage(self.folder).free
+        if needed <= free and cause is None:
+            return
+        raise StackError(
+            f"the strip-major merge keeps the registered frames on disk while it works: "
+            f"about {format_size(needed)} more in {self.folder}, which has "
+            f"{format_size(free)} free; point TMPDIR at a larger disk, or raise the memory "
+            "limit (fuse(memory_limit=...), --memory-limit) so that the frames are merged "
+            "in memory."
+        ) from cause
 
     def rows(self, index: int, lo: int, hi: int) -> NDArray[np.float32]:
         """Rows ``lo:hi`` of frame ``index``: a new float32 (rows, cols) array for grey,

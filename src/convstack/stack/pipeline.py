@@ -316,7 +316,7 @@ def fuse(
         method, count, measure=measure, gray_of=gray_of, photometric=photometric,
         gamma_correction=gamma_correction, levels=levels, focus_channel=focus_channel,
         noise_floor=noise_floor, height=height, strip_rows=plan.strip_rows,
-        cache=FrameCache() if plan.strip_major else None,
+        cache=FrameCache(count) if plan.strip_major else None,
     )  # fmt: skip
 
     report(progress, "align", 0, count)
