@@ -369,3 +369,26 @@ def test_a_disk_without_room_is_said_before_the_frames_are_cached(
     del caught
     gc.collect()
     assert len(made) == 2 and all(cache.closed for cache in made)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("channels", [0, 3])
+def test_an_unmoved_frame_is_cached_as_read(dtype: Any, channels: int) -> None:
+    # a frame that did not move is kept as read (a quarter of the bytes for 8-bit) and
+    # its rows come back as the float32 frame the merge took: divided by the dtype's
+    # maximum, then photometric gain and offset, each rounded to float32
+    rng = np.random.default_rng(2)
+    shape = (40, 30, channels) if channels else (40, 30)
+    raw = rng.integers(0, np.iinfo(dtype).max, shape, endpoint=True).astype(dtype)
+    gain = (1.1, -0.02)
+    frame = np.divide(raw, np.float32(np.iinfo(dtype).max), dtype=np.float32)
+    frame = frame * np.float32(gain[0]) + np.float32(gain[1])
+    planar = np.moveaxis(frame, 2, 0) if channels else frame
+    with FrameCache(2) as cache:
+        cache.put(0, frame, raw=raw, gain=gain)
+        size = os.fstat(cache._fd).st_size
+        assert size == raw.nbytes
+        cache.put(1, frame)  # moved: float32
+        assert os.fstat(cache._fd).st_size == size + frame.nbytes
+        for index in (0, 1):
+            np.testing.assert_array_equal(cache.rows(index, 7, 33), planar[..., 7:33, :])

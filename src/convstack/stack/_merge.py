@@ -148,7 +148,7 @@ class Merger:
         Returns the frame, its luma and its measure, brightness-matched to the
         reference with ``photometric``."""
         assert item.frame is not None
-        frame, gray = self._matched(item.frame, item.gray)
+        frame, gray, _ = self._matched(item.frame, item.gray)
         measured = item.measured
         if measured is None:
             measured = measure_focus(gray, self.measure)
@@ -165,9 +165,10 @@ class Merger:
         Returns as :meth:`vote` does, the frame only with ``keep`` (else None)."""
         assert item.frame is not None and self.cache is not None
         # (the frame is this merge's own: brightness-matched in place)
-        frame, gray = self._matched(item.frame, item.gray, in_place=True)
-        item.frame = item.gray = None
-        self.add(item.index, frame, gray)
+        frame, gray, gain = self._matched(item.frame, item.gray, in_place=True)
+        raw, item.frame, item.gray, item.raw = item.raw, None, None, None
+        self.add(item.index, frame, gray, raw=raw, gain=gain)
+        del raw
         shown = frame if keep else None
         del frame
         release_freed_memory()  # the frame's pages, before the measure's temporaries
@@ -182,17 +183,20 @@ class Merger:
         gray: NDArray[np.float32] | None,
         *,
         in_place: bool = False,
-    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32], tuple[float, float] | None]:
         """The frame and its luma (made here if None), brightness-matched to the
-        reference with ``photometric`` (the reference comes first); ``in_place``: the
-        frame corrected in place (the same two roundings, so the same numbers)."""
+        reference with ``photometric`` (the reference comes first), and the (gain,
+        offset) applied (None: none); ``in_place``: the frame corrected in place (the
+        same two roundings, so the same numbers)."""
         gray = self.gray_of(frame) if gray is None else gray
+        matched = None
         if self.photometric:
             means = block_means(gray)
             if self._reference_means is None:
                 self._reference_means = means
             else:
                 gain, offset = estimate_gain(self._reference_means, means)
+                matched = (gain, offset)
                 if in_place:
                     frame *= np.float32(gain)
                     frame += np.float32(offset)
@@ -200,7 +204,7 @@ class Merger:
                     frame = frame * np.float32(gain) + np.float32(offset)
                 # (a copy: the registrar's pyramid may hold the luma of a small frame)
                 gray = gray * np.float32(gain) + np.float32(offset)
-        return frame, gray
+        return frame, gray, matched
 
     def _vote(self, index: int, measured: NDArray[np.float32]) -> None:
         """Frame ``index``'s focus measure into the depth vote (and the focus curve)."""
@@ -220,14 +224,25 @@ class Merger:
             _depth_and_base, raw, confidence, self.count, shape, self.pyramid
         )
 
-    def add(self, index: int, frame: NDArray[np.float32], gray: NDArray[np.float32]) -> None:
-        """Add a warped frame to the single-pass merges (``gray``: its focus image)."""
+    def add(
+        self,
+        index: int,
+        frame: NDArray[np.float32],
+        gray: NDArray[np.float32],
+        *,
+        raw: NDArray[Any] | None = None,
+        gain: tuple[float, float] | None = None,
+    ) -> None:
+        """Add a warped frame to the single-pass merges (``gray``: its focus image;
+        strip-major: ``raw``, the integer frame as read where ``frame`` is it scaled,
+        and ``gain``, the photometric (gain, offset) applied, let the cache keep it as
+        read; see :meth:`FrameCache.put`)."""
         if self.weighted is not None:
             mask = sharpness_mask(frame if self.focus_channel is None else gray)
             self.weighted.add(frame, mask)
         if self.pyramid is not None and self.cache is not None:
             self.pyramid.add_coarse(index, frame)
-            self.cache.put(index, frame)
+            self.cache.put(index, frame, raw=raw, gain=gain)
             self._order.append(index)
         elif self.pyramid is not None:
             self.pyramid.add(index, frame)

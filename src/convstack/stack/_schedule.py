@@ -334,6 +334,8 @@ class Scheduler:
             if not is_identity(matrix):
                 item.gray = None  # the luma of the raw frame is stale (dropped first)
             item.frame = to_reference_grid(raw, matrix, into, self.registrar.warp_order)
+            if self.lean and raw.dtype.kind in "ui" and is_identity(matrix):
+                item.raw = raw  # (cached as read: a quarter of its float32 bytes)
             self.timed("warp", started, item.index, spent)
         if upto >= 2 and item.measured is None and not self.photometric:
             assert item.frame is not None

@@ -84,18 +84,33 @@ class FrameCache:
         self._fd = fd
         self._close = weakref.finalize(self, os.close, fd)
         self._end = 0
-        self._where: dict[int, tuple[int, tuple[int, ...]]] = {}
+        # index -> (offset, planar shape, the raw dtype kept or None, photometric gain)
+        self._where: dict[int, tuple[int, tuple[int, ...], Any, Any]] = {}
 
     @property
     def closed(self) -> bool:
         """Whether the cache's file is closed (its disk space freed)."""
         return not self._close.alive
 
-    def put(self, index: int, frame: NDArray[Any]) -> None:
-        """Store frame ``index`` (replacing nothing: each index once)."""
-        planes = _planes(frame)
-        if not self._where and self.frames:
-            self._check_room(planes.nbytes * self.frames)
+    def put(
+        self,
+        index: int,
+        frame: NDArray[Any],
+        *,
+        raw: NDArray[Any] | None = None,
+        gain: tuple[float, float] | None = None,
+    ) -> None:
+        """Store frame ``index`` (float32, rows x cols[ x channels]; each index once).
+
+        ``raw``: the integer frame as read where ``frame`` is it divided by its dtype's
+        maximum (a frame that did not move), then times ``gain[0]`` plus ``gain[1]``
+        (photometric): that frame is kept as read (a quarter of the bytes for 8-bit)
+        and :meth:`rows` redoes the same float32 operations on its rows, so the same
+        bits come back."""
+        keep_raw = raw is not None and raw.dtype.kind in "ui" and raw.shape == frame.shape
+        planes = _planes(frame) if raw is None or not keep_raw else np.ascontiguousarray(raw)
+        if not self._where and self.frames:  # (room for all as float32: on the safe side)
+            self._check_room(frame.size * 4 * self.frames)
         data = planes.reshape(-1).data.cast("B")
         offset, done = self._end, 0
         try:
@@ -106,7 +121,8 @@ class FrameCache:
                 raise
             self._check_room(planes.nbytes * max(self.frames - len(self._where), 1), exc)
             raise
-        self._where[index] = (offset, planes.shape)
+        shape = ((frame.shape[2],) if frame.ndim == 3 else ()) + frame.shape[:2]  # planar
+        self._where[index] = (offset, shape, planes.dtype if keep_raw else None, gain)
         self._end = offset + planes.nbytes
 
     def _check_room(self, needed: int, cause: OSError | None = None) -> None:
@@ -126,13 +142,22 @@ class FrameCache:
     def rows(self, index: int, lo: int, hi: int) -> NDArray[np.float32]:
         """Rows ``lo:hi`` of frame ``index``: a new float32 (rows, cols) array for grey,
         (planes, rows, cols) for colour."""
-        offset, shape = self._where[index]
+        offset, shape, raw, gain = self._where[index]
         rows, cols = shape[-2:]
         planes = shape[0] if len(shape) == 3 else 1
         out = np.empty((planes, hi - lo, cols), np.float32)
-        for p in range(planes):
-            start = offset + ((p * rows) + lo) * cols * 4
-            self._read(out[p].reshape(-1).data.cast("B"), start)
+        if raw is None:
+            for p in range(planes):
+                start = offset + ((p * rows) + lo) * cols * 4
+                self._read(out[p].reshape(-1).data.cast("B"), start)
+        else:  # as read, interleaved: scaled (and matched) as the frame was
+            kept = np.empty((hi - lo, cols, planes), raw)
+            self._read(kept.reshape(-1).data.cast("B"), offset + lo * cols * planes * raw.itemsize)
+            top = np.float32(np.iinfo(raw).max)
+            np.divide(kept, top, out=np.moveaxis(out, 0, -1), dtype=np.float32)
+            if gain is not None:
+                out *= np.float32(gain[0])
+                out += np.float32(gain[1])
         return out if len(shape) == 3 else out[0]
 
     def _read(self, buffer: memoryview, offset: int) -> None:
