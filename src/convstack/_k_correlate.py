@@ -249,7 +249,7 @@ def _row_taps(dst: Any, row: Any, w: Any, m: int, init: bool) -> None:
             b += 1
 
 
-@kernel(fastmath={"contract"})
+@kernel(fastmath={"contract"}, inline="always")
 def _taps3x3(dst: Any, s0: Any, s1: Any, s2: Any, w: Any, m: int) -> None:
     """``dst[x] = sum_ab w[a, b] * s_a[x + b]`` for ``x < m``: a whole 3x3 kernel in one
     pass over three image rows (one channel), taps in order from 0. One load and FMA
