@@ -28,7 +28,8 @@ bench/fusion.py compares them (and enfuse, focusweave); bench/README.md has the 
 Frames are float32 on [0, 1] here; integer conversion is the pipeline's job. The pyramid
 merge takes each frame in, and makes its result, in strips of rows with their halos
 (:mod:`convstack.stack.strips`, issue 14): its temporaries stay a few hundred rows
-whatever the frame size, with the same bits as the whole frame at once.
+whatever the frame size, with the same bits as the whole frame at once; strip-major
+(``add_coarse`` then ``merge_strips``), its running state does too.
 """
 
 from __future__ import annotations
@@ -819,6 +820,11 @@ class PyramidAccumulator:
     with no full-size temporary beyond the running state and the result. ``'auto'``:
     strips of about ``STRIP_BUDGET`` bytes of temporaries
     (:func:`convstack.stack.strips.rows_for_budget` gives them for another budget).
+
+    Strip-major (issue 14, frames larger than the running state allows): every frame
+    through :meth:`add_coarse` (its coarse levels), then :meth:`merge_strips` with a
+    way to read the frames' rows again makes the result one strip of output rows at a
+    time from strip-sized state; the same bits as :meth:`add` and :meth:`result`.
     """
 
     def __init__(
