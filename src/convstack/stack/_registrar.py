@@ -95,6 +95,9 @@ class ReferenceBroken(AlignmentError):
             _LEFT_OUT.reset(token)
 
 
+_NO_MOTION = np.eye(3)
+
+
 def processing_order(count: int, reference: int) -> list[tuple[int, int | None]]:
     """(frame, neighbour towards the reference) in processing order."""
     order: list[tuple[int, int | None]] = [(reference, None)]
@@ -227,7 +230,12 @@ class Registrar:
                 typical_residual=typical,
                 predicted=predicted,
             )
-        if step is not None:
+        if step is not None and not align.jumps_beyond(outcome["step"], _NO_MOTION):
+            # only an ordinary step predicts: one that jumps from no motion (trusted as
+            # the first after the reference, judged with wider limits) may be a lens
+            # that jumped once, after which the next ordinary step would look like a
+            # jump from it, or a frame broken by a zoom, after which its neighbour's step
+            # would (every frame beyond it was rejected: 5 of 7)
             self._steps[way] = outcome["step"]
             self._first_steps.setdefault(way, outcome["step"])
         energy = _report.tile_energy(gray)
