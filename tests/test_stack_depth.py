@@ -332,3 +332,45 @@ def test_snap_moves_a_grown_step_onto_the_edge(half: bool, monkeypatch: pytest.M
     columns = np.flatnonzero(np.median(snapped, axis=0) < 2.5)
     assert abs(int(columns[0]) - 40) <= (1 if half else 0)
     assert columns[-1] == 79
+
+
+def _whole_half_measure(gray: np.ndarray, measure: str) -> np.ndarray:
+    """The voting measure of a big frame, whole: the energy (``sharpness`` without its
+    window), its 2 x 2 block means (edge-padded, summed down then across, as the
+    voting grid's), then the window (sigma 1 on the half grid) over the whole map."""
+    from convstack.stack.sharpness import gaussian_window, sharpness
+
+    energy = sharpness(gray, measure=measure, window=0.0)
+    padded = np.pad(energy, ((0, energy.shape[0] % 2), (0, energy.shape[1] % 2)), mode="edge")
+    rows = padded[0::2] + padded[1::2]
+    half = (rows[:, 0::2] + rows[:, 1::2]) * np.float32(0.25)
+    return half if measure == "laplacian" else gaussian_window(half, 1.0)
+
+
+@pytest.mark.parametrize("measure", ["log_energy", "laplacian_energy", "tenengrad", "laplacian"])
+@pytest.mark.parametrize(
+    ("shape", "rows"),
+    [((37, 29), 4), ((38, 31), 6), ((51, 40), 10), ((5, 17), 2), ((64, 24), 64), ((9, 9), 3)],
+)
+def test_strip_measure_equals_the_whole_frames(
+    measure: str, shape: tuple[int, int], rows: int
+) -> None:
+    # strips of rows with their halo: the same bits as the whole frame measured at
+    # once, for odd sizes, strips that do not divide the frame, one strip, tiny frames
+    rng = np.random.default_rng(sum(shape) + rows)
+    gray = rng.random(shape, dtype=np.float32)
+    gray[shape[0] // 3 :] *= np.float32(0.25)  # a step: the energy is not flat
+    kept = gray.copy()
+    got = D._half_measure(gray, measure, rows)
+    np.testing.assert_array_equal(got, _whole_half_measure(gray, measure))
+    np.testing.assert_array_equal(gray, kept)
+
+
+def test_voting_measure_of_a_big_frame_in_strips(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a frame over 1 MP, odd in both axes, in strips of about 100 rows
+    rng = np.random.default_rng(3)
+    gray = rng.random((1001, 1003), dtype=np.float32)
+    monkeypatch.setattr(D, "_MEASURE_PIXELS", 100_000)
+    got = D.voting_measure(gray, "log_energy")
+    assert got.shape == (501, 502)
+    np.testing.assert_array_equal(got, _whole_half_measure(gray, "log_energy"))

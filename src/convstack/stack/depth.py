@@ -258,8 +258,46 @@ def voting_measure(gray: F32, measure: str = "log_energy") -> F32:
     """
     if gray.size < _HALF_VOTE_PIXELS:
         return sharpness(gray, measure=measure)
-    half = _block_mean(sharpness(gray, measure=measure, window=0.0), 2)
-    return half if measure == "laplacian" else gaussian_window(half, _WINDOW / 2.0)
+    rows = max(_MEASURE_PIXELS // max(gray.shape[1], 1), 16)
+    return _half_measure(gray, measure, rows)
+
+
+#: Pixels of the frame a strip of :func:`voting_measure` takes (its temporaries, a
+#: few times this in float32, stay a few tens of MB however large the frame).
+_MEASURE_PIXELS = 8_000_000
+
+#: Rows of the frame a strip of :func:`_half_measure` reads beyond those it measures:
+#: the energy's filters (log_energy: the Gaussian's radius 4 and the Laplacian's 1;
+#: the others 1).
+_ENERGY_HALO = 5
+
+
+def _half_measure(gray: F32, measure: str, rows: int) -> F32:
+    """:func:`voting_measure` on the half grid, ``rows`` rows of the frame at a time.
+
+    Rows ``[p, q)`` of the half grid are the window's (radius 4 on the half grid)
+    Gaussian of the energy's block means on rows ``[p - 4, q + 4)``, which read the
+    frame's rows ``[2p - 8 - 5, 2q + 8 + 5)``: each strip is computed from those rows
+    alone, with the mirrored borders only at the frame's real first and last rows, so
+    every value equals the whole frame's to the bit (tests/test_stack_depth.py), and
+    the temporaries are a strip's, not the frame's (31 B a pixel at 200 MP before).
+    """
+    total = gray.shape[0]
+    half_rows = -(-total // 2)
+    step = max(1, -(-int(rows) // 2))  # half-grid rows a strip
+    window = 0.0 if measure == "laplacian" else _WINDOW / 2.0
+    reach = 0 if window == 0.0 else int(4 * window + 0.5)  # gaussian_taps' radius
+    out = np.empty((half_rows, -(-gray.shape[1] // 2)), np.float32)
+    for p in range(0, half_rows, step):
+        q = min(half_rows, p + step)
+        h0, h1 = max(0, p - reach), min(half_rows, q + reach)  # half rows to blur
+        e0, e1 = 2 * h0, min(total, 2 * h1)  # energy rows (an even start)
+        g0, g1 = max(0, e0 - _ENERGY_HALO), min(total, e1 + _ENERGY_HALO)
+        energy = sharpness(gray[g0:g1], measure=measure, window=0.0)
+        half = _block_mean(energy[e0 - g0 : e1 - g0], 2)
+        del energy
+        out[p:q] = gaussian_window(half, window)[p - h0 : q - h0]
+    return out
 
 
 def zoom_bilinear(small: F32, factor: int) -> F32:
@@ -267,39 +305,57 @@ def zoom_bilinear(small: F32, factor: int) -> F32:
 
     The same as :func:`_resize_bilinear` to ``factor`` times the shape, written per
     output phase with shifted views instead of a gather (several times faster), a
-    block of rows at a time (the temporaries stay a few blocks, not several maps).
+    block of rows at a time through both axes (the temporaries stay a few blocks, not
+    the map zoomed along one axis).
     """
-    return _zoom_axis(_zoom_axis(small, factor, 0), factor, 1)
+    rows, cols = small.shape
+    up = np.empty((rows * factor, cols * factor), np.float32)
+    for r0 in range(0, rows, _ZOOM_ROWS):
+        r1 = min(rows, r0 + _ZOOM_ROWS)
+        up[r0 * factor : r1 * factor] = _zoom_axis(_zoom_rows(small, factor, r0, r1), factor, 1)
+    return up
 
 
 #: Rows of the input that :func:`zoom_bilinear` takes at once.
 _ZOOM_ROWS = 256
 
 
-def _zoom_axis(image: F32, factor: int, axis: int) -> F32:
-    """:func:`zoom_bilinear` along ``axis`` (0 or 1) alone: each output phase left of
-    a sample's centre mixes it with the sample before, right of it with the one after
-    (edges repeated), in blocks of ``_ZOOM_ROWS`` rows."""
+def _zoom_rows(image: F32, factor: int, r0: int, r1: int) -> F32:
+    """Rows ``r0 * factor : r1 * factor`` of ``image`` zoomed along axis 0 (float32):
+    each output phase above a sample's centre mixes it with the row before, below it
+    with the row after (edges repeated)."""
     rows = image.shape[0]
-    shape = list(image.shape)
-    shape[axis] *= factor
-    up = np.empty(shape, np.float32)
+    up = np.empty(((r1 - r0) * factor, image.shape[1]), np.float32)
+    block = image[r0:r1]
+    before, after = image[max(r0 - 1, 0) : r1 - 1], image[r0 + 1 : r1 + 1]
+    prev = before if r0 else np.concatenate([image[:1], before])
+    nxt = after if r1 < rows else np.concatenate([after, image[-1:]])
+    for phase in range(factor):
+        pos = (phase + 0.5) / factor - 0.5
+        target = up[phase::factor]
+        if pos < 0:
+            target[...] = prev * np.float32(-pos) + block * np.float32(1 + pos)
+        else:
+            target[...] = block * np.float32(1 - pos) + nxt * np.float32(pos)
+    return up
+
+
+def _zoom_axis(image: F32, factor: int, axis: int) -> F32:
+    """:func:`zoom_bilinear` along ``axis`` (0 or 1) alone, in blocks of
+    ``_ZOOM_ROWS`` rows (see :func:`_zoom_rows`; along axis 1 each phase left of a
+    sample's centre mixes it with the sample before, right of it with the one after)."""
+    rows = image.shape[0]
+    if axis == 0:
+        return _zoom_rows(image, factor, 0, rows)
+    up = np.empty((rows, image.shape[1] * factor), np.float32)
     for r0 in range(0, rows, _ZOOM_ROWS):
         r1 = min(rows, r0 + _ZOOM_ROWS)
         block = image[r0:r1]
-        if axis == 0:
-            before, after = image[max(r0 - 1, 0) : r1 - 1], image[r0 + 1 : r1 + 1]
-            prev = before if r0 else np.concatenate([image[:1], before])
-            nxt = after if r1 < rows else np.concatenate([after, image[-1:]])
-        else:
-            prev = np.concatenate([block[:, :1], block[:, :-1]], axis=1)
-            nxt = np.concatenate([block[:, 1:], block[:, -1:]], axis=1)
+        prev = np.concatenate([block[:, :1], block[:, :-1]], axis=1)
+        nxt = np.concatenate([block[:, 1:], block[:, -1:]], axis=1)
         for phase in range(factor):
             pos = (phase + 0.5) / factor - 0.5
-            if axis == 0:
-                target = up[r0 * factor + phase : r1 * factor : factor]
-            else:
-                target = up[r0:r1, phase::factor]
+            target = up[r0:r1, phase::factor]
             if pos < 0:
                 target[...] = prev * np.float32(-pos) + block * np.float32(1 + pos)
             else:
@@ -422,8 +478,12 @@ def regularize_depth(
     scale = float(conf.max())
     if scale <= 0:
         return np.full(idx.shape, (count - 1) / 2.0, np.float32)
-    conf = conf / np.float32(scale)
-    labels = np.rint(idx).astype(np.int32)
+    conf /= np.float32(scale)  # (a copy of its own already)
+    # integer labels as they are (no rounding: no float64 copy, and int32 no copy)
+    if idx.dtype.kind in "iu":
+        labels = idx.astype(np.int32, copy=False)
+    else:
+        labels = np.rint(idx).astype(np.int32)
     # large maps vote on a 2x coarser grid (4x less work; the votes are smooth anyway)
     factor = 2 if idx.size >= _HALF_VOTE_PIXELS else 1
     out_shape = idx.shape
@@ -441,7 +501,7 @@ def regularize_depth(
     previous = zeros
     # neighbours are counted, not weighted by confidence (a confident blob of blurred
     # edges must not outweigh many ordinary pixels); untrusted (zero) pixels not at all
-    trust = (conf > 0).astype(np.float32)
+    trust = conf > 0  # (bool: np.where makes it float32 1.0 / 0.0 in _phase_mean)
     support = zeros.copy()  # neighbourhood support of the winner so far
     top_support = zeros.copy()  # largest neighbourhood support of any frame
     top_k = np.zeros(grid, np.int32)
@@ -457,11 +517,13 @@ def regularize_depth(
         if not any(hit.any() for hit in hits):
             return zeros, zeros
         mask = _phase_mean(hits, conf_phases, factor)
-        votes, near = _votes(mask, sigma / factor, fill)
-        if outlier > 0:
-            share = _phase_mean(hits, trust_phases, factor)
-            near = _votes(share, sigma / factor, fill, fine_scale=False)[1]
-        return votes, near
+        if outlier <= 0:
+            return _votes(mask, sigma / factor, fill)
+        votes = _votes(mask, sigma / factor, fill)[0]  # (its support goes at once)
+        del mask
+        share = _phase_mean(hits, trust_phases, factor)
+        del hits
+        return votes, _votes(share, sigma / factor, fill, fine_scale=False)[1]
 
     # frame k + 1's votes are counted in a second thread while frame k's are tallied
     # here (the votes are most of the work; one frame ahead keeps memory flat)
@@ -471,10 +533,11 @@ def regularize_depth(
             votes, near = ahead.result()
             if k + 1 < count:
                 ahead = pool.submit(frame_votes, k + 1)
-            upper = np.where(best_k == k - 1, votes, upper)
+            # (in place: no map-sized temporaries beside the votes in flight)
+            np.copyto(upper, votes, where=best_k == k - 1)
             better = votes > best
-            lower = np.where(better, previous, lower)
-            upper = np.where(better, np.float32(0.0), upper)
+            np.copyto(lower, previous, where=better)
+            np.copyto(upper, np.float32(0.0), where=better)
             best_k[better] = k
             np.maximum(best, votes, out=best)
             if outlier > 0:
@@ -483,19 +546,31 @@ def regularize_depth(
                 top_k[wider] = k
                 np.maximum(top_support, near, out=top_support)
             previous = votes
-    curvature = 2.0 * best - lower - upper
-    offset = np.where(
-        curvature > 0, 0.5 * (upper - lower) / np.maximum(curvature, np.float32(1e-12)), 0.0
-    )
-    depth = best_k + np.clip(offset, -0.5, 0.5).astype(np.float32)
+    # the parabola's vertex, 0.5 (upper - lower) / (2 best - lower - upper) where the
+    # curvature is > 0, else 0; each map freed once used (the same operations in the
+    # same order, in place)
+    del previous, labels, conf, trust
+    curvature = 2.0 * best
+    del best
+    curvature -= lower
+    curvature -= upper
+    offset = upper - lower
+    del upper, lower
+    offset *= 0.5
+    offset /= np.maximum(curvature, np.float32(1e-12))
+    np.copyto(offset, np.float32(0.0), where=np.logical_not(curvature > 0))
+    del curvature
+    np.clip(offset, -0.5, 0.5, out=offset)
+    depth = best_k + offset  # (float64, as int32 + float32 gives; zoomed from it)
+    del best_k, offset
     if outlier > 0:
         # a winner that its neighbourhood hardly supports is a speckle: take the
         # frame the neighbourhood supports most
         speckle = support < np.float32(outlier) * top_support
-        depth = np.where(speckle, top_k.astype(np.float32), depth)
+        np.copyto(depth, top_k, where=speckle)
+        del speckle
     # the votes' state goes before the map is zoomed (fuse's peak on big frames)
-    del best, best_k, lower, upper, previous, support, top_support, top_k, curvature, offset
-    del labels, conf, trust
+    del support, top_support, top_k
     for phases in (label_phases, conf_phases, trust_phases):
         phases.clear()
     if factor > 1:
