@@ -4,6 +4,7 @@
     python bench/conv.py --quick    # 512 and 2048 only
     python bench/conv.py --sizes 1024 --kernels 3 5 --methods auto direct fft
     python bench/conv.py --targets  # issue 13's cases (also gaussian_blur), alternated
+    python bench/conv.py --against fb320e3 --repeats 15   # compiled rows then vs now
 
 Float32 images, dense random kernels (and a separable Gaussian). Every time is the
 minimum over repeats; each ratio is ``ours / peer`` (below 1: convstack is
@@ -218,6 +219,85 @@ def targets(repeats: int) -> None:
         print(f"{label:<40} {a * 1e3:8.2f} {b * 1e3:8.2f} {a / b:6.2f}{exact}", flush=True)
 
 
+def kernels_at(revision: str) -> Any:
+    """``convstack._k_correlate`` as it was at a git ``revision``, imported from a copy."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    source = subprocess.run(
+        ["git", "show", f"{revision}:src/convstack/_k_correlate.py"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    source = source.replace("from ._jit import kernel", "from convstack._jit import kernel")
+    path = os.path.join(tempfile.mkdtemp(prefix="convstack-ab-"), "k_at_revision.py")
+    with open(path, "w") as f:
+        f.write(source)
+    spec = importlib.util.spec_from_file_location("k_at_revision", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def against(revision: str, repeats: int) -> None:
+    """The compiled rows of ``revision`` against today's, both inside today's engine:
+    ``correlate`` and ``gaussian_blur`` on the targets' images, alternated with OpenCV;
+    minimum wall time and process CPU time (all threads) of ``repeats`` rounds."""
+    import cv2
+
+    from convstack import _methods, filters
+
+    cv2.setNumThreads(os.cpu_count() or 1)
+    old, new = kernels_at(revision), _methods._compiled()
+    rng = np.random.default_rng(3)
+    cases: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = []
+    for size, k in ((2048, 3), (2048, 5), (2048, 11), (512, 3), (512, 5)):
+        image = rng.random((size, size), dtype=np.float32)
+        kernel = rng.standard_normal((k, k)).astype(np.float32)
+        cases.append((
+            f"correlate float32 {size}^2 {k}x{k}",
+            lambda i=image, k=kernel: convstack.correlate(i, k, mode="mirror", method="direct"),
+            lambda i=image, k=kernel: cv2.filter2D(i, -1, k),
+        ))  # fmt: skip
+    for shape, dtype in (((2048, 2048), np.float32), ((2048, 2048, 3), np.uint8)):
+        image = (rng.random(shape) * 255).astype(dtype)
+        cases.append((
+            f"gaussian_blur {np.dtype(dtype).name} {'x'.join(map(str, shape))} 5x5",
+            lambda i=image: filters.gaussian_blur(i, 5),
+            lambda i=image: cv2.GaussianBlur(i, (5, 5), 0),
+        ))  # fmt: skip
+    print(f"# {revision} / today's compiled rows, and each / cv2: min wall (min CPU) of {repeats}")
+    for label, ours, theirs in cases:
+
+        def at(module: Any, ours: Callable[[], Any] = ours) -> Callable[[], Any]:
+            def run() -> Any:
+                _methods._KERNELS = module
+                return ours()
+
+            return run
+
+        calls = (at(old), at(new), theirs)
+        for call in calls:
+            call()
+        wall: list[list[float]] = [[], [], []]
+        cpu: list[list[float]] = [[], [], []]
+        for _ in range(repeats):
+            for call, w, c in zip(calls, wall, cpu, strict=True):
+                gc.collect()
+                t0, c0 = time.perf_counter(), time.process_time()
+                call()
+                w.append(time.perf_counter() - t0)
+                c.append(time.process_time() - c0)
+        (wo, wn, wc), (co, cn, cc) = ([min(x) for x in t] for t in (wall, cpu))
+        print(
+            f"{label:<38} new/old {wn / wo:5.2f} ({cn / co:4.2f} CPU)  "
+            f"old/cv2 {wo / wc:5.2f}  new/cv2 {wn / wc:5.2f} ({cn / cc:4.2f} CPU)",
+            flush=True,
+        )
+    _methods._KERNELS = new
+
+
 def memory() -> None:
     """Peak memory traced by tracemalloc during one call, against the output's size."""
     import tracemalloc
@@ -254,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibrate", action="store_true", help="measure cost-model constants")
     parser.add_argument("--memory", action="store_true", help="peak memory of method='auto'")
     parser.add_argument("--targets", action="store_true", help="issue 13's cases, alternated")
+    parser.add_argument("--against", metavar="REV", help="compiled rows of git REV vs today's")
     args = parser.parse_args(argv)
     if args.calibrate:
         calibrate(args.repeats)
@@ -263,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.targets:
         targets(args.repeats)
+        return 0
+    if args.against:
+        against(args.against, args.repeats)
         return 0
     sizes = args.sizes or ([512, 2048] if args.quick else [512, 2048, 4096])
     available = peers()
