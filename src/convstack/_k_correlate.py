@@ -13,7 +13,8 @@ pass of a row writes it from 0). One-channel images with consecutive column taps
 column dilation or stride, no fill row under a non-zero weight) take faster passes
 instead: a whole 3x3 kernel in one pass over three rows (:func:`_taps3x3`), other sizes
 one pass per kernel row whose offsets are constants (:func:`_row_taps`); these add zero
-weights too (the footprint rule covers their non-finite samples). Float images are
+weights too (the footprint rule covers their non-finite samples), and their border
+columns sum the kernel directly, with no tap list. Float images are
 tested for NaN and infinities one image row at a time, as the rows are first read (the
 caller applies the footprint rule when one was met).
 Loops index slices from 0, so numba knows no index is negative (no wraparound test
@@ -328,12 +329,51 @@ def correlate_rows(
     src_flat = src.reshape(n_r * n_c * ch)
     res = out.reshape(n_or, n_oc * ch)
     lo, m = j0 * ch, (j1 - j0) * ch
+    # one channel, stride 1, no column dilation: rows whose kernel rows with a non-zero
+    # weight all lie on image rows skip the tap list (``used``: those kernel rows)
+    one = stride[1] == 1 and ch == 1 and dilation[1] == 1 and j1 > j0
+    used = np.zeros(kh, np.bool_)
+    for a in range(kh):
+        for b in range(kw):
+            used[a] = used[a] or weights[a, b] != 0
+    zero = out.dtype.type(0)
     found, p_next = False, 0
     for i in range(r0, r1):
         if check and not found:
             p0 = i * stride[0]
             found, p_next = _check_rows(flat, rmap, p_next, p0, p0 + (kh - 1) * dilation[0])
         acc = res[i]
+        p0 = i * stride[0]
+        fast = one
+        for a in range(kh if one else 0):
+            if used[a] and rmap[p0 + a * dilation[0]] < 0:
+                fast = False
+        if fast:
+            for e in range(j0 + n_oc - j1):  # border columns: every tap, in order
+                j = e if e < j0 else j1 + e - j0
+                total = zero
+                for a in range(kh):
+                    r = rmap[p0 + a * dilation[0]]
+                    if r >= 0:  # (a fill row here has only zero weights)
+                        for b in range(kw):
+                            q = cmap[j + b]
+                            total += weights[a, b] * (src_flat[r * n_c + q] if q >= 0 else fill[0])
+                acc[j] = total
+            dst = acc[j0:j1]  # interior: image column j - j0 + b (j0 == before here)
+            if kh == 3 and kw == 3:
+                r_0, r_1, r_2 = rmap[p0], rmap[p0 + dilation[0]], rmap[p0 + 2 * dilation[0]]
+                if min(r_0, r_1, r_2) >= 0:
+                    _taps3x3(dst, flat[r_0], flat[r_1], flat[r_2], weights, j1 - j0)
+                    continue
+            first = j1 > j0  # (not the literal True: see the module notes)
+            for a in range(kh):
+                r = rmap[p0 + a * dilation[0]]
+                if r >= 0:
+                    _row_taps(dst, flat[r], weights[a], j1 - j0, first)
+                    first = False
+            for x in range(j1 - j0 if first else 0):
+                dst[x] = 0
+            continue
         n, n_fill = np.intp(0), 0
         for a in range(kh):
             r = rmap[i * stride[0] + a * dilation[0]]
@@ -378,23 +418,7 @@ def correlate_rows(
                 for c in range(ch):
                     v = flat[rs[t], s * ch + c] if s >= 0 else fill[c]
                     acc[j * ch + c] += ws[t] * v
-        if stride[1] == 1 and ch == 1 and dilation[1] == 1 and n_fill == 0 and m > 0:
-            # one channel, consecutive taps: one pass per kernel row (or one for 3x3)
-            dst, c0 = acc[lo : lo + m], j0 - before
-            p0 = i * stride[0]
-            if kh == 3 and kw == 3 and min(rmap[p0], rmap[p0 + dilation[0]]) >= 0:
-                r2 = rmap[p0 + 2 * dilation[0]]
-                if r2 >= 0:
-                    s0, s1 = flat[rmap[p0], c0:], flat[rmap[p0 + dilation[0]], c0:]
-                    _taps3x3(dst, s0, s1, flat[r2, c0:], weights, m)
-                    continue
-            first = init
-            for a in range(kh):
-                r = rmap[p0 + a * dilation[0]]
-                if r >= 0:  # (a fill row here has only zero weights)
-                    _row_taps(dst, flat[r, c0:], weights[a], m, first)
-                    first = False
-        elif stride[1] == 1:
+        if stride[1] == 1:
             for t in range(n):
                 offs[t] = (offs[t] - before) * ch
             _sum_taps(acc[lo : lo + m], flat, ws, rs, offs, n, lo, m, init)
