@@ -392,3 +392,63 @@ def test_an_unmoved_frame_is_cached_as_read(dtype: Any, channels: int) -> None:
         assert os.fstat(cache._fd).st_size == size + frame.nbytes
         for index in (0, 1):
             np.testing.assert_array_equal(cache.rows(index, 7, 33), planar[..., 7:33, :])
+
+
+def test_same_bits_compares_bits_in_blocks() -> None:
+    from convstack.stack._strip_major import same_bits as _same_bits
+
+    rng = np.random.default_rng(5)
+    a = rng.random((517, 9), dtype=np.float32)
+    b = a.copy()
+    assert _same_bits(a, b, rows=16)
+    b[516, 8] = np.nextafter(b[516, 8], np.float32(2))  # the last block's last value
+    assert not _same_bits(a, b, rows=16)
+    zero, minus = np.zeros((3, 3), np.float32), np.full((3, 3), -0.0, np.float32)
+    assert not _same_bits(zero, minus)  # equal numbers, other bits
+    nan = np.full((2, 2), np.nan, np.float32)
+    assert _same_bits(nan, nan.copy())  # the same bits, though NaN != NaN
+    assert not _same_bits(a, a[:, :8]) and not _same_bits(a, a.astype(np.float64))
+
+
+@pytest.mark.parametrize("grey", [True, False])
+def test_strip_major_big_frame_path_to_the_bit(monkeypatch: pytest.MonkeyPatch, grey: bool) -> None:
+    # the path of frames of 1 MP and more (the measure on the half grid, in strips of
+    # a few rows; a grey frame that did not move measured as its own luma), small
+    from convstack.stack import depth as D
+
+    monkeypatch.setattr(D, "_HALF_VOTE_PIXELS", 100)
+    monkeypatch.setattr(D, "_MEASURE_PIXELS", 1000)
+    frames = _stack((141, 167), 4, np.uint16, grey=grey)
+    kept = [f.copy() for f in frames]
+    _frame_major(monkeypatch, 24)
+    expected = fuse(frames, align="none")
+    made = _strip_major(monkeypatch, 16)
+    got = fuse(frames, align="none")
+    assert len(made) == 1 and made[0].closed
+    np.testing.assert_array_equal(got.image, expected.image)
+    np.testing.assert_array_equal(got.depth, expected.depth)
+    np.testing.assert_array_equal(got.confidence, expected.confidence)
+    for frame, copy in zip(frames, kept, strict=True):
+        np.testing.assert_array_equal(frame, copy)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_unit_bits_is_the_frame_scaled_to_the_bit(dtype: Any) -> None:
+    from convstack.stack._frames import to_reference_grid
+    from convstack.stack._strip_major import unit_bits
+
+    top = np.iinfo(dtype).max
+    raw = np.random.default_rng(2).integers(0, top + 1, (261, 13)).astype(dtype)
+    kept = raw.copy()
+    scaled = to_reference_grid(raw, np.eye(3))  # the frame on the grid, as fuse makes it
+    assert unit_bits(raw, scaled, rows=32)
+    # the oracle: float64 division rounded once to float32 (exact here: a correctly
+    # rounded float32 division is the rounded real quotient)
+    assert unit_bits(raw, (raw / float(top)).astype(np.float32))
+    off = scaled.copy()
+    off[260, 12] = np.nextafter(off[260, 12], np.float32(2))
+    assert not unit_bits(raw, off, rows=32)
+    assert not unit_bits(raw, scaled.astype(np.float64))  # not float32
+    assert not unit_bits(raw.astype(np.float32), scaled)  # not integers
+    assert not unit_bits(raw[:, :12], scaled)
+    np.testing.assert_array_equal(raw, kept)

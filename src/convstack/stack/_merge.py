@@ -24,7 +24,7 @@ from ..progress import ProgressCallback, report
 from ._frames import Frame, is_identity, measure_focus, warped
 from ._registrar import Registrar
 from ._source import FrameSource
-from ._strip_major import FrameCache, release_freed_memory
+from ._strip_major import FrameCache, release_freed_memory, same_bits
 from .align import estimate_gain
 from .depth import FocusAccumulator, regularize_depth, zoom_bilinear
 from .fusion import (
@@ -167,8 +167,14 @@ class Merger:
         # (the frame is this merge's own: brightness-matched in place)
         frame, gray, gain = self._matched(item.frame, item.gray, in_place=True)
         raw, item.frame, item.gray, item.raw = item.raw, None, None, None
-        self.add(item.index, frame, gray, raw=raw, gain=gain)
+        if gray is not frame and same_bits(gray, frame):
+            gray = frame  # (a grey frame that did not move is its own luma: one kept)
+        # cached first, so that the frame as read goes before the coarse merge
+        self.cache.put(item.index, frame, raw=raw, gain=gain)
+        self._order.append(item.index)
         del raw
+        assert self.pyramid is not None
+        self.pyramid.add_coarse(item.index, frame)
         shown = frame if keep else None
         del frame
         release_freed_memory()  # the frame's pages, before the measure's temporaries

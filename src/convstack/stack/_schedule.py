@@ -26,6 +26,7 @@ from . import registration_report as _report
 from ._frames import Frame, is_identity, measure_focus, planar, to_reference_grid
 from ._registrar import Registrar
 from ._source import FrameSource
+from ._strip_major import unit_bits
 from .errors import StackError
 from .forked import Channel, ForkedWorker, can_fork, shared_array
 from .strips import STRIP_LEVEL, STRIP_WORKERS, rows_for_budget, strip_bytes
@@ -333,7 +334,19 @@ class Scheduler:
                 into = planar(raw.shape)
             if not is_identity(matrix):
                 item.gray = None  # the luma of the raw frame is stale (dropped first)
-            item.frame = to_reference_grid(raw, matrix, into, self.registrar.warp_order)
+            gray = item.gray
+            if (  # a grey frame that did not move is its own luma (the same bits): one copy
+                self.lean
+                and not self.photometric  # (which corrects the frame in place)
+                and gray is not None
+                and raw.ndim == 2
+                and is_identity(matrix)
+                and unit_bits(raw, gray)
+            ):
+                item.frame = gray
+            else:
+                item.frame = to_reference_grid(raw, matrix, into, self.registrar.warp_order)
+            del gray
             if self.lean and raw.dtype.kind in "ui" and is_identity(matrix):
                 item.raw = raw  # (cached as read: a quarter of its float32 bytes)
             self.timed("warp", started, item.index, spent)

@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from ..limits import format_size
 from .errors import StackError
 
-__all__ = ["FrameCache", "release_freed_memory"]
+__all__ = ["FrameCache", "release_freed_memory", "same_bits", "unit_bits"]
 
 #: Bytes a system call writes or reads at most (Linux stops at about 2 GiB).
 _CHUNK = 1 << 28
@@ -55,6 +55,41 @@ def release_freed_memory() -> None:
         return
     trim.argtypes = (ctypes.c_size_t,)
     trim(0)
+
+
+#: Rows :func:`same_bits` and :func:`unit_bits` compare at once.
+_COMPARE_ROWS = 256
+
+
+def same_bits(a: NDArray[Any], b: NDArray[Any], rows: int = _COMPARE_ROWS) -> bool:
+    """Whether two arrays hold the same bits (NaN included, -0.0 not 0.0), compared a
+    block of ``rows`` rows at a time (no temporary the size of either)."""
+    if (
+        a.shape != b.shape
+        or a.dtype != b.dtype
+        or a.ndim == 0
+        or a.dtype.itemsize not in (1, 2, 4, 8)
+    ):
+        return False
+    kind = np.dtype(f"u{a.dtype.itemsize}")
+    return all(
+        np.array_equal(a[r : r + rows].view(kind), b[r : r + rows].view(kind))
+        for r in range(0, a.shape[0], rows)
+    )
+
+
+def unit_bits(raw: NDArray[Any], gray: NDArray[Any], rows: int = _COMPARE_ROWS) -> bool:
+    """Whether ``gray`` is the integer frame ``raw`` divided by its dtype's maximum in
+    float32 to the bit (what :func:`convstack.stack._frames.to_reference_grid` makes of
+    a frame that did not move), compared a block of ``rows`` rows at a time: a grey
+    frame's luma then is the frame on the reference grid, and one copy is enough."""
+    if raw.dtype.kind not in "ui" or raw.shape != gray.shape or gray.dtype != np.float32:
+        return False
+    top = np.float32(np.iinfo(raw.dtype).max)
+    return all(
+        same_bits(np.divide(raw[r : r + rows], top, dtype=np.float32), gray[r : r + rows])
+        for r in range(0, raw.shape[0], rows)
+    )
 
 
 def _planes(frame: NDArray[Any]) -> NDArray[np.float32]:
