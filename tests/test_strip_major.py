@@ -452,3 +452,23 @@ def test_unit_bits_is_the_frame_scaled_to_the_bit(dtype: Any) -> None:
     assert not unit_bits(raw.astype(np.float32), scaled)  # not integers
     assert not unit_bits(raw[:, :12], scaled)
     np.testing.assert_array_equal(raw, kept)
+
+
+def test_issue_14_budgets_plan_the_big_stacks() -> None:
+    # the estimate's constants (fitted to bench/memory.py's runs) plan issue 14's two
+    # big stacks within their budgets, strip-major, and refuse a budget below them
+    from convstack.stack._schedule import estimate_strip_major
+
+    for shape, dtype, budget in (
+        ((12000, 16667), np.uint16, 4 << 30),  # 200 MP grey 16-bit
+        ((5504, 8256, 3), np.uint8, 2 << 30),  # 45 MP colour 8-bit
+    ):
+        plan = plan_memory(shape, np.dtype(dtype), "pyramid", budget, default_rows=160)
+        assert plan.strip_major and plan.estimate <= budget
+        least = estimate_strip_major(shape, np.dtype(dtype), 8)
+        with pytest.raises(LimitError, match=r"smallest merge strips \(strip-major\)"):
+            plan_memory(shape, np.dtype(dtype), "pyramid", least - 1, default_rows=160)
+    # colour measures a luma of its own, grey frames are their own luma
+    grey = estimate_strip_major((1000, 1000), np.dtype(np.uint8), 8)
+    colour = estimate_strip_major((1000, 1000, 3), np.dtype(np.uint8), 8)
+    assert colour - grey >= 1000 * 1000 * (4 + 2 * 8)

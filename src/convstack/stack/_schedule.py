@@ -61,15 +61,26 @@ _PER_SAMPLE_BYTE = 6
 
 #: The strip-major merge's peak (:mod:`convstack.stack._strip_major`, one process):
 #: the larger of its first pass with the depth regularisation (fixed bytes, bytes a
-#: pixel, bytes a pixel and channel: the frame on the grid, the next one read, the
-#: luma, its measure and the votes; the regularisation's temporaries, about 21 B/px,
-#: are the top) and its second pass (bytes a pixel beside each channel's result
+#: pixel, bytes a pixel and channel: the frame on the grid, the next one read and
+#: registered, the measure (in strips) and the votes, and the regularisation's maps on
+#: the voting grid) and its second pass (bytes a pixel beside each channel's result
 #: sample: the depth map and confidence at full size; plus the strips, below).
-#: Fitted to bench/memory.py's runs (45 MP colour under --memory-limit 2GiB: 1.82,
-#: 1.84 and 1.94 GiB at 10, 20 and 50 frames, the regularisation's phase the top, the
-#: CLI's allocator trimmed after every frame; 1.28-1.64 in the second pass) and set at
-#: or above them: 45 MP colour 1.96 GiB.
-_STRIP_MAJOR = (320 << 20, 21, 6)
+#: Fitted to bench/memory.py's runs and set at or above them: 45 MP colour 8-bit
+#: under --memory-limit 2GiB, 1.80-1.94 GiB (5 to 50 frames; estimate 1.96); 200 MP
+#: grey 16-bit, 3.80 GiB (3 frames; estimate 3.94, within 4 GiB). The top is the
+#: middle frames' measure while the next frame registers, or the regularisation.
+_STRIP_MAJOR = (320 << 20, 9.5, 8.5)
+
+#: Bytes a pixel of the luma that colour frames measure, an array of its own (a grey
+#: frame is its own luma: float32 already where it moved, checked to the bit where it
+#: did not; see ``Scheduler.finish``).
+_STRIP_MAJOR_LUMA = 4
+
+#: Bytes a channel sample costs the strip-major merge per byte of integer samples over
+#: one (the frame as read, and the next one: cached as read; 16-bit measured), and of
+#: float samples (not measured: ``_PER_SAMPLE_BYTE``'s guess).
+_STRIP_MAJOR_SAMPLE_BYTE = 1.5
+
 _STRIP_MAJOR_SECOND = 10
 
 #: Rows a strip of the strip-major merge where the budget allows (its second pass
@@ -90,11 +101,13 @@ def estimate_strip_major(shape: tuple[int, ...], dtype: np.dtype[Any], strip_row
     channels = shape[2] if len(shape) == 3 else 1
     itemsize = np.dtype(dtype).itemsize
     pixels = int(shape[0]) * int(shape[1])
-    first = per_pixel + channels * (per_channel + _PER_SAMPLE_BYTE * (itemsize - 1))
+    extra = _STRIP_MAJOR_SAMPLE_BYTE if np.dtype(dtype).kind in "ui" else _PER_SAMPLE_BYTE
+    luma = _STRIP_MAJOR_LUMA if channels > 1 else 0
+    first = per_pixel + luma + channels * (per_channel + extra * (itemsize - 1))
     # the second pass: two strips in work (their state, frame rows and temporaries)
     second = pixels * (_STRIP_MAJOR_SECOND + channels * itemsize)
     second += STRIP_WORKERS * strip_bytes(shape, strip_rows)
-    return fixed + max(pixels * first, second)
+    return fixed + max(int(pixels * first), second)
 
 
 def estimate_peak(
