@@ -570,3 +570,27 @@ def test_cost_model_picks_by_kernel_size_and_rank(monkeypatch) -> None:
     monkeypatch.setattr(_methods, "THREADS", 1)
     assert _methods.wall_ns(300.0, 1e9, 4) == 300.0
     engine._costs.cache_clear()
+
+
+@pytest.mark.parametrize(("k", "n"), [(11, 2048), (21, 2048), (51, 2048), (51, 512), (5, 300)])
+def test_fft_plan_tiles_are_fast_lengths_in_whole_rounds(k, n) -> None:
+    """Overlap-save tiles: 2-3-5-smooth lengths, each keeping ``length - k + 1`` outputs
+    (or the whole axis), covering the image; on two threads the 2048^2 plans come in
+    whole rounds (an even number of tiles)."""
+    from convstack import _methods
+
+    def smooth(m: int) -> bool:
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    (len_r, t_r), (len_c, t_c), ns = _methods.fft_plan((k, k), (n, n), 2)
+    assert ns > 0
+    for length, kept in ((len_r, t_r), (len_c, t_c)):
+        assert smooth(length)
+        assert kept == n or kept == length - k + 1
+        assert kept >= min(n, 16)
+    tiles = -(-n // t_r) * -(-n // t_c)
+    if n == 2048:
+        assert tiles % 2 == 0

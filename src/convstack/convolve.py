@@ -106,10 +106,10 @@ def _costs(
         costs["separable"] = m.wall_ns(m.SEP_TAP_NS * taps, taps, out_shape[0]) + fixed
     if kernel.ndim == 2:
         full = (padded[0] - span[0] + 1, padded[1] - span[1] + 1)
-        (_, t_r), (_, t_c), ns = m.fft_plan((span[0], span[1]), full)
+        (_, t_r), (_, t_c), ns = m.fft_plan((span[0], span[1]), full, m.THREADS)
     else:
         full = (1, padded[0] - span[0] + 1)
-        (_, t_r), (_, t_c), ns = m.fft_plan((1, span[0]), full)
+        (_, t_r), (_, t_c), ns = m.fft_plan((1, span[0]), full, m.THREADS)
     tiles = -(-full[0] // t_r) * -(-full[1] // t_c)
     costs["fft"] = m.wall_ns(ns, 50.0 * full[0] * full[1], tiles) + m.FFT_OUT_NS * outputs
     return costs
