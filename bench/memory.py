@@ -157,6 +157,8 @@ def run_fuse(
     wall = time.perf_counter() - start
     _, err = process.communicate()
     if process.returncode:
+        if "more than the memory limit" in err.decode():  # a budget it refuses: a row
+            return {"rss": peak_rss, "pss": peak_pss, "wall": wall, "killed": 0, "refused": 1}
         raise RuntimeError(f"fuse failed ({process.returncode}): {err.decode()[-2000:]}")
     return {"rss": peak_rss, "pss": peak_pss, "wall": wall, "processes": most, "killed": 0}
 
@@ -230,6 +232,9 @@ def main() -> None:
                     )
                     if r["killed"]:
                         print(f"| {name} | {n} | {label} | > {args.kill_above} (killed) |")
+                        continue
+                    if r.get("refused"):
+                        print(f"| {name} | {n} | {label} | refused before reading |")
                         continue
                     if options:
                         budget = parse_size(options[1], "--memory-limit")
