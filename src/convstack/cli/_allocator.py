@@ -12,8 +12,8 @@ does, for itself.
 from __future__ import annotations
 
 import ctypes
-import os
-import sys
+
+from .._libc import glibc_function
 
 __all__ = ["keep_freed_memory"]
 
@@ -28,13 +28,8 @@ def keep_freed_memory() -> bool:
 
     Returns whether it was applied (glibc only; elsewhere nothing happens).
     """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
-            return False
-        mallopt = ctypes.CDLL(None).mallopt  # the C library this process already runs on
-    except (OSError, ValueError, AttributeError):
+    mallopt = glibc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int

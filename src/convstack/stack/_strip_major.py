@@ -22,7 +22,6 @@ import ctypes
 import errno
 import os
 import shutil
-import sys
 import tempfile
 import weakref
 from typing import Any
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._libc import glibc_function
 from ..limits import format_size
 from .errors import StackError
 
@@ -45,13 +45,8 @@ def release_freed_memory() -> None:
     an allocator that keeps freed memory (the ``convstack`` command's, see
     :mod:`convstack.cli._allocator`) would otherwise hold, fragmented, beside the next
     one. Only free pages go; no setting of the allocator changes."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
-            return
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, ValueError, AttributeError):
+    trim = glibc_function("malloc_trim")
+    if trim is None:
         return
     trim.argtypes = (ctypes.c_size_t,)
     trim(0)
