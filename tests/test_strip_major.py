@@ -9,13 +9,16 @@ ask for the same bits, not one grey level.
 from __future__ import annotations
 
 import gc
+import logging
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from convstack.limits import LimitError
+from convstack.stack import _strip_major as SM
 from convstack.stack import fuse, pipeline
 from convstack.stack import fusion as F
 from convstack.stack._schedule import MemoryPlan, plan_memory
@@ -472,3 +475,43 @@ def test_issue_14_budgets_plan_the_big_stacks() -> None:
     grey = estimate_strip_major((1000, 1000), np.dtype(np.uint8), 8)
     colour = estimate_strip_major((1000, 1000, 3), np.dtype(np.uint8), 8)
     assert colour - grey >= 1000 * 1000 * (4 + 2 * 8)
+
+
+def test_filesystem_type_reads_the_longest_mount_point(tmp_path: Path) -> None:
+    assert SM.filesystem_type("/proc") == "proc"  # Linux's own
+    assert SM.filesystem_type(str(tmp_path)) is not None
+
+
+@pytest.mark.parametrize(
+    ("tmpdir_set", "var_tmp", "expected", "warns"),
+    [
+        (False, "ext4", "/var/tmp", False),  # /tmp in memory: the disk's folder instead
+        (True, "ext4", "TMP", True),  # TMPDIR chosen by the user: kept, and said
+        (False, "tmpfs", "TMP", True),  # no folder on disk to take
+    ],
+)
+def test_cache_folder_leaves_a_temporary_folder_in_memory(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    tmpdir_set: bool,
+    var_tmp: str,
+    expected: str,
+    warns: bool,
+) -> None:
+    kinds = {str(tmp_path): "tmpfs", "/var/tmp": var_tmp}
+    monkeypatch.setattr(SM, "filesystem_type", lambda folder: kinds.get(folder))
+    monkeypatch.setattr(SM.tempfile, "gettempdir", lambda: str(tmp_path))
+    if tmpdir_set:
+        monkeypatch.setenv("TMPDIR", str(tmp_path))
+    else:
+        monkeypatch.delenv("TMPDIR", raising=False)
+    with caplog.at_level(logging.WARNING, logger=SM.__name__):
+        folder = SM.cache_folder()
+    assert folder == (str(tmp_path) if expected == "TMP" else expected)
+    assert ("a file system in memory" in caplog.text) == warns
+
+
+def test_cache_folder_on_disk_is_the_temporary_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(SM, "filesystem_type", lambda folder: "ext4")
+    assert SM.cache_folder() == SM.tempfile.gettempdir()

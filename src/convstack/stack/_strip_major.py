@@ -10,7 +10,8 @@ reference grid, photometric correction applied, planar), so both passes see the 
 bits and the result is the frame-major merge's to the bit.
 
 The cache is one file in the system's temporary folder (``tempfile.gettempdir()``,
-``TMPDIR``), unlinked as soon as it is made: nothing is left on disk once it is
+``TMPDIR``; ``/var/tmp`` where that folder is in memory and ``TMPDIR`` is not set: see
+:func:`cache_folder`), unlinked as soon as it is made: nothing is left on disk once it is
 closed, whether the fuse ends, fails or the process is killed. Rows are read with
 ``pread`` into arrays of their own (not mapped: mapped pages would count in the
 process's resident size until unmapped).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import logging
 import os
 import shutil
 import tempfile
@@ -33,10 +35,62 @@ from .._libc import glibc_function
 from ..limits import format_size
 from .errors import StackError
 
-__all__ = ["FrameCache", "release_freed_memory", "same_bits", "unit_bits"]
+__all__ = [
+    "FrameCache",
+    "cache_folder",
+    "filesystem_type",
+    "release_freed_memory",
+    "same_bits",
+    "unit_bits",
+]
 
 #: Bytes a system call writes or reads at most (Linux stops at about 2 GiB).
 _CHUNK = 1 << 28
+
+logger = logging.getLogger(__name__)
+
+#: File systems that keep their files in memory (a cache there saves none).
+_IN_MEMORY = ("tmpfs", "ramfs")
+#: Where large temporary files go when the temporary folder is in memory (as /tmp is on
+#: many Linux systems): the file-system hierarchy's folder for them, on disk.
+_DISK_TEMP = "/var/tmp"
+
+
+def filesystem_type(folder: str) -> str | None:
+    """The type of the file system holding ``folder`` (Linux's mount table: the mount
+    point that is the longest prefix of its real path), or None where unknown."""
+    try:
+        with open("/proc/self/mounts", encoding="utf-8", errors="replace") as mounts:
+            table = [line.split()[1:3] for line in mounts if len(line.split()) >= 3]
+    except OSError:
+        return None
+    path = os.path.realpath(folder)
+    best, kind = -1, None
+    for point, fstype in table:
+        point = point.replace("\\040", " ")
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > best:
+            best, kind = len(point), fstype
+    return kind
+
+
+def cache_folder() -> str:
+    """The folder for the frame cache: the temporary folder (``TMPDIR``), unless it
+    keeps its files in memory (a tmpfs ``/tmp``) and ``TMPDIR`` was not set, then
+    ``/var/tmp`` where it is a writable folder on disk. A cache left in memory is
+    logged: it would take the memory the strip-major merge is there to save."""
+    folder = tempfile.gettempdir()
+    if filesystem_type(folder) not in _IN_MEMORY:
+        return folder
+    on_disk = filesystem_type(_DISK_TEMP) not in (*_IN_MEMORY, None)
+    if "TMPDIR" not in os.environ and on_disk and os.access(_DISK_TEMP, os.W_OK | os.X_OK):
+        return _DISK_TEMP
+    logger.warning(
+        "the strip-major merge's frame cache is in %s, a file system in memory: it takes "
+        "the memory the merge saves; set TMPDIR to a folder on disk",
+        folder,
+    )
+    return folder
 
 
 def release_freed_memory() -> None:
@@ -107,9 +161,9 @@ class FrameCache:
     """
 
     def __init__(self, frames: int = 0) -> None:
-        self.folder = tempfile.gettempdir()
+        self.folder = cache_folder()
         self.frames = frames  # (how many will come: the room is checked at the first)
-        fd, path = tempfile.mkstemp(prefix="convstack-frames-", suffix=".f32")
+        fd, path = tempfile.mkstemp(prefix="convstack-frames-", suffix=".f32", dir=self.folder)
         os.unlink(path)  # (the space stays until the descriptor is closed)
         self._fd = fd
         self._close = weakref.finalize(self, os.close, fd)

@@ -230,8 +230,9 @@ def fuse(
         forked child (a process of its own) or a thread here, and the pyramid
         merge's strip rows; where even that does not fit ('pyramid', 'maxabs'), the
         strip-major merge: two passes, the registered frames cached on disk in the
-        system's temporary folder (``TMPDIR``; 4 bytes a sample a frame, freed at the
-        end). The output is the same whatever it chooses.
+        system's temporary folder (``TMPDIR``, or ``/var/tmp`` where ``/tmp`` is in
+        memory; 4 bytes a sample a frame, freed at the end). The output is the same
+        whatever it chooses.
     interpolation : {'cubic', 'quintic'}
         How aligned frames are resampled onto the reference grid: Keys cubic, or the
         quintic B-spline (``convstack.warp.warp(order=5)``), which keeps the fine detail
