@@ -19,7 +19,13 @@ from convstack.cli import main
 from convstack.stack import align as _align
 from convstack.stack import fuse
 from convstack.stack.errors import AlignmentError
-from convstack.stack.registration_report import FrameReport, misfires, summary, write_report
+from convstack.stack.registration_report import (
+    LARGE_STEP,
+    FrameReport,
+    misfires,
+    summary,
+    write_report,
+)
 from convstack.stack.synthetic import make_scene, render_stack
 
 SHAPE = (240, 320)
@@ -304,7 +310,10 @@ def test_a_zoom_jump_after_the_reference_keeps_the_reference(
     result = fuse(jumped)
     assert result.reference == MIDDLE
     assert result.frames[MIDDLE].status == "reference"
-    assert all(f.trusted for f in result.frames), summary(result.frames)
+    assert all(f.status != "rejected" for f in result.frames), summary(result.frames)
+    # the jump itself is kept and named (a flag), the ordinary steps are not
+    assert [f.index for f in result.frames if not f.trusted] == [MIDDLE + 1]
+    assert result.frames[MIDDLE + 1].flags == (LARGE_STEP,)
     assert _psnr(scene.image, result.image) > 30.0  # measured 31.3 (33.0 without the jump)
 
 
@@ -318,6 +327,9 @@ def test_a_zoomed_frame_next_to_the_reference_does_not_reject_the_frames_beyond(
     zoomed = frames.copy()
     zoomed[MIDDLE + 1] = _moved(frames[MIDDLE + 1], _about_centre(zoom=1.03))
     result = fuse(zoomed)
-    assert all(f.trusted for f in result.frames), summary(result.frames)
+    assert all(f.status != "rejected" for f in result.frames), summary(result.frames)
+    # named: its step and the next one's, which undoes it
+    assert [f.index for f in result.frames if not f.trusted] == [MIDDLE + 1, MIDDLE + 2]
+    assert all(result.frames[i].flags == (LARGE_STEP,) for i in (MIDDLE + 1, MIDDLE + 2))
     plain = _psnr(scene.image, fuse(frames).image)
     assert _psnr(scene.image, result.image) > plain - 0.3  # measured -0.01 dB

@@ -18,7 +18,9 @@ a confidence, and what was decided:
 - ``'reference'``.
 
 ``flags`` add what was noticed without rejecting: a fallback to a simpler model, a
-misfire (a frame blurrier than its neighbours everywhere, see :func:`misfires`).
+misfire (a frame blurrier than its neighbours everywhere, see :func:`misfires`), a
+large step kept (a scale or rotation beyond a jump between neighbours that registered:
+the first frame after the reference is judged with wider limits).
 
 Inside :func:`fuse` the numbers travel through a row of floats per frame (a child
 process writes them into shared memory); :func:`record` and :func:`reports` are the
@@ -52,6 +54,9 @@ REASONS = {
     7: "the reference first chosen, broken: its neighbours register to each other, not "
     "to it; frame {:.0f}'s geometry is the output's",
 }
+#: The flag of a frame kept whose step from its neighbour scales or rotates beyond a
+#: jump between neighbours (:func:`convstack.stack.align.jumps_beyond` from no motion).
+LARGE_STEP = "a large step from its neighbour (a lens or camera jump?), kept: it registered"
 #: Side of the grid of tiles whose sharpness the misfire check compares.
 TILES = 8
 # layout of a frame's row: status, model, correlation, identity correlation, stand-in,
@@ -240,7 +245,7 @@ def misfires(energy: NDArray[np.float64], kept: NDArray[np.bool_]) -> list[int]:
 
 def reports(rows: NDArray[np.float64], names: list[str]) -> tuple[FrameReport, ...]:
     """The :class:`FrameReport` of every frame from the rows :func:`record` wrote."""
-    from .align import MODELS
+    from .align import MODELS, jumps_beyond
 
     status = [STATUSES[int(code)] for code in rows[:, 0]]
     kept = np.array([s != "rejected" for s in status])
@@ -256,6 +261,11 @@ def reports(rows: NDArray[np.float64], names: list[str]) -> tuple[FrameReport, .
             flags.append(f"fell back from {MODELS[int(row[8])]} to {model}")
         if index in blurry:
             flags.append("misfire: much blurrier than its neighbours everywhere")
+        step = row[_STEP:_APPLIED]
+        moved = status[index] == "aligned" and not np.isnan(step).any()
+        if moved and jumps_beyond(step.reshape(3, 3), np.eye(3)):
+            # kept (it registered), but a lens jump or a frame moved by hand: worth a look
+            flags.append(LARGE_STEP)
         correlation = float(row[2])
         if status[index] == "reference":
             confidence = 1.0
@@ -263,7 +273,6 @@ def reports(rows: NDArray[np.float64], names: list[str]) -> tuple[FrameReport, .
             confidence = 0.0
         else:
             confidence = min(1.0, max(0.0, (correlation - 0.2) / 0.8))
-        step = row[_STEP:_APPLIED]
         out.append(
             FrameReport(
                 index=index,
