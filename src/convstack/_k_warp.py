@@ -185,6 +185,18 @@ def _keys(t: float) -> tuple[float, float, float, float]:
 
 
 @kernel
+def _run(rows: Any, cols: Any, a: int) -> tuple[int, int]:
+    """The end of the run of output columns from ``a`` whose taps lie on the same input
+    rows, one column apart (``rows[q]``, ``cols[q] == shift + q``), and its ``shift``:
+    such a run is interpolated with one set of row pointers, consecutively."""
+    shift = cols[a] - a
+    b = a + 1
+    while b < rows.size and rows[b] == rows[a] and cols[b] == shift + b:
+        b += 1
+    return b, shift
+
+
+@kernel
 def _finish(line: Any, inside: Any, fill: Any, constant: bool, out: Any, r: int) -> None:
     """``fill`` where the row's positions lie outside, then the row into ``out[:, r]``."""
     channels, width = line.shape
@@ -275,10 +287,7 @@ def linear_rows(
         a = 0
         while a < width:  # runs of taps one column apart on the same rows
             i = rows[a]
-            shift = cols[a] - a
-            b = a + 1
-            while b < width and rows[b] == i and cols[b] == shift + b:
-                b += 1
+            b, shift = _run(rows, cols, a)
             for ch in range(channels):
                 plane = planes[ch]
                 _linear_run(plane[i], plane[i + 1], t, u, line[ch], a, b, shift)
@@ -325,10 +334,7 @@ def cubic_rows(
         a = 0
         while a < width:  # runs of taps one column apart on the same rows
             i = rows[a]
-            shift = cols[a] - a
-            b = a + 1
-            while b < width and rows[b] == i and cols[b] == shift + b:
-                b += 1
+            b, shift = _run(rows, cols, a)
             if b - a < 4:  # a short run (a large rotation): a pixel at a time, same sums
                 for q in range(a, b):
                     j = cols[q]
@@ -530,10 +536,7 @@ def quintic_rows(
         a = 0
         while a < width:  # runs of taps one column apart on the same rows
             i = rows[a]
-            shift = cols[a] - a
-            b = a + 1
-            while b < width and rows[b] == i and cols[b] == shift + b:
-                b += 1
+            b, shift = _run(rows, cols, a)
             for ch in range(channels):
                 _quintic_run(planes[ch], i, weights, line[ch], a, b, shift)
             a = b
