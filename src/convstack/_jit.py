@@ -12,6 +12,13 @@ callers split rows between the project's own thread pools. numba's parallel thre
 layers are not used: the default one on Linux (GNU OpenMP) kills a child forked after a
 parallel kernel ran, and ``fuse`` forks. In case a future kernel asks for ``parallel=True``
 anyway, the layer is pinned here to ``workqueue``, which survives a fork.
+
+Vectors: on a CPU with AVX-512, LLVM's tuning for most Intel models keeps loops in
+256-bit vectors ("prefer-256-bit"). The compute-bound kernels (the bilateral weights,
+wide correlations) run up to ~15 % faster in 512-bit ones, so that preference is turned
+off here, unless the user chose numba's target (``NUMBA_CPU_NAME`` or
+``NUMBA_CPU_FEATURES``, for example a portable cache). numba keys its disk cache by the
+target's features, so kernels cached either way never mix.
 """
 
 from __future__ import annotations
@@ -24,6 +31,21 @@ import numba
 __all__ = ["kernel"]
 
 numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
+
+
+def _prefer_512_bit_vectors() -> None:
+    """Let LLVM use 512-bit vectors where the CPU has AVX-512 and the user set no target."""
+    config: Any = numba.config
+    if config.CPU_NAME is not None or config.CPU_FEATURES is not None:
+        return
+    from numba.core import codegen
+
+    features = codegen.get_host_cpu_features()
+    if "+avx512f" in features.split(","):
+        config.CPU_FEATURES = features + ",-prefer-256-bit"
+
+
+_prefer_512_bit_vectors()
 
 F = TypeVar("F", bound=Callable[..., Any])
 
