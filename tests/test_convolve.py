@@ -594,3 +594,75 @@ def test_fft_plan_tiles_are_fast_lengths_in_whole_rounds(k, n) -> None:
     tiles = -(-n // t_r) * -(-n // t_c)
     if n == 2048:
         assert tiles % 2 == 0
+
+
+# --------------------------------------------------------------------------------------------
+# Plans of repeated calls (convstack.convolve._plan): cached by argument types and values
+# --------------------------------------------------------------------------------------------
+
+
+def test_repeated_calls_plan_by_type_and_value() -> None:
+    """A call planned once answers the same arguments from the cache, but a value equal
+    to a cached one and of another type (1.0, True, np.int64 for stride 1) is checked
+    afresh: the wrong types still raise, the right ones give the same result."""
+    image = rng(70).random((9, 8)).astype(np.float32)
+    kernel = rng(71).normal(size=(3, 3)).astype(np.float32)
+    want = ndi.correlate(image.astype(np.float64), kernel.astype(np.float64), mode="mirror")
+    for stride in (1, (1, 1), [1, 1], np.int64(1), (np.int64(1), 1)):
+        got = correlate(image, kernel, mode="mirror", stride=stride)
+        np.testing.assert_allclose(got, want, **tol(np.dtype(np.float32)))
+    for bad in (1.0, True, (1, 1.0), (1, True)):
+        with pytest.raises(TypeError, match=r"`stride` must be an int or a sequence of 2 ints"):
+            correlate(image, kernel, mode="mirror", stride=bad)
+    with pytest.raises(TypeError, match=r"`padding` must be 'same', 'valid', 'full'"):
+        correlate(image, kernel, mode="mirror", padding=1.0)
+    with pytest.raises(ValueError, match=r"`cval` must be 0 with mode='mirror'"):
+        correlate(image, kernel, mode="mirror", cval=1)
+
+
+def test_repeated_calls_see_new_kernel_values_image_means_and_limits() -> None:
+    """The cache keys the kernel's values (a kernel changed in place between calls is
+    used as it is now), 'mean' takes each image's own mean, the memory limit in force
+    at each call applies, and neither the kernel nor the image is modified."""
+    from convstack.limits import LimitError, memory_limit
+
+    image = rng(72).random((12, 10))
+    kernel = rng(73).normal(size=(3, 4))
+    before_image, before_kernel = image.copy(), kernel.copy()
+    for _ in range(2):
+        for mode, scipy_mode in (("mirror", "mirror"), ("mean", "constant")):
+            for scale in (1.0, 3.0):
+                img = image * scale
+                cval = img.mean() if mode == "mean" else 0.0
+                want = ndi.correlate(img, kernel, mode=scipy_mode, cval=cval)
+                got = correlate(img, kernel, mode=mode)
+                np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+        np.testing.assert_array_equal(image, before_image)
+        np.testing.assert_array_equal(kernel, before_kernel)
+        kernel[1, 2] += 5.0  # the same array, new values: the next round must use them
+        before_kernel = kernel.copy()
+    correlate(image, kernel)
+    with memory_limit("1KiB"), pytest.raises(LimitError, match=r"needs about .* memory limit"):
+        correlate(image, kernel)
+    np.testing.assert_allclose(
+        correlate(image, kernel), ndi.correlate(image, kernel, mode="constant")
+    )
+
+
+def test_plan_cache_stays_bounded_and_skips_large_kernels() -> None:
+    """Many distinct calls keep at most ``_PLANS_MAX`` plans; kernels over
+    ``PLAN_KERNEL_BYTES`` are planned every call and never held by the cache."""
+    import importlib
+
+    engine = importlib.import_module("convstack.convolve")
+    image = rng(74).random((40, 40))
+    for size in range(1, 12):
+        for cval in range(15):
+            correlate(image, np.ones((size, 1)), cval=float(cval))
+    assert 0 < len(engine._PLANS) <= engine._PLANS_MAX
+    big = np.ones((95, 95)) / 95**2  # 72 KB of float64
+    assert big.nbytes > engine.PLAN_KERNEL_BYTES
+    count = len(engine._PLANS)
+    got = correlate(image, big, mode="wrap")
+    assert len(engine._PLANS) == count
+    np.testing.assert_allclose(got, ndi.correlate(image, big, mode="wrap"), rtol=1e-9, atol=1e-12)

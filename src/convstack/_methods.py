@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -205,6 +204,8 @@ KERNEL_DTYPES = frozenset(
 def kernel_source(array: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
     """``array`` as the kernels read it: C-contiguous, native byte order, bool viewed as
     uint8, dtypes outside ``KERNEL_DTYPES`` cast to ``dtype`` (no copy when it already is)."""
+    if array.dtype in KERNEL_DTYPES and array.flags.c_contiguous:  # the usual case
+        return array
     if array.dtype == np.bool_:
         array = array.view(np.uint8)
     elif array.dtype.newbyteorder("=") not in KERNEL_DTYPES:
@@ -214,31 +215,35 @@ def kernel_source(array: NDArray[Any], dtype: np.dtype[Any]) -> NDArray[Any]:
     return np.ascontiguousarray(array)
 
 
+def _channel_last(work: NDArray[Any]) -> bool:
+    """Whether the batch items of ``work`` are its fastest-varying axis (the channels of
+    a channel-last image, moved to the front by ``convolve``)."""
+    strides = work.strides
+    return work.shape[0] > 1 and abs(strides[0]) < min(abs(s) for s in strides[1:])
+
+
 def _channel_sources(
     work: NDArray[Any], out: NDArray[Any], dtype: np.dtype[Any]
 ) -> list[tuple[NDArray[Any], NDArray[Any], slice]]:
     """(image, output, batch items) triples of (rows, cols, channels) arrays for the kernels.
 
-    A batch whose items are the fastest-varying axis (the channels of a channel-last
-    image, moved to the front by ``convolve``) runs as one interleaved image, with no
+    A channel-last batch (:func:`_channel_last`) runs as one interleaved image, with no
     transposes; otherwise each item runs alone.
     """
-    batch = work.shape[0]
-    if batch > 1 and abs(work.strides[0]) < min(abs(s) for s in work.strides[1:]):
+    if _channel_last(work):
         src = kernel_source(np.moveaxis(work, 0, -1), dtype)
         return [(src, np.moveaxis(out, 0, -1), slice(None))]
     return [
         (kernel_source(work[item], dtype)[:, :, None], out[item][:, :, None], slice(item, item + 1))
-        for item in range(batch)
+        for item in range(work.shape[0])
     ]
 
 
 def _empty_out(work: NDArray[Any], out_shape: Shape, dtype: np.dtype[Any]) -> NDArray[Any]:
     """(batch, *out_shape), stored channel-last when ``work`` is channel-last."""
-    batch = work.shape[0]
-    if batch > 1 and abs(work.strides[0]) < min(abs(s) for s in work.strides[1:]):
-        return np.moveaxis(np.empty(out_shape + (batch,), dtype=dtype), -1, 0)
-    return np.empty((batch,) + out_shape, dtype=dtype)
+    if _channel_last(work):
+        return np.moveaxis(np.empty(out_shape + (work.shape[0],), dtype=dtype), -1, 0)
+    return np.empty((work.shape[0],) + out_shape, dtype=dtype)
 
 
 def _interior_columns(n_c: int, n_oc: int, before: int, span: int, stride: int) -> tuple[int, int]:
@@ -259,8 +264,27 @@ def _row_tasks(
 ) -> list[Callable[[], None]]:
     """``run_rows(r0, r1)`` over about ``THREADS`` equal row ranges (one when small)."""
     parts = 1 if THREADS == 1 or work < THREAD_MIN_WORK else min(THREADS, n_rows)
+    if parts == 1:
+        return [functools.partial(run_rows, 0, n_rows)]
     bounds = [n_rows * p // parts for p in range(parts + 1)]
     return [functools.partial(run_rows, lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
+
+
+@functools.lru_cache(maxsize=256)
+def _row_geometry(
+    shape: Shape,
+    pads: Pads,
+    mode: str,
+    kernel_shape: Shape,
+    dilation: Shape,
+    stride: Shape,
+    n_oc: int,
+) -> tuple[NDArray[np.intp], NDArray[np.intp], int, int]:
+    """The direct rows' border maps and interior output columns (:func:`direct_image`)."""
+    rmap, cmap = Border(pads, mode, np.zeros(0)).index_maps(shape)
+    span = dilated_span(kernel_shape, dilation)
+    j0, j1 = _interior_columns(shape[1], n_oc, pads[1][0], span[1], stride[1])
+    return rmap, cmap, j0, j1  # fmt: skip
 
 
 def direct_image(
@@ -280,13 +304,13 @@ def direct_image(
     dtype = border.fill.dtype
     batch, n_r, n_c = work.shape
     out = _empty_out(work, out_shape, dtype)
-    rmap, cmap = border.index_maps((n_r, n_c))
-    span = dilated_span(weights.shape, dilation)
+    rmap, cmap, j0, j1 = _row_geometry(
+        (n_r, n_c), border.pads, border.mode, weights.shape, dilation, stride, out_shape[1]
+    )
     before = border.pads[1][0]
-    j0, j1 = _interior_columns(n_c, out_shape[1], before, span[1], stride[1])
     taps = np.ascontiguousarray(weights, dtype=dtype)
     k = _compiled()
-    cost = float(math.prod(out_shape)) * batch * np.count_nonzero(taps)
+    cost = float(out_shape[0] * out_shape[1]) * batch * np.count_nonzero(taps)
     tasks: list[Callable[[], None]] = []
     for src, dst, items in _channel_sources(work, out, dtype):
         fill = np.ascontiguousarray(border.fill[items])

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+import threading
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -115,6 +116,151 @@ def _costs(
     return costs
 
 
+class _Plan(NamedTuple):
+    """What a call's arguments decide before its image's values are read (cached)."""
+
+    axis: int | None  # channel axis, moved to the front of the work array
+    dtype: np.dtype[Any]  # working float dtype
+    taps: NDArray[Any]  # the kernel oriented for correlation, in ``dtype``; never written
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pads: tuple[tuple[int, int], ...]
+    out_shape: tuple[int, ...]
+    need: float  # working bytes (:func:`_working_bytes`)
+    border: Border | None  # None for 'mean' (its fill is each image's mean)
+    finite: bool  # whether every weight is finite
+    bad_fill: bool  # whether the border's fill holds a NaN or an infinity
+    method: str  # the method, 'auto' resolved (finite kernels)
+
+
+#: Plans of recent calls by their arguments (:func:`_plan`); kernels up to this many
+#: bytes are keyed by their values, larger ones are planned on every call.
+_PLANS: dict[tuple[Any, ...], _Plan] = {}
+_PLANS_MAX = 128
+_PLANS_LOCK = threading.Lock()
+PLAN_KERNEL_BYTES = 1 << 16
+_PLAIN = frozenset({int, float, str, bool, type(None)})
+_KEYED = (int, float, str, bool, type(None), np.number, np.bool_)
+
+
+class _NoKey(Exception):
+    """An argument that :func:`_key` does not key (the call is planned uncached)."""
+
+
+def _key(value: Any) -> Any:
+    """A hashable stand-in for an argument that keeps its type (``1``, ``1.0``, ``True``
+    and ``(1,)`` plan differently: some are errors)."""
+    if isinstance(value, _KEYED):
+        return (type(value), value)
+    if type(value) in (tuple, list):
+        types = tuple(map(type, value))
+        if _PLAIN.issuperset(types):  # the usual case, without a call per item
+            return (type(value), tuple(value), types)
+        return (type(value),) + tuple(_key(x) for x in value)
+    raise _NoKey
+
+
+def _plan(array: NDArray[Any], weights: NDArray[Any], *options: Any) -> _Plan:
+    """:func:`_make_plan` for these arguments, from the cache when the same shapes,
+    dtypes, kernel values and options were planned before (a 512^2 3x3 call spends
+    ~30 us planning: a sixth of its time)."""
+    if weights.nbytes > PLAN_KERNEL_BYTES:
+        return _make_plan(array.shape, array.dtype, weights, *options)
+    try:
+        key = (
+            array.shape, array.dtype, weights.shape, weights.dtype, weights.tobytes(),
+            _methods.THREADS, _key(options),
+        )  # fmt: skip
+    except _NoKey:
+        return _make_plan(array.shape, array.dtype, weights, *options)
+    plan = _PLANS.get(key)
+    if plan is None:
+        plan = _make_plan(array.shape, array.dtype, weights, *options)
+        with _PLANS_LOCK:
+            if len(_PLANS) >= _PLANS_MAX:
+                _PLANS.pop(next(iter(_PLANS)))
+            _PLANS[key] = plan
+    return plan
+
+
+def _make_plan(
+    shape: tuple[int, ...],
+    image_dtype: np.dtype[Any],
+    weights: NDArray[Any],
+    flip: bool,
+    padding: Any,
+    mode: str,
+    cval: float,
+    stride: Any,
+    dilation: Any,
+    channel_axis: int | None,
+    method: str,
+) -> _Plan:
+    """Validate every argument but the image's values and derive what they decide."""
+    cval = check_mode(mode, cval)
+    v.choice(method, "method", METHOD_NAMES)
+    ndim = len(shape)
+    axis = v.channel_axis_index(channel_axis, ndim)
+    spatial_ndim = ndim - (axis is not None)
+    if spatial_ndim == 0:
+        raise v.fail(
+            "image",
+            "have at least one spatial axis besides `channel_axis`",
+            np.broadcast_to(np.zeros((), image_dtype), shape),
+        )
+    if weights.ndim != spatial_ndim:
+        raise ValueError(
+            f"`kernel` must have one axis per spatial axis of `image` ({spatial_ndim}); "
+            f"got a {weights.ndim}-D kernel of shape {weights.shape}."
+        )
+    stride_t = v.per_axis_ints(stride, "stride", spatial_ndim, minimum=1)
+    dilation_t = v.per_axis_ints(dilation, "dilation", spatial_ndim, minimum=1)
+
+    dtype = v.float_dtype(np.empty(0, image_dtype))
+    with np.errstate(over="ignore"):  # a weight beyond float32 becomes inf: the rule
+        taps = weights.astype(dtype)  # a copy: the caller's kernel is never modified
+    if flip:
+        taps = taps[(slice(None, None, -1),) * taps.ndim]
+    taps = np.ascontiguousarray(taps)
+
+    pads = resolve_padding(padding, taps.shape, dilation_t, flipped=flip)
+    work_shape = (
+        (shape[axis],) + shape[:axis] + shape[axis + 1 :] if axis is not None else (1,) + shape
+    )
+    spatial = work_shape[1:]
+    spans = dilated_span(taps.shape, dilation_t)
+    for i, (n, (b, a), w) in enumerate(zip(spatial, pads, spans, strict=True)):
+        if n + b + a < w:
+            raise ValueError(
+                f"`kernel` must fit inside the padded image: along spatial axis {i} the "
+                f"dilated kernel spans {w} samples but the padded image has "
+                f"{n + b + a} (size {n}, padding {(b, a)})."
+            )
+    out_shape = output_shape(spatial, taps.shape, pads, stride_t, dilation_t)
+    need = _working_bytes(work_shape, image_dtype, taps, pads, dilation_t, out_shape, dtype)
+    border = None
+    if mode != "mean":
+        border = Border(pads, mode, np.full(work_shape[0], cval, dtype=dtype))
+    finite = bool(np.isfinite(taps).all())
+    bad_fill = border is not None and not bool(np.isfinite(border.fill).all())
+    if method == "auto" and finite:
+        method = choose_method(spatial, taps, out_shape, pads, stride_t, dilation_t)
+    return _Plan(
+        axis,
+        dtype,
+        taps,
+        stride_t,
+        dilation_t,
+        pads,
+        out_shape,
+        need,
+        border,
+        finite,
+        bad_fill,
+        method,
+    )
+
+
 def _filter(
     image: ArrayLike,
     kernel: ArrayLike,
@@ -149,52 +295,29 @@ def _filter(
         # every method and the non-finite rule see the same samples
         with np.errstate(over="ignore"):
             array = array.astype(np.float64)
-    cval = check_mode(mode, cval)
-    v.choice(method, "method", METHOD_NAMES)
-    axis = v.channel_axis_index(channel_axis, array.ndim)
-    spatial_ndim = array.ndim - (axis is not None)
-    if spatial_ndim == 0:
-        raise v.fail("image", "have at least one spatial axis besides `channel_axis`", array)
-    if weights.ndim != spatial_ndim:
-        raise ValueError(
-            f"`kernel` must have one axis per spatial axis of `image` ({spatial_ndim}); "
-            f"got a {weights.ndim}-D kernel of shape {weights.shape}."
+    plan = _plan(array, weights, flip, padding, mode, cval, stride, dilation, channel_axis, method)
+    if plan.need > get_memory_limit():  # (the message is built only for a refusal)
+        check_memory(
+            plan.need,
+            f"{name} of an image of shape {array.shape} with a kernel of shape "
+            f"{plan.taps.shape} (dilation {plan.dilation}, padding {plan.pads})",
         )
-    stride_t = v.per_axis_ints(stride, "stride", spatial_ndim, minimum=1)
-    dilation_t = v.per_axis_ints(dilation, "dilation", spatial_ndim, minimum=1)
-
-    dtype = v.float_dtype(array)
-    work = array if axis is None else np.moveaxis(array, axis, 0)
-    work = work.reshape((1,) + work.shape) if axis is None else work
-    # no cast here: the kernels read the image as it is, FFT tiles are cast as padded
-    if weights.dtype == dtype:
-        taps = weights.astype(dtype)  # a copy: the caller's kernel is never modified
-    else:
-        with np.errstate(over="ignore"):  # a weight beyond float32 becomes inf: the rule
-            taps = weights.astype(dtype)
-    if flip:
-        taps = taps[(slice(None, None, -1),) * taps.ndim]
-
-    pads = resolve_padding(padding, taps.shape, dilation_t, flipped=flip)
-    spatial = work.shape[1:]
-    spans = dilated_span(taps.shape, dilation_t)
-    for i, (n, (b, a), w) in enumerate(zip(spatial, pads, spans, strict=True)):
-        if n + b + a < w:
-            raise ValueError(
-                f"`kernel` must fit inside the padded image: along spatial axis {i} the "
-                f"dilated kernel spans {w} samples but the padded image has "
-                f"{n + b + a} (size {n}, padding {(b, a)})."
-            )
-    out_shape = output_shape(spatial, taps.shape, pads, stride_t, dilation_t)
-    _check_size(name, array.shape, work, taps, pads, dilation_t, out_shape, dtype)
-    border = _border(work, pads, mode, cval, dtype)
-    if not np.isfinite(taps).all():
+    axis = plan.axis
+    work = array[None] if axis is None else np.moveaxis(array, axis, 0)
+    border, bad_fill = plan.border, plan.bad_fill
+    if border is None:
+        border = _mean_border(work, plan.pads, plan.dtype)
+        bad_fill = not bool(np.isfinite(border.fill).all())
+    if not plan.finite:
         # no SVD, FFT or grouping of equal weights: every output has a non-finite term,
         # whose IEEE outcome the footprint rule gives directly
-        result = np.zeros((work.shape[0],) + out_shape, dtype=dtype)
-        _nonfinite.overwrite(result, work, border, taps, dilation_t, stride_t)
+        result = np.zeros((work.shape[0],) + plan.out_shape, dtype=plan.dtype)
+        _nonfinite.overwrite(result, work, border, plan.taps, plan.dilation, plan.stride)
     else:
-        result = _finite_kernel(work, border, taps, dilation_t, stride_t, out_shape, method)
+        result = _finite_kernel(
+            work, border, plan.taps, plan.dilation, plan.stride, plan.out_shape, plan.method,
+            bad_fill,
+        )  # fmt: skip
     result = result[0] if axis is None else np.moveaxis(result, 0, axis)
     return np.ascontiguousarray(result)
 
@@ -207,8 +330,10 @@ def _finite_kernel(
     stride: tuple[int, ...],
     out_shape: tuple[int, ...],
     method: str,
+    bad_fill: bool,
 ) -> NDArray[Any]:
-    """Run ``method`` on a finite kernel; non-finite samples follow the footprint rule.
+    """Run ``method`` (not 'auto') on a finite kernel; non-finite samples follow the
+    footprint rule.
 
     Direct and separable on 1-D and 2-D images run on the image as it is, their
     kernels testing each image row for NaN and infinities as they first read it (a
@@ -219,10 +344,6 @@ def _finite_kernel(
     would spread such samples: there the image is scanned first and, if needed, the
     method runs on a copy with those samples set to 0 before the overwrite.
     """
-    spatial = work.shape[1:]
-    if method == "auto":
-        method = choose_method(spatial, taps, out_shape, border.pads, stride, dilation)
-    bad_fill = not np.isfinite(border.fill).all()
     if method in ("direct", "separable") and work.ndim <= 3 and not bad_fill:
         found: list[bool] = []
         run = _methods.direct if method == "direct" else _methods.separable
@@ -244,17 +365,16 @@ def _finite_kernel(
     return result
 
 
-def _check_size(
-    name: str,
-    shape: tuple[int, ...],
-    work: NDArray[Any],
+def _working_bytes(
+    work_shape: tuple[int, ...],
+    image_dtype: np.dtype[Any],
     taps: NDArray[Any],
     pads: tuple[tuple[int, int], ...],
     dilation: tuple[int, ...],
     out_shape: tuple[int, ...],
     dtype: np.dtype[Any],
-) -> None:
-    """Refuse, before allocating, a call whose working memory exceeds the limit.
+) -> float:
+    """Bytes of working memory of a call, which is refused beyond the memory limit.
 
     Counted in the working dtype: the result twice (the methods' output and its
     contiguous copy), a copy of a float image (the non-finite path), and the scratch of
@@ -264,36 +384,21 @@ def _check_size(
     path's memory is bounded by this; time is the cost model's business (large kernels
     go to the FFT), so no separate work limit is needed.
     """
-    batch = float(work.shape[0])
+    batch = float(work_shape[0])
     span = dilated_span(taps.shape, dilation)
-    padded = math.prod(float(n + b + a) for n, (b, a) in zip(work.shape[1:], pads, strict=True))
+    padded = math.prod(float(n + b + a) for n, (b, a) in zip(work_shape[1:], pads, strict=True))
     outputs = batch * math.prod(float(n) for n in out_shape)
     scratch = 3.0 * math.prod(float(n) for n in span) if taps.ndim <= 2 else 3.0 * batch * padded
-    image = batch * math.prod(float(n) for n in work.shape[1:]) * (work.dtype.kind == "f")
-    need = dtype.itemsize * (2.0 * outputs + scratch + image)
-    if need > get_memory_limit():  # (the message is built only for a refusal)
-        check_memory(
-            need,
-            f"{name} of an image of shape {shape} with a kernel of shape {taps.shape} "
-            f"(dilation {dilation}, padding {pads})",
-        )
+    image = batch * math.prod(float(n) for n in work_shape[1:]) * (image_dtype.kind == "f")
+    return dtype.itemsize * (2.0 * outputs + scratch + image)
 
 
-def _border(
-    work: NDArray[Any],
-    pads: tuple[tuple[int, int], ...],
-    mode: str,
-    cval: float,
-    dtype: np.dtype[Any],
-) -> Any:
-    """Describe the padding; 'mean' is 'constant' with each batch item's mean.
-
-    The fill values carry the working float dtype.
-    """
-    if mode == "mean":
-        means = work.reshape(work.shape[0], -1).mean(axis=1, dtype=np.float64)
-        return Border(pads, "constant", means.astype(dtype))
-    return Border(pads, mode, np.full(work.shape[0], cval, dtype=dtype))
+def _mean_border(
+    work: NDArray[Any], pads: tuple[tuple[int, int], ...], dtype: np.dtype[Any]
+) -> Border:
+    """'mean' is 'constant' with each batch item's mean, in the working float dtype."""
+    means = work.reshape(work.shape[0], -1).mean(axis=1, dtype=np.float64)
+    return Border(pads, "constant", means.astype(dtype))
 
 
 _DOC = """{summary}
