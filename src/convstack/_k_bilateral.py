@@ -26,21 +26,23 @@ __all__ = [
 
 @kernel(fastmath={"contract"})
 def _exp2(e: Any, poly: Any, magic: Any) -> Any:
-    """``2**e`` in float32 for ``e <= 0``, 0 below -126.
+    """``2**e`` in float32 for ``e <= 0``; ``2**-126`` for ``e`` below -126.
 
-    ``2**e = 2**n * 2**f`` with ``n`` the integer nearest ``e`` (``e + magic - magic``;
-    np.floor runs a libm call, which keeps a loop scalar), ``2**f`` (``|f| <= 1/2``) by
-    Cephes' polynomial (relative error below 2e-7) and ``2**n`` from its exponent bits.
+    ``2**e = 2**n * 2**f`` with ``n`` the integer nearest ``e`` and ``|f| <= 1/2``:
+    ``t = e + magic`` (``magic = 1.5 * 2**23 + 127``) rounds, and leaves ``n + 127`` in
+    the low bits of ``t``, which shifted into the exponent field are the float32
+    ``2**n`` (np.floor runs a libm call, which keeps a loop scalar); ``2**f`` by Cephes'
+    polynomial (relative error below 2e-7).
     """
     e = max(e, np.float32(-126.0))
-    r = (e + magic) - magic
-    f = e - r
+    t = e + magic
+    f = e - (t - magic)
     q = poly[0] * f + poly[1]
     q = q * f + poly[2]
     q = q * f + poly[3]
     q = q * f + poly[4]
     q = q * f + poly[5]
-    scale = np.int32((np.int32(r) + np.int32(127)) << 23).view(np.float32)
+    scale = np.int32(np.float32(t).view(np.int32) << 23).view(np.float32)
     return (np.float32(1.0) + f * q) * scale
 
 
@@ -84,27 +86,37 @@ def bilateral_u8_rows(
     ``cvRound``.
 
     The weight is ``2**(log2_space[k] - color_coeff * D**2)``, computed in the loop by
-    ``_exp2`` (a table lookup per pixel, a gather, keeps the loop scalar). Exponents
-    below -126 give 0: such weights add nothing next to the centre's 1.
+    ``_exp2`` (a table lookup per pixel, a gather, keeps the loop scalar); the weights'
+    loop is bound by arithmetic, and reads the distances from a float32 copy of the
+    strip's samples (no conversions in the loop), while the sums' loop, bound by memory,
+    reads the uint8 planes. Exponents below -126 give ``2**-126``, which adds nothing
+    next to the centre's weight 1.
     """
     cn = planes.shape[0]
     cols = out.shape[1] // cn
     h = stop - start
     n = h * wp
     base = margin + (start + radius) * wp
-    longest = n + shifts[shifts.shape[0] - 1] if shifts.shape[0] else n
+    reach = shifts[shifts.shape[0] - 1] if shifts.shape[0] else 0
     wsum = np.empty(n, dtype=np.float32)
     acc = np.empty((cn, n), dtype=np.float32)
-    weight = np.empty(longest, dtype=np.float32)
+    weight = np.empty(n + reach, dtype=np.float32)
+    # the samples the distances read, base - reach to base + n + reach, in float32
+    flt = np.empty((cn, n + 2 * reach), dtype=np.float32)
     coeff = np.float32(color_coeff)
     magic = np.float32(12582912.0)  # 1.5 * 2**23: x + magic - magic rounds, ties to even
+    magic_exp = np.float32(12582912.0 + 127.0)
     for t in range(n):
         wsum[t] = 1
     for ch in range(cn):
-        x = planes[ch, base:]
+        x = planes[ch, base - reach :]
+        f = flt[ch]
+        for t in range(n + 2 * reach):
+            f[t] = x[t]
         a = acc[ch]
+        f = flt[ch, reach:]
         for t in range(n):
-            a[t] = x[t]
+            a[t] = f[t]
     for k in range(shifts.shape[0]):
         o = shifts[k]
         m = n + o
@@ -112,31 +124,27 @@ def bilateral_u8_rows(
         # anchors q = base - o + t, t < n + o: the pairs (q, q + o). Gray and colour
         # images fuse the distance into the weight's loop and the sums into one loop
         if cn == 1:
-            lo0, hi0 = planes[0, base - o :], planes[0, base:]
+            lo0, hi0 = flt[0, reach - o :], flt[0, reach:]
             for t in range(m):
-                d = np.float32(abs(np.int32(lo0[t]) - np.int32(hi0[t])))
-                weight[t] = _exp2(ls - d * d * coeff, poly, magic)
+                d = abs(lo0[t] - hi0[t])
+                weight[t] = _exp2(ls - d * d * coeff, poly, magic_exp)
         elif cn == 3:
-            lo0, hi0 = planes[0, base - o :], planes[0, base:]
-            lo1, hi1 = planes[1, base - o :], planes[1, base:]
-            lo2, hi2 = planes[2, base - o :], planes[2, base:]
+            lo0, hi0 = flt[0, reach - o :], flt[0, reach:]
+            lo1, hi1 = flt[1, reach - o :], flt[1, reach:]
+            lo2, hi2 = flt[2, reach - o :], flt[2, reach:]
             for t in range(m):
-                d = np.float32(
-                    abs(np.int32(lo0[t]) - np.int32(hi0[t]))
-                    + abs(np.int32(lo1[t]) - np.int32(hi1[t]))
-                    + abs(np.int32(lo2[t]) - np.int32(hi2[t]))
-                )
-                weight[t] = _exp2(ls - d * d * coeff, poly, magic)
+                d = abs(lo0[t] - hi0[t]) + abs(lo1[t] - hi1[t]) + abs(lo2[t] - hi2[t])
+                weight[t] = _exp2(ls - d * d * coeff, poly, magic_exp)
         else:
             for t in range(m):
                 weight[t] = 0
             for ch in range(cn):
-                lo, hi = planes[ch, base - o :], planes[ch, base:]
+                lo, hi = flt[ch, reach - o :], flt[ch, reach:]
                 for t in range(m):
-                    weight[t] += abs(np.int32(lo[t]) - np.int32(hi[t]))
+                    weight[t] += abs(lo[t] - hi[t])
             for t in range(m):
                 d = weight[t]
-                weight[t] = _exp2(ls - d * d * coeff, poly, magic)
+                weight[t] = _exp2(ls - d * d * coeff, poly, magic_exp)
         ahead = weight[o:]  # p sees p + o: the pair anchored at p
         if cn == 1 or cn == 3:
             xa0, xb0 = planes[0, base + o :], planes[0, base - o :]
@@ -146,7 +154,7 @@ def bilateral_u8_rows(
                     wa = ahead[t]
                     wb = weight[t]  # p sees p - o: the pair anchored at p - o
                     wsum[t] += wa + wb
-                    a0[t] += wa * np.float32(xa0[t]) + wb * np.float32(xb0[t])
+                    a0[t] = (a0[t] + wa * np.float32(xa0[t])) + wb * np.float32(xb0[t])
             else:
                 xa1, xb1 = planes[1, base + o :], planes[1, base - o :]
                 xa2, xb2 = planes[2, base + o :], planes[2, base - o :]
@@ -155,9 +163,9 @@ def bilateral_u8_rows(
                     wa = ahead[t]
                     wb = weight[t]
                     wsum[t] += wa + wb
-                    a0[t] += wa * np.float32(xa0[t]) + wb * np.float32(xb0[t])
-                    a1[t] += wa * np.float32(xa1[t]) + wb * np.float32(xb1[t])
-                    a2[t] += wa * np.float32(xa2[t]) + wb * np.float32(xb2[t])
+                    a0[t] = (a0[t] + wa * np.float32(xa0[t])) + wb * np.float32(xb0[t])
+                    a1[t] = (a1[t] + wa * np.float32(xa1[t])) + wb * np.float32(xb1[t])
+                    a2[t] = (a2[t] + wa * np.float32(xa2[t])) + wb * np.float32(xb2[t])
             continue
         for t in range(n):
             wsum[t] += ahead[t] + weight[t]
@@ -166,17 +174,25 @@ def bilateral_u8_rows(
             x_behind = planes[ch, base - o :]
             a = acc[ch]
             for t in range(n):
-                a[t] += ahead[t] * np.float32(x_ahead[t]) + weight[t] * np.float32(x_behind[t])
+                a[t] = (a[t] + ahead[t] * np.float32(x_ahead[t])) + weight[t] * np.float32(
+                    x_behind[t]
+                )
     for i in range(h):
         dst = out[start + i]
         row = i * wp + radius
+        w = wsum[row:]
         if cn == 1:
             a = acc[0, row:]
-            w = wsum[row:]
             for j in range(cols):
                 dst[j] = (a[j] / w[j] + magic) - magic
+        elif cn == 3:
+            a0, a1, a2 = acc[0, row:], acc[1, row:], acc[2, row:]
+            for j in range(cols):
+                r = np.float32(1) / w[j]
+                dst[3 * j] = (a0[j] * r + magic) - magic
+                dst[3 * j + 1] = (a1[j] * r + magic) - magic
+                dst[3 * j + 2] = (a2[j] * r + magic) - magic
         else:
-            w = wsum[row:]
             for j in range(cols):
                 w[j] = np.float32(1) / w[j]
             for ch in range(cn):
