@@ -6,6 +6,8 @@
     python bench/fusion.py --memory 10 40  # peak RSS of fuse() on N frames of 2000 x 3000 RGB
     python bench/fusion.py --alternate 5 --cases bug pcb breathing-1 breathing-4
                                            # convstack (warm; command line) vs focusweave in turn
+    python bench/fusion.py --alternate 5 --interpolations cubic quintic --cases bug pcb
+                                           # the default fuse with each warp in turn (warm)
     python bench/fusion.py --warp 5        # warp of a rotated PCB frame vs OpenCV, best of 5
     python bench/fusion.py --render spline --cases breathing-1 breathing-4
                                            # synthetic frames resampled by SciPy's quintic
@@ -430,6 +432,29 @@ def alternate(name: str, paths: list[Path], align: str, rounds: int) -> None:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def alternate_interpolations(
+    name: str, paths: list[Path], align: str, rounds: int, names: list[str]
+) -> None:
+    """Time the default fuse (warm, in this process) with each of ``names``'
+    interpolations in turn; the ratio of each median to the first one's."""
+    work = Path(tempfile.mkdtemp(prefix="alt_"))
+    try:
+        out = work / "out.png"
+        jobs = {n: ours(DEFAULT_METHOD, interpolation=n) for n in names}
+        for job in jobs.values():  # warm-up (compiles each)
+            job(paths, out, align)
+        times: dict[str, list[float]] = {n: [] for n in names}
+        for _ in range(rounds):
+            for n, job in jobs.items():
+                times[n].append(timed(lambda job=job: job(paths, out, align)))
+        first = statistics.median(times[names[0]])
+        cells = [f"{min(t):.2f} / {statistics.median(t):.2f}" for t in times.values()]
+        ratios = [f"{statistics.median(times[n]) / first:.3f}" for n in names[1:]]
+        print(f"| {name} | " + " | ".join(cells + ratios) + " |", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def time_warps(rounds: int) -> None:
     """A PCB frame (3 MP colour, uint8) warped by rotations about its centre (Keys cubic,
     edges repeated, float32 out): convstack into planar and interleaved frames, and
@@ -497,6 +522,13 @@ def main(argv: list[str] | None = None) -> int:
         help="time convstack (warm and from the command line) and focusweave in turn, N rounds",
     )
     parser.add_argument(
+        "--interpolations",
+        nargs="+",
+        metavar="NAME",
+        help="with --alternate: time the default fuse (warm) with each of these "
+        "interpolations in turn instead, and each median over the first's",
+    )
+    parser.add_argument(
         "--render",
         choices=("keys", "spline"),
         default="keys",
@@ -526,7 +558,12 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, str, str, str, str]] = []
     noise: list[tuple[str, str, str]] = []  # (case, method, background high-pass RMS)
     print(f"methods: {', '.join(methods)}", file=sys.stderr)
-    if args.alternate:
+    if args.alternate and args.interpolations:
+        names = args.interpolations
+        heads = [f"{n} min / median s" for n in names] + [f"{n} / {names[0]}" for n in names[1:]]
+        print("| stack | " + " | ".join(heads) + " |")
+        print("|---|" + "---:|" * len(heads))
+    elif args.alternate:
         print("| stack | convstack warm min / median | convstack CLI | focusweave |")
         print("|---|---:|---:|---:|")
     try:
@@ -545,6 +582,9 @@ def main(argv: list[str] | None = None) -> int:
             if prepared is None:
                 continue
             paths, truth, align = prepared
+            if args.alternate and args.interpolations:
+                alternate_interpolations(name, paths, align, args.alternate, args.interpolations)
+                continue
             if args.alternate:
                 alternate(name, paths, align, args.alternate)
                 continue

@@ -541,3 +541,273 @@ def quintic_rows(
                 _quintic_run(planes[ch], i, weights, line[ch], a, b, shift)
             a = b
         _finish(line, inside, fill, constant, out, r)
+
+
+# ------------------------------------------------------------ the two-pass quintic
+#: Rows of margin at each end of a strip's band of intermediate rows, for the column
+#: recursion started there (its error then decays by 0.43 ** 12 = 4e-5 of a value).
+BAND_MARGIN = 12
+#: Taps each side of the two-pass warp's row prefilter (its response within 0.3 % of the
+#: exact recursive filter's at every frequency).
+PREFILTER_REACH = 8
+
+
+def prefilter_taps() -> np.ndarray:
+    """The one-sided taps ``h[0..PREFILTER_REACH]`` of a symmetric FIR standing in for the quintic
+    B-spline's interpolation prefilter (the inverse of the sampled spline ``(1, 26, 66,
+    26, 1) / 120``; its taps fall by 0.43 a sample), the last one adjusted so that a
+    constant keeps its value: float64."""
+    n = 256
+    spline = np.zeros(n)
+    spline[[0, 1, -1, 2, -2]] = np.array([66.0, 26.0, 26.0, 1.0, 1.0]) / 120.0
+    inverse = np.real(np.fft.ifft(1.0 / np.fft.fft(spline)))
+    taps = np.array(inverse[: PREFILTER_REACH + 1])
+    taps[-1] += (1.0 - taps[0] - 2.0 * taps[1:].sum()) / 2.0
+    return taps
+
+
+@kernel
+def _prefilter_row(image: Any, i: int, ch: int, taps: Any, row: Any, pre: Any) -> None:
+    """``pre[q]``: input row ``i``'s channel ``ch`` at column ``q - 3`` (``-3 <= q - 3 <=
+    cols + 2``) after the FIR prefilter ``taps`` (:data:`PREFILTER_REACH` + 1 of them;
+    edges repeated); ``row``: scratch of ``cols + 2 * (PREFILTER_REACH + 3)`` samples."""
+    w = image.shape[1]
+    pad = PREFILTER_REACH + 3
+    src = image[i, :, ch]
+    for q in range(pad):
+        row[q] = src[0]
+    for j in range(w):
+        row[pad + j] = src[j]
+    for q in range(pad + w, row.size):
+        row[q] = src[w - 1]
+    # one pass of 17 taps (PREFILTER_REACH each side), written out: a loop over the
+    # taps around the loop over q ran a sample at a time, this runs many at once
+    h0, h1, h2, h3, h4 = taps[0], taps[1], taps[2], taps[3], taps[4]
+    h5, h6, h7, h8 = taps[5], taps[6], taps[7], taps[8]
+    u = np.uint64
+    for q in range(u(0), u(pre.size)):
+        s = h0 * row[q + u(8)] + h1 * (row[q + u(7)] + row[q + u(9)])
+        s += h2 * (row[q + u(6)] + row[q + u(10)]) + h3 * (row[q + u(5)] + row[q + u(11)])
+        s += h4 * (row[q + u(4)] + row[q + u(12)]) + h5 * (row[q + u(3)] + row[q + u(13)])
+        s += h6 * (row[q + u(2)] + row[q + u(14)]) + h7 * (row[q + u(1)] + row[q + u(15)])
+        pre[q] = s + h8 * (row[q] + row[q + u(16)])
+
+
+@kernel
+def _runs(keys: Any, ends: Any) -> int:
+    """The runs of equal ``keys``: run ``k`` is ``ends[k]:ends[k + 1]``; their count."""
+    count = 0
+    ends[0] = 0
+    for x in range(1, keys.size):
+        if keys[x] != keys[x - 1]:
+            count += 1
+            ends[count] = x
+    count += 1
+    ends[count] = keys.size
+    return count
+
+
+@kernel
+def _row_run(src: Any, weights: Any, dst: Any, start: int, stop: int, shift: int) -> None:
+    """``dst[p] = sum_l weights[l, p] * src[p + shift + l]`` (l < 6), ``start <= p < stop``."""
+    a0, a1, a2 = weights[0], weights[1], weights[2]
+    a3, a4, a5 = weights[3], weights[4], weights[5]
+    one = np.uint64(1)
+    offset = np.uint64(shift + start)
+    for p in range(np.uint64(start), np.uint64(stop)):
+        q = p - np.uint64(start) + offset
+        s = a0[p] * src[q] + a1[p] * src[q + one]
+        s += a2[p] * src[q + np.uint64(2)] + a3[p] * src[q + np.uint64(3)]
+        s += a4[p] * src[q + np.uint64(4)] + a5[p] * src[q + np.uint64(5)]
+        dst[p] = s
+
+
+@kernel
+def _column_run(band: Any, i: int, weights: Any, dst: Any, start: int, stop: int) -> None:
+    """``dst[p] = sum_k weights[k, p] * band[i + k, p]`` (k < 6), ``start <= p < stop``."""
+    r0, r1, r2 = band[i], band[i + 1], band[i + 2]
+    r3, r4, r5 = band[i + 3], band[i + 4], band[i + 5]
+    a0, a1, a2 = weights[0], weights[1], weights[2]
+    a3, a4, a5 = weights[3], weights[4], weights[5]
+    for p in range(np.uint64(start), np.uint64(stop)):
+        s = a0[p] * r0[p] + a1[p] * r1[p] + a2[p] * r2[p]
+        dst[p] = s + a3[p] * r3[p] + a4[p] * r4[p] + a5[p] * r5[p]
+
+
+def spline_polynomials() -> np.ndarray:
+    """``(6, 6)`` float64: row ``l`` holds the coefficients (constant term first) of the
+    quintic B-spline's weight of tap ``l - 2`` as a polynomial in the fraction ``t``
+    (the pieces of :func:`_quintic`)."""
+    from numpy.polynomial import Polynomial
+
+    s, u = Polynomial([1.0, -1.0]), Polynomial([0.0, 1.0])
+    pieces = (
+        s**5,
+        (1 + s) ** 5 - 6 * s**5,
+        (2 + s) ** 5 - 6 * (1 + s) ** 5 + 15 * s**5,
+        (2 + u) ** 5 - 6 * (1 + u) ** 5 + 15 * u**5,
+        (1 + u) ** 5 - 6 * u**5,
+        u**5,
+    )
+    table = np.zeros((6, 6))
+    for row, piece in zip(table, pieces, strict=True):
+        coef = np.asarray(piece.coef, np.float64) / 120.0
+        row[: coef.size] = coef
+    return table
+
+
+@kernel
+def _spline_weights(positions: Any, top: float, taps: Any, poly: Any, weights: Any) -> None:
+    """Per position ``x = positions[p]`` (clamped to ``[0, top]``): ``taps[p]`` its floor
+    and ``weights[0..5, p]`` the quintic B-spline's weights of the samples ``floor - 2 ..
+    floor + 3`` (``poly``: :func:`spline_polynomials` in ``weights``' dtype)."""
+    frac = weights[5]  # the fraction first, then its weight
+    for p in range(positions.size):
+        x = min(max(positions[p], 0.0), top)
+        j = int(x)
+        taps[p] = j
+        frac[p] = x - j
+    for k in range(6):
+        c0, c1, c2, c3, c4, c5 = (
+            poly[k, 0],
+            poly[k, 1],
+            poly[k, 2],
+            poly[k, 3],
+            poly[k, 4],
+            poly[k, 5],
+        )
+        dst = weights[k]
+        for p in range(positions.size):
+            t = frac[p]
+            dst[p] = c0 + t * (c1 + t * (c2 + t * (c3 + t * (c4 + t * c5))))
+
+
+@kernel
+def _columns_prefilter(band: Any) -> None:
+    """The quintic prefilter down the columns of the 2-D ``band`` (in place): both
+    poles' causal recursions in one sweep, then both anticausal ones, each end taken
+    as if its value went on forever."""
+    height, width = band.shape
+    state = np.empty(width, band.dtype)
+    za, zb = _QUINTIC_POLES
+    constants = np.empty(7, band.dtype)  # the arithmetic in the band's dtype
+    constants[0], constants[1] = za, zb
+    constants[2], constants[3] = za / (za - 1.0), zb / (zb - 1.0)
+    constants[4] = (1.0 - za) * (1.0 - 1.0 / za) * (1.0 - zb) * (1.0 - 1.0 / zb)
+    constants[5], constants[6] = 1.0 / (1.0 - za), 1.0 / (1.0 - zb)
+    z1, z2, e1, e2, gain, g1, g2 = (
+        constants[0], constants[1], constants[2], constants[3],
+        constants[4], constants[5], constants[6],
+    )  # fmt: skip
+    first = band[0]
+    for c in range(width):
+        state[c] = first[c] * gain * g1
+        first[c] = state[c] * g2
+    for r in range(1, height):
+        above = band[r - 1]
+        row = band[r]
+        for c in range(width):
+            state[c] = gain * row[c] + z1 * state[c]
+            row[c] = state[c] + z2 * above[c]
+    last = band[height - 1]
+    for c in range(width):
+        state[c] = e1 * last[c]
+        last[c] = e2 * state[c]
+    for r in range(height - 2, -1, -1):
+        below = band[r + 1]
+        row = band[r]
+        for c in range(width):
+            state[c] = z1 * (state[c] - row[c])
+            row[c] = z2 * (below[c] - state[c])
+
+
+@kernel
+def quintic_two_pass_rows(
+    image: Any,
+    m: Any,
+    taps: Any,
+    poly: Any,
+    constant: bool,
+    fill: Any,
+    edge: float,
+    out: Any,
+    start: int,
+    stop: int,
+) -> None:
+    """Rows ``start:stop`` of ``out`` (channels, rows, cols): ``image`` (rows, cols,
+    channels) through the affine ``m`` by a quintic spline in two 1-D passes.
+
+    With ``r = m00 y + m01 x + m02`` and ``c = m10 y + m11 x + m12``, the column read
+    along input row ``i`` is ``c = P i + Q x + S`` (``y`` eliminated). Pass 1 resamples
+    each input row of the strip's band (the rows its positions reach, plus
+    :data:`BAND_MARGIN` each side, rows outside the image repeating its edge rows) at
+    those columns, after the FIR prefilter ``taps`` along the row (see
+    :func:`prefilter_taps`); the band is then prefiltered down its columns (recursive,
+    both poles), and pass 2 resamples each column of it at the rows ``r``. Positions
+    are clamped to the image ('nearest'); ``constant``: outside ``[-edge, rows - 1 +
+    edge] x [-edge, cols - 1 + edge]`` the pixel is ``fill[0]``.
+    """
+    h, w, channels = image.shape
+    width = out.shape[2]
+    dtype = out.dtype
+    p_ = m[1, 0] / m[0, 0]
+    q_ = m[1, 1] - m[1, 0] * m[0, 1] / m[0, 0]
+    s_ = m[1, 2] - m[1, 0] * m[0, 2] / m[0, 0]
+    bottom = h - 1.0
+    right = w - 1.0
+    low = bottom
+    high = 0.0
+    for y in (start, stop - 1):
+        for x in (0, width - 1):
+            r = min(max(m[0, 0] * y + m[0, 1] * x + m[0, 2], 0.0), bottom)
+            low = min(low, r)
+            high = max(high, r)
+    first = int(low) - 2 - BAND_MARGIN  # the band's rows: input rows first .. last - 1
+    last = int(high) + 4 + BAND_MARGIN
+    band = np.empty((channels, last - first, width), dtype)
+    row = np.empty(w + 2 * (PREFILTER_REACH + 3), dtype)
+    pre = np.empty(w + 6, dtype)
+    positions = np.empty(width)
+    taps_at = np.empty(width, np.intp)
+    ends = np.empty(width + 1, np.intp)
+    weights = np.empty((6, width), dtype)
+    # pass 1: the image's rows in the band, resampled along the row
+    for i in range(max(first, 0), min(last, h)):
+        for x in range(width):
+            positions[x] = p_ * i + q_ * x + s_
+        _spline_weights(positions, right, taps_at, poly, weights)
+        for x in range(width):
+            taps_at[x] += 1 - x  # pre's sample of column j - 2, less x
+        count = _runs(taps_at, ends)
+        for ch in range(channels):
+            _prefilter_row(image, i, ch, taps, row, pre)
+            dst = band[ch, i - first]
+            for k in range(count):
+                a, b = ends[k], ends[k + 1]
+                _row_run(pre, weights, dst, a, b, taps_at[a])
+    for b in range(0, -first):  # rows above the image: its first row's
+        band[:, b] = band[:, -first]
+    for b in range(h - first, last - first):
+        band[:, b] = band[:, h - 1 - first]
+    for ch in range(channels):
+        _columns_prefilter(band[ch])
+    # pass 2: the band's columns resampled at the output rows' positions
+    for y in range(start, stop):
+        for x in range(width):
+            positions[x] = m[0, 0] * y + m[0, 1] * x + m[0, 2]
+        _spline_weights(positions, bottom, taps_at, poly, weights)
+        for x in range(width):
+            taps_at[x] -= 2 + first  # the band's row of the top tap
+        count = _runs(taps_at, ends)
+        for ch in range(channels):
+            dst = out[ch, y]
+            for k in range(count):
+                a, b = ends[k], ends[k + 1]
+                _column_run(band[ch], taps_at[a], weights, dst, a, b)
+        if constant:  # (False for NaN)
+            for x in range(width):
+                r = m[0, 0] * y + m[0, 1] * x + m[0, 2]
+                c = m[1, 0] * y + m[1, 1] * x + m[1, 2]
+                if not ((r >= -edge) & (r <= bottom + edge) & (c >= -edge) & (c <= right + edge)):
+                    for ch in range(channels):
+                        out[ch, y, x] = fill[0]

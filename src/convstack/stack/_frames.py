@@ -68,19 +68,21 @@ def warped(
     order: int = 3,
 ) -> NDArray[np.float32]:
     """``frame`` resampled onto the reference grid (cubic, or ``order`` 5: quintic
-    spline; edges repeated, not black), into ``out`` if given, else into a new planar
-    frame (see :func:`planar`); a float64 frame is warped apart, then copied in.
+    spline in two 1-D passes, ``warp(separable=True)``; edges repeated, not black), into
+    ``out`` if given, else into a new planar frame (see :func:`planar`); a float64 frame
+    is warped apart, then copied in.
 
     Integer frames keep their scale (float32 out); float frames are made float32.
     """
+    separable = order == 5
     if frame.dtype == np.float64:
-        result = warp(frame, matrix, order=order, mode="nearest")
+        result = warp(frame, matrix, order=order, mode="nearest", separable=separable)
         if out is None:
             return result.astype(np.float32)
         out[...] = result
         return out
     out = planar(frame.shape) if out is None else out
-    return warp(frame, matrix, order=order, mode="nearest", out=out)
+    return warp(frame, matrix, order=order, mode="nearest", separable=separable, out=out)
 
 
 def to_reference_grid(
