@@ -3,6 +3,7 @@ before `fuse` forks its reader child (issue 13)."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import textwrap
@@ -375,41 +376,102 @@ def test_jpeg_metadata_of_a_damaged_header_falls_back_to_pillow(tmp_path: Path) 
     assert (got.exif, got.icc_profile) == (None, None)
 
 
-def test_the_command_sets_numba_up_without_scipy_linalg() -> None:
+def test_the_command_sets_numba_up_without_scipy_yaml_or_blas() -> None:
     out = run_python(
         """
         import sys
         import numpy as np
         from convstack import _preload
-        _preload.skip_numba_blas()
+        _preload.lean_numba_start()
         _preload.start_compiler()
-        print("numba" in sys.modules, "scipy.linalg" in sys.modules)
-        from numba.np import arraymath
-        print(arraymath._HAVE_BLAS)
-        import scipy.linalg  # still imports as usual afterwards
-        print(float(scipy.linalg.det(np.eye(3) * 2.0)))
+        print("numba" in sys.modules, "scipy" in sys.modules, "scipy.linalg" in sys.modules,
+              "yaml" in sys.modules)
+        import scipy.linalg, yaml  # still import as usual afterwards
+        print(float(scipy.linalg.det(np.eye(3) * 2.0)), yaml.safe_load("a: 1")["a"])
         from convstack.convolve import correlate
         image = np.arange(25, dtype=np.float32).reshape(5, 5)
         print(float(correlate(image, np.ones((3, 3), np.float32), mode="constant")[2, 2]))
         """
     )
     # 6 + 7 + 8 + 11 + 12 + 13 + 16 + 17 + 18 = 108 (the 3 x 3 around the centre, 12)
-    assert out.split() == ["True", "False", "False", "8.0", "108.0"]
+    assert out.split() == ["True", "False", "False", "False", "8.0", "1", "108.0"]
 
 
-def test_skipping_numba_blas_leaves_an_imported_scipy_linalg_alone() -> None:
+def test_a_lean_start_leaves_an_imported_scipy_linalg_alone() -> None:
     out = run_python(
         """
         import sys
         import scipy.linalg
         from convstack import _preload
-        _preload.skip_numba_blas()
+        _preload.lean_numba_start()
         _preload.start_compiler()
         from numba.np import arraymath
         print(sys.modules["scipy.linalg"] is scipy.linalg, arraymath._HAVE_BLAS)
         """
     )
     assert out.split() == ["True", "True"]
+
+
+def test_a_lean_start_reads_numbas_config_file_where_there_is_one(tmp_path: Path) -> None:
+    """numba reads ``.numba_config.yaml`` from the working folder with PyYAML: kept."""
+    (tmp_path / ".numba_config.yaml").write_text("debug_cache: 1\n")
+    code = """
+        import sys
+        from convstack import _preload
+        _preload.lean_numba_start()
+        _preload.start_compiler()
+        import numba
+        print("yaml" in sys.modules, numba.config.DEBUG_CACHE)
+        """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-2:] == ["True", "1"]
+
+
+def test_a_lean_start_compiles_a_kernel_missing_from_the_cache_then_loads_it(
+    tmp_path: Path,
+) -> None:
+    """Cached kernels load without numba's registries; a kernel not in the cache still
+    compiles (numba's compiler installs them itself), and the next process loads it:
+    both give the loop's numbers (math functions, an array allocated in the kernel)."""
+    (tmp_path / "lean_kernel.py").write_text(
+        textwrap.dedent(
+            """
+            import math
+            import numpy as np
+            from convstack._jit import kernel
+
+            @kernel
+            def softplus(x):
+                out = np.empty(x.shape[0])
+                for i in range(x.shape[0]):
+                    out[i] = math.log1p(math.exp(x[i]))
+                return out
+            """
+        )
+    )
+    code = f"""
+        import sys
+        import numpy as np
+        from convstack import _preload
+        _preload.lean_numba_start()
+        _preload.start_compiler()
+        sys.path.insert(0, {str(tmp_path)!r})
+        from lean_kernel import softplus
+        got = softplus(np.array([0.0, 1.0, -2.0]))
+        stats = softplus.stats
+        print(sum(stats.cache_misses.values()), sum(stats.cache_hits.values()))
+        print(" ".join(repr(float(v)) for v in got))
+        """
+    runs = [run_python(code).splitlines() for _ in range(2)]
+    assert runs[0][0].split() == ["1", "0"]  # compiled
+    assert runs[1][0].split() == ["0", "1"]  # loaded from the cache
+    expected = [math.log1p(math.exp(v)) for v in (0.0, 1.0, -2.0)]
+    for run in runs:
+        assert [float(v) for v in run[1].split()] == pytest.approx(expected, rel=1e-15)
 
 
 def test_convstack_fuse_never_imports_scipy_linalg(tmp_path: Path) -> None:

@@ -3,10 +3,11 @@
 The first call of any compiled kernel in a process costs far more than loading that
 kernel from the disk cache: numba is imported and its compiler set up (the typing and
 lowering registries, among them an import of ``scipy.linalg`` that numba makes to find
-BLAS), most of a second of CPU. :func:`convstack.stack.fuse` forks a child that reads
-and registers frames; left alone, both processes would pay that set-up, each on its own
-first kernel call. Done once in the parent before the fork, the child gets it as a copy
-of the parent's memory: nothing to import or build.
+BLAS), most of a second of CPU (the command sets it up lean: :func:`lean_numba_start`).
+:func:`convstack.stack.fuse` forks a child that reads and registers frames; left alone,
+both processes would pay that set-up, each on its own first kernel call. Done once in
+the parent before the fork, the child gets it as a copy of the parent's memory: nothing
+to import or build.
 
 The same holds for the kernels that both processes call (the float32 correlation of
 registration and of the sharpness measure, the cubic warp): loaded, or on a cold cache
@@ -21,43 +22,92 @@ renders, see :func:`in_background`), never at ``import convstack``.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
-__all__ = ["in_background", "load_fuse_kernels", "skip_numba_blas", "start_compiler"]
+__all__ = ["in_background", "lean_numba_start", "load_fuse_kernels", "start_compiler"]
 
-#: Whether :func:`start_compiler` lets numba look for BLAS (see :func:`skip_numba_blas`).
-_NUMBA_BLAS = True
+#: Whether :func:`start_compiler` sets numba up lean (see :func:`lean_numba_start`).
+_LEAN = False
+
+#: numba's own configuration file, read with PyYAML from the working folder.
+_NUMBA_CONFIG_FILE = ".numba_config.yaml"
 
 
-def skip_numba_blas() -> None:
-    """Have :func:`start_compiler` set numba up without its BLAS: for the ``convstack``
-    command's own process only, never a caller's.
+def lean_numba_start() -> None:
+    """Have :func:`start_compiler` set numba up lean: for the ``convstack`` command's own
+    process only, never a caller's (it changes what numba does in the whole process).
 
-    numba's set-up imports ``scipy.linalg`` to find a BLAS for ``np.dot`` and the like in
-    compiled code (0.13-0.15 s of every command's start, a third of numba's start);
-    convstack's kernels call none of it. Skipped, ``np.dot`` is unavailable to numba
-    kernels in this process; ``scipy.linalg`` itself still imports as usual.
+    numba's set-up does work that convstack's cached kernels never use, about a
+    third of a command's start (0.1-0.3 s):
+
+    - it imports ``scipy.linalg`` to find a BLAS for ``np.dot`` and the like in
+      compiled code (0.13-0.15 s); none of our kernels calls it. Skipped, ``np.dot``
+      is unavailable to numba kernels in this process; ``scipy.linalg`` itself still
+      imports as usual afterwards.
+    - its import imports SciPy only to check its version, and PyYAML to read a
+      ``.numba_config.yaml`` (kept where that file is in the working folder).
+    - before it loads a kernel from its disk cache, numba imports and installs every
+      typing and lowering registry that compiling needs (``refresh``, 60-110 ms);
+      a cached kernel needs only numba's runtime. Loaded lean, a kernel whose cache
+      misses is compiled as ever: numba's compiler refreshes the registries itself.
     """
-    global _NUMBA_BLAS
-    _NUMBA_BLAS = False
+    global _LEAN
+    _LEAN = True
 
 
 @contextlib.contextmanager
-def _without_scipy_linalg() -> Iterator[None]:
-    """``import scipy.linalg`` fails while inside (numba then finds no BLAS), unless
-    it is imported already or numba's set-up has run."""
-    blocked = "scipy.linalg" not in sys.modules and "numba.np.arraymath" not in sys.modules
-    if blocked:
-        sys.modules["scipy.linalg"] = None  # type: ignore[assignment]
+def _blocked(names: list[str]) -> Iterator[None]:
+    """Inside, ``import NAME`` fails for each of ``names`` not imported already."""
+    blocked = [name for name in names if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
     try:
         yield
     finally:
-        if blocked and sys.modules.get("scipy.linalg", 0) is None:
-            del sys.modules["scipy.linalg"]
+        for name in blocked:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
+
+
+def _import_numba_lean() -> None:
+    """Import numba (if not yet) without the imports it makes for what we never use:
+    SciPy, PyYAML (unless its configuration file is here), ``scipy.linalg``."""
+    if "numba" in sys.modules:
+        return
+    names = ["scipy", "scipy.linalg"]
+    if not os.path.isfile(_NUMBA_CONFIG_FILE):
+        names.append("yaml")
+    with _blocked(names):
+        import numba  # noqa: F401
+
+
+def _load_cached_kernels_lean() -> None:
+    """From now on, numba loads a cached kernel after starting only its runtime, not
+    after installing every typing and lowering registry (see :func:`lean_numba_start`).
+
+    Left as it is where numba's cache does not look as this expects (another numba).
+    """
+    from numba.core import caching
+    from numba.core.runtime import rtsys
+
+    cache: Any = caching.Cache
+    needs = ("load_overload", "_load_overload", "_guard_against_spurious_io_errors")
+    if getattr(cache, "_convstack_lean", False) or not all(hasattr(cache, n) for n in needs):
+        return
+
+    def load_overload(self: Any, sig: Any, target_context: Any) -> Any:
+        rtsys.initialize(target_context)  # (what the kernels link against)
+        with self._guard_against_spurious_io_errors():
+            return self._load_overload(sig, target_context)
+
+    cache.load_overload = load_overload
+    cache._convstack_lean = True
 
 
 def start_compiler() -> None:
@@ -71,8 +121,13 @@ def start_compiler() -> None:
     """
     from .convolve import correlate
 
+    if _LEAN:
+        _import_numba_lean()
+        _load_cached_kernels_lean()
     tiny = np.zeros((16, 16), dtype=np.float32)
-    with contextlib.nullcontext() if _NUMBA_BLAS else _without_scipy_linalg():
+    # (a cold cache compiles here: numba's look-up of BLAS blocked as in its import)
+    lean = _LEAN and "numba.np.arraymath" not in sys.modules
+    with _blocked(["scipy.linalg"]) if lean else contextlib.nullcontext():
         correlate(tiny, np.ones((3, 1), dtype=np.float32), mode="nearest")
 
 

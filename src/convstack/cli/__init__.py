@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:  # the command's own process, not a caller's (tests call main(argv))
         handle_signals()
         keep_freed_memory()
-        _preload.skip_numba_blas()  # none of its kernels calls BLAS: 0.13 s less a start
+        _preload.lean_numba_start()  # numba without what our kernels never use
         # what is imported by now lives as long as the process: the cyclic garbage
         # collector need not walk it again (and a forked child shares its pages)
         gc.freeze()
