@@ -61,6 +61,94 @@ EXP2_POLY = np.array(
 
 
 @kernel(error_model="numpy", fastmath={"contract"})
+def _pair_weights(
+    flt: Any, reach: int, o: int, log2_space: Any, coeff: Any, poly: Any, magic: Any, weight: Any
+) -> None:
+    """``weight[t] = 2**(log2_space - coeff * D**2)`` of the pairs ``(q, q + o)``.
+
+    ``flt`` (channels, n + 2 ``reach``) holds the samples from ``reach`` before the
+    first anchor on; the anchors are ``q = reach - o + t`` for ``t < n + o``, and ``D``
+    is the L1 distance over the channels.
+    """
+    cn = flt.shape[0]
+    m = flt.shape[1] - 2 * reach + o
+    if cn == 1:
+        lo0, hi0 = flt[0, reach - o :], flt[0, reach:]
+        for t in range(m):
+            d = abs(lo0[t] - hi0[t])
+            weight[t] = _exp2(log2_space - d * d * coeff, poly, magic)
+    elif cn == 3:
+        lo0, hi0 = flt[0, reach - o :], flt[0, reach:]
+        lo1, hi1 = flt[1, reach - o :], flt[1, reach:]
+        lo2, hi2 = flt[2, reach - o :], flt[2, reach:]
+        for t in range(m):
+            d = abs(lo0[t] - hi0[t]) + abs(lo1[t] - hi1[t]) + abs(lo2[t] - hi2[t])
+            weight[t] = _exp2(log2_space - d * d * coeff, poly, magic)
+    else:
+        for t in range(m):
+            weight[t] = 0
+        for ch in range(cn):
+            lo, hi = flt[ch, reach - o :], flt[ch, reach:]
+            for t in range(m):
+                weight[t] += abs(lo[t] - hi[t])
+        for t in range(m):
+            d = weight[t]
+            weight[t] = _exp2(log2_space - d * d * coeff, poly, magic)
+
+
+@kernel(error_model="numpy", fastmath={"contract"})
+def _add_pair(planes: Any, base: int, o: int, weight: Any, wsum: Any, acc: Any) -> None:
+    """Add the pairs ``(p, p + o)`` and ``(p - o, p)`` (weights from ``_pair_weights``)
+    to the sums of the outputs ``p = base + t``."""
+    n = wsum.shape[0]
+    ahead = weight[o:]  # p sees p + o: the pair anchored at p
+    for t in range(n):
+        wsum[t] += ahead[t] + weight[t]  # and p sees p - o: anchored at p - o
+    for ch in range(planes.shape[0]):
+        xa, xb = planes[ch, base + o :], planes[ch, base - o :]
+        a = acc[ch]
+        for t in range(n):
+            a[t] = (a[t] + ahead[t] * np.float32(xa[t])) + weight[t] * np.float32(xb[t])
+
+
+@kernel(error_model="numpy", fastmath={"contract"})
+def _add_two_pairs(
+    planes: Any, base: int, o: int, u: int, wo: Any, wu: Any, wsum: Any, acc: Any
+) -> None:
+    """``_add_pair`` for offsets ``o`` and ``u`` in one pass over the sums (gray or colour).
+
+    The sums' loop is bound by memory (a float32 sum read and written per channel,
+    per offset): two offsets a pass halve that traffic.
+    """
+    n = wsum.shape[0]
+    oa, ua = wo[o:], wu[u:]
+    xa0, xb0 = planes[0, base + o :], planes[0, base - o :]
+    ya0, yb0 = planes[0, base + u :], planes[0, base - u :]
+    a0 = acc[0]
+    if planes.shape[0] == 1:
+        for t in range(n):
+            wa, wb, va, vb = oa[t], wo[t], ua[t], wu[t]
+            wsum[t] += (wa + wb) + (va + vb)
+            r = (a0[t] + wa * np.float32(xa0[t])) + wb * np.float32(xb0[t])
+            a0[t] = (r + va * np.float32(ya0[t])) + vb * np.float32(yb0[t])
+        return
+    xa1, xb1 = planes[1, base + o :], planes[1, base - o :]
+    ya1, yb1 = planes[1, base + u :], planes[1, base - u :]
+    xa2, xb2 = planes[2, base + o :], planes[2, base - o :]
+    ya2, yb2 = planes[2, base + u :], planes[2, base - u :]
+    a1, a2 = acc[1], acc[2]
+    for t in range(n):
+        wa, wb, va, vb = oa[t], wo[t], ua[t], wu[t]
+        wsum[t] += (wa + wb) + (va + vb)
+        r = (a0[t] + wa * np.float32(xa0[t])) + wb * np.float32(xb0[t])
+        a0[t] = (r + va * np.float32(ya0[t])) + vb * np.float32(yb0[t])
+        r = (a1[t] + wa * np.float32(xa1[t])) + wb * np.float32(xb1[t])
+        a1[t] = (r + va * np.float32(ya1[t])) + vb * np.float32(yb1[t])
+        r = (a2[t] + wa * np.float32(xa2[t])) + wb * np.float32(xb2[t])
+        a2[t] = (r + va * np.float32(ya2[t])) + vb * np.float32(yb2[t])
+
+
+@kernel(error_model="numpy", fastmath={"contract"})
 def bilateral_u8_rows(
     planes: Any,
     out: Any,
@@ -86,10 +174,10 @@ def bilateral_u8_rows(
     ``cvRound``.
 
     The weight is ``2**(log2_space[k] - color_coeff * D**2)``, computed in the loop by
-    ``_exp2`` (a table lookup per pixel, a gather, keeps the loop scalar); the weights'
-    loop is bound by arithmetic, and reads the distances from a float32 copy of the
-    strip's samples (no conversions in the loop), while the sums' loop, bound by memory,
-    reads the uint8 planes. Exponents below -126 give ``2**-126``, which adds nothing
+    ``_exp2`` (a table lookup per pixel, a gather, keeps the loop scalar). That loop is
+    bound by arithmetic and reads the distances from a float32 copy of the strip's
+    samples; the sums' loop, bound by memory, reads the uint8 planes, two offsets a
+    pass (gray and colour). Exponents below -126 give ``2**-126``, which adds nothing
     next to the centre's weight 1.
     """
     cn = planes.shape[0]
@@ -97,10 +185,11 @@ def bilateral_u8_rows(
     h = stop - start
     n = h * wp
     base = margin + (start + radius) * wp
-    reach = shifts[shifts.shape[0] - 1] if shifts.shape[0] else 0
+    pairs = shifts.shape[0]
+    reach = shifts[pairs - 1] if pairs else 0
     wsum = np.empty(n, dtype=np.float32)
     acc = np.empty((cn, n), dtype=np.float32)
-    weight = np.empty(n + reach, dtype=np.float32)
+    weights = np.empty((2, n + reach), dtype=np.float32)
     # the samples the distances read, base - reach to base + n + reach, in float32
     flt = np.empty((cn, n + 2 * reach), dtype=np.float32)
     coeff = np.float32(color_coeff)
@@ -117,66 +206,17 @@ def bilateral_u8_rows(
         f = flt[ch, reach:]
         for t in range(n):
             a[t] = f[t]
-    for k in range(shifts.shape[0]):
-        o = shifts[k]
-        m = n + o
-        ls = log2_space[k]
-        # anchors q = base - o + t, t < n + o: the pairs (q, q + o). Gray and colour
-        # images fuse the distance into the weight's loop and the sums into one loop
-        if cn == 1:
-            lo0, hi0 = flt[0, reach - o :], flt[0, reach:]
-            for t in range(m):
-                d = abs(lo0[t] - hi0[t])
-                weight[t] = _exp2(ls - d * d * coeff, poly, magic_exp)
-        elif cn == 3:
-            lo0, hi0 = flt[0, reach - o :], flt[0, reach:]
-            lo1, hi1 = flt[1, reach - o :], flt[1, reach:]
-            lo2, hi2 = flt[2, reach - o :], flt[2, reach:]
-            for t in range(m):
-                d = abs(lo0[t] - hi0[t]) + abs(lo1[t] - hi1[t]) + abs(lo2[t] - hi2[t])
-                weight[t] = _exp2(ls - d * d * coeff, poly, magic_exp)
+    step = 2 if cn == 1 or cn == 3 else 1
+    for k in range(0, pairs, step):
+        if k + 1 < pairs and step == 2:
+            o, u = shifts[k], shifts[k + 1]
+            _pair_weights(flt, reach, o, log2_space[k], coeff, poly, magic_exp, weights[0])
+            _pair_weights(flt, reach, u, log2_space[k + 1], coeff, poly, magic_exp, weights[1])
+            _add_two_pairs(planes, base, o, u, weights[0], weights[1], wsum, acc)
         else:
-            for t in range(m):
-                weight[t] = 0
-            for ch in range(cn):
-                lo, hi = flt[ch, reach - o :], flt[ch, reach:]
-                for t in range(m):
-                    weight[t] += abs(lo[t] - hi[t])
-            for t in range(m):
-                d = weight[t]
-                weight[t] = _exp2(ls - d * d * coeff, poly, magic_exp)
-        ahead = weight[o:]  # p sees p + o: the pair anchored at p
-        if cn == 1 or cn == 3:
-            xa0, xb0 = planes[0, base + o :], planes[0, base - o :]
-            a0 = acc[0]
-            if cn == 1:
-                for t in range(n):
-                    wa = ahead[t]
-                    wb = weight[t]  # p sees p - o: the pair anchored at p - o
-                    wsum[t] += wa + wb
-                    a0[t] = (a0[t] + wa * np.float32(xa0[t])) + wb * np.float32(xb0[t])
-            else:
-                xa1, xb1 = planes[1, base + o :], planes[1, base - o :]
-                xa2, xb2 = planes[2, base + o :], planes[2, base - o :]
-                a1, a2 = acc[1], acc[2]
-                for t in range(n):
-                    wa = ahead[t]
-                    wb = weight[t]
-                    wsum[t] += wa + wb
-                    a0[t] = (a0[t] + wa * np.float32(xa0[t])) + wb * np.float32(xb0[t])
-                    a1[t] = (a1[t] + wa * np.float32(xa1[t])) + wb * np.float32(xb1[t])
-                    a2[t] = (a2[t] + wa * np.float32(xa2[t])) + wb * np.float32(xb2[t])
-            continue
-        for t in range(n):
-            wsum[t] += ahead[t] + weight[t]
-        for ch in range(cn):
-            x_ahead = planes[ch, base + o :]
-            x_behind = planes[ch, base - o :]
-            a = acc[ch]
-            for t in range(n):
-                a[t] = (a[t] + ahead[t] * np.float32(x_ahead[t])) + weight[t] * np.float32(
-                    x_behind[t]
-                )
+            o = shifts[k]
+            _pair_weights(flt, reach, o, log2_space[k], coeff, poly, magic_exp, weights[0])
+            _add_pair(planes, base, o, weights[0], wsum, acc)
     for i in range(h):
         dst = out[start + i]
         row = i * wp + radius
