@@ -426,3 +426,46 @@ def test_separable_one_channel_row_pass_every_width(kw) -> None:
         got = correlate(image, kernel, mode=mode, method="separable")
         tol = 2e-5 * max(1.0, np.abs(expected).max()) if dtype == np.float32 else 1e-10
         np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("kshape", [(3, 3), (5, 5), (4, 6), (11, 11), (1, 7)])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_border_columns_add_in_the_interior_order(kshape, threads, monkeypatch) -> None:
+    """Under 'wrap', rolling the image along its columns rolls the output exactly (every
+    bit): an output that is a border column in one call is an interior column in the
+    other, so both paths add the same products in the same order (one channel, float32,
+    rows split over threads)."""
+    monkeypatch.setattr(_methods, "THREADS", threads)
+    monkeypatch.setattr(_methods, "THREAD_MIN_WORK", 0)
+    image = rng(80).normal(size=(19, 23)).astype(np.float32)
+    kernel = rng(81).normal(size=kshape).astype(np.float32)
+    base = correlate(image, kernel, mode="wrap", method="direct")
+    for shift in (1, kshape[1] // 2, 7):
+        rolled = correlate(np.roll(image, shift, axis=1), kernel, mode="wrap", method="direct")
+        np.testing.assert_array_equal(rolled, np.roll(base, shift, axis=1))
+
+
+@pytest.mark.parametrize(
+    ("stride", "dilation"), [((1, 1), (1, 1)), ((2, 1), (1, 1)), ((1, 1), (3, 1)), ((3, 1), (2, 1))]
+)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_fast_and_fill_rows_mixed_with_row_steps(stride, dilation, dtype, monkeypatch) -> None:
+    """'constant' with a non-zero kernel row reaching the fill: the rows near the top
+    and bottom take the tap lists, the others the one-channel passes, whose border
+    columns come after the rows; row strides and dilations, rows over threads."""
+    monkeypatch.setattr(_methods, "THREADS", 3)
+    monkeypatch.setattr(_methods, "THREAD_MIN_WORK", 0)
+    image = (rng(82).random((17, 14)) * 200).astype(dtype)
+    for kshape in ((3, 3), (5, 4), (2, 7)):
+        kernel = rng(83).normal(size=kshape)
+        pads = tuple(
+            (d * (k // 2), d * (k - 1) - d * (k // 2))
+            for k, d in zip(kshape, dilation, strict=True)
+        )
+        expected = oracle(image, kernel, pads, "constant", 1.5, stride, dilation)
+        got = correlate(
+            image, kernel, mode="constant", cval=1.5, stride=stride, dilation=dilation,
+            method="direct",
+        )  # fmt: skip
+        tol = 2e-5 * max(1.0, np.abs(expected).max()) if got.dtype == np.float32 else 1e-10
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)

@@ -14,7 +14,8 @@ column dilation or stride, no fill row under a non-zero weight) take faster pass
 instead: a whole 3x3 kernel in one pass over three rows (:func:`_taps3x3`), other sizes
 one pass per kernel row whose offsets are constants (:func:`_row_taps`); these add zero
 weights too (the footprint rule covers their non-finite samples), and their border
-columns sum the kernel directly, with no tap list. Float images are
+columns come after the rows, as long passes down a column-major block of the padded
+samples they read (:func:`_edge_columns`), in the interior's order. Float images are
 tested for NaN and infinities one image row at a time, as the rows are first read (the
 caller applies the footprint rule when one was met).
 Loops index slices from 0, so numba knows no index is negative (no wraparound test
@@ -291,6 +292,75 @@ def _strided_columns(
 
 
 @kernel(fastmath={"contract"})
+def _edge_columns(
+    res: Any,
+    src_flat: Any,
+    n_c: int,
+    rmap: Any,
+    cmap: Any,
+    fill: Any,
+    weights: Any,
+    r0: int,
+    r1: int,
+    step: int,
+    dil: int,
+    c_lo: int,
+    m: int,
+    fast: Any,
+) -> None:
+    """Output columns ``c_lo .. c_lo + m`` of the rows ``r0 + t`` with ``fast[t]`` (one
+    channel, consecutive column taps): every tap in order from 0, as the interior.
+
+    The padded samples they read are gathered once into a block stored column-major, so
+    that each tap is a long vectorised pass down the rows, instead of one short sum per
+    output (latency-bound: 2.2 us a row for the ten border columns of an 11x11 kernel).
+    Kernel rows on fill rows add their weights times the fill too: in a fast row those
+    weights are 0 (and the fill finite), and adding a zero to a sum that started at +0
+    leaves every bit as it is.
+    """
+    kh, kw = weights.shape
+    n = r1 - r0
+    if m <= 0 or n <= 0:
+        return
+    p_lo = r0 * step
+    rows = (n - 1) * step + (kh - 1) * dil + 1
+    block = np.empty((m + kw - 1, rows), dtype=fill.dtype)
+    for p in range(rows):
+        r = rmap[p_lo + p]
+        for c in range(m + kw - 1):
+            q = cmap[c_lo + c]
+            block[c, p] = src_flat[r * n_c + q] if r >= 0 and q >= 0 else fill[0]
+    acc = np.zeros((m, n), dtype=fill.dtype)
+    for a in range(kh):
+        for b in range(kw):
+            w = weights[a, b]
+            for x in range(m):
+                col = block[x + b, a * dil :]
+                out = acc[x]
+                for t in range(n):
+                    out[t] += w * col[t * step]
+    for t in range(n):
+        if fast[t]:
+            for x in range(m):
+                res[r0 + t, c_lo + x] = acc[x, t]
+
+
+@kernel(fastmath={"contract"}, inline="always")
+def _kernel_rows(dst: Any, flat: Any, rmap: Any, p0: int, dil: int, weights: Any, m: int) -> None:
+    """``dst[x] = sum_ab weights[a, b] * flat[rmap[p0 + a * dil], x + b]`` for ``x < m``,
+    over the kernel rows on image rows (``rmap >= 0``), each a pass of :func:`_row_taps`,
+    in order, from 0."""
+    first = m > 0  # (not the literal True: see the module notes)
+    for a in range(weights.shape[0]):
+        r = rmap[p0 + a * dil]
+        if r >= 0:
+            _row_taps(dst, flat[r], weights[a], m, first)
+            first = False
+    for x in range(m if first else 0):
+        dst[x] = 0
+
+
+@kernel(fastmath={"contract"})
 def correlate_rows(
     src: Any,
     out: Any,
@@ -336,7 +406,7 @@ def correlate_rows(
     for a in range(kh):
         for b in range(kw):
             used[a] = used[a] or weights[a, b] != 0
-    zero = out.dtype.type(0)
+    fast_rows = np.zeros(max(r1 - r0, 0), np.bool_)
     found, p_next = False, 0
     for i in range(r0, r1):
         if check and not found:
@@ -348,31 +418,15 @@ def correlate_rows(
         for a in range(kh if one else 0):
             if used[a] and rmap[p0 + a * dilation[0]] < 0:
                 fast = False
-        if fast:
-            for e in range(j0 + n_oc - j1):  # border columns: every tap, in order
-                j = e if e < j0 else j1 + e - j0
-                total = zero
-                for a in range(kh):
-                    r = rmap[p0 + a * dilation[0]]
-                    if r >= 0:  # (a fill row here has only zero weights)
-                        for b in range(kw):
-                            q = cmap[j + b]
-                            total += weights[a, b] * (src_flat[r * n_c + q] if q >= 0 else fill[0])
-                acc[j] = total
+        if fast:  # border columns after the rows (_edge_columns), interior here
+            fast_rows[i - r0] = True
             dst = acc[j0:j1]  # interior: image column j - j0 + b (j0 == before here)
             if kh == 3 and kw == 3:
                 r_0, r_1, r_2 = rmap[p0], rmap[p0 + dilation[0]], rmap[p0 + 2 * dilation[0]]
                 if min(r_0, r_1, r_2) >= 0:
                     _taps3x3(dst, flat[r_0], flat[r_1], flat[r_2], weights, j1 - j0)
                     continue
-            first = j1 > j0  # (not the literal True: see the module notes)
-            for a in range(kh):
-                r = rmap[p0 + a * dilation[0]]
-                if r >= 0:
-                    _row_taps(dst, flat[r], weights[a], j1 - j0, first)
-                    first = False
-            for x in range(j1 - j0 if first else 0):
-                dst[x] = 0
+            _kernel_rows(dst, flat, rmap, p0, dilation[0], weights, j1 - j0)
             continue
         n, n_fill = np.intp(0), 0
         for a in range(kh):
@@ -425,6 +479,15 @@ def correlate_rows(
         else:
             for t in range(n):
                 _strided_columns(acc, flat[rs[t]], ws[t], ch, j0, j1, stride[1], offs[t] - before)
+    if fast_rows.any():  # (both edges: one column range each, maybe empty)
+        _edge_columns(
+            res, src_flat, n_c, rmap, cmap, fill, weights, r0, r1, stride[0], dilation[0],
+            np.intp(0), j0, fast_rows,
+        )  # fmt: skip
+        _edge_columns(
+            res, src_flat, n_c, rmap, cmap, fill, weights, r0, r1, stride[0], dilation[0],
+            j1, n_oc - j1, fast_rows,
+        )  # fmt: skip
     return found
 
 
