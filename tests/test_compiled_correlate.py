@@ -469,3 +469,24 @@ def test_fast_and_fill_rows_mixed_with_row_steps(stride, dilation, dtype, monkey
         )  # fmt: skip
         tol = 2e-5 * max(1.0, np.abs(expected).max()) if got.dtype == np.float32 else 1e-10
         np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("kshape", [(3, 3), (5, 4)])
+def test_one_channel_rows_overflow_is_no_footprint_hit(kshape) -> None:
+    """The one-channel passes test their outputs: a float32 sum that overflows to inf
+    from finite samples is a false alarm for the footprint rule, which then finds no
+    non-finite sample and leaves the IEEE sums as they are (+inf, -inf where the
+    kernel is negative), with no warning; a NaN in the same image still wins its
+    footprint."""
+    image = np.full((9, 12), 3e38, dtype=np.float32)
+    kernel = np.ones(kshape, dtype=np.float32)
+    got = correlate(image, kernel, mode="nearest", method="direct")
+    assert np.isposinf(got).all()
+    assert np.isneginf(correlate(image, -kernel, mode="nearest", method="direct")).all()
+    image[4, 6] = np.nan
+    got = correlate(image, kernel, mode="nearest", method="direct")
+    hit = np.zeros(got.shape, dtype=bool)
+    kh, kw = kshape
+    hit[4 - (kh - 1 - kh // 2) : 4 + kh // 2 + 1, 6 - (kw - 1 - kw // 2) : 6 + kw // 2 + 1] = True
+    assert np.isnan(got[hit]).all()
+    assert np.isposinf(got[~hit]).all()

@@ -17,7 +17,10 @@ weights too (the footprint rule covers their non-finite samples), and their bord
 columns come after the rows, as long passes down a column-major block of the padded
 samples they read (:func:`_edge_columns`), in the interior's order. Float images are
 tested for NaN and infinities one image row at a time, as the rows are first read (the
-caller applies the footprint rule when one was met).
+caller applies the footprint rule when one was met); the one-channel passes test their
+output rows instead, just written (they add every tap, zero weights included, so an
+output is non-finite exactly when its footprint holds a NaN or an infinity, or its sum
+overflowed: a false alarm that only costs the exact rule).
 Loops index slices from 0, so numba knows no index is negative (no wraparound test
 in the loop). Integers handed to another kernel start as ``np.intp(0)``, never the
 literal ``0``: numba types a call with a literal argument (or a counter still typed as
@@ -307,9 +310,10 @@ def _edge_columns(
     c_lo: int,
     m: int,
     fast: Any,
-) -> None:
+) -> bool:
     """Output columns ``c_lo .. c_lo + m`` of the rows ``r0 + t`` with ``fast[t]`` (one
     channel, consecutive column taps): every tap in order from 0, as the interior.
+    Returns whether one of those outputs is NaN or infinite.
 
     The padded samples they read are gathered once into a block stored column-major, so
     that each tap is a long vectorised pass down the rows, instead of one short sum per
@@ -321,7 +325,7 @@ def _edge_columns(
     kh, kw = weights.shape
     n = r1 - r0
     if m <= 0 or n <= 0:
-        return
+        return False
     p_lo = r0 * step
     rows = (n - 1) * step + (kh - 1) * dil + 1
     block = np.empty((m + kw - 1, rows), dtype=fill.dtype)
@@ -339,10 +343,14 @@ def _edge_columns(
                 out = acc[x]
                 for t in range(n):
                     out[t] += w * col[t * step]
+    bad = False
     for t in range(n):
         if fast[t]:
             for x in range(m):
-                res[r0 + t, c_lo + x] = acc[x, t]
+                v = acc[x, t]
+                res[r0 + t, c_lo + x] = v
+                bad = bad or v - v != 0
+    return bad
 
 
 @kernel(fastmath={"contract"}, inline="always")
@@ -389,8 +397,9 @@ def correlate_rows(
     rows, offsets in samples). Zero weights are skipped (as ``0 * x`` would be, except
     for non-finite ``x``). With ``check`` (float images), every image row that a tap
     of these output rows reads is tested for a NaN or an infinity just before it is
-    used (while it is in cache); the return value says whether one was met (the
-    caller then applies the footprint rule, :mod:`convstack._nonfinite`).
+    used (while it is in cache), or, in the one-channel passes, every output row just
+    after it is written (see the module notes); the return value says whether one was
+    met (the caller then applies the footprint rule, :mod:`convstack._nonfinite`).
     """
     n_r, n_c, ch = src.shape
     n_or, n_oc, _ = out.shape
@@ -409,9 +418,6 @@ def correlate_rows(
     fast_rows = np.zeros(max(r1 - r0, 0), np.bool_)
     found, p_next = False, 0
     for i in range(r0, r1):
-        if check and not found:
-            p0 = i * stride[0]
-            found, p_next = _check_rows(flat, rmap, p_next, p0, p0 + (kh - 1) * dilation[0])
         acc = res[i]
         p0 = i * stride[0]
         fast = one
@@ -421,13 +427,18 @@ def correlate_rows(
         if fast:  # border columns after the rows (_edge_columns), interior here
             fast_rows[i - r0] = True
             dst = acc[j0:j1]  # interior: image column j - j0 + b (j0 == before here)
+            r_0 = r_1 = r_2 = np.intp(-1)
             if kh == 3 and kw == 3:
                 r_0, r_1, r_2 = rmap[p0], rmap[p0 + dilation[0]], rmap[p0 + 2 * dilation[0]]
-                if min(r_0, r_1, r_2) >= 0:
-                    _taps3x3(dst, flat[r_0], flat[r_1], flat[r_2], weights, j1 - j0)
-                    continue
-            _kernel_rows(dst, flat, rmap, p0, dilation[0], weights, j1 - j0)
+            if min(r_0, r_1, r_2) >= 0:
+                _taps3x3(dst, flat[r_0], flat[r_1], flat[r_2], weights, j1 - j0)
+            else:
+                _kernel_rows(dst, flat, rmap, p0, dilation[0], weights, j1 - j0)
+            if check and not found:  # every tap added: non-finite output <=> footprint
+                found = _nonfinite_in(dst)
             continue
+        if check and not found:
+            found, p_next = _check_rows(flat, rmap, p_next, p0, p0 + (kh - 1) * dilation[0])
         n, n_fill = np.intp(0), 0
         for a in range(kh):
             r = rmap[i * stride[0] + a * dilation[0]]
@@ -480,14 +491,15 @@ def correlate_rows(
             for t in range(n):
                 _strided_columns(acc, flat[rs[t]], ws[t], ch, j0, j1, stride[1], offs[t] - before)
     if fast_rows.any():  # (both edges: one column range each, maybe empty)
-        _edge_columns(
+        bad_left = _edge_columns(
             res, src_flat, n_c, rmap, cmap, fill, weights, r0, r1, stride[0], dilation[0],
             np.intp(0), j0, fast_rows,
         )  # fmt: skip
-        _edge_columns(
+        bad_right = _edge_columns(
             res, src_flat, n_c, rmap, cmap, fill, weights, r0, r1, stride[0], dilation[0],
             j1, n_oc - j1, fast_rows,
         )  # fmt: skip
+        found = found or (check and (bad_left or bad_right))
     return found
 
 
