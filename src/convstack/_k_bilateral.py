@@ -150,12 +150,11 @@ def _add_two_pairs(
 
 @kernel(error_model="numpy", fastmath={"contract"})
 def bilateral_u8_rows(
-    planes: Any,
+    image: Any,
     out: Any,
     start: int,
     stop: int,
     radius: int,
-    margin: int,
     wp: int,
     shifts: Any,
     log2_space: Any,
@@ -164,43 +163,46 @@ def bilateral_u8_rows(
 ) -> None:
     """OpenCV's 8-bit bilateral: ``w = space(o) * exp(coeff * D**2)``, ``D = sum_c |dx_c|``.
 
-    ``planes`` (channels, margin + padded rows * ``wp`` + margin) is the padded image,
-    one flat plane per channel, so that an offset ``o`` is a shift by ``shifts[k]``
-    samples. Only one offset of each pair ``+-o`` is listed: the weight of ``p + o``
+    ``image`` (padded rows * ``wp``, channels) is the padded image, one row per pixel,
+    so that an offset ``o`` is a shift by ``shifts[k]`` pixels (the longest, ``radius``
+    rows, last). Only one offset of each pair ``+-o`` is listed: the weight of ``p + o``
     seen from ``p`` is that of ``p`` seen from ``p + o``, so one weight serves both.
     Outputs are computed over whole padded rows (the border columns, whose windows
     straddle two rows, are dropped); the centre has weight 1. Sums in float32, then
     ``sum / wsum`` (gray) or ``sum * (1 / wsum)`` (colour), rounded to nearest as
     ``cvRound``.
 
+    The strip copies the samples it reads into flat channel planes, uint8 and float32.
     The weight is ``2**(log2_space[k] - color_coeff * D**2)``, computed in the loop by
     ``_exp2`` (a table lookup per pixel, a gather, keeps the loop scalar). That loop is
-    bound by arithmetic and reads the distances from a float32 copy of the strip's
-    samples; the sums' loop, bound by memory, reads the uint8 planes, two offsets a
-    pass (gray and colour). Exponents below -126 give ``2**-126``, which adds nothing
-    next to the centre's weight 1.
+    bound by arithmetic and reads the float32 planes; the sums' loop, bound by memory,
+    reads the uint8 planes, two offsets a pass (gray and colour). Exponents below -126
+    give ``2**-126``, which adds nothing next to the centre's weight 1.
     """
-    cn = planes.shape[0]
+    cn = image.shape[1]
     cols = out.shape[1] // cn
     h = stop - start
     n = h * wp
-    base = margin + (start + radius) * wp
     pairs = shifts.shape[0]
     reach = shifts[pairs - 1] if pairs else 0
+    # the samples the strip reads: ``reach`` pixels before its first output to
+    # ``reach`` after its last; its outputs start at ``reach`` in these planes
+    first = (start + radius) * wp - reach
+    planes = np.empty((cn, n + 2 * reach), dtype=np.uint8)
+    flt = np.empty((cn, n + 2 * reach), dtype=np.float32)
     wsum = np.empty(n, dtype=np.float32)
     acc = np.empty((cn, n), dtype=np.float32)
     weights = np.empty((2, n + reach), dtype=np.float32)
-    # the samples the distances read, base - reach to base + n + reach, in float32
-    flt = np.empty((cn, n + 2 * reach), dtype=np.float32)
     coeff = np.float32(color_coeff)
     magic = np.float32(12582912.0)  # 1.5 * 2**23: x + magic - magic rounds, ties to even
     magic_exp = np.float32(12582912.0 + 127.0)
     for t in range(n):
         wsum[t] = 1
     for ch in range(cn):
-        x = planes[ch, base - reach :]
-        f = flt[ch]
+        x = image[first:, ch]
+        p, f = planes[ch], flt[ch]
         for t in range(n + 2 * reach):
+            p[t] = x[t]
             f[t] = x[t]
         a = acc[ch]
         f = flt[ch, reach:]
@@ -212,11 +214,11 @@ def bilateral_u8_rows(
             o, u = shifts[k], shifts[k + 1]
             _pair_weights(flt, reach, o, log2_space[k], coeff, poly, magic_exp, weights[0])
             _pair_weights(flt, reach, u, log2_space[k + 1], coeff, poly, magic_exp, weights[1])
-            _add_two_pairs(planes, base, o, u, weights[0], weights[1], wsum, acc)
+            _add_two_pairs(planes, reach, o, u, weights[0], weights[1], wsum, acc)
         else:
             o = shifts[k]
             _pair_weights(flt, reach, o, log2_space[k], coeff, poly, magic_exp, weights[0])
-            _add_pair(planes, base, o, weights[0], wsum, acc)
+            _add_pair(planes, reach, o, weights[0], wsum, acc)
     for i in range(h):
         dst = out[start + i]
         row = i * wp + radius

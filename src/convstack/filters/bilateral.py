@@ -184,22 +184,20 @@ def _bilateral_u8(
     order = np.argsort(shifts, kind="stable")  # the longest shift last
     shifts, log2_space = shifts[order], log2_space[order]
     padded = pad_image(array, (radius, radius), (radius, radius), mode)
-    margin = radius  # reads reach ``radius`` samples before / after the padded image
-    size = padded.shape[0] * wp
-    planes = np.zeros((channels, size + 2 * margin), dtype=np.uint8)
-    planes[:, margin : margin + size] = padded.reshape(size, channels).T
+    pixels = np.ascontiguousarray(padded).reshape(-1, channels)  # a row per pixel
     out = np.empty((rows, cols * channels), dtype=np.uint8)
 
     def work(start: int, stop: int) -> None:
         _k_bilateral.bilateral_u8_rows(
-            planes, out, start, stop, radius, margin, wp, shifts, log2_space,
-            color_coeff, _k_bilateral.EXP2_POLY,
+            pixels, out, start, stop, radius, wp, shifts, log2_space, color_coeff,
+            _k_bilateral.EXP2_POLY,
         )  # fmt: skip
 
-    # strips of equal height, at least one per pool thread, whose float32 sums and
-    # weights (channels + 2 rows of floats per row) take ~1 MB: tall enough that the
-    # ``radius`` rows of weights a strip computes beyond its own cost little
-    strips(rows, wp * 4 * (channels + 2), work, target=_STRIP_BYTES, balanced=True)
+    # strips of equal height, at least one per pool thread, whose buffers (per pixel
+    # float32 sums and two weights, and the samples in uint8 and float32: 12 + 9 bytes
+    # a channel) take ~1 MB: tall enough that the ``radius`` rows of weights and
+    # samples a strip takes beyond its own cost little
+    strips(rows, wp * (12 + 9 * channels), work, target=_STRIP_BYTES, balanced=True)
     return out.reshape(array.shape)
 
 
