@@ -567,19 +567,19 @@ def prefilter_taps() -> np.ndarray:
 
 
 @kernel
-def _prefilter_row(image: Any, i: int, ch: int, taps: Any, row: Any, pre: Any) -> None:
-    """``pre[q]``: input row ``i``'s channel ``ch`` at column ``q - 3`` (``-3 <= q - 3 <=
-    cols + 2``) after the FIR prefilter ``taps`` (:data:`PREFILTER_REACH` + 1 of them;
-    edges repeated); ``row``: scratch of ``cols + 2 * (PREFILTER_REACH + 3)`` samples."""
-    w = image.shape[1]
+def _prefilter_row(src: Any, taps: Any, row: Any, pre: Any) -> None:
+    """``pre[q]``: the padded row ``src`` (``src[j + 1]``: column ``j``, as
+    :func:`planes_rows` writes it) at column ``q - 3`` (``-3 <= q - 3 <= cols + 2``)
+    after the FIR prefilter ``taps`` (:data:`PREFILTER_REACH` + 1 of them; edges
+    repeated); ``row``: scratch of ``cols + 2 * (PREFILTER_REACH + 3)`` samples."""
+    w = src.size - 3
     pad = PREFILTER_REACH + 3
-    src = image[i, :, ch]
     for q in range(pad):
-        row[q] = src[0]
+        row[q] = src[1]
     for j in range(w):
-        row[pad + j] = src[j]
+        row[pad + j] = src[j + 1]
     for q in range(pad + w, row.size):
-        row[q] = src[w - 1]
+        row[q] = src[w]
     # one pass of 17 taps (PREFILTER_REACH each side), written out: a loop over the
     # taps around the loop over q ran a sample at a time, this runs many at once
     h0, h1, h2, h3, h4 = taps[0], taps[1], taps[2], taps[3], taps[4]
@@ -721,9 +721,28 @@ def _columns_prefilter(band: Any) -> None:
             row[c] = z2 * (below[c] - state[c])
 
 
+def two_pass_band(m: Any, start: int, stop: int, cols: int, rows: int) -> tuple[int, int]:
+    """Input rows ``[first, last)`` whose resampled rows the output rows ``start:stop``
+    (``cols`` wide) of the two-pass warp through the affine ``m`` of an image of
+    ``rows`` rows read: the taps of their positions clamped to the image, and
+    :data:`BAND_MARGIN` more each side (rows outside the image stand for its edge rows)."""
+    corners = [
+        min(max(m[0, 0] * y + m[0, 1] * x + m[0, 2], 0.0), rows - 1.0)
+        for y in (start, stop - 1)
+        for x in (0, cols - 1)
+    ]
+    return (
+        math.floor(min(corners)) - 2 - BAND_MARGIN,
+        math.floor(max(corners)) + 4 + BAND_MARGIN,
+    )
+
+
 @kernel
 def quintic_two_pass_rows(
-    image: Any,
+    planes: Any,
+    first: int,
+    h: int,
+    w: int,
     m: Any,
     taps: Any,
     poly: Any,
@@ -734,20 +753,21 @@ def quintic_two_pass_rows(
     start: int,
     stop: int,
 ) -> None:
-    """Rows ``start:stop`` of ``out`` (channels, rows, cols): ``image`` (rows, cols,
-    channels) through the affine ``m`` by a quintic spline in two 1-D passes.
+    """Rows ``start:stop`` of ``out`` (channels, rows, cols): the image (``h`` x ``w``)
+    through the affine ``m`` by a quintic spline in two 1-D passes; ``planes`` holds
+    its rows ``first .. first + len - 1`` (:func:`two_pass_band`), edge-padded as
+    :func:`planes_rows` writes them (rows outside the image: its edge rows).
 
     With ``r = m00 y + m01 x + m02`` and ``c = m10 y + m11 x + m12``, the column read
     along input row ``i`` is ``c = P i + Q x + S`` (``y`` eliminated). Pass 1 resamples
-    each input row of the strip's band (the rows its positions reach, plus
-    :data:`BAND_MARGIN` each side, rows outside the image repeating its edge rows) at
-    those columns, after the FIR prefilter ``taps`` along the row (see
-    :func:`prefilter_taps`); the band is then prefiltered down its columns (recursive,
-    both poles), and pass 2 resamples each column of it at the rows ``r``. Positions
-    are clamped to the image ('nearest'); ``constant``: outside ``[-edge, rows - 1 +
-    edge] x [-edge, cols - 1 + edge]`` the pixel is ``fill[0]``.
+    each row of the band at those columns, after the FIR prefilter ``taps`` along the
+    row (see :func:`prefilter_taps`; ``poly``: :func:`spline_polynomials`, both in
+    ``out``'s dtype); the band is then prefiltered down its columns (recursive, both
+    poles), and pass 2 resamples each column of it at the rows ``r``. Positions are
+    clamped to the image ('nearest'); ``constant``: outside ``[-edge, h - 1 + edge] x
+    [-edge, w - 1 + edge]`` the pixel is ``fill[0]``.
     """
-    h, w, channels = image.shape
+    channels, count_rows = planes.shape[0], planes.shape[1]
     width = out.shape[2]
     dtype = out.dtype
     p_ = m[1, 0] / m[0, 0]
@@ -755,24 +775,16 @@ def quintic_two_pass_rows(
     s_ = m[1, 2] - m[1, 0] * m[0, 2] / m[0, 0]
     bottom = h - 1.0
     right = w - 1.0
-    low = bottom
-    high = 0.0
-    for y in (start, stop - 1):
-        for x in (0, width - 1):
-            r = min(max(m[0, 0] * y + m[0, 1] * x + m[0, 2], 0.0), bottom)
-            low = min(low, r)
-            high = max(high, r)
-    first = int(low) - 2 - BAND_MARGIN  # the band's rows: input rows first .. last - 1
-    last = int(high) + 4 + BAND_MARGIN
-    band = np.empty((channels, last - first, width), dtype)
+    band = np.empty((channels, count_rows, width), dtype)
     row = np.empty(w + 2 * (PREFILTER_REACH + 3), dtype)
     pre = np.empty(w + 6, dtype)
     positions = np.empty(width)
     taps_at = np.empty(width, np.intp)
     ends = np.empty(width + 1, np.intp)
     weights = np.empty((6, width), dtype)
-    # pass 1: the image's rows in the band, resampled along the row
-    for i in range(max(first, 0), min(last, h)):
+    # pass 1: the band's rows, resampled along the row
+    for n in range(count_rows):
+        i = min(max(first + n, 0), h - 1)  # (the edge row's positions beyond the edge)
         for x in range(width):
             positions[x] = p_ * i + q_ * x + s_
         _spline_weights(positions, right, taps_at, poly, weights)
@@ -780,15 +792,11 @@ def quintic_two_pass_rows(
             taps_at[x] += 1 - x  # pre's sample of column j - 2, less x
         count = _runs(taps_at, ends)
         for ch in range(channels):
-            _prefilter_row(image, i, ch, taps, row, pre)
-            dst = band[ch, i - first]
+            _prefilter_row(planes[ch, n], taps, row, pre)
+            dst = band[ch, n]
             for k in range(count):
                 a, b = ends[k], ends[k + 1]
                 _row_run(pre, weights, dst, a, b, taps_at[a])
-    for b in range(0, -first):  # rows above the image: its first row's
-        band[:, b] = band[:, -first]
-    for b in range(h - first, last - first):
-        band[:, b] = band[:, h - 1 - first]
     for ch in range(channels):
         _columns_prefilter(band[ch])
     # pass 2: the band's columns resampled at the output rows' positions

@@ -128,17 +128,20 @@ def _two_pass_into(
     taps = _k_warp.prefilter_taps().astype(out.dtype)
     poly = _k_warp.spline_polynomials().astype(out.dtype)
     value = np.array([0.0 if fill is None else fill], out.dtype)
+    h, w = grid.shape[:2]
     row_bytes = out_cols * channels * out.dtype.itemsize
     target = max(_STRIP_BYTES, out_rows * row_bytes // (2 * POOL_THREADS) + row_bytes)
-    strips(
-        out_rows,
-        row_bytes,
-        lambda a, b: _k_warp.quintic_two_pass_rows(
-            grid, m, taps, poly, fill is not None, value, _EDGE_TOLERANCE, out, a, b
-        ),
-        target=target,
-        balanced=True,
-    )
+
+    def run(start: int, stop: int) -> None:
+        first, last = _k_warp.two_pass_band(m, start, stop, out_cols, h)
+        planes = np.empty((channels, last - first, w + 3), out.dtype)
+        _k_warp.planes_rows(grid, first + 1, planes, 0, last - first)  # rows first..last-1
+        _k_warp.quintic_two_pass_rows(
+            planes, first, h, w, m, taps, poly, fill is not None, value, _EDGE_TOLERANCE, out,
+            start, stop,
+        )  # fmt: skip
+
+    strips(out_rows, row_bytes, run, target=target, balanced=True)
 
 
 def _warp_into(
