@@ -152,10 +152,9 @@ def add_merge_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--interpolation",
         choices=("cubic", "quintic"),
-        default="cubic",
-        help="how aligned frames are resampled: cubic (default) or quintic, a B-spline that "
-        "keeps fine detail the cubic softens (+0.7-0.8 dB on breathing stacks) for 8-33 %% "
-        "more time",
+        default="quintic",
+        help="how aligned frames are resampled: quintic (default), a B-spline that keeps "
+        "fine detail the cubic softens (+0.7-0.8 dB on breathing stacks), or Keys cubic",
     )
     parser.add_argument(
         "--prefer",
@@ -278,9 +277,14 @@ def run(args: argparse.Namespace) -> int:
         on_step = _keep_frames(strokes, retouch_frames, on_step)
     # the frames not trusted are printed here, not by logging's last-resort handler
     logging.getLogger("convstack.stack.pipeline").addHandler(logging.NullHandler())
-    # numba's import and set-up (0.8-1.5 s of CPU) and the kernels both processes
-    # call, done once, here: the reader child that fuse forks inherits them
-    _preload.load_fuse_kernels(warp=args.align != "none")
+    # numba's import and set-up and the kernels both processes call, done once, here:
+    # the reader child that fuse forks inherits them; meanwhile the frames decode
+    ahead = _read_ahead(args, frames, zstack)
+    try:
+        _preload.load_fuse_kernels(warp=args.align != "none")
+    finally:
+        if ahead is not None:
+            ahead.stop()  # (before fuse forks)
     try:
         result = _fuser(args)(
             frames,
@@ -315,7 +319,29 @@ def run(args: argparse.Namespace) -> int:
         science.write(result, image, args.force, inputs)
     except (StackError, ValueError, TypeError) as exc:
         raise UserError(str(exc)) from None
+    finally:
+        _io.drop_read_ahead()
     return 0
+
+
+#: The most bytes of frames decoded while numba starts (and at most a 16th of the
+#: memory limit): the whole of small stacks, the first frames of others.
+READ_AHEAD_BYTES = 256 << 20
+
+
+def _read_ahead(args: argparse.Namespace, frames: list[Any], zstack: Any) -> Any:
+    """Start decoding the frames, in the order fuse reads them, while numba starts
+    (:class:`convstack.stack.io.ReadAhead`); None for a z-stack or frames with alpha
+    (read again for it)."""
+    from ..limits import get_memory_limit
+    from ..stack._registrar import processing_order
+
+    if zstack is not None or getattr(args, "alpha", False):
+        return None
+    limit = getattr(args, "memory_limit", None) or get_memory_limit()
+    reference = len(frames) // 2 if args.reference is None else args.reference
+    order = [frames[index] for index, _ in processing_order(len(frames), reference)]
+    return _io.ReadAhead(order, min(READ_AHEAD_BYTES, limit // 16))
 
 
 def _add_scientific_options(parser: argparse.ArgumentParser) -> None:

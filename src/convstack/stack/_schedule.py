@@ -29,6 +29,7 @@ from ._source import FrameSource
 from ._strip_major import unit_bits
 from .errors import StackError
 from .forked import Channel, ForkedWorker, can_fork, shared_array
+from .io import drop_read_ahead
 from .strips import STRIP_LEVEL, STRIP_WORKERS, rows_for_budget, strip_bytes
 
 __all__ = [
@@ -414,6 +415,7 @@ class Scheduler:
         try:
             with ForkedWorker(self._child) as worker:
                 registrar.preread.clear()  # the child has its copy
+                drop_read_ahead()  # (frames the command decoded ahead: the child's too)
                 worker.send((1, False))  # the second and third frames may go to the slots
                 worker.send((1, False))
                 # the reference needs no registration: merged here while the child registers

@@ -45,6 +45,7 @@ import os
 import re
 import stat
 import struct
+import threading
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -62,7 +63,9 @@ from .raw import RAW_EXTENSIONS as _RAW_EXTENSIONS  # (read through LibRaw: the 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageMetadata",
+    "ReadAhead",
     "check_output",
+    "drop_read_ahead",
     "list_frames",
     "natural_key",
     "read_header",
@@ -515,6 +518,75 @@ def _checked(label: str, image: NDArray[Any]) -> NDArray[Any]:
     return image
 
 
+#: Frames decoded ahead of their reading by :class:`ReadAhead`, by file identity (path,
+#: inode, size, modification time): each taken, once, by :func:`read_image`.
+_decoded_ahead: dict[tuple[str, int, int, int], NDArray[Any]] = {}
+
+
+def _identity(path: str | os.PathLike[str]) -> tuple[str, int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns
+
+
+class ReadAhead:
+    """Decode image files in a background thread, in the order given, while the caller
+    does other work; :func:`read_image` then takes each one decoded (once) rather than
+    decoding it again.
+
+    For the ``convstack`` command: its frames decode while numba starts (numba's import
+    holds the GIL, the decoders release it), and a reader process forked later has them.
+    Only PNG, JPEG and TIFF files whose header gives their size; it stops at the first
+    file that would take the decoded bytes over ``budget``, or that does not read (its
+    reader reports that).
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        The files, in the order they will be read.
+    budget : int
+        The most bytes of decoded pixels to hold.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike[str]], budget: int) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._decode, args=(list(paths), budget), name="convstack-read-ahead"
+        )
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _decode(self, paths: list[str | os.PathLike[str]], budget: int) -> None:
+        for path in paths:
+            found = read_header(path)
+            if self._stop.is_set() or found is None:
+                return
+            if Path(path).suffix.lower() in _RAW_EXTENSIONS:
+                return
+            budget -= int(np.prod(found[0], dtype=np.int64)) * found[1].itemsize
+            key = _identity(path)
+            if budget < 0 or key is None:
+                return
+            try:
+                image = read_image(path)
+            except Exception:  # read again where it is needed, and reported there
+                return
+            _decoded_ahead[key] = image
+
+    def stop(self) -> None:
+        """Decode no more files (the one in hand is finished); return once the thread
+        has ended. Call it before anything forks."""
+        self._stop.set()
+        self._thread.join()
+
+
+def drop_read_ahead() -> None:
+    """Forget the frames decoded ahead and not read (their memory is freed)."""
+    _decoded_ahead.clear()
+
+
 def read_image(path: str | os.PathLike[str] | BinaryIO, *, name: str | None = None) -> NDArray[Any]:
     """Read an image file into an array.
 
@@ -535,6 +607,7 @@ def read_image(path: str | os.PathLike[str] | BinaryIO, *, name: str | None = No
     ndarray
         ``(rows, cols)`` grey or ``(rows, cols, 3)`` RGB, dtype ``uint8``, ``uint16``
         or ``float32``, exactly as stored (16-bit stays 16-bit). Alpha is dropped.
+        A file that :class:`ReadAhead` decoded is handed over from there, once.
 
     Raises
     ------
@@ -553,6 +626,11 @@ def read_image(path: str | os.PathLike[str] | BinaryIO, *, name: str | None = No
         raise TypeError(
             f"`path` must be a path or a binary file object; got {type(path).__name__}."
         )
+    if _decoded_ahead and isinstance(path, (str, os.PathLike)):
+        key = _identity(path)
+        ahead = _decoded_ahead.pop(key, None) if key is not None else None
+        if ahead is not None:
+            return ahead
     try:
         if isinstance(path, (str, os.PathLike)):
             file = Path(path)
