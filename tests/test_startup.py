@@ -227,7 +227,7 @@ def test_load_fuse_kernels_loads_only_signatures_fuse_calls(
     """
     ).splitlines()
     assert any(s.startswith("correlate_rows") for s in loaded)
-    assert any(s.startswith("cubic_rows") for s in loaded) == (align != "none")
+    assert any(s.startswith("quintic_two_pass_rows") for s in loaded) == (align != "none")
     assert set(loaded) <= set(fused)
 
 
@@ -492,3 +492,51 @@ def test_convstack_fuse_never_imports_scipy_linalg(tmp_path: Path) -> None:
     assert "numba" in imported  # numba was set up ...
     assert "scipy.linalg" not in imported  # ... without its BLAS look-up
     assert out.is_file()
+
+
+def test_the_command_holds_the_collector_until_numba_is_up(tmp_path: Path) -> None:
+    """In the command's own process: no collection during the imports and numba's
+    set-up; then what exists is frozen and collection resumes before the fuse (and
+    before any other command's work); a caller of ``main(argv)`` keeps its collector."""
+    folder = write_stack(tmp_path / "in", count=3)
+    code = f"""
+        import gc, sys
+        from convstack import cli
+        from convstack.cli import _fuse
+        seen = []
+        load, fuse = _fuse._preload.load_fuse_kernels, _fuse.fuse
+        def loading(**options):
+            seen.append(("preload", gc.isenabled(), gc.get_freeze_count() > 0))
+            load(**options)
+        def fusing(*args, **options):
+            seen.append(("fuse", gc.isenabled(), gc.get_freeze_count() > 10000))
+            return fuse(*args, **options)
+        _fuse._preload.load_fuse_kernels, _fuse.fuse = loading, fusing
+        sys.argv = ["convstack", "fuse", {str(folder)!r}, "-o", {str(tmp_path / "o.png")!r},
+                    "--quiet"]
+        assert cli.main() == 0
+        print(seen)
+        """
+    assert run_python(code).strip() == "[('preload', False, False), ('fuse', True, True)]"
+    other = """
+        import gc, sys
+        from convstack import cli
+        from convstack.cli import _edges
+        seen = []
+        run = _edges.run
+        def running(args):
+            seen.append(gc.isenabled())
+            return 0
+        _edges.run = running
+        sys.argv = ["convstack", "edges", "in.png", "out.png"]
+        cli.main()
+        print(seen, gc.isenabled())
+        """
+    assert run_python(other).strip() == "[True] True"
+    caller = """
+        import gc
+        from convstack.cli import main
+        main(["fuse", "--quiet", "-o", "x.png", "missing-folder"])
+        print(gc.isenabled(), gc.get_freeze_count())
+        """
+    assert run_python(caller).strip() == "True 0"

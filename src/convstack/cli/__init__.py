@@ -16,7 +16,6 @@ file is left) and exit with 128 + the signal number.
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import os
 import signal
@@ -29,7 +28,7 @@ from typing import Any, NoReturn
 from .. import _preload
 from ..stack.errors import StackError
 from ._allocator import keep_freed_memory
-from ._common import UserError
+from ._common import UserError, hold_collector, start_up_done
 
 __all__ = ["Terminated", "build_parser", "command", "describe", "handle_signals", "main"]
 
@@ -144,9 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handle_signals()
         keep_freed_memory()
         _preload.lean_numba_start()  # numba without what our kernels never use
-        # what is imported by now lives as long as the process: the cyclic garbage
-        # collector need not walk it again (and a forked child shares its pages)
-        gc.freeze()
+        hold_collector()  # until the start-up ends: the command's, or start_up_done below
     arguments = sys.argv[1:] if argv is None else list(argv)
     # the command is the first word that is not an option (the top level's take no value)
     parser = build_parser(next((a for a in arguments if not a.startswith("-")), None))
@@ -154,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2
+    if not getattr(args, "ends_start_up", False):  # (fuse ends it once numba is up)
+        start_up_done()
     try:
         _check_limit_variables()
         return int(args.func(args) or 0)

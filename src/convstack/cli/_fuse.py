@@ -18,7 +18,7 @@ from ..stack import io as _io
 from ..stack.align import MODELS
 from ..stack.depth import depth_to_image
 from ..stack.registration_report import summary, write_report
-from ._common import UserError, progress_bar
+from ._common import UserError, progress_bar, start_up_done
 
 __all__ = ["add_merge_options", "register", "run"]
 
@@ -71,7 +71,7 @@ def register(subparsers: Any) -> None:
         "other than Z, Y, X, C to stack, as T=0 or T=0,P=2",
     )
     _add_scientific_options(parser)
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=run, ends_start_up=True)  # (once numba is up: see run)
 
 
 def _noise_floor(text: str) -> float | None:
@@ -285,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if ahead is not None:
             ahead.stop()  # (before fuse forks)
+    start_up_done()
     try:
         result = _fuser(args)(
             frames,
