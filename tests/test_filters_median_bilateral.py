@@ -365,15 +365,25 @@ def test_bilateral_float64_matches_a_slow_loop(shape, mode):
     np.testing.assert_allclose(ours, bilateral_oracle(image, 5, 0.3, 2.0, mode), rtol=1e-6)
 
 
-def bilateral_u8_oracle(image, diameter, sigma_color, sigma_space):
-    """OpenCV's 8-bit method ('mirror' border), one window offset at a time in float64:
-    weight float32(exp(r**2 gs)) * float32(exp(D**2 gc)), D the integer L1 distance."""
+def bilateral_u8_oracle(image, diameter, sigma_color, sigma_space, mode="mirror"):
+    """OpenCV's 8-bit method, one window offset at a time in float64: weight
+    float32(exp(r**2 gs)) * float32(exp(D**2 gc)), D the integer L1 distance. The
+    border by numpy.pad; 'mean' pads each channel with its mean, truncated to uint8."""
     img = image.astype(np.int64)
     if img.ndim == 2:
         img = img[..., None]
     radius = diameter // 2
     rows, cols = img.shape[:2]
-    padded = np.pad(img, ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
+    widths = ((radius, radius), (radius, radius))
+    numpy_mode = {"mirror": "reflect", "reflect": "symmetric", "nearest": "edge"}.get(mode, mode)
+    if mode == "mean":
+        fill = image.reshape(rows, cols, -1).mean(axis=(0, 1)).astype(np.uint8)
+        padded = np.stack(
+            [np.pad(img[..., c], widths, constant_values=fill[c]) for c in range(img.shape[2])],
+            axis=2,
+        )
+    else:
+        padded = np.pad(img, widths + ((0, 0),), mode=numpy_mode)
     gauss_space = np.float32(-0.5 / sigma_space**2)
     total = np.zeros(img.shape)
     wsum = np.zeros((rows, cols, 1))
@@ -402,6 +412,19 @@ def test_bilateral_uint8_matches_a_slow_loop_for_any_channel_count(shape, diamet
     diff = np.abs(ours.astype(int) - bilateral_u8_oracle(image, diameter, sigma_color, 3.0))
     assert diff.max() <= 1
     assert np.count_nonzero(diff) <= diff.size // 200
+
+
+@pytest.mark.parametrize("shape", [(19, 23), (17, 21, 3), (15, 18, 2), (4, 30, 3), (2, 1)])
+@pytest.mark.parametrize("mode", ["constant", "wrap", "mean", "reflect", "nearest"])
+def test_bilateral_uint8_every_border_matches_a_slow_loop(shape, mode):
+    # the strips lay out their padded rows through row / column maps (a constant fill
+    # for 'constant' and 'mean'); pads wider than the image (4 and 2 rows) repeat it
+    image = make(shape, np.uint8, seed=23)
+    image[..., :1] //= 2  # channel means apart: 'mean' pads each with its own
+    ours = filters.bilateral(image, 9, 40.0, 3.0, mode=mode)
+    diff = np.abs(ours.astype(int) - bilateral_u8_oracle(image, 9, 40.0, 3.0, mode))
+    assert diff.max() <= 1
+    assert np.count_nonzero(diff) <= max(1, diff.size // 200)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 3, 3), (3, 2)])

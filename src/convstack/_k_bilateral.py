@@ -149,13 +149,54 @@ def _add_two_pairs(
 
 
 @kernel(error_model="numpy", fastmath={"contract"})
+def _strip_planes(
+    image: Any, cn: int, first: int, rowmap: Any, colmap: Any, fill: Any, planes: Any
+) -> None:
+    """Padded rows ``first``, ... of ``image`` (rows, cols * ``cn``) as flat channel planes.
+
+    ``rowmap`` and ``colmap`` give the image row / column of each padded row / column
+    (the border rule), -1 where the border is the constant ``fill[channel]``. ``planes``
+    (cn, k * padded width) receives ``k`` padded rows.
+    """
+    wp = colmap.shape[0]
+    cols = image.shape[1] // cn
+    left = (wp - cols) // 2  # the pads' width
+    for r in range(planes.shape[1] // wp):
+        source = rowmap[first + r]
+        at = r * wp
+        for ch in range(cn):
+            line = planes[ch, at : at + wp]
+            if source < 0:
+                for c in range(wp):
+                    line[c] = fill[ch]
+                continue
+            row = image[source, ch:]
+            for c in range(left):
+                line[c] = row[colmap[c] * cn] if colmap[c] >= 0 else fill[ch]
+            for c in range(left + cols, wp):
+                line[c] = row[colmap[c] * cn] if colmap[c] >= 0 else fill[ch]
+            inner = line[left:]
+            if cn == 1:
+                for j in range(cols):
+                    inner[j] = row[j]
+            elif cn == 3:
+                for j in range(cols):
+                    inner[j] = row[3 * j]
+            else:
+                for j in range(cols):
+                    inner[j] = row[j * cn]
+
+
+@kernel(error_model="numpy", fastmath={"contract"})
 def bilateral_u8_rows(
     image: Any,
     out: Any,
     start: int,
     stop: int,
     radius: int,
-    wp: int,
+    rowmap: Any,
+    colmap: Any,
+    fill: Any,
     shifts: Any,
     log2_space: Any,
     color_coeff: float,
@@ -163,31 +204,32 @@ def bilateral_u8_rows(
 ) -> None:
     """OpenCV's 8-bit bilateral: ``w = space(o) * exp(coeff * D**2)``, ``D = sum_c |dx_c|``.
 
-    ``image`` (padded rows * ``wp``, channels) is the padded image, one row per pixel,
-    so that an offset ``o`` is a shift by ``shifts[k]`` pixels (the longest, ``radius``
-    rows, last). Only one offset of each pair ``+-o`` is listed: the weight of ``p + o``
-    seen from ``p`` is that of ``p`` seen from ``p + o``, so one weight serves both.
+    ``image`` is (rows, cols * channels), ``out`` likewise; the image padded by
+    ``radius`` (``rowmap``, ``colmap``, ``fill``: see ``_strip_planes``) is laid out
+    as flat channel planes of padded rows of ``wp`` pixels, so that an offset ``o`` is
+    a shift by ``shifts[k]`` samples (the longest last: ``radius`` rows, ``radius *
+    wp``). Only one offset of each pair ``+-o`` is listed: the weight of ``p + o`` seen
+    from ``p`` is that of ``p`` seen from ``p + o``, so one weight serves both.
     Outputs are computed over whole padded rows (the border columns, whose windows
     straddle two rows, are dropped); the centre has weight 1. Sums in float32, then
     ``sum / wsum`` (gray) or ``sum * (1 / wsum)`` (colour), rounded to nearest as
     ``cvRound``.
 
-    The strip copies the samples it reads into flat channel planes, uint8 and float32.
-    The weight is ``2**(log2_space[k] - color_coeff * D**2)``, computed in the loop by
-    ``_exp2`` (a table lookup per pixel, a gather, keeps the loop scalar). That loop is
-    bound by arithmetic and reads the float32 planes; the sums' loop, bound by memory,
-    reads the uint8 planes, two offsets a pass (gray and colour). Exponents below -126
-    give ``2**-126``, which adds nothing next to the centre's weight 1.
+    The strip lays out the padded rows it reads, ``start`` to ``stop + 2 radius``, in
+    uint8 and float32. The weight is ``2**(log2_space[k] - color_coeff * D**2)``,
+    computed in the loop by ``_exp2`` (a table lookup per pixel, a gather, keeps the
+    loop scalar). That loop is bound by arithmetic and reads the float32 planes; the
+    sums' loop, bound by memory, reads the uint8 planes, two offsets a pass (gray and
+    colour). Exponents below -126 give ``2**-126``, which adds nothing next to the
+    centre's weight 1.
     """
-    cn = image.shape[1]
+    wp = colmap.shape[0]
+    cn = fill.shape[0]
     cols = out.shape[1] // cn
     h = stop - start
     n = h * wp
     pairs = shifts.shape[0]
-    reach = shifts[pairs - 1] if pairs else 0
-    # the samples the strip reads: ``reach`` pixels before its first output to
-    # ``reach`` after its last; its outputs start at ``reach`` in these planes
-    first = (start + radius) * wp - reach
+    reach = radius * wp  # shifts[-1]: the offset (radius, 0)
     planes = np.empty((cn, n + 2 * reach), dtype=np.uint8)
     flt = np.empty((cn, n + 2 * reach), dtype=np.float32)
     wsum = np.empty(n, dtype=np.float32)
@@ -196,14 +238,13 @@ def bilateral_u8_rows(
     coeff = np.float32(color_coeff)
     magic = np.float32(12582912.0)  # 1.5 * 2**23: x + magic - magic rounds, ties to even
     magic_exp = np.float32(12582912.0 + 127.0)
+    _strip_planes(image, cn, start, rowmap, colmap, fill, planes)
     for t in range(n):
         wsum[t] = 1
     for ch in range(cn):
-        x = image[first:, ch]
         p, f = planes[ch], flt[ch]
         for t in range(n + 2 * reach):
-            p[t] = x[t]
-            f[t] = x[t]
+            f[t] = p[t]
         a = acc[ch]
         f = flt[ch, reach:]
         for t in range(n):

@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .. import _lazy
 from .. import _validate as v
+from .._modes import border_indices
 from ..limits import check_memory
 from ._dtype import check_image, check_mode, pad_image, saturate, strips
 
@@ -183,14 +184,15 @@ def _bilateral_u8(
         log2_space = np.log2(space[half].astype(np.float64)).astype(np.float32)  # 0: -inf
     order = np.argsort(shifts, kind="stable")  # the longest shift last
     shifts, log2_space = shifts[order], log2_space[order]
-    padded = pad_image(array, (radius, radius), (radius, radius), mode)
-    pixels = np.ascontiguousarray(padded).reshape(-1, channels)  # a row per pixel
+    # no padded copy: each strip lays out its padded rows through the border maps
+    rowmap, colmap, fill = _border_maps(array, radius, mode)
+    image = np.ascontiguousarray(array).reshape(rows, cols * channels)
     out = np.empty((rows, cols * channels), dtype=np.uint8)
 
     def work(start: int, stop: int) -> None:
         _k_bilateral.bilateral_u8_rows(
-            pixels, out, start, stop, radius, wp, shifts, log2_space, color_coeff,
-            _k_bilateral.EXP2_POLY,
+            image, out, start, stop, radius, rowmap, colmap, fill, shifts, log2_space,
+            color_coeff, _k_bilateral.EXP2_POLY,
         )  # fmt: skip
 
     # strips of equal height, at least one per pool thread, whose buffers (per pixel
@@ -199,6 +201,27 @@ def _bilateral_u8(
     # samples a strip takes beyond its own cost little
     strips(rows, wp * (12 + 9 * channels), work, target=_STRIP_BYTES, balanced=True)
     return out.reshape(array.shape)
+
+
+def _border_maps(
+    array: NDArray[Any], radius: int, mode: str
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[Any]]:
+    """The padding by ``radius`` as maps: the image row and column of every padded row and
+    column, -1 where the border is a constant, and that constant for each channel."""
+    rows, cols = array.shape[0], array.shape[1]
+    channels = array.shape[2] if array.ndim == 3 else 1
+    fill = np.zeros(channels, dtype=array.dtype)
+    if mode not in ("constant", "mean"):
+        rowmap = border_indices(rows, radius, radius, mode)
+        return rowmap, border_indices(cols, radius, radius, mode), fill
+    maps = []
+    for n in (rows, cols):
+        index = np.arange(-radius, n + radius, dtype=np.intp)
+        index[(index < 0) | (index >= n)] = -1
+        maps.append(index)
+    if mode == "mean":  # the padding's own rule: the image's mean, per channel
+        fill = pad_image(array, (1, 0), (0, 0), mode)[0, 0].reshape(channels)
+    return maps[0], maps[1], fill
 
 
 def _nan_windows(bad: NDArray[np.bool_], radius: int, mode: str) -> NDArray[np.bool_]:
