@@ -139,16 +139,16 @@ def test_interpolation_reaches_fuse_and_batch(tmp_path: Path) -> None:
     write_stack(tmp_path / "in", frames)
     out = tmp_path / "out.png"
     argv = ["fuse", str(tmp_path / "in"), "-o", str(out), "--quiet"]
-    assert main([*argv, "--interpolation", "quintic"]) == 0
-    quintic = fuse(frames, interpolation="quintic").image
-    np.testing.assert_array_equal(load(out), quintic)
-    assert not np.array_equal(quintic, fuse(frames).image)
+    assert main([*argv, "--interpolation", "cubic"]) == 0  # (quintic: the default)
+    cubic = fuse(frames, interpolation="cubic").image
+    np.testing.assert_array_equal(load(out), cubic)
+    assert not np.array_equal(cubic, fuse(frames).image)
     root = _stacks_root(tmp_path / "in", tmp_path / "root")
     outdir = tmp_path / "batch"
     batch = ["batch", str(root), "-o", str(outdir), "--quiet"]
-    assert main([*batch, "--interpolation", "quintic"]) == 0
+    assert main([*batch, "--interpolation", "cubic"]) == 0
     (result,) = outdir.rglob("*.png")
-    np.testing.assert_array_equal(load(result), quintic)
+    np.testing.assert_array_equal(load(result), cubic)
 
 
 def test_bad_interpolation_is_a_clean_usage_error(

@@ -59,8 +59,8 @@ def test_quintic_interpolation_gains_on_a_breathing_stack(seed: int) -> None:
     # reference grid, where the cubic softens the detail it keeps
     scene = make_scene((240, 320), seed=seed)
     stack = render_stack(scene, 7, breathing=0.004, shift=3.0, noise=0.01, seed=seed)
-    cubic = _psnr(scene.image, fuse(stack.frames).image)
-    quintic = _psnr(scene.image, fuse(stack.frames, interpolation="quintic").image)
+    cubic = _psnr(scene.image, fuse(stack.frames, interpolation="cubic").image)
+    quintic = _psnr(scene.image, fuse(stack.frames).image)  # (the default)
     assert quintic > cubic + 0.5, (quintic, cubic)  # measured +0.97, +1.02 dB
 
 

@@ -10,7 +10,7 @@ the parent before the fork, the child gets it as a copy of the parent's memory: 
 to import or build.
 
 The same holds for the kernels that both processes call (the float32 correlation of
-registration and of the sharpness measure, the cubic warp): loaded, or on a cold cache
+registration and of the sharpness measure, the warp): loaded, or on a cold cache
 compiled, once in the parent rather than once in each process at the same time.
 Kernels only one of the two processes calls are left to it: loading them before the
 fork would only put them on the parent's path.
@@ -138,7 +138,7 @@ def load_fuse_kernels(*, warp: bool = True) -> None:
     Parameters
     ----------
     warp : bool, optional
-        Also the cubic warp of float32 planes (frames that move); False for a stack
+        Also the (quintic, two-pass) warp of float32 planes (frames that move); False for a stack
         fused without alignment, which never warps.
 
     Notes
@@ -154,7 +154,7 @@ def load_fuse_kernels(*, warp: bool = True) -> None:
         planar = np.moveaxis(np.empty((3, 16, 16), dtype=np.float32), 0, -1)
         moved = np.array([[1.0, 0.01, 0.5], [-0.01, 1.0, 0.25], [0.0, 0.0, 1.0]])
         tiny = np.zeros((16, 16, 3), dtype=np.float32)
-        warp_image(tiny, moved, order=3, mode="nearest", out=planar)
+        warp_image(tiny, moved, order=5, mode="nearest", separable=True, out=planar)
 
 
 def in_background(function: Callable[[], None]) -> Callable[[], None]:
