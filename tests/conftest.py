@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# fuse forks its reader for frames of 1 MP and more only (_schedule.FORK_MIN_PIXELS);
+# the tests' small stacks fork as ever unless a test says otherwise (CONVSTACK_FORK=0)
+os.environ.setdefault("CONVSTACK_FORK", "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

@@ -135,3 +135,75 @@ def test_pools_of_convstack_do_not_prevent_forking_and_work_in_the_child() -> No
     with forked.ForkedWorker(use_pool) as worker:
         assert worker.receive() == 3
     assert methods._pool is None or methods._pool is methods._executor()
+
+
+def _small_stack(rows: int = 40, cols: int = 50) -> list[np.ndarray]:
+    rng = np.random.default_rng(11)
+    base = rng.random((rows, cols + 2, 3)).astype(np.float32)
+    return [base[:, i : i + cols].copy() for i in range(3)]
+
+
+@pytest.fixture
+def worker_kind(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records whether fuse's scheduler forked its reader or ran it in a thread."""
+    from convstack.stack import _schedule
+
+    used: list[str] = []
+    real_forked, real_threaded = _schedule.Scheduler.forked, _schedule.Scheduler.threaded
+
+    def forked_spy(self: _schedule.Scheduler) -> object:
+        used.append("forked")
+        return real_forked(self)
+
+    def threaded_spy(self: _schedule.Scheduler, pool: object) -> object:
+        used.append("threaded")
+        return real_threaded(self, pool)
+
+    monkeypatch.setattr(_schedule.Scheduler, "forked", forked_spy)
+    monkeypatch.setattr(_schedule.Scheduler, "threaded", threaded_spy)
+    return used
+
+
+@pytest.mark.parametrize(
+    ("switch", "least", "expected"),
+    [
+        (None, None, "threaded"),  # 2000 pixels: under FORK_MIN_PIXELS
+        (None, 2000, "forked"),  # at the threshold
+        (None, 2001, "threaded"),
+        ("1", None, "forked"),  # forced
+        ("0", 2000, "threaded"),  # never
+    ],
+)
+def test_small_frames_are_read_in_a_thread_unless_forced(
+    monkeypatch: pytest.MonkeyPatch,
+    worker_kind: list[str],
+    switch: str | None,
+    least: int | None,
+    expected: str,
+) -> None:
+    from convstack.stack import _schedule, fuse
+
+    if switch is None:
+        monkeypatch.delenv(forked.ENVIRONMENT_SWITCH, raising=False)
+    else:
+        monkeypatch.setenv(forked.ENVIRONMENT_SWITCH, switch)
+    if least is not None:
+        monkeypatch.setattr(_schedule, "FORK_MIN_PIXELS", least)
+    result = fuse(_small_stack(), align="translation")
+    assert worker_kind == [expected]
+    assert result.image.shape == (40, 50, 3)
+
+
+def test_the_frames_fuse_to_the_same_bits_in_a_thread_or_a_child(
+    monkeypatch: pytest.MonkeyPatch, worker_kind: list[str]
+) -> None:
+    from convstack.stack import fuse
+
+    frames = _small_stack(60, 70)
+    results = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv(forked.ENVIRONMENT_SWITCH, switch)
+        results.append(fuse(frames, align="translation"))
+    assert worker_kind == ["forked", "threaded"]
+    for name in ("image", "depth", "confidence"):
+        np.testing.assert_array_equal(getattr(results[0], name), getattr(results[1], name))

@@ -27,10 +27,16 @@ from typing import Any, BinaryIO
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Channel", "ForkedWorker", "can_fork", "shared_array"]
+__all__ = ["Channel", "ForkedWorker", "can_fork", "fork_forced", "shared_array"]
 
-#: Set this environment variable to "0" to keep all the work in one process.
+#: Set this environment variable to "0" to keep all the work in one process, to "1" to
+#: fork the reader whatever the frames' size (see :func:`fork_forced`).
 ENVIRONMENT_SWITCH = "CONVSTACK_FORK"
+
+
+def fork_forced() -> bool:
+    """Whether ``CONVSTACK_FORK=1`` asks for a forked reader even for small frames."""
+    return os.environ.get(ENVIRONMENT_SWITCH) == "1"
 
 
 def can_fork() -> bool:
