@@ -9,6 +9,7 @@ frame straight onto the reference grid. Pixel centres lie at integer coordinates
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -114,6 +115,15 @@ def _two_pass(m: NDArray[np.float64]) -> bool:
     )
 
 
+@functools.cache
+def _two_pass_tables(dtype: np.dtype[Any]) -> tuple[NDArray[Any], NDArray[Any]]:
+    """The two-pass warp's row prefilter taps and weight polynomials in ``dtype``
+    (computed once; the kernels only read them)."""
+    from . import _k_warp
+
+    return _k_warp.prefilter_taps().astype(dtype), _k_warp.spline_polynomials().astype(dtype)
+
+
 def _two_pass_into(
     grid: NDArray[Any], m: NDArray[np.float64], fill: float | None, out: NDArray[Any]
 ) -> None:
@@ -125,8 +135,7 @@ def _two_pass_into(
     from .filters._dtype import POOL_THREADS, strips
 
     channels, out_rows, out_cols = out.shape
-    taps = _k_warp.prefilter_taps().astype(out.dtype)
-    poly = _k_warp.spline_polynomials().astype(out.dtype)
+    taps, poly = _two_pass_tables(out.dtype)
     value = np.array([0.0 if fill is None else fill], out.dtype)
     h, w = grid.shape[:2]
     row_bytes = out_cols * channels * out.dtype.itemsize
