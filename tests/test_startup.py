@@ -540,3 +540,20 @@ def test_the_command_holds_the_collector_until_numba_is_up(tmp_path: Path) -> No
         print(gc.isenabled(), gc.get_freeze_count())
         """
     assert run_python(caller).strip() == "True 0"
+
+
+def test_a_lean_start_in_another_thread_blocks_no_import() -> None:
+    """sys.modules is the whole process's: started from a thread other than the main
+    one (the demo renders meanwhile), numba imports as usual, and its kernels still
+    load lean."""
+    out = run_python(
+        """
+        import sys
+        from convstack import _preload
+        _preload.lean_numba_start()
+        _preload.in_background(_preload.start_compiler)()
+        from numba.core import caching
+        print("scipy" in sys.modules, caching.Cache._convstack_lean)
+        """
+    )
+    assert out.split() == ["True", "True"]

@@ -56,6 +56,9 @@ def lean_numba_start() -> None:
       typing and lowering registry that compiling needs (``refresh``, 60-110 ms);
       a cached kernel needs only numba's runtime. Loaded lean, a kernel whose cache
       misses is compiled as ever: numba's compiler refreshes the registries itself.
+
+    The imports are skipped only where :func:`start_compiler` runs in the main thread
+    (elsewhere another thread could meet them blocked).
     """
     global _LEAN
     _LEAN = True
@@ -121,13 +124,17 @@ def start_compiler() -> None:
     """
     from .convolve import correlate
 
-    if _LEAN:
+    # imports are blocked in sys.modules, the whole process's: only from the main
+    # thread, so that no thread of the caller's (the demo renders meanwhile) sees them
+    block = _LEAN and threading.current_thread() is threading.main_thread()
+    if block:
         _import_numba_lean()
+    if _LEAN:
         _load_cached_kernels_lean()
     tiny = np.zeros((16, 16), dtype=np.float32)
     # (a cold cache compiles here: numba's look-up of BLAS blocked as in its import)
-    lean = _LEAN and "numba.np.arraymath" not in sys.modules
-    with _blocked(["scipy.linalg"]) if lean else contextlib.nullcontext():
+    block = block and "numba.np.arraymath" not in sys.modules
+    with _blocked(["scipy.linalg"]) if block else contextlib.nullcontext():
         correlate(tiny, np.ones((3, 1), dtype=np.float32), mode="nearest")
 
 
