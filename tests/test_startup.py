@@ -227,7 +227,7 @@ def test_load_fuse_kernels_loads_only_signatures_fuse_calls(
     """
     ).splitlines()
     assert any(s.startswith("correlate_rows") for s in loaded)
-    assert any(s.startswith("quintic_two_pass_rows") for s in loaded) == (align != "none")
+    assert any(s.startswith("two_pass_rows") for s in loaded) == (align != "none")
     assert set(loaded) <= set(fused)
 
 

@@ -146,9 +146,9 @@ def test_strips_agree_with_one_block() -> None:
             first, last = _k_warp.two_pass_band(m, a, b, 90, 300)
             planes = np.empty((3, last - first, 93), np.float32)
             _k_warp.planes_rows(image, first + 1, planes, 0, last - first)
-            _k_warp.quintic_two_pass_rows(
-                planes, first, 300, 90, m, taps, poly, False, fill, 1e-9, out, a, b
-            )
+            band = np.empty((3, last - first, 90), np.float32)
+            _k_warp.two_pass_rows(planes, last - first, first, 300, 90, m, taps, poly, band, first)
+            _k_warp.two_pass_columns(band, first, 300, 90, m, poly, False, fill, 1e-9, out, a, b)
         return out
 
     one = rows([0, 300])

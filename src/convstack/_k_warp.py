@@ -24,16 +24,23 @@ import numpy as np
 from ._jit import kernel
 
 __all__ = [
+    "BAND_MARGIN",
     "CUBIC_A",
+    "PREFILTER_REACH",
     "SPLINE_PAD",
     "cubic_rows",
     "linear_rows",
     "nearest_rows",
     "planes_rows",
+    "prefilter_taps",
     "quintic_rows",
     "spline_columns",
     "spline_gain",
+    "spline_polynomials",
     "spline_rows",
+    "two_pass_band",
+    "two_pass_columns",
+    "two_pass_rows",
 ]
 
 #: Keys' cubic-convolution parameter (Keys 1981); reproduces quadratics exactly.
@@ -738,13 +745,63 @@ def two_pass_band(m: Any, start: int, stop: int, cols: int, rows: int) -> tuple[
 
 
 @kernel
-def quintic_two_pass_rows(
+def two_pass_rows(
     planes: Any,
-    first: int,
+    count: int,
+    row0: int,
     h: int,
     w: int,
     m: Any,
     taps: Any,
+    poly: Any,
+    band: Any,
+    first: int,
+) -> None:
+    """Pass 1 of the two-pass quintic: the image's rows ``row0 .. row0 + count - 1``
+    (``planes[:, :count]``, edge-padded as :func:`planes_rows` writes them; rows outside
+    the image stand for its edge rows) resampled along the row into ``band[:, row0 -
+    first + n]`` (channels, band rows, output columns).
+
+    With ``r = m00 y + m01 x + m02`` and ``c = m10 y + m11 x + m12``, the column read
+    along input row ``i`` is ``c = P i + Q x + S`` (``y`` eliminated); each row is
+    prefiltered by the FIR ``taps`` (see :func:`prefilter_taps`) and sampled there by
+    the quintic B-spline (``poly``: :func:`spline_polynomials`; both in ``band``'s
+    dtype), the positions clamped to ``[0, w - 1]``.
+    """
+    channels = planes.shape[0]
+    width = band.shape[2]
+    dtype = band.dtype
+    p_ = m[1, 0] / m[0, 0]
+    q_ = m[1, 1] - m[1, 0] * m[0, 1] / m[0, 0]
+    s_ = m[1, 2] - m[1, 0] * m[0, 2] / m[0, 0]
+    row = np.empty(w + 2 * (PREFILTER_REACH + 3), dtype)
+    pre = np.empty(w + 6, dtype)
+    positions = np.empty(width)
+    taps_at = np.empty(width, np.intp)
+    ends = np.empty(width + 1, np.intp)
+    weights = np.empty((6, width), dtype)
+    for n in range(count):
+        i = min(max(row0 + n, 0), h - 1)  # (the edge row's positions beyond the edge)
+        for x in range(width):
+            positions[x] = p_ * i + q_ * x + s_
+        _spline_weights(positions, w - 1.0, taps_at, poly, weights)
+        for x in range(width):
+            taps_at[x] += 1 - x  # pre's sample of column j - 2, less x
+        runs = _runs(taps_at, ends)
+        for ch in range(channels):
+            _prefilter_row(planes[ch, n], taps, row, pre)
+            dst = band[ch, row0 - first + n]
+            for k in range(runs):
+                _row_run(pre, weights, dst, ends[k], ends[k + 1], taps_at[ends[k]])
+
+
+@kernel
+def two_pass_columns(
+    band: Any,
+    first: int,
+    h: int,
+    w: int,
+    m: Any,
     poly: Any,
     constant: bool,
     fill: Any,
@@ -753,69 +810,34 @@ def quintic_two_pass_rows(
     start: int,
     stop: int,
 ) -> None:
-    """Rows ``start:stop`` of ``out`` (channels, rows, cols): the image (``h`` x ``w``)
-    through the affine ``m`` by a quintic spline in two 1-D passes; ``planes`` holds
-    its rows ``first .. first + len - 1`` (:func:`two_pass_band`), edge-padded as
-    :func:`planes_rows` writes them (rows outside the image: its edge rows).
-
-    With ``r = m00 y + m01 x + m02`` and ``c = m10 y + m11 x + m12``, the column read
-    along input row ``i`` is ``c = P i + Q x + S`` (``y`` eliminated). Pass 1 resamples
-    each row of the band at those columns, after the FIR prefilter ``taps`` along the
-    row (see :func:`prefilter_taps`; ``poly``: :func:`spline_polynomials`, both in
-    ``out``'s dtype); the band is then prefiltered down its columns (recursive, both
-    poles), and pass 2 resamples each column of it at the rows ``r``. Positions are
-    clamped to the image ('nearest'); ``constant``: outside ``[-edge, h - 1 + edge] x
-    [-edge, w - 1 + edge]`` the pixel is ``fill[0]``.
-    """
-    channels, count_rows = planes.shape[0], planes.shape[1]
+    """Pass 2 of the two-pass quintic: ``band`` (from :func:`two_pass_rows`, its row
+    ``k`` the image's row ``first + k``; overwritten) prefiltered down its columns
+    (recursive, both poles) and resampled at the rows ``r = m00 y + m01 x + m02``
+    (clamped to ``[0, h - 1]``) into the rows ``start:stop`` of ``out`` (channels, rows,
+    cols); ``constant``: outside ``[-edge, h - 1 + edge] x [-edge, w - 1 + edge]`` the
+    pixel is ``fill[0]``."""
+    channels = band.shape[0]
     width = out.shape[2]
-    dtype = out.dtype
-    p_ = m[1, 0] / m[0, 0]
-    q_ = m[1, 1] - m[1, 0] * m[0, 1] / m[0, 0]
-    s_ = m[1, 2] - m[1, 0] * m[0, 2] / m[0, 0]
-    bottom = h - 1.0
-    right = w - 1.0
-    band = np.empty((channels, count_rows, width), dtype)
-    row = np.empty(w + 2 * (PREFILTER_REACH + 3), dtype)
-    pre = np.empty(w + 6, dtype)
     positions = np.empty(width)
+    columns = np.empty(width)
+    inside = np.ones(width, np.bool_)
     taps_at = np.empty(width, np.intp)
     ends = np.empty(width + 1, np.intp)
-    weights = np.empty((6, width), dtype)
-    # pass 1: the band's rows, resampled along the row
-    for n in range(count_rows):
-        i = min(max(first + n, 0), h - 1)  # (the edge row's positions beyond the edge)
-        for x in range(width):
-            positions[x] = p_ * i + q_ * x + s_
-        _spline_weights(positions, right, taps_at, poly, weights)
-        for x in range(width):
-            taps_at[x] += 1 - x  # pre's sample of column j - 2, less x
-        count = _runs(taps_at, ends)
-        for ch in range(channels):
-            _prefilter_row(planes[ch, n], taps, row, pre)
-            dst = band[ch, n]
-            for k in range(count):
-                a, b = ends[k], ends[k + 1]
-                _row_run(pre, weights, dst, a, b, taps_at[a])
+    weights = np.empty((6, width), band.dtype)
     for ch in range(channels):
         _columns_prefilter(band[ch])
-    # pass 2: the band's columns resampled at the output rows' positions
     for y in range(start, stop):
-        for x in range(width):
-            positions[x] = m[0, 0] * y + m[0, 1] * x + m[0, 2]
-        _spline_weights(positions, bottom, taps_at, poly, weights)
+        _positions(m, float(y), h, w, False, constant, edge, positions, columns, inside)
+        _spline_weights(positions, h - 1.0, taps_at, poly, weights)
         for x in range(width):
             taps_at[x] -= 2 + first  # the band's row of the top tap
-        count = _runs(taps_at, ends)
+        runs = _runs(taps_at, ends)
         for ch in range(channels):
             dst = out[ch, y]
-            for k in range(count):
-                a, b = ends[k], ends[k + 1]
-                _column_run(band[ch], taps_at[a], weights, dst, a, b)
-        if constant:  # (False for NaN)
+            for k in range(runs):
+                _column_run(band[ch], taps_at[ends[k]], weights, dst, ends[k], ends[k + 1])
+        if constant:
             for x in range(width):
-                r = m[0, 0] * y + m[0, 1] * x + m[0, 2]
-                c = m[1, 0] * y + m[1, 1] * x + m[1, 2]
-                if not ((r >= -edge) & (r <= bottom + edge) & (c >= -edge) & (c <= right + edge)):
+                if not inside[x]:
                     for ch in range(channels):
                         out[ch, y, x] = fill[0]

@@ -31,6 +31,9 @@ _STRIP_BYTES = 4 << 20
 #: at most this fraction of the row scale ``m[0, 0]`` (rotations up to about 26 degrees).
 _SHEAR_LIMIT = 0.5
 
+#: Input rows converted at a time by the two-pass quintic (its band holds the rest).
+_TWO_PASS_CHUNK = 16
+
 #: Coordinates this far outside ``[0, n - 1]`` still count as inside (rounding of
 #: the matrix product, for example ``cos(pi / 2)``).
 _EDGE_TOLERANCE = 1e-9
@@ -128,27 +131,34 @@ def _two_pass_into(
     grid: NDArray[Any], m: NDArray[np.float64], fill: float | None, out: NDArray[Any]
 ) -> None:
     """:func:`_warp_into` for ``separable`` order 5 (see :func:`_two_pass`): each strip
-    of output rows resamples its band of input rows along the rows, then along the
-    columns (:func:`convstack._k_warp.quintic_two_pass_rows`); strips of one height,
-    two per pool thread (each computes a margin of rows that its neighbours compute too)."""
+    of output rows resamples its band of input rows along the rows, converted
+    ``_TWO_PASS_CHUNK`` rows at a time (:func:`convstack._k_warp.two_pass_rows`), then
+    along the band's columns (:func:`convstack._k_warp.two_pass_columns`). Strips of one
+    height, a multiple of the pool's threads, of ``2 * _STRIP_BYTES`` of output at most:
+    each computes a margin of rows that its neighbours compute too, and holds a band of
+    about its output's size."""
     from . import _k_warp
     from .filters._dtype import POOL_THREADS, strips
 
     channels, out_rows, out_cols = out.shape
+    h, w = grid.shape[:2]
     taps, poly = _two_pass_tables(out.dtype)
     value = np.array([0.0 if fill is None else fill], out.dtype)
-    h, w = grid.shape[:2]
     row_bytes = out_cols * channels * out.dtype.itemsize
-    target = max(_STRIP_BYTES, out_rows * row_bytes // (2 * POOL_THREADS) + row_bytes)
+    rounds = -(-out_rows * row_bytes // (POOL_THREADS * 2 * _STRIP_BYTES))
+    target = out_rows * row_bytes // (rounds * POOL_THREADS) + row_bytes
 
     def run(start: int, stop: int) -> None:
         first, last = _k_warp.two_pass_band(m, start, stop, out_cols, h)
-        planes = np.empty((channels, last - first, w + 3), out.dtype)
-        _k_warp.planes_rows(grid, first + 1, planes, 0, last - first)  # rows first..last-1
-        _k_warp.quintic_two_pass_rows(
-            planes, first, h, w, m, taps, poly, fill is not None, value, _EDGE_TOLERANCE, out,
-            start, stop,
-        )  # fmt: skip
+        band = np.empty((channels, last - first, out_cols), out.dtype)
+        chunk = np.empty((channels, _TWO_PASS_CHUNK, w + 3), out.dtype)
+        for row0 in range(first, last, _TWO_PASS_CHUNK):
+            count = min(_TWO_PASS_CHUNK, last - row0)
+            _k_warp.planes_rows(grid, row0 + 1, chunk, 0, count)  # rows row0 .. + count - 1
+            _k_warp.two_pass_rows(chunk, count, row0, h, w, m, taps, poly, band, first)
+        _k_warp.two_pass_columns(
+            band, first, h, w, m, poly, fill is not None, value, _EDGE_TOLERANCE, out, start, stop
+        )
 
     strips(out_rows, row_bytes, run, target=target, balanced=True)
 
