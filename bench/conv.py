@@ -132,8 +132,11 @@ def calibrate(repeats: int) -> None:
     )
     s5, s25 = timed(g5, "separable"), timed(g25, "separable")
     grid = 2 * outputs + 2048.0 * 20  # column-pass samples (padded width) + row-pass samples
+    sep_tap = (s25 - s5) / (20 * grid) * threads  # CPU s of one thread per tap and sample
+    taps5 = 5 * (outputs + 2048.0 * 4) + 5 * outputs
+    sep_out = ((s5 - _methods.OUT_NS * 1e-9 * outputs) * threads - sep_tap * taps5) / outputs
     print(
-        f"SEP_TAP_NS = {(s25 - s5) / (20 * grid) * threads * 1e9:.3f}  "
+        f"SEP_TAP_NS = {sep_tap * 1e9:.3f}  SEP_OUT_NS = {sep_out * 1e9:.3f}  "
         f"(separable 5x5 {s5 * 1e3:.1f} ms, 25x25 {s25 * 1e3:.1f} ms)"
     )
     for k in (11, 21, 51):
@@ -164,6 +167,7 @@ def calibrate(repeats: int) -> None:
         )
     print(
         f"(current constants: TAP {_methods.TAP_NS}, SEP_TAP {_methods.SEP_TAP_NS}, "
+        f"SEP_OUT {_methods.SEP_OUT_NS}, "
         f"OUT {_methods.OUT_NS}, FFT {_methods.FFT_NS}, tile {_methods.FFT_TILE_NS} ns, "
         f"{_methods.THREADS} threads)"
     )

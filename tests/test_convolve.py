@@ -544,7 +544,8 @@ def test_small_kernels_do_not_import_scipy_fft() -> None:
 
 def test_cost_model_picks_by_kernel_size_and_rank(monkeypatch) -> None:
     """The measured cost model (constants in convstack._methods): direct for small dense
-    kernels, separable for a rank-1 Gaussian, FFT for a 51x51 dense kernel at 2048^2,
+    kernels and 3x3 rank-1 ones, separable for a 19x19 rank-1 Gaussian, FFT for a 51x51
+    dense kernel at 2048^2,
     and direct for every size on a tiny image; FFT tiles count in rounds of THREADS."""
     import importlib
 
@@ -563,6 +564,11 @@ def test_cost_model_picks_by_kernel_size_and_rank(monkeypatch) -> None:
     gauss = np.outer(g, g).astype(np.float32)
     got = choose_method((2048, 2048), gauss, (2048, 2048), pads(19), (1, 1), (1, 1))
     assert got == "separable"
+    # a 3x3 rank-1 kernel (box, Gaussian): direct's one pass over three rows beats two
+    # passes and the padded row between them (measured 1.9-2.8x), at every size
+    g3 = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]).astype(np.float32) / 16
+    for n in (64, 512, 2048, 4096):
+        assert choose_method((n, n), g3, (n, n), pads(3), (1, 1), (1, 1)) == "direct"
     # by hand: 3 tiles on 2 threads take 2 rounds; small work stays on one thread
     assert _methods.wall_ns(300.0, 1e9, 3) == 200.0
     assert _methods.wall_ns(300.0, 1e9, 4) == 150.0

@@ -81,10 +81,14 @@ THREADS = _threads_from_env()
 #: Cost model of the compiled methods (see convolve.choose_method), measured with
 #: ``python bench/conv.py --calibrate``: CPU ns of one thread per tap and output
 #: sample of direct (each tap a load and a fused multiply-add), per tap and sample of
-#: a separable pass (one contiguous row each), and wall ns per output sample
-#: (allocation, first touch, row set-up).
+#: a separable pass (one contiguous row each) and per output sample and rank term of
+#: separable beyond its taps (the padded row between the passes, the row set-up:
+#: 3x3 rank-1 kernels ran 1.9-2.8x slower separable than direct, whose one pass
+#: does all nine taps; even at 5x5, separable ahead from 7x7, measured alternated),
+#: and wall ns per output sample (allocation, first touch, row set-up).
 TAP_NS = 0.032
 SEP_TAP_NS = 0.044
+SEP_OUT_NS = 0.3
 OUT_NS = 0.14
 #: Below this many multiply-adds a call runs on the calling thread only: a hand-off
 #: to the pool costs tens of microseconds on an idle machine and 100-200 us on a

@@ -58,7 +58,7 @@ def choose_method(
     - separable (2-D kernels): per rank term (one for a Gaussian or a box, up to k
       for a dense random kernel) ``SEP_TAP_NS`` per column-pass tap over the output
       rows times the padded width, and per row-pass tap over the outputs, plus
-      ``OUT_NS * outputs``;
+      ``SEP_OUT_NS * outputs`` per term and ``OUT_NS * outputs``;
     - fft: per overlap-save tile of ``n`` samples ``FFT_NS * n * log2(n)`` (1.5 times
       that for tiles over ``FFT_CACHE_SAMPLES``) ``+ FFT_TILE_NS + FFT_FILL_NS * n``,
       for the cheapest tiling (:func:`convstack._methods.fft_plan`), plus
@@ -101,10 +101,12 @@ def _costs(
     costs: dict[str, float] = {"direct": m.wall_ns(m.TAP_NS * work, work, out_shape[0]) + fixed}
     if kernel.ndim == 2 and min(kernel.shape) > 1:
         column_grid = float(out_shape[0]) * padded[1]
-        taps = 0.0
+        taps, cpu = 0.0, 0.0
         for col, row in m.rank_terms(kernel):
             taps += column_grid * np.count_nonzero(col) + outputs * np.count_nonzero(row)
-        costs["separable"] = m.wall_ns(m.SEP_TAP_NS * taps, taps, out_shape[0]) + fixed
+            cpu += m.SEP_OUT_NS * outputs
+        cpu += m.SEP_TAP_NS * taps
+        costs["separable"] = m.wall_ns(cpu, taps, out_shape[0]) + fixed
     if kernel.ndim == 2:
         full = (padded[0] - span[0] + 1, padded[1] - span[1] + 1)
         (_, t_r), (_, t_c), ns = m.fft_plan((span[0], span[1]), full, m.THREADS)
