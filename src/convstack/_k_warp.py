@@ -11,7 +11,14 @@ run of output pixels whose taps sit on the same input rows, one column further e
 time (a row of a slightly rotated or scaled frame, for a hundred pixels or more), the
 taps are consecutive samples and the loop runs several pixels per instruction;
 elsewhere the same arithmetic runs a pixel at a time. A NaN or infinity in the image
-reaches only the output pixels whose taps include it.
+reaches only the output pixels whose taps include it (orders 0-3).
+
+The quintic B-spline (order 5) interpolates coefficients prefiltered over the whole
+image (:func:`spline_rows`, :func:`spline_columns`, :func:`quintic_rows`: SciPy's
+``order=5``), or, for ``warp(separable=True)``, in two 1-D passes per strip of output
+rows: :func:`two_pass_rows` resamples each input row of the strip's band along the row
+(a FIR prefilter, then 6 taps), :func:`two_pass_columns` prefilters the band down its
+columns and resamples each column (6 taps).
 """
 
 from __future__ import annotations
