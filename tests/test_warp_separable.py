@@ -217,3 +217,28 @@ def test_the_row_prefilter_inverts_the_sampled_spline() -> None:
 def test_bad_separable(kwargs: dict, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         warp(np.zeros((4, 4)), np.eye(3), **kwargs)
+
+
+def test_big_frames_go_in_strips_of_bounded_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    # each strip holds a band of about its own output: strips of a quarter of a 45 MP
+    # frame held 0.5 GiB; at most 2 * _STRIP_BYTES of output each, a multiple of the pool
+    from convstack import warp as warp_module
+    from convstack.filters import _dtype
+
+    seen: list[tuple[int, int, int, int]] = []
+    original = _dtype.strips
+
+    def spy(rows: int, row_bytes: int, work: object, **kwargs: int) -> None:
+        seen.append((rows, row_bytes, kwargs["target"], _dtype.POOL_THREADS))
+        original(rows, row_bytes, work, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_dtype, "strips", spy)
+    monkeypatch.setattr(warp_module, "_STRIP_BYTES", 1 << 14)  # a small frame stands in
+    image = (RNG.random((200, 64, 3)) * 255).astype(np.uint8)
+    m = _rotation(0.4, 1.002, (200, 64))
+    got = warp(image, m, order=5, separable=True)
+    ((rows, row_bytes, target, threads),) = seen
+    count = -(-rows * row_bytes // target)
+    assert target <= 2 * (1 << 14) + row_bytes and count % threads == 0
+    monkeypatch.undo()
+    np.testing.assert_allclose(got, warp(image, m, order=5, separable=True), rtol=0, atol=3e-3)
