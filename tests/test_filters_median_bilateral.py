@@ -321,14 +321,17 @@ def test_bilateral_uint8_small_sigma_color(shape, sigma_color):
 
 
 def bilateral_oracle(image, diameter, sigma_color, sigma_space, mode="mirror"):
-    """OpenCV's float method as a slow loop over the window of every pixel (float64)."""
-    numpy_mode = {"mirror": "reflect", "reflect": "symmetric", "nearest": "edge"}[mode]
+    """OpenCV's float method as a slow loop over the window of every pixel (float64).
+    The table spans the image's values, and 0 for the 'constant' border."""
+    numpy_mode = {"mirror": "reflect", "reflect": "symmetric", "nearest": "edge"}.get(mode, mode)
     img = image.astype(np.float64)
     if img.ndim == 2:
         img = img[..., None]
     radius = diameter // 2 if diameter > 0 else int(np.rint(1.5 * sigma_space))
     padded = np.pad(img, ((radius, radius), (radius, radius), (0, 0)), mode=numpy_mode)
     lo, hi = float(img.min()), float(img.max())
+    if mode == "constant":
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
     bins = 4096 * img.shape[2]
     scale = np.float32(bins / np.float32((hi - lo) * img.shape[2]))
     table = np.exp(-0.5 * (np.arange(bins + 2) / float(scale)) ** 2 / sigma_color**2)
@@ -425,6 +428,18 @@ def test_bilateral_uint8_every_border_matches_a_slow_loop(shape, mode):
     diff = np.abs(ours.astype(int) - bilateral_u8_oracle(image, 9, 40.0, 3.0, mode))
     assert diff.max() <= 1
     assert np.count_nonzero(diff) <= max(1, diff.size // 200)
+
+
+@pytest.mark.parametrize("shape", [(9, 11), (8, 7, 3), (3, 12)])
+@pytest.mark.parametrize("mode", ["constant", "wrap"])
+def test_bilateral_float_constant_and_wrap_borders_match_a_slow_loop(shape, mode):
+    # values in [0.5, 1]: the constant border's zeros lie below them, and the colour
+    # table must reach them (it spanned the image's values only, and was read past its end)
+    image = 0.5 + 0.5 * make(shape, np.float64, seed=24)
+    ours = filters.bilateral(image, 5, 0.3, 2.0, mode=mode)
+    np.testing.assert_allclose(ours, bilateral_oracle(image, 5, 0.3, 2.0, mode), rtol=1e-6)
+    f32 = filters.bilateral(image.astype(np.float32), 5, 0.3, 2.0, mode=mode)
+    np.testing.assert_allclose(f32, ours, rtol=1e-5)
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (1, 9), (9, 1), (2, 3, 3), (3, 2)])

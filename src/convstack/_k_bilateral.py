@@ -286,13 +286,14 @@ def bilateral_u8_rows(
 
 @kernel(error_model="numpy", fastmath={"contract"})
 def bilateral_float_rows(
-    planes: Any,
+    image: Any,
     out: Any,
     start: int,
     stop: int,
     radius: int,
-    margin: int,
-    wp: int,
+    rowmap: Any,
+    colmap: Any,
+    fill: Any,
     shifts: Any,
     space: Any,
     color: Any,
@@ -303,17 +304,20 @@ def bilateral_float_rows(
 
     ``alpha = sum_c |x_c(q) - x_c(p)| * scale_index``; the weight is ``space[k] *
     (color[i] + (alpha - i) * (color[i + 1] - color[i]))`` with ``i = floor(alpha)``.
-    Laid out as ``bilateral_u8_rows``: flat channel planes of the padded image, one
-    weight per pair of opposite offsets (``shifts``, centre excluded), whole padded rows
-    of outputs; the sums start at weight 1 and the centre's value. ``planes``, ``out``,
-    ``space``, ``scale_index`` and ``magic`` (1.5 times 2**23 or 2**52, a rounding
-    constant) have the working float dtype (float32 or float64).
+    Laid out as ``bilateral_u8_rows`` (the strip's padded rows as flat channel planes,
+    one weight per pair of opposite offsets, ``shifts``, centre excluded; whole padded
+    rows of outputs); the sums start at weight 1 and the centre's value. ``image``,
+    ``out``, ``space``, ``scale_index`` and ``magic`` (1.5 times 2**23 or 2**52, a
+    rounding constant) have the working float dtype (float32 or float64).
     """
-    cn = planes.shape[0]
+    wp = colmap.shape[0]
+    cn = fill.shape[0]
     cols = out.shape[1] // cn
     h = stop - start
     n = h * wp
-    base = margin + (start + radius) * wp
+    base = radius * wp  # shifts[-1], the offset (radius, 0): the strip's first output
+    planes = np.empty((cn, n + 2 * base), dtype=out.dtype)
+    _strip_planes(image, cn, start, rowmap, colmap, fill, planes)
     longest = n + shifts[shifts.shape[0] - 1] if shifts.shape[0] else n
     wsum = np.empty(n, dtype=out.dtype)
     acc = np.empty((cn, n), dtype=out.dtype)

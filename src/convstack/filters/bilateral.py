@@ -251,6 +251,8 @@ def _bilateral_float(
             # windows that hold them become NaN below
             array = np.where(finite, array, array[finite].min())
     lo, hi = float(array.min()), float(array.max())
+    if mode == "constant":  # the table covers the border's zeros too (else read past it)
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
     # an exact power-of-two scaling keeps every difference and range finite (1e308);
     # the weights do not change when the image and sigma_color scale together
     shift = 0
@@ -309,20 +311,17 @@ def _float_method(
     shifts = rows_off[half] * wp + cols_off[half]
     order = np.argsort(shifts, kind="stable")  # the longest shift last
     shifts, space = shifts[order], space32[half][order].astype(array.dtype)
-    padded = pad_image(array, (radius, radius), (radius, radius), mode)
-    margin = radius  # reads reach ``radius`` samples before / after the padded image
-    size = padded.shape[0] * wp
-    planes = np.zeros((cn, size + 2 * margin), dtype=array.dtype)
-    planes[:, margin : margin + size] = padded.reshape(size, cn).T
+    rowmap, colmap, fill = _border_maps(array, radius, mode)  # as _bilateral_u8
+    image = np.ascontiguousarray(array).reshape(rows, width)
     out = np.empty((rows, width), dtype=array.dtype)
 
     def work(start: int, stop: int) -> None:
         _k_bilateral.bilateral_float_rows(
-            planes, out, start, stop, radius, margin, wp, shifts, space, color, index_scale,
-            magic,
+            image, out, start, stop, radius, rowmap, colmap, fill, shifts, space, color,
+            index_scale, magic,
         )  # fmt: skip
 
-    # as _bilateral_u8: sums and weights of ~1 MB a strip
+    # as _bilateral_u8: buffers of ~1 MB a strip (sums, weights and samples)
     itemsize = array.dtype.itemsize
-    strips(rows, wp * itemsize * (cn + 2), work, target=_STRIP_BYTES, balanced=True)
+    strips(rows, wp * itemsize * (2 * cn + 2), work, target=_STRIP_BYTES, balanced=True)
     return out.reshape(shape)
