@@ -5,6 +5,7 @@
     python bench/conv.py --sizes 1024 --kernels 3 5 --methods auto direct fft
     python bench/conv.py --targets  # issue 13's cases (also gaussian_blur), alternated
     python bench/conv.py --against fb320e3 --repeats 15   # compiled rows then vs now
+    python bench/conv.py --engine 5d92420 --repeats 15    # the whole engine then vs now
 
 Float32 images, dense random kernels (and a separable Gaussian). Every time is the
 minimum over repeats; each ratio is ``ours / peer`` (below 1: convstack is
@@ -302,6 +303,88 @@ def against(revision: str, repeats: int) -> None:
     _methods._KERNELS = new
 
 
+def engine_at(revision: str) -> Any:
+    """The whole ``convstack`` package as it was at git ``revision``, imported from an
+    exported copy as ``convstack_at_revision`` (its own numba cache beside it)."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    root = tempfile.mkdtemp(prefix="convstack-engine-")
+    archive = subprocess.run(
+        ["git", "archive", revision, "src/convstack"], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", root], input=archive, check=True)
+    package = os.path.join(root, "src", "convstack")
+    spec = importlib.util.spec_from_file_location(
+        "convstack_at_revision", os.path.join(package, "__init__.py"),
+        submodule_search_locations=[package],
+    )  # fmt: skip
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["convstack_at_revision"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def engine_against(revision: str, repeats: int) -> None:
+    """The whole engine of ``revision`` (Python set-up and compiled rows) against
+    today's and OpenCV, one process, called in turn with ``gc.collect()`` before each
+    call as ``--targets`` does; minimum wall time of ``repeats`` rounds."""
+    import importlib
+
+    import cv2
+
+    from convstack import filters
+
+    cv2.setNumThreads(os.cpu_count() or 1)
+    old = engine_at(revision)
+    old_filters = importlib.import_module("convstack_at_revision.filters")
+    rng = np.random.default_rng(3)
+    cases: list[tuple[str, Callable[[], Any], Callable[[], Any], Callable[[], Any]]] = []
+    for n, k in ((512, 3), (512, 5), (2048, 3), (2048, 5), (2048, 11), (2048, 51)):
+        image = rng.random((n, n), dtype=np.float32)
+        kernel = rng.standard_normal((k, k)).astype(np.float32)
+        cases.append((
+            f"correlate float32 {n}^2 {k}x{k}",
+            lambda i=image, w=kernel: old.correlate(i, w, mode="mirror"),
+            lambda i=image, w=kernel: convstack.correlate(i, w, mode="mirror"),
+            lambda i=image, w=kernel: cv2.filter2D(i, -1, w),
+        ))  # fmt: skip
+    box = np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]).astype(np.float32) / 16
+    image = rng.random((512, 512), dtype=np.float32)
+    cases.append((
+        "correlate float32 512^2 3x3 rank-1",
+        lambda: old.correlate(image, box, mode="mirror"),
+        lambda: convstack.correlate(image, box, mode="mirror"),
+        lambda: cv2.filter2D(image, -1, box),
+    ))  # fmt: skip
+    grey = (rng.random((2048, 2048)) * 255).astype(np.float32)
+    cases.append((
+        "gaussian_blur float32 2048^2 5x5",
+        lambda: old_filters.gaussian_blur(grey, 5),
+        lambda: filters.gaussian_blur(grey, 5),
+        lambda: cv2.GaussianBlur(grey, (5, 5), 0),
+    ))  # fmt: skip
+    print(f"# {revision} / today's engine, and each / cv2: min wall of {repeats}, gc between")
+    for label, then, now, theirs in cases:
+        calls = (then, now, theirs)
+        for call in calls:
+            call()
+        wall: list[list[float]] = [[], [], []]
+        for _ in range(repeats):
+            for call, into in zip(calls, wall, strict=True):
+                gc.collect()
+                t0 = time.perf_counter()
+                call()
+                into.append(time.perf_counter() - t0)
+        wo, wn, wc = (min(w) for w in wall)
+        print(
+            f"{label:<36} new/old {wn / wo:5.2f}  old/cv2 {wo / wc:5.2f}  new/cv2 {wn / wc:5.2f}",
+            flush=True,
+        )
+
+
 def memory() -> None:
     """Peak memory traced by tracemalloc during one call, against the output's size."""
     import tracemalloc
@@ -339,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", action="store_true", help="peak memory of method='auto'")
     parser.add_argument("--targets", action="store_true", help="issue 13's cases, alternated")
     parser.add_argument("--against", metavar="REV", help="compiled rows of git REV vs today's")
+    parser.add_argument("--engine", metavar="REV", help="the whole engine of git REV vs today's")
     args = parser.parse_args(argv)
     if args.calibrate:
         calibrate(args.repeats)
@@ -351,6 +435,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.against:
         against(args.against, args.repeats)
+        return 0
+    if args.engine:
+        engine_against(args.engine, args.repeats)
         return 0
     sizes = args.sizes or ([512, 2048] if args.quick else [512, 2048, 4096])
     available = peers()
