@@ -5,6 +5,7 @@
     python bench/filters.py --only median bilateral
     python bench/filters.py --box-sweep --baseline c80a938   # box_blur k=3..101, old vs new
     python bench/filters.py --targets  # issue 13's median, box and bilateral targets
+    python bench/filters.py --bilateral --baseline 5d92420  # bilateral uint8, old vs new
 
 Every time is the minimum over repeats (after a warm-up call), convstack and OpenCV
 called alternately so both see the same background load; ratios are
@@ -199,8 +200,20 @@ def cases(cv2: Any, ndi: Any, skr: Any) -> list[tuple[str, str, Callable, Callab
     ]
 
 
-def baseline_module(rev: str, path: str, name: str) -> Any:
-    """``path`` (a module of ``convstack.filters``) as it was at git revision ``rev``."""
+def baseline_module(
+    rev: str,
+    path: str,
+    name: str,
+    *,
+    package: str = "convstack.filters",
+    rename: tuple[str, str] | None = None,
+) -> Any:
+    """``path`` (a module of ``package``) as it was at git revision ``rev``.
+
+    ``rename``: (old, new) text replaced in the source (an import of another module
+    loaded from ``rev``). The source is left in a new temporary folder (numba caches
+    the module's kernels beside it; a deleted source broke its cache).
+    """
     import importlib.util
     import subprocess
     import tempfile
@@ -209,17 +222,66 @@ def baseline_module(rev: str, path: str, name: str) -> Any:
     source = subprocess.run(
         ["git", "show", f"{rev}:{path}"], cwd=root, check=True, capture_output=True, text=True
     ).stdout
-    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+    if rename is not None:
+        source = source.replace(*rename)
+    filename = os.path.join(tempfile.mkdtemp(prefix="convstack-baseline-"), f"{name}.py")
+    with open(filename, "w") as f:
         f.write(source)
-    spec = importlib.util.spec_from_file_location(f"convstack.filters.{name}", f.name)
+    spec = importlib.util.spec_from_file_location(f"{package}.{name}", filename)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        os.unlink(f.name)
+    spec.loader.exec_module(module)
     return module
+
+
+def bilateral_sweep(cv2: Any, baseline: str | None, repeats: int = 9) -> None:
+    """bilateral 9, 75, 75 on uint8 1024x1024x3 and 2048x2048: ours (and the baseline
+    revision's), OpenCV, called in turn; min of ``repeats`` rounds, ms."""
+    old = None
+    if baseline:
+        baseline_module(
+            baseline, "src/convstack/_k_bilateral.py", "_old_k_bilateral", package="convstack"
+        )
+        old = baseline_module(
+            baseline,
+            "src/convstack/filters/bilateral.py",
+            "_old_bilateral",
+            rename=(
+                "from .. import _k_bilateral\n",
+                "from .. import _old_k_bilateral as _k_bilateral\n",
+            ),
+        )
+    rng = np.random.default_rng(0)
+    print("| image | baseline ms | ours ms | cv2 ms | ours/cv2 | baseline/cv2 | ours/baseline |")
+    print("|---|---|---|---|---|---|---|")
+    for shape in ((1024, 1024, 3), (2048, 2048)):
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        funcs = [
+            lambda im=image: filters.bilateral(im, 9, 75, 75),
+            lambda im=image: cv2.bilateralFilter(im, 9, 75, 75),
+        ]
+        if old is not None:
+            funcs.append(lambda im=image: old.bilateral(im, 9, 75, 75))
+        for f in funcs:
+            f()
+        best = [float("inf")] * len(funcs)
+        for _ in range(repeats):
+            for i, f in enumerate(funcs):
+                gc.collect()
+                t0 = time.perf_counter()
+                f()
+                best[i] = min(best[i], time.perf_counter() - t0)
+        label = "x".join(str(s) for s in shape)
+        ours, theirs = best[0], best[1]
+        if old is None:
+            print(f"| {label} | - | {ours * 1e3:.1f} | {theirs * 1e3:.1f} | {ours / theirs:.2f}x |")
+            continue
+        print(
+            f"| {label} | {best[2] * 1e3:.1f} | {ours * 1e3:.1f} | {theirs * 1e3:.1f} "
+            f"| {ours / theirs:.2f}x | {best[2] / theirs:.2f}x | {ours / best[2]:.2f} |",
+            flush=True,
+        )
 
 
 def box_sweep(cv2: Any, baseline: str | None, repeats: int = 7) -> None:
@@ -306,7 +368,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--box-sweep", action="store_true", help="box_blur k=3, 21, 51, 101 at 2048x2048 only"
     )
-    parser.add_argument("--baseline", help="git revision to time box_blur against (--box-sweep)")
+    parser.add_argument(
+        "--bilateral", action="store_true", help="bilateral 9,75,75 uint8 only (and --baseline's)"
+    )
+    parser.add_argument(
+        "--baseline", help="git revision to time against (--box-sweep, --bilateral)"
+    )
     parser.add_argument(
         "--targets", action="store_true", help="issue 13's median, box and bilateral targets only"
     )
@@ -322,6 +389,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.targets:
         targets(cv2)
+        return 0
+    if args.bilateral:
+        bilateral_sweep(cv2, args.baseline)
         return 0
     rng = np.random.default_rng(0)
     shapes = [(512, 512), (2048, 2048)] + ([] if args.quick else [(4096, 4096, 3)])
