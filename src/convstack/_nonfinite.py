@@ -12,7 +12,8 @@ How: the fast path runs on a copy of the image with its non-finite samples set t
 passes of the engine over 0/1 indicator images, which outputs have a NaN, a +inf or a
 -inf term, and writes their IEEE outcome. Finite images pay one summing pass
 (:func:`has_nonfinite`), except under the engine's direct and separable rows, which test
-each image row as they first read it: there the method runs on the image as it is (each
+each image row as they first read it (the one-channel direct passes, which add every tap,
+test each output row as they write it): there the method runs on the image as it is (each
 output reads only its footprint) and the overwrite follows only when a row held a
 non-finite sample (:func:`run_local_filter`, ``convstack.convolve``).
 """
@@ -268,9 +269,10 @@ def run_local_filter(
     ``compute(image, found)`` must read, for each output, only the samples of its
     footprint (the engine's direct and separable rows do), and append to ``found``
     whether it met a NaN or an infinity (the rows test each image row as they first
-    read it). It runs on the image as it is, with no separate scan; the outputs whose
-    footprint holds a non-finite sample then get their IEEE value from
-    :func:`overwrite`, the others are already what the finite path gives.
+    read it, or an output that sums every tap as they write it). It runs on the image
+    as it is, with no separate scan; the outputs whose footprint holds a non-finite
+    sample then get their IEEE value from :func:`overwrite`, the others are already
+    what the finite path gives.
     """
     found: list[bool] = []
     result = compute(array, found)

@@ -338,8 +338,9 @@ def _finite_kernel(
     footprint rule.
 
     Direct and separable on 1-D and 2-D images run on the image as it is, their
-    kernels testing each image row for NaN and infinities as they first read it (a
-    finite image pays no separate scan). Each of their outputs depends only on the
+    kernels testing each image row for NaN and infinities as they first read it, or
+    each output row as they write it where every tap is added (a finite image pays no
+    separate scan). Each of their outputs depends only on the
     samples of its footprint, so when one was met, the outputs whose footprint holds
     none are already right and :func:`convstack._nonfinite.overwrite` gives the others
     their direct IEEE value. FFT (and the N-D paths, and a non-finite border fill)
