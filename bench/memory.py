@@ -169,7 +169,9 @@ def main() -> None:
     parser.add_argument("--frames", type=int, nargs="+", help="frame counts (default: the case's)")
     parser.add_argument("--interval", type=float, default=0.02, help="sampling period, s")
     parser.add_argument("--pss", action="store_true", help="also sample PSS (smaps_rollup)")
-    parser.add_argument("--old", help="also run with PYTHONPATH=OLD (another tree's src)")
+    parser.add_argument(
+        "--old", help="also run with PYTHONPATH=OLD (another tree's src), under each budget too"
+    )
     parser.add_argument("--tmp", help="folder for the stack (default: the system's temp)")
     parser.add_argument(
         "--kill-above", type=float, default=8.0, help="GiB: stop a run whose sum passes it"
@@ -218,6 +220,9 @@ def main() -> None:
                     runs.append((" ".join(args.env), None, extra, []))
                 for size in args.memory_limit:
                     runs.append((f"--memory-limit {size}", None, {}, ["--memory-limit", size]))
+                    if args.old:  # the other tree under the same budget, right after
+                        option = ["--memory-limit", size]
+                        runs.append((f"--old --memory-limit {size}", args.old, {}, option))
                 for label, path, extra, options in runs:
                     limit = args.kill_above * 2**30
                     r = run_fuse(

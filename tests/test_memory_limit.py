@@ -312,3 +312,68 @@ def test_batch_passes_the_memory_limit_on(frame_folder, tmp_path, fuse_calls, ca
     # the batch's budget is the limit in force while it runs (split between --jobs
     # workers: tests/test_cli_fuse_options.py), so each fuse plans within it
     assert fuse_calls == [None, None]
+
+
+# --------------------------------------------------------------- frames decoded ahead
+
+
+def _leanest(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """The smallest budget small frames are fused in: one process, the least strips
+    (below the strip-major merge's estimate, whose fixed bytes are more)."""
+    least = 1 << _schedule.STRIP_LEVEL
+    lean = estimate_peak(shape, dtype, "pyramid", forked=False) + strip_bytes(shape, least)
+    assert lean < estimate_strip_major(shape, dtype, least)
+    return lean
+
+
+def test_plan_counts_bytes_held_within_the_limit():
+    shape = (300, 220, 3)
+    rows = max(STRIP_MIN_ROWS, rows_for_budget(shape, STRIP_BUDGET))
+    u8 = np.dtype(np.uint8)
+    forked = estimate_peak(shape, u8, "pyramid", forked=True) + strip_bytes(shape, rows)
+    alone = estimate_peak(shape, u8, "pyramid", forked=False) + strip_bytes(shape, rows)
+    assert _plan(forked).forked
+    held = 5 * MiB  # frames decoded ahead, kept until fuse reads them
+    plan = plan_memory(shape, u8, "pyramid", forked, default_rows=rows, held=held)
+    assert not plan.forked
+    assert plan.estimate == alone + held <= forked
+    assert plan_memory(shape, u8, "pyramid", forked + held, default_rows=rows, held=held).forked
+    lean = _leanest(shape, u8)
+    with pytest.raises(LimitError, match=r"needs about .* more than the memory limit of"):
+        plan_memory(shape, u8, "pyramid", lean, default_rows=rows, held=1)
+    assert plan_memory(shape, u8, "pyramid", lean, default_rows=rows).estimate == lean
+
+
+def test_fuse_plans_with_the_frames_decoded_ahead(tmp_path):
+    paths = _written(tmp_path, "png")
+    frame = cv2.imread(str(paths[0]))
+    lean = _leanest(frame.shape, frame.dtype)
+    try:
+        ahead = stack_io.ReadAhead(paths, 1 << 30)
+        ahead._thread.join()  # all three decoded: none read yet
+        ahead.stop()
+        assert stack_io.read_ahead_bytes() == 3 * frame.nbytes
+        with pytest.raises(LimitError, match="more than the memory limit"):
+            fuse(paths, memory_limit=lean)
+    finally:
+        stack_io.drop_read_ahead()
+    assert stack_io.read_ahead_bytes() == 0
+    fuse(paths, memory_limit=lean)  # the same budget fits once nothing is held
+
+
+def test_the_commands_read_ahead_holds_at_most_a_16th_of_the_limit(tmp_path):
+    import argparse
+
+    from convstack.cli import _fuse
+
+    paths = _written(tmp_path, "png")
+    frame_bytes = cv2.imread(str(paths[0])).nbytes
+    limit = 16 * (2 * frame_bytes + frame_bytes // 2)  # room for two frames of three
+    args = argparse.Namespace(memory_limit=limit, alpha=False, reference=None)
+    try:
+        ahead = _fuse._read_ahead(args, list(map(str, paths)), None)
+        ahead._thread.join()
+        ahead.stop()
+        assert stack_io.read_ahead_bytes() == 2 * frame_bytes <= limit // 16
+    finally:
+        stack_io.drop_read_ahead()

@@ -161,11 +161,16 @@ def plan_memory(
     limit: int,
     *,
     default_rows: int,
+    held: int = 0,
 ) -> MemoryPlan:
     """The schedule that fits ``limit`` bytes: the reader forked with the merge's
     default strips (``default_rows``) where that fits, else in a thread with strips as
     large as fit (down to ``2 ** STRIP_LEVEL`` rows), else ('pyramid' and 'maxabs')
     the strip-major merge with strips as large as fit.
+
+    ``held``: bytes already in memory that the run keeps until it reads them (frames
+    decoded ahead: :func:`convstack.stack.io.read_ahead_bytes`), counted within
+    ``limit`` and in the plan's estimate: the estimates were measured without them.
 
     Raises
     ------
@@ -173,28 +178,30 @@ def plan_memory(
         If even the leanest schedule's estimate exceeds ``limit``.
     """
     pyramid = method in _MEASURED_METHODS
+    asked, limit = limit, limit - held
     strips = strip_bytes(shape, default_rows) if pyramid else 0
     forked = estimate_peak(shape, dtype, method, forked=True)
     if forked + strips <= limit:
-        return MemoryPlan(True, default_rows if pyramid else "auto", forked + strips)
+        return MemoryPlan(True, default_rows if pyramid else "auto", forked + strips + held)
     alone = estimate_peak(shape, dtype, method, forked=False)
     if alone + strips <= limit:
-        return MemoryPlan(False, default_rows if pyramid else "auto", alone + strips)
+        return MemoryPlan(False, default_rows if pyramid else "auto", alone + strips + held)
     least = 1 << STRIP_LEVEL
     if pyramid and alone + strip_bytes(shape, least) <= limit:
         rows = max(least, min(default_rows, rows_for_budget(shape, limit - alone)))
         while rows > least and alone + strip_bytes(shape, rows) > limit:
             rows -= least
-        return MemoryPlan(False, rows, alone + strip_bytes(shape, rows))
+        return MemoryPlan(False, rows, alone + strip_bytes(shape, rows) + held)
     if pyramid and min(shape[0], shape[1]) >= 64:
         rows = max(default_rows, STRIP_MAJOR_ROWS)
         while rows > least and estimate_strip_major(shape, dtype, rows) > limit:
             rows = max(least, rows // 2 // least * least)
         estimate = estimate_strip_major(shape, dtype, rows)
         if estimate <= limit:
-            return MemoryPlan(False, rows, estimate, strip_major=True)
+            return MemoryPlan(False, rows, estimate + held, strip_major=True)
         alone = estimate - strip_bytes(shape, least)  # (the leanest said below)
-    lean = alone + (strip_bytes(shape, least) if pyramid else 0)
+    lean = alone + (strip_bytes(shape, least) if pyramid else 0) + held
+    limit = asked
     channels = shape[2] if len(shape) == 3 else 1
     needs, has = format_size(lean), format_size(limit)
     if needs == has:  # (the same to one decimal: say the bytes)

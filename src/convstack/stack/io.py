@@ -69,6 +69,7 @@ __all__ = [
     "list_frames",
     "natural_key",
     "read_header",
+    "read_ahead_bytes",
     "read_image",
     "read_metadata",
     "write_image",
@@ -585,6 +586,12 @@ class ReadAhead:
 def drop_read_ahead() -> None:
     """Forget the frames decoded ahead and not read (their memory is freed)."""
     _decoded_ahead.clear()
+
+
+def read_ahead_bytes() -> int:
+    """The bytes of the frames decoded ahead and not read yet: memory that a fuse holds
+    until it reads them, which its memory plan counts (``_schedule.plan_memory``)."""
+    return sum(image.nbytes for image in list(_decoded_ahead.values()))
 
 
 def read_image(path: str | os.PathLike[str] | BinaryIO, *, name: str | None = None) -> NDArray[Any]:

@@ -54,6 +54,7 @@ from ._strip_major import FrameCache
 from .align import MODELS
 from .depth import focus_gray, snap_depth_steps
 from .fusion import METHODS, STRIP_BUDGET, STRIP_MIN_ROWS
+from .io import read_ahead_bytes
 from .occlusion import PREFER, prefer_layer
 from .sharpness import MEASURES
 from .strips import rows_for_budget
@@ -135,7 +136,8 @@ def _plan(source: FrameSource, registrar: Registrar, method: str, limit: int) ->
         probed = source.shape, source.dtype
     shape, dtype = probed
     default_rows = max(STRIP_MIN_ROWS, rows_for_budget(shape, STRIP_BUDGET))
-    return plan_memory(shape, dtype, method, limit, default_rows=default_rows)
+    held = read_ahead_bytes()  # (frames the command decoded ahead, not read yet)
+    return plan_memory(shape, dtype, method, limit, default_rows=default_rows, held=held)
 
 
 def fuse(
