@@ -430,6 +430,31 @@ def test_bilateral_uint8_every_border_matches_a_slow_loop(shape, mode):
     assert np.count_nonzero(diff) <= max(1, diff.size // 200)
 
 
+@pytest.mark.parametrize(("sigma_color", "bins"), [(0.3, 3 * 4096), (0.05, 4096), (1e-30, 4096)])
+def test_bilateral_float_colour_weights_are_within_1e_7_of_the_table(sigma_color, bins):
+    # the float method's table, float32(exp(-v**2 / (2 sc**2))) at v = i / scale, is
+    # computed in the loop; against numpy's table, interpolated at whole and half bins
+    kernels = importlib.import_module("convstack._k_bilateral")
+    scale = np.float32(bins / np.float32(3.0 if bins > 4096 else 1.0))
+    with np.errstate(over="ignore", invalid="ignore"):
+        gauss = -0.5 / sigma_color**2
+        table = np.exp((np.arange(bins + 2) / float(scale)) ** 2 * gauss).astype(np.float32)
+    table[0] = 1
+    log2_coeff = np.float32(max(gauss * np.log2(np.e), -1e30))
+    magic = np.float32(1.5 * 2**23)
+    for alpha in (np.arange(bins) + 0.5, np.arange(bins)):
+        alpha = alpha.astype(np.float32)
+        ours = [
+            kernels._table_weight(
+                a, np.float32(1 / float(scale)), log2_coeff, magic, kernels.EXP2_POLY
+            )
+            for a in alpha
+        ]
+        low = table[alpha.astype(int)].astype(np.float64)
+        expected = low + (alpha - alpha.astype(int)) * (table[alpha.astype(int) + 1] - low)
+        np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-7)
+
+
 @pytest.mark.parametrize("shape", [(9, 11), (8, 7, 3), (3, 12)])
 @pytest.mark.parametrize("mode", ["constant", "wrap"])
 def test_bilateral_float_constant_and_wrap_borders_match_a_slow_loop(shape, mode):

@@ -4,8 +4,8 @@ Each kernel fills the output rows ``start:stop``; the offsets of the window are 
 in turn, and each updates running sums of weights and weighted samples in loops along
 the rows that the compiler vectorises. uint8 (``bilateral_u8_rows``): flat channel
 planes, one weight per pair of opposite offsets, the colour weight computed in the loop
-(``_exp2``). Float (``bilateral_float_rows``): OpenCV's interpolated colour table, a
-lookup per sample.
+(``_exp2``). Float (``bilateral_float_rows``): OpenCV's interpolated colour table, its
+two entries around each sample computed (``_table_weight``).
 """
 
 from __future__ import annotations
@@ -146,6 +146,28 @@ def _add_two_pairs(
         a1[t] = (r + va * np.float32(ya1[t])) + vb * np.float32(yb1[t])
         r = (a2[t] + wa * np.float32(xa2[t])) + wb * np.float32(xb2[t])
         a2[t] = (r + va * np.float32(ya2[t])) + vb * np.float32(yb2[t])
+
+
+@kernel(fastmath={"contract"})
+def _table_weight(alpha: Any, inv_scale: Any, log2_coeff: Any, magic: Any, poly: Any) -> Any:
+    """OpenCV's float colour weight: its table linearly interpolated at ``alpha``.
+
+    The table's entries, ``float32(exp(coeff * (i * inv_scale)**2))``, are computed at
+    ``i = floor(alpha)`` and ``i + 1`` (``2**(log2_coeff * v**2)`` by ``_exp2``), not
+    looked up: a table lookup, a gather, keeps the loop scalar. ``magic`` (1.5 times
+    2**23 or 2**52, in the working dtype) rounds; ``log2_coeff`` is finite.
+    """
+    unit = magic / magic
+    # floor(alpha) in the working dtype: round by the magic number, step down where
+    # that went up (np.floor runs a libm call)
+    whole = (alpha + magic) - magic
+    whole = whole if whole <= alpha else whole - unit
+    v0 = whole * inv_scale
+    v1 = v0 + inv_scale
+    magic_exp = np.float32(12582912.0 + 127.0)
+    c0 = _exp2(np.float32(log2_coeff * v0 * v0), poly, magic_exp)
+    c1 = _exp2(np.float32(log2_coeff * v1 * v1), poly, magic_exp)
+    return c0 + (alpha - whole) * (c1 - c0)
 
 
 @kernel(error_model="numpy", fastmath={"contract"})
@@ -296,19 +318,22 @@ def bilateral_float_rows(
     fill: Any,
     shifts: Any,
     space: Any,
-    color: Any,
     scale_index: Any,
+    inv_scale: Any,
+    log2_coeff: Any,
     magic: Any,
+    poly: Any,
 ) -> None:
     """OpenCV's float bilateral: the colour weight interpolated in a table.
 
     ``alpha = sum_c |x_c(q) - x_c(p)| * scale_index``; the weight is ``space[k] *
-    (color[i] + (alpha - i) * (color[i + 1] - color[i]))`` with ``i = floor(alpha)``.
-    Laid out as ``bilateral_u8_rows`` (the strip's padded rows as flat channel planes,
-    one weight per pair of opposite offsets, ``shifts``, centre excluded; whole padded
-    rows of outputs); the sums start at weight 1 and the centre's value. ``image``,
-    ``out``, ``space``, ``scale_index`` and ``magic`` (1.5 times 2**23 or 2**52, a
-    rounding constant) have the working float dtype (float32 or float64).
+    (color[i] + (alpha - i) * (color[i + 1] - color[i]))`` with ``i = floor(alpha)``,
+    the table's entries computed (``_table_weight``). Laid out as ``bilateral_u8_rows``
+    (the strip's padded rows as flat channel planes, one weight per pair of opposite
+    offsets, ``shifts``, centre excluded; whole padded rows of outputs); the sums start
+    at weight 1 and the centre's value. ``image``, ``out``, ``space``, ``scale_index``,
+    ``inv_scale``, ``log2_coeff`` and ``magic`` (1.5 times 2**23 or 2**52, a rounding
+    constant) have the working float dtype (float32 or float64).
     """
     wp = colmap.shape[0]
     cn = fill.shape[0]
@@ -322,7 +347,6 @@ def bilateral_float_rows(
     wsum = np.empty(n, dtype=out.dtype)
     acc = np.empty((cn, n), dtype=out.dtype)
     weight = np.empty(longest, dtype=out.dtype)
-    unit = magic / magic
     for t in range(n):
         wsum[t] = 1
     for ch in range(cn):
@@ -343,14 +367,7 @@ def bilateral_float_rows(
                 weight[t] += abs(lo[t] - hi[t])
         for t in range(m):
             alpha = weight[t] * scale_index
-            # floor(alpha) in the working dtype: round by the magic number, step down
-            # where that went up (np.floor runs a libm call, and an int index would
-            # promote float32 to float64)
-            whole = (alpha + magic) - magic
-            whole = whole if whole <= alpha else whole - unit
-            index = np.intp(whole)
-            low = color[index]
-            weight[t] = (low + (alpha - whole) * (color[index + 1] - low)) * sw
+            weight[t] = _table_weight(alpha, inv_scale, log2_coeff, magic, poly) * sw
         ahead = weight[o:]  # p sees p + o: the pair anchored at p
         for t in range(n):
             wsum[t] += ahead[t] + weight[t]  # and p sees p - o: anchored at p - o
@@ -381,9 +398,11 @@ def bilateral_float_offsets(
     rows_off: Any,
     cols_off: Any,
     space: Any,
-    color: Any,
     scale_index: Any,
+    inv_scale: Any,
+    log2_coeff: Any,
     magic: Any,
+    poly: Any,
 ) -> None:
     """``bilateral_float_rows`` one offset at a time, for windows wider than the image.
 
@@ -393,9 +412,8 @@ def bilateral_float_offsets(
     layout of ``bilateral_float_rows`` does (4001 on a 40x50 image: 20 s there, 5 here).
     The centre is not among the offsets: the sums start at weight 1 and the centre's
     value. ``out`` and the sums have the working float dtype (float32 or float64), as
-    have ``scale_index`` and ``magic`` (1.5 times 2**23 or 2**52, a rounding constant).
+    have ``scale_index``, ``inv_scale``, ``log2_coeff`` and ``magic``.
     """
-    unit = magic / magic
     width = out.shape[1]
     cols = width // cn
     wsum = np.empty(cols, dtype=out.dtype)
@@ -413,15 +431,7 @@ def bilateral_float_offsets(
                 d = abs(nb[j * cn] - centre[j * cn])
                 for c in range(1, cn):
                     d += abs(nb[j * cn + c] - centre[j * cn + c])
-                alpha = d * scale_index
-                # floor(alpha) in the working dtype: round by the magic number, step
-                # down where that went up (np.floor runs a libm call, and mixing in an
-                # int index would promote float32 to float64)
-                whole = (alpha + magic) - magic
-                whole = whole if whole <= alpha else whole - unit
-                index = np.intp(whole)
-                low = color[index]
-                w = (low + (alpha - whole) * (color[index + 1] - low)) * sw
+                w = _table_weight(d * scale_index, inv_scale, log2_coeff, magic, poly) * sw
                 wsum[j] += w
                 for c in range(cn):
                     dst[j * cn + c] += w * nb[j * cn + c]
