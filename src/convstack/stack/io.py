@@ -288,7 +288,7 @@ def read_header(
                 if found is None:
                     return None
                 return ((rows, cols) if samples == 1 else (rows, cols, samples)), np.dtype(found)
-    except (OSError, ValueError, IndexError, AttributeError, struct.error):
+    except Exception:  # a damaged header raises many kinds (tifffile: TypeError, ...)
         return None
     return None
 
@@ -663,8 +663,12 @@ def read_image(path: str | os.PathLike[str] | BinaryIO, *, name: str | None = No
             if not content:
                 raise FrameReadError(f"{label}: no data (0 bytes).")
         return _checked(label, _decode(label, content))
-    except (FrameReadError, TypeError):
+    except FrameReadError:
         raise
+    except TypeError as exc:
+        if str(exc).startswith("`path` must"):  # ours, above; others are the decoders'
+            raise
+        raise FrameReadError(f"{label}: cannot read the image ({exc}).") from exc
     except OSError as exc:
         if exc.strerror:  # the file system's (the decoders' own OSErrors have none)
             raise FrameReadError(f"{label}: cannot read it ({exc.strerror}).") from exc
