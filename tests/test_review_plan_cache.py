@@ -237,3 +237,16 @@ def test_a_kernel_changed_in_place_through_a_view_is_seen() -> None:
     base[2, 3] = 1.0  # the tap above the centre: out[i, j] += image[i - 1, j]
     want = 2.0 * image + np.vstack([image[:1], image[:-1]])
     np.testing.assert_allclose(correlate(image, kernel, mode="nearest"), want, rtol=1e-15)
+
+
+def test_the_plans_hold_a_bounded_number_of_kernel_bytes() -> None:
+    """A plan holds its kernel twice (the key's bytes, the taps in the working float
+    dtype): 64 KiB uint8 kernels had taps of 512 KiB each, 72 MiB for a full cache."""
+    image = np.random.default_rng(7).random((40, 40))
+    engine._PLANS.clear()
+    for seed in range(engine._PLANS_MAX + 2):
+        kernel = np.random.default_rng(seed).integers(0, 3, (256, 256), dtype=np.uint8)
+        correlate(image, kernel, method="fft")
+        correlate(image.astype(np.float32), kernel[:90, :90].astype(np.float32), method="fft")
+    held = sum(plan.taps.nbytes + len(key[4]) for key, plan in engine._PLANS.items())
+    assert held <= engine._PLANS_MAX * 2 * engine.PLAN_KERNEL_BYTES

@@ -136,7 +136,7 @@ class _Plan(NamedTuple):
 
 
 #: Plans of recent calls by their arguments (:func:`_plan`); kernels up to this many
-#: bytes are keyed by their values, larger ones are planned on every call.
+#: bytes as float64 are keyed by their values, larger ones are planned on every call.
 _PLANS: dict[tuple[Any, ...], _Plan] = {}
 _PLANS_MAX = 128
 _PLANS_LOCK = threading.Lock()
@@ -166,7 +166,7 @@ def _plan(array: NDArray[Any], weights: NDArray[Any], *options: Any) -> _Plan:
     """:func:`_make_plan` for these arguments, from the cache when the same shapes,
     dtypes, kernel values and options were planned before (a 512^2 3x3 call spends
     ~30 us planning: a sixth of its time)."""
-    if weights.nbytes > PLAN_KERNEL_BYTES:
+    if weights.size * 8 > PLAN_KERNEL_BYTES:  # (a plan holds it as float, up to 8 B a weight)
         return _make_plan(array.shape, array.dtype, weights, *options)
     try:
         key = (
