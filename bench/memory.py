@@ -55,9 +55,13 @@ CASES: dict[str, tuple[int, int, int, str, list[int]]] = {
 }
 
 
-def make_stack(folder: Path, shape: tuple[int, int, int], dtype: str, count: int) -> list[Path]:
+def make_stack(
+    folder: Path, shape: tuple[int, int, int], dtype: str, count: int, move: bool = False
+) -> list[Path]:
     """``count`` frames of a textured scene, each sharp in its own band of rows and
-    blurred elsewhere (a focus sweep down the image), as uncompressed TIFF."""
+    blurred elsewhere (a focus sweep down the image), as uncompressed TIFF; ``move``:
+    frame i shifted by (0.37 i, -0.23 i) px and zoomed by 0.03 i % about the centre
+    (focus breathing), so that fuse registers and warps every frame but the first."""
     rows, cols, channels = shape
     rng = np.random.default_rng(0)
     top = float(np.iinfo(np.dtype(dtype)).max)
@@ -80,6 +84,10 @@ def make_stack(folder: Path, shape: tuple[int, int, int], dtype: str, count: int
         frame[lo:hi] = sharp[lo:hi]
         path = folder / f"frame_{i:03d}.tif"
         image = frame[:, :, 0] if channels == 1 else frame[:, :, ::-1]  # OpenCV: BGR
+        if move and i:
+            zoom = cv2.getRotationMatrix2D((cols / 2, rows / 2), 0.0, 1.0 + 0.0003 * i)
+            zoom[:, 2] += (0.37 * i, -0.23 * i)
+            image = cv2.warpAffine(image, zoom, (cols, rows), borderMode=cv2.BORDER_REFLECT)
         if not cv2.imwrite(str(path), image, [cv2.IMWRITE_TIFF_COMPRESSION, 1]):
             raise OSError(f"cannot write {path}")
         paths.append(path)
@@ -170,6 +178,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=0.02, help="sampling period, s")
     parser.add_argument("--pss", action="store_true", help="also sample PSS (smaps_rollup)")
     parser.add_argument(
+        "--move", action="store_true", help="frames shifted and zoomed a little: fuse warps them"
+    )
+    parser.add_argument(
         "--old", help="also run with PYTHONPATH=OLD (another tree's src), under each budget too"
     )
     parser.add_argument("--tmp", help="folder for the stack (default: the system's temp)")
@@ -205,7 +216,7 @@ def main() -> None:
         work = Path(tempfile.mkdtemp(prefix="bench_memory_", dir=args.tmp))
         try:
             t = time.perf_counter()
-            paths = make_stack(work, (rows, cols, channels), dtype, max(counts))
+            paths = make_stack(work, (rows, cols, channels), dtype, max(counts), args.move)
             os.sync()  # the frames on disk: no writeback competing with the first run
             print(
                 f"<!-- {name}: {max(counts)} frames written in {time.perf_counter() - t:.1f} s -->"
