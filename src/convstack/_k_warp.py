@@ -345,7 +345,7 @@ def cubic_rows(
             cols[c] = j
             weights[0, c], weights[1, c], weights[2, c], weights[3, c] = _keys(sr[c] - i)
             weights[4, c], weights[5, c], weights[6, c], weights[7, c] = _keys(sc[c] - j)
-        a = 0
+        a = np.intp(0)  # not a literal 0: _cubic_run compiles once
         while a < width:  # runs of taps one column apart on the same rows
             i = rows[a]
             b, shift = _run(rows, cols, a)
@@ -834,7 +834,7 @@ def two_pass_columns(
     for ch in range(channels):
         _columns_prefilter(band[ch])
     for y in range(start, stop):
-        _positions(m, float(y), h, w, False, constant, edge, positions, columns, inside)
+        _positions(m, float(y), h, w, np.bool_(False), constant, edge, positions, columns, inside)
         _spline_weights(positions, h - 1.0, taps_at, poly, weights)
         for x in range(width):
             taps_at[x] -= 2 + first  # the band's row of the top tap
