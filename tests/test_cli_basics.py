@@ -84,6 +84,33 @@ def test_the_command_keeps_freed_memory_where_glibc_allows(monkeypatch):
     assert out.stdout.strip() == str(glibc)
 
 
+def test_the_commands_allocator_hands_large_blocks_back_under_a_tight_budget(monkeypatch):
+    import platform
+
+    from convstack import _libc
+    from convstack.stack import _strip_major
+
+    # a library process: no hook, the strip-major merge's trim leaves its allocator alone
+    code = "import convstack.stack, convstack._libc as c; print(c.bounded_heap)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"
+    # the command's tuning installs the hook that undoes it, and the hook applies
+    code = (
+        "from convstack.cli import _allocator as a; from convstack import _libc;"
+        "print(a.keep_freed_memory(), _libc.bounded_heap is a.hand_back_large_blocks,"
+        " a.hand_back_large_blocks())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    glibc = str(sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc")
+    assert out.stdout.split() == [glibc, glibc, glibc]
+    # the strip-major merge calls it each time it hands freed memory back
+    calls = []
+    monkeypatch.setattr(_libc, "bounded_heap", lambda: calls.append(1))
+    _strip_major.release_freed_memory()
+    _strip_major.release_freed_memory()
+    assert calls == [1, 1]
+
+
 _EXTREMA = ["extrema", "x**2 - 1", "--from", "-1", "--to", "1"]
 
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 import ctypes
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["glibc_function"]
+__all__ = ["bounded_heap", "glibc_function"]
+
+#: Set by a process that tuned its allocator for speed (the ``convstack`` command, see
+#: :mod:`convstack.cli._allocator`) to a call that undoes the part that grows the heap;
+#: called where a run must keep within a tight memory budget (the strip-major merge).
+#: None: the allocator is the process's own, and the library leaves it alone.
+bounded_heap: Callable[[], object] | None = None
 
 
 def glibc_function(name: str) -> Any | None:

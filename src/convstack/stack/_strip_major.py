@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .. import _libc
 from .._libc import glibc_function
 from ..limits import format_size
 from .errors import StackError
@@ -98,7 +99,12 @@ def release_freed_memory() -> None:
     elsewhere nothing): the strip-major merge frees a frame-sized array per frame, which
     an allocator that keeps freed memory (the ``convstack`` command's, see
     :mod:`convstack.cli._allocator`) would otherwise hold, fragmented, beside the next
-    one. Only free pages go; no setting of the allocator changes."""
+    one. Only free pages go. Where the command had tuned its allocator to keep freed
+    memory (:data:`convstack._libc.bounded_heap`), large blocks get mappings of their own
+    again first: a heap that serves every frame-sized temporary fragments over the first
+    frames (200 MP grey 16-bit x 20 under 4 GiB: 4.02-4.08 GiB, 3.75-3.89 with it)."""
+    if _libc.bounded_heap is not None:
+        _libc.bounded_heap()
     trim = glibc_function("malloc_trim")
     if trim is None:
         return
