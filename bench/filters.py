@@ -48,26 +48,35 @@ def best_time(func: Callable[[], Any], repeats: int = 5, budget: float = 1.5) ->
     return min(times)
 
 
-def paired_times(
-    ours: Callable[[], Any], theirs: Callable[[], Any], repeats: int, budget: float = 3.0
-) -> tuple[float, float]:
-    """Minimum wall times of two functions called alternately (after a warm-up each).
+def alternated_times(
+    funcs: list[Callable[[], Any]], repeats: int, budget: float = float("inf")
+) -> list[float]:
+    """Minimum wall times of functions called in turn, ``repeats`` rounds (after a warm-up
+    each; fewer rounds, at least two, once ``budget`` seconds have passed).
 
-    Alternating puts both under the same background load, which on a shared
+    Alternating puts all under the same background load, which on a shared
     machine moves single timings by tens of per cent.
     """
-    ours()
-    theirs()
-    best = [float("inf"), float("inf")]
+    for func in funcs:
+        func()
+    best = [float("inf")] * len(funcs)
     start = time.perf_counter()
     for done in range(repeats):
-        for k, func in enumerate((ours, theirs)):
+        for k, func in enumerate(funcs):
             gc.collect()
             t0 = time.perf_counter()
             func()
             best[k] = min(best[k], time.perf_counter() - t0)
         if time.perf_counter() - start > budget and done >= 1:
             break
+    return best
+
+
+def paired_times(
+    ours: Callable[[], Any], theirs: Callable[[], Any], repeats: int, budget: float = 3.0
+) -> tuple[float, float]:
+    """Minimum wall times of two functions called alternately (:func:`alternated_times`)."""
+    best = alternated_times([ours, theirs], repeats, budget)
     return best[0], best[1]
 
 
@@ -263,15 +272,7 @@ def bilateral_sweep(cv2: Any, baseline: str | None, repeats: int = 9) -> None:
         ]
         if old is not None:
             funcs.append(lambda im=image: old.bilateral(im, 9, 75, 75))
-        for f in funcs:
-            f()
-        best = [float("inf")] * len(funcs)
-        for _ in range(repeats):
-            for i, f in enumerate(funcs):
-                gc.collect()
-                t0 = time.perf_counter()
-                f()
-                best[i] = min(best[i], time.perf_counter() - t0)
+        best = alternated_times(funcs, repeats)
         label = "x".join(str(s) for s in shape)
         ours, theirs = best[0], best[1]
         if old is None:
@@ -305,15 +306,7 @@ def box_sweep(cv2: Any, baseline: str | None, repeats: int = 7) -> None:
             ]
             if old is not None:
                 funcs.append(lambda k=k, im=image: old.box_blur(im, k))
-            for f in funcs:
-                f()
-            best = [float("inf")] * len(funcs)
-            for _ in range(repeats):
-                for i, f in enumerate(funcs):
-                    gc.collect()
-                    t0 = time.perf_counter()
-                    f()
-                    best[i] = min(best[i], time.perf_counter() - t0)
+            best = alternated_times(funcs, repeats)
             base = f"{best[2] * 1e3:8.1f}" if old is not None else " " * 8
             print(
                 f"| {dtype:<7} | {k:<3} | {base} | {best[0] * 1e3:8.1f} | {best[1] * 1e3:8.1f} "
