@@ -638,6 +638,7 @@ def read_image(path: str | os.PathLike[str] | BinaryIO, *, name: str | None = No
         ahead = _decoded_ahead.pop(key, None) if key is not None else None
         if ahead is not None:
             return ahead
+    not_bytes: TypeError | None = None  # ours; the decoders' TypeErrors are read errors
     try:
         if isinstance(path, (str, os.PathLike)):
             file = Path(path)
@@ -656,17 +657,18 @@ def read_image(path: str | os.PathLike[str] | BinaryIO, *, name: str | None = No
         else:
             content = path.read()
             if not isinstance(content, bytes):
-                raise TypeError(
+                not_bytes = TypeError(
                     f"`path` must be a binary file object (giving bytes); {label} gave "
                     f"{type(content).__name__}."
                 )
+                raise not_bytes
             if not content:
                 raise FrameReadError(f"{label}: no data (0 bytes).")
         return _checked(label, _decode(label, content))
     except FrameReadError:
         raise
     except TypeError as exc:
-        if str(exc).startswith("`path` must"):  # ours, above; others are the decoders'
+        if exc is not_bytes:
             raise
         raise FrameReadError(f"{label}: cannot read the image ({exc}).") from exc
     except OSError as exc:
