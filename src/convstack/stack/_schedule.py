@@ -69,8 +69,10 @@ _PER_SAMPLE_BYTE = 6
 #: sample: the depth map and confidence at full size; plus the strips, below).
 #: Fitted to bench/memory.py's runs and set at or above them: 45 MP colour 8-bit
 #: under --memory-limit 2GiB, 1.80-1.94 GiB (5 to 50 frames; estimate 1.96); 200 MP
-#: grey 16-bit, 3.80 GiB (3 frames; estimate 3.94, within 4 GiB). The top is the
-#: middle frames' measure while the next frame registers, or the regularisation.
+#: grey 16-bit, 3.80 GiB (3 frames), 3.85 (20 frames, once the command's allocator
+#: maps large blocks again under this merge: ``_libc.bounded_heap``); estimate 3.94,
+#: within 4 GiB. The top is the middle frames' measure while the next frame
+#: registers, or the regularisation.
 _STRIP_MAJOR = (320 << 20, 9.5, 8.5)
 
 #: Bytes a pixel of the luma that colour frames measure, an array of its own (a grey
