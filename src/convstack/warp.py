@@ -107,12 +107,11 @@ def _spline_coefficients(grid: NDArray[Any], work: np.dtype[Any]) -> NDArray[Any
 
 
 def _two_pass(m: NDArray[np.float64]) -> bool:
-    """Whether the two-pass quintic takes ``m``: affine, rows read top to bottom at a
-    scale within [1/4, 4] and columns within ``_SHEAR_LIMIT`` of a row's reach."""
-    affine = bool(m[2, 0] == 0.0 and m[2, 1] == 0.0 and m[2, 2] == 1.0)
+    """Whether the two-pass quintic takes the affine matrix ``m``: rows read top to
+    bottom at a scale within [1/4, 4] and columns within ``_SHEAR_LIMIT`` of a row's
+    reach."""
     return (
-        affine
-        and 0.25 <= m[0, 0] <= 4.0
+        0.25 <= m[0, 0] <= 4.0
         and abs(m[1, 0]) <= _SHEAR_LIMIT * m[0, 0]
         and abs(m[0, 1]) <= _SHEAR_LIMIT * m[0, 0]
     )
@@ -187,7 +186,7 @@ def _warp_into(
     _, out_rows, out_cols = out.shape
     work = out.dtype
     projective = bool(m[2, 0] != 0.0 or m[2, 1] != 0.0 or m[2, 2] != 1.0)
-    if order == 5 and separable and _two_pass(m):
+    if order == 5 and separable and not projective and _two_pass(m):
         _two_pass_into(grid, m, fill, out)
         return
     rows_kernel = {
