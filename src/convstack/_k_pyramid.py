@@ -170,23 +170,29 @@ def luma_squared_rows(band: Any, luma: Any, out: Any, start: int, stop: int) -> 
 
 
 @kernel
-def _power(value: Any, whole: int) -> Any:
-    """``value ** whole`` (1 <= ``whole`` <= 64) by repeated squaring, the products in
-    the order of ``convstack.stack.fusion._power_in_place``."""
+def _power_row(values: Any, square: Any, whole: int) -> None:
+    """``values **= whole`` (1 <= ``whole`` <= 64) in place, sample by sample, by
+    repeated squaring: the products in the order of
+    ``convstack.stack.fusion._power_in_place`` (``square``: scratch of the same size).
+    One pass over the row a product, so each pass runs many samples at once."""
+    n = values.size
     if whole & (whole - 1) == 0:
         while whole > 1:
-            value = value * value
+            for c in range(n):
+                values[c] = values[c] * values[c]
             whole >>= 1
-        return value
-    square = value
+        return
+    for c in range(n):
+        square[c] = values[c]
     whole -= 1
     while whole:
         if whole & 1:
-            value = value * square
+            for c in range(n):
+                values[c] = values[c] * square[c]
         whole >>= 1
         if whole:
-            square = square * square
-    return value
+            for c in range(n):
+                square[c] = square[c] * square[c]
 
 
 @kernel
@@ -211,10 +217,17 @@ def soft_merge_rows(
     ``top``, ``weight``: (rows, cols); ``band``, ``total``: (planes, rows, cols);
     float32, ``scale`` a float32 scalar. ``energy`` and ``band`` may be a strip of the
     level: their row ``r`` is row ``r + offset`` of ``top``, ``weight`` and ``total``.
+
+    Row by row, each step a pass over the row (the ratios, their powers, the sums of
+    each plane), so that every pass runs several samples per instruction; each
+    sample's arithmetic is the same, in the same order, as one sample at a time.
     """
     planes = band.shape[0]
     width = energy.shape[1]
     one = np.float32(1.0)
+    old = np.empty(width, np.float32)
+    new = np.empty(width, np.float32)
+    square = np.empty(width, np.float32)
     for r in range(start, stop):
         s = r + offset
         e, t_row, w_row = energy[r], top[s], weight[s]
@@ -222,9 +235,14 @@ def soft_merge_rows(
             base = e[c] * scale
             base = base + one
             largest = t_row[c] if t_row[c] >= base else base
-            old = _power(t_row[c] / largest, whole)
-            new = _power(base / largest, whole)
+            old[c] = t_row[c] / largest
+            new[c] = base / largest
             t_row[c] = largest
-            w_row[c] = w_row[c] * old + new
-            for p in range(planes):
-                total[p, s, c] = total[p, s, c] * old + band[p, r, c] * new
+        _power_row(old, square, whole)
+        _power_row(new, square, whole)
+        for c in range(width):
+            w_row[c] = w_row[c] * old[c] + new[c]
+        for p in range(planes):
+            t_plane, b_plane = total[p, s], band[p, r]
+            for c in range(width):
+                t_plane[c] = t_plane[c] * old[c] + b_plane[c] * new[c]
