@@ -511,6 +511,99 @@ def correlate_rows(
     return found
 
 
+@kernel(fastmath={"contract"})
+def _column_taps(dst: Any, flat: Any, w: Any, rmap: Any, p0: int, dil: int, m: int) -> bool:
+    """``dst[x] = sum_a w[a] * flat[rmap[p0 + a * dil], x]`` for ``x < m``: a column pass
+    whose every kernel row lies on an image row, each tap added in order from +0, zero
+    weights too. Returns whether a sum met a NaN or an infinity (tested as written).
+
+    Eight, five, four, three, two or one rows a pass (a 5-tap column in one pass
+    instead of four and one). Adding every tap makes the test exact for the footprint:
+    a non-finite sample under any tap, a zero weight included (``0 * inf`` is NaN),
+    leaves its column sum non-finite, and a finite sum stays finite unless it
+    overflowed (a false alarm that only costs the footprint rule). Adding ``0 * x`` for
+    a finite ``x`` changes no bit of a sum that started from +0 (it is never -0).
+    """
+    zero = dst.dtype.type(0)
+    n = w.size
+    first = True
+    bad = False
+    a = np.intp(0)  # not the literal 0: see the module notes
+    while a < n:
+        k = n - a
+        q = rmap[p0 + a * dil :: dil]  # the image rows of kernel rows a, a + 1, ...
+        s0 = flat[q[0]]
+        if k >= 8:
+            s1, s2, s3, s4 = flat[q[1]], flat[q[2]], flat[q[3]], flat[q[4]]
+            s5, s6, s7 = flat[q[5]], flat[q[6]], flat[q[7]]
+            w0, w1, w2, w3 = w[a], w[a + 1], w[a + 2], w[a + 3]
+            w4, w5, w6, w7 = w[a + 4], w[a + 5], w[a + 6], w[a + 7]
+            for x in range(m):
+                v = (zero if first else dst[x]) + w0 * s0[x]
+                v += w1 * s1[x]
+                v += w2 * s2[x]
+                v += w3 * s3[x]
+                v += w4 * s4[x]
+                v += w5 * s5[x]
+                v += w6 * s6[x]
+                v += w7 * s7[x]
+                dst[x] = v
+                bad |= v - v != 0
+            a += 8
+        elif k >= 5:
+            s1, s2, s3, s4 = flat[q[1]], flat[q[2]], flat[q[3]], flat[q[4]]
+            w0, w1, w2, w3, w4 = w[a], w[a + 1], w[a + 2], w[a + 3], w[a + 4]
+            for x in range(m):
+                v = (zero if first else dst[x]) + w0 * s0[x]
+                v += w1 * s1[x]
+                v += w2 * s2[x]
+                v += w3 * s3[x]
+                v += w4 * s4[x]
+                dst[x] = v
+                bad |= v - v != 0
+            a += 5
+        elif k == 4:
+            s1, s2, s3 = flat[q[1]], flat[q[2]], flat[q[3]]
+            w0, w1, w2, w3 = w[a], w[a + 1], w[a + 2], w[a + 3]
+            for x in range(m):
+                v = (zero if first else dst[x]) + w0 * s0[x]
+                v += w1 * s1[x]
+                v += w2 * s2[x]
+                v += w3 * s3[x]
+                dst[x] = v
+                bad |= v - v != 0
+            a += 4
+        elif k == 3:
+            s1, s2 = flat[q[1]], flat[q[2]]
+            w0, w1, w2 = w[a], w[a + 1], w[a + 2]
+            for x in range(m):
+                v = (zero if first else dst[x]) + w0 * s0[x]
+                v += w1 * s1[x]
+                v += w2 * s2[x]
+                dst[x] = v
+                bad |= v - v != 0
+            a += 3
+        elif k == 2:
+            s1 = flat[q[1]]
+            w0, w1 = w[a], w[a + 1]
+            for x in range(m):
+                v = ((zero if first else dst[x]) + w0 * s0[x]) + w1 * s1[x]
+                dst[x] = v
+                bad |= v - v != 0
+            a += 2
+        else:
+            w0 = w[a]
+            for x in range(m):
+                v = (zero if first else dst[x]) + w0 * s0[x]
+                dst[x] = v
+                bad |= v - v != 0
+            a += 1
+        first = False
+    for x in range(m if first else 0):  # (no taps)
+        dst[x] = zero
+    return bad
+
+
 @kernel
 def _column_edges(
     mid: Any, col_taps: Any, t: int, fill: Any, cmap: Any, q0: int, q1: int, lo: int, ch: int
@@ -569,6 +662,7 @@ def separable_rows(
     before: int,
     mid: Any,
     acc: Any,
+    into_out: bool,
     bias: float,
     scale: float,
     ws: Any,
@@ -582,9 +676,13 @@ def separable_rows(
 
     Per output row and rank term: a column pass over ``kh`` image rows into ``mid``
     (one padded row, of the accumulator dtype) whose border columns are then filled
-    (:func:`_column_edges`), then a row pass of ``mid`` into ``acc``. Finally
-    ``out = (acc + bias) * scale``, cast to ``out``'s dtype: 0 and 1 for float outputs,
-    a rounding offset and a power of two for the exact integer path (whose sums are
+    (:func:`_column_edges`), then a row pass of ``mid`` into the accumulator row.
+    With ``into_out``, ``acc`` is ``out`` itself as (out_rows, width), of the
+    accumulator dtype, and the row pass writes each output row in place (the float
+    filters: no bias, no scale; sums start from +0, so never -0, as ``acc + 0.0``
+    would give). Otherwise ``acc`` is one scratch row (1, width) and finally
+    ``out = (acc + bias) * scale``, cast to ``out``'s dtype: a rounding offset and a
+    power of two for the exact integer path (whose sums are
     exact integers, so that the cast's truncation is the floor). ``ws``, ``rs`` and
     ``offs`` are scratch vectors of ``max(kh, kw)`` taps. When ``mid16`` is not empty
     (uint8 images with integer column taps whose column sums stay below ``2**16``: the
@@ -606,9 +704,14 @@ def separable_rows(
     found, p_next = False, 0
     zero = np.intp(0)
     for i in range(r0, r1):
-        if check and not found:
-            p0 = i * stride[0]
+        p0 = i * stride[0]
+        # every kernel row on an image row: the dense column pass, which tests its sums
+        dense = mid16.size == 0
+        for a in range(kh if dense else 0):
+            dense = dense and rmap[p0 + a * dilation[0]] >= 0
+        if check and not found and not dense:
             found, p_next = _check_rows(flat, rmap, p_next, p0, p0 + (kh - 1) * dilation[0])
+        acc_row = acc[i if into_out else 0]
         for t in range(n_terms):
             inner = mid[lo:hi]
             n, n_fill = np.intp(0), 0
@@ -616,6 +719,9 @@ def separable_rows(
                 _column_pass_u16(mid16, flat, col16, t, rmap, fill, i, stride[0], dilation[0])
                 for x in range(hi - lo):
                     inner[x] = mid16[x]
+            elif dense:  # (every tap: the first term's test covers the footprint)
+                bad = _column_taps(inner, flat, col_taps[t], rmap, p0, dilation[0], hi - lo)
+                found = found or (check and t == 0 and bad)
             else:
                 for a in range(kh):
                     w = col_taps[t, a]
@@ -645,9 +751,9 @@ def separable_rows(
             init = t == 0 and stride[1] == 1 and n > 0  # the row pass starts from 0 itself
             if t == 0 and not init:
                 for x in range(width):
-                    acc[x] = 0
+                    acc_row[x] = 0
             if stride[1] == 1 and ch == 1 and dilation[1] == 1 and n > 0:
-                _row_taps(acc, mid, row_taps[t], width, init)  # consecutive taps: one row
+                _row_taps(acc_row, mid, row_taps[t], width, init)  # consecutive taps: one row
                 continue
             n = np.intp(0)
             for b in range(kw):
@@ -660,9 +766,10 @@ def separable_rows(
                     offs[n] = b * dilation[1] * ch
                     n += 1
                 else:
-                    _strided_columns(acc, mid, w, ch, zero, n_oc, stride[1], b * dilation[1])
-            _sum_taps(acc, rows, ws, rs, offs, n, zero, width, init)
-        row_out = res[i]
-        for x in range(width):
-            row_out[x] = (acc[x] + bias) * scale
+                    _strided_columns(acc_row, mid, w, ch, zero, n_oc, stride[1], b * dilation[1])
+            _sum_taps(acc_row, rows, ws, rs, offs, n, zero, width, init)
+        if not into_out:
+            row_out = res[i]
+            for x in range(width):
+                row_out[x] = (acc_row[x] + bias) * scale
     return found
