@@ -54,6 +54,7 @@ class WholeFrame(F.PyramidAccumulator):
                 # of weights relative to it (1); the others: the running largest energy
                 if k < self.soft_levels:
                     self.tau.append(self._noise_floor(k, squared, energy))
+                    F._sharpened(energy, self.tau[k], self._edge(k))  # the default rule
                     energy *= np.float32(1.0 / self.tau[k])
                     energy += np.float32(1.0)
                     self.weight.append(np.ones(energy.shape, np.float32))
@@ -67,8 +68,10 @@ class WholeFrame(F.PyramidAccumulator):
                 # NumPy's float32 log1p and exp are scalar code on CPUs without AVX-512
                 # (log1p alone took 55 ms on a 3 MP level there)
                 scale = np.float32(1.0 / self.tau[k])
+                F._sharpened(energy, self.tau[k], self._edge(k))
+                power = self._power(k)
                 if F._soft_merge(
-                    energy, band, self.energy[k], self.weight[k], self.bands[k], scale, self.power
+                    energy, band, self.energy[k], self.weight[k], self.bands[k], scale, power
                 ):
                     continue
                 base = energy
@@ -76,9 +79,9 @@ class WholeFrame(F.PyramidAccumulator):
                 base += np.float32(1.0)
                 top = np.maximum(self.energy[k], base)
                 old = np.divide(self.energy[k], top, out=self.energy[k])
-                F._power_in_place(old, self.power)
+                F._power_in_place(old, power)
                 new = np.divide(base, top, out=base)
-                F._power_in_place(new, self.power)
+                F._power_in_place(new, power)
                 self.energy[k] = top
                 self.weight[k] *= old
                 self.weight[k] += new
