@@ -496,3 +496,23 @@ def test_edge_decimation_equals_smoothing_then_subsampling(shape: tuple[int, int
     )
     decimated = decimate(decimate(image, 0, "edge"), 1, "edge")
     np.testing.assert_allclose(decimated, smooth[::2, ::2], atol=1e-6)
+
+
+def test_registrar_puts_frames_on_the_grid_as_fuse_does_by_default() -> None:
+    # a Registrar not told its interpolation resamples as fuse's default does: the
+    # quintic spline in two passes, not Keys cubic (fuse passes its own default)
+    import inspect
+
+    from convstack.stack import fuse
+
+    default = inspect.signature(fuse).parameters["interpolation"].default
+    frames, _ = _stack(3)
+    registrar, _ = _registrar(frames)
+    assert registrar.warp_order == {"cubic": 3, "quintic": 5}[default] == 5
+    _chain(registrar)
+    moved = registrar.transforms[0]
+    raw = registrar.source.raw(0)  # (float frames come scaled to [0, 1])
+    expected = warp(raw, moved, order=5, mode="nearest", separable=True)
+    np.testing.assert_array_equal(registrar.on_grid(0), expected.astype(np.float32))
+    cubic = warp(raw, moved, order=3, mode="nearest")
+    assert not np.array_equal(registrar.on_grid(0), cubic.astype(np.float32))

@@ -40,7 +40,13 @@ from ._source import FrameSource
 from .errors import AlignmentError
 from .forked import shared_array
 
-__all__ = ["INTERPOLATIONS", "ReferenceBroken", "Registrar", "processing_order"]
+__all__ = [
+    "DEFAULT_INTERPOLATION",
+    "INTERPOLATIONS",
+    "ReferenceBroken",
+    "Registrar",
+    "processing_order",
+]
 
 # the warnings are fuse's: logged under its module's name, where users listen
 logger = logging.getLogger("convstack.stack.pipeline")
@@ -53,6 +59,9 @@ _LEFT_OUT: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar(
 )
 #: How fuse may put the frames on the reference grid: name -> the warp's ``order``.
 INTERPOLATIONS = {"cubic": 3, "quintic": 5}
+#: The interpolation :func:`convstack.stack.fuse` (and a :class:`Registrar` not told
+#: otherwise) puts frames on the reference grid with.
+DEFAULT_INTERPOLATION = "quintic"
 #: The reason code of a broken reference left out (registration_report.REASONS).
 _BROKEN_REFERENCE = 7
 
@@ -125,7 +134,8 @@ class Registrar:
         :class:`ReferenceBroken`.
     interpolation : {'cubic', 'quintic'}
         How the frames are put on the reference grid by their transforms
-        (``warp_order``: :func:`convstack.warp.warp`'s ``order``, 3 or 5).
+        (``warp_order``: :func:`convstack.warp.warp`'s ``order``, 3 or 5); default
+        :data:`DEFAULT_INTERPOLATION`, fuse's own default.
 
     Attributes
     ----------
@@ -147,7 +157,7 @@ class Registrar:
         gray_of: Callable[[NDArray[Any]], NDArray[np.float32]],
         *,
         chosen: bool = False,
-        interpolation: str = "cubic",
+        interpolation: str = DEFAULT_INTERPOLATION,
     ) -> None:
         count = len(source)
         self.source = source

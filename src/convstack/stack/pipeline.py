@@ -47,7 +47,7 @@ from . import registration_report as _report
 from . import zstack as _zstack
 from ._frames import Frame
 from ._merge import Merger, StepCallback, in_frames_dtype, second_pass
-from ._registrar import INTERPOLATIONS, ReferenceBroken, Registrar
+from ._registrar import DEFAULT_INTERPOLATION, INTERPOLATIONS, ReferenceBroken, Registrar
 from ._schedule import MemoryPlan, Scheduler, plan_memory
 from ._source import FrameSource
 from ._strip_major import FrameCache
@@ -157,7 +157,7 @@ def fuse(
     noise_floor: float | None = None,
     snap_depth: bool = False,
     memory_limit: int | str | None = None,
-    interpolation: str = "quintic",
+    interpolation: str = DEFAULT_INTERPOLATION,
     prefer: str = "none",
 ) -> FuseResult:
     """Fuse a focus stack into one image that is sharp everywhere, plus its depth map.
