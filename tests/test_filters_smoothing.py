@@ -249,9 +249,11 @@ def test_tiny_images_and_single_rows_like_opencv(dtype, shape, mode):
 
 @pytest.fixture
 def small_strips(monkeypatch):
-    """Cut every image into 16-row strips: inner strips read the image in place,
-    the first and last ones gather border rows by index."""
-    from convstack.filters import _dtype, _separable, smoothing
+    """Cut every image into 16-row strips (the filters' pool) or 7 row ranges (the
+    engine's threads, the Gaussian's separable rows): inner strips read the image in
+    place, the first and last ones gather border rows by index."""
+    from convstack import _methods
+    from convstack.filters import _dtype, smoothing
 
     real = _dtype.strips
 
@@ -259,7 +261,8 @@ def small_strips(monkeypatch):
         real(rows, row_bytes, work, target=16 * row_bytes)
 
     monkeypatch.setattr(smoothing, "strips", tiny)
-    monkeypatch.setattr(_separable, "strips", tiny)
+    monkeypatch.setattr(_methods, "THREADS", 7)
+    monkeypatch.setattr(_methods, "THREAD_MIN_WORK", 0)
 
 
 SCIPY_MODES = ["constant", "nearest", "reflect", "mirror", "wrap"]

@@ -278,6 +278,12 @@ def _row_tasks(
     return [functools.partial(run_rows, lo, hi) for lo, hi in itertools.pairwise(bounds) if hi > lo]
 
 
+def run_row_ranges(run_rows: Callable[[int, int], None], n_rows: int, work: float) -> None:
+    """``run_rows(r0, r1)`` over about ``THREADS`` equal row ranges (one below
+    ``THREAD_MIN_WORK`` multiply-adds), the calling thread running the first."""
+    _run(_row_tasks(run_rows, n_rows, work), work)
+
+
 @functools.lru_cache(maxsize=256)
 def _row_geometry(
     shape: Shape,

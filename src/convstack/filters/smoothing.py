@@ -278,7 +278,7 @@ def gaussian_blur(
 
     Every dtype runs as the engine's compiled separable rows (a column pass
     then a row pass per output row, channels interleaved, the border from index
-    maps), split over the filters' thread pool.
+    maps), split over the engine's threads.
 
     Examples
     --------
