@@ -112,3 +112,52 @@ def test_the_command_fuses_frames_decoded_ahead_as_the_library_fuses_the_files(
     assert not stack_io._decoded_ahead
     expected = fuse(paths, align="none").image
     np.testing.assert_array_equal(pillow(out), expected)
+
+
+def test_decoded_ahead_says_whether_a_read_takes_the_decoded_frame(tmp_path: Path) -> None:
+    paths = write_frames(tmp_path, 2)
+    read_all_ahead(paths[:1], 1 << 20)
+    assert stack_io.decoded_ahead(paths[0]) and stack_io.decoded_ahead(str(paths[0]))
+    assert not stack_io.decoded_ahead(paths[1])  # not decoded ahead
+    assert not stack_io.decoded_ahead(np.zeros((2, 2)))  # not a path
+    assert not stack_io.decoded_ahead(tmp_path / "missing.png")
+    stack_io.read_image(paths[0])
+    assert not stack_io.decoded_ahead(paths[0])  # taken
+
+
+def _forked_fuse_counting(
+    paths: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> tuple[np.ndarray, list[str], list[int]]:
+    """fuse with the reader forked and this process keen to read every frame for it:
+    the image, the frames this process decoded, and its calls to hand pages back."""
+    from convstack.stack import _schedule
+
+    monkeypatch.setenv("CONVSTACK_FORK", "1")  # (small frames: forked all the same)
+    monkeypatch.setattr(_schedule, "read_credit", lambda costs, share: 1.0)
+    decoded: list[str] = []
+    trims: list[int] = []
+    original = stack_io._decode
+
+    def counting(label: str, content: bytes) -> np.ndarray:
+        decoded.append(label)  # (the child's calls count in its own copy)
+        return original(label, content)
+
+    monkeypatch.setattr(stack_io, "_decode", counting)
+    monkeypatch.setattr(_schedule, "release_free_pages", lambda: trims.append(1))
+    return fuse(paths, align="none").image, decoded, trims
+
+
+def test_the_forked_reader_is_never_sent_a_frame_it_has_decoded_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame the command decoded ahead costs the child nothing to read: this process
+    does not decode it again for the child (it did, when the child looked busier), and
+    it hands back the pages it held them in (the child has them)."""
+    paths = write_frames(tmp_path, 6, (40, 50, 3))
+    image, decoded, trims = _forked_fuse_counting(paths, monkeypatch)
+    assert decoded and not trims  # nothing ahead: this process reads some frames
+    read_all_ahead(paths, 1 << 20)
+    again, decoded, trims = _forked_fuse_counting(paths, monkeypatch)
+    assert decoded == [] and trims == [1]
+    assert not stack_io._decoded_ahead
+    np.testing.assert_array_equal(again, image)

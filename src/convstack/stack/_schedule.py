@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._libc import release_free_pages
 from ..limits import LimitError, format_size
 from . import registration_report as _report
 from ._frames import Frame, is_identity, measure_focus, planar, to_reference_grid
@@ -327,6 +328,7 @@ class Scheduler:
         self.costs: dict[str, list[float]] = {step: [] for step in STEPS}
         self._slots: list[NDArray[np.float32]] = []
         self._raw_slots: NDArray[Any] | None = None
+        self._ahead: set[int] = set()  # frames decoded ahead when the child forked
 
     def frames(self, pool: ThreadPoolExecutor) -> Generator[Frame, None, None]:
         """The frames in the registrar's order, from a forked child process where that
@@ -438,11 +440,17 @@ class Scheduler:
         # read_credit) go through two more slots (a pipe both ways could deadlock)
         self._raw_slots = raw_slots = shared_array((2, *reference.shape), reference.dtype)
         read_here: set[int] = set()
+        # frames decoded ahead (the command's read-ahead) cost the child nothing to
+        # read: this process never reads them again for it
+        self._ahead = ahead = {i for i in range(len(source)) if source.decoded_ahead(i)}
         credit = 0.0
         try:
             with ForkedWorker(self._child) as worker:
                 registrar.preread.clear()  # the child has its copy
                 drop_read_ahead()  # (frames the command decoded ahead: the child's too)
+                if ahead:  # their pages the child's alone, not this process's too
+                    release_free_pages()  # (an allocator that keeps freed memory, the
+                    # command's, held them here, copy-on-write, for its next arrays)
                 worker.send((1, False))  # the second and third frames may go to the slots
                 worker.send((1, False))
                 # the reference needs no registration: merged here while the child registers
@@ -456,6 +464,8 @@ class Scheduler:
                         share = balanced_share(self.costs)
                         credit += read_credit(self.costs, share)
                         given = credit >= 1.0  # this process has time to spare: it reads
+                        if given and order[position + 2][0] in ahead:  # (the child has
+                            given, credit = False, 1.0  # it decoded: for the next one)
                         if given:
                             credit -= 1.0
                             started = time.perf_counter()
@@ -464,7 +474,7 @@ class Scheduler:
                             read_here.add(position + 2)
                         worker.send((share, given))
         finally:  # the shared slots go with the run, not with the scheduler
-            self._slots, self._raw_slots = [], None
+            self._slots, self._raw_slots, self._ahead = [], None, set()
 
     def _received(self, worker: ForkedWorker, position: int, index: int, read_here: bool) -> Frame:
         """The child process's result for the frame at ``position``, as a Frame."""
@@ -511,7 +521,9 @@ class Scheduler:
                 registrar.preread[index] = self._raw_slots[position % 2]
             else:
                 registrar.preread[index] = self.source.raw(index)
-            spent = {"read": 0.0 if given else time.perf_counter() - started}
+            # (0: not measured; a frame decoded ahead took no reading here)
+            decoded = not given and index not in self._ahead
+            spent = {"read": time.perf_counter() - started if decoded else 0.0}
             started = time.perf_counter()
             raw, gray = registrar.register(index, neighbour)
             spent["register"] = time.perf_counter() - started

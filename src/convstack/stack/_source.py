@@ -152,6 +152,11 @@ class FrameSource:
                 return None
         return found
 
+    def decoded_ahead(self, index: int) -> bool:
+        """Whether frame ``index`` was decoded ahead (:class:`convstack.stack.io.ReadAhead`)
+        and not read since: :meth:`raw` hands it over without decoding."""
+        return index not in self.content and _io.decoded_ahead(self.items[index])
+
     def raw(self, index: int) -> NDArray[Any]:
         """Frame ``index`` as read (float frames scaled), checked against the reference."""
         item = self.items[index]

@@ -19,7 +19,6 @@ process's resident size until unmapped).
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import os
@@ -32,7 +31,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import _libc
-from .._libc import glibc_function
 from ..limits import format_size
 from .errors import StackError
 
@@ -105,11 +103,7 @@ def release_freed_memory() -> None:
     frames (200 MP grey 16-bit x 20 under 4 GiB: 4.02-4.08 GiB, 3.75-3.89 with it)."""
     if _libc.bounded_heap is not None:
         _libc.bounded_heap()
-    trim = glibc_function("malloc_trim")
-    if trim is None:
-        return
-    trim.argtypes = (ctypes.c_size_t,)
-    trim(0)
+    _libc.release_free_pages()
 
 
 #: Rows :func:`same_bits` and :func:`unit_bits` compare at once.

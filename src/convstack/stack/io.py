@@ -65,6 +65,7 @@ __all__ = [
     "ImageMetadata",
     "ReadAhead",
     "check_output",
+    "decoded_ahead",
     "drop_read_ahead",
     "list_frames",
     "natural_key",
@@ -586,6 +587,15 @@ class ReadAhead:
 def drop_read_ahead() -> None:
     """Forget the frames decoded ahead and not read (their memory is freed)."""
     _decoded_ahead.clear()
+
+
+def decoded_ahead(path: Any) -> bool:
+    """Whether :func:`read_image` would hand ``path`` over decoded already (a
+    :class:`ReadAhead` decoded it and it was not read since): reading it costs nothing."""
+    if not _decoded_ahead or not isinstance(path, (str, os.PathLike)):
+        return False
+    key = _identity(path)
+    return key is not None and key in _decoded_ahead
 
 
 def read_ahead_bytes() -> int:
