@@ -330,7 +330,7 @@ def second_pass(
             kept = registrar.stand_in(index)
             frame = source.unit(index if kept is None else kept)
             matrix = registrar.transforms[index]
-            if not is_identity(matrix):
+            if not is_identity(matrix, frame.shape):
                 frame = warped(frame, matrix, order=registrar.warp_order)
             acc.add(index, frame)
             del frame

@@ -375,7 +375,8 @@ class Scheduler:
             matrix = self.registrar.transforms[item.index]
             if into is None and self.lean:  # planar, as the strip-major merge keeps it
                 into = planar(raw.shape)
-            if not is_identity(matrix):
+            still = is_identity(matrix, raw.shape)
+            if not still:
                 item.gray = None  # the luma of the raw frame is stale (dropped first)
             gray = item.gray
             if (  # a grey frame that did not move is its own luma (the same bits): one copy
@@ -383,14 +384,14 @@ class Scheduler:
                 and not self.photometric  # (which corrects the frame in place)
                 and gray is not None
                 and raw.ndim == 2
-                and is_identity(matrix)
+                and still
                 and unit_bits(raw, gray)
             ):
                 item.frame = gray
             else:
                 item.frame = to_reference_grid(raw, matrix, into, self.registrar.warp_order)
             del gray
-            if self.lean and raw.dtype.kind in "ui" and is_identity(matrix):
+            if self.lean and raw.dtype.kind in "ui" and still:
                 item.raw = raw  # (cached as read: a quarter of its float32 bytes)
             self.timed("warp", started, item.index, spent)
         if upto >= 2 and item.measured is None and not self.photometric:
@@ -407,7 +408,7 @@ class Scheduler:
         started = time.perf_counter()
         raw, gray = self.registrar.register(index, neighbour)
         self.timed("register", started, index)
-        if self.lean and not is_identity(self.registrar.transforms[index]):
+        if self.lean and not is_identity(self.registrar.transforms[index], raw.shape):
             del gray  # stale once warped: not held while the frame waits
             return self.finish(Frame(index, raw, None), share)
         return self.finish(Frame(index, raw, gray), share)
@@ -495,7 +496,8 @@ class Scheduler:
             kept = _report.stand_in(registrar.rows, index)
             if kept is not None:  # rejected there: its stand-in is merged
                 raw = self.source.raw(kept)
-        identity = is_identity(registrar.transforms[index])
+        assert self.source.shape is not None  # (the reference is read first)
+        identity = is_identity(registrar.transforms[index], self.source.shape)
         item = Frame(index, raw, self.gray_of(raw) if identity and raw is not None else None)
         item.measured = measured
         if warped:  # into the slot
@@ -534,7 +536,7 @@ class Scheduler:
                 slot[...] = item.frame
             # the frame goes back if it is to be warped there, or if its luma (the raw
             # frame's, when it did not move) is to be measured there
-            identity = is_identity(registrar.transforms[index])
+            identity = is_identity(registrar.transforms[index], raw.shape)
             send_raw = (not warped or (identity and item.measured is None)) and not given
             message = (
                 registrar.transforms[index],
