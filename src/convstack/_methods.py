@@ -124,21 +124,31 @@ if hasattr(os, "register_at_fork"):
 
 
 def _run(tasks: Sequence[Callable[[], None]], work: float) -> None:
-    """Run ``tasks`` (independent closures) on the pool, or inline when small.
+    """Run ``tasks`` (independent closures) on ``THREADS`` threads, or inline when small.
 
-    On the pool, the calling thread runs the first task itself while the pool runs the
-    others (one hand-off fewer than waiting idle).
+    The calling thread and ``THREADS - 1`` pool threads take the tasks in order from
+    one queue (one hand-off fewer than waiting idle, and never more threads than
+    ``THREADS``: handing each task to the pool ran the caller's task beside two pool
+    threads on two cores, and six FFT tiles ended with one thread alone for a tile).
     """
     if THREADS == 1 or len(tasks) == 1 or work < THREAD_MIN_WORK:
         for task in tasks:
             task()
         return
-    futures = [_executor().submit(task) for task in tasks[1:]]
+    queue = iter(tasks)  # (next() on a list iterator is atomic under the GIL)
+
+    def drain() -> None:
+        for task in queue:
+            task()
+
+    futures = [_executor().submit(drain) for _ in range(min(THREADS, len(tasks)) - 1)]
     try:
-        tasks[0]()
+        drain()
     finally:
         for future in futures:
-            future.result()
+            future.exception()  # wait for every thread, whatever failed
+    for future in futures:
+        future.result()
 
 
 def wall_ns(cpu_ns: float, work: float, parts: int) -> float:
