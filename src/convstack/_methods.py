@@ -23,9 +23,10 @@ import functools
 import itertools
 import os
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -65,6 +66,74 @@ def next_fast_len(n: int) -> int:
 
 Shape = tuple[int, ...]
 Pads = tuple[tuple[int, int], ...]
+T = TypeVar("T")
+
+#: Bytes that each of the engine's memo caches (:class:`BoundedCache`) may hold.
+MEMO_BYTES = 16 * 1024 * 1024
+
+
+class BoundedCache(Generic[T]):
+    """A thread-safe memo of ``function`` by its (hashable) arguments that keeps the
+    most recently used results within ``max_entries`` and ``max_bytes``.
+
+    ``size(args, result)`` is what an entry holds in bytes (its key's kernel bytes, its
+    arrays); a result larger than ``max_bytes`` is returned without being kept.
+    ``functools.lru_cache`` bounds only the count: 256 cost-model entries keyed by
+    300x300 float64 kernels hold 184 MB.
+    """
+
+    def __init__(
+        self,
+        function: Callable[..., T],
+        max_entries: int,
+        max_bytes: int,
+        size: Callable[[tuple[Any, ...], T], int],
+    ) -> None:
+        self._function = function
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._size = size
+        self._entries: OrderedDict[tuple[Any, ...], tuple[T, int]] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()
+        functools.update_wrapper(self, function)
+
+    def __call__(self, *args: Any) -> T:
+        with self._lock:
+            entry = self._entries.get(args)
+            if entry is not None:
+                self._entries.move_to_end(args)
+                return entry[0]
+        result = self._function(*args)
+        nbytes = self._size(args, result)
+        if nbytes > self._max_bytes:
+            return result
+        with self._lock:
+            if args not in self._entries:
+                self._entries[args] = (result, nbytes)
+                self._held += nbytes
+            while len(self._entries) > self._max_entries or self._held > self._max_bytes:
+                self._held -= self._entries.popitem(last=False)[1][1]
+        return result
+
+    def held_bytes(self) -> int:
+        """Bytes the kept entries hold, by ``size``."""
+        return self._held
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+            self._held = 0
+
+
+def bounded_cache(
+    max_entries: int, size: Callable[[tuple[Any, ...], Any], int], max_bytes: int = MEMO_BYTES
+) -> Callable[[Callable[..., T]], BoundedCache[T]]:
+    """Decorator: :class:`BoundedCache` of the function."""
+    return lambda function: BoundedCache(function, max_entries, max_bytes, size)
 
 
 #: Threads used over row ranges and FFT tiles: one per core by default (the compiled
@@ -294,7 +363,11 @@ def run_row_ranges(run_rows: Callable[[int, int], None], n_rows: int, work: floa
     _run(_row_tasks(run_rows, n_rows, work), work)
 
 
-@functools.lru_cache(maxsize=256)
+def _maps_bytes(args: tuple[Any, ...], result: tuple[NDArray[Any], NDArray[Any], int, int]) -> int:
+    return int(result[0].nbytes + result[1].nbytes) + 256
+
+
+@bounded_cache(256, _maps_bytes)
 def _row_geometry(
     shape: Shape,
     pads: Pads,

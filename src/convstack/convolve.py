@@ -7,7 +7,6 @@ centre element, index ``k // 2`` on each axis.
 
 from __future__ import annotations
 
-import functools
 import math
 import threading
 from typing import Any, NamedTuple
@@ -76,7 +75,12 @@ def choose_method(
     return min(costs, key=costs.__getitem__)
 
 
-@functools.lru_cache(maxsize=256)
+def _key_bytes(args: tuple[Any, ...], costs: dict[str, float]) -> int:
+    """What a cost-model entry holds: its key's kernel bytes, and about 1 KiB more."""
+    return len(args[1][2]) + 1024
+
+
+@_methods.bounded_cache(256, _key_bytes)
 def _costs(
     spatial: tuple[int, ...],
     key: tuple[tuple[int, ...], str, bytes],
@@ -151,12 +155,20 @@ class _NoKey(Exception):
 
 def _key(value: Any) -> Any:
     """A hashable stand-in for an argument that keeps its type (``1``, ``1.0``, ``True``
-    and ``(1,)`` plan differently: some are errors)."""
+    and ``(1,)`` plan differently: some are errors).
+
+    A NaN is keyed by its bits: NaN equals nothing, itself included, and hashes by
+    identity, so a ``cval=float("nan")`` made anew for each call never found its plan
+    and filled the cache with copies, evicting the others."""
     if isinstance(value, _KEYED):
+        if value != value:  # (NaN)
+            return (type(value), "nan", np.asarray(value).tobytes())
         return (type(value), value)
     if type(value) in (tuple, list):
         types = tuple(map(type, value))
-        if _PLAIN.issuperset(types):  # the usual case, without a call per item
+        if _PLAIN.issuperset(types) and (
+            float not in types or all(x == x for x in value)  # (no NaN)
+        ):
             return (type(value), tuple(value), types)
         return (type(value),) + tuple(_key(x) for x in value)
     raise _NoKey

@@ -34,7 +34,8 @@ class Border:
     def index_maps(self, spatial: Shape) -> list[NDArray[np.intp]]:
         """Source index of every padded position per axis (-1: the fill value).
 
-        Read-only arrays, cached per (length, pads, mode).
+        Read-only arrays, cached per (length, pads, mode) up to
+        ``CACHED_MAP_POSITIONS`` positions.
         """
         return [
             _index_map(int(n), int(b), int(a), self.mode)
@@ -42,9 +43,25 @@ class Border:
         ]
 
 
-@functools.lru_cache(maxsize=64)
+#: Index maps up to this many positions are cached (64 of them: at most 16 MiB); longer
+#: ones, of images at least that wide, are built for each call (O(positions), nothing
+#: beside the image's own work).
+CACHED_MAP_POSITIONS = 1 << 15
+
+
 def _index_map(n: int, before: int, after: int, mode: str) -> NDArray[np.intp]:
     """Source index of each position of an axis of ``n`` padded by (before, after)."""
+    if n + before + after <= CACHED_MAP_POSITIONS:
+        return _cached_index_map(n, before, after, mode)
+    return _build_index_map(n, before, after, mode)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_index_map(n: int, before: int, after: int, mode: str) -> NDArray[np.intp]:
+    return _build_index_map(n, before, after, mode)
+
+
+def _build_index_map(n: int, before: int, after: int, mode: str) -> NDArray[np.intp]:
     if mode == "constant":
         p = np.arange(-before, n + after, dtype=np.intp)
         index = np.where((p >= 0) & (p < n), p, -1)
