@@ -28,7 +28,8 @@ from typing import Any, NoReturn
 from .. import _preload
 from ..stack.errors import StackError
 from ._allocator import keep_freed_memory
-from ._common import UserError, hold_collector, start_up_done
+from ._common import UserError
+from ._startup import hold_collector, start_up_done
 
 __all__ = ["Terminated", "build_parser", "command", "describe", "handle_signals", "main"]
 

@@ -1,43 +1,15 @@
-"""Pieces shared by the subcommands: the user-error type, a stderr progress bar, and the
-end of the command's start-up (the garbage collector held until then)."""
+"""Pieces shared by the subcommands: the user-error type and a stderr progress bar (the
+command's start-up, its garbage collector held: :mod:`convstack.cli._startup`)."""
 
 from __future__ import annotations
 
-import gc
 import sys
 import time
 from typing import TextIO
 
 from ..progress import ProgressCallback
 
-__all__ = ["ProgressBar", "UserError", "hold_collector", "progress_bar", "start_up_done"]
-
-#: Whether :func:`hold_collector` holds the garbage collector (until ``start_up_done``).
-_held = False
-
-
-def hold_collector() -> None:
-    """No garbage collection while the command starts: for its own process only.
-
-    Its imports and numba's set-up make hundreds of thousands of objects and no
-    garbage, and the collector would walk them again and again (15-30 ms of a
-    ``convstack fuse`` start). See :func:`start_up_done`.
-    """
-    global _held
-    gc.disable()
-    _held = True
-
-
-def start_up_done() -> None:
-    """End the start-up that :func:`hold_collector` began (else do nothing): what exists
-    now lives as long as the process, so it is frozen (never walked again, and a child
-    forked later does not copy the pages that a collection would write), and
-    collection resumes."""
-    global _held
-    if _held:
-        _held = False
-        gc.freeze()
-        gc.enable()
+__all__ = ["ProgressBar", "UserError", "progress_bar"]
 
 
 class UserError(Exception):

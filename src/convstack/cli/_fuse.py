@@ -18,7 +18,8 @@ from ..stack import io as _io
 from ..stack.align import MODELS
 from ..stack.depth import depth_to_image
 from ..stack.registration_report import summary, write_report
-from ._common import UserError, progress_bar, start_up_done
+from ._common import UserError, progress_bar
+from ._startup import start_up_done
 
 __all__ = ["add_merge_options", "register", "run"]
 
