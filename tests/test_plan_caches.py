@@ -125,3 +125,22 @@ def test_nan_cvals_of_other_bits_or_types_plan_apart() -> None:
         engine._PLANS.clear()
         fresh = correlate(image, kernel, mode="constant", cval=value)
         np.testing.assert_array_equal(cached.view(np.uint64), fresh.view(np.uint64))
+
+
+def test_kernel_spectra_bounded_by_bytes(monkeypatch) -> None:
+    """FFT kernel spectra are kept within SPECTRUM_BYTES (before: 16 of any size, the
+    N-D path's as large as the image); the FFT result does not depend on what is kept."""
+    _methods._spectrum_cached.cache_clear()
+    rng = np.random.default_rng(4)
+    image = rng.random((6, 40, 40))  # 3-D: whole-array spectra, 8 x 45 x 23 complex128
+    kernels = [rng.normal(size=(3, 3, 3)) for _ in range(3)]
+    first = [correlate(image, kernel, method="fft") for kernel in kernels]
+    assert len(_methods._spectrum_cached) == 3
+    monkeypatch.setattr(_methods._spectrum_cached, "_max_bytes", 300_000)  # 2 of 132 KB
+    _methods._spectrum_cached.cache_clear()
+    again = [correlate(image, kernel, method="fft") for kernel in kernels]
+    assert _methods._spectrum_cached.held_bytes() <= 300_000
+    assert len(_methods._spectrum_cached) == 2
+    for a, b in zip(first, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    _methods._spectrum_cached.cache_clear()

@@ -587,7 +587,16 @@ def _kernel_spectrum(
     return _spectrum_cached(*key)
 
 
-@functools.lru_cache(maxsize=16)
+def _spectrum_bytes(args: tuple[Any, ...], spectrum: NDArray[Any]) -> int:
+    return len(args[1]) + int(spectrum.nbytes)
+
+
+#: Bytes of kernel spectra kept: a 2048^2 image's 51x51 tiles take 3.2 MB (float32),
+#: a whole-array (N-D) spectrum is as large as the image, and is then built per call.
+SPECTRUM_BYTES = 64 * 1024 * 1024
+
+
+@bounded_cache(16, _spectrum_bytes, SPECTRUM_BYTES)
 def _spectrum_cached(
     shape: Shape, data: bytes, dilation: Shape, lengths: Shape, dtype_str: str
 ) -> NDArray[Any]:
