@@ -194,7 +194,7 @@ def _gaussian_exact(
     truncates, which is the shift.
     """
     acc = np.float32 if bits == 8 else np.float64
-    out = np.empty_like(array)
+    out = np.empty(array.shape, dtype=array.dtype)  # C order: the rows write C rows
     terms = [(np.array(fx, dtype=np.float64), np.array(fy, dtype=np.float64))]
     separable_filter(
         array, terms, mode, acc, out=out, bias=2.0 ** (2 * bits - 1), scale=2.0 ** (-2 * bits)
