@@ -207,3 +207,40 @@ def test_the_frames_fuse_to_the_same_bits_in_a_thread_or_a_child(
     assert worker_kind == ["forked", "threaded"]
     for name in ("image", "depth", "confidence"):
         np.testing.assert_array_equal(getattr(results[0], name), getattr(results[1], name))
+
+
+def test_frames_handed_back_to_be_warped_here_come_through_their_slot(
+    monkeypatch: pytest.MonkeyPatch, worker_kind: list[str]
+) -> None:
+    """The child hands the frames this process warps (share 0) back through the
+    shared raw slots, not pickled down the pipe, a rejected frame's stand-in too: the
+    same bits as the threaded run."""
+    from convstack.stack import _schedule, fuse
+
+    rng = np.random.default_rng(5)
+    base = rng.random((48, 70, 3)).astype(np.float32)
+    frames = [base[:, i : i + 64].copy() for i in range(5)]
+    frames[3] = np.zeros_like(frames[3])  # black: rejected, frame 2 stands in
+    monkeypatch.setattr(_schedule, "balanced_share", lambda costs: 0)  # warped here
+    monkeypatch.setattr(_schedule, "read_credit", lambda costs, share: 0.0)  # read there
+    received: list[tuple[object, ...]] = []
+    receive = forked.ForkedWorker.receive
+
+    def spy(self: forked.ForkedWorker) -> tuple[object, ...]:
+        received.append(receive(self))
+        return received[-1]
+
+    monkeypatch.setattr(forked.ForkedWorker, "receive", spy)
+    results = []
+    for switch in ("1", "0"):
+        monkeypatch.setenv(forked.ENVIRONMENT_SWITCH, switch)
+        results.append(fuse(frames, align="translation"))
+    assert worker_kind == ["forked", "threaded"]
+    assert [f.status for f in results[0].frames].count("rejected") == 1
+    for name in ("image", "depth", "confidence"):
+        np.testing.assert_array_equal(getattr(results[0], name), getattr(results[1], name))
+    # the frames warped here (all but the first two, sent before any cost was
+    # measured) are in their slots; no frame in any message
+    assert all(isinstance(m, tuple) and isinstance(m[1], bool) for m in received)
+    assert [m[1:3] for m in received[2:]] == [(True, False)] * 2
+    assert not any(isinstance(x, np.ndarray) and x.ndim == 3 for m in received for x in m)

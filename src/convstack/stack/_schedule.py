@@ -428,7 +428,7 @@ class Scheduler:
 
     def forked(self) -> Generator[Frame, None, None]:
         """The frames in order, each prepared in a child process while the one before
-        it is merged here; warped frames come through memory the two share."""
+        it is merged here; frames (warped or as read) come through memory the two share."""
         registrar, source = self.registrar, self.source
         order = registrar.order
         count = len(order)
@@ -437,8 +437,9 @@ class Scheduler:
             registrar.preread[ref] = source.raw(ref)
         reference = registrar.preread[ref]  # sets the slots' shape
         self._slots = [planar(reference.shape, shared_array) for _ in range(2)]
-        # frames this process reads for the child when it has time to spare (see
-        # read_credit) go through two more slots (a pipe both ways could deadlock)
+        # frames as read go through two more slots: those this process reads for the
+        # child when it has time to spare (see read_credit; a pipe both ways could
+        # deadlock), and those the child hands back to be warped here
         self._raw_slots = raw_slots = shared_array((2, *reference.shape), reference.dtype)
         read_here: set[int] = set()
         # frames decoded ahead (the command's read-ahead) cost the child nothing to
@@ -481,7 +482,7 @@ class Scheduler:
         """The child process's result for the frame at ``position``, as a Frame."""
         registrar = self.registrar
         try:
-            registrar.transforms[index], raw, warped, measured, spent = worker.receive()
+            registrar.transforms[index], in_slot, warped, measured, spent = worker.receive()
         except ChildProcessError as exc:
             raise StackError(
                 f"reading and registering {self.source.names[index]} failed: {exc} "
@@ -490,11 +491,12 @@ class Scheduler:
         for step, seconds in spent.items():
             if step != "read" or seconds > 0:  # (0: the parent read it)
                 self.costs[step].append(seconds)
-        if raw is None and read_here:  # read here, still in its slot
+        raw = None
+        if in_slot or read_here:  # the child put it in its slot, or it was read here
             assert self._raw_slots is not None
             raw = self._raw_slots[position % 2]
             kept = _report.stand_in(registrar.rows, index)
-            if kept is not None:  # rejected there: its stand-in is merged
+            if read_here and kept is not None:  # rejected there: its stand-in is merged
                 raw = self.source.raw(kept)
         assert self.source.shape is not None  # (the reference is read first)
         identity = is_identity(registrar.transforms[index], self.source.shape)
@@ -535,13 +537,11 @@ class Scheduler:
             if warped and item.frame is not slot:  # the frame did not move: a copy
                 slot[...] = item.frame
             # the frame goes back if it is to be warped there, or if its luma (the raw
-            # frame's, when it did not move) is to be measured there
+            # frame's, when it did not move) is to be measured there: through its raw
+            # slot (free: the frame before last was merged), not pickled down the pipe
             identity = is_identity(registrar.transforms[index], raw.shape)
             send_raw = (not warped or (identity and item.measured is None)) and not given
-            message = (
-                registrar.transforms[index],
-                raw if send_raw else None,
-                warped,
-                item.measured,
-            )
+            if send_raw:
+                self._raw_slots[position % 2] = raw  # (a stand-in's, if rejected)
+            message = (registrar.transforms[index], send_raw, warped, item.measured)
             outbox.send(("ok", (*message, spent)))
