@@ -433,6 +433,9 @@ def _soft_merge(
     return True
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 def _to_weight_base(energy: F32, tau: float, edge: float = math.inf) -> None:
     """A soft level's raw energy made its weight base ``1 + E / tau``, in place
     (with a finite ``edge``: ``(1 + E / tau) * (1 + E / (edge * tau))``, as
@@ -450,9 +453,14 @@ def _sharpened(energy: F32, tau: float, edge: float) -> None:
     frames, strips, strip-major, compiled or not) keeps the same bits."""
     if math.isinf(edge):
         return
-    factor = np.multiply(energy, np.float32(1.0 / (edge * tau)), dtype=np.float32)
-    factor += np.float32(1.0 + 1.0 / edge)
-    energy *= factor
+    with np.errstate(over="ignore"):
+        factor = np.multiply(energy, np.float32(1.0 / (edge * tau)), dtype=np.float32)
+        factor += np.float32(1.0 + 1.0 / edge)
+        energy *= factor
+    # at most tau * 2**126, so that the base 1 + E' / tau stays finite: E / tau ~ 1e21
+    # (float frames in 16-bit units over a first frame at tau's 1e-12 floor) overflowed
+    # and made the weights inf / inf = NaN
+    np.minimum(energy, np.float32(min(tau * 2.0**126, _F32_MAX)), out=energy)
 
 
 def _power_in_place(values: F32, power: float) -> None:
