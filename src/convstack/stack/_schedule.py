@@ -482,16 +482,16 @@ class Scheduler:
         """The child process's result for the frame at ``position``, as a Frame."""
         registrar = self.registrar
         try:
-            registrar.transforms[index], in_slot, warped, measured, spent = worker.receive()
+            message = worker.receive()
         except ChildProcessError as exc:
             raise StackError(
                 f"reading and registering {self.source.names[index]} failed: {exc} "
                 "(killed, or out of memory?)"
             ) from exc
+        registrar.transforms[index], raw, in_slot, warped, measured, spent = message
         for step, seconds in spent.items():
             if step != "read" or seconds > 0:  # (0: the parent read it)
                 self.costs[step].append(seconds)
-        raw = None
         if in_slot or read_here:  # the child put it in its slot, or it was read here
             assert self._raw_slots is not None
             raw = self._raw_slots[position % 2]
@@ -536,12 +536,19 @@ class Scheduler:
             warped = item.frame is not None
             if warped and item.frame is not slot:  # the frame did not move: a copy
                 slot[...] = item.frame
-            # the frame goes back if it is to be warped there, or if its luma (the raw
-            # frame's, when it did not move) is to be measured there: through its raw
-            # slot (free: the frame before last was merged), not pickled down the pipe
+            # the frame goes back if it is to be warped there (through its raw slot,
+            # free: the frame before last was merged; not pickled down the pipe), or if
+            # its luma (the raw frame's, when it did not move) is to be measured there
             identity = is_identity(registrar.transforms[index], raw.shape)
             send_raw = (not warped or (identity and item.measured is None)) and not given
-            if send_raw:
+            in_slot = send_raw and not warped  # (the slot's pages touched only then)
+            if in_slot:
                 self._raw_slots[position % 2] = raw  # (a stand-in's, if rejected)
-            message = (registrar.transforms[index], send_raw, warped, item.measured)
+            message = (
+                registrar.transforms[index],
+                raw if send_raw and not in_slot else None,
+                in_slot,
+                warped,
+                item.measured,
+            )
             outbox.send(("ok", (*message, spent)))
