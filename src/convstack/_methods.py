@@ -23,6 +23,7 @@ import functools
 import itertools
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -97,6 +98,8 @@ class BoundedCache(Generic[T]):
         self._held = 0
         self._lock = threading.Lock()
         functools.update_wrapper(self, function)
+        if hasattr(os, "register_at_fork"):  # a fork while another thread held the lock
+            os.register_at_fork(after_in_child=functools.partial(_new_lock, weakref.ref(self)))
 
     def __call__(self, *args: Any) -> T:
         with self._lock:
@@ -127,6 +130,14 @@ class BoundedCache(Generic[T]):
         with self._lock:
             self._entries.clear()
             self._held = 0
+
+
+def _new_lock(cache: weakref.ref[BoundedCache[Any]]) -> None:
+    """In a forked child: a free lock for ``cache`` (the parent's may have been held by
+    a thread the child does not have, and the child's first call would wait forever)."""
+    alive = cache()
+    if alive is not None:
+        alive._lock = threading.Lock()
 
 
 def bounded_cache(
