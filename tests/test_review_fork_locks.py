@@ -63,3 +63,14 @@ def test_a_child_forked_while_a_cache_was_in_use_can_use_it(name: str, method: s
         return correlate(fresh, KERNEL, mode="nearest", method=method)
 
     assert _in_child(call, held) == 0  # before: -9, the child waited on the lock
+
+
+def test_a_child_forked_while_the_plan_cache_was_written_can_plan() -> None:
+    # (the plan cache's lock, older than this session, has the same hazard)
+    held = type("Held", (), {"_lock": engine._PLANS_LOCK})
+
+    def call() -> np.ndarray:
+        engine._PLANS.clear()  # a new plan: inserted under the lock
+        return correlate(IMAGE * 2.0, KERNEL, mode="mirror")
+
+    assert _in_child(call, held) == 0  # type: ignore[arg-type]  # before: -9

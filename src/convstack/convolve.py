@@ -8,6 +8,7 @@ centre element, index ``k // 2`` on each axis.
 from __future__ import annotations
 
 import math
+import os
 import threading
 from typing import Any, NamedTuple
 
@@ -147,6 +148,17 @@ _PLANS_LOCK = threading.Lock()
 PLAN_KERNEL_BYTES = 1 << 16
 _PLAIN = frozenset({int, float, str, bool, type(None)})
 _KEYED = (int, float, str, bool, type(None), np.number, np.bool_)
+
+
+def _new_plans_lock() -> None:
+    """In a forked child: a free lock (a thread the child does not have may have held
+    the parent's when it forked; the child's first new plan would wait forever)."""
+    global _PLANS_LOCK
+    _PLANS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_plans_lock)
 
 
 class _NoKey(Exception):
