@@ -79,3 +79,24 @@ def test_separable_filters_same_bits_for_any_layout(layout: str, dtype: Any, cha
                 np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-9)
             else:
                 np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_exact_gaussian_matches_opencv_on_tiny_images_and_long_kernels(dtype: Any) -> None:
+    # the exact integer Gaussian's sums in float32 (uint8) or float64 (uint16) since
+    # 0fd98d4, the dense column pass since 8d05839: kernels longer than the image,
+    # one-pixel and one-row images, odd channel counts, against OpenCV's fixed point
+    rng = np.random.default_rng(9)
+    shapes = [(1, 1), (1, 2), (2, 1), (1, 9), (9, 1), (3, 3), (2, 40), (40, 2), (5, 7, 3)]
+    shapes += [(1, 1, 3), (4, 3, 4), (6, 5, 2)]
+    checked = 0
+    for shape in shapes:
+        image = rng.integers(0, np.iinfo(dtype).max + 1, shape).astype(dtype)
+        for size, sigma in [(3, 0.0), (5, 1.1), (9, 0.0), (31, 5.0), (0, 2.0), ((7, 3), 0.9)]:
+            rows, cols = size if isinstance(size, tuple) else (size, size)
+            for mode, border in CV_MODES.items():
+                want = cv2.GaussianBlur(image, (cols, rows), sigma, borderType=border)
+                got = gaussian_blur(image, size, sigma, mode=mode)
+                np.testing.assert_array_equal(got, want.reshape(image.shape))
+                checked += 1
+    assert checked == len(shapes) * 6 * 4
