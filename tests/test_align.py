@@ -516,3 +516,27 @@ def test_registrar_puts_frames_on_the_grid_as_fuse_does_by_default() -> None:
     np.testing.assert_array_equal(registrar.on_grid(0), expected.astype(np.float32))
     cubic = warp(raw, moved, order=3, mode="nearest")
     assert not np.array_equal(registrar.on_grid(0), cubic.astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(61, 87), (2, 9), (1, 1), (5, 2), (128, 130)])
+def test_registration_pyramid_halves_as_the_numpy_decimation(shape: tuple[int, int]) -> None:
+    # the levels below the finest registered one are made by one compiled pass: the same
+    # bits as fusion.decimate down the rows then along them, edges repeated
+    from convstack.stack import align as A
+    from convstack.stack.align import Pyramid
+
+    gray = np.random.default_rng(sum(shape)).random(shape).astype(np.float32)
+    before = gray.copy()
+    pyramid = Pyramid(gray, levels=3, finest=2)
+    expected = gray
+    for _ in range(2):
+        expected = decimate(decimate(expected, 0, "edge"), 1, "edge")
+    got = pyramid.levels[2]
+    assert got is not None
+    np.testing.assert_array_equal(got, A._smooth(expected))
+    np.testing.assert_array_equal(gray, before)
+    # (a float64 luma takes the NumPy passes)
+    wide = Pyramid(gray.astype(np.float64), levels=2, finest=1).levels[1]
+    assert wide is not None
+    expected64 = decimate(decimate(gray.astype(np.float64), 0, "edge"), 1, "edge")
+    np.testing.assert_array_equal(wide, A._smooth(expected64))

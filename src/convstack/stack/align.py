@@ -263,6 +263,20 @@ def _steepest_descent(
     return out.reshape(count, -1)
 
 
+def _halved(image: NDArray[np.float32]) -> NDArray[np.float32]:
+    """``decimate(decimate(image, 0, "edge"), 1, "edge")``: the 5-tap binomial blur kept
+    at even rows and columns, edges repeated; float32 in one compiled pass
+    (:func:`convstack._k_pyramid.reduce_rows`: the same numbers, about 4x faster)."""
+    if image.dtype != np.float32 or image.ndim != 2:
+        return decimate(decimate(image, 0, "edge"), 1, "edge")
+    from .. import _k_pyramid
+
+    rows, cols = image.shape
+    out = np.empty((1, (rows + 1) // 2, (cols + 1) // 2), np.float32)
+    _k_pyramid.reduce_rows(np.ascontiguousarray(image)[None], out, 0, out.shape[1], True)
+    return out[0]
+
+
 class Pyramid:
     """Gray, smoothed pyramid of one frame plus its cached template data."""
 
@@ -273,7 +287,7 @@ class Pyramid:
         current = gray
         for k in range(levels):
             if k < finest:  # only its decimation is needed: compute just that
-                current = decimate(decimate(current, 0, "edge"), 1, "edge")
+                current = _halved(current)
                 continue
             smooth = _smooth(current)
             self.levels[k] = smooth
