@@ -240,7 +240,8 @@ def fuse(
         B-spline (default; ``convstack.warp.warp(order=5, separable=True)``, in two 1-D
         passes), which keeps the fine detail that Keys cubic softens (breathing stacks
         +0.7-0.8 dB) at about the cubic's wall time (bench/README.md, fusion), or Keys
-        cubic. Frames that need no transform are not resampled.
+        cubic. A frame that its transform moves by less than 0.01 px everywhere is
+        merged as read, not resampled (the warp would blur it more than it moves it).
     prefer : {'none', 'near', 'far'}
         At occlusion boundaries found in the depth map (a step of 3 frames or more),
         keep the near (or far) layer whole: on that side, blend towards its own frames
