@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .._methods import direct_image, run_row_ranges, separable_rows
+from .._methods import direct_image, empty_apart, run_row_ranges, separable_rows
 from ..padding import Border
 
 __all__ = ["direct_filter", "separable_filter"]
@@ -71,7 +71,7 @@ def separable_filter(
     pairs = [(_centred(ky, ny), _centred(kx, nx)) for kx, ky in terms]
     engine_mode, fill = _fill(array, mode, dtype)
     border = Border(((ny // 2, ny // 2), (nx // 2, nx // 2)), engine_mode, fill)
-    result = np.empty(image.shape, dtype=dtype) if out is None else out.reshape(image.shape)
+    result = empty_apart(image.shape, dtype, array) if out is None else out.reshape(image.shape)
     run_rows = separable_rows(
         image, border, pairs, (1, 1), (1, 1), result, bias=bias, scale=scale, found=found
     )

@@ -10,6 +10,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .. import _lazy, kernels
 from .. import _validate as v
+from .._methods import empty_apart
 from .._modes import border_indices
 from .._nonfinite import has_nonfinite, run_filter, run_local_filter
 from ..limits import check_memory
@@ -194,7 +195,7 @@ def _gaussian_exact(
     truncates, which is the shift.
     """
     acc = np.float32 if bits == 8 else np.float64
-    out = np.empty(array.shape, dtype=array.dtype)  # C order: the rows write C rows
+    out = empty_apart(array.shape, array.dtype, array)  # C order: the rows write C rows
     terms = [(np.array(fx, dtype=np.float64), np.array(fy, dtype=np.float64))]
     separable_filter(
         array, terms, mode, acc, out=out, bias=2.0 ** (2 * bits - 1), scale=2.0 ** (-2 * bits)
