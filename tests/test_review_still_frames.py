@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from convstack.stack import align, fuse
+from convstack.stack import align, forked, fuse
 from test_strip_major import _frame_major, _stack, _strip_major
 
 
@@ -58,5 +58,36 @@ def test_still_frames_merge_as_align_none_on_every_schedule(
     if schedule == "strip-major":
         assert len(made) == 1 and made[0].closed
     assert any(not np.array_equal(m, np.eye(3)) for m in got.transforms)  # as found
+    np.testing.assert_array_equal(got.image, plain.image)
+    np.testing.assert_array_equal(got.depth, plain.depth)
+
+
+@pytest.mark.skipif(not forked.can_fork(), reason="no fork on this platform")
+@pytest.mark.parametrize(("share", "credit"), [(0, 0.0), (1, 0.0), (0, 5.0), (1, 5.0)])
+def test_still_frames_through_the_forked_reader_merge_as_align_none(
+    monkeypatch: pytest.MonkeyPatch, share: int, credit: float
+) -> None:
+    # the child finishes the frames (share 1) or hands them back (0); the parent reads
+    # frames for it (credit) or not: every way, nothing is resampled
+    from convstack.stack import _schedule
+
+    rng = np.random.default_rng(8)
+    frames = [(rng.random((48, 64, 3)) * 255).astype(np.uint8) for _ in range(5)]
+    plain = fuse(frames, align="none")
+    _tiny_steps(monkeypatch)
+    used: list[str] = []
+    real = _schedule.Scheduler.forked
+
+    def spy(self: _schedule.Scheduler) -> object:
+        used.append("forked")
+        return real(self)
+
+    monkeypatch.setattr(_schedule.Scheduler, "forked", spy)
+    monkeypatch.setattr(_schedule, "FORK_MIN_PIXELS", 1)
+    monkeypatch.setattr(_schedule, "balanced_share", lambda costs: share)
+    monkeypatch.setattr(_schedule, "read_credit", lambda costs, s: credit)
+    monkeypatch.setenv(forked.ENVIRONMENT_SWITCH, "1")
+    got = fuse(frames)
+    assert used == ["forked"]
     np.testing.assert_array_equal(got.image, plain.image)
     np.testing.assert_array_equal(got.depth, plain.depth)
