@@ -486,3 +486,29 @@ def test_a_frame_goes_onto_the_reference_grid_by_its_transform(dtype: type) -> N
     np.testing.assert_array_equal(kept, oracle)
     np.testing.assert_array_equal(same, oracle)
     np.testing.assert_array_equal(frame, before)
+
+
+@pytest.mark.parametrize(("failing", "named"), [(1, 3), (3, 4)])
+def test_a_child_that_ended_before_a_message_reached_it_is_a_stack_error(
+    monkeypatch: pytest.MonkeyPatch, failing: int, named: int
+) -> None:
+    # a child that ends before the parent's message reaches it breaks the pipe: the
+    # send then says it as the receive does, naming the frame the child was on (it
+    # was a bare ChildProcessError, racing with the receive, under load)
+    from convstack.stack import StackError, forked
+
+    monkeypatch.setenv(forked.ENVIRONMENT_SWITCH, "1")
+    sends: list[object] = []
+    send = forked.ForkedWorker.send
+
+    def broken(self: forked.ForkedWorker, message: object) -> None:
+        sends.append(message)
+        if len(sends) == failing:
+            raise ChildProcessError("the worker process ended unexpectedly.")
+        send(self, message)
+
+    monkeypatch.setattr(forked.ForkedWorker, "send", broken)
+    frames, _ = two_depth_stack(count=5)  # reference 2, then 3, 4, 1, 0
+    with pytest.raises(StackError, match=rf"frames\[{named}\] failed: the worker process ended"):
+        fuse(frames)
+    assert len(sends) == failing

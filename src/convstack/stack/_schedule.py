@@ -453,8 +453,8 @@ class Scheduler:
                 if ahead:  # their pages the child's alone, not this process's too
                     release_free_pages()  # (an allocator that keeps freed memory, the
                     # command's, held them here, copy-on-write, for its next arrays)
-                worker.send((1, False))  # the second and third frames may go to the slots
-                worker.send((1, False))
+                for _ in range(2):  # the second and third frames may go to the slots
+                    self._send(worker, (1, False), order[1][0])
                 # the reference needs no registration: merged here while the child registers
                 yield Frame(ref, reference, self.gray_of(reference))
                 del reference
@@ -474,9 +474,26 @@ class Scheduler:
                             raw_slots[position % 2] = source.raw(order[position + 2][0])
                             self.costs["read"].append(time.perf_counter() - started)
                             read_here.add(position + 2)
-                        worker.send((share, given))
+                        self._send(worker, (share, given), order[position + 1][0])
         finally:  # the shared slots go with the run, not with the scheduler
             self._slots, self._raw_slots, self._ahead = [], None, set()
+
+    def _failed(self, index: int, exc: ChildProcessError) -> StackError:
+        """The error of a child process that ended while it read and registered frame
+        ``index`` (killed, or out of memory)."""
+        return StackError(
+            f"reading and registering {self.source.names[index]} failed: {exc} "
+            "(killed, or out of memory?)"
+        )
+
+    def _send(self, worker: ForkedWorker, message: tuple[int, bool], index: int) -> None:
+        """Send ``message`` to the child, which works on frame ``index`` meanwhile: a
+        child that ended is said as :meth:`_received` says it (the send finds the pipe
+        broken when the child ended first)."""
+        try:
+            worker.send(message)
+        except ChildProcessError as exc:
+            raise self._failed(index, exc) from exc
 
     def _received(self, worker: ForkedWorker, position: int, index: int, read_here: bool) -> Frame:
         """The child process's result for the frame at ``position``, as a Frame."""
@@ -484,10 +501,7 @@ class Scheduler:
         try:
             message = worker.receive()
         except ChildProcessError as exc:
-            raise StackError(
-                f"reading and registering {self.source.names[index]} failed: {exc} "
-                "(killed, or out of memory?)"
-            ) from exc
+            raise self._failed(index, exc) from exc
         registrar.transforms[index], raw, in_slot, warped, measured, spent = message
         for step, seconds in spent.items():
             if step != "read" or seconds > 0:  # (0: the parent read it)
