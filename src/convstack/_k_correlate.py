@@ -741,7 +741,8 @@ def separable_rows(
                     for a in range(kh if n_fill else 0):
                         if col_taps[t, a] != 0 and rmap[i * stride[0] + a * dilation[0]] < 0:
                             _fill_tap(inner, col_taps[t, a], fill, n_c, ch)
-            _sum_taps(inner, flat, ws, rs, offs, n, zero, hi - lo, n_fill == 0 and n > 0)
+                # (only here: a call with no taps costs ~100 ns a row, 10 % of a 5x5 row)
+                _sum_taps(inner, flat, ws, rs, offs, n, zero, hi - lo, n_fill == 0 and n > 0)
             _column_edges(mid, col_taps, t, fill, cmap, zero, before, lo, ch)
             _column_edges(mid, col_taps, t, fill, cmap, before + n_c, n_pc, lo, ch)
             n = np.intp(0)
