@@ -159,3 +159,27 @@ def test_the_read_ahead_thread_reads_through_libpng(tmp_path: Path) -> None:
     thread.start()
     thread.join()
     assert seen == [False] and stack_io._compiled_png()
+
+
+def test_a_transparent_colour_is_noted_as_libpng_reads_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A grey PNG with a tRNS chunk (one grey level transparent): the same pixels as
+    without it, and the warning that its alpha is ignored (the compiled path has no
+    alpha to test, so it leaves such files to libpng)."""
+    image = np.arange(24, dtype=np.uint8).reshape(4, 6)
+    plain = _png(image, [0] * 4)
+    body = struct.pack(">H", 7)  # grey level 7 is transparent
+    trns = (
+        struct.pack(">I", 2)
+        + b"tRNS"
+        + body
+        + struct.pack(">I", zlib.crc32(body, zlib.crc32(b"tRNS")))
+    )
+    ihdr_end = 8 + 12 + 13
+    path = tmp_path / "trns.png"
+    path.write_bytes(plain[:ihdr_end] + trns + plain[ihdr_end:])
+    with caplog.at_level("WARNING", logger="convstack"):
+        out = stack_io.read_image(path)
+    np.testing.assert_array_equal(out, image)
+    assert "trns.png: alpha channel is not opaque" in caplog.text

@@ -337,7 +337,8 @@ def _inflated_png(path: str, data: bytes) -> NDArray[Any] | None:
     :func:`_check_png`), inflated by imagecodecs' libdeflate (which checks the zlib
     stream's Adler-32; about 2.5x zlib's speed) and its rows' filters undone by a
     compiled loop (:func:`convstack._k_png.unfilter_rows`): the pixels libpng gives,
-    at about 0.6x its time on the bug frames. None for other PNGs (libpng reads them)."""
+    at about 0.6x its time on the bug frames. None for other PNGs, and for those with
+    a transparent colour (tRNS), which libpng reads."""
     import imagecodecs
 
     cols, rows = struct.unpack(">II", data[16:24])
@@ -353,6 +354,8 @@ def _inflated_png(path: str, data: bytes) -> NDArray[Any] | None:
         length, kind = struct.unpack(">I4s", data[position : position + 8])
         if kind == b"IDAT":
             parts.append(data[position + 8 : position + 8 + length])
+        elif kind == b"tRNS":  # a transparent colour: libpng makes it alpha, noted
+            return None
         elif kind == b"IEND":
             break
         position += 12 + length
