@@ -20,7 +20,10 @@ tested for NaN and infinities one image row at a time, as the rows are first rea
 caller applies the footprint rule when one was met); the one-channel passes test their
 output rows instead, just written (they add every tap, zero weights included, so an
 output is non-finite exactly when its footprint holds a NaN or an infinity, or its sum
-overflowed: a false alarm that only costs the exact rule).
+overflowed: a false alarm that only costs the exact rule). The separable rows' column
+pass, when every kernel row lies on an image row, is one dense pass of up to eight rows
+that adds every tap and tests its sums the same way (:func:`_column_taps`); float
+outputs are written in place by the row pass (no scratch row, no copy).
 Loops index slices from 0, so numba knows no index is negative (no wraparound test
 in the loop). Integers handed to another kernel start as ``np.intp(0)``, never the
 literal ``0``: numba types a call with a literal argument (or a counter still typed as

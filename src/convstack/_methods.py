@@ -11,8 +11,11 @@ index maps, so nothing image-sized is built besides the output: interior output
 columns run in tight vectorised loops, border columns and rows through the maps.
 Separable makes, per output row, a column pass into one padded row buffer and a row
 pass out of it. A channel-last image runs with its channels interleaved (no
-transposes). Output rows are split over ``THREADS`` threads of a module-level pool
-(the kernels release the GIL), as are FFT tiles (``scipy.fft`` releases it too).
+transposes). Output rows are split over ``THREADS`` threads (the calling thread and a
+module-level pool take the tasks from one queue; the kernels release the GIL), as are
+FFT tiles (``scipy.fft`` releases it too). Outputs are placed away from their input
+modulo 1 MiB (:func:`empty_apart`). Memo caches are bounded by count and bytes
+(:class:`BoundedCache`).
 
 N-D images (3 or more spatial axes) take a simple whole-array path.
 """
