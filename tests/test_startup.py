@@ -160,7 +160,9 @@ def test_fuse_command_starts_the_compiler_before_fuse_and_not_on_a_user_error(
     from convstack.cli import _fuse
 
     calls: list[str] = []
-    monkeypatch.setattr(_preload, "load_fuse_kernels", lambda warp: calls.append(f"warp={warp}"))
+    monkeypatch.setattr(
+        _preload, "load_fuse_kernels", lambda warp, **_: calls.append(f"warp={warp}")
+    )
     real_fuse = _fuse.fuse
 
     def fuse(*args: object, **kwargs: object) -> object:

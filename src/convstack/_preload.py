@@ -9,11 +9,14 @@ both processes would pay that set-up, each on its own first kernel call. Done on
 the parent before the fork, the child gets it as a copy of the parent's memory: nothing
 to import or build.
 
-The same holds for the kernels that both processes call (the float32 correlation of
-registration and of the sharpness measure, the warp): loaded, or on a cold cache
-compiled, once in the parent rather than once in each process at the same time.
-Kernels only one of the two processes calls are left to it: loading them before the
-fork would only put them on the parent's path.
+The same holds for the kernels that fuse calls (the float32 correlation of registration
+and of the sharpness measure, the warps, the pyramid merge's, the PNG reader's): loaded,
+or on a cold cache compiled, once in the parent rather than in one or both processes at
+their first call, in the middle of the fuse. There, each first call cost 2-20 ms: the
+load, plus the pool's other threads waiting on numba's compiler lock for it; before the
+fork the frames decode meanwhile (the command's read-ahead). A second thread would not
+load faster: numba's compiler lock lets one load run at a time, and the Python half of
+each load holds the GIL.
 
 Called by the command line (``convstack fuse``; ``convstack demo`` in a thread while it
 renders, see :func:`in_background`), never at ``import convstack``.
@@ -22,9 +25,12 @@ renders, see :func:`in_background`), never at ``import convstack``.
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import struct
 import sys
 import threading
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -138,30 +144,85 @@ def start_compiler() -> None:
         correlate(tiny, np.ones((3, 1), dtype=np.float32), mode="nearest")
 
 
-def load_fuse_kernels(*, warp: bool = True) -> None:
-    """Start the compiler and load the kernels that both processes of a forked
-    :func:`convstack.stack.fuse` call, with the argument types they call them with.
+def load_fuse_kernels(
+    *,
+    warp: bool = True,
+    frame: tuple[tuple[int, ...], np.dtype[Any]] | None = None,
+    pyramid: bool = False,
+    png: bool = False,
+) -> None:
+    """Start the compiler and load the kernels that a forked :func:`convstack.stack.fuse`
+    calls, with the argument types it calls them with.
+
+    Loaded here, before the fork, a kernel is loaded once for both processes, and never
+    in the middle of the fuse, where the first call of each cost 2-20 ms (its load, and
+    the pool's other threads waiting on numba's compiler lock for it).
 
     Parameters
     ----------
     warp : bool, optional
-        Also the (quintic, two-pass) warp of float32 planes (frames that move); False for a stack
-        fused without alignment, which never warps.
+        Also the kernels of alignment: the registration's (bilinear) warp and halving,
+        and the (quintic, two-pass) warp of the frames into float32 planes; False for a
+        stack fused without alignment, which never warps.
+    frame : (shape, dtype), optional
+        The frames' shape and dtype (:func:`convstack.stack.io.read_header`): with
+        ``warp``, the warp reads uint8 and uint16 frames through a kernel of their
+        dtype; with ``pyramid``, grey frames skip the colour kernels.
+    pyramid : bool, optional
+        Also the pyramid merge's kernels (``method='pyramid'`` on the luma).
+    png : bool, optional
+        Also the PNG reader's (frames that are PNG files).
 
     Notes
     -----
-    Tiny calls of the public functions load them (a 16 x 16 image), so they stay the
+    Tiny calls of the library's functions load them (16 x 16 images), so they stay the
     signatures that the library itself uses; ``tests/test_startup.py`` checks that a
     fuse calls every signature loaded here.
     """
     start_compiler()
-    if warp:
-        from .warp import warp as warp_image
+    if png:  # first: the read-ahead decodes through it from then on
+        from .stack.io import read_image
 
-        planar = np.moveaxis(np.empty((3, 16, 16), dtype=np.float32), 0, -1)
-        moved = np.array([[1.0, 0.01, 0.5], [-0.01, 1.0, 0.25], [0.0, 0.0, 1.0]])
-        tiny = np.zeros((16, 16, 3), dtype=np.float32)
-        warp_image(tiny, moved, order=5, mode="nearest", separable=True, out=planar)
+        read_image(io.BytesIO(_tiny_png()))
+    if warp:
+        _load_warp_kernels(frame)
+    if pyramid:
+        from .stack.fusion import pyramid_merge
+
+        colour = frame is None or (len(frame[0]) == 3 and frame[0][2] >= 3)
+        tiny = np.zeros((16, 16, 3) if colour else (16, 16), dtype=np.float32)
+        pyramid_merge([tiny, tiny], levels=2)
+
+
+def _load_warp_kernels(frame: tuple[tuple[int, ...], np.dtype[Any]] | None) -> None:
+    """The warps of :func:`load_fuse_kernels` (``warp``)."""
+    from .warp import warp as warp_image
+
+    moved = np.array([[1.0, 0.01, 0.5], [-0.01, 1.0, 0.25], [0.0, 0.0, 1.0]])
+    tiny = np.zeros((16, 16), dtype=np.float32)
+    warp_image(tiny, moved, mode="constant", cval=np.nan)  # the registration's
+    # the frames', into planar float32 frames: uint8 and uint16 frames are read as they
+    # are, others as float32
+    dtype = np.float32
+    if frame is not None and frame[1] in (np.uint8, np.uint16):
+        dtype = frame[1].type
+    planar = np.moveaxis(np.empty((3, 16, 16), dtype=np.float32), 0, -1)
+    image = np.zeros((16, 16, 3), dtype=dtype)
+    warp_image(image, moved, order=5, mode="nearest", separable=True, out=planar)
+
+
+def _tiny_png() -> bytes:
+    """A 1 x 1 grey 8-bit PNG file's bytes."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    header = struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0)
+    pixels = zlib.compress(b"\x00\x80")  # filter type 0, one sample
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
 
 
 def in_background(function: Callable[[], None]) -> Callable[[], None]:

@@ -282,7 +282,11 @@ def run(args: argparse.Namespace) -> int:
     # the reader child that fuse forks inherits them; meanwhile the frames decode
     ahead = _read_ahead(args, frames, zstack)
     try:
-        _preload.load_fuse_kernels(warp=args.align != "none")
+        _preload.start_compiler()
+        kernels = _fuse_kernels(args, frames, zstack, science)
+        # the PNG reader's kernel only for frames still to decode
+        kernels["png"] = kernels["png"] and (ahead is None or not ahead.complete())
+        _preload.load_fuse_kernels(**kernels)
     finally:
         if ahead is not None:
             ahead.stop()  # (before fuse forks)
@@ -344,6 +348,22 @@ def _read_ahead(args: argparse.Namespace, frames: list[Any], zstack: Any) -> Any
     reference = len(frames) // 2 if args.reference is None else args.reference
     order = [frames[index] for index, _ in processing_order(len(frames), reference)]
     return _io.ReadAhead(order, min(READ_AHEAD_BYTES, limit // 16))
+
+
+def _fuse_kernels(
+    args: argparse.Namespace, frames: list[Any], zstack: Any, science: _Science
+) -> dict[str, Any]:
+    """What :func:`convstack._preload.load_fuse_kernels` loads for this fuse: the
+    kernels it will call, with the frames' dtype and channels (from the first frame's
+    header), the pyramid merge's on the luma, the PNG reader's for PNG files."""
+    paths = zstack is None and all(isinstance(f, (str, Path)) for f in frames)
+    header = _io.read_header(frames[0]) if paths else None
+    return {
+        "warp": args.align != "none",
+        "frame": header,
+        "pyramid": args.method == "pyramid" and science.focus_channel is None,
+        "png": paths and all(Path(f).suffix.lower() == ".png" for f in frames),
+    }
 
 
 def _add_scientific_options(parser: argparse.ArgumentParser) -> None:

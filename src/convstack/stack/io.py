@@ -45,6 +45,7 @@ import os
 import re
 import stat
 import struct
+import sys
 import threading
 import zlib
 from collections.abc import Iterable, Sequence
@@ -328,8 +329,12 @@ def _read_png(path: str, data: bytes, depth: int) -> NDArray[Any]:
 
 def _compiled_png() -> bool:
     """Whether this thread reads PNG with :func:`_inflated_png`: all but the command's
-    read-ahead, which decodes while numba starts (it would wait for numba there)."""
-    return threading.current_thread().name != _READ_AHEAD_THREAD
+    read-ahead, which decodes while numba starts (it would wait for numba there), until
+    the command has loaded the kernel (``convstack._preload.load_fuse_kernels``)."""
+    if threading.current_thread().name != _READ_AHEAD_THREAD:
+        return True
+    kernels = sys.modules.get("convstack._k_png")
+    return bool(getattr(getattr(kernels, "unfilter_rows", None), "signatures", None))
 
 
 def _inflated_png(path: str, data: bytes) -> NDArray[Any] | None:
@@ -612,6 +617,7 @@ class ReadAhead:
 
     def __init__(self, paths: Sequence[str | os.PathLike[str]], budget: int) -> None:
         self._stop = threading.Event()
+        self._complete = False
         self._thread = threading.Thread(
             target=self._decode, args=(list(paths), budget), name=_READ_AHEAD_THREAD
         )
@@ -634,6 +640,11 @@ class ReadAhead:
             except Exception:  # read again where it is needed, and reported there
                 return
             _decoded_ahead[key] = image
+        self._complete = True
+
+    def complete(self) -> bool:
+        """Whether every file is decoded already (none is left for its reader)."""
+        return self._complete
 
     def stop(self) -> None:
         """Decode no more files (the one in hand is finished); return once the thread
