@@ -4,6 +4,7 @@ loop) against independent decoders, on files whose rows carry every filter type.
 from __future__ import annotations
 
 import struct
+import sys
 import threading
 import zlib
 from pathlib import Path
@@ -150,8 +151,14 @@ def test_corrupt_image_data_is_a_read_error(tmp_path: Path) -> None:
         stack_io.read_image(path)
 
 
-def test_the_read_ahead_thread_reads_through_libpng(tmp_path: Path) -> None:
-    """The command's read-ahead decodes while numba starts: it never waits for it."""
+def test_the_read_ahead_thread_reads_through_libpng_until_the_kernel_is_loaded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The command's read-ahead decodes while numba starts: it never waits for it. With
+    the compiled reader not yet loaded (hidden here, whatever earlier tests loaded), the
+    read-ahead thread reads through libpng and every other thread through the kernel
+    (the switch once loaded is tested in a fresh process in test_start_preload)."""
+    monkeypatch.delitem(sys.modules, "convstack._k_png", raising=False)
     seen: list[bool] = []
     thread = threading.Thread(
         target=lambda: seen.append(stack_io._compiled_png()), name=stack_io._READ_AHEAD_THREAD
