@@ -18,6 +18,11 @@ fork the frames decode meanwhile (the command's read-ahead). A second thread wou
 load faster: numba's compiler lock lets one load run at a time, and the Python half of
 each load holds the GIL.
 
+After a fresh install the cache is cold, and every kernel compiles (0.1-4 s each, 10-11 s
+in a demo) under numba's compiler lock, one at a time whatever the threads. A second
+process compiles beside the first (:func:`compile_aside`): ``convstack demo`` has its
+warps compiled there while it compiles the rest.
+
 Called by the command line (``convstack fuse``; ``convstack demo`` in a thread while it
 renders, see :func:`in_background`), never at ``import convstack``.
 """
@@ -26,8 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import struct
+import subprocess
 import sys
 import threading
 import zlib
@@ -36,7 +43,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["in_background", "lean_numba_start", "load_fuse_kernels", "start_compiler"]
+__all__ = [
+    "cold_cache",
+    "compile_aside",
+    "in_background",
+    "lean_numba_start",
+    "load_fuse_kernels",
+    "load_warp_kernels",
+    "start_compiler",
+]
 
 #: Whether :func:`start_compiler` sets numba up lean (see :func:`lean_numba_start`).
 _LEAN = False
@@ -185,7 +200,7 @@ def load_fuse_kernels(
 
         read_image(io.BytesIO(_tiny_png()))
     if warp:
-        _load_warp_kernels(frame)
+        load_warp_kernels(frame)
     if pyramid:
         from .stack.fusion import pyramid_merge
 
@@ -194,8 +209,9 @@ def load_fuse_kernels(
         pyramid_merge([tiny, tiny], levels=2)
 
 
-def _load_warp_kernels(frame: tuple[tuple[int, ...], np.dtype[Any]] | None) -> None:
-    """The warps of :func:`load_fuse_kernels` (``warp``)."""
+def load_warp_kernels(frame: tuple[tuple[int, ...], np.dtype[Any]] | None = None) -> None:
+    """The warps of :func:`load_fuse_kernels` (``warp``): the registration's and the
+    frames' (into planar float32, from ``frame``'s dtype where uint8 or uint16)."""
     from .warp import warp as warp_image
 
     moved = np.array([[1.0, 0.01, 0.5], [-0.01, 1.0, 0.25], [0.0, 0.0, 1.0]])
@@ -248,5 +264,60 @@ def in_background(function: Callable[[], None]) -> Callable[[], None]:
         thread.join()
         if failed:
             raise failed[0]
+
+    return wait
+
+
+#: Seconds the wait of :func:`compile_aside` lasts at most before it ends the process.
+ASIDE_TIMEOUT = 300.0
+
+#: What the process of :func:`compile_aside` runs: ``argv[1]`` the caller's ``sys.path``,
+#: ``argv[2]`` a module, ``argv[3]`` a function of it, called with ``argv[4:]``.
+_ASIDE_CODE = (
+    "import importlib, json, sys; sys.path[:] = json.loads(sys.argv[1]); "
+    "getattr(importlib.import_module(sys.argv[2]), sys.argv[3])(*sys.argv[4:])"
+)
+
+
+def cold_cache(kernel: Any) -> bool:
+    """Whether numba's disk cache holds no compiled version of ``kernel`` (a kernel of
+    a ``_k_*`` module) for its module's source as it is now: after a fresh install, in
+    a new ``NUMBA_CACHE_DIR``, after an edit of the module. False where it cannot tell
+    (another numba's cache layout)."""
+    try:
+        return not kernel._cache._cache_file._load_index()
+    except Exception:  # as if warm: the caller then does what it did before
+        return False
+
+
+def compile_aside(module: str, function: str, *args: str) -> Callable[[], int | None]:
+    """Call ``module.function(*args)`` in a second Python process (this one's
+    interpreter and ``sys.path``, no input, output discarded); return the function that
+    waits for it to end and returns its exit status (None: it could not start).
+
+    For a cold cache: the other process compiles kernels into the disk cache on the
+    other core while this one compiles others; after the wait this one loads them from
+    the cache. Give the two processes kernels of different ``_k_*`` modules: numba files
+    a kernel's compiled versions under numbers it takes from that kernel's index, so
+    two processes compiling versions of one kernel at once could each file theirs under
+    the same number. Whatever the other process did not compile (it failed, or was ended
+    after :data:`ASIDE_TIMEOUT` seconds) compiles in this one at first use, as without it.
+    """
+    try:
+        child = subprocess.Popen(
+            [sys.executable, "-c", _ASIDE_CODE, json.dumps(sys.path), module, function, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError:  # no process: everything compiles here
+        return lambda: None
+
+    def wait() -> int | None:
+        try:
+            return child.wait(ASIDE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            return child.wait()
 
     return wait

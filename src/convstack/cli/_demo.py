@@ -90,14 +90,38 @@ def _planar(shape: tuple[int, ...]) -> NDArray[np.float32]:
     return np.moveaxis(np.empty((shape[-1], *shape[:-1]), np.float32), 0, -1)
 
 
-def _load_kernels() -> None:
-    """Load the kernels the demo calls in both processes of its fuse, and the float64
-    windows of its SSIM scores (tiny calls: the same signatures)."""
+def _load_kernels(frame: tuple[int, ...]) -> None:
+    """Load the kernels of the demo's fuse (of frames of ``frame``'s shape written as
+    16-bit PNG) in both its processes, and of its scores (the float64 windows of SSIM,
+    the warp of each frame onto the truth's grid): tiny calls, the same signatures.
+
+    After a fresh install (a cold cache) a second process compiles the warps
+    (:func:`_load_warps`) meanwhile: 10-11 s of compiling, 4-5 s of it there.
+    """
+    from .. import _k_warp
     from ..metrics import ssim
 
-    _preload.load_fuse_kernels()
+    aside = None
+    if _preload.cold_cache(_k_warp.two_pass_columns):
+        aside = _preload.compile_aside(__name__, _load_warps.__name__)
+    try:
+        frames = (frame, np.dtype(np.uint16))
+        _preload.load_fuse_kernels(warp=False, frame=frames, pyramid=True, png=True)
+        tiny = np.zeros((16, 16, 3), np.float32)
+        ssim(tiny, tiny, data_range=1.0, channel_axis=-1)
+    finally:
+        if aside is not None:
+            aside()
+    _load_warps()  # (from the cache the other process filled)
+
+
+def _load_warps() -> None:
+    """Load the demo's warps (:func:`_load_kernels`): the fuse's, of 16-bit frames,
+    and the scores', a float32 frame into planes by Keys' cubic."""
+    _preload.load_warp_kernels(((16, 16, 3), np.dtype(np.uint16)))
     tiny = np.zeros((16, 16, 3), np.float32)
-    ssim(tiny, tiny, data_range=1.0, channel_axis=-1)
+    moved = np.array([[1.003, 0.0, 0.5], [0.0, 1.003, -0.25], [0.0, 0.0, 1.0]])
+    warp(tiny, moved, order=3, out=_planar(tiny.shape))
 
 
 def _true_index(scene: Scene, stack: RenderedStack) -> NDArray[np.float32]:
@@ -180,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     # the kernels of the fuse and of the scores load (or, after a fresh install,
     # compile) while the stack renders; done before fuse forks its reader child
-    kernels_loaded = _preload.in_background(_load_kernels)
+    kernels_loaded = _preload.in_background(lambda: _load_kernels((rows, cols, 3)))
     try:
         scene = make_scene((rows, cols), seed=args.seed, kind=args.scene)
         stack = render_stack(
