@@ -107,3 +107,31 @@ def test_compile_aside_ends_a_process_that_outlasts_the_timeout(
     assert wait() == 1
     wait = _preload.compile_aside("signal", "pause")  # waits for a signal forever
     assert wait() == -signal.SIGKILL
+
+
+@pytest.mark.slow
+def test_the_demos_second_process_compiles_only_warps(tmp_path: Path) -> None:
+    """What the demo's second process compiles on a cold cache is the warp module's
+    kernels only: the demo's own process compiles other modules' at the same time, and
+    two processes compiling one kernel at once could file their code under one number
+    in numba's index (fails if the warps called, say, the correlation)."""
+    out = run_cold(
+        """
+        from numba.core import event
+        seen = set()
+
+        class Listener(event.Listener):
+            def on_start(self, ev):
+                seen.add(ev.data["dispatcher"].py_func.__module__)
+
+            def on_end(self, ev):
+                pass
+
+        event.register("numba:compile", Listener())
+        from convstack.cli import _demo
+        _demo._load_warps()
+        print("\\n".join(sorted(m for m in seen if m.startswith("convstack"))))
+        """,
+        tmp_path,
+    )
+    assert out.split() == ["convstack._k_warp"]
