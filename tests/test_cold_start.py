@@ -41,6 +41,14 @@ _DEMO_COMPILES = """
 """
 
 
+# `convstack fuse` of argv[1] into argv[2] in this process, printing as _DEMO_COMPILES.
+_FUSE_COMPILES = _DEMO_COMPILES.replace(
+    """main(["demo", "--out", sys.argv[1], "--size", "64", "80", "--frames", "3",
+                     "--quiet"])""",
+    """main(["fuse", sys.argv[1], "-o", sys.argv[2], "--quiet"])""",
+)
+
+
 def run_cold(code: str, cache: Path, *args: str) -> str:
     """Run ``code`` in a fresh interpreter whose numba cache is ``cache``; its stdout."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
@@ -110,9 +118,9 @@ def test_compile_aside_ends_a_process_that_outlasts_the_timeout(
 
 
 @pytest.mark.slow
-def test_the_demos_second_process_compiles_only_warps(tmp_path: Path) -> None:
-    """What the demo's second process compiles on a cold cache is the warp module's
-    kernels only: the demo's own process compiles other modules' at the same time, and
+def test_the_second_process_compiles_only_warps(tmp_path: Path) -> None:
+    """What the demo's and fuse's second process compiles on a cold cache is the warp
+    module's kernels only: the demo's own process compiles other modules' at the same time, and
     two processes compiling one kernel at once could file their code under one number
     in numba's index (fails if the warps called, say, the correlation)."""
     out = run_cold(
@@ -128,10 +136,32 @@ def test_the_demos_second_process_compiles_only_warps(tmp_path: Path) -> None:
                 pass
 
         event.register("numba:compile", Listener())
+        from convstack import _preload
         from convstack.cli import _demo
         _demo._load_warps()
+        for dtype in ("|u1", "<u2", ""):  # fuse's, of uint8, uint16 and float frames
+            _preload._load_warps_of(dtype)
         print("\\n".join(sorted(m for m in seen if m.startswith("convstack"))))
         """,
         tmp_path,
     )
     assert out.split() == ["convstack._k_warp"]
+
+
+@pytest.mark.slow
+def test_a_cold_fuse_has_its_warps_compiled_in_a_second_process(tmp_path: Path) -> None:
+    """``convstack fuse`` with alignment on an empty cache: its process compiles no warp
+    (the second process did), and writes the same bytes as a warm run after it."""
+    from test_start_preload import write_frames
+
+    assert "sys.argv[2]" in _FUSE_COMPILES
+    write_frames(tmp_path / "in", "rgb8")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cold = run_cold(_FUSE_COMPILES, cache, str(tmp_path / "in"), str(tmp_path / "cold.png"))
+    compiled = cold.split()
+    assert "convstack._k_correlate.correlate_rows" in compiled  # the cache was cold
+    assert not [name for name in compiled if name.startswith("convstack._k_warp.")]
+    warm = run_cold(_FUSE_COMPILES, cache, str(tmp_path / "in"), str(tmp_path / "warm.png"))
+    assert not [name for name in warm.split() if name.startswith("convstack._k_warp.")]
+    assert (tmp_path / "cold.png").read_bytes() == (tmp_path / "warm.png").read_bytes()

@@ -134,6 +134,19 @@ def _load_cached_kernels_lean() -> None:
     cache._convstack_lean = True
 
 
+def _set_up_numba() -> bool:
+    """Import numba, lean where the command asked (:func:`lean_numba_start`); whether
+    imports were blocked for it (then also for a compile that follows)."""
+    # imports are blocked in sys.modules, the whole process's: only from the main
+    # thread, so that no thread of the caller's (the demo renders meanwhile) sees them
+    block = _LEAN and threading.current_thread() is threading.main_thread()
+    if block:
+        _import_numba_lean()
+    if _LEAN:
+        _load_cached_kernels_lean()
+    return block
+
+
 def start_compiler() -> None:
     """Import numba and set up its compiler in this process (idempotent: 0.2 ms after
     the first time).
@@ -145,13 +158,7 @@ def start_compiler() -> None:
     """
     from .convolve import correlate
 
-    # imports are blocked in sys.modules, the whole process's: only from the main
-    # thread, so that no thread of the caller's (the demo renders meanwhile) sees them
-    block = _LEAN and threading.current_thread() is threading.main_thread()
-    if block:
-        _import_numba_lean()
-    if _LEAN:
-        _load_cached_kernels_lean()
+    block = _set_up_numba()
     tiny = np.zeros((16, 16), dtype=np.float32)
     # (a cold cache compiles here: numba's look-up of BLAS blocked as in its import)
     block = block and "numba.np.arraymath" not in sys.modules
@@ -192,21 +199,50 @@ def load_fuse_kernels(
     -----
     Tiny calls of the library's functions load them (16 x 16 images), so they stay the
     signatures that the library itself uses; ``tests/test_startup.py`` checks that a
-    fuse calls every signature loaded here.
+    fuse calls every signature loaded here. On a cold cache the warps compile in a
+    second process (:func:`compile_aside`) while this one compiles the others.
     """
-    start_compiler()
-    if png:  # first: the read-ahead decodes through it from then on
-        from .stack.io import read_image
+    aside = _warps_aside(frame) if warp else None
+    try:
+        start_compiler()
+        if png:  # first: the read-ahead decodes through it from then on
+            from .stack.io import read_image
 
-        read_image(io.BytesIO(_tiny_png()))
+            read_image(io.BytesIO(_tiny_png()))
+        if pyramid:
+            _load_pyramid_kernels(frame)
+    finally:
+        if aside is not None:
+            aside()
     if warp:
-        load_warp_kernels(frame)
-    if pyramid:
-        from .stack.fusion import pyramid_merge
+        load_warp_kernels(frame)  # (on a cold cache, from what the other process filled)
 
-        colour = frame is None or (len(frame[0]) == 3 and frame[0][2] >= 3)
-        tiny = np.zeros((16, 16, 3) if colour else (16, 16), dtype=np.float32)
-        pyramid_merge([tiny, tiny], levels=2)
+
+def _load_pyramid_kernels(frame: tuple[tuple[int, ...], np.dtype[Any]] | None) -> None:
+    """The pyramid merge's kernels of :func:`load_fuse_kernels` (``pyramid``)."""
+    from .stack.fusion import pyramid_merge
+
+    colour = frame is None or (len(frame[0]) == 3 and frame[0][2] >= 3)
+    tiny = np.zeros((16, 16, 3) if colour else (16, 16), dtype=np.float32)
+    pyramid_merge([tiny, tiny], levels=2)
+
+
+def _warps_aside(frame: tuple[tuple[int, ...], np.dtype[Any]] | None) -> Callable[[], Any] | None:
+    """On a cold cache, :func:`load_warp_kernels` started in a second process (the
+    function that waits for it); else None. The warp module's kernels call no other
+    module's (``tests/test_cold_start.py``)."""
+    _set_up_numba()
+    from . import _k_warp
+
+    if not cold_cache(_k_warp.two_pass_columns):
+        return None
+    return compile_aside(__name__, _load_warps_of.__name__, "" if frame is None else frame[1].str)
+
+
+def _load_warps_of(dtype: str) -> None:
+    """:func:`load_warp_kernels` for frames of ``dtype`` (NumPy's ``dtype.str``; ''
+    none given): what the process of :func:`_warps_aside` runs."""
+    load_warp_kernels(((), np.dtype(dtype)) if dtype else None)
 
 
 def load_warp_kernels(frame: tuple[tuple[int, ...], np.dtype[Any]] | None = None) -> None:

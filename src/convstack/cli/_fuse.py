@@ -282,7 +282,6 @@ def run(args: argparse.Namespace) -> int:
     # the reader child that fuse forks inherits them; meanwhile the frames decode
     ahead = _read_ahead(args, frames, zstack)
     try:
-        _preload.start_compiler()
         kernels = _fuse_kernels(args, frames, zstack, science)
         # the PNG reader's kernel only for frames still to decode
         kernels["png"] = kernels["png"] and (ahead is None or not ahead.complete())
