@@ -165,3 +165,12 @@ def test_a_cold_fuse_has_its_warps_compiled_in_a_second_process(tmp_path: Path) 
     warm = run_cold(_FUSE_COMPILES, cache, str(tmp_path / "in"), str(tmp_path / "warm.png"))
     assert not [name for name in warm.split() if name.startswith("convstack._k_warp.")]
     assert (tmp_path / "cold.png").read_bytes() == (tmp_path / "warm.png").read_bytes()
+
+
+def test_compile_aside_starts_nothing_in_a_frozen_application(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frozen application's ``sys.executable`` is the application, not Python."""
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    wait = _preload.compile_aside("os", "mkdir", str(tmp_path / "made"))
+    assert wait() is None and not (tmp_path / "made").exists()

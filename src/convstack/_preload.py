@@ -236,7 +236,8 @@ def _warps_aside(frame: tuple[tuple[int, ...], np.dtype[Any]] | None) -> Callabl
 
     if not cold_cache(_k_warp.two_pass_columns):
         return None
-    return compile_aside(__name__, _load_warps_of.__name__, "" if frame is None else frame[1].str)
+    dtype = "" if frame is None else frame[1].str
+    return compile_aside(__name__, _load_warps_of.__name__, dtype)
 
 
 def _load_warps_of(dtype: str) -> None:
@@ -339,6 +340,8 @@ def compile_aside(module: str, function: str, *args: str) -> Callable[[], int | 
     the same number. Whatever the other process did not compile (it failed, or was ended
     after :data:`ASIDE_TIMEOUT` seconds) compiles in this one at first use, as without it.
     """
+    if getattr(sys, "frozen", False) or not sys.executable:  # no interpreter to run
+        return lambda: None
     try:
         child = subprocess.Popen(
             [sys.executable, "-c", _ASIDE_CODE, json.dumps(sys.path), module, function, *args],
