@@ -141,6 +141,27 @@ def test_image_data_of_the_wrong_size_is_a_read_error_naming_the_file(
         stack_io.read_image(path)
 
 
+def test_image_data_longer_than_the_rows_reads_as_libpng_and_pillow_read_it(
+    tmp_path: Path,
+) -> None:
+    """A zlib stream with one row more than IHDR declares: libpng (with a warning)
+    and Pillow read the declared rows, and so does the reader (fails when the
+    compiled path refuses the file)."""
+    image = np.arange(24, dtype=np.uint8).reshape(4, 6)
+    scanlines = b"".join(b"\x00" + row.tobytes() for row in image) + b"\x00" + bytes(6)
+    header = struct.pack(">IIBBBBB", 6, 4, 8, 0, 0, 0, 0)
+    chunks = [(b"IHDR", header), (b"IDAT", zlib.compress(scanlines)), (b"IEND", b"")]
+    data = b"\x89PNG\r\n\x1a\n" + b"".join(
+        struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        for kind, body in chunks
+    )
+    path = tmp_path / "long.png"
+    path.write_bytes(data)
+    with Image.open(path) as pillow:
+        assert np.array_equal(np.asarray(pillow), image)
+    assert np.array_equal(stack_io.read_image(path), image)
+
+
 def test_corrupt_image_data_is_a_read_error(tmp_path: Path) -> None:
     image = np.random.default_rng(1).integers(0, 256, (16, 16), dtype=np.uint8)
     data = bytearray(_png(image, [4] * 16))

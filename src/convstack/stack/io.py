@@ -342,8 +342,9 @@ def _inflated_png(path: str, data: bytes) -> NDArray[Any] | None:
     :func:`_check_png`), inflated by imagecodecs' libdeflate (which checks the zlib
     stream's Adler-32; about 2.5x zlib's speed) and its rows' filters undone by a
     compiled loop (:func:`convstack._k_png.unfilter_rows`): the pixels libpng gives,
-    at about 0.6x its time on the bug frames. None for other PNGs, and for those with
-    a transparent colour (tRNS), which libpng reads."""
+    at about 0.6x its time on the bug frames. None for other PNGs, for those with a
+    transparent colour (tRNS) and for data that does not inflate into the rows
+    (damaged, or longer than the rows): libpng reads those, or says why not."""
     import imagecodecs
 
     cols, rows = struct.unpack(">II", data[16:24])
@@ -365,7 +366,10 @@ def _inflated_png(path: str, data: bytes) -> NDArray[Any] | None:
             break
         position += 12 + length
     size = rows * (stride + 1)
-    inflated = np.frombuffer(imagecodecs.deflate_decode(b"".join(parts), out=size), np.uint8)
+    try:
+        inflated = np.frombuffer(imagecodecs.deflate_decode(b"".join(parts), out=size), np.uint8)
+    except imagecodecs.DeflateError:  # damaged, or more data than rows: libpng judges
+        return None  # (it reads surplus data with a warning, as Pillow does)
     if inflated.size != size:
         raise FrameReadError(
             f"{path}: its image data inflate to {inflated.size} bytes; {rows} rows of "
