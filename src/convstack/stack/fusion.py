@@ -435,6 +435,17 @@ def _soft_merge(
 
 _F32_MAX = float(np.finfo(np.float32).max)
 
+#: ``tau`` is at least this fraction of the level's largest energy in the first frame
+#: (where a tenth of it is flat, its quantile is 0): relative, so that frames in any
+#: unit merge alike (an absolute 1e-12 turned frames in units of 1e-6 into a blurred
+#: mean); and at least float32's smallest normal number where that frame is all flat.
+TAU_FLOOR = 1e-12
+
+
+def _floored_tau(tau: float, peak: float) -> float:
+    """``tau`` raised to :data:`TAU_FLOOR` of ``peak`` (the level's largest energy)."""
+    return max(tau, TAU_FLOOR * peak, float(np.finfo(np.float32).tiny))
+
 
 def _to_weight_base(energy: F32, tau: float, edge: float = math.inf) -> None:
     """A soft level's raw energy made its weight base ``1 + E / tau``, in place
@@ -458,7 +469,7 @@ def _sharpened(energy: F32, tau: float, edge: float) -> None:
         factor += np.float32(1.0 + 1.0 / edge)
         energy *= factor
     # at most tau * 2**126, so that the base 1 + E' / tau stays finite: E / tau ~ 1e21
-    # (float frames in 16-bit units over a first frame at tau's 1e-12 floor) overflowed
+    # (float frames in 16-bit units over a flat first frame at tau's floor) overflowed
     # and made the weights inf / inf = NaN
     np.minimum(energy, np.float32(min(tau * 2.0**126, _F32_MAX)), out=energy)
 
@@ -540,14 +551,17 @@ class _StreamedQuantile:
         self.high = np.zeros(1 << 16, np.int64)
         self.low: dict[int, NDArray[np.int64]] = {}
         self.ranks: list[tuple[int, int]] = []  # (upper bits, rank among that bin)
+        self.peak = 0.0  # the largest value (after the first pass)
         self._lock = threading.Lock()
 
     def first(self, values: F32) -> None:
         """First pass: count a chunk by its values' upper 16 bits."""
         counts = np.bincount(values.view(np.uint32).ravel() >> 16, minlength=1 << 16)
+        peak = float(values.max()) if values.size else 0.0
         with self._lock:
             self.high += counts
             self.count += values.size
+            self.peak = max(self.peak, peak)
 
     def between(self) -> None:
         """Between the passes: find the bins of the two order statistics."""
@@ -917,7 +931,7 @@ class PyramidAccumulator:
         coefficients (1.4826 times the median magnitude: a frame of a focus stack is
         mostly out of focus, and there the finest level holds only noise), carried to
         level ``k`` by the gain of white noise through the pyramid."""
-        tau = max(_quantile(energy, self.quantile) * self.floor, 1e-12)
+        tau = _floored_tau(_quantile(energy, self.quantile) * self.floor, float(energy.max()))
         if self.noise is None:
             return tau
         if k == 0:
@@ -1154,15 +1168,16 @@ class PyramidAccumulator:
                 self.sigma2 = _MAD_TO_SIGMA**2 * _quantile(scratch, 0.5, in_place=True)
             np.copyto(scratch, energy)
             quantile = _quantile(scratch, self.quantile, in_place=True)
-            self.tau.append(self._tau_from(k, quantile, energy.shape))
+            peak = float(energy.max())
+            self.tau.append(self._tau_from(k, quantile, peak, energy.shape))
             scratch.fill(1.0)
             _to_weight_base(energy, self.tau[k], self._edge(k))
 
-    def _tau_from(self, k: int, quantile: float, shape: tuple[int, ...]) -> float:
-        """``tau`` of strip-made level ``k`` (of ``shape``) from the ``quantile`` of the
-        first frame's raw energies there, as :meth:`_noise_floor` takes it (``sigma2``
-        set already with ``noise``)."""
-        tau = max(quantile * self.floor, 1e-12)
+    def _tau_from(self, k: int, quantile: float, peak: float, shape: tuple[int, ...]) -> float:
+        """``tau`` of strip-made level ``k`` (of ``shape``) from the ``quantile`` and the
+        ``peak`` of the first frame's raw energies there, as :meth:`_noise_floor` takes
+        it (``sigma2`` set already with ``noise``)."""
+        tau = _floored_tau(quantile * self.floor, peak)
         if self.noise is not None:
             gain = _white_gains(shape, self.levels)[k]
             tau = max(tau, self.noise**2 * self.sigma2 * gain)
@@ -1296,7 +1311,7 @@ class PyramidAccumulator:
         if first:
             for k in sorted(taus):
                 level = (sizes[0][k], sizes[1][k])
-                self.tau.append(self._tau_from(k, taus[k].value(), level))
+                self.tau.append(self._tau_from(k, taus[k].value(), taus[k].peak, level))
         self._add_levels(index, coarse, split, first)
 
     def _strip_state(
