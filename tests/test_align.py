@@ -399,7 +399,8 @@ def test_registrar_refuses_a_frame_that_is_not_finite() -> None:
     frames[0] = frames[0].copy()
     frames[0][5, 5] = np.nan
     registrar, _ = _registrar(frames)
-    with pytest.raises(ValueError, match=r"`frames\[0\]` must contain only finite values"):
+    # (refused as it is read, before the registrar's own check; with or without alignment)
+    with pytest.raises(ValueError, match=r"frames\[0\]: 1 sample is NaN or infinite"):
         _chain(registrar)
 
 

@@ -23,7 +23,12 @@ from PIL import Image
 from convstack import limits
 from convstack.cli import main
 from convstack.stack import fuse
-from convstack.stack.errors import FrameMismatchError, FrameReadError, FrameTooLargeError
+from convstack.stack.errors import (
+    FrameMismatchError,
+    FrameReadError,
+    FrameTooLargeError,
+    FrameValueError,
+)
 from convstack.stack.io import read_image
 from test_stack_fusion import two_depth_stack
 
@@ -530,3 +535,38 @@ def test_send_to_a_child_ended_by_a_bad_frame_raises_its_error():
     with ForkedWorker(target) as worker, pytest.raises(FrameReadError, match="frame_7"):
         for _ in range(1000):  # the pipe fills, then breaks once the child has ended
             worker.send(bytes(65536))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_float_frame_with_nan_or_infinity_is_refused_naming_it(bad):
+    """NaN or infinity in a float frame spread through the pyramid into a patch of
+    NaN in the result (7803 NaN values from one 10x10 NaN patch): now an error naming
+    the frame, the count and the first sample's place."""
+    frames = [RNG.random((40, 50, 3)).astype(np.float32) for _ in range(3)]
+    frames[1][5, 7, 1] = bad
+    frames[1][9, 9, 0] = bad
+    with pytest.raises(
+        FrameValueError,
+        match=r"frames\[1\]: 2 samples are NaN or infinite "
+        r"\(the first at row 5, column 7\)",
+    ):
+        fuse(frames, align="none")
+
+
+def test_a_float_tiff_with_nan_is_a_clean_cli_error(tmp_path, capsys):
+    for i in range(3):
+        frame = RNG.random((30, 40)).astype(np.float32)
+        if i == 2:
+            frame[12, 3] = np.nan
+        tifffile.imwrite(tmp_path / f"f{i}.tif", frame)
+    out = tmp_path / "out.tif"
+    assert main(["fuse", str(tmp_path), "-o", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert re.search(r"f2\.tif: 1 sample is NaN or infinite \(the first at row 12, column 3\)", err)
+    assert "Traceback" not in err and not out.exists()
+
+
+def test_an_unsupported_float_dtype_is_named_with_those_supported():
+    frames = [RNG.random((20, 30)).astype(np.float16) for _ in range(2)]
+    with pytest.raises(FrameMismatchError, match="uint8, uint16, float32 or float64; got"):
+        fuse(frames, align="none")

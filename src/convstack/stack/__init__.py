@@ -4,7 +4,14 @@
 paths, streaming; ``sharpness_mask`` and ``weighted_merge`` are the lab's two functions.
 """
 
-from .errors import AlignmentError, FrameMismatchError, FrameReadError, OutputError, StackError
+from .errors import (
+    AlignmentError,
+    FrameMismatchError,
+    FrameReadError,
+    FrameValueError,
+    OutputError,
+    StackError,
+)
 from .fusion import METHODS, weighted_merge
 from .pipeline import DEFAULT_METHOD, FuseResult, fuse
 from .sharpness import sharpness_mask
@@ -14,6 +21,7 @@ __all__ = [
     "METHODS",
     "AlignmentError",
     "FrameMismatchError",
+    "FrameValueError",
     "FrameReadError",
     "FuseResult",
     "OutputError",

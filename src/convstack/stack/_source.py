@@ -22,7 +22,7 @@ from ..limits import max_image_pixels
 from . import io as _io
 from . import raw as _raw
 from . import zstack as _zstack
-from .errors import FrameMismatchError, FrameReadError
+from .errors import FrameMismatchError, FrameReadError, FrameValueError
 from .forked import shared_array
 from .sharpness import to_unit_float
 
@@ -57,6 +57,21 @@ def _finite_range(array: NDArray[Any]) -> tuple[float, float]:
         finite = array[np.isfinite(array)]
         low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
     return low, high
+
+
+def _check_finite(array: NDArray[Any], name: str) -> None:
+    """Raise :class:`FrameValueError` if float frame ``array`` holds NaN or infinity
+    (they would spread through the pyramid into a patch of NaN in the result)."""
+    if np.isfinite(np.min(array)) and np.isfinite(np.max(array)):
+        return
+    bad = ~np.isfinite(array)
+    where, count = np.argwhere(bad)[0], int(bad.sum())
+    samples = "1 sample is" if count == 1 else f"{count} samples are"
+    raise FrameValueError(
+        f"{name}: {samples} NaN or infinite (the first at row "
+        f"{where[0]}, column {where[1]}); focus stacking needs finite values: replace "
+        "them (for example with np.nan_to_num) or crop them away."
+    )
 
 
 def probe_header(
@@ -180,8 +195,11 @@ class FrameSource:
         if array.ndim not in (2, 3) or array.dtype not in DTYPES:
             raise FrameMismatchError(
                 f"{name}: frames must be (rows, cols) or (rows, cols, channels) arrays of "
-                f"uint8, uint16 or float; got shape {array.shape}, dtype {array.dtype}."
+                f"uint8, uint16, float32 or float64; got shape {array.shape}, dtype "
+                f"{array.dtype}."
             )
+        if array.dtype.kind == "f":
+            _check_finite(array, name)
         if self.shape is None:
             self.shape, self.dtype, self.first = array.shape, array.dtype, name
             if array.dtype.kind == "f":

@@ -34,6 +34,10 @@ class FrameMismatchError(StackError, ValueError):
     """Frames disagree in size, channel count or bit depth, or there are too few."""
 
 
+class FrameValueError(StackError, ValueError):
+    """A frame holds samples the stack cannot use (NaN or infinite float values)."""
+
+
 class AlignmentError(StackError):
     """Alignment of a frame to the reference diverged or found no match."""
 
