@@ -5,7 +5,8 @@
     python bench/fusion.py --out /tmp/fb   # also keep every output and 1:1 edge crops
     python bench/fusion.py --memory 10 40  # peak RSS of fuse() on N frames of 2000 x 3000 RGB
     python bench/fusion.py --alternate 5 --cases bug pcb breathing-1 breathing-4
-                                           # convstack (warm; command line) vs focusweave in turn
+                                           # convstack (warm; command line; handed to a
+                                           # `convstack serve`) vs focusweave in turn
     python bench/fusion.py --alternate 5 --interpolations cubic quintic --cases bug pcb
                                            # the default fuse with each warp in turn (warm)
     python bench/fusion.py --warp 5        # warp of a rotated PCB frame vs OpenCV, best of 5
@@ -51,6 +52,7 @@ import argparse
 import compileall
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -422,20 +424,44 @@ def alternate(name: str, paths: list[Path], align: str, rounds: int) -> None:
         # at install, and focusweave's was): where PYTHONDONTWRITEBYTECODE is set (this VM)
         # an editable checkout would otherwise compile every module at each start (~75 ms).
         compileall.compile_dir(Path(convstack.__file__).parent, quiet=1)
-        times: dict[str, list[float]] = {"ours": [], "ours CLI": [], "fw": []}
+        # the command run here (no server), and handed to a `convstack serve` of its own
+        here = {**os.environ, "CONVSTACK_SERVER_SOCKET": str(work / "none.sock")}
+        served = {**os.environ, "CONVSTACK_SERVER_SOCKET": str(work / "run" / "server.sock")}
+        server = start_server(work / "run" / "server.sock")
+        times: dict[str, list[float]] = {"ours": [], "ours CLI": [], "served": [], "fw": []}
         for _ in range(rounds):
             for key, job in (
                 ("ours", lambda: ours(DEFAULT_METHOD)(paths, out, align)),
                 ("fw", lambda: subprocess.run(fw_args, check=True, capture_output=True)),
-                ("ours CLI", lambda: subprocess.run(cli_args, check=True)),
+                ("ours CLI", lambda: subprocess.run(cli_args, check=True, env=here)),
+                ("fw", lambda: subprocess.run(fw_args, check=True, capture_output=True)),
+                ("served", lambda: subprocess.run(cli_args, check=True, env=served)),
                 ("fw", lambda: subprocess.run(fw_args, check=True, capture_output=True)),
             ):
                 out.unlink(missing_ok=True)
                 times[key].append(timed(job))
+        server.send_signal(signal.SIGINT)
+        server.wait(30)
         cells = [f"{min(t):.2f} / {statistics.median(t):.2f}" for t in times.values()]
-        print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+        fw = statistics.median(times["fw"])
+        ratios = [f"{statistics.median(times[k]) / fw:.2f}" for k in ("ours", "ours CLI", "served")]
+        print(f"| {name} | " + " | ".join(cells + ratios) + " |", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def start_server(socket: Path) -> subprocess.Popen[bytes]:
+    """A `convstack serve` on ``socket``, once it listens."""
+    server = subprocess.Popen(
+        ["convstack", "serve", "--socket", str(socket)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while not socket.exists():
+        if server.poll() is not None:
+            raise RuntimeError("convstack serve ended")
+        time.sleep(0.05)
+    return server
 
 
 def alternate_interpolations(
@@ -576,8 +602,11 @@ def main(argv: list[str] | None = None) -> int:
         print("| stack | " + " | ".join(heads) + " |")
         print("|---|" + "---:|" * len(heads))
     elif args.alternate:
-        print("| stack | convstack warm min / median | convstack CLI | focusweave |")
-        print("|---|---:|---:|---:|")
+        print(
+            "| stack | convstack warm min / median | CLI | CLI served | focusweave "
+            "| warm / fw | CLI / fw | served / fw |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
     try:
         cases: list[tuple[str, Any]] = []
         names = QUICK if args.quick else tuple(SYNTHETIC)

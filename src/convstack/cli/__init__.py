@@ -45,6 +45,7 @@ _COMMANDS = {
     "extrema": "_extrema",
     "lab": "_lab",
     "view": "_view",
+    "serve": "_serve",
 }
 
 

@@ -1,0 +1,195 @@
+"""`convstack serve`: a resident process that runs later ``convstack`` commands.
+
+A command's own start (Python's imports, numba's set-up, the kernels' loads) costs
+0.2-0.35 s, a third to a half of a small stack's fuse. The server pays it once, then
+forks a process per command that the ``convstack`` program hands over
+(``convstack_launch``): the child takes the caller's arguments, working folder, umask,
+environment and standard streams (its file descriptors, passed over the socket), runs
+the command as a fresh process would, and sends back the exit status. The caller
+forwards Ctrl-C and termination to it.
+
+Safety: the socket lives in a folder made mode 0700, and each connection's peer must be
+this user (``SO_PEERCRED``); a caller whose package files or settings differ from the
+server's is refused, and runs the command itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import socket
+import struct
+import sys
+import time
+from typing import Any
+
+import convstack_launch as launch
+
+from ._common import UserError
+
+#: Minutes without a command after which the server ends (default of ``--idle``).
+IDLE_MINUTES = 60.0
+
+
+def register(subparsers: Any) -> None:
+    """Add the `serve` subcommand."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="stay running and start later convstack commands at once (no start-up)",
+        description=(
+            "Load convstack (NumPy, numba, the compiled kernels) once and wait: later "
+            "`convstack` commands of this user, with the same installation and "
+            "CONVSTACK_/NUMBA_/PYTHON settings, run in a process forked from this one, "
+            "0.2-0.35 s sooner. Ctrl-C stops it; it also ends after --idle minutes "
+            "without a command."
+        ),
+    )
+    parser.add_argument(
+        "--idle",
+        type=float,
+        default=IDLE_MINUTES,
+        metavar="MINUTES",
+        help=f"end after this many minutes without a command (default {IDLE_MINUTES:g})",
+    )
+    parser.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="the socket to listen on (default: $CONVSTACK_SERVER_SOCKET, else "
+        "convstack/server.sock in $XDG_RUNTIME_DIR or /tmp/convstack-UID); its folder "
+        "is made mode 0700",
+    )
+    parser.set_defaults(func=run)
+
+
+def _warm_up() -> None:
+    """What a fresh command would import and load, done once here: the fuse command's
+    modules and kernels (8- and 16-bit frames, grey and colour, PNG)."""
+    import numpy as np
+
+    from .. import _preload
+    from . import _fuse  # noqa: F401  (imported for the children)
+
+    for dtype in (np.uint8, np.uint16):
+        for shape in ((16, 16, 3), (16, 16)):
+            _preload.load_fuse_kernels(frame=(shape, np.dtype(dtype)), pyramid=True, png=True)
+    gc.collect()
+    gc.freeze()  # (the children's collections never walk what is loaded here)
+
+
+def _listen(path: str) -> socket.socket:
+    """The listening socket at ``path``, in a folder of this user's only."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    if not launch.private_folder(path):
+        raise UserError(f"--socket {path}: its folder must be yours and mode 0700.")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        if os.path.exists(path):
+            os.unlink(path)  # a server that ended without removing it
+    else:
+        raise UserError(f"a server is running on {path} already.")
+    finally:
+        probe.close()
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(16)
+    server.settimeout(1.0)
+    return server
+
+
+def _peer_is_me(connection: socket.socket) -> bool:
+    """Whether the process at the other end runs as this user."""
+    size = struct.calcsize("3i")
+    credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, size)
+    _, uid, _ = struct.unpack("3i", credentials)
+    return uid == os.getuid()
+
+
+def _serve_one(server: socket.socket, connection: socket.socket, expected: list[Any]) -> int | None:
+    """Take one request; fork its process (its pid; None if refused)."""
+    if not _peer_is_me(connection):  # (before reading a byte of it)
+        return None
+    request, fds = launch.receive(connection, fds=3)
+    try:
+        if request is None or len(fds) != 3:
+            return None
+        if request.get("fingerprint") != expected:
+            launch.send(connection, {"refused": "another installation or settings"})
+            return None
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the command's process: never returns
+            server.close()
+            _run_command(connection, request, fds)
+        print(f"convstack serve: {' '.join(request['argv'])} (process {pid})", flush=True)
+        return pid
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _run_command(connection: socket.socket, request: dict[str, Any], fds: list[int]) -> None:
+    """In the forked child: become the caller's command, run it, send its status."""
+    code = 1
+    try:
+        os.setpgid(0, 0)  # Ctrl-C at the server's terminal is not the command's
+        os.chdir(request["cwd"])
+        os.umask(int(request["umask"]))
+        os.environ.clear()
+        os.environ.update(request["env"])
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        launch.send(connection, {"pid": os.getpid()})
+        sys.argv = ["convstack", *request["argv"]]
+        from . import main
+
+        code = main()
+    except BaseException:  # the command's own errors are printed by main
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            launch.send(connection, {"code": code})
+        finally:
+            os._exit(code)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the subcommand."""
+    if args.idle <= 0:
+        raise UserError(f"--idle must be a positive number of minutes; got {args.idle:g}.")
+    path = args.socket or launch.socket_path()
+    _warm_up()
+    expected = launch.fingerprint()
+    server = _listen(path)
+    children: set[int] = set()
+    print(f"convstack serve: listening on {path} (Ctrl-C to stop)", flush=True)
+    last = time.monotonic()
+    try:
+        while children or time.monotonic() - last < args.idle * 60.0:
+            while children:  # reap the commands that ended
+                ended, _ = os.waitpid(-1, os.WNOHANG)
+                if ended == 0:
+                    break
+                children.discard(ended)
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                last = time.monotonic()
+                pid = _serve_one(server, connection, expected)
+                if pid is not None:
+                    children.add(pid)
+    finally:
+        server.close()
+        if os.path.exists(path):
+            os.unlink(path)
+    return 0
