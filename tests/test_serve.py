@@ -157,3 +157,29 @@ def test_the_program_imports_only_the_standard_library_to_hand_over() -> None:
            "or m.startswith('convstack') and m != 'convstack_launch'))"  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_a_command_after_a_pause_runs_in_a_process_warmed_up_ahead(
+    server: Server, tmp_path: Path
+) -> None:
+    """While no command runs the server readies a process (a small fuse done ahead);
+    a command that finds it ready runs there (fails with a process forked per request
+    only). The first command is served whether or not one is ready."""
+    deadline = time.monotonic() + 120
+    while "warmed up" not in server.log.read_text():
+        assert time.monotonic() < deadline, server.log.read_text()
+        time.sleep(0.5)
+        assert run(["fuse", "missing", "-o", "x.png"], tmp_path, server.socket).returncode == 1
+    write_frames(tmp_path / "in", "rgb8")
+    time.sleep(0.5)
+    deadline = time.monotonic() + 120
+    while True:  # (the next spare warms up after the last command ended)
+        done = run(["fuse", "in", "-o", "w.png", "--quiet", "--force"], tmp_path, server.socket)
+        assert done.returncode == 0, done.stderr
+        if server.log.read_text().splitlines()[-1].endswith(", warmed up)"):
+            break
+        assert time.monotonic() < deadline
+        time.sleep(1.0)
+    here = run(["fuse", "in", "-o", "here.png", "--quiet"], tmp_path, tmp_path / "none.sock")
+    assert here.returncode == 0, here.stderr
+    assert (tmp_path / "w.png").read_bytes() == (tmp_path / "here.png").read_bytes()
