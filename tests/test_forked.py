@@ -165,13 +165,14 @@ def worker_kind(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("switch", "least", "expected"),
+    ("switch", "least", "cores", "expected"),
     [
-        (None, None, "threaded"),  # 2000 pixels: under FORK_MIN_PIXELS
-        (None, 2000, "forked"),  # at the threshold
-        (None, 2001, "threaded"),
-        ("1", None, "forked"),  # forced
-        ("0", 2000, "threaded"),  # never
+        (None, None, 4, "threaded"),  # 2000 pixels: under FORK_MIN_PIXELS
+        (None, 2000, 4, "forked"),  # at the threshold
+        (None, 2001, 4, "threaded"),
+        (None, 2000, 2, "threaded"),  # under FORK_MIN_CORES: any size
+        ("1", None, 2, "forked"),  # forced
+        ("0", 2000, 4, "threaded"),  # never
     ],
 )
 def test_small_frames_are_read_in_a_thread_unless_forced(
@@ -179,6 +180,7 @@ def test_small_frames_are_read_in_a_thread_unless_forced(
     worker_kind: list[str],
     switch: str | None,
     least: int | None,
+    cores: int,
     expected: str,
 ) -> None:
     from convstack.stack import _schedule, fuse
@@ -189,6 +191,7 @@ def test_small_frames_are_read_in_a_thread_unless_forced(
         monkeypatch.setenv(forked.ENVIRONMENT_SWITCH, switch)
     if least is not None:
         monkeypatch.setattr(_schedule, "FORK_MIN_PIXELS", least)
+    monkeypatch.setattr(_schedule, "_cores", lambda: cores)
     result = fuse(_small_stack(), align="translation")
     assert worker_kind == [expected]
     assert result.image.shape == (40, 50, 3)
