@@ -183,3 +183,14 @@ def test_a_command_after_a_pause_runs_in_a_process_warmed_up_ahead(
     here = run(["fuse", "in", "-o", "here.png", "--quiet"], tmp_path, tmp_path / "none.sock")
     assert here.returncode == 0, here.stderr
     assert (tmp_path / "w.png").read_bytes() == (tmp_path / "here.png").read_bytes()
+
+
+def test_serve_says_where_it_cannot_run(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Without peer credentials (macOS, Windows) the server refuses to start, by name."""
+    import socket as sockets
+
+    from convstack.cli import main
+
+    monkeypatch.delattr(sockets, "SO_PEERCRED", raising=False)
+    assert main(["serve", "--socket", "/nonexistent/s.sock"]) == 1
+    assert "convstack serve needs fork and Unix sockets" in capsys.readouterr().err

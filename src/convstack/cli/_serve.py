@@ -257,6 +257,9 @@ def run(args: argparse.Namespace) -> int:
     """Run the subcommand."""
     if args.idle <= 0:
         raise UserError(f"--idle must be a positive number of minutes; got {args.idle:g}.")
+    if not (hasattr(os, "fork") and hasattr(socket, "SO_PEERCRED") and hasattr(socket, "AF_UNIX")):
+        raise UserError("convstack serve needs fork and Unix sockets with peer credentials "
+                        "(Linux); commands run as usual without it.")  # fmt: skip
     path = args.socket or launch.socket_path()
     _warm_up()
     expected = launch.fingerprint()
