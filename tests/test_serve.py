@@ -194,3 +194,24 @@ def test_serve_says_where_it_cannot_run(monkeypatch: pytest.MonkeyPatch, capsys)
     monkeypatch.delattr(sockets, "SO_PEERCRED", raising=False)
     assert main(["serve", "--socket", "/nonexistent/s.sock"]) == 1
     assert "convstack serve needs fork and Unix sockets" in capsys.readouterr().err
+
+
+def test_a_readied_process_ended_by_a_signal_leaves_the_server_serving(
+    server: Server, tmp_path: Path
+) -> None:
+    """SIGTERM to the process the server readied (a `pkill`) ends it alone: it must not
+    unwind into the server's code, which would remove the server's socket (fails then)."""
+    deadline = time.monotonic() + 120
+    spare: list[int] = []
+    while not spare:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+        children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        if not children.exists():
+            pytest.skip("no /proc/PID/task/TID/children here to find the readied process")
+        spare = [int(pid) for pid in children.read_text().split()]
+    os.kill(spare[0], signal.SIGTERM)
+    time.sleep(1.0)
+    assert server.socket.exists() and server.process.poll() is None
+    assert run(["fuse", "missing", "-o", "x.png"], tmp_path, server.socket).returncode == 1
+    assert server.served() == ["fuse missing -o x.png"]

@@ -120,11 +120,14 @@ class _Spare:
         sys.stdout.flush()
         sys.stderr.flush()
         self.pid = os.fork()
-        if self.pid == 0:  # never returns
-            server.close()
-            self.channel.close()
-            os.setpgid(0, 0)  # Ctrl-C at the server's terminal is not the command's
-            _spare_life(theirs)
+        if self.pid == 0:  # never returns: nothing unwinds into the server's code
+            try:
+                server.close()
+                self.channel.close()
+                os.setpgid(0, 0)  # Ctrl-C at the server's terminal is not the command's
+                _spare_life(theirs)
+            finally:
+                os._exit(1)
         theirs.close()
         self.channel.setblocking(False)
 
@@ -214,9 +217,12 @@ def _serve_one(
             sys.stderr.flush()
             pid = os.fork()
             if pid == 0:  # the command's process: never returns
-                server.close()
-                os.setpgid(0, 0)
-                _run_command(connection, request, fds)
+                try:
+                    server.close()
+                    os.setpgid(0, 0)
+                    _run_command(connection, request, fds)
+                finally:
+                    os._exit(1)
         how = ", warmed up" if warmed else ""
         print(f"convstack serve: {' '.join(request['argv'])} (process {pid}{how})", flush=True)
         return pid
