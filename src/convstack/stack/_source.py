@@ -50,20 +50,13 @@ def frame_name(item: Any, index: int) -> str:
     return f"frames[{index}]"
 
 
-def _finite_range(array: NDArray[Any]) -> tuple[float, float]:
-    """The least and the largest finite value in ``array`` ((0, 0) if none)."""
+def _extremes(array: NDArray[Any], name: str) -> tuple[float, float]:
+    """The least and the largest sample of float frame ``array``; a
+    :class:`FrameValueError` if it holds NaN or infinity (they would spread through the
+    pyramid into a patch of NaN in the result)."""
     low, high = float(np.min(array)), float(np.max(array))
-    if not (np.isfinite(low) and np.isfinite(high)):
-        finite = array[np.isfinite(array)]
-        low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
-    return low, high
-
-
-def _check_finite(array: NDArray[Any], name: str) -> None:
-    """Raise :class:`FrameValueError` if float frame ``array`` holds NaN or infinity
-    (they would spread through the pyramid into a patch of NaN in the result)."""
-    if np.isfinite(np.min(array)) and np.isfinite(np.max(array)):
-        return
+    if np.isfinite(low) and np.isfinite(high):
+        return low, high
     bad = ~np.isfinite(array)
     where, count = np.argwhere(bad)[0], int(bad.sum())
     samples = "1 sample is" if count == 1 else f"{count} samples are"
@@ -198,13 +191,11 @@ class FrameSource:
                 f"uint8, uint16, float32 or float64; got shape {array.shape}, dtype "
                 f"{array.dtype}."
             )
-        if array.dtype.kind == "f":
-            _check_finite(array, name)
+        extremes = _extremes(array, name) if array.dtype.kind == "f" else (0.0, 0.0)
         if self.shape is None:
             self.shape, self.dtype, self.first = array.shape, array.dtype, name
             if array.dtype.kind == "f":
-                low, high = _finite_range(array)
-                self.scale = max(1.0, high, -low)
+                self.scale = max(1.0, extremes[1], -extremes[0])
                 self.ranges = shared_array((len(self.items), 2), np.float64)
         elif array.shape != self.shape or array.dtype != self.dtype:
             raise FrameMismatchError(
@@ -212,10 +203,11 @@ class FrameSource:
                 f"the reference frame {self.first} ({self.shape}, {self.dtype}); "
                 "all frames must have the same size, channels and bit depth."
             )
-        if self.scale != 1.0:
+        if self.scale != 1.0:  # (float frames only: integers keep the scale 1)
             array = array / array.dtype.type(self.scale)
+            extremes = _extremes(array, name)  # (finite still: divided by >= 1)
         if self.ranges is not None:
-            self.ranges[index] = _finite_range(array)
+            self.ranges[index] = extremes
         return array
 
     def float_range(self) -> tuple[float, float]:
