@@ -51,6 +51,7 @@ __all__ = [
     "load_fuse_kernels",
     "load_warp_kernels",
     "start_compiler",
+    "warps_aside",
 ]
 
 #: Whether :func:`start_compiler` sets numba up lean (see :func:`lean_numba_start`).
@@ -227,17 +228,23 @@ def _load_pyramid_kernels(frame: tuple[tuple[int, ...], np.dtype[Any]] | None) -
     pyramid_merge([tiny, tiny], levels=2)
 
 
-def _warps_aside(frame: tuple[tuple[int, ...], np.dtype[Any]] | None) -> Callable[[], Any] | None:
-    """On a cold cache, :func:`load_warp_kernels` started in a second process (the
-    function that waits for it); else None. The warp module's kernels call no other
-    module's (``tests/test_cold_start.py``)."""
+def warps_aside(module: str, function: str, *args: str) -> Callable[[], Any] | None:
+    """On a cold cache of the warp kernels, ``module.function(*args)`` (loads of warps
+    only) started in a second process by :func:`compile_aside` (the function that
+    waits for it); else None. The warp module's kernels call no other module's
+    (``tests/test_cold_start.py``), so this process may compile all the others."""
     _set_up_numba()
     from . import _k_warp
 
     if not cold_cache(_k_warp.two_pass_columns):
         return None
+    return compile_aside(module, function, *args)
+
+
+def _warps_aside(frame: tuple[tuple[int, ...], np.dtype[Any]] | None) -> Callable[[], Any] | None:
+    """:func:`warps_aside` of :func:`load_warp_kernels` for ``frame``."""
     dtype = "" if frame is None else frame[1].str
-    return compile_aside(__name__, _load_warps_of.__name__, dtype)
+    return warps_aside(__name__, _load_warps_of.__name__, dtype)
 
 
 def _load_warps_of(dtype: str) -> None:

@@ -98,12 +98,9 @@ def _load_kernels(frame: tuple[int, ...]) -> None:
     After a fresh install (a cold cache) a second process compiles the warps
     (:func:`_load_warps`) meanwhile: 10-11 s of compiling, 4-5 s of it there.
     """
-    from .. import _k_warp
     from ..metrics import ssim
 
-    aside = None
-    if _preload.cold_cache(_k_warp.two_pass_columns):
-        aside = _preload.compile_aside(__name__, _load_warps.__name__)
+    aside = _preload.warps_aside(__name__, _load_warps.__name__)
     try:
         frames = (frame, np.dtype(np.uint16))
         _preload.load_fuse_kernels(warp=False, frame=frames, pyramid=True, png=True)
