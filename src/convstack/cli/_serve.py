@@ -209,9 +209,9 @@ def _serve_one(
         if request.get("fingerprint") != expected:
             launch.send(connection, {"refused": "another installation or settings"})
             return None
-        warmed = spare is not None and spare.ready()
-        if spare is not None and warmed:
-            pid = spare.take(request, connection, fds)
+        how = ""
+        if spare is not None and spare.ready():
+            pid, how = spare.take(request, connection, fds), ", warmed up"
         else:
             sys.stdout.flush()
             sys.stderr.flush()
@@ -223,7 +223,6 @@ def _serve_one(
                     _run_command(connection, request, fds)
                 finally:
                     os._exit(1)
-        how = ", warmed up" if warmed else ""
         print(f"convstack serve: {' '.join(request['argv'])} (process {pid}{how})", flush=True)
         return pid
     finally:
