@@ -122,43 +122,40 @@ def _hand_over(arguments: list[str]) -> int | None:
     import signal
     import socket
 
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        connection.connect(path)
-        mask = os.umask(0)
-        os.umask(mask)
-        request = {
-            "argv": arguments,
-            "cwd": os.getcwd(),
-            "umask": mask,
-            "env": dict(os.environ),
-            "fingerprint": fingerprint(),
-        }
-        send(connection, request, [0, 1, 2])
-        reply, _ = receive(connection)
-    except OSError:
-        connection.close()
-        return None
-    if reply is None or "pid" not in reply:
-        connection.close()
-        return None  # refused (another version or settings): here, as ever
-    pid = int(reply["pid"])
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        try:
+            connection.connect(path)
+            mask = os.umask(0)
+            os.umask(mask)
+            request = {
+                "argv": arguments,
+                "cwd": os.getcwd(),
+                "umask": mask,
+                "env": dict(os.environ),
+                "fingerprint": fingerprint(),
+            }
+            send(connection, request, [0, 1, 2])
+            reply, _ = receive(connection)
+        except OSError:
+            return None
+        if reply is None or "pid" not in reply:
+            return None  # refused (another version or settings): here, as ever
+        pid = int(reply["pid"])
 
-    def forward(signum: int, frame: object) -> None:
-        try:  # noqa: SIM105  (contextlib's import: more time than this)
-            os.kill(pid, signum)
-        except OSError:  # it has ended
-            pass
+        def forward(signum: int, frame: object) -> None:
+            try:  # noqa: SIM105  (contextlib's import: more time than this)
+                os.kill(pid, signum)
+            except OSError:  # it has ended
+                pass
 
-    for name in ("SIGINT", "SIGTERM", "SIGHUP"):
-        number = getattr(signal, name)
-        if signal.getsignal(number) is not signal.SIG_IGN:
-            signal.signal(number, forward)
-    try:
-        done, _ = receive(connection)
-    except OSError:
-        done = None
-    connection.close()
+        for name in ("SIGINT", "SIGTERM", "SIGHUP"):
+            number = getattr(signal, name)
+            if signal.getsignal(number) is not signal.SIG_IGN:
+                signal.signal(number, forward)
+        try:
+            done, _ = receive(connection)
+        except OSError:
+            done = None
     if done is None:
         print("convstack: the server's process ended without an exit status", file=sys.stderr)
         return 1
