@@ -93,25 +93,37 @@ def send(connection: socket.socket, message: dict[str, Any], fds: list[int] | No
 
 def receive(connection: socket.socket, fds: int = 0) -> tuple[dict[str, Any] | None, list[int]]:
     """Receive one message of :func:`send` (None at the end of the stream, or if it
-    is not a dict) and up to ``fds`` file descriptors sent with it."""
+    is not a dict) and up to ``fds`` file descriptors sent with it. Reads that message's
+    bytes only: the next one stays for the next call."""
     import marshal
     import socket
 
-    data = b""
     received: list[int] = []
-    while len(data) < 4 or len(data) < 4 + int.from_bytes(data[:4], "big"):
-        if fds and not data:
-            chunk, received, _, _ = socket.recv_fds(connection, 1 << 16, fds)
-        else:
-            chunk = connection.recv(1 << 16)
-        if not chunk:
-            return None, received
-        data += chunk
+    if fds:
+        first, received, _, _ = socket.recv_fds(connection, 4, fds)
+    else:
+        first = connection.recv(4)
+    header = _exactly(connection, first, 4)
+    if header is None:
+        return None, received
+    data = _exactly(connection, b"", int.from_bytes(header, "big"))
+    if data is None:
+        return None, received
     try:
-        message = marshal.loads(data[4:])
+        message = marshal.loads(data)
     except (EOFError, ValueError, TypeError):
         return None, received
     return (message if isinstance(message, dict) else None), received
+
+
+def _exactly(connection: socket.socket, data: bytes, size: int) -> bytes | None:
+    """``data`` completed to ``size`` bytes from ``connection`` (None if it ends first)."""
+    while len(data) < size:
+        chunk = connection.recv(size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
 
 
 def _hand_over(arguments: list[str]) -> int | None:

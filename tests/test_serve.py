@@ -219,3 +219,22 @@ def test_a_readied_process_ended_by_a_signal_leaves_the_server_serving(
         assert time.monotonic() < deadline, server.log.read_text()
         time.sleep(0.5)
         assert run(["fuse", "missing", "-o", "x.png"], tmp_path, server.socket).returncode == 1
+
+
+def test_messages_sent_back_to_back_are_received_one_by_one() -> None:
+    """The command's pid and its exit status can reach the caller in one read: each
+    receive takes its own message's bytes only (the status was lost, and a fast command
+    reported "ended without an exit status")."""
+    import socket
+
+    import convstack_launch as launch
+
+    ours, theirs = socket.socketpair()
+    theirs.settimeout(5.0)  # (a message lost is a timeout, not a hang)
+    with ours, theirs:
+        launch.send(ours, {"pid": 12})
+        launch.send(ours, {"code": 1})
+        assert launch.receive(theirs) == ({"pid": 12}, [])
+        assert launch.receive(theirs) == ({"code": 1}, [])
+        ours.shutdown(socket.SHUT_WR)
+        assert launch.receive(theirs) == (None, [])
