@@ -221,6 +221,51 @@ def test_a_readied_process_ended_by_a_signal_leaves_the_server_serving(
         assert run(["fuse", "missing", "-o", "x.png"], tmp_path, server.socket).returncode == 1
 
 
+def test_serve_refuses_a_non_positive_idle_time(capsys) -> None:
+    from convstack.cli import main
+
+    assert main(["serve", "--idle", "0"]) == 1
+    assert "--idle must be a positive number of minutes; got 0." in capsys.readouterr().err
+
+
+def test_serve_refuses_a_socket_folder_others_may_enter(tmp_path: Path, capsys) -> None:
+    """The folder exists with mode 0755: refused by name, before the kernels load."""
+    from convstack.cli import main
+
+    folder = tmp_path / "open"
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    assert main(["serve", "--socket", str(folder / "s.sock")]) == 1
+    err = capsys.readouterr().err
+    assert f"--socket {folder / 's.sock'}: its folder must be yours and mode 0700." in err
+    assert not (folder / "s.sock").exists()
+
+
+def test_a_served_process_killed_outright_is_reported_by_the_caller(
+    server: Server, tmp_path: Path
+) -> None:
+    """SIGKILL to the command's process in the server (no status sent): the caller
+    says so and exits 1, and the server goes on."""
+    caller = subprocess.Popen(
+        [*PROGRAM, "demo", "--out", "d", "--size", "1600", "2000", "--frames", "12"],
+        cwd=tmp_path,
+        env={**os.environ, "CONVSTACK_SERVER_SOCKET": str(server.socket)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while "(process" not in server.log.read_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    line = next(x for x in server.log.read_text().splitlines() if "(process" in x)
+    os.kill(int(line.split("(process ")[1].split(")")[0].split(",")[0]), signal.SIGKILL)
+    _, err = caller.communicate(timeout=60)
+    assert caller.returncode == 1
+    assert "convstack: the server's process ended without an exit status" in err
+    assert server.process.poll() is None
+
+
 def test_messages_sent_back_to_back_are_received_one_by_one() -> None:
     """The command's pid and its exit status can reach the caller in one read: each
     receive takes its own message's bytes only (the status was lost, and a fast command
