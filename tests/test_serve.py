@@ -228,9 +228,14 @@ def test_serve_refuses_a_non_positive_idle_time(capsys) -> None:
     assert "--idle must be a positive number of minutes; got 0." in capsys.readouterr().err
 
 
-def test_serve_refuses_a_socket_folder_others_may_enter(tmp_path: Path, capsys) -> None:
+def test_serve_refuses_a_socket_folder_others_may_enter(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The folder exists with mode 0755: refused by name, before the kernels load."""
-    from convstack.cli import main
+    from convstack.cli import _serve, main
+
+    loads: list[bool] = []
+    monkeypatch.setattr(_serve, "_warm_up", lambda: loads.append(True))
 
     folder = tmp_path / "open"
     folder.mkdir(mode=0o755)
@@ -238,7 +243,7 @@ def test_serve_refuses_a_socket_folder_others_may_enter(tmp_path: Path, capsys) 
     assert main(["serve", "--socket", str(folder / "s.sock")]) == 1
     err = capsys.readouterr().err
     assert f"--socket {folder / 's.sock'}: its folder must be yours and mode 0700." in err
-    assert not (folder / "s.sock").exists()
+    assert not (folder / "s.sock").exists() and loads == []
 
 
 def test_a_served_process_killed_outright_is_reported_by_the_caller(

@@ -78,8 +78,10 @@ def _warm_up() -> None:
     gc.freeze()  # (the children's collections never walk what is loaded here)
 
 
-def _listen(path: str) -> socket.socket:
-    """The listening socket at ``path``, in a folder of this user's only."""
+def _claim(path: str) -> None:
+    """Check, before anything loads, that ``path`` may be listened on: its folder this
+    user's only (made so if missing), no server there already (a socket left by one
+    that ended is removed)."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, mode=0o700, exist_ok=True)
     if not launch.private_folder(path):
@@ -94,6 +96,10 @@ def _listen(path: str) -> socket.socket:
         raise UserError(f"a server is running on {path} already.")
     finally:
         probe.close()
+
+
+def _listen(path: str) -> socket.socket:
+    """The listening socket at ``path`` (checked by :func:`_claim`)."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(16)
@@ -266,6 +272,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("convstack serve needs fork and Unix sockets with peer credentials "
                         "(Linux); commands run as usual without it.")  # fmt: skip
     path = args.socket or launch.socket_path()
+    _claim(path)  # (refused in a moment, not after the loads)
     _warm_up()
     expected = launch.fingerprint()
     server = _listen(path)
