@@ -37,8 +37,8 @@ Methods (one run, same files)
   mean         plain per-pixel mean, no alignment
   lab          the lab's recipe: |Laplacian| masks, weighted mean, automatic gamma, no alignment
   <ours>       convstack.stack.fuse(paths, method=...) for every method (similarity alignment,
-               except 'none' on the aligned/halo stacks, as for the peers); pyramid-nf3,
-               pyramid-c and pyramid-near: 'pyramid' with noise_floor=3,
+               except 'none' on the aligned/halo stacks, as for the peers); pyramid-nf0,
+               pyramid-c and pyramid-near: 'pyramid' with noise_floor=None (off),
                interpolation='cubic' (the default: 'quintic') and prefer='near'
   enfuse       align_image_stack -m -a (reference frame first) + enfuse focus-stacking options
   focusweave   focusweave FOLDER --keep-size (its defaults: middle reference, sharpness 4)
@@ -200,7 +200,7 @@ def available_methods() -> dict[str, Callable[[list[Path], Path, str], None]]:
     }
     for name in METHODS:
         methods[name] = ours(name)
-    methods["pyramid-nf3"] = ours("pyramid", noise_floor=3.0)
+    methods["pyramid-nf0"] = ours("pyramid", noise_floor=None)
     methods["pyramid-c"] = ours("pyramid", interpolation="cubic")
     methods["pyramid-near"] = ours("pyramid", prefer="near")
     if shutil.which("enfuse") and shutil.which("align_image_stack"):

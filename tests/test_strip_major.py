@@ -190,6 +190,12 @@ def test_accumulator_strip_major_equals_add_and_result() -> None:
                 lambda i, lo, hi, p=planar: p[i][..., lo:hi, :].copy(), [0, 1, 2], depth, np.uint16
             )
             np.testing.assert_array_equal(got, expected)
+            # the noise floor's measure (issue 16), streamed or not, is one value
+            assert strips.sigma2 == whole.sigma2
+            if "noise" in options:
+                single = F.PyramidAccumulator(strip_rows=None, **options)
+                single.add(0, frames[0])
+                assert single.sigma2 == whole.sigma2 > 0
 
 
 def test_add_coarse_needs_two_levels() -> None:

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .. import _preload, _writer
-from ..stack import DEFAULT_METHOD, METHODS, OutputError, StackError, fuse
+from ..stack import DEFAULT_METHOD, DEFAULT_NOISE_FLOOR, METHODS, OutputError, StackError, fuse
 from ..stack import io as _io
 from ..stack.align import MODELS
 from ..stack.depth import depth_to_image
@@ -131,9 +131,11 @@ def add_merge_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--noise-floor",
         type=_noise_floor,
+        default=DEFAULT_NOISE_FLOOR,
         metavar="Z",
         help="pyramid: average the frames where no frame's detail stands Z sigmas of the "
-        "measured noise above it (quieter out-of-focus backgrounds; try 3); off by default",
+        f"measured noise above it (quieter out-of-focus backgrounds; default "
+        f"{DEFAULT_NOISE_FLOOR:g}; 'off' picks grain by grain)",
     )
     parser.add_argument(
         "--memory-limit",

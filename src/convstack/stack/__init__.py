@@ -12,12 +12,13 @@ from .errors import (
     OutputError,
     StackError,
 )
-from .fusion import METHODS, weighted_merge
+from .fusion import DEFAULT_NOISE_FLOOR, METHODS, weighted_merge
 from .pipeline import DEFAULT_METHOD, FuseResult, fuse
 from .sharpness import sharpness_mask
 
 __all__ = [
     "DEFAULT_METHOD",
+    "DEFAULT_NOISE_FLOOR",
     "METHODS",
     "AlignmentError",
     "FrameMismatchError",
