@@ -532,7 +532,7 @@ def _white_gains(shape: tuple[int, ...], levels: int) -> list[float]:
     return _WHITE_GAINS[key]
 
 
-def noise_half_sums(squared: NDArray[Any]) -> NDArray[np.float64]:
+def _noise_half_sums(squared: NDArray[Any]) -> NDArray[np.float64]:
     """Sums of ``squared`` (rows, cols) over tiles of ``_NOISE_HALF`` rows by
     ``NOISE_BLOCK`` columns (rows and columns left over are left out), one row of tiles
     at a time: the same bits whether ``squared`` is a whole level or a strip of it whose
@@ -546,8 +546,8 @@ def noise_half_sums(squared: NDArray[Any]) -> NDArray[np.float64]:
     return out
 
 
-def block_noise(halves: NDArray[np.float64]) -> float:
-    """The noise variance from :func:`noise_half_sums` of a whole level: the
+def _block_noise(halves: NDArray[np.float64]) -> float:
+    """The noise variance from :func:`_noise_half_sums` of a whole level: the
     ``NOISE_QUANTILE`` of its ``NOISE_BLOCK``-square blocks' means (0 if it has none)."""
     pairs = halves[: len(halves) // 2 * 2]
     means = (pairs[0::2] + pairs[1::2]) / float(NOISE_BLOCK * NOISE_BLOCK)
@@ -968,13 +968,13 @@ class PyramidAccumulator:
         """``tau`` of level ``k`` from the first frame: ``floor`` times the ``quantile`` of
         its energy; with ``noise`` (z, issue 16) at least the measured noise energy
         times z**2: the noise's variance on the finest level from its flattest blocks
-        (:func:`block_noise`), carried to level ``k`` by the gain of white noise
+        (:func:`_block_noise`), carried to level ``k`` by the gain of white noise
         through the pyramid."""
         tau = _floored_tau(_quantile(energy, self.quantile) * self.floor, float(energy.max()))
         if self.noise is None:
             return tau
         if k == 0:
-            self.sigma2 = block_noise(noise_half_sums(squared))
+            self.sigma2 = _block_noise(_noise_half_sums(squared))
         gain = _white_gains(squared.shape[-2:], self.levels)[k]
         return max(tau, self.noise**2 * self.sigma2 * gain)
 
@@ -1204,7 +1204,7 @@ class PyramidAccumulator:
                 for a in range(0, energy.shape[0], step):
                     b = min(energy.shape[0], a + step)
                     scratch[a:b] = self._squared(band[..., a:b, :])
-                self.sigma2 = block_noise(noise_half_sums(scratch))
+                self.sigma2 = _block_noise(_noise_half_sums(scratch))
             np.copyto(scratch, energy)
             quantile = _quantile(scratch, self.quantile, in_place=True)
             peak = float(energy.max())
@@ -1310,7 +1310,7 @@ class PyramidAccumulator:
                 count = _StreamedQuantile.second if second else _StreamedQuantile.first
                 count(taus[k], np.ascontiguousarray(energy))
                 if k == 0 and halves is not None and not second:
-                    halves[a // _NOISE_HALF] = noise_half_sums(self._squared(band))
+                    halves[a // _NOISE_HALF] = _noise_half_sums(self._squared(band))
 
             return capture
 
@@ -1348,7 +1348,7 @@ class PyramidAccumulator:
                     counter.between()
                 strips(None, counting(True))
         if halves:
-            self.sigma2 = block_noise(np.concatenate([halves[g] for g in sorted(halves)]))
+            self.sigma2 = _block_noise(np.concatenate([halves[g] for g in sorted(halves)]))
         if first:
             for k in sorted(taus):
                 level = (sizes[0][k], sizes[1][k])
