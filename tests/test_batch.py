@@ -561,6 +561,60 @@ DASK = pytest.mark.skipif(not has_distributed(), reason="needs dask.distributed"
 
 
 @pytest.mark.slow
+def test_a_cold_cache_compiles_the_first_stacks_kernels_once(tree: Path, tmp_path: Path) -> None:
+    """With numba's cache empty, `batch --jobs 2` compiles in the parent before its
+    workers fork, so each kernel is compiled and filed once: both workers compiled every
+    kernel before (each file saved twice), and two processes filing one kernel's
+    signatures at once can mix up its cache index."""
+    if B.worker_start_method() != "fork":
+        pytest.skip("the workers are forked on Linux only")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_DEBUG_CACHE": "1"}
+    command = [sys.executable, "-m", "convstack.cli", "batch", str(tree), "--quiet"]
+    done = subprocess.run(
+        [*command, "-o", str(tmp_path / "out"), "--jobs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    saved = re.findall(r"data saved to '([^']+)'", done.stdout + done.stderr)
+    assert saved  # the cache was cold: kernels were compiled and filed
+    twice = sorted({name for name in saved if saved.count(name) > 1})
+    assert not twice, twice
+    np.testing.assert_array_equal(
+        load(tmp_path / "out" / "a.png"), fuse(sorted((tree / "a").iterdir())).image
+    )
+
+
+def test_compile_ahead_asks_the_work_which_kernels(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from convstack import _preload
+    from convstack.cli._batch import CommandWork
+    from convstack.stack.io import read_header
+
+    loaded: list[dict] = []  # type: ignore[type-arg]
+    monkeypatch.setattr(_preload, "load_fuse_kernels", lambda **kw: loaded.append(kw))
+    stack = B.find_stacks(tree)[0]
+    tasks = [(stack, B.Outputs(tree / "x.png"))]
+    header = read_header(stack.frames[0])
+    monkeypatch.setattr(_preload, "cold_cache", lambda kernel: False)
+    B.compile_ahead(B.FuseWork(), tasks)
+    assert loaded == []  # a warm cache: the workers load what they call
+    monkeypatch.setattr(_preload, "cold_cache", lambda kernel: True)
+    B.compile_ahead(B.FuseWork(), tasks)
+    B.compile_ahead(B.FuseWork(align="none", method="maxabs"), tasks)
+    B.compile_ahead(CommandWork({"align": "similarity", "focus_channel": "1"}), tasks)
+    B.compile_ahead(B.FuseWork(), [])
+    B.compile_ahead(object(), tasks)  # type: ignore[arg-type]  (no kernels: nothing)
+    assert loaded == [
+        {"warp": True, "frame": header, "pyramid": True, "png": True},
+        {"warp": False, "frame": header, "pyramid": False, "png": True},
+        {"warp": True, "frame": header, "pyramid": False, "png": True},
+    ]
+
+
 @pytest.mark.parametrize(
     ("signum", "jobs", "group", "local"),
     [

@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import _writer
 from ..limits import memory_limit
+from ..stack import DEFAULT_METHOD
 from ..stack import batch as _batch
 from . import _fuse
 from ._allocator import keep_freed_memory
@@ -134,6 +135,15 @@ class CommandWork:
         path = Path(self.retouch).joinpath(*stack.name.split("/"))
         path = path.with_name(path.name + ".strokes.json")
         return str(path) if path.is_file() else None
+
+    def kernels(self, stack: _batch.Stack) -> dict[str, Any]:
+        """The kernels `convstack fuse` calls on ``stack`` (for ``compile_ahead``)."""
+        pyramid = self.options.get("method", DEFAULT_METHOD) == "pyramid"
+        return _batch.fuse_kernels(
+            stack,
+            self.options.get("align", "similarity"),
+            pyramid and not self.options.get("focus_channel"),
+        )
 
     def __call__(self, stack: _batch.Stack, outputs: _batch.Outputs, overwrite: bool) -> None:
         """Fuse ``stack`` into ``outputs`` by `convstack fuse`'s own code."""

@@ -377,6 +377,12 @@ class FuseWork:
         depth = base.with_name(base.name + ".depth.png") if self.depth_map else None
         return Outputs(base.with_name(base.name + ext), depth)
 
+    def kernels(self, stack: Stack) -> dict[str, Any]:
+        """The kernels fusing ``stack`` calls (for :func:`compile_ahead`)."""
+        from .pipeline import DEFAULT_METHOD
+
+        return fuse_kernels(stack, self.align, (self.method or DEFAULT_METHOD) == "pyramid")
+
     def __call__(self, stack: Stack, outputs: Outputs, overwrite: bool) -> None:
         """Fuse ``stack`` and write ``outputs``."""
         import numpy as np
@@ -627,6 +633,42 @@ def worker_start_method() -> str:
     return "spawn" if "spawn" in methods else "fork"
 
 
+def compile_ahead(work: Work, tasks: Sequence[Task]) -> None:
+    """On a cold cache of the compiled kernels (a fresh install), compile the first
+    stack's here, before the workers fork: they inherit them. Left to themselves, every
+    worker compiles the same kernels at once beside the others (numba compiles one at a
+    time per process), and two processes filing different signatures of one kernel at
+    the same moment can mix up its cache index. ``work`` says which kernels with a
+    ``kernels(stack)`` method (keyword arguments of
+    :func:`convstack._preload.load_fuse_kernels`); without one, or warm, nothing."""
+    kernels = getattr(work, "kernels", None)
+    if kernels is None or not tasks:
+        return
+    from .. import _k_warp, _preload
+
+    if not _preload.cold_cache(_k_warp.two_pass_columns):
+        return
+    try:
+        chosen = kernels(tasks[0][0])
+    except (OSError, ValueError):  # unreadable: that stack's own run will say so
+        return
+    _preload.load_fuse_kernels(**chosen)
+
+
+def fuse_kernels(stack: Stack, align: str, pyramid: bool) -> dict[str, Any]:
+    """:func:`convstack._preload.load_fuse_kernels`'s arguments for fusing ``stack``:
+    the warps unless ``align`` is 'none', the pyramid merge's on the luma if
+    ``pyramid``, the frames' dtype and channels from the first one's header, the PNG
+    reader's for PNG files."""
+    single = len(stack.frames) == 1  # a z-stack file: its planes' header is its own
+    return {
+        "warp": align != "none",
+        "frame": None if single else _io.read_header(stack.frames[0]),
+        "pyramid": pyramid,
+        "png": all(Path(f).suffix.lower() == ".png" for f in stack.frames),
+    }
+
+
 def preload_for_workers() -> None:
     """Before forking the workers: load what every stack needs (the pipeline and numba,
     0.5 s of imports) once here, not once in each worker. Loads no kernel and starts no
@@ -679,6 +721,7 @@ def _run_in_processes(jobs: int) -> Runner:
         method = worker_start_method()
         if method == "fork":
             preload_for_workers()
+            compile_ahead(work, tasks)
         with temporary_environment(unset_worker_environment(jobs)):
             pool = ProcessPoolExecutor(  # (a forked worker inherits the environment here)
                 max_workers=min(jobs, len(tasks)),

@@ -40,6 +40,7 @@ from .batch import (
     Runner,
     Task,
     Work,
+    compile_ahead,
     preload_for_workers,
     run_stack,
     temporary_environment,
@@ -113,7 +114,7 @@ def dask_runner(
         with contextlib.ExitStack() as stack:
             if scheduler == "local":
                 share = worker_memory_limit(workers)
-                client = _local_cluster(distributed, stack, workers, share)
+                client = _local_cluster(distributed, stack, workers, share, (work, tasks))
             else:
                 client = stack.enter_context(distributed.Client(scheduler))
             _submit_and_collect(
@@ -200,9 +201,15 @@ _forking_workers = False
 _hooked = False
 
 
-def _local_cluster(distributed: Any, stack: contextlib.ExitStack, workers: int, share: int) -> Any:
-    """Start a ``distributed.LocalCluster`` of ``workers`` processes for the batch (closed
-    with ``stack``) and return its client.
+def _local_cluster(
+    distributed: Any,
+    stack: contextlib.ExitStack,
+    workers: int,
+    share: int,
+    batch: tuple[Work, Sequence[Task]],
+) -> Any:
+    """Start a ``distributed.LocalCluster`` of ``workers`` processes for the ``batch``
+    (its work and tasks; closed with ``stack``) and return its client.
 
     As for ``--jobs``: on Linux, while no other thread runs, the workers are forked from
     this process with the pipeline and numba loaded (spawned, each imports distributed,
@@ -220,6 +227,7 @@ def _local_cluster(distributed: Any, stack: contextlib.ExitStack, workers: int, 
     method = worker_start_method()
     if method == "fork":
         preload_for_workers()
+        compile_ahead(*batch)  # a cold cache: the first stack's kernels, once, here
         _hook_fork()
     settings = {
         "distributed.worker.profile.enabled": False,
