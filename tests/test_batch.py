@@ -588,7 +588,7 @@ def test_a_cold_cache_compiles_the_first_stacks_kernels_once(tree: Path, tmp_pat
 
 
 def test_compile_ahead_asks_the_work_which_kernels(
-    tree: Path, monkeypatch: pytest.MonkeyPatch
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from convstack import _preload
     from convstack.cli._batch import CommandWork
@@ -613,6 +613,15 @@ def test_compile_ahead_asks_the_work_which_kernels(
         {"warp": False, "frame": header, "pyramid": False, "png": True},
         {"warp": True, "frame": header, "pyramid": False, "png": True},
     ]
+    # every different set once: the tree's colour 8-bit stacks, then a grey 16-bit one
+    grey = tmp_path / "grey"
+    grey.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((40, 50), 1000 * i, np.uint16)).save(grey / f"g{i}.png")
+    loaded.clear()
+    stacks = [*B.find_stacks(tree), *B.find_stacks(grey)]
+    B.compile_ahead(B.FuseWork(), [(s, B.Outputs(tmp_path / "x.png")) for s in stacks])
+    assert [kw["frame"] for kw in loaded] == [header, ((40, 50), np.dtype(np.uint16))]
 
 
 @pytest.mark.parametrize(

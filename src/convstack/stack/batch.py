@@ -636,13 +636,14 @@ def worker_start_method() -> str:
 
 
 def compile_ahead(work: Work, tasks: Sequence[Task]) -> None:
-    """On a cold cache of the compiled kernels (a fresh install), compile the first
-    stack's here, before the workers fork: they inherit them. Left to themselves, every
-    worker compiles the same kernels at once beside the others (numba compiles one at a
-    time per process), and two processes filing different signatures of one kernel at
-    the same moment can mix up its cache index. ``work`` says which kernels with a
+    """On a cold cache of the compiled kernels (a fresh install), compile the stacks'
+    here, before the workers fork: they inherit them. Left to themselves, every worker
+    compiles the same kernels at once beside the others (numba compiles one at a time
+    per process), and two processes filing different signatures of one kernel at the
+    same moment can mix up its cache index. ``work`` says which kernels with a
     ``kernels(stack)`` method (keyword arguments of
-    :func:`convstack._preload.load_fuse_kernels`); without one, or warm, nothing."""
+    :func:`convstack._preload.load_fuse_kernels`); each different set (frames' dtype and
+    colour, options) is compiled once. Without such a method, or warm, nothing."""
     kernels = getattr(work, "kernels", None)
     if kernels is None or not tasks:
         return
@@ -650,11 +651,19 @@ def compile_ahead(work: Work, tasks: Sequence[Task]) -> None:
 
     if not _preload.cold_cache(_k_warp.two_pass_columns):
         return
-    try:
-        chosen = kernels(tasks[0][0])
-    except (OSError, ValueError):  # unreadable: that stack's own run will say so
-        return
-    _preload.load_fuse_kernels(**chosen)
+    seen = set()
+    for stack, _ in tasks:
+        try:
+            chosen = kernels(stack)
+        except (OSError, ValueError):  # unreadable: that stack's own run will say so
+            continue
+        frame = chosen["frame"]
+        colour = frame is not None and len(frame[0]) == 3 and frame[0][2] >= 3
+        dtype = None if frame is None else frame[1].str
+        key = (chosen["warp"], chosen["pyramid"], chosen["png"], colour, dtype)
+        if key not in seen:
+            seen.add(key)
+            _preload.load_fuse_kernels(**chosen)
 
 
 def fuse_kernels(stack: Stack, align: str, pyramid: bool) -> dict[str, Any]:
