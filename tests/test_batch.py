@@ -565,7 +565,7 @@ def test_a_cold_cache_compiles_the_first_stacks_kernels_once(tree: Path, tmp_pat
     """With numba's cache empty, `batch --jobs 2` compiles in the parent before its
     workers fork, so each kernel is compiled and filed once: both workers compiled every
     kernel before (each file saved twice), and two processes filing one kernel's
-    signatures at once can mix up its cache index."""
+    signatures at once can mix up its cache index. (Warm, the parent loads them.)"""
     if sys.platform != "linux":  # (the command's own process: no other thread runs)
         pytest.skip("the workers are forked on Linux only")
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_DEBUG_CACHE": "1"}
@@ -587,7 +587,7 @@ def test_a_cold_cache_compiles_the_first_stacks_kernels_once(tree: Path, tmp_pat
     )
 
 
-def test_compile_ahead_asks_the_work_which_kernels(
+def test_load_ahead_asks_the_work_which_kernels(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from convstack import _preload
@@ -599,19 +599,17 @@ def test_compile_ahead_asks_the_work_which_kernels(
     stack = B.find_stacks(tree)[0]
     tasks = [(stack, B.Outputs(tree / "x.png"))]
     header = read_header(stack.frames[0])
-    monkeypatch.setattr(_preload, "cold_cache", lambda kernel: False)
-    B.compile_ahead(B.FuseWork(), tasks)
-    assert loaded == []  # a warm cache: the workers load what they call
-    monkeypatch.setattr(_preload, "cold_cache", lambda kernel: True)
-    B.compile_ahead(B.FuseWork(), tasks)
-    B.compile_ahead(B.FuseWork(align="none", method="maxabs"), tasks)
-    B.compile_ahead(CommandWork({"align": "similarity", "focus_channel": "1"}), tasks)
-    B.compile_ahead(B.FuseWork(), [])
-    B.compile_ahead(object(), tasks)  # type: ignore[arg-type]  (no kernels: nothing)
+    B.load_ahead(B.FuseWork(), tasks)
+    B.load_ahead(B.FuseWork(align="none", method="maxabs"), tasks)
+    B.load_ahead(CommandWork({"align": "similarity", "focus_channel": "1"}), tasks)
+    B.load_ahead(B.FuseWork(), [])
+    B.load_ahead(B.FuseWork(), [(B.Stack("empty", ()), B.Outputs(tree / "x.png"))])
+    B.load_ahead(object(), tasks)  # type: ignore[arg-type]  (no kernels: nothing)
     assert loaded == [
         {"warp": True, "frame": header, "pyramid": True, "png": True},
         {"warp": False, "frame": header, "pyramid": False, "png": True},
         {"warp": True, "frame": header, "pyramid": False, "png": True},
+        {"warp": True, "frame": None, "pyramid": True, "png": True},  # (no frame to read)
     ]
     # every different set once: the tree's colour 8-bit stacks, then a grey 16-bit one
     grey = tmp_path / "grey"
@@ -620,7 +618,7 @@ def test_compile_ahead_asks_the_work_which_kernels(
         Image.fromarray(np.full((40, 50), 1000 * i, np.uint16)).save(grey / f"g{i}.png")
     loaded.clear()
     stacks = [*B.find_stacks(tree), *B.find_stacks(grey)]
-    B.compile_ahead(B.FuseWork(), [(s, B.Outputs(tmp_path / "x.png")) for s in stacks])
+    B.load_ahead(B.FuseWork(), [(s, B.Outputs(tmp_path / "x.png")) for s in stacks])
     assert [kw["frame"] for kw in loaded] == [header, ((40, 50), np.dtype(np.uint16))]
 
 

@@ -137,12 +137,12 @@ class CommandWork:
         return str(path) if path.is_file() else None
 
     def kernels(self, stack: _batch.Stack) -> dict[str, Any]:
-        """The kernels `convstack fuse` calls on ``stack`` (for ``compile_ahead``)."""
+        """The kernels `convstack fuse` calls on ``stack`` (for ``load_ahead``)."""
         pyramid = self.options.get("method", DEFAULT_METHOD) == "pyramid"
         return _batch.fuse_kernels(
             stack,
             self.options.get("align", "similarity"),
-            pyramid and not self.options.get("focus_channel"),
+            pyramid and self.options.get("focus_channel") is None,
         )
 
     def __call__(self, stack: _batch.Stack, outputs: _batch.Outputs, overwrite: bool) -> None:

@@ -56,7 +56,7 @@ __all__ = [
     "Stack",
     "Work",
     "capture_time",
-    "compile_ahead",
+    "load_ahead",
     "find_stacks",
     "fuse_kernels",
     "parse_group",
@@ -380,7 +380,7 @@ class FuseWork:
         return Outputs(base.with_name(base.name + ext), depth)
 
     def kernels(self, stack: Stack) -> dict[str, Any]:
-        """The kernels fusing ``stack`` calls (for :func:`compile_ahead`)."""
+        """The kernels fusing ``stack`` calls (for :func:`load_ahead`)."""
         from .pipeline import DEFAULT_METHOD
 
         return fuse_kernels(stack, self.align, (self.method or DEFAULT_METHOD) == "pyramid")
@@ -635,22 +635,20 @@ def worker_start_method() -> str:
     return "spawn" if "spawn" in methods else "fork"
 
 
-def compile_ahead(work: Work, tasks: Sequence[Task]) -> None:
-    """On a cold cache of the compiled kernels (a fresh install), compile the stacks'
-    here, before the workers fork: they inherit them. Left to themselves, every worker
-    compiles the same kernels at once beside the others (numba compiles one at a time
-    per process), and two processes filing different signatures of one kernel at the
-    same moment can mix up its cache index. ``work`` says which kernels with a
+def load_ahead(work: Work, tasks: Sequence[Task]) -> None:
+    """Load the kernels the stacks call here, before the workers fork: they inherit them.
+    On a cold cache (a fresh install) left to themselves every worker compiled the same
+    kernels at once beside the others (numba compiles one at a time per process), and two
+    processes filing different signatures of one kernel at the same moment can mix up
+    its cache index; warm, each worker loaded them on its own. ``work`` says which with a
     ``kernels(stack)`` method (keyword arguments of
-    :func:`convstack._preload.load_fuse_kernels`); each different set (frames' dtype and
-    colour, options) is compiled once. Without such a method, or warm, nothing."""
+    :func:`convstack._preload.load_fuse_kernels`); each different set (frames' dtype,
+    grey or colour, options) is loaded once. Without such a method, nothing."""
     kernels = getattr(work, "kernels", None)
     if kernels is None or not tasks:
         return
-    from .. import _k_warp, _preload
+    from .. import _preload
 
-    if not _preload.cold_cache(_k_warp.two_pass_columns):
-        return
     seen = set()
     for stack, _ in tasks:
         try:
@@ -671,7 +669,7 @@ def fuse_kernels(stack: Stack, align: str, pyramid: bool) -> dict[str, Any]:
     the warps unless ``align`` is 'none', the pyramid merge's on the luma if
     ``pyramid``, the frames' dtype and channels from the first one's header, the PNG
     reader's for PNG files."""
-    single = len(stack.frames) == 1  # a z-stack file: its planes' header is its own
+    single = len(stack.frames) <= 1  # a z-stack file: its planes' header is its own
     return {
         "warp": align != "none",
         "frame": None if single else _io.read_header(stack.frames[0]),
@@ -732,7 +730,7 @@ def _run_in_processes(jobs: int) -> Runner:
         method = worker_start_method()
         if method == "fork":
             preload_for_workers()
-            compile_ahead(work, tasks)
+            load_ahead(work, tasks)
         with temporary_environment(unset_worker_environment(jobs)):
             pool = ProcessPoolExecutor(  # (a forked worker inherits the environment here)
                 max_workers=min(jobs, len(tasks)),

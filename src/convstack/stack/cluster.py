@@ -40,7 +40,7 @@ from .batch import (
     Runner,
     Task,
     Work,
-    compile_ahead,
+    load_ahead,
     preload_for_workers,
     run_stack,
     temporary_environment,
@@ -227,7 +227,7 @@ def _local_cluster(
     method = worker_start_method()
     if method == "fork":
         preload_for_workers()
-        compile_ahead(*batch)  # a cold cache: the first stack's kernels, once, here
+        load_ahead(*batch)  # the stacks' kernels, once, here: the workers inherit them
         _hook_fork()
     settings = {
         "distributed.worker.profile.enabled": False,

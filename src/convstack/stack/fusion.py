@@ -495,9 +495,6 @@ def _power_in_place(values: F32, power: float) -> None:
             np.multiply(square, square, out=square)
 
 
-#: sigma of Gaussian noise / its median absolute value.
-_MAD_TO_SIGMA = 1.4826
-
 #: The noise floor's variance (issue 16): the ``NOISE_QUANTILE`` of the means of the
 #: finest level's squared luma coefficients over ``NOISE_BLOCK``-square blocks, the
 #: flattest tenth of the first frame, which holds noise only. The MAD of the whole
