@@ -606,10 +606,11 @@ def test_load_ahead_asks_the_work_which_kernels(
     B.load_ahead(B.FuseWork(), [(B.Stack("empty", ()), B.Outputs(tree / "x.png"))])
     B.load_ahead(object(), tasks)  # type: ignore[arg-type]  (no kernels: nothing)
     assert loaded == [
-        {"warp": True, "frame": header, "pyramid": True, "png": True},
-        {"warp": False, "frame": header, "pyramid": False, "png": True},
-        {"warp": True, "frame": header, "pyramid": False, "png": True},
-        {"warp": True, "frame": None, "pyramid": True, "png": True},  # (no frame to read)
+        {"warp": True, "frame": header, "pyramid": True, "classic": False, "png": True},
+        {"warp": False, "frame": header, "pyramid": True, "classic": True, "png": True},
+        {"warp": True, "frame": header, "pyramid": False, "classic": False, "png": True},
+        # (no frame to read: the defaults)
+        {"warp": True, "frame": None, "pyramid": True, "classic": False, "png": True},
     ]
     # every different set once: the tree's colour 8-bit stacks, then a grey 16-bit one
     grey = tmp_path / "grey"

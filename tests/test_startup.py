@@ -233,6 +233,35 @@ def test_load_fuse_kernels_loads_only_signatures_fuse_calls(
     assert set(loaded) <= set(fused)
 
 
+@pytest.mark.parametrize("method", ["pyramid", "maxabs"])
+def test_the_pyramid_kernels_loaded_are_those_its_method_calls(tmp_path: Path, method: str) -> None:
+    """The merge's kernels loaded before the fork (``pyramid``; the classic rule's for
+    'maxabs') are all called by a fuse with that method: none compiles for nothing on
+    a cold cache (the soft merge's for 'maxabs' did not, before ``classic``)."""
+    folder = write_stack(tmp_path / "in")
+    fused = run_python(
+        SIGNATURES
+        + f"""
+    import os
+    os.environ["CONVSTACK_FORK"] = "0"
+    from pathlib import Path
+    from convstack.stack import fuse
+    fuse(sorted(Path({str(folder)!r}).glob("*.png")), align="none", method={method!r})
+    print("\\n".join(sorted(signatures())))
+    """
+    ).splitlines()
+    loaded = run_python(
+        SIGNATURES
+        + f"""
+    from convstack import _preload
+    _preload.load_fuse_kernels(warp=False, pyramid=True, classic={method == "maxabs"})
+    print("\\n".join(sorted(signatures())))
+    """
+    ).splitlines()
+    assert set(loaded) <= set(fused), set(loaded) - set(fused)
+    assert any(s.startswith("luma_squared_rows") for s in loaded)
+
+
 def test_in_background_runs_in_a_thread_and_raises_its_error_in_the_caller() -> None:
     import threading
 

@@ -172,6 +172,7 @@ def load_fuse_kernels(
     warp: bool = True,
     frame: tuple[tuple[int, ...], np.dtype[Any]] | None = None,
     pyramid: bool = False,
+    classic: bool = False,
     png: bool = False,
 ) -> None:
     """Start the compiler and load the kernels that a forked :func:`convstack.stack.fuse`
@@ -193,6 +194,9 @@ def load_fuse_kernels(
         dtype; with ``pyramid``, grey frames skip the colour kernels.
     pyramid : bool, optional
         Also the pyramid merge's kernels (``method='pyramid'`` on the luma).
+    classic : bool, optional
+        With ``pyramid``: those of the classic rule instead (``method='maxabs'``: no
+        soft weights, no envelope check).
     png : bool, optional
         Also the PNG reader's (frames that are PNG files).
 
@@ -211,7 +215,7 @@ def load_fuse_kernels(
 
             read_image(io.BytesIO(_tiny_png()))
         if pyramid:
-            _load_pyramid_kernels(frame)
+            _load_pyramid_kernels(frame, classic)
     finally:
         if aside is not None:
             aside()
@@ -219,13 +223,19 @@ def load_fuse_kernels(
         load_warp_kernels(frame)  # (on a cold cache, from what the other process filled)
 
 
-def _load_pyramid_kernels(frame: tuple[tuple[int, ...], np.dtype[Any]] | None) -> None:
-    """The pyramid merge's kernels of :func:`load_fuse_kernels` (``pyramid``)."""
+def _load_pyramid_kernels(
+    frame: tuple[tuple[int, ...], np.dtype[Any]] | None, classic: bool = False
+) -> None:
+    """The pyramid merge's kernels of :func:`load_fuse_kernels` (``pyramid``; the classic
+    rule's with ``classic``)."""
     from .stack.fusion import pyramid_merge
 
     colour = frame is None or (len(frame[0]) == 3 and frame[0][2] >= 3)
     tiny = np.zeros((16, 16, 3) if colour else (16, 16), dtype=np.float32)
-    pyramid_merge([tiny, tiny], levels=2)
+    if classic:
+        pyramid_merge([tiny, tiny], levels=2, soft_levels=0, envelope=False)
+    else:
+        pyramid_merge([tiny, tiny], levels=2)
 
 
 def warps_aside(module: str, function: str, *args: str) -> Callable[[], Any] | None:

@@ -138,11 +138,11 @@ class CommandWork:
 
     def kernels(self, stack: _batch.Stack) -> dict[str, Any]:
         """The kernels `convstack fuse` calls on ``stack`` (for ``load_ahead``)."""
-        pyramid = self.options.get("method", DEFAULT_METHOD) == "pyramid"
         return _batch.fuse_kernels(
             stack,
             self.options.get("align", "similarity"),
-            pyramid and self.options.get("focus_channel") is None,
+            self.options.get("method", DEFAULT_METHOD),
+            self.options.get("focus_channel"),
         )
 
     def __call__(self, stack: _batch.Stack, outputs: _batch.Outputs, overwrite: bool) -> None:

@@ -362,7 +362,8 @@ def _fuse_kernels(
     return {
         "warp": args.align != "none",
         "frame": header,
-        "pyramid": args.method == "pyramid" and science.focus_channel is None,
+        "pyramid": args.method in ("pyramid", "maxabs") and science.focus_channel is None,
+        "classic": args.method == "maxabs",
         "png": paths and all(Path(f).suffix.lower() == ".png" for f in frames),
     }
 

@@ -383,7 +383,7 @@ class FuseWork:
         """The kernels fusing ``stack`` calls (for :func:`load_ahead`)."""
         from .pipeline import DEFAULT_METHOD
 
-        return fuse_kernels(stack, self.align, (self.method or DEFAULT_METHOD) == "pyramid")
+        return fuse_kernels(stack, self.align, self.method or DEFAULT_METHOD)
 
     def __call__(self, stack: Stack, outputs: Outputs, overwrite: bool) -> None:
         """Fuse ``stack`` and write ``outputs``."""
@@ -658,22 +658,25 @@ def load_ahead(work: Work, tasks: Sequence[Task]) -> None:
         frame = chosen["frame"]
         colour = frame is not None and len(frame[0]) == 3 and frame[0][2] >= 3
         dtype = None if frame is None else frame[1].str
-        key = (chosen["warp"], chosen["pyramid"], chosen["png"], colour, dtype)
+        key = (chosen["warp"], chosen["pyramid"], chosen["classic"], chosen["png"], colour, dtype)
         if key not in seen:
             seen.add(key)
             _preload.load_fuse_kernels(**chosen)
 
 
-def fuse_kernels(stack: Stack, align: str, pyramid: bool) -> dict[str, Any]:
+def fuse_kernels(
+    stack: Stack, align: str, method: str, focus_channel: Any = None
+) -> dict[str, Any]:
     """:func:`convstack._preload.load_fuse_kernels`'s arguments for fusing ``stack``:
-    the warps unless ``align`` is 'none', the pyramid merge's on the luma if
-    ``pyramid``, the frames' dtype and channels from the first one's header, the PNG
-    reader's for PNG files."""
+    the warps unless ``align`` is 'none', the pyramid merge's on the luma for
+    ``method`` 'pyramid' or 'maxabs' (the classic rule's), the frames' dtype and
+    channels from the first one's header, the PNG reader's for PNG files."""
     single = len(stack.frames) <= 1  # a z-stack file: its planes' header is its own
     return {
         "warp": align != "none",
         "frame": None if single else _io.read_header(stack.frames[0]),
-        "pyramid": pyramid,
+        "pyramid": method in ("pyramid", "maxabs") and focus_channel is None,
+        "classic": method == "maxabs",
         "png": all(Path(f).suffix.lower() == ".png" for f in stack.frames),
     }
 
