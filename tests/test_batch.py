@@ -544,6 +544,11 @@ def test_parallel_runners_get_the_biggest_stacks_first(tmp_path: Path) -> None:
     assert [r.stack for r in records] == ["a", "b", "c", "d"]  # the report's order: the tree's
 
 
+#: Stacks of the interrupted-batch test: enough that some are left at the signal (of 6,
+#: all had ended once in a cold CI; 12 had one unexplained failure in ~35 runs here).
+STACKS = 16
+
+
 def make_slow_tree(root: Path, count: int) -> None:
     for k in range(count):
         write_frames(root / f"s{k}", k, rows=360, cols=480, count=4)
@@ -639,9 +644,9 @@ def test_interrupted_batch_leaves_no_partial_output(
 ) -> None:
     """Ctrl-C reaches the whole process group (the workers too); SIGTERM only the batch."""
     root, out = tmp_path / "root", tmp_path / "out"
-    # 12 stacks: on a cold numba cache both workers end their first stacks together,
-    # then take a fraction of a second a stack; of 6, all had ended by the signal once
-    make_slow_tree(root, 12)
+    # on a cold numba cache both workers end their first stacks together, then take a
+    # fraction of a second a stack
+    make_slow_tree(root, STACKS)
     command = [sys.executable, "-m", "convstack.cli", "batch", str(root), "-o", str(out)]
     command += ["--depth-map", "--quiet", "--jobs", str(jobs), "--method", "depthmap"]
     command += ["--scheduler", "local"] if local else []
@@ -668,13 +673,13 @@ def test_interrupted_batch_leaves_no_partial_output(
     assert done == depths  # each stack: both outputs or none
     # no stack started after the signal (those running may have finished meanwhile)
     assert finished <= len(done) <= finished + jobs
-    assert len(done) < 12
+    assert len(done) < STACKS
     assert stray_files(out) == []
     for name in done:  # and those there are whole
         assert load(out / f"{name}.png").shape == (360, 480, 3)
     # the report says which stacks ended and which did not
     report = read_report(out / B.REPORT_NAME)
-    assert sorted(report) == sorted(f"s{k}" for k in range(12))
+    assert sorted(report) == sorted(f"s{k}" for k in range(STACKS))
     assert {name for name, r in report.items() if r["status"] == "done"} == done
     others = [r for name, r in report.items() if name not in done]
     assert {r["status"] for r in others} == {"interrupted"}
