@@ -50,7 +50,7 @@ def kernels_of(paths: list[Path], align: str) -> dict[str, object]:
 
     args = argparse.Namespace(align=align, method="pyramid")
     science = argparse.Namespace(focus_channel=None)
-    return _fuse._fuse_kernels(args, list(paths), None, science)  # type: ignore[arg-type]
+    return _fuse._fuse_kernels(args, list(paths), science)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("kind", ["rgb8", "grey8", "rgb16", "jpeg"])
@@ -132,11 +132,11 @@ def test_the_command_asks_for_the_frames_dtype_and_no_png_reader_for_tiff(
 
     args = argparse.Namespace(align="none", method="weighted")
     science = argparse.Namespace(focus_channel=None)
-    other = _fuse._fuse_kernels(args, list(paths), None, science)  # type: ignore[arg-type]
+    other = _fuse._fuse_kernels(args, list(paths), science)  # type: ignore[arg-type]
     assert other["warp"] is False and other["pyramid"] is False
     focus = argparse.Namespace(focus_channel=1)
     args = argparse.Namespace(align="none", method="pyramid")
-    assert _fuse._fuse_kernels(args, list(paths), None, focus)["pyramid"] is False  # type: ignore[arg-type]
+    assert _fuse._fuse_kernels(args, list(paths), focus)["pyramid"] is False  # type: ignore[arg-type]
 
 
 def test_the_tiny_png_reads_as_pillow_reads_it() -> None:

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,7 @@ __all__ = [
     "compile_aside",
     "in_background",
     "lean_numba_start",
+    "fuse_kernels",
     "load_fuse_kernels",
     "load_warp_kernels",
     "start_compiler",
@@ -221,6 +222,33 @@ def load_fuse_kernels(
             aside()
     if warp:
         load_warp_kernels(frame)  # (on a cold cache, from what the other process filled)
+
+
+def fuse_kernels(
+    frames: Sequence[Any], *, align: str, method: str, focus_channel: Any = None
+) -> dict[str, Any]:
+    """:func:`load_fuse_kernels`'s arguments for fusing ``frames``: the warps unless
+    ``align`` is 'none', the pyramid merge's on the luma for ``method`` 'pyramid' or
+    'maxabs' (the classic rule's), the frames' dtype and channels from the first one's
+    header where they are two paths or more (a file alone is a z-stack: its planes'
+    header is not the file's), the PNG reader's for PNG files. Frames that are not
+    paths (a z-stack's planes) give neither header nor PNG reader."""
+    from pathlib import Path
+
+    paths = all(isinstance(f, (str, os.PathLike)) for f in frames)
+    if paths and len(frames) > 1:
+        from .stack.io import read_header
+
+        header = read_header(frames[0])
+    else:
+        header = None
+    return {
+        "warp": align != "none",
+        "frame": header,
+        "pyramid": method in ("pyramid", "maxabs") and focus_channel is None,
+        "classic": method == "maxabs",
+        "png": paths and all(Path(f).suffix.lower() == ".png" for f in frames),
+    }
 
 
 def _load_pyramid_kernels(

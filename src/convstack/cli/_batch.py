@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import _writer
+from .. import _preload, _writer
 from ..limits import memory_limit
 from ..stack import DEFAULT_METHOD
 from ..stack import batch as _batch
@@ -138,11 +138,11 @@ class CommandWork:
 
     def kernels(self, stack: _batch.Stack) -> dict[str, Any]:
         """The kernels `convstack fuse` calls on ``stack`` (for ``load_ahead``)."""
-        return _batch.fuse_kernels(
-            stack,
-            self.options.get("align", "similarity"),
-            self.options.get("method", DEFAULT_METHOD),
-            self.options.get("focus_channel"),
+        return _preload.fuse_kernels(
+            stack.frames,
+            align=self.options.get("align", "similarity"),
+            method=self.options.get("method", DEFAULT_METHOD),
+            focus_channel=self.options.get("focus_channel"),
         )
 
     def __call__(self, stack: _batch.Stack, outputs: _batch.Outputs, overwrite: bool) -> None:

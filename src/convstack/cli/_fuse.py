@@ -284,7 +284,7 @@ def run(args: argparse.Namespace) -> int:
     # the reader child that fuse forks inherits them; meanwhile the frames decode
     ahead = _read_ahead(args, frames, zstack)
     try:
-        kernels = _fuse_kernels(args, frames, zstack, science)
+        kernels = _fuse_kernels(args, frames, science)
         # the PNG reader's kernel only for frames still to decode
         kernels["png"] = kernels["png"] and (ahead is None or not ahead.complete())
         _preload.load_fuse_kernels(**kernels)
@@ -351,21 +351,13 @@ def _read_ahead(args: argparse.Namespace, frames: list[Any], zstack: Any) -> Any
     return _io.ReadAhead(order, min(READ_AHEAD_BYTES, limit // 16))
 
 
-def _fuse_kernels(
-    args: argparse.Namespace, frames: list[Any], zstack: Any, science: _Science
-) -> dict[str, Any]:
+def _fuse_kernels(args: argparse.Namespace, frames: list[Any], science: _Science) -> dict[str, Any]:
     """What :func:`convstack._preload.load_fuse_kernels` loads for this fuse: the
-    kernels it will call, with the frames' dtype and channels (from the first frame's
-    header), the pyramid merge's on the luma, the PNG reader's for PNG files."""
-    paths = zstack is None and all(isinstance(f, (str, Path)) for f in frames)
-    header = _io.read_header(frames[0]) if paths else None
-    return {
-        "warp": args.align != "none",
-        "frame": header,
-        "pyramid": args.method in ("pyramid", "maxabs") and science.focus_channel is None,
-        "classic": args.method == "maxabs",
-        "png": paths and all(Path(f).suffix.lower() == ".png" for f in frames),
-    }
+    kernels it will call (:func:`convstack._preload.fuse_kernels`; a z-stack's planes
+    are no paths: no header, no PNG reader)."""
+    return _preload.fuse_kernels(
+        frames, align=args.align, method=args.method, focus_channel=science.focus_channel
+    )
 
 
 def _add_scientific_options(parser: argparse.ArgumentParser) -> None:

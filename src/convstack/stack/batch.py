@@ -57,7 +57,6 @@ __all__ = [
     "Work",
     "capture_time",
     "find_stacks",
-    "fuse_kernels",
     "load_ahead",
     "parse_group",
     "preload_for_workers",
@@ -381,9 +380,11 @@ class FuseWork:
 
     def kernels(self, stack: Stack) -> dict[str, Any]:
         """The kernels fusing ``stack`` calls (for :func:`load_ahead`)."""
+        from .._preload import fuse_kernels
         from .pipeline import DEFAULT_METHOD
 
-        return fuse_kernels(stack, self.align, self.method or DEFAULT_METHOD)
+        method = self.method or DEFAULT_METHOD
+        return fuse_kernels(stack.frames, align=self.align, method=method)
 
     def __call__(self, stack: Stack, outputs: Outputs, overwrite: bool) -> None:
         """Fuse ``stack`` and write ``outputs``."""
@@ -655,30 +656,12 @@ def load_ahead(work: Work, tasks: Sequence[Task]) -> None:
             chosen = kernels(stack)
         except (OSError, ValueError):  # unreadable: that stack's own run will say so
             continue
-        frame = chosen["frame"]
-        colour = frame is not None and len(frame[0]) == 3 and frame[0][2] >= 3
-        dtype = None if frame is None else frame[1].str
-        key = (chosen["warp"], chosen["pyramid"], chosen["classic"], chosen["png"], colour, dtype)
+        frame = chosen["frame"]  # (shape, dtype): the kernels follow channels and dtype
+        kind = None if frame is None else (frame[0][2:], frame[1].str)
+        key = (chosen["warp"], chosen["pyramid"], chosen["classic"], chosen["png"], kind)
         if key not in seen:
             seen.add(key)
             _preload.load_fuse_kernels(**chosen)
-
-
-def fuse_kernels(
-    stack: Stack, align: str, method: str, focus_channel: Any = None
-) -> dict[str, Any]:
-    """:func:`convstack._preload.load_fuse_kernels`'s arguments for fusing ``stack``:
-    the warps unless ``align`` is 'none', the pyramid merge's on the luma for
-    ``method`` 'pyramid' or 'maxabs' (the classic rule's), the frames' dtype and
-    channels from the first one's header, the PNG reader's for PNG files."""
-    single = len(stack.frames) <= 1  # a z-stack file: its planes' header is its own
-    return {
-        "warp": align != "none",
-        "frame": None if single else _io.read_header(stack.frames[0]),
-        "pyramid": method in ("pyramid", "maxabs") and focus_channel is None,
-        "classic": method == "maxabs",
-        "png": all(Path(f).suffix.lower() == ".png" for f in stack.frames),
-    }
 
 
 def preload_for_workers() -> None:
