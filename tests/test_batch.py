@@ -357,19 +357,27 @@ def test_retouch_folder_replays_each_stacks_strokes(
     )
 
 
+def batch_process(
+    root: Path, out: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`convstack batch ROOT -o OUT --jobs 2 --quiet` run in a process of its own."""
+    command = [sys.executable, "-m", "convstack.cli", "batch", str(root), "--quiet"]
+    return subprocess.run(
+        [*command, "-o", str(out), "--jobs", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+
+
 def test_jobs_give_the_same_bits(
     tree: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """In a child process: the workers' start method (spawn) leaves multiprocessing's
     resource tracker running as a child of the process that used it."""
     assert batch([str(tree), "-o", str(tmp_path / "one")], capsys)[0] == 0
-    command = [sys.executable, "-m", "convstack.cli", "batch", str(tree), "--quiet"]
-    done = subprocess.run(
-        [*command, "-o", str(tmp_path / "two"), "--jobs", "2"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = batch_process(tree, tmp_path / "two")
     assert done.returncode == 0, done.stderr
     for name in ("a.png", "b/c.png", "b/d9.png", "b/d10.png"):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
@@ -574,14 +582,7 @@ def test_a_cold_cache_compiles_the_first_stacks_kernels_once(tree: Path, tmp_pat
     if sys.platform != "linux":  # (the command's own process: no other thread runs)
         pytest.skip("the workers are forked on Linux only")
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_DEBUG_CACHE": "1"}
-    command = [sys.executable, "-m", "convstack.cli", "batch", str(tree), "--quiet"]
-    done = subprocess.run(
-        [*command, "-o", str(tmp_path / "out"), "--jobs", "2"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    done = batch_process(tree, tmp_path / "out", env)
     assert done.returncode == 0, done.stderr
     saved = re.findall(r"data saved to '([^']+)'", done.stdout + done.stderr)
     assert saved  # the cache was cold: kernels were compiled and filed

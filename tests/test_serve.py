@@ -73,6 +73,19 @@ def run(
     )  # fmt: skip
 
 
+def long_command(server: Server, tmp_path: Path) -> subprocess.Popen[str]:
+    """A demo big enough (12 frames of 1600 x 2000) to be stopped midway, handed to
+    ``server`` from ``tmp_path``."""
+    return subprocess.Popen(
+        [*PROGRAM, "demo", "--out", "d", "--size", "1600", "2000", "--frames", "12"],
+        cwd=tmp_path,
+        env={**os.environ, "CONVSTACK_SERVER_SOCKET": str(server.socket)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_a_fuse_runs_in_the_server_as_it_runs_here(server: Server, tmp_path: Path) -> None:
     """Relative paths from the caller's folder, the same bytes as a fuse run here, and
     the server ran it (fails if the program ran every command itself)."""
@@ -119,14 +132,7 @@ def test_a_socket_in_a_folder_others_may_write_is_not_used(server: Server, tmp_p
 def test_termination_reaches_the_command_in_the_server(server: Server, tmp_path: Path) -> None:
     """SIGTERM to the caller ends the command in the server as it ends one run here
     (exit status 128 + 15, its message); the server stays up."""
-    caller = subprocess.Popen(
-        [*PROGRAM, "demo", "--out", "d", "--size", "1600", "2000", "--frames", "12"],
-        cwd=tmp_path,
-        env={**os.environ, "CONVSTACK_SERVER_SOCKET": str(server.socket)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    caller = long_command(server, tmp_path)
     deadline = time.monotonic() + 60
     while not server.served():
         assert time.monotonic() < deadline
@@ -251,14 +257,7 @@ def test_a_served_process_killed_outright_is_reported_by_the_caller(
 ) -> None:
     """SIGKILL to the command's process in the server (no status sent): the caller
     says so and exits 1, and the server goes on."""
-    caller = subprocess.Popen(
-        [*PROGRAM, "demo", "--out", "d", "--size", "1600", "2000", "--frames", "12"],
-        cwd=tmp_path,
-        env={**os.environ, "CONVSTACK_SERVER_SOCKET": str(server.socket)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    caller = long_command(server, tmp_path)
     deadline = time.monotonic() + 60
     while "(process" not in server.log.read_text():
         assert time.monotonic() < deadline
