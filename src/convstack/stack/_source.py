@@ -204,8 +204,12 @@ class FrameSource:
                 "all frames must have the same size, channels and bit depth."
             )
         if self.scale != 1.0:  # (float frames only: integers keep the scale 1)
-            array = array / array.dtype.type(self.scale)
-            extremes = _extremes(array, name)  # (finite still: divided by >= 1)
+            scale = array.dtype.type(self.scale)
+            array = array / scale
+            # rounding is monotonic: the scaled extremes are the extremes scaled, bit for
+            # bit, with no second pass over the frame
+            low, high = (float(array.dtype.type(x) / scale) for x in extremes)
+            extremes = (low, high)
         if self.ranges is not None:
             self.ranges[index] = extremes
         return array
