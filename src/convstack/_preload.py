@@ -46,9 +46,9 @@ import numpy as np
 __all__ = [
     "cold_cache",
     "compile_aside",
+    "fuse_kernels",
     "in_background",
     "lean_numba_start",
-    "fuse_kernels",
     "load_fuse_kernels",
     "load_warp_kernels",
     "start_compiler",
